@@ -1,0 +1,109 @@
+# imgforge — see README.md.  make | make check | make check-unit | make install | make lint
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0)
+
+PKGS := libcurl jansson yaml-0.1 libarchive libcrypto
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I. $(PKG_CFLAGS) -DIMGF_VERSION='"$(VERSION)"' \
+	-Wall -Wextra -include src/banned.h $(CFLAGS)
+ALL_LDFLAGS := $(LDFLAGS)
+LIBS := $(PKG_LIBS) -lpthread
+
+ifeq ($(DEVELOPER),1)
+ALL_CFLAGS += -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+	-Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
+endif
+ifneq ($(SANITIZE),)
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+ALL_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+# Sources: the core library (everything in src/ but main.c), builders, provisioners and the
+# provisioners' data files, embedded into the binary so an installed imgforge is one file.
+CORE_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
+BUILDER_SRCS := $(wildcard builders/*.c)
+PROV_SRCS := $(wildcard provisioners/*.c)
+DATA_FILES := $(sort $(shell find provisioners -mindepth 2 -type f 2>/dev/null))
+GEN_DATA := build/data.c
+
+OBJS_CORE := $(patsubst %.c,build/%.o,$(CORE_SRCS))
+OBJS_PLUG := $(patsubst %.c,build/%.o,$(BUILDER_SRCS) $(PROV_SRCS)) build/data.o
+LIBIMGF := build/libimgforge.a
+
+UNIT_SRCS := $(wildcard tests/unit/test-*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRCS))
+
+.PHONY: all check check-unit check-integration install uninstall clean lint format deps fuzz bench
+
+all: imgforge
+
+imgforge: build/src/main.o $(OBJS_PLUG) $(LIBIMGF)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(LIBS)
+
+$(LIBIMGF): $(OBJS_CORE)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(GEN_DATA): $(DATA_FILES) hack/embed.sh
+	@mkdir -p build
+	sh hack/embed.sh $(DATA_FILES) > $@.tmp && mv $@.tmp $@
+
+build/data.o: $(GEN_DATA)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/tests/%: tests/unit/%.c tests/unit/test.h $(LIBIMGF) $(OBJS_PLUG)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
+
+check-unit: $(UNIT_BINS)
+	@sh tests/lib/run-unit.sh $(UNIT_BINS)
+
+check-integration: imgforge
+	@bash tests/lib/run-integration.sh
+
+# Everything: unit tests, then integration tests; one closing "N passed, N failed" line.
+check: imgforge $(UNIT_BINS)
+	@bash tests/lib/run-all.sh $(UNIT_BINS)
+
+install: imgforge
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/imgforge
+	install -m 0755 imgforge $(DESTDIR)$(PREFIX)/bin/imgforge
+	cp -R config images $(DESTDIR)$(PREFIX)/share/imgforge/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/imgforge
+	rm -rf $(DESTDIR)$(PREFIX)/share/imgforge
+
+deps:
+	bash hack/install-deps.sh
+
+FORMAT_SRCS = $(wildcard src/*.c src/*.h builders/*.c builders/*.h provisioners/*.c \
+	provisioners/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c)
+lint:
+	clang-format --dry-run --Werror $(FORMAT_SRCS)
+	sh -n hack/*.sh tests/lib/*.sh tests/integration/*.sh bench/*.sh
+format:
+	clang-format -i $(FORMAT_SRCS)
+
+FUZZ_SRCS := $(wildcard fuzz/fuzz-*.c)
+fuzz: $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+build/fuzz/%: fuzz/%.c $(CORE_SRCS)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -DIMGF_VERSION='"fuzz"' -g -O1 \
+		-fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_SRCS) $(LIBS)
+
+bench: imgforge
+	bash bench/kind-node.sh
+
+clean:
+	rm -rf build imgforge

@@ -1,0 +1,319 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "util.h"
+
+volatile int imgf_interrupted;
+
+static void die_oom(void)
+{
+	fputs("imgforge: out of memory\n", stderr);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		die_oom();
+	return p;
+}
+
+void *xcalloc(size_t nmemb, size_t size)
+{
+	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+	if (!p)
+		die_oom();
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		die_oom();
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		die_oom();
+	return p;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+	if (!p)
+		die_oom();
+	return p;
+}
+
+char *xvasprintf(const char *fmt, va_list ap)
+{
+	char *s;
+	if (vasprintf(&s, fmt, ap) < 0)
+		die_oom();
+	return s;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = xvasprintf(fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+void cleanup_freep(void *p)
+{
+	free(*(void **)p);
+}
+
+void cleanup_closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+void cleanup_fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+
+void cleanup_strvp(char ***v)
+{
+	strv_free(*v);
+}
+
+bool str_has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+bool str_has_suffix(const char *s, const char *suffix)
+{
+	size_t ls = strlen(s), lx = strlen(suffix);
+	return ls >= lx && memcmp(s + ls - lx, suffix, lx) == 0;
+}
+
+bool str_is_hex(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+			return false;
+	}
+	return len > 0;
+}
+
+size_t strv_len(char *const *v)
+{
+	size_t n = 0;
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+void strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+char **strv_push(char **v, char *s)
+{
+	size_t n = strv_len(v);
+	v = xrealloc(v, (n + 2) * sizeof(*v));
+	v[n] = s;
+	v[n + 1] = NULL;
+	return v;
+}
+
+char *path_join(const char *a, const char *b)
+{
+	if (!a || !*a || b[0] == '/')
+		return xstrdup(b);
+	size_t la = strlen(a);
+	return xasprintf("%s%s%s", a, a[la - 1] == '/' ? "" : "/", b);
+}
+
+char *path_dirname(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return xstrdup(".");
+	if (slash == path)
+		return xstrdup("/");
+	return xstrndup(path, (size_t)(slash - path));
+}
+
+const char *path_basename(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+int mkdir_p(const char *path, mode_t mode, struct imgf_error **err)
+{
+	_cleanup_free_ char *p = xstrdup(path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return imgf_error_errno(err, errno, "mkdir '%s'", p);
+		*s = '/';
+	}
+	if (mkdir(p, mode) < 0 && errno != EEXIST)
+		return imgf_error_errno(err, errno, "mkdir '%s'", p);
+	return 0;
+}
+
+static int rm_one(const char *fpath, const struct stat *sb, int typeflag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (typeflag == FTW_DP)
+		return rmdir(fpath) < 0 && errno != ENOENT ? -1 : 0;
+	return unlink(fpath) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int rm_rf(const char *path, struct imgf_error **err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : imgf_error_errno(err, errno, "stat '%s'", path);
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			return imgf_error_errno(err, errno, "remove '%s'", path);
+		return 0;
+	}
+	if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
+		return imgf_error_errno(err, errno, "remove '%s'", path);
+	return 0;
+}
+
+int read_file(const char *path, size_t max, char **out, size_t *len, struct imgf_error **err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return imgf_error_errno(err, errno, "open '%s'", path);
+	size_t alloc = 4096, n = 0;
+	_cleanup_free_ char *buf = xmalloc(alloc);
+	for (;;) {
+		if (n + 1 >= alloc)
+			buf = xrealloc(buf, alloc *= 2);
+		ssize_t r = read(fd, buf + n, alloc - n - 1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return imgf_error_errno(err, errno, "read '%s'", path);
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (max && n > max)
+			return imgf_error_set(err, IMGF_EXIT_FAIL, "read '%s': larger than %zu bytes",
+					      path, max);
+	}
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	*out = STEAL_POINTER(&buf);
+	return 0;
+}
+
+int make_temp_file(const char *dir, const char *prefix, char **out, struct imgf_error **err)
+{
+	char *tmpl = xasprintf("%s/.%s.XXXXXX", dir, prefix);
+	int fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0) {
+		imgf_error_errno(err, errno, "create temp file in '%s'", dir);
+		free(tmpl);
+		return -1;
+	}
+	*out = tmpl;
+	return fd;
+}
+
+int make_temp_dir(const char *prefix, char **out, struct imgf_error **err)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *tmpl = xasprintf("%s/%s.XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
+	if (!mkdtemp(tmpl)) {
+		imgf_error_errno(err, errno, "create temp directory '%s'", tmpl);
+		free(tmpl);
+		return -1;
+	}
+	*out = tmpl;
+	return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+		      struct imgf_error **err)
+{
+	_cleanup_free_ char *dir = path_dirname(path);
+	_cleanup_free_ char *tmp = NULL;
+	int fd = make_temp_file(dir, path_basename(path), &tmp, err);
+	if (fd < 0)
+		return -1;
+	const char *p = data;
+	size_t left = len;
+	while (left > 0) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			close(fd);
+			unlink(tmp);
+			return imgf_error_errno(err, e, "write '%s'", path);
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || close(fd) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return imgf_error_errno(err, e, "write '%s'", path);
+	}
+	if (rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return imgf_error_errno(err, e, "rename to '%s'", path);
+	}
+	return 0;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	imgf_interrupted = 1;
+}
+
+void imgf_install_signal_handlers(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
