@@ -1,0 +1,38 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "builder.h"
+#include "strbuf.h"
+#include "util.h"
+
+extern const struct imgf_builder_ops imgf_docker_builder;
+
+/* Every builder, one line each. */
+static const struct imgf_builder_ops *const builders[] = {
+	&imgf_docker_builder,
+};
+
+const struct imgf_builder_ops *imgf_builder_find(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(builders); i++)
+		if (!strcmp(builders[i]->name, name))
+			return builders[i];
+	return NULL;
+}
+
+char *imgf_builder_names(void)
+{
+	struct strbuf sb = STRBUF_INIT;
+	for (size_t i = 0; i < ARRAY_SIZE(builders); i++)
+		strbuf_addf(&sb, "%s'%s'", i ? ", " : "", builders[i]->name);
+	return strbuf_detach(&sb, NULL);
+}
+
+void imgf_artifact_release(struct imgf_artifact *a)
+{
+	free(a->builder_type);
+	free(a->id);
+	strv_free(a->files);
+	json_decref(a->extra);
+	memset(a, 0, sizeof(*a));
+}

@@ -1,0 +1,453 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "builder.h"
+#include "checksum.h"
+#include "engine.h"
+#include "error.h"
+#include "log.h"
+#include "manifest.h"
+#include "provisioner.h"
+#include "strbuf.h"
+#include "target.h"
+#include "util.h"
+
+static const char *const post_processor_types[] = {"manifest", NULL};
+
+const char *imgf_build_var(const struct imgf_build *b, const char *name)
+{
+	return imgf_config_var(b->config, name);
+}
+
+void imgf_build_record_input(struct imgf_build *b, const char *name, const char *url,
+			     const char *sha256)
+{
+	json_array_append_new(b->inputs, json_pack("{s:s,s:s,s:s}", "name", name, "url", url,
+						   "sha256", sha256));
+	_cleanup_free_ char *label = xasprintf("io.imgforge.input.%s", name);
+	_cleanup_free_ char *value = xasprintf("sha256:%s", sha256);
+	json_object_set_new(b->labels, label, json_string(value));
+}
+
+int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err)
+{
+	const char *name = imgf_config_var(c, "build_name");
+	const char *kv = imgf_config_var(c, "kubernetes_semver");
+	if (!name || !kv)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: variables 'build_name' and 'kubernetes_semver' must be "
+				      "defined",
+				      c->path);
+	if (strchr(name, '/') || strchr(kv, '/') || !*name || !*kv)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: build_name '%s' and kubernetes_semver '%s' must be "
+				      "non-empty and contain no '/'",
+				      c->path, name, kv);
+	*out = xasprintf("%s+kube-%s", name, kv);
+	return 0;
+}
+
+static bool in_list(char **list, const char *name)
+{
+	for (size_t i = 0; list && list[i]; i++)
+		if (!strcmp(list[i], name))
+			return true;
+	return false;
+}
+
+static bool selected(const struct imgf_build_opts *o, const char *name)
+{
+	if (o->only && !in_list(o->only, name))
+		return false;
+	return !in_list(o->except, name);
+}
+
+static int check_selection(const struct imgf_config *c, char **list, const char *flag,
+			   struct imgf_error **err)
+{
+	for (size_t i = 0; list && list[i]; i++) {
+		bool found = false;
+		for (size_t j = 0; j < c->nimages && !found; j++)
+			found = !strcmp(c->images[j].name, list[i]);
+		if (found)
+			continue;
+		struct strbuf sb = STRBUF_INIT;
+		for (size_t j = 0; j < c->nimages; j++)
+			strbuf_addf(&sb, "%s'%s'", j ? ", " : "", c->images[j].name);
+		imgf_error_set(err, IMGF_EXIT_FAIL, "%s: no image named '%s' in '%s' (images: %s)",
+			       flag, list[i], c->path, sb.len ? sb.buf : "none");
+		strbuf_release(&sb);
+		return -1;
+	}
+	return 0;
+}
+
+static void build_release(struct imgf_build *b)
+{
+	for (size_t i = 0; i < b->nsteps; i++) {
+		struct imgf_step *s = &b->steps[i];
+		for (size_t j = 0; j < s->ninputs; j++)
+			imgf_input_release(&s->inputs[j]);
+		free(s->inputs);
+		free(s->label);
+		free(s->where);
+		json_decref(s->cfg);
+		json_decref(s->raw);
+		json_decref(s->staged);
+		json_decref(s->facts);
+	}
+	free(b->steps);
+	json_decref(b->builder_cfg);
+	json_decref(b->labels);
+	json_decref(b->inputs);
+	free(b->cache_dir);
+	free(b->out_dir);
+	if (b->stage_dir) {
+		rm_rf(b->stage_dir, NULL);
+		free(b->stage_dir);
+	}
+	memset(b, 0, sizeof(*b));
+}
+
+/* Resolve the builder and steps of one image and check every key: no side effects. */
+static int plan_image(const struct imgf_config *c, const struct imgf_image_def *def,
+		      const struct imgf_build_opts *opts, struct imgf_build *b,
+		      struct imgf_error **err)
+{
+	b->config = c;
+	b->def = def;
+	b->opts = opts;
+	b->labels = json_object();
+	b->inputs = json_array();
+	const char *btype = json_string_value(json_object_get(def->builder, "type"));
+	b->builder = imgf_builder_find(btype);
+	if (!b->builder) {
+		_cleanup_free_ char *known = imgf_builder_names();
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: builder.type: unknown builder '%s' (known builders: %s)",
+				      def->file, btype, known);
+	}
+	b->builder_cfg = json_incref(def->builder);
+	_cleanup_free_ char *bwhere = xasprintf("%s: builder (%s)", def->file, btype);
+	if (imgf_keys_check(def->builder, b->builder->keys, bwhere, err) < 0)
+		return -1;
+	if (b->builder->validate && b->builder->validate(b, err) < 0)
+		return imgf_error_prefix(err, "%s", bwhere);
+
+	size_t n = json_array_size(def->provisioners);
+	b->steps = xcalloc(n ? n : 1, sizeof(*b->steps));
+	json_t *raw_list = json_object_get(def->raw, "provisioners");
+	for (size_t i = 0; i < n; i++) {
+		json_t *p = json_array_get(def->provisioners, i);
+		struct imgf_step *s = &b->steps[i];
+		b->nsteps++;
+		s->build = b;
+		s->index = i;
+		if (!json_is_object(p) || !json_is_string(json_object_get(p, "type")))
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "%s: provisioners[%zu]: expected an object with a "
+					      "'type'",
+					      def->file, i);
+		const char *type = json_string_value(json_object_get(p, "type"));
+		s->ops = imgf_provisioner_find(type);
+		if (!s->ops) {
+			_cleanup_free_ char *known = imgf_provisioner_names();
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "%s: provisioners[%zu].type: unknown provisioner '%s' "
+					      "(known provisioners: %s)",
+					      def->file, i, type, known);
+		}
+		json_t *name = json_object_get(p, "name");
+		s->label = xstrdup(json_is_string(name) ? json_string_value(name) : type);
+		s->where = xasprintf("%s: provisioners[%zu] (%s)", def->file, i, type);
+		s->cfg = json_incref(p);
+		s->raw = json_incref(json_array_get(raw_list, i));
+		s->facts = json_object();
+		if (imgf_keys_check(p, s->ops->keys, s->where, err) < 0)
+			return -1;
+		if (s->ops->validate && s->ops->validate(s, err) < 0)
+			return imgf_error_prefix(err, "%s", s->where);
+		if (s->ops->inputs && s->ops->inputs(s, err) < 0)
+			return imgf_error_prefix(err, "%s", s->where);
+	}
+	size_t i;
+	json_t *pp;
+	json_array_foreach(def->post_processors, i, pp)
+	{
+		const char *t = json_string_value(json_object_get(pp, "type"));
+		bool ok = false;
+		for (size_t k = 0; t && post_processor_types[k] && !ok; k++)
+			ok = !strcmp(t, post_processor_types[k]);
+		if (!ok)
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "%s: post_processors[%zu].type: unknown "
+					      "post-processor '%s' (known post-processors: "
+					      "'manifest')",
+					      def->file, i, t ? t : "");
+	}
+	/* Checksum forms are checked here so `validate` catches them without fetching. */
+	for (size_t k = 0; k < b->nsteps; k++) {
+		struct imgf_step *s = &b->steps[k];
+		for (size_t j = 0; j < s->ninputs; j++) {
+			struct imgf_checksum ck;
+			if (imgf_checksum_parse(s->inputs[j].checksum, &ck, err) < 0)
+				return imgf_error_prefix(err, "%s: input '%s'", s->where,
+							 s->inputs[j].name);
+			imgf_checksum_release(&ck);
+		}
+	}
+	return 0;
+}
+
+static int fetch_and_stage(struct imgf_build *b, struct imgf_error **err)
+{
+	for (size_t i = 0; i < b->nsteps; i++) {
+		struct imgf_step *s = &b->steps[i];
+		if (s->ninputs) {
+			if (imgf_fetch_all(s->inputs, s->ninputs, &b->fetch, err) < 0)
+				return imgf_error_prefix(err, "step '%s'", s->label);
+			for (size_t j = 0; j < s->ninputs; j++)
+				imgf_build_record_input(b, s->inputs[j].name, s->inputs[j].url,
+							s->inputs[j].sha256);
+		}
+		if (s->ops->stage && s->ops->stage(s, err) < 0)
+			return imgf_error_prefix(err, "step '%s'", s->label);
+	}
+	return 0;
+}
+
+static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_error **err)
+{
+	for (size_t i = 0; i < b->nsteps; i++) {
+		struct imgf_step *s = &b->steps[i];
+		if (imgf_interrupted)
+			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		_cleanup_free_ char *msg =
+			xasprintf("%s: step %zu/%zu: %s", b->def->name, i + 1, b->nsteps, s->label);
+		imgf_event("step-start",
+			   json_pack("{s:s,s:i,s:s,s:s}", "image", b->def->name, "index",
+				     (int)i + 1, "step", s->label, "type", s->ops->name),
+			   msg);
+		time_t t0 = time(NULL);
+		if (s->ops->run(s, t, err) < 0)
+			return imgf_error_prefix(err, "step %zu/%zu '%s' (%s)", i + 1, b->nsteps,
+						 s->label, s->ops->name);
+		imgf_event("step-done",
+			   json_pack("{s:s,s:s,s:I}", "image", b->def->name, "step", s->label,
+				     "seconds", (json_int_t)(time(NULL) - t0)),
+			   NULL);
+	}
+	return 0;
+}
+
+static json_t *custom_data(const struct imgf_config *c)
+{
+	static const char *const names[] = {"build_name",	  "kubernetes_semver",
+					    "kubernetes_series", "containerd_version",
+					    "runc_version",	  "kubernetes_cni_semver",
+					    "crictl_version",	  "distro_name",
+					    "distro_version",	  "arch"};
+	json_t *cd = json_object();
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		const char *v = imgf_config_var(c, names[i]);
+		if (v)
+			json_object_set_new(cd, names[i], json_string(v));
+	}
+	return cd;
+}
+
+static int build_one(struct imgf_build *b, json_t *manifest, struct imgf_error **err)
+{
+	struct imgf_target *t = NULL;
+	struct imgf_artifact art = {0};
+	int r = -1;
+	time_t start = time(NULL);
+
+	_cleanup_free_ char *hello =
+		xasprintf("%s: building with the %s builder", b->def->name, b->builder->name);
+	imgf_event("build-start",
+		   json_pack("{s:s,s:s}", "image", b->def->name, "builder", b->builder->name),
+		   hello);
+	if (mkdir_p(b->cache_dir, 0755, err) < 0)
+		return -1;
+	_cleanup_free_ char *tmp_parent = path_join(b->cache_dir, "tmp");
+	if (mkdir_p(tmp_parent, 0700, err) < 0)
+		return -1;
+	_cleanup_free_ char *tmpl = path_join(tmp_parent, "build-XXXXXX");
+	if (!mkdtemp(tmpl))
+		return imgf_error_errno(err, errno, "create '%s'", tmpl);
+	b->stage_dir = xstrdup(tmpl);
+
+	json_object_set_new(b->labels, "io.imgforge.version", json_string(IMGF_VERSION));
+	json_object_set_new(b->labels, "io.imgforge.image", json_string(b->def->name));
+	json_object_set_new(b->labels, "io.imgforge.build-name",
+			    json_string(imgf_build_var(b, "build_name")));
+
+	if (fetch_and_stage(b, err) < 0)
+		goto out;
+	if (imgf_interrupted) {
+		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		goto out;
+	}
+	if (b->builder->prepare(b, &t, err) < 0)
+		goto out;
+	t->stage_dir = b->stage_dir;
+	if (run_steps(b, t, err) < 0)
+		goto out;
+	if (imgf_interrupted) {
+		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		goto out;
+	}
+	if (b->builder->commit(b, t, &art, err) < 0)
+		goto out;
+
+	json_t *entry = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "name", b->def->name,
+				  "builder_type", b->builder->name, "build_time",
+				  (json_int_t)start, "artifact_id", art.id ? art.id : "",
+				  "custom_data", custom_data(b->config), "inputs",
+				  json_deep_copy(b->inputs));
+	json_t *files = json_array();
+	for (size_t i = 0; art.files && art.files[i]; i++) {
+		_cleanup_free_ char *p = path_join(b->out_dir, art.files[i]);
+		struct stat st;
+		json_array_append_new(files, json_pack("{s:s,s:I}", "name", art.files[i], "size",
+						       (json_int_t)(stat(p, &st) == 0 ? st.st_size
+										      : 0)));
+	}
+	json_object_set_new(entry, "files", files);
+	if (art.extra)
+		json_object_update(entry, art.extra);
+	json_array_append_new(json_object_get(manifest, "builds"), entry);
+	imgf_event("build-done",
+		   json_pack("{s:s,s:s,s:I}", "image", b->def->name, "artifact_id",
+			     art.id ? art.id : "", "seconds", (json_int_t)(time(NULL) - start)),
+		   NULL);
+	log_info("%s: done in %lds: %s", b->def->name, (long)(time(NULL) - start),
+		 art.id ? art.id : "");
+	r = 0;
+out:
+	if (t) {
+		bool keep = r < 0 && b->opts->on_error == IMGF_ON_ERROR_ABORT;
+		b->builder->cleanup(b, t, keep);
+	}
+	imgf_artifact_release(&art);
+	if (r < 0)
+		imgf_error_prefix(err, "image '%s'", b->def->name);
+	return r;
+}
+
+int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *opts,
+		    struct imgf_error **err)
+{
+	if (check_selection(c, opts->only, "--only", err) < 0 ||
+	    check_selection(c, opts->except, "--except", err) < 0)
+		return -1;
+	_cleanup_free_ char *dir_name = NULL;
+	if (imgf_build_dir_name(c, &dir_name, err) < 0)
+		return -1;
+	_cleanup_free_ char *out_dir =
+		path_join(opts->output_dir ? opts->output_dir : "output", dir_name);
+	_cleanup_free_ char *cache_dir = imgf_cache_dir_default();
+
+	/* Plan every selected image first: a config error anywhere stops all of them. */
+	size_t n = 0;
+	struct imgf_build *builds = xcalloc(c->nimages ? c->nimages : 1, sizeof(*builds));
+	int r = -1;
+	for (size_t i = 0; i < c->nimages; i++) {
+		if (!selected(opts, c->images[i].name))
+			continue;
+		struct imgf_build *b = &builds[n++];
+		b->cache_dir = xstrdup(cache_dir);
+		b->out_dir = xstrdup(out_dir);
+		imgf_fetch_opts_default(&b->fetch, b->cache_dir);
+		if (plan_image(c, &c->images[i], opts, b, err) < 0)
+			goto out;
+	}
+	if (n == 0) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "%s: no image selected", c->path);
+		goto out;
+	}
+	if (opts->validate_only) {
+		r = 0;
+		goto out;
+	}
+
+	struct stat st;
+	if (lstat(out_dir, &st) == 0) {
+		if (!opts->force) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "output directory '%s' already exists (use --force to "
+				       "replace it)",
+				       out_dir);
+			goto out;
+		}
+		if (rm_rf(out_dir, err) < 0)
+			goto out;
+	}
+
+	json_t *manifest = imgf_manifest_new();
+	int failed = 0;
+	for (size_t i = 0; i < n && !imgf_interrupted; i++) {
+		struct imgf_error *e = NULL;
+		if (build_one(&builds[i], manifest, &e) < 0) {
+			failed++;
+			if (!*err) {
+				*err = e;
+			} else {
+				log_warn("%s", e->msg);
+				imgf_error_free(e);
+			}
+			/* Like Packer, the other images still build; an interrupt stops all. */
+			if (imgf_interrupted)
+				break;
+		}
+	}
+	if (json_array_size(json_object_get(manifest, "builds")) > 0) {
+		struct imgf_error *e = NULL;
+		if (mkdir_p(out_dir, 0755, &e) < 0 || imgf_manifest_write(manifest, out_dir, &e) < 0) {
+			if (!*err)
+				*err = e;
+			else
+				imgf_error_free(e);
+			failed++;
+		} else {
+			log_info("manifest: %s/manifest.json", out_dir);
+		}
+	}
+	json_decref(manifest);
+	r = failed ? -1 : 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		build_release(&builds[i]);
+	free(builds);
+	return r;
+}
+
+json_t *imgf_engine_inspect(const struct imgf_config *c, const struct imgf_build_opts *opts)
+{
+	json_t *images = json_array();
+	for (size_t i = 0; i < c->nimages; i++) {
+		const struct imgf_image_def *d = &c->images[i];
+		if (!selected(opts, d->name))
+			continue;
+		json_array_append_new(images,
+				      json_pack("{s:s,s:s,s:O,s:O,s:O}", "name", d->name, "file",
+						d->file, "builder", d->builder, "provisioners",
+						d->provisioners, "post_processors",
+						d->post_processors));
+	}
+	json_t *vars = json_object();
+	const char *k;
+	json_t *v;
+	json_object_foreach(c->vars, k, v)
+	{
+		json_object_set_new(vars, k,
+				    json_pack("{s:O,s:O}", "value", v, "from",
+					      json_object_get(c->var_from, k)));
+	}
+	return json_pack("{s:s,s:o,s:o}", "config", c->path, "variables", vars, "images", images);
+}

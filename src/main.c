@@ -1,0 +1,418 @@
+/* imgforge: build Kubernetes node images. The subcommand and option tables drive dispatch. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "engine.h"
+#include "error.h"
+#include "log.h"
+#include "strbuf.h"
+#include "util.h"
+
+enum opt_id {
+	OPT_ONLY,
+	OPT_EXCEPT,
+	OPT_VAR,
+	OPT_VAR_FILE,
+	OPT_ON_ERROR,
+	OPT_FORCE,
+	OPT_OUTPUT_DIR,
+	OPT_JSON,
+	OPT_VERBOSE,
+	OPT_HELP,
+};
+
+/* Which subcommands take an option: bit per command. */
+enum {
+	C_BUILD = 1,
+	C_VALIDATE = 2,
+	C_INSPECT = 4,
+};
+
+struct option_def {
+	enum opt_id id;
+	const char *name;
+	bool takes_value;
+	unsigned commands;
+	const char *help;
+};
+
+static const struct option_def options[] = {
+	{OPT_ONLY, "only", true, C_BUILD | C_VALIDATE | C_INSPECT,
+	 "A,B      build only these images (repeatable)"},
+	{OPT_EXCEPT, "except", true, C_BUILD | C_VALIDATE | C_INSPECT,
+	 "A,B    build all images but these (repeatable)"},
+	{OPT_VAR, "var", true, C_BUILD | C_VALIDATE | C_INSPECT,
+	 "K=V       set a variable (highest precedence; repeatable)"},
+	{OPT_VAR_FILE, "var-file", true, C_BUILD | C_VALIDATE | C_INSPECT,
+	 "F    read variables from a JSON or YAML file (repeatable, later wins)"},
+	{OPT_ON_ERROR, "on-error", true, C_BUILD,
+	 "cleanup|abort  on failure remove the build target (default) or keep it"},
+	{OPT_FORCE, "force", false, C_BUILD, "          replace an existing output directory"},
+	{OPT_OUTPUT_DIR, "output-dir", true, C_BUILD,
+	 "DIR where build directories go (default: output)"},
+	{OPT_JSON, "json", false, C_BUILD | C_VALIDATE | C_INSPECT,
+	 "           machine-readable output: one JSON event per line"},
+	{OPT_VERBOSE, "verbose", false, C_BUILD | C_VALIDATE | C_INSPECT,
+	 "        more log output"},
+	{OPT_HELP, "help", false, C_BUILD | C_VALIDATE | C_INSPECT, "           this help"},
+};
+
+struct cli {
+	struct imgf_build_opts build;
+	struct imgf_config_opts cfg;
+	bool json;
+	int verbose;
+	char **configs;
+};
+
+static void cli_release(struct cli *c)
+{
+	strv_free(c->build.only);
+	strv_free(c->build.except);
+	strv_free(c->cfg.vars);
+	strv_free(c->cfg.var_files);
+	strv_free(c->configs);
+	free((char *)c->build.output_dir);
+}
+
+struct command {
+	const char *name;
+	int (*fn)(struct cli *c, unsigned cmd_bit);
+	unsigned bit;
+	const char *usage;
+	const char *summary;
+};
+
+static int cmd_build(struct cli *c, unsigned bit);
+static int cmd_validate(struct cli *c, unsigned bit);
+static int cmd_inspect(struct cli *c, unsigned bit);
+static int cmd_version(struct cli *c, unsigned bit);
+
+static const struct command commands[] = {
+	{"build", cmd_build, C_BUILD,
+	 "imgforge build [--only A,B] [--except C] [--var k=v]... [--var-file F]...\n"
+	 "               [--on-error=cleanup|abort] [--force] [--output-dir DIR] [--json] "
+	 "CONFIG...",
+	 "build the images a config defines"},
+	{"validate", cmd_validate, C_VALIDATE,
+	 "imgforge validate [--only A,B] [--except C] [--var k=v]... [--var-file F]... CONFIG...",
+	 "check configs: everything but building"},
+	{"inspect", cmd_inspect, C_INSPECT,
+	 "imgforge inspect [--only A,B] [--except C] [--var k=v]... [--var-file F]... [--json] "
+	 "CONFIG...",
+	 "show resolved variables, images, builders and steps"},
+	{"version", cmd_version, 0, "imgforge version", "print the version"},
+};
+
+static void usage_all(FILE *f)
+{
+	fprintf(f, "usage: imgforge COMMAND [OPTIONS] CONFIG...\n\ncommands:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nRun 'imgforge COMMAND --help' for a command's options.\n");
+}
+
+static void usage_cmd(FILE *f, const struct command *cmd)
+{
+	fprintf(f, "usage: %s\n\n%s\n", cmd->usage, cmd->summary);
+	if (!cmd->bit)
+		return;
+	fprintf(f, "\noptions (also with a single dash, as Packer spells them):\n");
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+		if (options[i].commands & cmd->bit)
+			fprintf(f, "  --%s %s\n", options[i].name, options[i].help);
+}
+
+static char **push_split(char **v, const char *list)
+{
+	_cleanup_free_ char *copy = xstrdup(list);
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		if (*tok)
+			v = strv_push(v, xstrdup(tok));
+	return v;
+}
+
+static int apply_option(struct cli *c, const struct option_def *o, const char *val,
+			struct imgf_error **err)
+{
+	switch (o->id) {
+	case OPT_ONLY:
+		c->build.only = push_split(c->build.only ? c->build.only : xcalloc(1, sizeof(char *)), val);
+		break;
+	case OPT_EXCEPT:
+		c->build.except = push_split(c->build.except ? c->build.except : xcalloc(1, sizeof(char *)), val);
+		break;
+	case OPT_VAR:
+		if (!strchr(val, '=') || val[0] == '=')
+			return imgf_error_set(err, IMGF_EXIT_USAGE,
+					      "--var '%s': expected NAME=VALUE", val);
+		c->cfg.vars = strv_push(c->cfg.vars, xstrdup(val));
+		break;
+	case OPT_VAR_FILE:
+		c->cfg.var_files = strv_push(c->cfg.var_files, xstrdup(val));
+		break;
+	case OPT_ON_ERROR:
+		if (!strcmp(val, "cleanup"))
+			c->build.on_error = IMGF_ON_ERROR_CLEANUP;
+		else if (!strcmp(val, "abort"))
+			c->build.on_error = IMGF_ON_ERROR_ABORT;
+		else
+			return imgf_error_set(err, IMGF_EXIT_USAGE,
+					      "--on-error '%s': expected 'cleanup' or 'abort'",
+					      val);
+		break;
+	case OPT_FORCE:
+		c->build.force = true;
+		break;
+	case OPT_OUTPUT_DIR:
+		free((char *)c->build.output_dir);
+		c->build.output_dir = xstrdup(val);
+		break;
+	case OPT_JSON:
+		c->json = true;
+		break;
+	case OPT_VERBOSE:
+		c->verbose++;
+		break;
+	case OPT_HELP:
+		break;
+	}
+	return 0;
+}
+
+/* Parse argv after the subcommand; returns 1 when --help was given. */
+static int parse_args(struct cli *c, const struct command *cmd, int argc, char **argv,
+		      struct imgf_error **err)
+{
+	bool only_args = false;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (only_args || a[0] != '-' || !a[1]) {
+			c->configs = strv_push(c->configs, xstrdup(a));
+			continue;
+		}
+		if (!strcmp(a, "--")) {
+			only_args = true;
+			continue;
+		}
+		if (!strcmp(a, "-h"))
+			return 1;
+		if (!strcmp(a, "-v")) {
+			c->verbose++;
+			continue;
+		}
+		const char *name = a + (a[1] == '-' ? 2 : 1);
+		const char *eq = strchr(name, '=');
+		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+		const struct option_def *o = NULL;
+		for (size_t k = 0; k < ARRAY_SIZE(options) && !o; k++)
+			if (strlen(options[k].name) == nlen &&
+			    !strncmp(options[k].name, name, nlen) &&
+			    ((options[k].commands & cmd->bit) || options[k].id == OPT_HELP))
+				o = &options[k];
+		if (!o)
+			return imgf_error_set(err, IMGF_EXIT_USAGE,
+					      "%s: unknown option '%s' (see 'imgforge %s --help')",
+					      cmd->name, a, cmd->name);
+		if (o->id == OPT_HELP)
+			return 1;
+		const char *val = NULL;
+		if (o->takes_value) {
+			if (eq)
+				val = eq + 1;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else
+				return imgf_error_set(err, IMGF_EXIT_USAGE,
+						      "%s: option '--%s' needs a value", cmd->name,
+						      o->name);
+		} else if (eq) {
+			return imgf_error_set(err, IMGF_EXIT_USAGE,
+					      "%s: option '--%s' takes no value", cmd->name,
+					      o->name);
+		}
+		if (apply_option(c, o, val, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int report(struct imgf_error *e)
+{
+	int status = e->status ? e->status : IMGF_EXIT_FAIL;
+	if (imgf_log_json())
+		imgf_event("error", json_pack("{s:s,s:i}", "message", e->msg, "status", status),
+			   NULL);
+	fprintf(stderr, "imgforge: error: %s\n", e->msg);
+	imgf_error_free(e);
+	return status;
+}
+
+static int need_configs(struct cli *c, const char *cmd)
+{
+	if (strv_len(c->configs) == 0) {
+		fprintf(stderr, "imgforge %s: no CONFIG given (see 'imgforge %s --help')\n", cmd,
+			cmd);
+		return IMGF_EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int run_configs(struct cli *c, bool validate_only)
+{
+	c->build.validate_only = validate_only;
+	for (size_t i = 0; c->configs[i]; i++) {
+		struct imgf_error *e = NULL;
+		struct imgf_config *cfg = NULL;
+		if (imgf_config_load(c->configs[i], &c->cfg, &cfg, &e) < 0 ||
+		    imgf_engine_run(cfg, &c->build, &e) < 0) {
+			imgf_config_free(cfg);
+			if (imgf_interrupted && e)
+				e->status = IMGF_EXIT_INTERRUPTED;
+			return report(e);
+		}
+		imgf_config_free(cfg);
+		if (validate_only) {
+			imgf_event("valid", json_pack("{s:s}", "config", c->configs[i]), NULL);
+			if (!imgf_log_json())
+				printf("%s: the configuration is valid\n", c->configs[i]);
+		}
+	}
+	return 0;
+}
+
+static int cmd_build(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	int r = need_configs(c, "build");
+	return r ? r : run_configs(c, false);
+}
+
+static int cmd_validate(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	int r = need_configs(c, "validate");
+	return r ? r : run_configs(c, true);
+}
+
+static void print_inspect(json_t *doc)
+{
+	printf("config: %s\n\nvariables:\n", json_string_value(json_object_get(doc, "config")));
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(doc, "variables"), k, v)
+	{
+		printf("  %-32s = %s  (%s)\n", k, json_string_value(json_object_get(v, "value")),
+		       json_string_value(json_object_get(v, "from")));
+	}
+	printf("\nimages:\n");
+	size_t i;
+	json_array_foreach(json_object_get(doc, "images"), i, v)
+	{
+		json_t *b = json_object_get(v, "builder");
+		printf("  %s (%s)\n    builder: %s\n", json_string_value(json_object_get(v, "name")),
+		       json_string_value(json_object_get(v, "file")),
+		       json_string_value(json_object_get(b, "type")));
+		size_t j;
+		json_t *p;
+		json_array_foreach(json_object_get(v, "provisioners"), j, p)
+		{
+			json_t *n = json_object_get(p, "name");
+			printf("    step %zu: %s%s%s\n", j + 1,
+			       json_string_value(json_object_get(p, "type")), n ? " " : "",
+			       n ? json_string_value(n) : "");
+		}
+		json_array_foreach(json_object_get(v, "post_processors"), j, p)
+			printf("    post-processor: %s\n",
+			       json_string_value(json_object_get(p, "type")));
+	}
+}
+
+static int cmd_inspect(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	int r = need_configs(c, "inspect");
+	if (r)
+		return r;
+	for (size_t i = 0; c->configs[i]; i++) {
+		struct imgf_error *e = NULL;
+		struct imgf_config *cfg = NULL;
+		c->build.validate_only = true;
+		if (imgf_config_load(c->configs[i], &c->cfg, &cfg, &e) < 0 ||
+		    imgf_engine_run(cfg, &c->build, &e) < 0) {
+			imgf_config_free(cfg);
+			return report(e);
+		}
+		json_t *doc = imgf_engine_inspect(cfg, &c->build);
+		if (c->json) {
+			char *s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+			printf("%s\n", s);
+			free(s);
+		} else {
+			print_inspect(doc);
+		}
+		json_decref(doc);
+		imgf_config_free(cfg);
+	}
+	return 0;
+}
+
+static int cmd_version(struct cli *c, unsigned bit)
+{
+	(void)c;
+	(void)bit;
+	curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+	printf("imgforge %s (libcurl %s, jansson %s)\n", IMGF_VERSION, cv->version,
+	       jansson_version_str());
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage_all(stderr);
+		return IMGF_EXIT_USAGE;
+	}
+	const char *name = argv[1];
+	if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) {
+		usage_all(stdout);
+		return 0;
+	}
+	if (!strcmp(name, "--version") || !strcmp(name, "-version"))
+		name = "version";
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(commands) && !cmd; i++)
+		if (!strcmp(commands[i].name, name))
+			cmd = &commands[i];
+	if (!cmd) {
+		fprintf(stderr, "imgforge: unknown command '%s'\n\n", name);
+		usage_all(stderr);
+		return IMGF_EXIT_USAGE;
+	}
+
+	struct cli c = {0};
+	struct imgf_error *e = NULL;
+	int pr = parse_args(&c, cmd, argc - 2, argv + 2, &e);
+	int rc;
+	if (pr < 0) {
+		rc = report(e);
+		rc = rc == IMGF_EXIT_FAIL ? IMGF_EXIT_USAGE : rc;
+	} else if (pr == 1) {
+		usage_cmd(stdout, cmd);
+		rc = 0;
+	} else {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		imgf_log_init(c.json, c.verbose);
+		imgf_install_signal_handlers();
+		rc = cmd->fn(&c, cmd->bit);
+		curl_global_cleanup();
+	}
+	cli_release(&c);
+	return rc;
+}

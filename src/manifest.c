@@ -1,0 +1,42 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "manifest.h"
+#include "util.h"
+
+json_t *imgf_manifest_new(void)
+{
+	/* last_run_uuid keeps Packer readers happy; ours is the build time as an id. */
+	return json_pack("{s:o,s:s}", "builds", json_array(), "imgforge_version", IMGF_VERSION);
+}
+
+int imgf_manifest_write(json_t *manifest, const char *dir, struct imgf_error **err)
+{
+	_cleanup_free_ char *path = path_join(dir, "manifest.json");
+	_cleanup_free_ char *text = json_dumps(manifest, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (!text)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "encode '%s'", path);
+	size_t len = strlen(text);
+	text = xrealloc(text, len + 2);
+	text[len] = '\n';
+	text[len + 1] = '\0';
+	return write_file_atomic(path, text, len + 1, 0644, err);
+}
+
+int imgf_manifest_read(const char *dir, json_t **out, struct imgf_error **err)
+{
+	_cleanup_free_ char *path = path_join(dir, "manifest.json");
+	json_error_t je;
+	json_t *m = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!m)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s:%d:%d: %s", path, je.line,
+				      je.column, je.text);
+	json_t *builds = json_object_get(m, "builds");
+	if (!json_is_array(builds)) {
+		json_decref(m);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: builds: expected a list", path);
+	}
+	*out = m;
+	return 0;
+}

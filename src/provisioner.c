@@ -1,0 +1,114 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "data.h"
+#include "engine.h"
+#include "error.h"
+#include "provisioner.h"
+#include "strbuf.h"
+#include "util.h"
+
+extern const struct imgf_provisioner_ops imgf_shell_provisioner, imgf_file_provisioner,
+	imgf_packages_provisioner, imgf_containerd_provisioner, imgf_runc_provisioner,
+	imgf_cni_provisioner, imgf_crictl_provisioner, imgf_kubernetes_provisioner,
+	imgf_images_provisioner, imgf_kind_provisioner, imgf_sysprep_provisioner;
+
+/* Every provisioner, one line each. */
+static const struct imgf_provisioner_ops *const provisioners[] = {
+	&imgf_shell_provisioner,	&imgf_file_provisioner,	 &imgf_packages_provisioner,
+	&imgf_containerd_provisioner, &imgf_runc_provisioner,	 &imgf_cni_provisioner,
+	&imgf_crictl_provisioner,	&imgf_kubernetes_provisioner, &imgf_images_provisioner,
+	&imgf_kind_provisioner,	&imgf_sysprep_provisioner,
+};
+
+const struct imgf_provisioner_ops *imgf_provisioner_find(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(provisioners); i++)
+		if (!strcmp(provisioners[i]->name, name))
+			return provisioners[i];
+	return NULL;
+}
+
+char *imgf_provisioner_names(void)
+{
+	struct strbuf sb = STRBUF_INIT;
+	for (size_t i = 0; i < ARRAY_SIZE(provisioners); i++)
+		strbuf_addf(&sb, "%s'%s'", i ? ", " : "", provisioners[i]->name);
+	return strbuf_detach(&sb, NULL);
+}
+
+struct imgf_input *imgf_step_add_input(struct imgf_step *s, const char *name, const char *url,
+				       const char *checksum, const char *url_key)
+{
+	s->inputs = xrealloc(s->inputs, (s->ninputs + 1) * sizeof(*s->inputs));
+	struct imgf_input *in = &s->inputs[s->ninputs++];
+	memset(in, 0, sizeof(*in));
+	in->name = xstrdup(name);
+	in->url = xstrdup(url);
+	in->checksum = xstrdup(checksum);
+	if (url_key) {
+		const char *raw = json_string_value(json_object_get(s->raw, url_key));
+		_cleanup_free_ char *var = raw ? imgf_template_first_var(raw) : NULL;
+		if (var)
+			in->origin = xasprintf("variable '%s'", var);
+		else
+			in->origin = xasprintf("%s: %s", s->where, url_key);
+	}
+	return in;
+}
+
+const struct imgf_input *imgf_step_input(const struct imgf_step *s, const char *name)
+{
+	for (size_t i = 0; i < s->ninputs; i++)
+		if (!strcmp(s->inputs[i].name, name))
+			return &s->inputs[i];
+	return NULL;
+}
+
+const char *imgf_step_str(const struct imgf_step *s, const char *key, const char *def)
+{
+	json_t *v = json_object_get(s->cfg, key);
+	return json_is_string(v) ? json_string_value(v) : def;
+}
+
+bool imgf_step_bool(const struct imgf_step *s, const char *key, bool def)
+{
+	json_t *v = json_object_get(s->cfg, key);
+	if (json_is_boolean(v))
+		return json_is_true(v);
+	if (json_is_string(v))
+		return !strcmp(json_string_value(v), "true");
+	return def;
+}
+
+char **imgf_step_strv(const struct imgf_step *s, const char *key)
+{
+	char **v = xcalloc(1, sizeof(*v));
+	json_t *j = json_object_get(s->cfg, key);
+	if (json_is_string(j))
+		return strv_push(v, xstrdup(json_string_value(j)));
+	size_t i;
+	json_t *e;
+	json_array_foreach(j, i, e) if (json_is_string(e)) v = strv_push(v, xstrdup(json_string_value(e)));
+	return v;
+}
+
+const char *imgf_step_var(const struct imgf_step *s, const char *name)
+{
+	return imgf_build_var(s->build, name);
+}
+
+int imgf_step_data(const struct imgf_step *s, const char *path, char **out, size_t *len,
+		   struct imgf_error **err)
+{
+	_cleanup_free_ char *full = xasprintf("provisioners/%s", path);
+	const struct imgf_data_file *f = imgf_data_find(full);
+	if (!f)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "data file '%s' is not built in", full);
+	if (imgf_interpolate((const char *)f->data, s->build->config->vars, full, out, err) < 0)
+		return -1;
+	if (len)
+		*len = strlen(*out);
+	return 0;
+}

@@ -1,0 +1,75 @@
+/*
+ * Provisioners change a target. One file per provisioner under provisioners/, each defining
+ * one `const struct imgf_provisioner_ops`, listed in src/provisioner.c's table. They never
+ * know which builder they run under.
+ *
+ *   name, keys, run   MUST be set
+ *   validate          MAY be NULL: config checks beyond the key table, no side effects
+ *   inputs            MAY be NULL: declare the artifacts the step needs (imgf_step_add_input);
+ *                     the engine fetches and verifies all of them on the host before the
+ *                     target exists
+ *   stage             MAY be NULL: host-side work after inputs are verified and before the
+ *                     target exists (e.g. pulling registry images); no target access
+ */
+#ifndef IMGF_PROVISIONER_H
+#define IMGF_PROVISIONER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "fetch.h"
+#include "keys.h"
+
+struct imgf_error;
+struct imgf_target;
+struct imgf_build;
+
+struct imgf_step {
+	const struct imgf_provisioner_ops *ops;
+	struct imgf_build *build;
+	size_t index;
+	char *label;  /* "containerd" or the step's "name" */
+	char *where;  /* "images/kind-node.json: provisioners[2] (containerd)" */
+	json_t *cfg;  /* interpolated */
+	json_t *raw;  /* before interpolation, for origins */
+	struct imgf_input *inputs;
+	size_t ninputs;
+	json_t *staged; /* whatever stage() records for run(), e.g. host tar paths (may be NULL) */
+	json_t *facts;  /* what the step reports for the manifest (versions, images) */
+};
+
+struct imgf_provisioner_ops {
+	const char *name;
+	const struct imgf_key *keys;
+	int (*validate)(struct imgf_step *s, struct imgf_error **err);
+	int (*inputs)(struct imgf_step *s, struct imgf_error **err);
+	int (*stage)(struct imgf_step *s, struct imgf_error **err);
+	int (*run)(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err);
+};
+
+const struct imgf_provisioner_ops *imgf_provisioner_find(const char *name);
+char *imgf_provisioner_names(void);
+
+/*
+ * Declare an input. `url_key` names the config key the URL came from, so a fetch error can
+ * name the variable behind it; pass NULL when there is none.
+ */
+struct imgf_input *imgf_step_add_input(struct imgf_step *s, const char *name, const char *url,
+				       const char *checksum, const char *url_key);
+/* The verified input by name (after fetching) or NULL. */
+const struct imgf_input *imgf_step_input(const struct imgf_step *s, const char *name);
+
+/* Config accessors (after the key check): a string or `def`; a bool ("true"/"false" too). */
+const char *imgf_step_str(const struct imgf_step *s, const char *key, const char *def);
+bool imgf_step_bool(const struct imgf_step *s, const char *key, bool def);
+/* A string list as a NULL-terminated vector (a single string counts as one), never NULL. */
+char **imgf_step_strv(const struct imgf_step *s, const char *key);
+/* A variable of the build (NULL when undefined). */
+const char *imgf_step_var(const struct imgf_step *s, const char *name);
+/* A provisioner data file (provisioners/NAME/FILE) with {{ vars }} interpolated. */
+int imgf_step_data(const struct imgf_step *s, const char *path, char **out, size_t *len,
+		   struct imgf_error **err);
+
+#endif
