@@ -1,0 +1,747 @@
+/*
+ * The docker builder: a build container on a Docker Engine, reached over its HTTP API with
+ * libcurl (unix socket, or tcp:// with TLS client certificates), committed into an image.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "builder.h"
+#include "engine.h"
+#include "error.h"
+#include "log.h"
+#include "strbuf.h"
+#include "target.h"
+#include "util.h"
+
+#define DOCKER_API_MAX_MINOR 41 /* the newest API this client speaks: 1.41 */
+#define DOCKER_REPLY_MAX (8u << 20)
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct docker {
+	char *socket;   /* unix socket path, or NULL for tcp */
+	char *base;     /* "http://docker" or "https://host:port" */
+	char *ca, *cert, *key;
+	bool verify;
+	char api[16];   /* "/v1.41" */
+};
+
+struct docker_target {
+	struct imgf_target t;
+	struct docker *d;
+	char *id;
+	char *name;
+	json_t *base_config; /* the base image's Config, for defaults at commit */
+};
+
+/* ---- HTTP ------------------------------------------------------------------------------- */
+
+struct docker_call {
+	const char *method;
+	char *path;          /* after the API prefix */
+	json_t *body;        /* JSON body or NULL */
+	FILE *upload;        /* tar body for PUT or NULL */
+	curl_off_t upload_size;
+	/* Streamed reply: called for every chunk; NULL = collect into reply. */
+	size_t (*on_data)(void *opaque, const char *data, size_t len);
+	void *opaque;
+	bool interruptible;  /* abort when SIGINT/SIGTERM arrives */
+	bool unversioned;    /* /version is asked before the API version is known */
+	long status;
+	struct strbuf reply;
+};
+
+static size_t collect_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct docker_call *c = ud;
+	size_t n = size * nmemb;
+	if (c->on_data)
+		return c->on_data(c->opaque, ptr, n);
+	strbuf_add(&c->reply, ptr, n);
+	return c->reply.overflow ? 0 : n;
+}
+
+static int progress_cb(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	struct docker_call *c = ud;
+	return c->interruptible && imgf_interrupted ? 1 : 0;
+}
+
+static void docker_free(struct docker *d)
+{
+	if (!d)
+		return;
+	free(d->socket);
+	free(d->base);
+	free(d->ca);
+	free(d->cert);
+	free(d->key);
+	free(d);
+}
+
+/* A message for a failed call: the Engine's own {"message": ...} when there is one. */
+static int call_error(struct docker_call *c, const char *what, struct imgf_error **err)
+{
+	json_t *j = json_loads(c->reply.buf, 0, NULL);
+	const char *m = json_string_value(json_object_get(j, "message"));
+	imgf_error_set(err, IMGF_EXIT_FAIL, "%s: docker engine answered %ld: %s", what, c->status,
+		       m ? m : (c->reply.len ? c->reply.buf : "no message"));
+	json_decref(j);
+	return -1;
+}
+
+static int docker_do(struct docker *d, struct docker_call *c, struct imgf_error **err)
+{
+	CURL *h = curl_easy_init();
+	if (!h)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "curl_easy_init failed");
+	struct curl_slist *hdrs = NULL;
+	_cleanup_free_ char *url = xasprintf("%s%s%s", d->base, c->unversioned ? "" : d->api,
+					     c->path);
+	_cleanup_free_ char *body = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	if (!c->on_data)
+		c->reply.max = DOCKER_REPLY_MAX;
+
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	if (d->socket)
+		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, d->socket);
+	if (d->ca)
+		curl_easy_setopt(h, CURLOPT_CAINFO, d->ca);
+	if (d->cert)
+		curl_easy_setopt(h, CURLOPT_SSLCERT, d->cert);
+	if (d->key)
+		curl_easy_setopt(h, CURLOPT_SSLKEY, d->key);
+	if (!d->socket && !d->verify) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
+	if (c->body) {
+		body = json_dumps(c->body, JSON_COMPACT);
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	} else if (c->upload) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/x-tar");
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READDATA, c->upload);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, c->upload_size);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+	} else if (!strcmp(c->method, "POST")) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+	}
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+
+	CURLcode rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	if (rc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted)
+		return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+	if (rc == CURLE_WRITE_ERROR && c->reply.overflow)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s %s: reply larger than %u bytes",
+				      c->method, c->path, DOCKER_REPLY_MAX);
+	if (rc != CURLE_OK)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "docker engine at '%s': %s",
+				      d->socket ? d->socket : d->base,
+				      errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	return 0;
+}
+
+static void call_release(struct docker_call *c)
+{
+	free(c->path);
+	json_decref(c->body);
+	strbuf_release(&c->reply);
+}
+
+/* A JSON request whose 2xx reply (if any) is parsed into *out (may be NULL). */
+static int docker_json(struct docker *d, const char *method, json_t *body, json_t **out,
+		       long *status, struct imgf_error **err, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+
+static int docker_json(struct docker *d, const char *method, json_t *body, json_t **out,
+		       long *status, struct imgf_error **err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	struct docker_call c = {.method = method, .body = body, .reply = STRBUF_INIT};
+	c.path = xvasprintf(fmt, ap);
+	va_end(ap);
+	int r = docker_do(d, &c, err);
+	if (r == 0) {
+		if (status)
+			*status = c.status;
+		if (c.status >= 300 && !status) {
+			_cleanup_free_ char *what = xasprintf("%s %s", method, c.path);
+			r = call_error(&c, what, err);
+		} else if (c.status < 300 && out) {
+			*out = c.reply.len ? json_loads(c.reply.buf, 0, NULL) : json_object();
+			if (!*out)
+				r = imgf_error_set(err, IMGF_EXIT_FAIL,
+						   "%s %s: the engine's reply is not JSON", method,
+						   c.path);
+		} else if (c.status >= 300 && out) {
+			*out = NULL;
+		}
+	}
+	call_release(&c);
+	return r;
+}
+
+static char *url_escape(const char *s)
+{
+	char *e = curl_easy_escape(NULL, s, 0);
+	char *r = xstrdup(e);
+	curl_free(e);
+	return r;
+}
+
+/* ---- connecting --------------------------------------------------------------------------- */
+
+static int docker_connect(struct docker **out, struct imgf_error **err)
+{
+	struct docker *d = xcalloc(1, sizeof(*d));
+	const char *host = getenv("DOCKER_HOST");
+	if (!host || !*host)
+		host = "unix:///var/run/docker.sock";
+	if (str_has_prefix(host, "unix://")) {
+		d->socket = xstrdup(host + strlen("unix://"));
+		d->base = xstrdup("http://docker");
+	} else if (str_has_prefix(host, "tcp://")) {
+		const char *verify = getenv("DOCKER_TLS_VERIFY");
+		const char *certs = getenv("DOCKER_CERT_PATH");
+		bool tls = (verify && *verify) || (certs && *certs);
+		d->verify = verify && *verify && strcmp(verify, "0") != 0;
+		d->base = xasprintf("%s://%s", tls ? "https" : "http", host + strlen("tcp://"));
+		if (tls) {
+			const char *home = getenv("HOME");
+			_cleanup_free_ char *dir =
+				certs && *certs ? xstrdup(certs)
+						: xasprintf("%s/.docker", home ? home : "");
+			d->ca = path_join(dir, "ca.pem");
+			d->cert = path_join(dir, "cert.pem");
+			d->key = path_join(dir, "key.pem");
+			if (access(d->cert, R_OK) < 0 || access(d->key, R_OK) < 0) {
+				imgf_error_set(err, IMGF_EXIT_FAIL,
+					       "DOCKER_HOST '%s' uses TLS but '%s' or '%s' cannot "
+					       "be read (set DOCKER_CERT_PATH)",
+					       host, d->cert, d->key);
+				docker_free(d);
+				return -1;
+			}
+		}
+	} else {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "DOCKER_HOST '%s': expected unix:///PATH or tcp://HOST:PORT", host);
+		docker_free(d);
+		return -1;
+	}
+
+	/* Negotiate: the engine's API version, capped at what this client speaks. */
+	struct docker_call c = {.method = "GET", .unversioned = true, .reply = STRBUF_INIT};
+	c.path = xstrdup("/version");
+	int r = docker_do(d, &c, err);
+	json_t *v = r == 0 && c.status == 200 ? json_loads(c.reply.buf, 0, NULL) : NULL;
+	const char *api = json_string_value(json_object_get(v, "ApiVersion"));
+	unsigned major = 0, minor = 0;
+	if (r == 0 && (!api || sscanf(api, "%u.%u", &major, &minor) != 2 || major != 1 ||
+		       minor < 24)) {
+		r = imgf_error_set(err, IMGF_EXIT_FAIL,
+				   "docker engine at '%s': cannot read a supported API version "
+				   "from /version (got '%s', need 1.24 or newer)",
+				   host, api ? api : "nothing");
+	}
+	if (r == 0) {
+		if (minor > DOCKER_API_MAX_MINOR)
+			minor = DOCKER_API_MAX_MINOR;
+		snprintf(d->api, sizeof(d->api), "/v1.%u", minor);
+		log_debug("docker engine at %s, API %s", host, d->api + 2);
+	}
+	json_decref(v);
+	call_release(&c);
+	if (r < 0) {
+		docker_free(d);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+/* ---- exec ------------------------------------------------------------------------------- */
+
+struct demux {
+	const struct imgf_exec *x;
+	struct strbuf frame;  /* pending bytes of the multiplexed stream */
+	struct strbuf line[3]; /* line buffers for logging, by stream */
+};
+
+static void emit(struct demux *m, int stream, const char *data, size_t len)
+{
+	if (m->x->on_output) {
+		m->x->on_output(m->x->opaque, stream, data, len);
+		return;
+	}
+	struct strbuf *lb = &m->line[stream == 2 ? 2 : 1];
+	strbuf_add(lb, data, len);
+	char *nl;
+	while ((nl = memchr(lb->buf, '\n', lb->len))) {
+		size_t n = (size_t)(nl - lb->buf);
+		log_output(m->x->label ? m->x->label : "exec", stream, lb->buf, n);
+		memmove(lb->buf, nl + 1, lb->len - n - 1);
+		lb->len -= n + 1;
+		lb->buf[lb->len] = '\0';
+	}
+}
+
+/* Docker's multiplexed stream: 8-byte headers [stream, 0, 0, 0, size(be32)] + payload. */
+static size_t demux_cb(void *opaque, const char *data, size_t len)
+{
+	struct demux *m = opaque;
+	strbuf_add(&m->frame, data, len);
+	size_t off = 0;
+	while (m->frame.len - off >= 8) {
+		const unsigned char *hd = (const unsigned char *)m->frame.buf + off;
+		size_t size = ((size_t)hd[4] << 24) | ((size_t)hd[5] << 16) | ((size_t)hd[6] << 8) |
+			      hd[7];
+		if (m->frame.len - off - 8 < size)
+			break;
+		int stream = hd[0] == 2 ? 2 : 1;
+		emit(m, stream, m->frame.buf + off + 8, size);
+		off += 8 + size;
+	}
+	memmove(m->frame.buf, m->frame.buf + off, m->frame.len - off);
+	m->frame.len -= off;
+	if (m->frame.alloc)
+		m->frame.buf[m->frame.len] = '\0';
+	return len;
+}
+
+static int docker_exec(struct imgf_target *t, const struct imgf_exec *x, int *status,
+		       struct imgf_error **err)
+{
+	struct docker_target *dt = (struct docker_target *)t;
+	json_t *cmd = json_array();
+	for (size_t i = 0; x->argv[i]; i++)
+		json_array_append_new(cmd, json_string(x->argv[i]));
+	json_t *env = json_array();
+	for (size_t i = 0; x->env && x->env[i]; i++)
+		json_array_append_new(env, json_string(x->env[i]));
+	json_t *req = json_pack("{s:b,s:b,s:b,s:o,s:o,s:s,s:s}", "AttachStdin", 0, "AttachStdout",
+				1, "AttachStderr", 1, "Cmd", cmd, "Env", env, "WorkingDir",
+				x->workdir ? x->workdir : "/", "User", "root");
+	json_t *created = NULL;
+	int r = docker_json(dt->d, "POST", req, &created, NULL, err, "/containers/%s/exec",
+			    dt->id);
+	if (r < 0)
+		return -1;
+	_cleanup_free_ char *exec_id =
+		xstrdup(json_string_value(json_object_get(created, "Id")) ?: "");
+	json_decref(created);
+
+	struct demux m = {.x = x, .frame = STRBUF_INIT};
+	for (int i = 0; i < 3; i++)
+		m.line[i] = (struct strbuf)STRBUF_INIT;
+	struct docker_call c = {
+		.method = "POST",
+		.body = json_pack("{s:b,s:b}", "Detach", 0, "Tty", 0),
+		.on_data = demux_cb,
+		.opaque = &m,
+		.interruptible = true,
+		.reply = STRBUF_INIT,
+	};
+	c.path = xasprintf("/exec/%s/start", exec_id);
+	r = docker_do(dt->d, &c, err);
+	if (r == 0 && c.status >= 300)
+		r = imgf_error_set(err, IMGF_EXIT_FAIL, "start exec: docker engine answered %ld",
+				   c.status);
+	for (int i = 1; i < 3; i++) {
+		if (m.line[i].len)
+			emit(&m, i, "\n", 1);
+		strbuf_release(&m.line[i]);
+	}
+	strbuf_release(&m.frame);
+	call_release(&c);
+	if (r < 0)
+		return -1;
+
+	json_t *info = NULL;
+	if (docker_json(dt->d, "GET", NULL, &info, NULL, err, "/exec/%s/json", exec_id) < 0)
+		return -1;
+	json_t *code = json_object_get(info, "ExitCode");
+	*status = json_is_integer(code) ? (int)json_integer_value(code) : -1;
+	bool running = json_is_true(json_object_get(info, "Running"));
+	json_decref(info);
+	if (running)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "exec '%s': output ended but the process still runs",
+				      x->argv[0]);
+	return 0;
+}
+
+/* ---- archives --------------------------------------------------------------------------- */
+
+static int docker_put_tar(struct imgf_target *t, const char *tar_path, const char *dest_dir,
+			  struct imgf_error **err)
+{
+	struct docker_target *dt = (struct docker_target *)t;
+	_cleanup_fclose_ FILE *f = fopen(tar_path, "rb");
+	if (!f)
+		return imgf_error_errno(err, errno, "open '%s'", tar_path);
+	struct stat st;
+	if (fstat(fileno(f), &st) < 0)
+		return imgf_error_errno(err, errno, "stat '%s'", tar_path);
+	_cleanup_free_ char *dir = url_escape(dest_dir);
+	struct docker_call c = {
+		.method = "PUT",
+		.upload = f,
+		.upload_size = st.st_size,
+		.interruptible = true,
+		.reply = STRBUF_INIT,
+	};
+	c.path = xasprintf("/containers/%s/archive?path=%s&noOverwriteDirNonDir=true", dt->id,
+			   dir);
+	int r = docker_do(dt->d, &c, err);
+	if (r == 0 && c.status >= 300)
+		r = call_error(&c, "put archive", err);
+	call_release(&c);
+	return r;
+}
+
+static size_t file_sink(void *opaque, const char *data, size_t len)
+{
+	return fwrite(data, 1, len, opaque);
+}
+
+static int docker_get_tar(struct imgf_target *t, const char *path, const char *out_tar,
+			  struct imgf_error **err)
+{
+	struct docker_target *dt = (struct docker_target *)t;
+	FILE *f = fopen(out_tar, "wb");
+	if (!f)
+		return imgf_error_errno(err, errno, "create '%s'", out_tar);
+	_cleanup_free_ char *p = url_escape(path);
+	struct docker_call c = {
+		.method = "GET",
+		.on_data = file_sink,
+		.opaque = f,
+		.interruptible = true,
+		.reply = STRBUF_INIT,
+	};
+	c.path = xasprintf("/containers/%s/archive?path=%s", dt->id, p);
+	int r = docker_do(dt->d, &c, err);
+	if (r == 0 && c.status >= 300)
+		r = imgf_error_set(err, IMGF_EXIT_FAIL, "get '%s': docker engine answered %ld",
+				   path, c.status);
+	if (fclose(f) != 0 && r == 0)
+		r = imgf_error_errno(err, errno, "write '%s'", out_tar);
+	call_release(&c);
+	if (r < 0)
+		unlink(out_tar);
+	return r;
+}
+
+static const struct imgf_target_ops docker_target_ops = {
+	.exec = docker_exec,
+	.put_tar = docker_put_tar,
+	.get_tar = docker_get_tar,
+};
+
+/* ---- the builder ------------------------------------------------------------------------- */
+
+static const struct imgf_key docker_keys[] = {
+	{"image", IMGF_KEY_STRING, true},	       /* the base image */
+	{"pull", IMGF_KEY_STRING, false},	       /* missing (default), always, never */
+	{"tag", IMGF_KEY_STRING, false},	       /* repo:tag of the result */
+	{"entrypoint", IMGF_KEY_STRING_LIST, false}, {"cmd", IMGF_KEY_STRING_LIST, false},
+	{"env", IMGF_KEY_STRING_LIST, false},	       {"stop_signal", IMGF_KEY_STRING, false},
+	{"labels", IMGF_KEY_OBJECT, false},	       {"workdir", IMGF_KEY_STRING, false},
+	{"cap_add", IMGF_KEY_STRING_LIST, false},    {"security_opt", IMGF_KEY_STRING_LIST, false},
+	{"network", IMGF_KEY_STRING, false},	       {NULL, 0, false},
+};
+
+static const char *cfg_str(struct imgf_build *b, const char *key, const char *def)
+{
+	json_t *v = json_object_get(b->builder_cfg, key);
+	return json_is_string(v) ? json_string_value(v) : def;
+}
+
+static json_t *cfg_list(struct imgf_build *b, const char *key, const char *def)
+{
+	json_t *v = json_object_get(b->builder_cfg, key);
+	if (json_is_string(v))
+		return json_pack("[s]", json_string_value(v));
+	if (json_is_array(v))
+		return json_deep_copy(v);
+	return def ? json_pack("[s]", def) : json_array();
+}
+
+static int docker_validate(struct imgf_build *b, struct imgf_error **err)
+{
+	const char *pull = cfg_str(b, "pull", "missing");
+	if (strcmp(pull, "missing") && strcmp(pull, "always") && strcmp(pull, "never"))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "pull: '%s' is not one of 'missing', 'always', 'never'",
+				      pull);
+	const char *tag = cfg_str(b, "tag", NULL);
+	if (tag && (!*tag || strchr(tag, ' ') || str_has_suffix(tag, ":")))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "tag: '%s' is not a valid image name",
+				      tag);
+	json_t *labels = json_object_get(b->builder_cfg, "labels");
+	const char *k;
+	json_t *v;
+	json_object_foreach(labels, k, v) if (!json_is_string(v)) return imgf_error_set(
+		err, IMGF_EXIT_FAIL, "labels.%s: expected a string", k);
+	return 0;
+}
+
+/* Split "repo[:tag]" where a ':' before the last '/' belongs to a registry port. */
+static void split_tag(const char *ref, char **repo, char **tag)
+{
+	const char *slash = strrchr(ref, '/');
+	const char *colon = strrchr(ref, ':');
+	if (colon && (!slash || colon > slash)) {
+		*repo = xstrndup(ref, (size_t)(colon - ref));
+		*tag = xstrdup(colon + 1);
+	} else {
+		*repo = xstrdup(ref);
+		*tag = xstrdup("latest");
+	}
+}
+
+static size_t pull_progress(void *opaque, const char *data, size_t len)
+{
+	/* The pull stream is JSON objects, one per line; keep only the last error. */
+	struct strbuf *errs = opaque;
+	struct strbuf line = STRBUF_INIT;
+	strbuf_add(&line, data, len);
+	const char *p = line.buf;
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		_cleanup_free_ char *one = xstrndup(p, nl ? (size_t)(nl - p) : strlen(p));
+		json_t *j = json_loads(one, 0, NULL);
+		const char *e = json_string_value(json_object_get(j, "error"));
+		if (e) {
+			strbuf_reset(errs);
+			strbuf_addstr(errs, e);
+		}
+		json_decref(j);
+		p = nl ? nl + 1 : NULL;
+	}
+	strbuf_release(&line);
+	return len;
+}
+
+/* Make sure the base image is present (pulling per `pull`); *info gets its inspect reply. */
+static int ensure_image(struct docker *d, const char *image, const char *pull, json_t **info_out,
+			struct imgf_error **err)
+{
+	json_t *info = NULL;
+	long st = 0;
+	if (strcmp(pull, "always") != 0) {
+		if (docker_json(d, "GET", NULL, &info, &st, err, "/images/%s/json", image) < 0)
+			return -1;
+		if (st == 200) {
+			*info_out = info;
+			return 0;
+		}
+		json_decref(info);
+		if (!strcmp(pull, "never"))
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "base image '%s' is not present and pull is 'never'",
+					      image);
+	}
+	log_info("pulling base image '%s'", image);
+	_cleanup_free_ char *q = url_escape(image);
+	struct strbuf errs = STRBUF_INIT;
+	struct docker_call c = {.method = "POST",
+				.on_data = pull_progress,
+				.opaque = &errs,
+				.interruptible = true,
+				.reply = STRBUF_INIT};
+	c.path = xasprintf("/images/create?fromImage=%s", q);
+	int r = docker_do(d, &c, err);
+	if (r == 0 && (c.status >= 300 || errs.len))
+		r = imgf_error_set(err, IMGF_EXIT_FAIL, "pull base image '%s': %s", image,
+				   errs.len ? errs.buf : "the engine refused");
+	call_release(&c);
+	strbuf_release(&errs);
+	if (r < 0)
+		return -1;
+	if (docker_json(d, "GET", NULL, &info, NULL, err, "/images/%s/json", image) < 0)
+		return imgf_error_prefix(err, "pull base image '%s'", image);
+	*info_out = info;
+	return 0;
+}
+
+static void remove_container(struct docker *d, const char *id)
+{
+	struct imgf_error *e = NULL;
+	long st = 0;
+	if (docker_json(d, "DELETE", NULL, NULL, &st, &e, "/containers/%s?force=true&v=true",
+			id) < 0 ||
+	    (st >= 300 && st != 404))
+		log_warn("could not remove build container '%s': %s", id,
+			 e ? e->msg : "the engine refused");
+	imgf_error_free(e);
+}
+
+static int docker_prepare(struct imgf_build *b, struct imgf_target **out,
+			  struct imgf_error **err)
+{
+	struct docker *d;
+	if (docker_connect(&d, err) < 0)
+		return -1;
+	const char *image = cfg_str(b, "image", "");
+	json_t *base = NULL;
+	if (ensure_image(d, image, cfg_str(b, "pull", "missing"), &base, err) < 0) {
+		docker_free(d);
+		return -1;
+	}
+	const char *base_id = json_string_value(json_object_get(base, "Id"));
+	base_id = base_id ? base_id : "";
+	imgf_build_record_input(b, "base-image", image,
+				str_has_prefix(base_id, "sha256:") ? base_id + 7 : base_id);
+
+	char rnd[9];
+	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
+	_cleanup_free_ char *name = xasprintf("imgforge-%s-%s", b->def->name, rnd);
+	json_t *host = json_pack("{s:o,s:o,s:s}", "CapAdd", cfg_list(b, "cap_add", "SYS_ADMIN"),
+				 "SecurityOpt", cfg_list(b, "security_opt", "seccomp=unconfined"),
+				 "NetworkMode", cfg_str(b, "network", "host"));
+	json_t *req = json_pack("{s:s,s:[s,s],s:[s],s:{s:s},s:o}", "Image", image, "Entrypoint",
+				"sleep", "infinity", "Env", DEFAULT_PATH, "Labels",
+				"io.imgforge.build", b->def->name, "HostConfig", host);
+	json_t *created = NULL;
+	_cleanup_free_ char *qname = url_escape(name);
+	if (docker_json(d, "POST", req, &created, NULL, err, "/containers/create?name=%s",
+			qname) < 0) {
+		docker_free(d);
+		json_decref(base);
+		return imgf_error_prefix(err, "create build container from '%s'", image);
+	}
+	struct docker_target *dt = xcalloc(1, sizeof(*dt));
+	dt->d = d;
+	dt->id = xstrdup(json_string_value(json_object_get(created, "Id")) ?: "");
+	dt->name = xstrdup(name);
+	dt->t.ops = &docker_target_ops;
+	dt->t.priv = dt;
+	dt->t.name = xasprintf("container '%s'", name);
+	dt->base_config = json_incref(json_object_get(base, "Config"));
+	json_decref(base);
+	json_decref(created);
+	*out = &dt->t;
+	imgf_event("target", json_pack("{s:s,s:s,s:s}", "builder", "docker", "container", name, "id",
+				      dt->id),
+		   NULL);
+	log_info("build container '%s' from '%s'", name, image);
+	if (docker_json(d, "POST", NULL, NULL, NULL, err, "/containers/%s/start", dt->id) < 0)
+		return imgf_error_prefix(err, "start build container '%s'", name);
+	return 0;
+}
+
+static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_artifact *out,
+			 struct imgf_error **err)
+{
+	struct docker_target *dt = (struct docker_target *)t;
+	json_t *labels = json_deep_copy(b->labels);
+	json_t *user_labels = json_object_get(b->builder_cfg, "labels");
+	if (user_labels)
+		json_object_update(labels, user_labels);
+	json_t *config = json_pack("{s:o,s:o}", "Labels", labels, "Env", cfg_list(b, "env", NULL));
+	/* The build container's own entrypoint (sleep) must not leak into the image: without
+	 * an entrypoint or cmd in the config, the base image's are kept. */
+	json_t *ep = json_object_get(b->builder_cfg, "entrypoint");
+	json_t *cmd = json_object_get(b->builder_cfg, "cmd");
+	json_t *base_ep = json_object_get(dt->base_config, "Entrypoint");
+	json_t *base_cmd = json_object_get(dt->base_config, "Cmd");
+	json_object_set_new(config, "Entrypoint",
+			    ep ? cfg_list(b, "entrypoint", NULL)
+			       : (json_is_array(base_ep) ? json_deep_copy(base_ep) : json_array()));
+	json_object_set_new(config, "Cmd",
+			    cmd ? cfg_list(b, "cmd", NULL)
+				: (!ep && json_is_array(base_cmd) ? json_deep_copy(base_cmd)
+								  : json_null()));
+	if (cfg_str(b, "stop_signal", NULL))
+		json_object_set_new(config, "StopSignal",
+				    json_string(cfg_str(b, "stop_signal", NULL)));
+	if (cfg_str(b, "workdir", NULL))
+		json_object_set_new(config, "WorkingDir", json_string(cfg_str(b, "workdir", NULL)));
+
+	struct strbuf q = STRBUF_INIT;
+	_cleanup_free_ char *author = url_escape("imgforge " IMGF_VERSION);
+	strbuf_addf(&q, "/commit?container=%s&pause=true&author=%s", dt->id, author);
+	const char *tag = cfg_str(b, "tag", NULL);
+	if (tag) {
+		_cleanup_free_ char *repo = NULL, *tg = NULL;
+		split_tag(tag, &repo, &tg);
+		_cleanup_free_ char *er = url_escape(repo);
+		_cleanup_free_ char *et = url_escape(tg);
+		strbuf_addf(&q, "&repo=%s&tag=%s", er, et);
+	}
+	json_t *reply = NULL;
+	int r = docker_json(dt->d, "POST", config, &reply, NULL, err, "%s", q.buf);
+	strbuf_release(&q);
+	if (r < 0)
+		return imgf_error_prefix(err, "commit %s", t->name);
+	out->builder_type = xstrdup("docker");
+	out->id = xstrdup(json_string_value(json_object_get(reply, "Id")) ?: "");
+	out->files = xcalloc(1, sizeof(char *));
+	out->extra = json_pack("{s:s?}", "image", tag);
+	json_decref(reply);
+	log_info("committed %s as %s%s%s", t->name, out->id, tag ? " " : "", tag ? tag : "");
+	return 0;
+}
+
+static void docker_cleanup(struct imgf_build *b, struct imgf_target *t, bool keep)
+{
+	(void)b;
+	struct docker_target *dt = (struct docker_target *)t;
+	if (keep) {
+		log_warn("keeping build container '%s' (--on-error=abort); remove it with the "
+			 "Engine API or 'docker rm -f %s'",
+			 dt->name, dt->name);
+		imgf_event("kept", json_pack("{s:s,s:s}", "container", dt->name, "id", dt->id),
+			   NULL);
+	} else if (dt->id && *dt->id) {
+		remove_container(dt->d, dt->id);
+	}
+	docker_free(dt->d);
+	json_decref(dt->base_config);
+	free(dt->id);
+	free(dt->name);
+	free(dt->t.name);
+	free(dt);
+}
+
+const struct imgf_builder_ops imgf_docker_builder = {
+	.name = "docker",
+	.keys = docker_keys,
+	.validate = docker_validate,
+	.prepare = docker_prepare,
+	.commit = docker_commit,
+	.cleanup = docker_cleanup,
+};
