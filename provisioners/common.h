@@ -1,0 +1,36 @@
+/* Helpers the provisioners share; none of them knows which builder runs the target. */
+#ifndef IMGF_PROVISIONERS_COMMON_H
+#define IMGF_PROVISIONERS_COMMON_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct imgf_error;
+struct imgf_step;
+struct imgf_target;
+struct imgf_tar;
+
+/* Start a staging tar for this step; put it into the target's root with prov_tar_put. */
+struct imgf_tar *prov_tar_new(struct imgf_step *s, struct imgf_target *t, char **path,
+			      struct imgf_error **err);
+/* Close, put into "/", and remove the staging tar (also on failure). */
+int prov_tar_put(struct imgf_tar *w, char *path, struct imgf_target *t, struct imgf_error **err);
+/* Add a provisioner data file (interpolated) to a staging tar at `dest` (absolute). */
+int prov_tar_add_data_file(struct imgf_step *s, struct imgf_tar *w, const char *data_path,
+			   const char *dest, mode_t mode, struct imgf_error **err);
+/* Enable a systemd unit offline: the wants/ symlink, no systemctl needed. */
+int prov_tar_enable_unit(struct imgf_tar *w, const char *unit, const char *unit_path,
+			 const char *target_wants, struct imgf_error **err);
+/* Run `prog ARGS` in the target and fail unless its output contains `want`. */
+int prov_check_version(struct imgf_step *s, struct imgf_target *t, char *const *argv,
+		       const char *want, struct imgf_error **err);
+/* A shell script that installs packages with apt or dnf, whichever the target has, only
+ * when missing, and cleans the package lists afterwards. Names are checked first. */
+int prov_packages_script(char *const *pkgs, bool update, bool clean, const char *manager,
+			 char **out, struct imgf_error **err);
+/* A word safe to put in a shell script unquoted (package names, image refs). */
+bool prov_is_safe_word(const char *s);
+/* Quote for sh: 'it'\''s'. */
+char *prov_shell_quote(const char *s);
+
+#endif

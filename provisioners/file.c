@@ -1,0 +1,88 @@
+/* file: copy a host file or directory, or inline content, into the target. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "archive.h"
+#include "common.h"
+#include "error.h"
+#include "provisioner.h"
+#include "target.h"
+#include "util.h"
+
+static const struct imgf_key file_keys[] = {
+	{"source", IMGF_KEY_STRING, false},	    /* host file or directory */
+	{"content", IMGF_KEY_STRING, false},	    /* or the file's content inline */
+	{"destination", IMGF_KEY_STRING, true}, /* absolute path in the target */
+	{"mode", IMGF_KEY_STRING, false},	    /* octal, e.g. "0644" */
+	{NULL, 0, false},
+};
+
+static int parse_mode(const char *s, mode_t *mode)
+{
+	char *end;
+	errno = 0;
+	long m = strtol(s, &end, 8);
+	if (!*s || *end || errno || m < 0 || m > 07777)
+		return -1;
+	*mode = (mode_t)m;
+	return 0;
+}
+
+static int file_validate(struct imgf_step *s, struct imgf_error **err)
+{
+	const char *src = imgf_step_str(s, "source", NULL);
+	const char *content = imgf_step_str(s, "content", NULL);
+	const char *dest = imgf_step_str(s, "destination", "");
+	if ((src != NULL) == (content != NULL))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "give exactly one of 'source' or 'content'");
+	if (dest[0] != '/')
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "destination: '%s' is not an absolute path", dest);
+	struct stat st;
+	if (src && stat(src, &st) < 0)
+		return imgf_error_errno(err, errno, "source: '%s'", src);
+	mode_t m;
+	const char *mode = imgf_step_str(s, "mode", NULL);
+	if (mode && parse_mode(mode, &m) < 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "mode: '%s' is not an octal mode", mode);
+	return 0;
+}
+
+static int file_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
+{
+	const char *src = imgf_step_str(s, "source", NULL);
+	const char *content = imgf_step_str(s, "content", NULL);
+	const char *dest = imgf_step_str(s, "destination", "/");
+	mode_t mode = 0;
+	const char *ms = imgf_step_str(s, "mode", NULL);
+	if (ms)
+		parse_mode(ms, &mode);
+	if (content)
+		return imgf_target_put_data(t, dest, content, strlen(content), mode ? mode : 0644,
+					    err);
+	struct stat st;
+	if (stat(src, &st) < 0)
+		return imgf_error_errno(err, errno, "source: '%s'", src);
+	if (!S_ISDIR(st.st_mode))
+		return imgf_target_put_file(t, src, dest, mode, err);
+	char *path;
+	struct imgf_tar *w = prov_tar_new(s, t, &path, err);
+	if (!w)
+		return -1;
+	if (imgf_tar_add_tree(w, src, dest + 1, err) < 0) {
+		imgf_tar_free(w);
+		free(path);
+		return -1;
+	}
+	return prov_tar_put(w, path, t, err);
+}
+
+const struct imgf_provisioner_ops imgf_file_provisioner = {
+	.name = "file",
+	.keys = file_keys,
+	.validate = file_validate,
+	.run = file_run,
+};
