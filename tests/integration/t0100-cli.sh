@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The command line and configuration contract: no Docker needed.
+. "$(dirname "$0")/../lib/harness.sh"
+F=$TOP/tests/fixtures/config
+
+test_expect_success "version prints the version and exits 0" '
+	expect_exit 0 "$IMGF" version &&
+	grep -q "^imgforge " "$TMP/out"
+'
+
+test_expect_success "no command is a usage error (exit 2)" '
+	expect_exit 2 "$IMGF" &&
+	expect_err "usage: imgforge COMMAND"
+'
+
+test_expect_success "an unknown command is a usage error naming it" '
+	expect_exit 2 "$IMGF" frobnicate &&
+	expect_err "unknown command '"'"'frobnicate'"'"'"
+'
+
+test_expect_success "--help works for every subcommand" '
+	for c in build validate inspect version; do
+		expect_exit 0 "$IMGF" $c --help && grep -q "usage: imgforge $c" "$TMP/out"
+	done
+'
+
+test_expect_success "an unknown option is a usage error (exit 2)" '
+	expect_exit 2 "$IMGF" build --frob "$F/simple.json" &&
+	expect_err "unknown option '"'"'--frob'"'"'"
+'
+
+test_expect_success "--on-error takes only cleanup or abort" '
+	expect_exit 2 "$IMGF" build --on-error=ask "$F/simple.json" &&
+	expect_err "expected '"'"'cleanup'"'"' or '"'"'abort'"'"'"
+'
+
+test_expect_success "validate accepts the shipped configs" '
+	for c in debian-12 ubuntu-2204; do
+		expect_exit 0 "$IMGF" validate "$TOP/config/$c.json" || exit 1
+		grep -q "the configuration is valid" "$TMP/out"
+	done
+'
+
+test_expect_success "JSON and YAML configs resolve to the same variables and images" '
+	"$IMGF" inspect --json "$F/simple.json" | jq -S "del(.config) | .images[].file |= sub(\".*/\"; \"\")" >"$TMP/a" &&
+	"$IMGF" inspect --json "$F/simple.yaml" | jq -S "del(.config) | .images[].file |= sub(\".*/\"; \"\")" |
+		sed "s/simple.yaml/simple.json/" >"$TMP/b" &&
+	jq -S ".variables | map_values(.value)" "$TMP/a" >"$TMP/av" &&
+	jq -S ".variables | map_values(.value)" "$TMP/b" >"$TMP/bv" &&
+	diff "$TMP/av" "$TMP/bv" &&
+	diff <(jq -S .images "$TMP/a") <(jq -S .images "$TMP/b")
+'
+
+test_expect_success "includes come first, the file itself wins over them" '
+	"$IMGF" inspect --json "$F/simple.json" >"$TMP/i" &&
+	test "$(jq -r .variables.shadowed.value "$TMP/i")" = file &&
+	test "$(jq -r .variables.arch.value "$TMP/i")" = amd64 &&
+	jq -r .variables.arch.from "$TMP/i" | grep -q "base.json$"
+'
+
+test_expect_success "variables interpolate other variables and reach image definitions" '
+	"$IMGF" inspect --json "$F/simple.json" >"$TMP/i" &&
+	test "$(jq -r .variables.nested.value "$TMP/i")" = "hello from base on amd64" &&
+	jq -r ".images[0].provisioners[0].inline[0]" "$TMP/i" | grep -qF "hello from base on amd64"
+'
+
+test_expect_success "precedence: --var-files in order over the config, --var over all" '
+	"$IMGF" inspect --json --var-file "$F/override.json" "$F/simple.json" >"$TMP/i" &&
+	test "$(jq -r .variables.shadowed.value "$TMP/i")" = var-file-1 &&
+	test "$(jq -r .variables.nested.value "$TMP/i")" = "from var file on amd64" &&
+	"$IMGF" inspect --json --var-file "$F/override.json" --var-file "$F/override2.yaml" "$F/simple.json" >"$TMP/i" &&
+	test "$(jq -r .variables.shadowed.value "$TMP/i")" = var-file-2 &&
+	"$IMGF" inspect --json --var shadowed=cli --var-file "$F/override2.yaml" "$F/simple.json" >"$TMP/i" &&
+	test "$(jq -r .variables.shadowed.value "$TMP/i")" = cli &&
+	test "$(jq -r .variables.shadowed.from "$TMP/i")" = --var
+'
+
+test_expect_success "single-dash long options work as Packer users type them" '
+	"$IMGF" inspect -json -var shadowed=dash -only=simple "$F/simple.json" >"$TMP/i" &&
+	test "$(jq -r .variables.shadowed.value "$TMP/i")" = dash &&
+	test "$(jq -r ".images | length" "$TMP/i")" = 1
+'
+
+test_expect_success "--only naming an unknown image fails and lists the images" '
+	expect_exit 1 "$IMGF" validate --only nope "$F/simple.json" &&
+	expect_err "--only: no image named '"'"'nope'"'"'" &&
+	expect_err "(images: '"'"'simple'"'"')"
+'
+
+test_expect_success "an undefined variable names the file and the key path" '
+	expect_exit 1 "$IMGF" validate "$F/undefined-var.json" &&
+	expect_err "undefined-var-image.json: provisioners[1].url: undefined variable '"'"'no_such_var'"'"'"
+'
+
+test_expect_success "a bad checksum form fails validate with the accepted forms" '
+	expect_exit 1 "$IMGF" validate "$F/bad-checksum.json" &&
+	expect_err "bad-checksum-image.json: provisioners[0] (runc): input '"'"'runc'"'"': checksum '"'"'md5:d41d8cd98f00b204e9800998ecf8427e'"'"'" &&
+	expect_err "sha256:HEX, sha512:HEX, file:URL"
+'
+
+test_expect_success "a short sha256 is refused with the expected length" '
+	expect_exit 1 "$IMGF" validate --var x=1 "$F/bad-checksum.json" &&
+	cp "$F"/bad-checksum*.json "$TMP/" &&
+	sed -i "s/md5:d41d8cd98f00b204e9800998ecf8427e/sha256:abcd/" "$TMP/bad-checksum-image.json" &&
+	expect_exit 1 "$IMGF" validate "$TMP/bad-checksum.json" &&
+	expect_err "64"
+'
+
+test_expect_success "JSON syntax errors give file:line:column" '
+	expect_exit 1 "$IMGF" validate "$F/syntax-error.json" &&
+	grep -E "syntax-error.json:[0-9]+:[0-9]+: " "$TMP/err"
+'
+
+test_expect_success "YAML syntax errors give file:line:column" '
+	expect_exit 1 "$IMGF" validate "$F/syntax-error.yaml" &&
+	grep -E "syntax-error.yaml:3:[0-9]+: " "$TMP/err"
+'
+
+test_expect_success "an unknown top-level key lists the known keys" '
+	expect_exit 1 "$IMGF" validate "$F/unknown-key.json" &&
+	expect_err "unknown key '"'"'imagez'"'"' (known keys: '"'"'include'"'"', '"'"'variables'"'"', '"'"'images'"'"')"
+'
+
+test_expect_success "an unknown provisioner type lists the known provisioners" '
+	expect_exit 1 "$IMGF" validate "$F/unknown-provisioner.json" &&
+	expect_err "unknown provisioner '"'"'ansible'"'"' (known provisioners: '"'"'shell'"'"'" &&
+	expect_err "'"'"'sysprep'"'"')"
+'
+
+test_expect_success "an unknown provisioner key lists the provisioner's keys" '
+	expect_exit 1 "$IMGF" validate "$F/unknown-step-key.json" &&
+	expect_err "provisioners[0] (runc): unknown key '"'"'sha'"'"' (known keys: '"'"'url'"'"', '"'"'checksum'"'"'"
+'
+
+test_expect_success "a variable cycle is an error, not a hang" '
+	expect_exit 1 timeout 10 "$IMGF" validate "$F/cycle.json" &&
+	expect_err "refers to itself"
+'
+
+test_expect_success "a missing config file is named" '
+	expect_exit 1 "$IMGF" validate "$TMP/nope.json" &&
+	expect_err "nope.json"
+'
+
+test_expect_success "the main job fails early naming the unreachable URL and its variable" '
+	expect_exit 1 env IMGFORGE_CACHE_DIR="$TMP/cache" "$IMGF" build --output-dir "$TMP/output" \
+		--var containerd_url=http://imgforge-unresolvable.invalid/containerd.tar.gz \
+		--var containerd_checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 \
+		--only kind-node "$TOP/config/debian-12.json" &&
+	expect_err "imgforge-unresolvable.invalid" &&
+	expect_err "variable '"'"'containerd_url'"'"'" &&
+	test ! -e "$TMP/output"
+'
+
+test_expect_success "--json build events are one JSON object per line" '
+	expect_exit 1 env IMGFORGE_CACHE_DIR="$TMP/cache" "$IMGF" build --json --output-dir "$TMP/output" \
+		--var containerd_url=http://imgforge-unresolvable.invalid/c.tar.gz \
+		--var containerd_checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 \
+		--only kind-node "$TOP/config/debian-12.json" &&
+	test -s "$TMP/out" &&
+	while read -r line; do echo "$line" | jq -e .event >/dev/null || exit 1; done <"$TMP/out" &&
+	jq -r .event "$TMP/out" | grep -qx error
+'
+
+test_done

@@ -1,0 +1,93 @@
+# Integration-test harness (after git's t/test-lib.sh). Source it from tests/integration/tNNNN-*.sh:
+#   test_expect_success "what it shows" 'commands'   run commands with `set -e`; ok if they succeed
+#   test_expect_failure_output CODE "pattern" "what" 'commands'  exit CODE and stderr matching
+#   test_skip "what" "why"                             counted, with the reason
+#   test_done                                          prints the summary and exits
+# Helpers: die, require_cmd, docker_available, IMGF (the binary), TOP (repo root), TMP (per-script).
+set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+IMGF=${IMGF:-$TOP/imgforge}
+TEST_NAME=$(basename "$0" .sh)
+TEST_CACHE=${IMGF_TEST_CACHE:-/var/tmp/imgforge-test-cache}
+mkdir -p "$TEST_CACHE"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/$TEST_NAME.XXXXXX")
+test_count=0
+test_passed=0
+test_failed=0
+test_skipped=0
+test_cleanups=()
+
+test_at_exit() {
+	local c
+	for c in "${test_cleanups[@]+"${test_cleanups[@]}"}"; do
+		eval "$c" >/dev/null 2>&1 || true
+	done
+	[ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"
+}
+trap test_at_exit EXIT
+# Register a command to run when the script ends, however it ends.
+at_exit() { test_cleanups+=("$1"); }
+
+die() {
+	echo "error: $*" >&2
+	exit 1
+}
+
+say() { printf '# %s\n' "$*"; }
+
+test_expect_success() {
+	local desc=$1 body=$2
+	test_count=$((test_count + 1))
+	local log="$TMP/test-$test_count.log"
+	if (set -e; eval "$body") >"$log" 2>&1; then
+		test_passed=$((test_passed + 1))
+		echo "ok $test_count - $desc"
+		[ -z "${VERBOSE:-}" ] || sed 's/^/#   /' "$log"
+	else
+		test_failed=$((test_failed + 1))
+		echo "not ok $test_count - $desc"
+		tail -n 40 "$log" | sed 's/^/#   /'
+	fi
+}
+
+test_skip() {
+	test_count=$((test_count + 1))
+	test_skipped=$((test_skipped + 1))
+	echo "ok $test_count # skip $1 ($2)"
+}
+
+test_done() {
+	echo "# $TEST_NAME: passed=$test_passed failed=$test_failed skipped=$test_skipped"
+	[ "$test_failed" -eq 0 ]
+	exit $?
+}
+
+# Run imgforge expecting exit status $1; stderr goes to $TMP/err, stdout to $TMP/out.
+expect_exit() {
+	local want=$1 rc=0
+	shift
+	"$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		echo "exit status $rc, want $want: $*" >&2
+		cat "$TMP/err" >&2
+		return 1
+	fi
+}
+
+# The stderr of the last expect_exit must contain this fixed string.
+expect_err() {
+	grep -qF -- "$1" "$TMP/err" || {
+		echo "stderr lacks: $1" >&2
+		echo "stderr was:" >&2
+		cat "$TMP/err" >&2
+		return 1
+	}
+}
+
+docker_available() {
+	command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+require_cmd() {
+	command -v "$1" >/dev/null 2>&1
+}
