@@ -1,0 +1,1326 @@
+/*
+ * OCI distribution client: reference parsing, manifest and blob GETs with anonymous bearer
+ * tokens, platform selection, and the OCI image-layout tar that containerd imports.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "archive.h"
+#include "digest.h"
+#include "error.h"
+#include "fetch.h"
+#include "log.h"
+#include "registry.h"
+#include "strbuf.h"
+#include "util.h"
+
+#ifndef IMGF_VERSION
+#define IMGF_VERSION "0"
+#endif
+
+#define MANIFEST_MAX (4u << 20) /* manifests and indexes; Docker's own limit is 4 MiB */
+#define TOKEN_MAX (1u << 20)
+#define ERRBODY_MAX 4096
+#define NAME_MAX_LEN 255 /* Docker's limit on "registry/repository" */
+#define TAG_MAX_LEN 128
+
+#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+
+/* ---- references ---------------------------------------------------------------------- */
+
+static bool is_lower_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_alnum(char c)
+{
+	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+/* One path component: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* */
+static bool repo_component_valid(const char *s, size_t n)
+{
+	size_t i = 0;
+	if (n == 0 || !is_lower_alnum(s[0]))
+		return false;
+	while (i < n) {
+		while (i < n && is_lower_alnum(s[i]))
+			i++;
+		if (i == n)
+			return true;
+		size_t sep = i;
+		if (s[i] == '.') {
+			i++;
+		} else if (s[i] == '_') {
+			i++;
+			if (i < n && s[i] == '_')
+				i++;
+		} else if (s[i] == '-') {
+			while (i < n && s[i] == '-')
+				i++;
+		} else {
+			return false;
+		}
+		if (i == n || !is_lower_alnum(s[i]) || i == sep)
+			return false;
+	}
+	return true;
+}
+
+static bool has_upper(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] >= 'A' && s[i] <= 'Z')
+			return true;
+	return false;
+}
+
+/* [A-Za-z0-9_][A-Za-z0-9_.-]{0,127} */
+static bool tag_valid(const char *t)
+{
+	size_t n = strlen(t);
+	if (n == 0 || n > TAG_MAX_LEN || !(is_alnum(t[0]) || t[0] == '_'))
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!(is_alnum(t[i]) || t[i] == '_' || t[i] == '.' || t[i] == '-'))
+			return false;
+	return true;
+}
+
+/* Host label: [A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])? */
+static bool host_label_valid(const char *s, size_t n)
+{
+	if (n == 0 || !is_alnum(s[0]) || !is_alnum(s[n - 1]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(is_alnum(s[i]) || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* "host", "host:port", "[v6]" or "[v6]:port"; on error *why says what is wrong. */
+static bool registry_valid(const char *r, char **why)
+{
+	const char *port = NULL;
+	if (r[0] == '[') {
+		const char *close = strchr(r, ']');
+		struct in6_addr a6;
+		_cleanup_free_ char *v6 = close ? xstrndup(r + 1, (size_t)(close - r - 1)) : NULL;
+		if (!close || inet_pton(AF_INET6, v6, &a6) != 1) {
+			*why = xasprintf("invalid IPv6 registry host '%s'", r);
+			return false;
+		}
+		if (close[1] == ':')
+			port = close + 2;
+		else if (close[1]) {
+			*why = xasprintf("invalid registry host '%s'", r);
+			return false;
+		}
+	} else {
+		const char *colon = strchr(r, ':');
+		size_t hlen = colon ? (size_t)(colon - r) : strlen(r);
+		const char *p = r, *end = r + hlen;
+		if (hlen == 0) {
+			*why = xasprintf("empty registry host in '%s'", r);
+			return false;
+		}
+		while (p <= end) {
+			const char *dot = memchr(p, '.', (size_t)(end - p));
+			size_t l = dot ? (size_t)(dot - p) : (size_t)(end - p);
+			if (!host_label_valid(p, l)) {
+				*why = xasprintf("invalid registry host '%.*s'", (int)hlen, r);
+				return false;
+			}
+			if (!dot)
+				break;
+			p = dot + 1;
+		}
+		if (colon)
+			port = colon + 1;
+	}
+	if (port) {
+		size_t n = strlen(port);
+		if (n == 0 || n > 5 || !strspn(port, "0123456789") ||
+		    strspn(port, "0123456789") != n || atol(port) > 65535 || atol(port) == 0) {
+			*why = xasprintf("invalid registry port '%s'", port);
+			return false;
+		}
+	}
+	return true;
+}
+
+void imgf_image_ref_release(struct imgf_image_ref *r)
+{
+	if (!r)
+		return;
+	free(r->registry);
+	free(r->repository);
+	free(r->tag);
+	free(r->digest);
+	free(r->full);
+	memset(r, 0, sizeof(*r));
+}
+
+static int ref_error(struct imgf_error **err, const char *ref, char *why)
+{
+	imgf_error_set(err, IMGF_EXIT_FAIL, "invalid image reference '%s': %s", ref, why);
+	free(why);
+	return -1;
+}
+
+static bool digest_valid(const char *d)
+{
+	return str_has_prefix(d, "sha256:") && strlen(d) == 71 &&
+	       strspn(d + 7, "0123456789abcdef") == 64;
+}
+
+int imgf_image_ref_parse(const char *ref, struct imgf_image_ref *out, struct imgf_error **err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!ref || !*ref)
+		return ref_error(err, ref ? ref : "", xstrdup("empty reference"));
+	for (const char *p = ref; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return ref_error(err, ref,
+					 xstrdup("contains whitespace or control characters"));
+	if (strstr(ref, "://"))
+		return ref_error(err, ref, xstrdup("a reference has no URL scheme"));
+
+	_cleanup_free_ char *name = NULL, *tag = NULL, *digest = NULL;
+	const char *at = strchr(ref, '@');
+	if (at) {
+		const char *d = at + 1;
+		const char *colon = strchr(d, ':');
+		if (!*d)
+			return ref_error(err, ref, xstrdup("empty digest after '@'"));
+		if (!colon)
+			return ref_error(err, ref, xasprintf("digest '%s' has no algorithm", d));
+		if (!str_has_prefix(d, "sha256:"))
+			return ref_error(
+				err, ref,
+				xasprintf("unsupported digest algorithm '%.*s' (only sha256)",
+					  (int)(colon - d), d));
+		if (!digest_valid(d))
+			return ref_error(
+				err, ref,
+				xasprintf(
+					"digest '%s' is not 'sha256:' and 64 lowercase hex digits",
+					d));
+		digest = xstrdup(d);
+		name = xstrndup(ref, (size_t)(at - ref));
+	} else {
+		name = xstrdup(ref);
+	}
+	if (!*name)
+		return ref_error(err, ref, xstrdup("empty name"));
+
+	/* A tag is a ':' in the last path component (a ':' before a '/' is a port). */
+	char *slash = strrchr(name, '/');
+	char *colon = strrchr(slash ? slash : name, ':');
+	if (colon) {
+		*colon = '\0';
+		tag = xstrdup(colon + 1);
+		if (!*tag)
+			return ref_error(err, ref, xstrdup("empty tag after ':'"));
+		if (!tag_valid(tag))
+			return ref_error(
+				err, ref,
+				xasprintf("invalid tag '%s' (want [A-Za-z0-9_][A-Za-z0-9_.-]*, "
+					  "at most %d characters)",
+					  tag, TAG_MAX_LEN));
+	}
+	if (!*name)
+		return ref_error(err, ref, xstrdup("empty name"));
+
+	_cleanup_free_ char *registry = NULL, *repo = NULL;
+	const char *first_slash = strchr(name, '/');
+	if (first_slash) {
+		size_t flen = (size_t)(first_slash - name);
+		bool is_registry = memchr(name, '.', flen) || memchr(name, ':', flen) ||
+				   (flen == 9 && memcmp(name, "localhost", 9) == 0) ||
+				   name[0] == '[';
+		if (is_registry) {
+			registry = xstrndup(name, flen);
+			repo = xstrdup(first_slash + 1);
+		}
+	}
+	if (!registry) {
+		registry = xstrdup("docker.io");
+		repo = xstrdup(name);
+	} else {
+		char *why = NULL;
+		if (!registry_valid(registry, &why))
+			return ref_error(err, ref, why);
+	}
+	if (!strcmp(registry, "index.docker.io")) {
+		free(registry);
+		registry = xstrdup("docker.io");
+	}
+	if (!*repo)
+		return ref_error(err, ref,
+				 xasprintf("empty repository name after '%s/'", registry));
+	if (has_upper(repo, strlen(repo)))
+		return ref_error(err, ref,
+				 xasprintf("repository name '%s' must be lowercase", repo));
+	for (const char *p = repo;;) {
+		const char *s = strchr(p, '/');
+		size_t n = s ? (size_t)(s - p) : strlen(p);
+		if (n == 0)
+			return ref_error(
+				err, ref,
+				xasprintf("empty path component in repository '%s'", repo));
+		if (!repo_component_valid(p, n))
+			return ref_error(
+				err, ref,
+				xasprintf(
+					"invalid repository path component '%.*s' (want lowercase "
+					"letters and digits separated by '.', '_', '__' or '-')",
+					(int)n, p));
+		if (!s)
+			break;
+		p = s + 1;
+	}
+	if (!strcmp(registry, "docker.io") && !strchr(repo, '/')) {
+		char *r = xasprintf("library/%s", repo);
+		free(repo);
+		repo = r;
+	}
+	if (strlen(registry) + 1 + strlen(repo) > NAME_MAX_LEN)
+		return ref_error(err, ref,
+				 xasprintf("name longer than %d characters", NAME_MAX_LEN));
+	if (!tag && !digest)
+		tag = xstrdup("latest");
+
+	struct strbuf full = STRBUF_INIT;
+	strbuf_addf(&full, "%s/%s", registry, repo);
+	if (tag)
+		strbuf_addf(&full, ":%s", tag);
+	if (digest)
+		strbuf_addf(&full, "@%s", digest);
+	out->registry = STEAL_POINTER(&registry);
+	out->repository = STEAL_POINTER(&repo);
+	out->tag = STEAL_POINTER(&tag);
+	out->digest = STEAL_POINTER(&digest);
+	out->full = strbuf_detach(&full, NULL);
+	return 0;
+}
+
+/* 127.0.0.0/8, localhost, [::1] (with or without a port) are spoken to over plain HTTP. */
+static bool registry_is_loopback(const char *registry)
+{
+	_cleanup_free_ char *host = NULL;
+	if (registry[0] == '[') {
+		const char *close = strchr(registry, ']');
+		host = xstrndup(registry + 1, close ? (size_t)(close - registry - 1) : 0);
+		struct in6_addr a6;
+		return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	const char *colon = strchr(registry, ':');
+	host = colon ? xstrndup(registry, (size_t)(colon - registry)) : xstrdup(registry);
+	if (!strcmp(host, "localhost"))
+		return true;
+	struct in_addr a4;
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* ---- HTTP ---------------------------------------------------------------------------- */
+
+struct reg_client {
+	CURL *curl;
+	const struct imgf_fetch_opts *opts;
+	char *base;	/* "https://HOST/v2/REPO" */
+	char *scope;	/* "repository:REPO:pull" */
+	char *auth;	/* "Authorization: Bearer ..." once a token was fetched */
+	char *no_proxy; /* NOPROXY: the environment's list plus loopback */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+/* Where a response body goes: a capped buffer, or a file hashed while it is written. */
+struct sink {
+	struct strbuf *buf; /* with buf->max set */
+	int fd;		    /* -1 when buf is used */
+	struct imgf_digest *dg;
+	uint64_t written;
+	uint64_t limit; /* for fd: the descriptor's size */
+	bool too_large;
+	int write_errno;
+	struct strbuf errbody; /* body of a non-2xx reply, for the registry's message */
+	CURL *curl;
+	const char *label; /* progress bar label or NULL */
+};
+
+struct reply {
+	long status;
+	char *content_type;
+	char *docker_digest;
+	char *www_auth;
+	char *retry_after;
+};
+
+static void reply_release(struct reply *r)
+{
+	free(r->content_type);
+	free(r->docker_digest);
+	free(r->www_auth);
+	free(r->retry_after);
+	memset(r, 0, sizeof(*r));
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct reply *r = userdata;
+	size_t n = size * nmemb;
+	if (n >= 5 && !memcmp(data, "HTTP/", 5)) {
+		/* A new response (after a redirect or 100): forget the previous one's headers. */
+		reply_release(r);
+		return n;
+	}
+	const char *colon = memchr(data, ':', n);
+	if (!colon)
+		return n;
+	size_t klen = (size_t)(colon - data);
+	const char *v = colon + 1, *end = data + n;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	char **slot = NULL;
+	if (klen == 12 && !strncasecmp(data, "content-type", klen))
+		slot = &r->content_type;
+	else if (klen == 21 && !strncasecmp(data, "docker-content-digest", klen))
+		slot = &r->docker_digest;
+	else if (klen == 16 && !strncasecmp(data, "www-authenticate", klen))
+		slot = &r->www_auth;
+	else if (klen == 11 && !strncasecmp(data, "retry-after", klen))
+		slot = &r->retry_after;
+	if (slot && !*slot)
+		*slot = xstrndup(v, (size_t)(end - v));
+	return n;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct sink *s = userdata;
+	size_t n = size * nmemb;
+	long code = 0;
+	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
+	if (code < 200 || code > 299) {
+		if (s->errbody.len < ERRBODY_MAX)
+			strbuf_add(&s->errbody, data,
+				   n < ERRBODY_MAX - s->errbody.len ? n
+								    : ERRBODY_MAX - s->errbody.len);
+		return n;
+	}
+	if (s->fd < 0) {
+		strbuf_add(s->buf, data, n);
+		if (s->buf->overflow) {
+			s->too_large = true;
+			return 0;
+		}
+	} else {
+		if (s->written + n > s->limit) {
+			s->too_large = true;
+			return 0;
+		}
+		for (size_t off = 0; off < n;) {
+			ssize_t w = write(s->fd, data + off, n - off);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				s->write_errno = errno;
+				return 0;
+			}
+			off += (size_t)w;
+		}
+	}
+	if (s->dg)
+		imgf_digest_update(s->dg, data, n);
+	s->written += n;
+	return n;
+}
+
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct sink *s = userdata;
+	(void)ultotal;
+	(void)ulnow;
+	if (imgf_interrupted)
+		return 1;
+	if (s->label && imgf_log_progress_enabled())
+		imgf_progress(s->label, (uint64_t)dlnow,
+			      s->fd >= 0 ? s->limit : (uint64_t)(dltotal > 0 ? dltotal : 0));
+	return 0;
+}
+
+static int sink_reset(struct sink *s, struct imgf_error **err)
+{
+	s->written = 0;
+	s->too_large = false;
+	s->write_errno = 0;
+	strbuf_reset(&s->errbody);
+	if (s->buf) {
+		strbuf_reset(s->buf);
+		s->buf->overflow = 0;
+	}
+	if (s->fd >= 0 && (ftruncate(s->fd, 0) < 0 || lseek(s->fd, 0, SEEK_SET) < 0))
+		return imgf_error_errno(err, errno, "truncate temp file");
+	if (s->dg) {
+		enum imgf_digest_alg alg = s->dg->alg;
+		imgf_digest_release(s->dg);
+		imgf_digest_init(s->dg, alg);
+	}
+	return 0;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result;
+
+static void curl_init(void)
+{
+	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* Loopback never goes through a proxy, whatever the environment says about others. */
+static char *no_proxy_list(void)
+{
+	const char *env = getenv("no_proxy");
+	if (!env || !*env)
+		env = getenv("NO_PROXY");
+	return xasprintf("%s%slocalhost,127.0.0.0/8,::1", env && *env ? env : "",
+			 env && *env ? "," : "");
+}
+
+static CURLcode http_get(struct reg_client *c, const char *url, const char *accept,
+			 const char *auth, struct sink *s, struct reply *r)
+{
+	CURL *h = c->curl;
+	struct curl_slist *hdrs = NULL;
+	if (accept) {
+		char *a = xasprintf("Accept: %s", accept);
+		hdrs = curl_slist_append(hdrs, a);
+		free(a);
+	}
+	if (auth)
+		hdrs = curl_slist_append(hdrs, auth);
+	curl_easy_reset(h);
+	reply_release(r);
+	c->errbuf[0] = '\0';
+	s->curl = h;
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	/* Blob GETs redirect to CDNs; libcurl keeps our Authorization header on the first host. */
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, c->no_proxy);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
+	/* A stalled transfer (under 1 byte/s for a minute) counts as a timeout and is retried. */
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
+	CURLcode cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(hdrs);
+	if (s->label && imgf_log_progress_enabled())
+		imgf_progress_done();
+	return cc;
+}
+
+static bool curl_retryable(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_GOT_NOTHING:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool status_retryable(long status)
+{
+	return status == 408 || status == 429 || (status >= 500 && status <= 599);
+}
+
+/* Sleep ms milliseconds in small slices so an interrupt is noticed. */
+static void sleep_interruptible(long ms)
+{
+	while (ms > 0 && !imgf_interrupted) {
+		long slice = ms < 100 ? ms : 100;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = slice * 1000000L};
+		nanosleep(&ts, NULL);
+		ms -= slice;
+	}
+}
+
+/* The registry's own words from an error body {"errors":[{"code":..,"message":..}]}. */
+static char *registry_error_text(const struct strbuf *body)
+{
+	if (!body->len)
+		return NULL;
+	json_t *root = json_loadb(body->buf, body->len, 0, NULL);
+	json_t *e0 = json_array_get(json_object_get(root, "errors"), 0);
+	const char *code = json_string_value(json_object_get(e0, "code"));
+	const char *msg = json_string_value(json_object_get(e0, "message"));
+	char *r = NULL;
+	if (code && msg)
+		r = xasprintf("%s: %s", code, msg);
+	else if (code || msg)
+		r = xstrdup(code ? code : msg);
+	json_decref(root);
+	return r;
+}
+
+/*
+ * A parsed WWW-Authenticate challenge: `scheme` and up to a few parameters. Values may be
+ * quoted strings with backslash escapes (RFC 7235).
+ */
+struct challenge {
+	char *scheme;
+	char *realm, *service, *scope;
+};
+
+static void challenge_release(struct challenge *ch)
+{
+	free(ch->scheme);
+	free(ch->realm);
+	free(ch->service);
+	free(ch->scope);
+	memset(ch, 0, sizeof(*ch));
+}
+
+static int parse_challenge(const char *h, struct challenge *ch)
+{
+	memset(ch, 0, sizeof(*ch));
+	const char *p = h;
+	while (*p == ' ')
+		p++;
+	size_t sl = strcspn(p, " ");
+	if (!sl)
+		return -1;
+	ch->scheme = xstrndup(p, sl);
+	p += sl;
+	while (*p) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		size_t kl = strcspn(p, "= ,");
+		if (!kl || p[kl] != '=')
+			return -1;
+		_cleanup_free_ char *key = xstrndup(p, kl);
+		p += kl + 1;
+		struct strbuf v = STRBUF_INIT;
+		if (*p == '"') {
+			p++;
+			while (*p && *p != '"') {
+				if (*p == '\\' && p[1])
+					p++;
+				strbuf_addch(&v, *p++);
+			}
+			if (*p != '"') {
+				strbuf_release(&v);
+				return -1;
+			}
+			p++;
+		} else {
+			size_t vl = strcspn(p, " ,");
+			strbuf_add(&v, p, vl);
+			p += vl;
+		}
+		char **slot = NULL;
+		if (!strcasecmp(key, "realm"))
+			slot = &ch->realm;
+		else if (!strcasecmp(key, "service"))
+			slot = &ch->service;
+		else if (!strcasecmp(key, "scope"))
+			slot = &ch->scope;
+		if (slot && !*slot)
+			*slot = strbuf_detach(&v, NULL);
+		strbuf_release(&v);
+	}
+	return 0;
+}
+
+static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
+			    struct sink *s, struct reply *r, struct imgf_error **err);
+
+/* Answer a Bearer challenge with an anonymous token from its realm. */
+static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_error **err)
+{
+	struct challenge ch;
+	if (parse_challenge(www_auth, &ch) < 0 || !ch.scheme) {
+		challenge_release(&ch);
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "unparsable WWW-Authenticate challenge '%s'", www_auth);
+	}
+	if (strcasecmp(ch.scheme, "Bearer") != 0) {
+		int r = imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"registry requires '%s' authentication; only anonymous bearer "
+			"tokens are supported",
+			ch.scheme);
+		challenge_release(&ch);
+		return r;
+	}
+	if (!ch.realm ||
+	    !(str_has_prefix(ch.realm, "https://") || str_has_prefix(ch.realm, "http://"))) {
+		int r = imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "bearer challenge without an http(s) realm: '%s'", www_auth);
+		challenge_release(&ch);
+		return r;
+	}
+	struct strbuf url = STRBUF_INIT;
+	strbuf_addstr(&url, ch.realm);
+	char sep = strchr(ch.realm, '?') ? '&' : '?';
+	if (ch.service) {
+		char *e = curl_easy_escape(c->curl, ch.service, 0);
+		strbuf_addf(&url, "%cservice=%s", sep, e);
+		curl_free(e);
+		sep = '&';
+	}
+	char *e = curl_easy_escape(c->curl, ch.scope ? ch.scope : c->scope, 0);
+	strbuf_addf(&url, "%cscope=%s", sep, e);
+	curl_free(e);
+	challenge_release(&ch);
+
+	struct strbuf body = STRBUF_INIT;
+	body.max = TOKEN_MAX;
+	struct sink s = {.buf = &body, .fd = -1, .errbody = STRBUF_INIT};
+	struct reply rep = {0};
+	/* The token endpoint itself is asked anonymously: drop any token we hold. */
+	char *saved = c->auth;
+	c->auth = NULL;
+	int ret = get_with_retries(c, url.buf, "application/json", &s, &rep, err);
+	c->auth = saved;
+	if (ret < 0) {
+		imgf_error_prefix(err, "fetch token from '%s'", url.buf);
+		goto out;
+	}
+	json_error_t jerr;
+	json_t *root = json_loadb(body.buf, body.len, 0, &jerr);
+	const char *tok = json_string_value(json_object_get(root, "token"));
+	if (!tok || !*tok)
+		tok = json_string_value(json_object_get(root, "access_token"));
+	if (!tok || !*tok) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
+				     "token reply from '%s' has no 'token' or 'access_token'",
+				     url.buf);
+	} else if (strcspn(tok, "\r\n") != strlen(tok)) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "token reply from '%s' is malformed",
+				     url.buf);
+	} else {
+		free(c->auth);
+		c->auth = xasprintf("Authorization: Bearer %s", tok);
+	}
+	json_decref(root);
+out:
+	reply_release(&rep);
+	strbuf_release(&s.errbody);
+	strbuf_release(&body);
+	strbuf_release(&url);
+	return ret;
+}
+
+/*
+ * GET url into the sink, answering one bearer challenge and retrying 408/429/5xx, stalls
+ * and connection errors with exponential backoff. Only a 2xx reply succeeds.
+ */
+static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
+			    struct sink *s, struct reply *r, struct imgf_error **err)
+{
+	int max_attempts = c->opts && c->opts->max_attempts > 0 ? c->opts->max_attempts : 5;
+	long backoff = c->opts && c->opts->retry_base_ms > 0 ? c->opts->retry_base_ms : 1000;
+	bool token_tried = false;
+	for (int attempt = 1;; attempt++) {
+		if (imgf_interrupted)
+			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "GET '%s': interrupted",
+					      url);
+		if (sink_reset(s, err) < 0)
+			return -1;
+		CURLcode cc = http_get(c, url, accept, c->auth, s, r);
+		_cleanup_free_ char *why = NULL;
+		if (cc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted)
+			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "GET '%s': interrupted",
+					      url);
+		if (cc == CURLE_WRITE_ERROR && s->too_large)
+			return imgf_error_set(
+				err, IMGF_EXIT_FAIL, "GET '%s': reply larger than %llu bytes", url,
+				(unsigned long long)(s->fd >= 0 ? s->limit : s->buf->max));
+		if (cc == CURLE_WRITE_ERROR && s->write_errno)
+			return imgf_error_errno(err, s->write_errno, "GET '%s': write", url);
+		if (cc != CURLE_OK) {
+			why = xasprintf("%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+			if (!curl_retryable(cc) || attempt >= max_attempts)
+				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
+						      why, attempt > 1 ? " (after retries)" : "");
+		} else if (r->status >= 200 && r->status <= 299) {
+			return 0;
+		} else if (r->status == 401 && r->www_auth && !token_tried) {
+			token_tried = true;
+			if (fetch_token(c, r->www_auth, err) < 0)
+				return imgf_error_prefix(err, "GET '%s'", url);
+			attempt--; /* answering a challenge is not a failed attempt */
+			continue;
+		} else {
+			_cleanup_free_ char *detail = registry_error_text(&s->errbody);
+			why = detail ? xasprintf("HTTP %ld (%s)", r->status, detail)
+				     : xasprintf("HTTP %ld", r->status);
+			if (r->status == 401)
+				return imgf_error_set(err, IMGF_EXIT_FAIL,
+						      "GET '%s': %s: anonymous access denied", url,
+						      why);
+			if (!status_retryable(r->status) || attempt >= max_attempts)
+				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
+						      why, attempt > 1 ? " (after retries)" : "");
+		}
+		long wait = backoff / 2 + (backoff > 1 ? random() % backoff : 0);
+		if (r->retry_after &&
+		    strspn(r->retry_after, "0123456789") == strlen(r->retry_after)) {
+			long ra = atol(r->retry_after);
+			if (ra > 0 && ra <= 60 && ra * 1000 > wait)
+				wait = ra * 1000;
+		}
+		log_warn("GET '%s': %s; retrying in %.1f s (attempt %d of %d)", url, why,
+			 wait / 1000.0, attempt + 1, max_attempts);
+		sleep_interruptible(wait);
+		backoff *= 2;
+	}
+}
+
+/* ---- manifests ----------------------------------------------------------------------- */
+
+struct descriptor {
+	char *media_type;
+	char digest[72];
+	uint64_t size;
+};
+
+static void descriptor_release(struct descriptor *d)
+{
+	free(d->media_type);
+	d->media_type = NULL;
+}
+
+static int parse_descriptor(json_t *j, const char *what, struct descriptor *d,
+			    struct imgf_error **err)
+{
+	memset(d, 0, sizeof(*d));
+	const char *dg = json_string_value(json_object_get(j, "digest"));
+	json_t *size = json_object_get(j, "size");
+	const char *mt = json_string_value(json_object_get(j, "mediaType"));
+	if (!json_is_object(j))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: not an object", what);
+	if (!dg)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: no 'digest'", what);
+	if (!digest_valid(dg))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: unsupported digest '%s' (want sha256:<64 hex digits>)",
+				      what, dg);
+	if (!json_is_integer(size) || json_integer_value(size) < 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: no valid 'size'", what);
+	snprintf(d->digest, sizeof(d->digest), "%s", dg);
+	d->size = (uint64_t)json_integer_value(size);
+	d->media_type = mt ? xstrdup(mt) : NULL;
+	return 0;
+}
+
+/* The media type a manifest declares, else the one the server sent, else guessed. */
+static char *manifest_media_type(json_t *root, const char *content_type)
+{
+	const char *mt = json_string_value(json_object_get(root, "mediaType"));
+	if (mt)
+		return xstrdup(mt);
+	if (content_type && *content_type) {
+		size_t n = strcspn(content_type, "; ");
+		if (n && strncmp(content_type, "application/json", n) != 0 &&
+		    strncmp(content_type, "text/plain", n) != 0)
+			return xstrndup(content_type, n);
+	}
+	if (json_object_get(root, "manifests"))
+		return xstrdup(MT_OCI_INDEX);
+	return xstrdup(MT_OCI_MANIFEST);
+}
+
+static bool is_index_type(const char *mt)
+{
+	return !strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST);
+}
+
+static bool is_manifest_type(const char *mt)
+{
+	return !strcmp(mt, MT_OCI_MANIFEST) || !strcmp(mt, MT_DOCKER_MANIFEST);
+}
+
+struct manifest {
+	struct strbuf raw; /* exactly as received */
+	json_t *root;
+	char *media_type;
+	char digest[72]; /* computed */
+};
+
+static void manifest_release(struct manifest *m)
+{
+	strbuf_release(&m->raw);
+	json_decref(m->root);
+	free(m->media_type);
+	memset(m, 0, sizeof(*m));
+}
+
+/*
+ * GET a manifest or index by tag or digest and check its digest: against `want` when given
+ * (the digest it was addressed by or pinned to), and against the server's
+ * Docker-Content-Digest when that is a sha256 one.
+ */
+static int get_manifest(struct reg_client *c, const char *reference, const char *want,
+			struct manifest *m, struct imgf_error **err)
+{
+	static const char accept[] =
+		MT_OCI_INDEX ", " MT_OCI_MANIFEST ", " MT_DOCKER_LIST ", " MT_DOCKER_MANIFEST;
+	memset(m, 0, sizeof(*m));
+	m->raw = (struct strbuf)STRBUF_INIT;
+	m->raw.max = MANIFEST_MAX;
+	_cleanup_free_ char *url = xasprintf("%s/manifests/%s", c->base, reference);
+	struct sink s = {.buf = &m->raw, .fd = -1, .errbody = STRBUF_INIT};
+	struct reply r = {0};
+	int ret = get_with_retries(c, url, accept, &s, &r, err);
+	strbuf_release(&s.errbody);
+	if (ret < 0)
+		goto out;
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, m->raw.buf, m->raw.len, hex);
+	snprintf(m->digest, sizeof(m->digest), "sha256:%.64s", hex);
+	if (want && strcmp(want, m->digest) != 0) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
+				     "manifest '%s': sha256 mismatch: want %s, got %s", reference,
+				     want, m->digest);
+		goto out;
+	}
+	if (r.docker_digest && str_has_prefix(r.docker_digest, "sha256:") &&
+	    strcmp(r.docker_digest, m->digest) != 0) {
+		ret = imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"manifest '%s': sha256 mismatch: registry says %s, content is %s",
+			reference, r.docker_digest, m->digest);
+		goto out;
+	}
+	json_error_t jerr;
+	m->root = json_loadb(m->raw.buf, m->raw.len, 0, &jerr);
+	if (!json_is_object(m->root)) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "manifest '%s': invalid JSON: %s",
+				     reference, m->root ? "not an object" : jerr.text);
+		goto out;
+	}
+	json_t *sv = json_object_get(m->root, "schemaVersion");
+	if (!json_is_integer(sv) || json_integer_value(sv) != 2) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
+				     "manifest '%s': schemaVersion %lld is not supported (only 2)",
+				     reference, json_is_integer(sv) ? json_integer_value(sv) : 0);
+		goto out;
+	}
+	m->media_type = manifest_media_type(m->root, r.content_type);
+	if (!is_index_type(m->media_type) && !is_manifest_type(m->media_type))
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
+				     "manifest '%s': unsupported media type '%s'", reference,
+				     m->media_type);
+out:
+	reply_release(&r);
+	return ret;
+}
+
+/* "amd64", "arm64", "arm/v7": the variant matters only for arm. */
+static bool platform_matches(json_t *plat, const char *arch, const char *variant)
+{
+	const char *os = json_string_value(json_object_get(plat, "os"));
+	const char *a = json_string_value(json_object_get(plat, "architecture"));
+	const char *v = json_string_value(json_object_get(plat, "variant"));
+	if (!os || strcmp(os, "linux") != 0 || !a || strcmp(a, arch) != 0)
+		return false;
+	if (strcmp(arch, "arm") != 0)
+		return true;
+	return !v || !strcmp(v, variant ? variant : "v7");
+}
+
+static int choose_platform(struct manifest *idx, const char *reference, const char *arch,
+			   const char *variant, struct descriptor *out, struct imgf_error **err)
+{
+	json_t *list = json_object_get(idx->root, "manifests");
+	if (!json_is_array(list))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "index '%s': no 'manifests' list",
+				      reference);
+	struct strbuf avail = STRBUF_INIT;
+	size_t i;
+	json_t *ent;
+	json_array_foreach(list, i, ent)
+	{
+		json_t *plat = json_object_get(ent, "platform");
+		if (platform_matches(plat, arch, variant)) {
+			strbuf_release(&avail);
+			_cleanup_free_ char *what = xasprintf("index '%s' entry %zu", reference, i);
+			if (parse_descriptor(ent, what, out, err) < 0)
+				return -1;
+			if (out->media_type && !is_manifest_type(out->media_type)) {
+				int r = imgf_error_set(err, IMGF_EXIT_FAIL,
+						       "%s: unsupported media type '%s'", what,
+						       out->media_type);
+				descriptor_release(out);
+				return r;
+			}
+			return 0;
+		}
+		const char *os = json_string_value(json_object_get(plat, "os"));
+		const char *a = json_string_value(json_object_get(plat, "architecture"));
+		const char *v = json_string_value(json_object_get(plat, "variant"));
+		strbuf_addf(&avail, "%s%s/%s%s%s", avail.len ? ", " : "", os ? os : "?",
+			    a ? a : "?", v ? "/" : "", v ? v : "");
+	}
+	int r = imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "no manifest for linux/%s%s%s in '%s'; available: %s", arch,
+			       variant ? "/" : "", variant ? variant : "", reference,
+			       avail.len ? avail.buf : "none");
+	strbuf_release(&avail);
+	return r;
+}
+
+/* ---- blobs --------------------------------------------------------------------------- */
+
+static char *blob_cache_dir(const struct imgf_fetch_opts *o)
+{
+	return xasprintf("%s/downloads/sha256", o->cache_dir);
+}
+
+/* A cached blob is used only if its size and digest still match. */
+static bool cached_blob_ok(const char *path, const struct descriptor *d)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return false;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != d->size) {
+		log_warn("cached blob '%s' has the wrong size; downloading it again", path);
+		return false;
+	}
+	char hex[IMGF_DIGEST_HEX_MAX];
+	struct imgf_error *e = NULL;
+	if (imgf_digest_file(path, IMGF_SHA256, hex, &e) < 0) {
+		log_warn("cached blob '%s': %s; downloading it again", path, e->msg);
+		imgf_error_free(e);
+		return false;
+	}
+	if (strcmp(hex, d->digest + 7) != 0) {
+		log_warn("cached blob '%s' is corrupt (sha256 %s); downloading it again", path,
+			 hex);
+		return false;
+	}
+	return true;
+}
+
+/* Make sure blob `d` is in the cache, verified; its path goes to *path. */
+static int get_blob(struct reg_client *c, const struct descriptor *d, char **path,
+		    struct imgf_error **err)
+{
+	_cleanup_free_ char *dir = blob_cache_dir(c->opts);
+	_cleanup_free_ char *dst = xasprintf("%s/%s", dir, d->digest + 7);
+	if (cached_blob_ok(dst, d)) {
+		log_debug("blob %s: cached", d->digest);
+		*path = STEAL_POINTER(&dst);
+		return 0;
+	}
+	if (mkdir_p(dir, 0755, err) < 0)
+		return -1;
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int fd = make_temp_file(dir, d->digest + 7, &tmp, err);
+	if (fd < 0)
+		return -1;
+	struct imgf_digest dg;
+	imgf_digest_init(&dg, IMGF_SHA256);
+	_cleanup_free_ char *url = xasprintf("%s/blobs/%s", c->base, d->digest);
+	_cleanup_free_ char *label = xasprintf("%.19s", d->digest);
+	struct sink s = {
+		.fd = fd, .dg = &dg, .limit = d->size, .errbody = STRBUF_INIT, .label = label};
+	struct reply r = {0};
+	log_debug("blob %s: downloading %llu bytes", d->digest, (unsigned long long)d->size);
+	int ret = get_with_retries(c, url, NULL, &s, &r, err);
+	reply_release(&r);
+	strbuf_release(&s.errbody);
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_final_hex(&dg, hex);
+	imgf_digest_release(&dg);
+	if (ret < 0)
+		goto fail;
+	if (s.written != d->size) {
+		ret = imgf_error_set(
+			err, IMGF_EXIT_FAIL, "blob '%s': size mismatch: want %llu bytes, got %llu",
+			d->digest, (unsigned long long)d->size, (unsigned long long)s.written);
+		goto fail;
+	}
+	if (strcmp(hex, d->digest + 7) != 0) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
+				     "blob '%s': sha256 mismatch: want %s, got %s", d->digest,
+				     d->digest + 7, hex);
+		goto fail;
+	}
+	/* read-only, like the rest of the download cache */
+	if (fchmod(fd, 0444) < 0 || fsync(fd) < 0) {
+		ret = imgf_error_errno(err, errno, "write '%s'", tmp);
+		goto fail;
+	}
+	if (rename(tmp, dst) < 0) {
+		ret = imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, dst);
+		goto fail;
+	}
+	*path = STEAL_POINTER(&dst);
+	return 0;
+fail:
+	unlink(tmp);
+	return ret;
+}
+
+/* ---- the pull ------------------------------------------------------------------------ */
+
+/* Refuse an image whose config says it is for another platform, as containerd would. */
+static int check_config_platform(const char *path, const char *arch, const char *reference,
+				 struct imgf_error **err)
+{
+	_cleanup_free_ char *data = NULL;
+	size_t len = 0;
+	if (read_file(path, MANIFEST_MAX, &data, &len, err) < 0)
+		return imgf_error_prefix(err, "image config of '%s'", reference);
+	json_t *root = json_loadb(data, len, 0, NULL);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "image config of '%s' is not JSON object", reference);
+	}
+	const char *os = json_string_value(json_object_get(root, "os"));
+	const char *a = json_string_value(json_object_get(root, "architecture"));
+	int ret = 0;
+	if ((os && strcmp(os, "linux") != 0) || (a && strcmp(a, arch) != 0))
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "image '%s' is for %s/%s, not linux/%s",
+				     reference, os ? os : "?", a ? a : "?", arch);
+	json_decref(root);
+	return ret;
+}
+
+static int write_layout(const char *out_tar, const struct imgf_image_ref *ref,
+			const struct manifest *m, char **paths, const struct descriptor *blobs,
+			size_t nblobs, struct imgf_error **err)
+{
+	json_t *ann = json_object();
+	json_object_set_new(ann, "io.containerd.image.name", json_string(ref->full));
+	if (ref->tag)
+		json_object_set_new(ann, "org.opencontainers.image.ref.name",
+				    json_string(ref->tag));
+	json_t *index =
+		json_pack("{s:i,s:s,s:[{s:s,s:s,s:I,s:o}]}", "schemaVersion", 2, "mediaType",
+			  MT_OCI_INDEX, "manifests", "mediaType", m->media_type, "digest",
+			  m->digest, "size", (json_int_t)m->raw.len, "annotations", ann);
+	_cleanup_free_ char *index_json = json_dumps(index, JSON_COMPACT);
+	json_decref(index);
+	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
+
+	_cleanup_free_ char *dir = path_dirname(out_tar);
+	_cleanup_free_ char *mname = xasprintf("blobs/sha256/%s", m->digest + 7);
+	_cleanup_free_ char *tmp = NULL;
+	int fd = make_temp_file(dir, path_basename(out_tar), &tmp, err);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	struct imgf_tar *t = imgf_tar_open(tmp, err);
+	if (!t)
+		goto fail;
+	if (imgf_tar_add_data(t, layout, strlen(layout), "oci-layout", 0644, 0, 0, err) < 0 ||
+	    imgf_tar_add_data(t, index_json, strlen(index_json), "index.json", 0644, 0, 0, err) <
+		    0 ||
+	    imgf_tar_add_dir(t, "blobs", 0755, 0, 0, err) < 0 ||
+	    imgf_tar_add_dir(t, "blobs/sha256", 0755, 0, 0, err) < 0)
+		goto fail;
+	if (imgf_tar_add_data(t, m->raw.buf, m->raw.len, mname, 0644, 0, 0, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < nblobs; i++) {
+		bool dup = !strcmp(blobs[i].digest, m->digest);
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = !strcmp(blobs[i].digest, blobs[j].digest);
+		if (dup)
+			continue;
+		_cleanup_free_ char *name = xasprintf("blobs/sha256/%s", blobs[i].digest + 7);
+		if (imgf_tar_add_file(t, paths[i], name, 0644, 0, 0, err) < 0)
+			goto fail;
+	}
+	int r = imgf_tar_close(t, err);
+	imgf_tar_free(t);
+	t = NULL;
+	if (r < 0)
+		goto fail;
+	if (rename(tmp, out_tar) < 0) {
+		imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, out_tar);
+		goto fail;
+	}
+	return 0;
+fail:
+	if (t)
+		imgf_tar_free(t);
+	unlink(tmp);
+	return imgf_error_prefix(err, "write '%s'", out_tar);
+}
+
+static int pull(struct reg_client *c, const struct imgf_image_ref *ref, const char *arch,
+		const char *variant, const char *out_tar, char manifest_digest[72],
+		struct imgf_error **err)
+{
+	struct manifest top = {.raw = STRBUF_INIT}, plat = {.raw = STRBUF_INIT};
+	struct descriptor *blobs = NULL;
+	char **paths = NULL;
+	size_t nblobs = 0;
+	int ret = -1;
+
+	/* A digest wins over a tag (as in Docker): it names exactly one manifest. */
+	const char *reference = ref->digest ? ref->digest : ref->tag;
+	if (get_manifest(c, reference, ref->digest, &top, err) < 0)
+		goto out;
+	struct manifest *m = &top;
+	if (is_index_type(top.media_type)) {
+		struct descriptor d;
+		if (choose_platform(&top, ref->full, arch, variant, &d, err) < 0)
+			goto out;
+		int r = get_manifest(c, d.digest, d.digest, &plat, err);
+		descriptor_release(&d);
+		if (r < 0)
+			goto out;
+		if (plat.raw.len != d.size) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "manifest '%s': size mismatch: index says %llu, got %zu",
+				       d.digest, (unsigned long long)d.size, plat.raw.len);
+			goto out;
+		}
+		if (!is_manifest_type(plat.media_type)) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "manifest '%s': an index inside an index is not supported",
+				       d.digest);
+			goto out;
+		}
+		m = &plat;
+	}
+	json_t *layers = json_object_get(m->root, "layers");
+	if (!json_is_array(layers)) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "manifest '%s': no 'layers' list", m->digest);
+		goto out;
+	}
+	nblobs = 1 + json_array_size(layers);
+	blobs = xcalloc(nblobs, sizeof(*blobs));
+	paths = xcalloc(nblobs, sizeof(*paths));
+	for (size_t i = 0; i < nblobs; i++) {
+		char *what = i ? xasprintf("manifest '%s' layer %zu", m->digest, i - 1)
+			       : xasprintf("manifest '%s' config", m->digest);
+		json_t *j = i ? json_array_get(layers, i - 1) : json_object_get(m->root, "config");
+		int r = parse_descriptor(j, what, &blobs[i], err);
+		free(what);
+		if (r < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < nblobs; i++)
+		if (get_blob(c, &blobs[i], &paths[i], err) < 0)
+			goto out;
+	if (check_config_platform(paths[0], arch, ref->full, err) < 0)
+		goto out;
+	if (write_layout(out_tar, ref, m, paths, blobs, nblobs, err) < 0)
+		goto out;
+	snprintf(manifest_digest, 72, "%s", m->digest);
+	log_debug("pulled '%s' (linux/%s) as %s", ref->full, arch, m->digest);
+	ret = 0;
+out:
+	for (size_t i = 0; i < nblobs; i++) {
+		descriptor_release(&blobs[i]);
+		free(paths[i]);
+	}
+	free(blobs);
+	free(paths);
+	manifest_release(&top);
+	manifest_release(&plat);
+	return ret;
+}
+
+int imgf_registry_pull_oci(const char *ref, const char *arch, const struct imgf_fetch_opts *o,
+			   const char *out_tar, char manifest_digest[72], struct imgf_error **err)
+{
+	struct imgf_image_ref r;
+	if (imgf_image_ref_parse(ref, &r, err) < 0)
+		return -1;
+	if (!o || !o->cache_dir || !*o->cache_dir) {
+		imgf_image_ref_release(&r);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "pull '%s': no cache directory", ref);
+	}
+	if (!arch || !*arch)
+		arch = "amd64";
+	_cleanup_free_ char *arch_name = xstrdup(arch);
+	char *variant = strchr(arch_name, '/');
+	if (variant)
+		*variant++ = '\0';
+
+	const char *host = !strcmp(r.registry, "docker.io") ? "registry-1.docker.io" : r.registry;
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_result != CURLE_OK) {
+		imgf_image_ref_release(&r);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "pull '%s': initialise libcurl: %s", ref,
+				      curl_easy_strerror(curl_init_result));
+	}
+	struct reg_client c = {
+		.curl = curl_easy_init(),
+		.no_proxy = no_proxy_list(),
+		.opts = o,
+		.base = xasprintf("%s://%s/v2/%s",
+				  registry_is_loopback(r.registry) ? "http" : "https", host,
+				  r.repository),
+		.scope = xasprintf("repository:%s:pull", r.repository),
+	};
+	int ret;
+	if (!c.curl) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "cannot initialise libcurl");
+	} else {
+		log_info("pulling '%s' for linux/%s", r.full, arch);
+		ret = pull(&c, &r, arch_name, variant, out_tar, manifest_digest, err);
+	}
+	if (ret < 0)
+		imgf_error_prefix(err, "pull '%s'", ref);
+	if (c.curl)
+		curl_easy_cleanup(c.curl);
+	free(c.base);
+	free(c.scope);
+	free(c.auth);
+	free(c.no_proxy);
+	imgf_image_ref_release(&r);
+	return ret;
+}
