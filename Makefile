@@ -91,7 +91,7 @@ FORMAT_SRCS = $(wildcard src/*.c src/*.h builders/*.c builders/*.h provisioners/
 	provisioners/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c)
 lint:
 	clang-format --dry-run --Werror $(FORMAT_SRCS)
-	sh -n hack/*.sh tests/lib/*.sh tests/integration/*.sh bench/*.sh
+	for f in hack/*.sh tests/lib/*.sh tests/integration/*.sh bench/*.sh .ci/run; do bash -n $$f || exit 1; done
 format:
 	clang-format -i $(FORMAT_SRCS)
 

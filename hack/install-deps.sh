@@ -8,7 +8,7 @@ build_pkgs=(
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libarchive-dev
 )
 test_pkgs=(
-	valgrind jq curl python3 debootstrap ca-certificates
+	valgrind jq curl python3 debootstrap ca-certificates bc shellcheck
 	containerd runc containernetworking-plugins docker-registry skopeo
 )
 
