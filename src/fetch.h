@@ -26,10 +26,10 @@ struct strbuf;
 
 struct imgf_input {
 	/* set by the caller */
-	char *name;     /* label for logs and the manifest, e.g. "containerd" */
-	char *url;      /* http(s):// or file:// */
+	char *name;	/* label for logs and the manifest, e.g. "containerd" */
+	char *url;	/* http(s):// or file:// */
 	char *checksum; /* a checksum spec, see checksum.h */
-	char *origin;   /* where the URL came from, for errors, e.g. "variable 'containerd_url'" */
+	char *origin;	/* where the URL came from, for errors, e.g. "variable 'containerd_url'" */
 	/* filled by imgf_fetch_all */
 	char *path; /* the verified file in the cache (read-only for users) */
 	char sha256[65];
@@ -42,7 +42,7 @@ struct imgf_fetch_opts {
 	const char *cache_dir; /* IMGFORGE_CACHE_DIR or $XDG_CACHE_HOME/imgforge */
 	int max_attempts;      /* per URL, default 5 */
 	long retry_base_ms;    /* first backoff, default 1000, doubled each time, +-50% jitter */
-	int parallel;          /* concurrent transfers, default 4 */
+	int parallel;	       /* concurrent transfers, default 4 */
 };
 
 void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir);

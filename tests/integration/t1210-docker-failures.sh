@@ -56,10 +56,10 @@ test_expect_success "--on-error=abort keeps the container and says where it is" 
 '
 
 test_expect_success "a tampered artifact fails before anything is committed, naming both digests" '
-	mkdir -p "$TMP/www/runc" &&
-	rv=$FIXTURE_RUNC_VERSION &&
-	cp -r "$FIX/www/runc/v$rv" "$TMP/www/runc/" &&
-	printf "tampered" >>"$TMP/www/runc/v$rv/runc.amd64" &&
+	mkdir -p "$TMP/www/runc"
+	rv=$FIXTURE_RUNC_VERSION
+	cp -r "$FIX/www/runc/v$rv" "$TMP/www/runc/"
+	printf "tampered" >>"$TMP/www/runc/v$rv/runc.amd64"
 	python3 "$TOP/tests/lib/httpd.py" --root "$TMP/www" >"$TMP/httpd.port" 2>/dev/null &
 	hpid=$!
 	trap "kill $hpid" EXIT

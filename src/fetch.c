@@ -1,0 +1,1246 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "checksum.h"
+#include "digest.h"
+#include "error.h"
+#include "fetch.h"
+#include "log.h"
+#include "strbuf.h"
+#include "util.h"
+
+#ifndef IMGF_VERSION
+#define IMGF_VERSION "unknown"
+#endif
+
+/*
+ * Time bounds. A dead server costs at most CONNECT_TIMEOUT_S per attempt, a stalled one
+ * LOW_SPEED_TIME_S, and no single backoff (nor Retry-After) exceeds RETRY_DELAY_CAP_MS, so
+ * with the default 5 attempts and 1 s base a URL gives up within a few minutes at worst.
+ */
+#define CONNECT_TIMEOUT_S 30L
+#define STALL_BYTES_PER_S 1024L
+#define LOW_SPEED_TIME_S 60L
+#define RETRY_DELAY_CAP_MS 60000L
+
+#define LIST_MAX (1024 * 1024) /* a checksum list is text; a bigger one is not a list */
+#define LOCK_POLL_MS 500       /* how often to look whether another process is done */
+#define PROGRESS_INTERVAL_MS 100
+#define POLL_MAX_MS 100 /* so imgf_interrupted is noticed promptly */
+
+enum xfer_state {
+	XFER_PENDING, /* not started, or due to start over */
+	XFER_RUNNING, /* its easy handle is in the multi */
+	XFER_WAITING, /* backing off, or waiting for another process's lock */
+	XFER_DONE,
+	XFER_FAILED,
+};
+
+/* Why a callback stopped a transfer (curl only reports CURLE_WRITE_ERROR). */
+enum xfer_abort {
+	ABORT_NONE,
+	ABORT_HTTP,	 /* status >= 400: classify by the status */
+	ABORT_WRITE,	 /* local I/O failed, write_errno says why */
+	ABORT_TOO_LARGE, /* a buffer transfer went past its cap */
+	ABORT_BAD_RANGE, /* 206 for a different range than asked */
+};
+
+/* One URL being fetched, into the cache (in != NULL) or into a buffer. */
+struct xfer {
+	struct imgf_input *in;
+	const char *url;
+	const char *label;
+	struct strbuf *buf;
+	size_t buf_max;
+
+	char *part_path;
+	char *final_path;
+	int fd;
+	uint64_t file_size; /* bytes in the partial file, every one of them hashed */
+	struct imgf_digest d_alg;
+	struct imgf_digest d_sha256; /* only when the checksum is not sha256 */
+	bool hashing;
+	bool resumed;	/* bytes from an earlier request were kept */
+	bool restarted; /* already started over from byte 0 once */
+	bool lock_wait_logged;
+
+	enum xfer_state state;
+	CURL *easy;
+	bool in_multi;
+	int attempt; /* attempts started */
+	int64_t next_at_ms;
+
+	/* per attempt */
+	uint64_t range_from;
+	bool body_started;
+	long retry_after_s; /* -1: no Retry-After */
+	int64_t content_range_start;
+	char status_text[64];
+	enum xfer_abort abort;
+	int write_errno;
+	uint64_t expect_total; /* 0 = unknown */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct fetch {
+	const struct imgf_fetch_opts *o;
+	CURLM *multi;
+	struct xfer **xfers;
+	size_t n, alloc;
+	struct imgf_error *err; /* the first failure; stops the rest */
+	uint64_t rng;
+	int64_t last_progress_ms;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double rand01(struct fetch *f)
+{
+	/* xorshift64*: jitter only needs to decorrelate clients, not to be unpredictable */
+	f->rng ^= f->rng >> 12;
+	f->rng ^= f->rng << 25;
+	f->rng ^= f->rng >> 27;
+	return (double)((f->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result;
+
+static void curl_init(void)
+{
+	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int curl_ready(struct imgf_error **err)
+{
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_result != CURLE_OK)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "initialize libcurl: %s",
+				      curl_easy_strerror(curl_init_result));
+	return 0;
+}
+
+char *imgf_cache_dir_default(void)
+{
+	const char *v = getenv("IMGFORGE_CACHE_DIR");
+	if (v && *v)
+		return xstrdup(v);
+	v = getenv("XDG_CACHE_HOME");
+	if (v && v[0] == '/') /* the XDG spec says to ignore relative paths */
+		return path_join(v, "imgforge");
+	v = getenv("HOME");
+	if (!v || !*v) {
+		struct passwd *pw = getpwuid(getuid());
+		v = pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : "/tmp";
+	}
+	return xasprintf("%s/.cache/imgforge", v);
+}
+
+void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir)
+{
+	o->cache_dir = cache_dir;
+	o->max_attempts = 5;
+	o->retry_base_ms = 1000;
+	o->parallel = 4;
+	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
+	if (v && *v) {
+		char *end;
+		errno = 0;
+		long ms = strtol(v, &end, 10);
+		if (!errno && !*end && ms >= 0 && ms <= RETRY_DELAY_CAP_MS)
+			o->retry_base_ms = ms;
+	}
+}
+
+void imgf_input_release(struct imgf_input *in)
+{
+	free(in->name);
+	free(in->url);
+	free(in->checksum);
+	free(in->origin);
+	free(in->path);
+	memset(in, 0, sizeof(*in));
+}
+
+/* ---- messages ---- */
+
+static char *origin_suffix(const struct xfer *x)
+{
+	if (!x->in || !x->in->origin || !*x->in->origin)
+		return xstrdup("");
+	return xasprintf(" (URL from %s; point it at a mirror with --var)", x->in->origin);
+}
+
+/* Record x's failure; the first one becomes the fetch's error. */
+__attribute__((format(printf, 4, 5))) static void xfer_fail(struct fetch *f, struct xfer *x,
+							    int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *reason = xvasprintf(fmt, ap);
+	va_end(ap);
+	/* An interrupt is no reason to look at where the URL came from. */
+	_cleanup_free_ char *origin =
+		status == IMGF_EXIT_INTERRUPTED ? xstrdup("") : origin_suffix(x);
+	x->state = XFER_FAILED;
+	if (x->in)
+		imgf_error_set(&f->err, status, "fetch '%s' from '%s': %s%s", x->in->name, x->url,
+			       reason, origin);
+	else
+		imgf_error_set(&f->err, status, "fetch '%s': %s", x->url, reason);
+}
+
+static void copy_printable_lower(char *dst, size_t cap, const char *src, size_t len)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < len && j + 1 < cap; i++) {
+		char c = src[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		dst[j++] = c >= 0x20 && c < 0x7f ? c : '?';
+	}
+	dst[j] = '\0';
+}
+
+/* curl's own words for a failure, lowercased to read like ours. */
+static char *curl_reason(struct xfer *x, CURLcode rc)
+{
+	if (rc == CURLE_COULDNT_RESOLVE_HOST) {
+		char *eff = NULL, *host = NULL;
+		curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &eff);
+		CURLU *u = curl_url();
+		if (u && curl_url_set(u, CURLUPART_URL, eff ? eff : x->url, 0) == CURLUE_OK &&
+		    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+			char *r = xasprintf("could not resolve host '%s'", host);
+			curl_free(host);
+			curl_url_cleanup(u);
+			return r;
+		}
+		curl_url_cleanup(u);
+	}
+	const char *m = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+	char *r = xstrdup(m);
+	size_t len = strlen(r);
+	while (len && (r[len - 1] == '\n' || r[len - 1] == '.'))
+		r[--len] = '\0';
+	if (r[0] >= 'A' && r[0] <= 'Z' && !(r[1] >= 'A' && r[1] <= 'Z'))
+		r[0] = (char)(r[0] - 'A' + 'a');
+	return r;
+}
+
+/* ---- curl callbacks ---- */
+
+/* The first body bytes of an attempt: decide what the response means before keeping any. */
+static int body_start(struct xfer *x)
+{
+	long code = 0;
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (code >= 400) {
+		x->abort = ABORT_HTTP;
+		return -1;
+	}
+	curl_off_t cl = -1;
+	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+	if (x->buf) {
+		if (cl > 0 && (uint64_t)cl > x->buf_max) {
+			x->abort = ABORT_TOO_LARGE;
+			return -1;
+		}
+		return 0;
+	}
+	/* curl itself fails a 200 answer to a Range request (CURLE_RANGE_ERROR). */
+	if (x->range_from > 0) {
+		if (code == 206 && x->content_range_start >= 0 &&
+		    (uint64_t)x->content_range_start != x->range_from) {
+			x->abort = ABORT_BAD_RANGE;
+			return -1;
+		}
+		x->resumed = true;
+	}
+	x->expect_total = cl > 0 ? x->range_from + (uint64_t)cl : 0;
+	return 0;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct xfer *x = userp;
+	size_t n = size * nmemb;
+	if (!x->body_started) {
+		x->body_started = true;
+		if (body_start(x) < 0)
+			return 0;
+	}
+	if (x->buf) {
+		strbuf_add(x->buf, data, n);
+		if (x->buf->overflow) {
+			x->abort = ABORT_TOO_LARGE;
+			return 0;
+		}
+		return n;
+	}
+	for (size_t done = 0; done < n;) {
+		ssize_t w = pwrite(x->fd, data + done, n - done, (off_t)(x->file_size + done));
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			x->write_errno = errno;
+			x->abort = ABORT_WRITE;
+			return 0;
+		}
+		done += (size_t)w;
+	}
+	imgf_digest_update(&x->d_alg, data, n);
+	if (x->d_sha256.ctx)
+		imgf_digest_update(&x->d_sha256, data, n);
+	x->file_size += n;
+	return n;
+}
+
+static bool header_is(const char *line, size_t len, const char *name, const char **value)
+{
+	size_t nl = strlen(name);
+	if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+		return false;
+	const char *v = line + nl + 1;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	*value = v;
+	return true;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct xfer *x = userp;
+	size_t n = size * nmemb;
+	char line[256];
+	size_t len = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+	memcpy(line, data, len);
+	line[len] = '\0';
+	len = strcspn(line, "\r\n");
+	line[len] = '\0';
+
+	const char *v;
+	if (len > 5 && strncmp(line, "HTTP/", 5) == 0) {
+		/* A new response (after a redirect or a 100): forget the previous one's headers. */
+		x->retry_after_s = -1;
+		x->content_range_start = -1;
+		x->status_text[0] = '\0';
+		const char *sp = strchr(line, ' ');
+		if (sp)
+			sp = strchr(sp + 1, ' ');
+		if (sp)
+			copy_printable_lower(x->status_text, sizeof(x->status_text), sp + 1,
+					     strlen(sp + 1));
+	} else if (header_is(line, len, "Retry-After", &v)) {
+		if (*v >= '0' && *v <= '9') {
+			char *end;
+			unsigned long s = strtoul(v, &end, 10);
+			x->retry_after_s = s > 3600 ? 3600 : (long)s;
+		} else {
+			time_t when = curl_getdate(v, NULL);
+			time_t now = time(NULL);
+			if (when != -1)
+				x->retry_after_s = when > now ? (long)(when - now) : 0;
+		}
+	} else if (header_is(line, len, "Content-Range", &v)) {
+		if (strncasecmp(v, "bytes ", 6) == 0 && v[6] >= '0' && v[6] <= '9')
+			x->content_range_start = (int64_t)strtoull(v + 6, NULL, 10);
+	}
+	return n;
+}
+
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)userp;
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return imgf_interrupted ? 1 : 0;
+}
+
+/* ---- the partial file ---- */
+
+static void xfer_digests_init(struct xfer *x)
+{
+	imgf_digest_init(&x->d_alg, x->in->alg);
+	if (x->in->alg != IMGF_SHA256)
+		imgf_digest_init(&x->d_sha256, IMGF_SHA256);
+	x->hashing = true;
+}
+
+static void xfer_digests_release(struct xfer *x)
+{
+	imgf_digest_release(&x->d_alg);
+	imgf_digest_release(&x->d_sha256);
+	x->hashing = false;
+}
+
+/* Back to byte 0: the partial's bytes are not part of what we are getting. */
+static int xfer_restart_file(struct xfer *x)
+{
+	if (ftruncate(x->fd, 0) < 0) {
+		x->write_errno = errno;
+		x->abort = ABORT_WRITE;
+		return -1;
+	}
+	xfer_digests_release(x);
+	xfer_digests_init(x);
+	x->file_size = 0;
+	x->resumed = false;
+	return 0;
+}
+
+/*
+ * Open and lock the partial file, so two imgforge processes sharing a cache never write the
+ * same one. Returns 0 when locked, 1 when another process holds it, -1 on error.
+ */
+static int partial_open_locked(struct xfer *x, struct imgf_error **err)
+{
+	for (int tries = 0; tries < 10; tries++) {
+		int fd = open(x->part_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return imgf_error_errno(err, errno, "open '%s'", x->part_path);
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			int e = errno;
+			close(fd);
+			if (e == EWOULDBLOCK)
+				return 1;
+			return imgf_error_errno(err, e, "lock '%s'", x->part_path);
+		}
+		/* The holder may have renamed or removed it meanwhile: then ours is stale. */
+		struct stat a, b;
+		if (fstat(fd, &a) == 0 && stat(x->part_path, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino) {
+			x->fd = fd;
+			return 0;
+		}
+		close(fd);
+	}
+	return imgf_error_set(err, IMGF_EXIT_FAIL, "lock '%s': it keeps changing", x->part_path);
+}
+
+static void xfer_close_partial(struct xfer *x, bool remove)
+{
+	if (x->fd < 0)
+		return;
+	struct stat st;
+	if (remove || (fstat(x->fd, &st) == 0 && st.st_size == 0))
+		unlink(x->part_path);
+	close(x->fd);
+	x->fd = -1;
+}
+
+/* Hash a whole file in one pass: the checksum's algorithm and, when that differs, sha256. */
+static int hash_file(const char *path, int fd, enum imgf_digest_alg alg, struct imgf_digest *d_alg,
+		     struct imgf_digest *d_sha256, uint64_t *size, struct imgf_error **err)
+{
+	enum {
+		BUFSZ = 1 << 17
+	};
+	_cleanup_free_ char *buf = xmalloc(BUFSZ);
+	uint64_t total = 0;
+	for (;;) {
+		if (imgf_interrupted)
+			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		ssize_t r = pread(fd, buf, BUFSZ, (off_t)total);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return imgf_error_errno(err, errno, "read '%s'", path);
+		}
+		if (r == 0)
+			break;
+		imgf_digest_update(d_alg, buf, (size_t)r);
+		if (alg != IMGF_SHA256)
+			imgf_digest_update(d_sha256, buf, (size_t)r);
+		total += (uint64_t)r;
+	}
+	*size = total;
+	return 0;
+}
+
+/*
+ * Verify an existing cache entry: 1 when it holds what `in` wants (and fill in), 0 when it is
+ * missing or corrupt (a corrupt one is deleted), -1 on error.
+ */
+static int cache_entry_check(struct imgf_input *in, const char *final_path, struct imgf_error **err)
+{
+	_cleanup_close_ int fd = open(final_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return imgf_error_errno(err, errno, "open '%s'", final_path);
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return imgf_error_errno(err, errno, "stat '%s'", final_path);
+	if (!S_ISREG(st.st_mode))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "cache entry '%s' is not a regular file; remove it",
+				      final_path);
+	struct imgf_digest d_alg = {0}, d_sha256 = {0};
+	char got[IMGF_DIGEST_HEX_MAX], got256[IMGF_DIGEST_HEX_MAX];
+	uint64_t size = 0;
+	imgf_digest_init(&d_alg, in->alg);
+	if (in->alg != IMGF_SHA256)
+		imgf_digest_init(&d_sha256, IMGF_SHA256);
+	if (hash_file(final_path, fd, in->alg, &d_alg, &d_sha256, &size, err) < 0) {
+		imgf_digest_release(&d_alg);
+		imgf_digest_release(&d_sha256);
+		return -1;
+	}
+	imgf_digest_final_hex(&d_alg, got);
+	if (in->alg != IMGF_SHA256)
+		imgf_digest_final_hex(&d_sha256, got256);
+	else
+		memcpy(got256, got, sizeof(got256));
+	if (strcmp(got, in->hex) != 0) {
+		log_warn("fetch '%s': cache entry '%s' is corrupt (%s %s), downloading again",
+			 in->name, final_path, imgf_digest_alg_name(in->alg), got);
+		if (unlink(final_path) < 0 && errno != ENOENT)
+			return imgf_error_errno(err, errno, "remove corrupt cache entry '%s'",
+						final_path);
+		return 0;
+	}
+	free(in->path);
+	in->path = xstrdup(final_path);
+	memcpy(in->sha256, got256, sizeof(in->sha256));
+	in->size = size;
+	return 1;
+}
+
+static void event_fetched(const struct imgf_input *in, bool cached)
+{
+	_cleanup_free_ char *human =
+		cached ? xasprintf("fetch '%s': cached", in->name)
+		       : xasprintf("fetch '%s': %llu bytes, %s verified", in->name,
+				   (unsigned long long)in->size, imgf_digest_alg_name(in->alg));
+	imgf_event("fetch",
+		   json_pack("{s:s,s:s,s:s,s:s,s:I,s:b}", "name", in->name, "url", in->url, "path",
+			     in->path, "sha256", in->sha256, "size", (json_int_t)in->size, "cached",
+			     cached),
+		   human);
+}
+
+/* ---- attempts ---- */
+
+static bool curl_code_retryable(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool http_status_retryable(long code)
+{
+	return code == 408 || code == 429 || code >= 500;
+}
+
+static long retry_delay_ms(struct fetch *f, struct xfer *x)
+{
+	if (x->retry_after_s >= 0)
+		return x->retry_after_s * 1000 > RETRY_DELAY_CAP_MS ? RETRY_DELAY_CAP_MS
+								    : x->retry_after_s * 1000;
+	double d = (double)f->o->retry_base_ms;
+	for (int i = 1; i < x->attempt && d < RETRY_DELAY_CAP_MS; i++)
+		d *= 2;
+	d *= 0.5 + rand01(f);
+	return d > RETRY_DELAY_CAP_MS ? RETRY_DELAY_CAP_MS : (long)d;
+}
+
+static void easy_setup(struct xfer *x)
+{
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, x->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+	/* Never let a redirect reach file:// (or anything but http). */
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,file");
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS,
+			 (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS | CURLPROTO_FILE));
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+}
+
+static void xfer_succeed(struct xfer *x)
+{
+	x->state = XFER_DONE;
+	if (x->in)
+		event_fetched(x->in, false);
+}
+
+/* A cache transfer's first step: the lock, a finished entry someone else left, old bytes. */
+static int xfer_open(struct fetch *f, struct xfer *x)
+{
+	struct imgf_error *e = NULL;
+	int r = partial_open_locked(x, &e);
+	if (r == 1) {
+		if (!x->lock_wait_logged)
+			log_info("fetch '%s': waiting for another imgforge downloading '%s'",
+				 x->label, x->url);
+		x->lock_wait_logged = true;
+		x->state = XFER_WAITING;
+		x->next_at_ms = now_ms() + LOCK_POLL_MS;
+		return 0;
+	}
+	/* Another process may have finished it while we waited for the lock. */
+	if (r == 0)
+		r = cache_entry_check(x->in, x->final_path, &e);
+	if (r == 1) {
+		xfer_close_partial(x, true);
+		x->state = XFER_DONE;
+		event_fetched(x->in, true);
+		return 0;
+	}
+	if (r == 0) {
+		xfer_digests_init(x);
+		uint64_t size = 0;
+		r = hash_file(x->part_path, x->fd, x->in->alg, &x->d_alg, &x->d_sha256, &size, &e);
+		x->file_size = size;
+		if (r == 0 && size > 0)
+			log_debug("fetch '%s': resuming after %llu bytes", x->label,
+				  (unsigned long long)size);
+	}
+	if (r < 0) {
+		xfer_fail(f, x, e->status, "%s", e->msg);
+		imgf_error_free(e);
+		return -1;
+	}
+	return 1;
+}
+
+static void xfer_start(struct fetch *f, struct xfer *x)
+{
+	if (x->in && x->fd < 0) {
+		if (xfer_open(f, x) <= 0)
+			return;
+	}
+	if (x->attempt == 0 && x->in)
+		log_info("fetch '%s' from '%s'", x->label, x->url);
+	else if (x->attempt == 0)
+		log_debug("fetch '%s'", x->url);
+	x->attempt++;
+	x->range_from = x->in ? x->file_size : 0;
+	x->body_started = false;
+	x->retry_after_s = -1;
+	x->content_range_start = -1;
+	x->status_text[0] = '\0';
+	x->abort = ABORT_NONE;
+	x->write_errno = 0;
+	x->expect_total = 0;
+	x->errbuf[0] = '\0';
+	if (x->buf)
+		strbuf_reset(x->buf);
+	curl_easy_setopt(x->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->range_from);
+	CURLMcode mc = curl_multi_add_handle(f->multi, x->easy);
+	if (mc != CURLM_OK) {
+		xfer_fail(f, x, IMGF_EXIT_FAIL, "%s", curl_multi_strerror(mc));
+		return;
+	}
+	x->in_multi = true;
+	x->state = XFER_RUNNING;
+}
+
+/* Start over from byte 0, once, when resumed bytes turned out not to fit. */
+static bool xfer_try_restart(struct fetch *f, struct xfer *x, const char *why)
+{
+	if (x->restarted || !x->in)
+		return false;
+	log_warn("fetch '%s': %s, downloading '%s' again from the start", x->label, why, x->url);
+	x->abort = ABORT_NONE;
+	if (xfer_restart_file(x) < 0) {
+		xfer_fail(f, x, IMGF_EXIT_FAIL, "truncate '%s': %s", x->part_path,
+			  strerror(x->write_errno));
+		return true;
+	}
+	x->restarted = true;
+	x->attempt = 0;
+	x->state = XFER_PENDING;
+	return true;
+}
+
+/* All bytes are in: compare digests, then move the file into the cache. */
+static void xfer_verify(struct fetch *f, struct xfer *x)
+{
+	struct imgf_input *in = x->in;
+	char got[IMGF_DIGEST_HEX_MAX], got256[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_final_hex(&x->d_alg, got);
+	if (in->alg != IMGF_SHA256)
+		imgf_digest_final_hex(&x->d_sha256, got256);
+	else
+		memcpy(got256, got, sizeof(got256));
+	x->hashing = false;
+	const char *alg = imgf_digest_alg_name(in->alg);
+
+	if (strcmp(got, in->hex) != 0) {
+		if (x->resumed) {
+			_cleanup_free_ char *why = xasprintf("%s mismatch after resuming", alg);
+			if (xfer_try_restart(f, x, why))
+				return;
+		}
+		xfer_close_partial(x, true);
+		_cleanup_free_ char *origin = origin_suffix(x);
+		x->state = XFER_FAILED;
+		imgf_error_set(&f->err, IMGF_EXIT_FAIL,
+			       "'%s': %s mismatch for '%s': want %s, got %s%s", in->name, alg,
+			       x->url, in->hex, got, origin);
+		return;
+	}
+
+	struct imgf_error *e = NULL;
+	_cleanup_free_ char *dir = path_dirname(x->final_path);
+	if (fsync(x->fd) < 0 || fchmod(x->fd, 0444) < 0) {
+		imgf_error_errno(&e, errno, "write '%s'", x->part_path);
+	} else if (mkdir_p(dir, 0755, &e) == 0 && rename(x->part_path, x->final_path) < 0) {
+		imgf_error_errno(&e, errno, "rename '%s' to '%s'", x->part_path, x->final_path);
+	}
+	if (e) {
+		xfer_close_partial(x, true);
+		xfer_fail(f, x, e->status, "%s", e->msg);
+		imgf_error_free(e);
+		return;
+	}
+	close(x->fd);
+	x->fd = -1;
+	free(in->path);
+	in->path = xstrdup(x->final_path);
+	memcpy(in->sha256, got256, sizeof(in->sha256));
+	in->size = x->file_size;
+	xfer_succeed(x);
+}
+
+static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
+{
+	long code = 0;
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+	x->state = XFER_WAITING;
+
+	if (x->abort == ABORT_WRITE) {
+		xfer_fail(f, x, IMGF_EXIT_FAIL, "write '%s': %s", x->part_path,
+			  strerror(x->write_errno));
+		return;
+	}
+	if (x->abort == ABORT_TOO_LARGE) {
+		xfer_fail(f, x, IMGF_EXIT_FAIL, "larger than %zu bytes", x->buf_max);
+		return;
+	}
+	if (rc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted) {
+		xfer_fail(f, x, IMGF_EXIT_INTERRUPTED, "interrupted");
+		return;
+	}
+	/* Past the end: the partial may be complete already (a crash before the rename). */
+	if (x->in && x->range_from > 0 && !x->restarted &&
+	    (code == 416 || rc == CURLE_BAD_DOWNLOAD_RESUME)) {
+		x->resumed = true;
+		xfer_verify(f, x);
+		return;
+	}
+	/* No resuming from this server (200 instead of 206, or another range): from byte 0. */
+	if (x->in && x->range_from > 0 &&
+	    (rc == CURLE_RANGE_ERROR || x->abort == ABORT_BAD_RANGE)) {
+		if (xfer_restart_file(x) < 0) {
+			xfer_fail(f, x, IMGF_EXIT_FAIL, "truncate '%s': %s", x->part_path,
+				  strerror(x->write_errno));
+		} else if (x->attempt < f->o->max_attempts) {
+			log_debug("fetch '%s': the server cannot resume, starting over", x->label);
+			x->state = XFER_PENDING;
+		} else {
+			xfer_fail(f, x, IMGF_EXIT_FAIL,
+				  "the server cannot resume a download (gave up after %d attempts)",
+				  x->attempt);
+		}
+		return;
+	}
+	if (rc == CURLE_OK && code < 400) {
+		if (x->in)
+			xfer_verify(f, x);
+		else
+			xfer_succeed(x);
+		return;
+	}
+
+	bool retry;
+	_cleanup_free_ char *reason = NULL;
+	if (code >= 400 && (rc == CURLE_OK || x->abort == ABORT_HTTP)) {
+		retry = http_status_retryable(code);
+		reason = x->status_text[0] ? xasprintf("http %ld %s", code, x->status_text)
+					   : xasprintf("http %ld", code);
+	} else {
+		retry = curl_code_retryable(rc);
+		reason = curl_reason(x, rc);
+	}
+	if (!retry || x->attempt >= f->o->max_attempts) {
+		if (x->attempt > 1)
+			xfer_fail(f, x, IMGF_EXIT_FAIL, "%s (gave up after %d attempts)", reason,
+				  x->attempt);
+		else
+			xfer_fail(f, x, IMGF_EXIT_FAIL, "%s", reason);
+		return;
+	}
+	long delay = retry_delay_ms(f, x);
+	log_warn("fetch '%s': %s; retrying in %.1f s (attempt %d of %d)", x->label, reason,
+		 (double)delay / 1000, x->attempt + 1, f->o->max_attempts);
+	x->next_at_ms = now_ms() + delay;
+}
+
+/* ---- the loop ---- */
+
+static void draw_progress(struct fetch *f)
+{
+	int64_t now = now_ms();
+	if (now - f->last_progress_ms < PROGRESS_INTERVAL_MS)
+		return;
+	f->last_progress_ms = now;
+	uint64_t done = 0, total = 0;
+	size_t active = 0;
+	const char *label = NULL;
+	bool total_known = true;
+	for (size_t i = 0; i < f->n; i++) {
+		struct xfer *x = f->xfers[i];
+		if (!x->in || (x->state != XFER_RUNNING && x->state != XFER_WAITING))
+			continue;
+		active++;
+		label = x->label;
+		done += x->file_size;
+		if (x->expect_total)
+			total += x->expect_total;
+		else
+			total_known = false;
+	}
+	if (!active)
+		return;
+	_cleanup_free_ char *many = active > 1 ? xasprintf("downloading %zu files", active) : NULL;
+	imgf_progress(many ? many : label, done, total_known ? total : 0);
+}
+
+static void xfer_remove(struct fetch *f, struct xfer *x)
+{
+	if (x->in_multi)
+		curl_multi_remove_handle(f->multi, x->easy);
+	x->in_multi = false;
+}
+
+static void fetch_abort_running(struct fetch *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		xfer_remove(f, f->xfers[i]);
+}
+
+static int fetch_run(struct fetch *f)
+{
+	bool progress = imgf_log_progress_enabled();
+	for (;;) {
+		if (imgf_interrupted) {
+			for (size_t i = 0; i < f->n; i++)
+				if (f->xfers[i]->state != XFER_DONE)
+					xfer_fail(f, f->xfers[i], IMGF_EXIT_INTERRUPTED,
+						  "interrupted");
+		}
+		if (f->err)
+			break;
+
+		int64_t now = now_ms();
+		int running = 0;
+		for (size_t i = 0; i < f->n; i++)
+			running += f->xfers[i]->state == XFER_RUNNING;
+		for (size_t i = 0; i < f->n && running < f->o->parallel && !f->err; i++) {
+			struct xfer *x = f->xfers[i];
+			if (x->state == XFER_PENDING ||
+			    (x->state == XFER_WAITING && now >= x->next_at_ms)) {
+				xfer_start(f, x);
+				running += x->state == XFER_RUNNING;
+			}
+		}
+		if (f->err)
+			break;
+
+		int still = 0;
+		CURLMcode mc = curl_multi_perform(f->multi, &still);
+		if (mc != CURLM_OK) {
+			imgf_error_set(&f->err, IMGF_EXIT_FAIL, "fetch: %s",
+				       curl_multi_strerror(mc));
+			break;
+		}
+		CURLMsg *msg;
+		int left;
+		while ((msg = curl_multi_info_read(f->multi, &left))) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			struct xfer *x = NULL;
+			CURLcode rc = msg->data.result;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+			xfer_remove(f, x);
+			xfer_done(f, x, rc);
+		}
+		if (f->err)
+			break;
+
+		bool busy = false, pending = false;
+		int64_t wait = POLL_MAX_MS;
+		now = now_ms();
+		running = 0;
+		for (size_t i = 0; i < f->n; i++) {
+			struct xfer *x = f->xfers[i];
+			if (x->state == XFER_PENDING || x->state == XFER_RUNNING)
+				busy = true;
+			running += x->state == XFER_RUNNING;
+			pending |= x->state == XFER_PENDING;
+			if (x->state == XFER_WAITING) {
+				busy = true;
+				if (x->next_at_ms - now < wait)
+					wait = x->next_at_ms - now > 0 ? x->next_at_ms - now : 0;
+			}
+		}
+		if (!busy)
+			break;
+		if (running >= f->o->parallel)
+			wait = POLL_MAX_MS; /* no free slot: only a running transfer can change that
+					     */
+		else if (pending)
+			wait = 0; /* a restart is ready to go now */
+		if (progress)
+			draw_progress(f);
+		if (wait > 0)
+			curl_multi_poll(f->multi, NULL, 0, (int)wait, NULL);
+	}
+	fetch_abort_running(f);
+	if (progress)
+		imgf_progress_done();
+	return f->err ? -1 : 0;
+}
+
+static void fetch_init(struct fetch *f, const struct imgf_fetch_opts *o,
+		       struct imgf_fetch_opts *fixed)
+{
+	*fixed = *o;
+	if (fixed->max_attempts < 1)
+		fixed->max_attempts = 1;
+	if (fixed->parallel < 1)
+		fixed->parallel = 1;
+	if (fixed->parallel > 64)
+		fixed->parallel = 64;
+	if (fixed->retry_base_ms < 0)
+		fixed->retry_base_ms = 0;
+	memset(f, 0, sizeof(*f));
+	f->o = fixed;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	f->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+	if (!f->rng)
+		f->rng = 0x9e3779b97f4a7c15ULL;
+}
+
+static struct xfer *xfer_new(struct fetch *f, const char *url, const char *label)
+{
+	struct xfer *x = xcalloc(1, sizeof(*x));
+	x->url = url;
+	x->label = label;
+	x->fd = -1;
+	x->state = XFER_PENDING;
+	x->easy = curl_easy_init();
+	if (!x->easy) {
+		fputs("imgforge: curl_easy_init failed\n", stderr);
+		abort();
+	}
+	easy_setup(x);
+	ALLOC_GROW(f->xfers, f->n + 1, f->alloc);
+	f->xfers[f->n++] = x;
+	return x;
+}
+
+static void xfer_free(struct xfer *x)
+{
+	if (!x)
+		return;
+	if (x->hashing)
+		xfer_digests_release(x);
+	xfer_close_partial(x, false);
+	curl_easy_cleanup(x->easy);
+	free(x->part_path);
+	free(x->final_path);
+	free(x);
+}
+
+/* Hand the fetch's first error to the caller's err (which keeps an error it already has). */
+static void fetch_take_error(struct fetch *f, struct imgf_error **err)
+{
+	if (err && !*err)
+		*err = STEAL_POINTER(&f->err);
+}
+
+static void fetch_release(struct fetch *f)
+{
+	fetch_abort_running(f);
+	for (size_t i = 0; i < f->n; i++)
+		xfer_free(f->xfers[i]);
+	free(f->xfers);
+	if (f->multi)
+		curl_multi_cleanup(f->multi);
+	imgf_error_free(f->err);
+	memset(f, 0, sizeof(*f));
+}
+
+int imgf_fetch_to_buffer(const char *url, size_t max, const struct imgf_fetch_opts *o,
+			 struct strbuf *out, struct imgf_error **err)
+{
+	struct imgf_fetch_opts defaults, fixed;
+	if (!o) {
+		imgf_fetch_opts_default(&defaults, NULL);
+		o = &defaults;
+	}
+	if (curl_ready(err) < 0)
+		return -1;
+	struct fetch f;
+	fetch_init(&f, o, &fixed);
+	f.multi = curl_multi_init();
+	struct xfer *x = xfer_new(&f, url, url);
+	size_t saved_max = out->max;
+	x->buf = out;
+	x->buf_max = max;
+	out->max = max;
+	int r = fetch_run(&f);
+	out->max = saved_max;
+	out->overflow = 0;
+	if (r < 0) {
+		strbuf_reset(out);
+		fetch_take_error(&f, err);
+	}
+	fetch_release(&f);
+	return r;
+}
+
+/* ---- imgf_fetch_all ---- */
+
+/* Checksum lists already read in this call: many inputs share one SHA256SUMS. */
+struct list_cache {
+	char *url;
+	struct strbuf text;
+};
+
+/* The file name a checksum list knows the URL's file by: its last path component. */
+static char *url_file_name(const char *url)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	size_t len = strcspn(p, "?#");
+	const char *slash = memrchr(p, '/', len);
+	const char *base = slash ? slash + 1 : p + len; /* no path at all: host only */
+	size_t blen = (size_t)(p + len - base);
+	char *name = xstrndup(base, blen);
+	if (strchr(name, '%')) {
+		int out = 0;
+		char *u = curl_easy_unescape(NULL, name, (int)blen, &out);
+		if (u && out > 0 && (size_t)out == strlen(u) && !strchr(u, '/')) {
+			free(name);
+			name = xstrdup(u);
+		}
+		curl_free(u);
+	}
+	return name;
+}
+
+static int resolve_checksum(struct imgf_input *in, const struct imgf_fetch_opts *o,
+			    struct list_cache **lists, size_t *nlists, size_t *alloc,
+			    struct imgf_error **err)
+{
+	struct imgf_checksum c;
+	if (imgf_checksum_parse(in->checksum, &c, err) < 0)
+		return imgf_error_prefix(err, "fetch '%s'", in->name);
+	if (c.is_list) {
+		struct list_cache *l = NULL;
+		for (size_t i = 0; i < *nlists && !l; i++)
+			if (strcmp((*lists)[i].url, c.url) == 0)
+				l = &(*lists)[i];
+		if (!l) {
+			struct strbuf text = STRBUF_INIT;
+			if (imgf_fetch_to_buffer(c.url, LIST_MAX, o, &text, err) < 0) {
+				strbuf_release(&text);
+				imgf_checksum_release(&c);
+				return imgf_error_prefix(err, "'%s': checksum list", in->name);
+			}
+			ALLOC_GROW(*lists, *nlists + 1, *alloc);
+			l = &(*lists)[(*nlists)++];
+			l->url = xstrdup(c.url);
+			l->text = text;
+		}
+		_cleanup_free_ char *file = url_file_name(in->url);
+		int r;
+		if (!*file)
+			r = imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"'%s': URL '%s' names no file to look up in checksum list "
+				"'%s'",
+				in->name, in->url, c.url);
+		else if ((r = imgf_checksum_list_lookup(&c, l->text.buf, l->text.len, file, err)) <
+			 0)
+			imgf_error_prefix(err, "'%s'", in->name);
+		if (r < 0) {
+			imgf_checksum_release(&c);
+			return -1;
+		}
+	}
+	in->alg = c.alg;
+	memcpy(in->hex, c.hex, sizeof(in->hex));
+	imgf_checksum_release(&c);
+	return 0;
+}
+
+static void list_cache_free(struct list_cache *lists, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(lists[i].url);
+		strbuf_release(&lists[i].text);
+	}
+	free(lists);
+}
+
+int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_opts *o,
+		   struct imgf_error **err)
+{
+	struct imgf_fetch_opts defaults, fixed;
+	if (!o) {
+		imgf_fetch_opts_default(&defaults, NULL);
+		o = &defaults;
+	}
+	if (n == 0)
+		return 0;
+	if (curl_ready(err) < 0)
+		return -1;
+	_cleanup_free_ char *default_dir = o->cache_dir ? NULL : imgf_cache_dir_default();
+	const char *cache = o->cache_dir ? o->cache_dir : default_dir;
+
+	/* 1. Every checksum, so a bad one fails before anything is downloaded. */
+	struct list_cache *lists = NULL;
+	size_t nlists = 0, lists_alloc = 0;
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (!inputs[i].name || !inputs[i].url || !inputs[i].checksum)
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "fetch '%s': input needs a name, a URL and a checksum",
+					   inputs[i].name ? inputs[i].name : "(unnamed)");
+		else
+			r = resolve_checksum(&inputs[i], o, &lists, &nlists, &lists_alloc, err);
+	}
+	list_cache_free(lists, nlists);
+	if (r < 0)
+		return -1;
+
+	/* 2. What the cache has, verified; the rest becomes transfers. */
+	_cleanup_free_ char *downloads = path_join(cache, "downloads");
+	_cleanup_free_ char *partial = path_join(downloads, "partial");
+	if (mkdir_p(partial, 0755, err) < 0)
+		return imgf_error_prefix(err, "cache '%s'", cache);
+	struct fetch f;
+	fetch_init(&f, o, &fixed);
+	f.multi = curl_multi_init();
+	_cleanup_free_ struct xfer **owner =
+		xcalloc(n, sizeof(*owner)); /* the transfer per input */
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct imgf_input *in = &inputs[i];
+		_cleanup_free_ char *final =
+			xasprintf("%s/%s/%s", downloads, imgf_digest_alg_name(in->alg), in->hex);
+		for (size_t j = 0; j < i && r == 0; j++) {
+			if (strcmp(inputs[j].url, in->url) == 0 &&
+			    (inputs[j].alg != in->alg || strcmp(inputs[j].hex, in->hex) != 0))
+				r = imgf_error_set(err, IMGF_EXIT_FAIL,
+						   "inputs '%s' and '%s' fetch '%s' with different "
+						   "checksums",
+						   inputs[j].name, in->name, in->url);
+			else if (!owner[i] && owner[j] && strcmp(owner[j]->final_path, final) == 0)
+				owner[i] = owner[j]; /* the same file: download it once */
+		}
+		if (owner[i] || r < 0)
+			continue;
+		r = cache_entry_check(in, final, err);
+		if (r < 0) {
+			imgf_error_prefix(err, "fetch '%s'", in->name);
+			break;
+		}
+		if (r == 1) {
+			event_fetched(in, true);
+			r = 0;
+			continue;
+		}
+		_cleanup_free_ char *dir = path_dirname(final);
+		if (mkdir_p(dir, 0755, err) < 0) {
+			r = imgf_error_prefix(err, "cache '%s'", cache);
+			break;
+		}
+		char url_hash[IMGF_DIGEST_HEX_MAX];
+		imgf_digest_buffer(IMGF_SHA256, in->url, strlen(in->url), url_hash);
+		struct xfer *x = xfer_new(&f, in->url, in->name);
+		x->in = in;
+		x->final_path = STEAL_POINTER(&final);
+		x->part_path = xasprintf("%s/%s.part", partial, url_hash);
+		owner[i] = x;
+	}
+
+	/* 3. Download, in parallel, verifying as the bytes arrive. */
+	if (r == 0)
+		r = fetch_run(&f);
+	if (r == 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct imgf_input *in = &inputs[i];
+			const struct imgf_input *src = owner[i] ? owner[i]->in : NULL;
+			if (!src || src == in)
+				continue;
+			free(in->path);
+			in->path = xstrdup(src->path);
+			memcpy(in->sha256, src->sha256, sizeof(in->sha256));
+			in->size = src->size;
+		}
+	} else {
+		fetch_take_error(&f, err);
+	}
+	fetch_release(&f);
+	return r;
+}
