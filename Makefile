@@ -50,7 +50,14 @@ $(LIBIMGF): $(OBJS_CORE)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h) Makefile
+# Objects depend on the flags too, so `make SANITIZE=…` or `DEVELOPER=1` rebuilds them.
+FLAGS_TEXT := $(subst ',,$(subst ",,$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)))
+build/.flags: FORCE
+	@mkdir -p build
+	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' > $@
+.PHONY: FORCE
+
+build/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h) Makefile build/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -58,7 +65,7 @@ $(GEN_DATA): $(DATA_FILES) hack/embed.sh
 	@mkdir -p build
 	sh hack/embed.sh $(DATA_FILES) > $@.tmp && mv $@.tmp $@
 
-build/data.o: $(GEN_DATA)
+build/data.o: $(GEN_DATA) build/.flags
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build/tests/%: tests/unit/%.c tests/unit/test.h $(LIBIMGF) $(OBJS_PLUG)
@@ -95,12 +102,14 @@ lint:
 format:
 	clang-format -i $(FORMAT_SRCS)
 
+# Fuzz targets link the parsers and what they need, not the builders and provisioners.
 FUZZ_SRCS := $(wildcard fuzz/fuzz-*.c)
+FUZZ_CORE := $(filter-out src/engine.c src/builder.c src/provisioner.c,$(CORE_SRCS))
 fuzz: $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
-build/fuzz/%: fuzz/%.c $(CORE_SRCS)
+build/fuzz/%: fuzz/%.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -DIMGF_VERSION='"fuzz"' -g -O1 \
-		-fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_SRCS) $(LIBS)
+		-include src/banned.h -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_CORE) $(LIBS)
 
 bench: imgforge
 	bash bench/kind-node.sh

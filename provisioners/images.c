@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define IMAGES_DIR "/var/tmp/imgforge-images"
+#define IMAGES_DIR_REL "var/tmp/imgforge-images" /* the same, as a tar member name */
 #define RUN_DIR "/run/imgforge-containerd"
 
 static const struct imgf_key images_keys[] = {
@@ -122,7 +123,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	int r = 0;
 	size_t n = 0;
 	for (size_t i = 0; i < s->ninputs && r == 0; i++, n++) {
-		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR + 1, n);
+		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR_REL, n);
 		r = imgf_tar_add_file(w, s->inputs[i].path, dest, 0600, 0, 0, err);
 	}
 	struct strbuf expect = STRBUF_INIT;
@@ -132,7 +133,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	{
 		if (r < 0)
 			break;
-		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR + 1, n++);
+		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR_REL, n++);
 		r = imgf_tar_add_file(w, json_string_value(json_object_get(e, "tar")), dest, 0600,
 				      0, 0, err);
 		strbuf_addf(&expect, " %s", json_string_value(json_object_get(e, "name")));
