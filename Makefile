@@ -1,5 +1,7 @@
 # imgforge — see README.md.  make | make check | make check-unit | make install | make lint
 PREFIX ?= /usr/local
+# Object directory; a second one (make B=build-asan SANITIZE=…) keeps two flag sets apart.
+B ?= build
 DESTDIR ?=
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -30,20 +32,20 @@ CORE_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 BUILDER_SRCS := $(wildcard builders/*.c)
 PROV_SRCS := $(wildcard provisioners/*.c)
 DATA_FILES := $(sort $(shell find provisioners -mindepth 2 -type f 2>/dev/null))
-GEN_DATA := build/data.c
+GEN_DATA := $(B)/data.c
 
-OBJS_CORE := $(patsubst %.c,build/%.o,$(CORE_SRCS))
-OBJS_PLUG := $(patsubst %.c,build/%.o,$(BUILDER_SRCS) $(PROV_SRCS)) build/data.o
-LIBIMGF := build/libimgforge.a
+OBJS_CORE := $(patsubst %.c,$(B)/%.o,$(CORE_SRCS))
+OBJS_PLUG := $(patsubst %.c,$(B)/%.o,$(BUILDER_SRCS) $(PROV_SRCS)) $(B)/data.o
+LIBIMGF := $(B)/libimgforge.a
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
-UNIT_BINS := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRCS))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 
 .PHONY: all check check-unit check-integration install uninstall clean lint format deps fuzz bench
 
 all: imgforge
 
-imgforge: build/src/main.o $(OBJS_PLUG) $(LIBIMGF)
+imgforge: $(B)/src/main.o $(OBJS_PLUG) $(LIBIMGF)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(LIBS)
 
 $(LIBIMGF): $(OBJS_CORE)
@@ -52,12 +54,12 @@ $(LIBIMGF): $(OBJS_CORE)
 
 # Objects depend on the flags too, so `make SANITIZE=…` or `DEVELOPER=1` rebuilds them.
 FLAGS_TEXT := $(subst ',,$(subst ",,$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)))
-build/.flags: FORCE
-	@mkdir -p build
+$(B)/.flags: FORCE
+	@mkdir -p $(B)
 	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' > $@
 .PHONY: FORCE
 
-build/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h) Makefile build/.flags
+$(B)/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h) Makefile $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -65,10 +67,10 @@ $(GEN_DATA): $(DATA_FILES) hack/embed.sh
 	@mkdir -p build
 	sh hack/embed.sh $(DATA_FILES) > $@.tmp && mv $@.tmp $@
 
-build/data.o: $(GEN_DATA) build/.flags
+$(B)/data.o: $(GEN_DATA) $(B)/.flags
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-build/tests/%: tests/unit/%.c tests/unit/test.h $(LIBIMGF) $(OBJS_PLUG)
+$(B)/tests/%: tests/unit/%.c tests/unit/test.h $(LIBIMGF) $(OBJS_PLUG)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
 
@@ -105,8 +107,8 @@ format:
 # Fuzz targets link the parsers and what they need, not the builders and provisioners.
 FUZZ_SRCS := $(wildcard fuzz/fuzz-*.c)
 FUZZ_CORE := $(filter-out src/engine.c src/builder.c src/provisioner.c,$(CORE_SRCS))
-fuzz: $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
-build/fuzz/%: fuzz/%.c $(FUZZ_CORE)
+fuzz: $(patsubst fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
+$(B)/fuzz/%: fuzz/%.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -DIMGF_VERSION='"fuzz"' -g -O1 \
 		-include src/banned.h -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_CORE) $(LIBS)

@@ -36,7 +36,7 @@ static int cni_inputs(struct imgf_step *s, struct imgf_error **err)
 {
 	(void)err;
 	imgf_step_add_input(s, "cni-plugins", imgf_step_str(s, "url", ""),
-			    imgf_step_str(s, "checksum", ""), "url");
+			    imgf_step_str(s, "checksum", ""), "url", "checksum");
 	return 0;
 }
 

@@ -44,7 +44,7 @@ static int containerd_inputs(struct imgf_step *s, struct imgf_error **err)
 	(void)err;
 	if (!from_package(s))
 		imgf_step_add_input(s, "containerd", imgf_step_str(s, "url", ""),
-				    imgf_step_str(s, "checksum", ""), "url");
+				    imgf_step_str(s, "checksum", ""), "url", "checksum");
 	return 0;
 }
 

@@ -76,7 +76,7 @@ static int images_inputs(struct imgf_step *s, struct imgf_error **err)
 	for (size_t i = 0; archives[i]; i++) {
 		_cleanup_free_ char *url = xasprintf("%s/%s", src, archives[i]);
 		_cleanup_free_ char *ck = xasprintf("%s.sha256", url);
-		imgf_step_add_input(s, archives[i], url, ck, "source");
+		imgf_step_add_input(s, archives[i], url, ck, "source", NULL);
 	}
 	return 0;
 }

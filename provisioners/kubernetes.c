@@ -57,7 +57,7 @@ static int kubernetes_inputs(struct imgf_step *s, struct imgf_error **err)
 	for (size_t i = 0; bins[i]; i++) {
 		_cleanup_free_ char *url = xasprintf("%s/%s", src, bins[i]);
 		_cleanup_free_ char *ck = xasprintf("%s.sha256", url);
-		imgf_step_add_input(s, bins[i], url, ck, "source");
+		imgf_step_add_input(s, bins[i], url, ck, "source", NULL);
 	}
 	return 0;
 }

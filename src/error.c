@@ -57,6 +57,21 @@ int imgf_error_prefix(struct imgf_error **err, const char *fmt, ...)
 	return -1;
 }
 
+int imgf_error_suffix(struct imgf_error **err, const char *fmt, ...)
+{
+	if (!err || !*err)
+		return -1;
+	va_list ap;
+	va_start(ap, fmt);
+	char *more = xvasprintf(fmt, ap);
+	va_end(ap);
+	char *msg = xasprintf("%s%s", (*err)->msg, more);
+	free(more);
+	free((*err)->msg);
+	(*err)->msg = msg;
+	return -1;
+}
+
 void imgf_error_free(struct imgf_error *e)
 {
 	if (!e)

@@ -176,6 +176,7 @@ void imgf_input_release(struct imgf_input *in)
 	free(in->url);
 	free(in->checksum);
 	free(in->origin);
+	free(in->checksum_origin);
 	free(in->path);
 	memset(in, 0, sizeof(*in));
 }
@@ -1105,6 +1106,13 @@ static int resolve_checksum(struct imgf_input *in, const struct imgf_fetch_opts 
 			if (imgf_fetch_to_buffer(c.url, LIST_MAX, o, &text, err) < 0) {
 				strbuf_release(&text);
 				imgf_checksum_release(&c);
+				const char *co = in->checksum_origin ? in->checksum_origin
+								     : in->origin;
+				if (co && *err && (*err)->status != IMGF_EXIT_INTERRUPTED)
+					imgf_error_suffix(err,
+							  " (URL from %s; point it at a mirror "
+							  "with --var)",
+							  co);
 				return imgf_error_prefix(err, "'%s': checksum list", in->name);
 			}
 			ALLOC_GROW(*lists, *nlists + 1, *alloc);

@@ -30,6 +30,7 @@ struct imgf_input {
 	char *url;	/* http(s):// or file:// */
 	char *checksum; /* a checksum spec, see checksum.h */
 	char *origin;	/* where the URL came from, for errors, e.g. "variable 'containerd_url'" */
+	char *checksum_origin; /* likewise for a checksum list's URL (NULL = same as origin) */
 	/* filled by imgf_fetch_all */
 	char *path; /* the verified file in the cache (read-only for users) */
 	char sha256[65];

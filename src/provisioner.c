@@ -38,8 +38,19 @@ char *imgf_provisioner_names(void)
 	return strbuf_detach(&sb, NULL);
 }
 
+/* "variable 'containerd_url'" when the key's raw value names one, else the key's place. */
+static char *step_key_origin(const struct imgf_step *s, const char *key)
+{
+	const char *raw = json_string_value(json_object_get(s->raw, key));
+	_cleanup_free_ char *var = raw ? imgf_template_first_var(raw) : NULL;
+	if (var)
+		return xasprintf("variable '%s'", var);
+	return xasprintf("%s: %s", s->where, key);
+}
+
 struct imgf_input *imgf_step_add_input(struct imgf_step *s, const char *name, const char *url,
-				       const char *checksum, const char *url_key)
+				       const char *checksum, const char *url_key,
+				       const char *checksum_key)
 {
 	s->inputs = xrealloc(s->inputs, (s->ninputs + 1) * sizeof(*s->inputs));
 	struct imgf_input *in = &s->inputs[s->ninputs++];
@@ -47,14 +58,8 @@ struct imgf_input *imgf_step_add_input(struct imgf_step *s, const char *name, co
 	in->name = xstrdup(name);
 	in->url = xstrdup(url);
 	in->checksum = xstrdup(checksum);
-	if (url_key) {
-		const char *raw = json_string_value(json_object_get(s->raw, url_key));
-		_cleanup_free_ char *var = raw ? imgf_template_first_var(raw) : NULL;
-		if (var)
-			in->origin = xasprintf("variable '%s'", var);
-		else
-			in->origin = xasprintf("%s: %s", s->where, url_key);
-	}
+	in->origin = url_key ? step_key_origin(s, url_key) : NULL;
+	in->checksum_origin = checksum_key ? step_key_origin(s, checksum_key) : NULL;
 	return in;
 }
 

@@ -53,11 +53,13 @@ const struct imgf_provisioner_ops *imgf_provisioner_find(const char *name);
 char *imgf_provisioner_names(void);
 
 /*
- * Declare an input. `url_key` names the config key the URL came from, so a fetch error can
- * name the variable behind it; pass NULL when there is none.
+ * Declare an input. `url_key` and `checksum_key` name the config keys the URL and the
+ * checksum came from, so a fetch error can name the variable behind them; NULL when there is
+ * none (a NULL checksum_key means the checksum is derived from the URL).
  */
 struct imgf_input *imgf_step_add_input(struct imgf_step *s, const char *name, const char *url,
-				       const char *checksum, const char *url_key);
+				       const char *checksum, const char *url_key,
+				       const char *checksum_key);
 /* The verified input by name (after fetching) or NULL. */
 const struct imgf_input *imgf_step_input(const struct imgf_step *s, const char *name);
 
