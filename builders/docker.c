@@ -543,7 +543,10 @@ static size_t pull_progress(void *opaque, const char *data, size_t len)
 		const char *nl = strchr(p, '\n');
 		_cleanup_free_ char *one = xstrndup(p, nl ? (size_t)(nl - p) : strlen(p));
 		json_t *j = json_loads(one, 0, NULL);
+		/* Stream errors carry "error"; a refused request is one {"message": …}. */
 		const char *e = json_string_value(json_object_get(j, "error"));
+		if (!e)
+			e = json_string_value(json_object_get(j, "message"));
 		if (e) {
 			strbuf_reset(errs);
 			strbuf_addstr(errs, e);
