@@ -12,7 +12,7 @@ PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I. $(PKG_CFLAGS) -DIMGF_VERSION='"$(VERSION)"' \
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -iquote src -iquote . $(PKG_CFLAGS) -DIMGF_VERSION='"$(VERSION)"' \
 	-Wall -Wextra -include src/banned.h $(CFLAGS)
 ALL_LDFLAGS := $(LDFLAGS)
 LIBS := $(PKG_LIBS) -lpthread
@@ -72,7 +72,7 @@ $(B)/data.o: $(GEN_DATA) $(B)/.flags
 
 $(B)/tests/%: tests/unit/%.c tests/unit/test.h $(LIBIMGF) $(OBJS_PLUG)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -iquote tests/unit -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
 
 check-unit: $(UNIT_BINS)
 	@sh tests/lib/run-unit.sh $(UNIT_BINS)
@@ -110,7 +110,7 @@ FUZZ_CORE := $(filter-out src/engine.c src/builder.c src/provisioner.c,$(CORE_SR
 fuzz: $(patsubst fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 $(B)/fuzz/%: fuzz/%.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -DIMGF_VERSION='"fuzz"' -g -O1 \
+	clang -std=c11 -D_GNU_SOURCE -iquote src $(PKG_CFLAGS) -DIMGF_VERSION='"fuzz"' -g -O1 \
 		-include src/banned.h -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_CORE) $(LIBS)
 
 bench: imgforge

@@ -11,9 +11,15 @@ TEST_CACHE=${IMGF_TEST_CACHE:-/var/tmp/imgforge-test-cache}
 . "$TOP/tests/lib/fixtures.sh"
 . "$TOP/tests/lib/base-image.sh"
 FIX=$TEST_CACHE/fixtures
-fixtures_build "$FIX" >/dev/null
-fixtures_serve "$FIX" >/dev/null
-BASE=$(base_image_ensure)
+# The fixture helpers are not written for `set -e`; calling them from `if` suspends it.
+if ! fixtures_build "$FIX" >/dev/null || ! fixtures_serve "$FIX" >/dev/null; then
+	echo "bench: fixtures failed" >&2
+	exit 1
+fi
+if ! BASE=$(base_image_ensure); then
+	echo "bench: base image failed" >&2
+	exit 1
+fi
 make -s -C "$TOP"
 V() { jq -r ".variables.$1" "$FIX/vars.json"; }
 
@@ -54,12 +60,13 @@ t2=$(now)
 	for t in kube-*.tar; do docker cp "$t" $c:/kind/images/; done
 	docker exec $c sh -c '
 		containerd >/tmp/containerd.log 2>&1 &
+		pid=$!
 		until ctr version >/dev/null 2>&1; do sleep 0.1; done
 		for t in /kind/images/*.tar; do ctr -n k8s.io images import --no-unpack --all-platforms "$t"; done
 		for i in '"${FIXTURE_REGISTRY_IMAGES[*]}"'; do
 			ctr -n k8s.io images pull --plain-http "127.0.0.1:'"$FIXTURE_REGISTRY_PORT"'/$i" >/dev/null
 		done
-		kill %1; wait; rm -rf /kind/images' >/dev/null
+		kill $pid; wait $pid; rm -rf /kind/images' >/dev/null
 	echo v1.31.2 | docker exec -i $c sh -c 'cat > /kind/version'
 	docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
 		--change 'ENV container=docker' $c imgforge-bench/kind-node:shell >/dev/null

@@ -388,13 +388,19 @@ static int docker_exec(struct imgf_target *t, const struct imgf_exec *x, int *st
 	if (r < 0)
 		return -1;
 
-	json_t *info = NULL;
-	if (docker_json(dt->d, "GET", NULL, &info, NULL, err, "/exec/%s/json", exec_id) < 0)
-		return -1;
-	json_t *code = json_object_get(info, "ExitCode");
-	*status = json_is_integer(code) ? (int)json_integer_value(code) : -1;
-	bool running = json_is_true(json_object_get(info, "Running"));
-	json_decref(info);
+	/* The stream can end a moment before the engine records the exit: poll briefly. */
+	bool running = true;
+	for (int i = 0; i < 100 && running; i++) {
+		json_t *info = NULL;
+		if (docker_json(dt->d, "GET", NULL, &info, NULL, err, "/exec/%s/json", exec_id) < 0)
+			return -1;
+		json_t *code = json_object_get(info, "ExitCode");
+		*status = json_is_integer(code) ? (int)json_integer_value(code) : -1;
+		running = json_is_true(json_object_get(info, "Running"));
+		json_decref(info);
+		if (running)
+			usleep(50 * 1000);
+	}
 	if (running)
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "exec '%s': output ended but the process still runs",

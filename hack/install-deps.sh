@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_pkgs=(
-	build-essential pkg-config gcc clang clang-format make git
+	build-essential pkg-config gcc clang clang-format libclang-rt-14-dev make git
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libarchive-dev
 )
 test_pkgs=(

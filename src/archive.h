@@ -12,10 +12,22 @@
 
 struct imgf_error;
 
-/* Extract any archive libarchive reads (tar, tar.gz, ...) into an existing directory. */
+/*
+ * Extract any archive libarchive reads (tar, tar.gz, ...) into an existing directory.
+ * Files belong to the caller (owners are not restored) and lose setuid/setgid; nothing is
+ * written through a symlink, whether the archive made it or dest_dir already had it; a
+ * leading "./" is dropped and a "./" member is dest_dir itself. mtree input is refused.
+ * On error dest_dir may hold part of the archive: remove it.
+ */
 int imgf_archive_extract(const char *archive_path, const char *dest_dir, struct imgf_error **err);
 
-/* A tar writer (pax restricted, uncompressed) to a file, for target puts and image layouts. */
+/*
+ * A tar writer (pax restricted, uncompressed) to a file, for target puts and image layouts.
+ * Names are normalised ("./a//b" -> "a/b"); absolute names and ".." are refused. When
+ * SOURCE_DATE_EPOCH is set every entry's mtime is that value (imgf_tar_open fails if it is
+ * not a number). After a failed add that had written something the tar is unusable: later
+ * adds and imgf_tar_close fail, and the caller removes the file.
+ */
 struct imgf_tar;
 struct imgf_tar *imgf_tar_open(const char *out_path, struct imgf_error **err);
 /* mode 0 = the host file's permission bits. Names are relative ("usr/bin/x"). */
@@ -27,14 +39,19 @@ int imgf_tar_add_dir(struct imgf_tar *t, const char *name, mode_t mode, uid_t ui
 		     struct imgf_error **err);
 int imgf_tar_add_symlink(struct imgf_tar *t, const char *name, const char *target,
 			 struct imgf_error **err);
-/* A host directory tree under `prefix` (modes and symlinks kept, owner root). */
+/*
+ * A host directory tree under `prefix` (modes and symlinks kept, owner root), sorted by
+ * name; `prefix` itself is an entry with the directory's mode when it is not NULL or "".
+ */
 int imgf_tar_add_tree(struct imgf_tar *t, const char *host_dir, const char *prefix,
 		      struct imgf_error **err);
 /*
  * Copy the members of another archive (any compression), checked as for extraction,
  * dropping `strip` leading path components, then prefixing `prefix`. When `only` is
  * non-NULL (NULL-terminated), only members whose name after stripping is listed are kept
- * and each listed name must be present. Owners become root.
+ * and each listed name must be present. Owners become root; modes, setuid included, are
+ * kept. Names are compared after a leading "./" is dropped; members left empty by `strip`
+ * are skipped; sparse members are refused.
  */
 int imgf_tar_add_archive(struct imgf_tar *t, const char *archive_path, int strip,
 			 const char *prefix, const char *const *only, struct imgf_error **err);
