@@ -27,11 +27,11 @@
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct docker {
-	char *socket;   /* unix socket path, or NULL for tcp */
-	char *base;     /* "http://docker" or "https://host:port" */
+	char *socket; /* unix socket path, or NULL for tcp */
+	char *base;   /* "http://docker" or "https://host:port" */
 	char *ca, *cert, *key;
 	bool verify;
-	char api[16];   /* "/v1.41" */
+	char api[16]; /* "/v1.41" */
 };
 
 struct docker_target {
@@ -46,15 +46,15 @@ struct docker_target {
 
 struct docker_call {
 	const char *method;
-	char *path;          /* after the API prefix */
-	json_t *body;        /* JSON body or NULL */
-	FILE *upload;        /* tar body for PUT or NULL */
+	char *path;   /* after the API prefix */
+	json_t *body; /* JSON body or NULL */
+	FILE *upload; /* tar body for PUT or NULL */
 	curl_off_t upload_size;
 	/* Streamed reply: called for every chunk; NULL = collect into reply. */
 	size_t (*on_data)(void *opaque, const char *data, size_t len);
 	void *opaque;
-	bool interruptible;  /* abort when SIGINT/SIGTERM arrives */
-	bool unversioned;    /* /version is asked before the API version is known */
+	bool interruptible; /* abort when SIGINT/SIGTERM arrives */
+	bool unversioned;   /* /version is asked before the API version is known */
 	long status;
 	struct strbuf reply;
 };
@@ -108,8 +108,8 @@ static int docker_do(struct docker *d, struct docker_call *c, struct imgf_error 
 	if (!h)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "curl_easy_init failed");
 	struct curl_slist *hdrs = NULL;
-	_cleanup_free_ char *url = xasprintf("%s%s%s", d->base, c->unversioned ? "" : d->api,
-					     c->path);
+	_cleanup_free_ char *url =
+		xasprintf("%s%s%s", d->base, c->unversioned ? "" : d->api, c->path);
 	_cleanup_free_ char *body = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	if (!c->on_data)
@@ -268,8 +268,8 @@ static int docker_connect(struct docker **out, struct imgf_error **err)
 	json_t *v = r == 0 && c.status == 200 ? json_loads(c.reply.buf, 0, NULL) : NULL;
 	const char *api = json_string_value(json_object_get(v, "ApiVersion"));
 	unsigned major = 0, minor = 0;
-	if (r == 0 && (!api || sscanf(api, "%u.%u", &major, &minor) != 2 || major != 1 ||
-		       minor < 24)) {
+	if (r == 0 &&
+	    (!api || sscanf(api, "%u.%u", &major, &minor) != 2 || major != 1 || minor < 24)) {
 		r = imgf_error_set(err, IMGF_EXIT_FAIL,
 				   "docker engine at '%s': cannot read a supported API version "
 				   "from /version (got '%s', need 1.24 or newer)",
@@ -295,7 +295,7 @@ static int docker_connect(struct docker **out, struct imgf_error **err)
 
 struct demux {
 	const struct imgf_exec *x;
-	struct strbuf frame;  /* pending bytes of the multiplexed stream */
+	struct strbuf frame;   /* pending bytes of the multiplexed stream */
 	struct strbuf line[3]; /* line buffers for logging, by stream */
 };
 
@@ -354,8 +354,7 @@ static int docker_exec(struct imgf_target *t, const struct imgf_exec *x, int *st
 				1, "AttachStderr", 1, "Cmd", cmd, "Env", env, "WorkingDir",
 				x->workdir ? x->workdir : "/", "User", "root");
 	json_t *created = NULL;
-	int r = docker_json(dt->d, "POST", req, &created, NULL, err, "/containers/%s/exec",
-			    dt->id);
+	int r = docker_json(dt->d, "POST", req, &created, NULL, err, "/containers/%s/exec", dt->id);
 	if (r < 0)
 		return -1;
 	_cleanup_free_ char *exec_id =
@@ -428,8 +427,7 @@ static int docker_put_tar(struct imgf_target *t, const char *tar_path, const cha
 		.interruptible = true,
 		.reply = STRBUF_INIT,
 	};
-	c.path = xasprintf("/containers/%s/archive?path=%s&noOverwriteDirNonDir=true", dt->id,
-			   dir);
+	c.path = xasprintf("/containers/%s/archive?path=%s&noOverwriteDirNonDir=true", dt->id, dir);
 	int r = docker_do(dt->d, &c, err);
 	if (r == 0 && c.status >= 300)
 		r = call_error(&c, "put archive", err);
@@ -479,14 +477,19 @@ static const struct imgf_target_ops docker_target_ops = {
 /* ---- the builder ------------------------------------------------------------------------- */
 
 static const struct imgf_key docker_keys[] = {
-	{"image", IMGF_KEY_STRING, true},	       /* the base image */
-	{"pull", IMGF_KEY_STRING, false},	       /* missing (default), always, never */
-	{"tag", IMGF_KEY_STRING, false},	       /* repo:tag of the result */
-	{"entrypoint", IMGF_KEY_STRING_LIST, false}, {"cmd", IMGF_KEY_STRING_LIST, false},
-	{"env", IMGF_KEY_STRING_LIST, false},	       {"stop_signal", IMGF_KEY_STRING, false},
-	{"labels", IMGF_KEY_OBJECT, false},	       {"workdir", IMGF_KEY_STRING, false},
-	{"cap_add", IMGF_KEY_STRING_LIST, false},    {"security_opt", IMGF_KEY_STRING_LIST, false},
-	{"network", IMGF_KEY_STRING, false},	       {NULL, 0, false},
+	{"image", IMGF_KEY_STRING, true}, /* the base image */
+	{"pull", IMGF_KEY_STRING, false}, /* missing (default), always, never */
+	{"tag", IMGF_KEY_STRING, false},  /* repo:tag of the result */
+	{"entrypoint", IMGF_KEY_STRING_LIST, false},
+	{"cmd", IMGF_KEY_STRING_LIST, false},
+	{"env", IMGF_KEY_STRING_LIST, false},
+	{"stop_signal", IMGF_KEY_STRING, false},
+	{"labels", IMGF_KEY_OBJECT, false},
+	{"workdir", IMGF_KEY_STRING, false},
+	{"cap_add", IMGF_KEY_STRING_LIST, false},
+	{"security_opt", IMGF_KEY_STRING_LIST, false},
+	{"network", IMGF_KEY_STRING, false},
+	{NULL, 0, false},
 };
 
 static const char *cfg_str(struct imgf_build *b, const char *key, const char *def)
@@ -610,16 +613,15 @@ static void remove_container(struct docker *d, const char *id)
 {
 	struct imgf_error *e = NULL;
 	long st = 0;
-	if (docker_json(d, "DELETE", NULL, NULL, &st, &e, "/containers/%s?force=true&v=true",
-			id) < 0 ||
+	if (docker_json(d, "DELETE", NULL, NULL, &st, &e, "/containers/%s?force=true&v=true", id) <
+		    0 ||
 	    (st >= 300 && st != 404))
 		log_warn("could not remove build container '%s': %s", id,
 			 e ? e->msg : "the engine refused");
 	imgf_error_free(e);
 }
 
-static int docker_prepare(struct imgf_build *b, struct imgf_target **out,
-			  struct imgf_error **err)
+static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct imgf_error **err)
 {
 	struct docker *d;
 	if (docker_connect(&d, err) < 0)
@@ -646,8 +648,8 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out,
 				"io.imgforge.build", b->def->name, "HostConfig", host);
 	json_t *created = NULL;
 	_cleanup_free_ char *qname = url_escape(name);
-	if (docker_json(d, "POST", req, &created, NULL, err, "/containers/create?name=%s",
-			qname) < 0) {
+	if (docker_json(d, "POST", req, &created, NULL, err, "/containers/create?name=%s", qname) <
+	    0) {
 		docker_free(d);
 		json_decref(base);
 		return imgf_error_prefix(err, "create build container from '%s'", image);
@@ -663,8 +665,8 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out,
 	json_decref(base);
 	json_decref(created);
 	*out = &dt->t;
-	imgf_event("target", json_pack("{s:s,s:s,s:s}", "builder", "docker", "container", name, "id",
-				      dt->id),
+	imgf_event("target",
+		   json_pack("{s:s,s:s,s:s}", "builder", "docker", "container", name, "id", dt->id),
 		   NULL);
 	log_info("build container '%s' from '%s'", name, image);
 	if (docker_json(d, "POST", NULL, NULL, NULL, err, "/containers/%s/start", dt->id) < 0)
@@ -690,10 +692,10 @@ static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct img
 	json_object_set_new(config, "Entrypoint",
 			    ep ? cfg_list(b, "entrypoint", NULL)
 			       : (json_is_array(base_ep) ? json_deep_copy(base_ep) : json_array()));
-	json_object_set_new(config, "Cmd",
-			    cmd ? cfg_list(b, "cmd", NULL)
-				: (!ep && json_is_array(base_cmd) ? json_deep_copy(base_cmd)
-								  : json_null()));
+	json_object_set_new(
+		config, "Cmd",
+		cmd ? cfg_list(b, "cmd", NULL)
+		    : (!ep && json_is_array(base_cmd) ? json_deep_copy(base_cmd) : json_null()));
 	if (cfg_str(b, "stop_signal", NULL))
 		json_object_set_new(config, "StopSignal",
 				    json_string(cfg_str(b, "stop_signal", NULL)));

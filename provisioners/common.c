@@ -47,8 +47,7 @@ int prov_tar_add_data_file(struct imgf_step *s, struct imgf_tar *w, const char *
 int prov_tar_enable_unit(struct imgf_tar *w, const char *unit, const char *unit_path,
 			 const char *target_wants, struct imgf_error **err)
 {
-	_cleanup_free_ char *link =
-		xasprintf("etc/systemd/system/%s.wants/%s", target_wants, unit);
+	_cleanup_free_ char *link = xasprintf("etc/systemd/system/%s.wants/%s", target_wants, unit);
 	return imgf_tar_add_symlink(w, link, unit_path, err);
 }
 
@@ -137,8 +136,7 @@ int prov_packages_script(char *const *pkgs, bool update, bool clean, const char 
 		    "else\n"
 		    "  echo 'all packages already installed'\n"
 		    "fi\n",
-		    list.buf + (list.len ? 1 : 0), manager,
-		    update ? "apt-get update -q\n" : "");
+		    list.buf + (list.len ? 1 : 0), manager, update ? "apt-get update -q\n" : "");
 	if (clean)
 		strbuf_addstr(&sb, "case $manager in\n"
 				   "apt) apt-get clean; rm -rf /var/lib/apt/lists/* ;;\n"

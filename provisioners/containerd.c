@@ -33,7 +33,8 @@ static int containerd_validate(struct imgf_step *s, struct imgf_error **err)
 	if (strcmp(src, "tarball") && strcmp(src, "package"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "source: '%s' is not one of 'tarball', 'package'", src);
-	if (!from_package(s) && (!imgf_step_str(s, "url", NULL) || !imgf_step_str(s, "checksum", NULL)))
+	if (!from_package(s) &&
+	    (!imgf_step_str(s, "url", NULL) || !imgf_step_str(s, "checksum", NULL)))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "a tarball source needs 'url' and 'checksum'");
 	return 0;

@@ -12,10 +12,10 @@
 #include "util.h"
 
 static const struct imgf_key file_keys[] = {
-	{"source", IMGF_KEY_STRING, false},	    /* host file or directory */
-	{"content", IMGF_KEY_STRING, false},	    /* or the file's content inline */
+	{"source", IMGF_KEY_STRING, false},	/* host file or directory */
+	{"content", IMGF_KEY_STRING, false},	/* or the file's content inline */
 	{"destination", IMGF_KEY_STRING, true}, /* absolute path in the target */
-	{"mode", IMGF_KEY_STRING, false},	    /* octal, e.g. "0644" */
+	{"mode", IMGF_KEY_STRING, false},	/* octal, e.g. "0644" */
 	{NULL, 0, false},
 };
 

@@ -24,12 +24,12 @@
 #define RUN_DIR "/run/imgforge-containerd"
 
 static const struct imgf_key images_keys[] = {
-	{"source", IMGF_KEY_STRING, false},	  /* base URL of the image tarballs */
+	{"source", IMGF_KEY_STRING, false},	   /* base URL of the image tarballs */
 	{"archives", IMGF_KEY_STRING_LIST, false}, /* names under source, e.g. kube-proxy.tar */
 	{"images", IMGF_KEY_STRING_LIST, false},   /* registry references */
-	{"namespace", IMGF_KEY_STRING, false},	  /* default k8s.io */
-	{"arch", IMGF_KEY_STRING, false},	  /* platform to pull, default the 'arch' variable */
-	{"pin", IMGF_KEY_BOOL, false},		  /* label io.cri-containerd.pinned (default true) */
+	{"namespace", IMGF_KEY_STRING, false},	   /* default k8s.io */
+	{"arch", IMGF_KEY_STRING, false}, /* platform to pull, default the 'arch' variable */
+	{"pin", IMGF_KEY_BOOL, false},	  /* label io.cri-containerd.pinned (default true) */
 	{NULL, 0, false},
 };
 
@@ -48,8 +48,9 @@ static int images_validate(struct imgf_step *s, struct imgf_error **err)
 	if (archives[0] && !imgf_step_str(s, "source", NULL))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "archives: needs 'source'");
 	if (!archives[0] && !refs[0])
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "nothing to preload: give 'archives' "
-							   "or 'images'");
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "nothing to preload: give 'archives' "
+				      "or 'images'");
 	for (size_t i = 0; archives[i]; i++)
 		if (strchr(archives[i], '/') || !prov_is_safe_word(archives[i]))
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
@@ -90,15 +91,15 @@ static int images_stage(struct imgf_step *s, struct imgf_error **err)
 		struct imgf_image_ref ref;
 		if (imgf_image_ref_parse(refs[i], &ref, err) < 0)
 			return -1;
-		_cleanup_free_ char *tar = xasprintf("%s/image-%zu-%zu.tar", s->build->stage_dir,
-						     s->index, i);
+		_cleanup_free_ char *tar =
+			xasprintf("%s/image-%zu-%zu.tar", s->build->stage_dir, s->index, i);
 		char digest[72] = "";
 		log_info("%s: pulling '%s' for linux/%s", s->label, ref.full, arch_of(s));
 		int r = imgf_registry_pull_oci(refs[i], arch_of(s), &s->build->fetch, tar, digest,
 					       err);
 		if (r == 0) {
-			json_array_append_new(s->staged, json_pack("{s:s,s:s}", "tar", tar, "name",
-								   ref.full));
+			json_array_append_new(s->staged,
+					      json_pack("{s:s,s:s}", "tar", tar, "name", ref.full));
 			_cleanup_free_ char *url = xasprintf("docker://%s", ref.full);
 			imgf_build_record_input(s->build, ref.full, url,
 						str_has_prefix(digest, "sha256:") ? digest + 7

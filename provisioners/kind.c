@@ -15,8 +15,8 @@
 #include "util.h"
 
 static const struct imgf_key kind_keys[] = {
-	{"version", IMGF_KEY_STRING, false},   /* written to /kind/version (kind node images) */
-	{"manifests", IMGF_KEY_BOOL, false},   /* default CNI and storage manifests (default true) */
+	{"version", IMGF_KEY_STRING, false}, /* written to /kind/version (kind node images) */
+	{"manifests", IMGF_KEY_BOOL, false}, /* default CNI and storage manifests (default true) */
 	{NULL, 0, false},
 };
 

@@ -14,10 +14,10 @@
 #include "util.h"
 
 static const struct imgf_key kubernetes_keys[] = {
-	{"source", IMGF_KEY_STRING, true},  /* .../release/vX.Y.Z/bin/linux/ARCH */
-	{"version", IMGF_KEY_STRING, true}, /* vX.Y.Z */
+	{"source", IMGF_KEY_STRING, true},	   /* .../release/vX.Y.Z/bin/linux/ARCH */
+	{"version", IMGF_KEY_STRING, true},	   /* vX.Y.Z */
 	{"binaries", IMGF_KEY_STRING_LIST, false}, /* default kubeadm, kubelet, kubectl */
-	{"enable", IMGF_KEY_BOOL, false},          /* enable kubelet.service (default true) */
+	{"enable", IMGF_KEY_BOOL, false},	   /* enable kubelet.service (default true) */
 	{NULL, 0, false},
 };
 

@@ -23,7 +23,8 @@ static char **package_list(const struct imgf_step *s)
 	char **v = xcalloc(1, sizeof(*v));
 	for (size_t i = 0; raw[i]; i++) {
 		char *save = NULL;
-		for (char *w = strtok_r(raw[i], " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save))
+		for (char *w = strtok_r(raw[i], " \t\n", &save); w;
+		     w = strtok_r(NULL, " \t\n", &save))
 			v = strv_push(v, xstrdup(w));
 	}
 	return v;

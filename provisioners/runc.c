@@ -7,7 +7,7 @@
 static const struct imgf_key runc_keys[] = {
 	{"url", IMGF_KEY_STRING, true},
 	{"checksum", IMGF_KEY_STRING, true},
-	{"version", IMGF_KEY_STRING, false}, /* checked against `runc --version` */
+	{"version", IMGF_KEY_STRING, false},	 /* checked against `runc --version` */
 	{"destination", IMGF_KEY_STRING, false}, /* default /usr/local/sbin/runc */
 	{NULL, 0, false},
 };

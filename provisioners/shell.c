@@ -11,8 +11,8 @@
 
 static const struct imgf_key shell_keys[] = {
 	{"inline", IMGF_KEY_STRING_LIST, false}, /* commands, run in one `sh -e` */
-	{"script", IMGF_KEY_STRING, false},      /* a host script file */
-	{"env", IMGF_KEY_STRING_LIST, false},    /* K=V */
+	{"script", IMGF_KEY_STRING, false},	 /* a host script file */
+	{"env", IMGF_KEY_STRING_LIST, false},	 /* K=V */
 	{NULL, 0, false},
 };
 
@@ -21,7 +21,8 @@ static int shell_validate(struct imgf_step *s, struct imgf_error **err)
 	bool has_inline = json_object_get(s->cfg, "inline") != NULL;
 	const char *script = imgf_step_str(s, "script", NULL);
 	if (has_inline == (script != NULL))
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "give exactly one of 'inline' or 'script'");
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "give exactly one of 'inline' or 'script'");
 	if (script && access(script, R_OK) < 0)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "script: '%s' cannot be read", script);
 	_cleanup_strv_ char **env = imgf_step_strv(s, "env");

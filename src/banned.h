@@ -1,4 +1,5 @@
-/* Functions that make overflows easy; use strbuf, xasprintf or snprintf instead (git's banned.h). */
+/* Functions that make overflows easy; use strbuf, xasprintf or snprintf instead (git's banned.h).
+ */
 #ifndef IMGF_BANNED_H
 #define IMGF_BANNED_H
 

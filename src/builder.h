@@ -22,8 +22,8 @@ struct imgf_build;
 
 struct imgf_artifact {
 	char *builder_type;
-	char *id;     /* docker image ID, or the disk file's path */
-	char **files; /* output files relative to the build's output dir (NULL-terminated) */
+	char *id;      /* docker image ID, or the disk file's path */
+	char **files;  /* output files relative to the build's output dir (NULL-terminated) */
 	json_t *extra; /* builder-specific manifest data (may be NULL) */
 };
 

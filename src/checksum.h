@@ -16,11 +16,11 @@
 struct imgf_error;
 
 struct imgf_checksum {
-	bool is_list;      /* true: the digest comes from the list at `url` */
-	bool alg_known;    /* false for file:URL until the list is read */
+	bool is_list;	/* true: the digest comes from the list at `url` */
+	bool alg_known; /* false for file:URL until the list is read */
 	enum imgf_digest_alg alg;
 	char hex[IMGF_DIGEST_HEX_MAX];
-	char *url;         /* the list's URL when is_list */
+	char *url; /* the list's URL when is_list */
 };
 
 /* Check the syntax of `spec`; the message lists the accepted forms. */

@@ -38,11 +38,10 @@ static int yaml_next(struct yaml_ctx *y, yaml_event_t *ev)
 {
 	if (!yaml_parser_parse(&y->parser, ev)) {
 		const yaml_mark_t *m = &y->parser.problem_mark;
-		return imgf_error_set(y->err, IMGF_EXIT_FAIL, "%s:%zu:%zu: %s%s%s", y->name,
-				      m->line + 1, m->column + 1,
-				      y->parser.problem ? y->parser.problem : "syntax error",
-				      y->parser.context ? " " : "",
-				      y->parser.context ? y->parser.context : "");
+		return imgf_error_set(
+			y->err, IMGF_EXIT_FAIL, "%s:%zu:%zu: %s%s%s", y->name, m->line + 1,
+			m->column + 1, y->parser.problem ? y->parser.problem : "syntax error",
+			y->parser.context ? " " : "", y->parser.context ? y->parser.context : "");
 	}
 	return 0;
 }
@@ -91,8 +90,8 @@ static int yaml_collection(struct yaml_ctx *y, bool mapping, int depth, json_t *
 				yaml_event_delete(&ev);
 				goto fail;
 			}
-			char *key = xstrndup((const char *)ev.data.scalar.value,
-					     ev.data.scalar.length);
+			char *key =
+				xstrndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
 			yaml_mark_t km = ev.start_mark;
 			yaml_event_delete(&ev);
 			if (json_object_get(c, key)) {
@@ -202,8 +201,8 @@ int imgf_config_parse_file(const char *path, json_t **out, struct imgf_error **e
 	json_error_t je;
 	json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!v)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s:%d:%d: %s", path, je.line,
-				      je.column, je.text);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s:%d:%d: %s", path, je.line, je.column,
+				      je.text);
 	*out = v;
 	return 0;
 }
@@ -351,8 +350,8 @@ int imgf_interpolate_json(json_t *in, json_t *vars, const char *where, json_t **
 struct loader {
 	json_t *raw_vars; /* name -> uninterpolated string */
 	json_t *var_from; /* name -> origin */
-	json_t *images;   /* array of absolute-ish paths, from the last file that set it */
-	char **stack;     /* files being loaded, for include cycles */
+	json_t *images;	  /* array of absolute-ish paths, from the last file that set it */
+	char **stack;	  /* files being loaded, for include cycles */
 };
 
 static const char *const config_keys[] = {"include", "variables", "images", NULL};
@@ -363,8 +362,8 @@ static int unknown_key(const char *file, const char *where, const char *key,
 	struct strbuf sb = STRBUF_INIT;
 	for (size_t i = 0; known[i]; i++)
 		strbuf_addf(&sb, "%s'%s'", i ? ", " : "", known[i]);
-	imgf_error_set(err, IMGF_EXIT_FAIL, "%s: %sunknown key '%s' (known keys: %s)", file,
-		       where, key, sb.buf);
+	imgf_error_set(err, IMGF_EXIT_FAIL, "%s: %sunknown key '%s' (known keys: %s)", file, where,
+		       key, sb.buf);
 	strbuf_release(&sb);
 	return -1;
 }
@@ -539,8 +538,8 @@ static int resolve_var(const char *name, json_t *raw, json_t *from, json_t *done
 		if (resolve_var(ref, raw, from, done, busy, err) < 0)
 			return -1;
 	}
-	_cleanup_free_ char *where = xasprintf("%s: variables.%s",
-					       json_string_value(json_object_get(from, name)), name);
+	_cleanup_free_ char *where =
+		xasprintf("%s: variables.%s", json_string_value(json_object_get(from, name)), name);
 	char *val;
 	if (imgf_interpolate(tmpl, done, where, &val, err) < 0)
 		return -1;
@@ -553,7 +552,7 @@ static int resolve_var(const char *name, json_t *raw, json_t *from, json_t *done
 static int load_image_def(struct imgf_config *c, const char *path, struct imgf_image_def *def,
 			  struct imgf_error **err)
 {
-	static const char *const image_keys[] = {"name", "description", "builder",
+	static const char *const image_keys[] = {"name",	 "description",	    "builder",
 						 "provisioners", "post_processors", NULL};
 	json_t *doc;
 	if (imgf_config_parse_file(path, &doc, err) < 0)
@@ -580,8 +579,8 @@ static int load_image_def(struct imgf_config *c, const char *path, struct imgf_i
 				      path);
 	json_t *pp = json_object_get(doc, "post_processors");
 	if (pp && !json_is_array(pp))
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "%s: post_processors: expected a list", path);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: post_processors: expected a list",
+				      path);
 	_cleanup_free_ char *wb = xasprintf("%s: builder", path);
 	_cleanup_free_ char *wp = xasprintf("%s: provisioners", path);
 	_cleanup_free_ char *wpp = xasprintf("%s: post_processors", path);

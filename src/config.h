@@ -18,16 +18,16 @@ struct imgf_error;
 
 struct imgf_image_def {
 	char *name;
-	char *file;             /* the definition's path, for messages */
-	json_t *builder;        /* interpolated object with "type" */
-	json_t *provisioners;   /* interpolated array of objects with "type" */
+	char *file;		 /* the definition's path, for messages */
+	json_t *builder;	 /* interpolated object with "type" */
+	json_t *provisioners;	 /* interpolated array of objects with "type" */
 	json_t *post_processors; /* interpolated array (may be empty) */
-	json_t *raw;            /* the definition before interpolation */
+	json_t *raw;		 /* the definition before interpolation */
 };
 
 struct imgf_config {
-	char *path;       /* the top-level file */
-	json_t *vars;     /* name -> string, fully interpolated */
+	char *path;	  /* the top-level file */
+	json_t *vars;	  /* name -> string, fully interpolated */
 	json_t *var_from; /* name -> where its winning value was set ("FILE" or "--var") */
 	struct imgf_image_def *images;
 	size_t nimages;
@@ -35,7 +35,7 @@ struct imgf_config {
 
 struct imgf_config_opts {
 	char **var_files; /* NULL-terminated or NULL */
-	char **vars;      /* "k=v", NULL-terminated or NULL */
+	char **vars;	  /* "k=v", NULL-terminated or NULL */
 };
 
 /* Parse a JSON or YAML file into a JSON value; errors carry file:line:column. */

@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 struct imgf_data_file {
-	const char *path; /* "provisioners/kind/entrypoint" */
+	const char *path;	   /* "provisioners/kind/entrypoint" */
 	const unsigned char *data; /* NUL-terminated after `size` bytes */
 	size_t size;
 };

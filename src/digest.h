@@ -19,7 +19,7 @@ struct imgf_digest {
 };
 
 const char *imgf_digest_alg_name(enum imgf_digest_alg alg); /* "sha256" */
-size_t imgf_digest_hex_len(enum imgf_digest_alg alg);       /* 64 or 128 */
+size_t imgf_digest_hex_len(enum imgf_digest_alg alg);	    /* 64 or 128 */
 /* Parse "sha256"/"sha512"; returns -1 when unknown. */
 int imgf_digest_alg_from_name(const char *name, enum imgf_digest_alg *alg);
 

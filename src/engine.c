@@ -26,8 +26,8 @@ const char *imgf_build_var(const struct imgf_build *b, const char *name)
 void imgf_build_record_input(struct imgf_build *b, const char *name, const char *url,
 			     const char *sha256)
 {
-	json_array_append_new(b->inputs, json_pack("{s:s,s:s,s:s}", "name", name, "url", url,
-						   "sha256", sha256));
+	json_array_append_new(
+		b->inputs, json_pack("{s:s,s:s,s:s}", "name", name, "url", url, "sha256", sha256));
 	_cleanup_free_ char *label = xasprintf("io.imgforge.input.%s", name);
 	_cleanup_free_ char *value = xasprintf("sha256:%s", sha256);
 	json_object_set_new(b->labels, label, json_string(value));
@@ -156,10 +156,11 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 		s->ops = imgf_provisioner_find(type);
 		if (!s->ops) {
 			_cleanup_free_ char *known = imgf_provisioner_names();
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "%s: provisioners[%zu].type: unknown provisioner '%s' "
-					      "(known provisioners: %s)",
-					      def->file, i, type, known);
+			return imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"%s: provisioners[%zu].type: unknown provisioner '%s' "
+				"(known provisioners: %s)",
+				def->file, i, type, known);
 		}
 		json_t *name = json_object_get(p, "name");
 		s->label = xstrdup(json_is_string(name) ? json_string_value(name) : type);
@@ -246,11 +247,11 @@ static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_er
 
 static json_t *custom_data(const struct imgf_config *c)
 {
-	static const char *const names[] = {"build_name",	  "kubernetes_semver",
+	static const char *const names[] = {"build_name",	 "kubernetes_semver",
 					    "kubernetes_series", "containerd_version",
-					    "runc_version",	  "kubernetes_cni_semver",
-					    "crictl_version",	  "distro_name",
-					    "distro_version",	  "arch"};
+					    "runc_version",	 "kubernetes_cni_semver",
+					    "crictl_version",	 "distro_name",
+					    "distro_version",	 "arch"};
 	json_t *cd = json_object();
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		const char *v = imgf_config_var(c, names[i]);
@@ -305,18 +306,17 @@ static int build_one(struct imgf_build *b, json_t *manifest, struct imgf_error *
 	if (b->builder->commit(b, t, &art, err) < 0)
 		goto out;
 
-	json_t *entry = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "name", b->def->name,
-				  "builder_type", b->builder->name, "build_time",
-				  (json_int_t)start, "artifact_id", art.id ? art.id : "",
-				  "custom_data", custom_data(b->config), "inputs",
-				  json_deep_copy(b->inputs));
+	json_t *entry = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "name", b->def->name, "builder_type",
+				  b->builder->name, "build_time", (json_int_t)start, "artifact_id",
+				  art.id ? art.id : "", "custom_data", custom_data(b->config),
+				  "inputs", json_deep_copy(b->inputs));
 	json_t *files = json_array();
 	for (size_t i = 0; art.files && art.files[i]; i++) {
 		_cleanup_free_ char *p = path_join(b->out_dir, art.files[i]);
 		struct stat st;
-		json_array_append_new(files, json_pack("{s:s,s:I}", "name", art.files[i], "size",
-						       (json_int_t)(stat(p, &st) == 0 ? st.st_size
-										      : 0)));
+		json_array_append_new(files,
+				      json_pack("{s:s,s:I}", "name", art.files[i], "size",
+						(json_int_t)(stat(p, &st) == 0 ? st.st_size : 0)));
 	}
 	json_object_set_new(entry, "files", files);
 	if (art.extra)
@@ -408,7 +408,8 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 	}
 	if (json_array_size(json_object_get(manifest, "builds")) > 0) {
 		struct imgf_error *e = NULL;
-		if (mkdir_p(out_dir, 0755, &e) < 0 || imgf_manifest_write(manifest, out_dir, &e) < 0) {
+		if (mkdir_p(out_dir, 0755, &e) < 0 ||
+		    imgf_manifest_write(manifest, out_dir, &e) < 0) {
 			if (!*err)
 				*err = e;
 			else
@@ -434,11 +435,10 @@ json_t *imgf_engine_inspect(const struct imgf_config *c, const struct imgf_build
 		const struct imgf_image_def *d = &c->images[i];
 		if (!selected(opts, d->name))
 			continue;
-		json_array_append_new(images,
-				      json_pack("{s:s,s:s,s:O,s:O,s:O}", "name", d->name, "file",
-						d->file, "builder", d->builder, "provisioners",
-						d->provisioners, "post_processors",
-						d->post_processors));
+		json_array_append_new(images, json_pack("{s:s,s:s,s:O,s:O,s:O}", "name", d->name,
+							"file", d->file, "builder", d->builder,
+							"provisioners", d->provisioners,
+							"post_processors", d->post_processors));
 	}
 	json_t *vars = json_object();
 	const char *k;

@@ -38,10 +38,10 @@ struct imgf_build {
 	size_t nsteps;
 	struct imgf_fetch_opts fetch;
 	char *cache_dir;
-	char *stage_dir;  /* host temp dir for this build, removed at the end */
-	char *out_dir;    /* output/BUILD_NAME+kube-VERSION */
-	json_t *labels;   /* name -> value, filled by the engine for the artifact */
-	json_t *inputs;   /* [{name, url, sha256}] every artifact used, for the manifest */
+	char *stage_dir; /* host temp dir for this build, removed at the end */
+	char *out_dir;	 /* output/BUILD_NAME+kube-VERSION */
+	json_t *labels;	 /* name -> value, filled by the engine for the artifact */
+	json_t *inputs;	 /* [{name, url, sha256}] every artifact used, for the manifest */
 	void *builder_priv;
 };
 

@@ -22,16 +22,16 @@ struct imgf_error {
  * `return imgf_error_set(err, 1, "...")`. A second error never overwrites the first.
  */
 __attribute__((format(printf, 3, 4))) int imgf_error_set(struct imgf_error **err, int status,
-							  const char *fmt, ...);
+							 const char *fmt, ...);
 /* Like imgf_error_set with errno's text appended as ": strerror(errnum)". */
 __attribute__((format(printf, 3, 4))) int imgf_error_errno(struct imgf_error **err, int errnum,
-							    const char *fmt, ...);
+							   const char *fmt, ...);
 /* Prepend "context: " to an existing error; returns -1. No-op when there is no error. */
 __attribute__((format(printf, 2, 3))) int imgf_error_prefix(struct imgf_error **err,
-							     const char *fmt, ...);
+							    const char *fmt, ...);
 /* Append text to an existing error's message; returns -1. */
 __attribute__((format(printf, 2, 3))) int imgf_error_suffix(struct imgf_error **err,
-							     const char *fmt, ...);
+							    const char *fmt, ...);
 void imgf_error_free(struct imgf_error *e);
 /* Free *err and set it to NULL (for errors that are handled, not reported). */
 void imgf_error_clear(struct imgf_error **err);

@@ -1106,8 +1106,8 @@ static int resolve_checksum(struct imgf_input *in, const struct imgf_fetch_opts 
 			if (imgf_fetch_to_buffer(c.url, LIST_MAX, o, &text, err) < 0) {
 				strbuf_release(&text);
 				imgf_checksum_release(&c);
-				const char *co = in->checksum_origin ? in->checksum_origin
-								     : in->origin;
+				const char *co =
+					in->checksum_origin ? in->checksum_origin : in->origin;
 				if (co && *err && (*err)->status != IMGF_EXIT_INTERRUPTED)
 					imgf_error_suffix(err,
 							  " (URL from %s; point it at a mirror "

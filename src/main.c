@@ -143,10 +143,12 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 {
 	switch (o->id) {
 	case OPT_ONLY:
-		c->build.only = push_split(c->build.only ? c->build.only : xcalloc(1, sizeof(char *)), val);
+		c->build.only =
+			push_split(c->build.only ? c->build.only : xcalloc(1, sizeof(char *)), val);
 		break;
 	case OPT_EXCEPT:
-		c->build.except = push_split(c->build.except ? c->build.except : xcalloc(1, sizeof(char *)), val);
+		c->build.except = push_split(
+			c->build.except ? c->build.except : xcalloc(1, sizeof(char *)), val);
 		break;
 	case OPT_VAR:
 		if (!strchr(val, '=') || val[0] == '=')
@@ -316,7 +318,8 @@ static void print_inspect(json_t *doc)
 	json_array_foreach(json_object_get(doc, "images"), i, v)
 	{
 		json_t *b = json_object_get(v, "builder");
-		printf("  %s (%s)\n    builder: %s\n", json_string_value(json_object_get(v, "name")),
+		printf("  %s (%s)\n    builder: %s\n",
+		       json_string_value(json_object_get(v, "name")),
 		       json_string_value(json_object_get(v, "file")),
 		       json_string_value(json_object_get(b, "type")));
 		size_t j;
@@ -328,9 +331,8 @@ static void print_inspect(json_t *doc)
 			       json_string_value(json_object_get(p, "type")), n ? " " : "",
 			       n ? json_string_value(n) : "");
 		}
-		json_array_foreach(json_object_get(v, "post_processors"), j, p)
-			printf("    post-processor: %s\n",
-			       json_string_value(json_object_get(p, "type")));
+		json_array_foreach(json_object_get(v, "post_processors"), j, p) printf(
+			"    post-processor: %s\n", json_string_value(json_object_get(p, "type")));
 	}
 }
 

@@ -30,8 +30,8 @@ int imgf_manifest_read(const char *dir, json_t **out, struct imgf_error **err)
 	json_error_t je;
 	json_t *m = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
 	if (!m)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s:%d:%d: %s", path, je.line,
-				      je.column, je.text);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s:%d:%d: %s", path, je.line, je.column,
+				      je.text);
 	json_t *builds = json_object_get(m, "builds");
 	if (!json_is_array(builds)) {
 		json_decref(m);

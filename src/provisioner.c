@@ -16,10 +16,10 @@ extern const struct imgf_provisioner_ops imgf_shell_provisioner, imgf_file_provi
 
 /* Every provisioner, one line each. */
 static const struct imgf_provisioner_ops *const provisioners[] = {
-	&imgf_shell_provisioner,	&imgf_file_provisioner,	 &imgf_packages_provisioner,
-	&imgf_containerd_provisioner, &imgf_runc_provisioner,	 &imgf_cni_provisioner,
-	&imgf_crictl_provisioner,	&imgf_kubernetes_provisioner, &imgf_images_provisioner,
-	&imgf_kind_provisioner,	&imgf_sysprep_provisioner,
+	&imgf_shell_provisioner,      &imgf_file_provisioner,	    &imgf_packages_provisioner,
+	&imgf_containerd_provisioner, &imgf_runc_provisioner,	    &imgf_cni_provisioner,
+	&imgf_crictl_provisioner,     &imgf_kubernetes_provisioner, &imgf_images_provisioner,
+	&imgf_kind_provisioner,	      &imgf_sysprep_provisioner,
 };
 
 const struct imgf_provisioner_ops *imgf_provisioner_find(const char *name)
@@ -95,7 +95,8 @@ char **imgf_step_strv(const struct imgf_step *s, const char *key)
 		return strv_push(v, xstrdup(json_string_value(j)));
 	size_t i;
 	json_t *e;
-	json_array_foreach(j, i, e) if (json_is_string(e)) v = strv_push(v, xstrdup(json_string_value(e)));
+	json_array_foreach(j, i, e) if (json_is_string(e)) v =
+		strv_push(v, xstrdup(json_string_value(e)));
 	return v;
 }
 

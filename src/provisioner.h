@@ -30,14 +30,14 @@ struct imgf_step {
 	const struct imgf_provisioner_ops *ops;
 	struct imgf_build *build;
 	size_t index;
-	char *label;  /* "containerd" or the step's "name" */
-	char *where;  /* "images/kind-node.json: provisioners[2] (containerd)" */
-	json_t *cfg;  /* interpolated */
-	json_t *raw;  /* before interpolation, for origins */
+	char *label; /* "containerd" or the step's "name" */
+	char *where; /* "images/kind-node.json: provisioners[2] (containerd)" */
+	json_t *cfg; /* interpolated */
+	json_t *raw; /* before interpolation, for origins */
 	struct imgf_input *inputs;
 	size_t ninputs;
 	json_t *staged; /* whatever stage() records for run(), e.g. host tar paths (may be NULL) */
-	json_t *facts;  /* what the step reports for the manifest (versions, images) */
+	json_t *facts;	/* what the step reports for the manifest (versions, images) */
 };
 
 struct imgf_provisioner_ops {

@@ -11,11 +11,11 @@ struct imgf_error;
 struct imgf_fetch_opts;
 
 struct imgf_image_ref {
-	char *registry;   /* "registry.k8s.io", "docker.io" -> API host registry-1.docker.io */
+	char *registry;	  /* "registry.k8s.io", "docker.io" -> API host registry-1.docker.io */
 	char *repository; /* "pause", "library/busybox" */
-	char *tag;        /* may be NULL when only a digest is given */
-	char *digest;     /* "sha256:..." or NULL */
-	char *full;       /* normalized "registry/repository:tag[@digest]" */
+	char *tag;	  /* may be NULL when only a digest is given */
+	char *digest;	  /* "sha256:..." or NULL */
+	char *full;	  /* normalized "registry/repository:tag[@digest]" */
 };
 
 int imgf_image_ref_parse(const char *ref, struct imgf_image_ref *out, struct imgf_error **err);

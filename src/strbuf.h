@@ -14,7 +14,10 @@ struct strbuf {
 };
 
 extern char strbuf_slopbuf[];
-#define STRBUF_INIT {.alloc = 0, .len = 0, .max = 0, .overflow = 0, .buf = strbuf_slopbuf}
+#define STRBUF_INIT                                                                  \
+	{                                                                            \
+		.alloc = 0, .len = 0, .max = 0, .overflow = 0, .buf = strbuf_slopbuf \
+	}
 
 void strbuf_init(struct strbuf *sb, size_t hint);
 void strbuf_release(struct strbuf *sb);

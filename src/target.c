@@ -16,13 +16,13 @@ static int exec_checked(struct imgf_target *t, struct imgf_exec *x, const char *
 	if (t->ops->exec(t, x, &status, err) < 0)
 		return imgf_error_prefix(err, "run '%s' in %s", what, t->name);
 	if (status != 0)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "'%s' exited with status %d in %s",
-				      what, status, t->name);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "'%s' exited with status %d in %s", what,
+				      status, t->name);
 	return 0;
 }
 
-int imgf_target_run(struct imgf_target *t, const char *label, char *const *argv,
-		    char *const *env, struct imgf_error **err)
+int imgf_target_run(struct imgf_target *t, const char *label, char *const *argv, char *const *env,
+		    struct imgf_error **err)
 {
 	struct imgf_exec x = {.argv = argv, .env = env, .label = label};
 	struct strbuf what = STRBUF_INIT;
@@ -33,15 +33,14 @@ int imgf_target_run(struct imgf_target *t, const char *label, char *const *argv,
 	return r;
 }
 
-int imgf_target_sh(struct imgf_target *t, const char *label, const char *script,
-		   char *const *env, struct imgf_error **err)
+int imgf_target_sh(struct imgf_target *t, const char *label, const char *script, char *const *env,
+		   struct imgf_error **err)
 {
 	char *argv[] = {"/bin/sh", "-ec", (char *)script, NULL};
 	struct imgf_exec x = {.argv = argv, .env = env, .label = label};
 	/* Name the script by its first line in errors. */
 	const char *nl = strchr(script, '\n');
-	_cleanup_free_ char *first =
-		xstrndup(script, nl ? (size_t)(nl - script) : strlen(script));
+	_cleanup_free_ char *first = xstrndup(script, nl ? (size_t)(nl - script) : strlen(script));
 	if (strlen(first) > 60)
 		first[60] = '\0';
 	return exec_checked(t, &x, first, err);
@@ -61,8 +60,8 @@ static void capture_output(void *opaque, int stream, const char *data, size_t le
 		log_output(c->label, stream, data, len);
 }
 
-int imgf_target_capture(struct imgf_target *t, const char *label, char *const *argv,
-			char **out, struct imgf_error **err)
+int imgf_target_capture(struct imgf_target *t, const char *label, char *const *argv, char **out,
+			struct imgf_error **err)
 {
 	struct capture c = {.out = STRBUF_INIT, .label = label};
 	c.out.max = 1u << 20;
@@ -87,8 +86,7 @@ char *imgf_target_stage_path(struct imgf_target *t, const char *name)
 	return xasprintf("%s/%u-%s.tar", t->stage_dir, ++seq, name);
 }
 
-int imgf_target_put_root_tar(struct imgf_target *t, const char *tar_path,
-			     struct imgf_error **err)
+int imgf_target_put_root_tar(struct imgf_target *t, const char *tar_path, struct imgf_error **err)
 {
 	if (t->ops->put_tar(t, tar_path, "/", err) < 0)
 		return imgf_error_prefix(err, "copy into %s", t->name);
@@ -99,8 +97,8 @@ static int put_one(struct imgf_target *t, const char *path, const void *data, si
 		   const char *host_path, mode_t mode, struct imgf_error **err)
 {
 	if (path[0] != '/')
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "target path '%s' must be absolute", path);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "target path '%s' must be absolute",
+				      path);
 	_cleanup_free_ char *tar = imgf_target_stage_path(t, path_basename(path));
 	struct imgf_tar *w = imgf_tar_open(tar, err);
 	if (!w)

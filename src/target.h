@@ -39,20 +39,20 @@ struct imgf_target_ops {
 
 struct imgf_target {
 	const struct imgf_target_ops *ops;
-	void *priv;      /* the builder's */
-	char *name;      /* for messages: "container 'imgforge-…'" */
+	void *priv;	 /* the builder's */
+	char *name;	 /* for messages: "container 'imgforge-…'" */
 	char *stage_dir; /* host directory for temporary tars, owned by the engine */
 };
 
 /* Run argv; a non-zero exit is an error naming the command and status. */
-int imgf_target_run(struct imgf_target *t, const char *label, char *const *argv,
-		    char *const *env, struct imgf_error **err);
+int imgf_target_run(struct imgf_target *t, const char *label, char *const *argv, char *const *env,
+		    struct imgf_error **err);
 /* Run a shell script with `/bin/sh -ec`. */
-int imgf_target_sh(struct imgf_target *t, const char *label, const char *script,
-		   char *const *env, struct imgf_error **err);
+int imgf_target_sh(struct imgf_target *t, const char *label, const char *script, char *const *env,
+		   struct imgf_error **err);
 /* Like imgf_target_run, capturing stdout (capped) instead of logging it. */
-int imgf_target_capture(struct imgf_target *t, const char *label, char *const *argv,
-			char **out, struct imgf_error **err);
+int imgf_target_capture(struct imgf_target *t, const char *label, char *const *argv, char **out,
+			struct imgf_error **err);
 /* Write data as a file at an absolute path in the target, owned by root. */
 int imgf_target_put_data(struct imgf_target *t, const char *path, const void *data, size_t len,
 			 mode_t mode, struct imgf_error **err);
@@ -60,8 +60,7 @@ int imgf_target_put_data(struct imgf_target *t, const char *path, const void *da
 int imgf_target_put_file(struct imgf_target *t, const char *host_path, const char *path,
 			 mode_t mode, struct imgf_error **err);
 /* Put a tar file built by the caller (names relative to "/") into the target's root. */
-int imgf_target_put_root_tar(struct imgf_target *t, const char *tar_path,
-			     struct imgf_error **err);
+int imgf_target_put_root_tar(struct imgf_target *t, const char *tar_path, struct imgf_error **err);
 /* A fresh path for a staging tar in t->stage_dir (newly allocated; caller unlinks). */
 char *imgf_target_stage_path(struct imgf_target *t, const char *name);
 

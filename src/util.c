@@ -229,8 +229,8 @@ int read_file(const char *path, size_t max, char **out, size_t *len, struct imgf
 			break;
 		n += (size_t)r;
 		if (max && n > max)
-			return imgf_error_set(err, IMGF_EXIT_FAIL, "read '%s': larger than %zu bytes",
-					      path, max);
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "read '%s': larger than %zu bytes", path, max);
 	}
 	buf[n] = '\0';
 	if (len)

@@ -18,14 +18,14 @@ char *xstrndup(const char *s, size_t n);
 __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...);
 char *xvasprintf(const char *fmt, va_list ap);
 /* Grow an array of `nmemb` elements to hold at least `want`, doubling. */
-#define ALLOC_GROW(p, want, alloc)                                                                 \
-	do {                                                                                       \
-		if ((want) > (alloc)) {                                                            \
-			(alloc) = (alloc) ? (alloc) * 2 : 8;                                       \
-			if ((alloc) < (want))                                                      \
-				(alloc) = (want);                                                  \
-			(p) = xrealloc((p), (alloc) * sizeof(*(p)));                               \
-		}                                                                                  \
+#define ALLOC_GROW(p, want, alloc)                                   \
+	do {                                                         \
+		if ((want) > (alloc)) {                              \
+			(alloc) = (alloc) ? (alloc)*2 : 8;           \
+			if ((alloc) < (want))                        \
+				(alloc) = (want);                    \
+			(p) = xrealloc((p), (alloc) * sizeof(*(p))); \
+		}                                                    \
 	} while (0)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -40,10 +40,9 @@ TEST(interpolate_undefined_variable_names_place_and_name)
 	json_t *v = vars("a", "x", NULL, NULL);
 	char *out = NULL;
 	struct imgf_error *err = NULL;
-	CHECK(imgf_interpolate("{{ a }}/{{ nope }}", v, "f.json: provisioners[2].url", &out,
-			       &err) < 0);
-	CHECK_STR(err ? err->msg : NULL,
-		  "f.json: provisioners[2].url: undefined variable 'nope'");
+	CHECK(imgf_interpolate("{{ a }}/{{ nope }}", v, "f.json: provisioners[2].url", &out, &err) <
+	      0);
+	CHECK_STR(err ? err->msg : NULL, "f.json: provisioners[2].url: undefined variable 'nope'");
 	CHECK(out == NULL);
 	imgf_error_free(err);
 	json_decref(v);
@@ -70,8 +69,7 @@ TEST(interpolate_json_reports_key_paths)
 	json_t *out = NULL;
 	struct imgf_error *err = NULL;
 	CHECK(imgf_interpolate_json(in, v, "img.json: provisioners", &out, &err) < 0);
-	CHECK_STR(err ? err->msg : NULL,
-		  "img.json: provisioners.k[1].u: undefined variable 'z'");
+	CHECK_STR(err ? err->msg : NULL, "img.json: provisioners.k[1].u: undefined variable 'z'");
 	imgf_error_free(err);
 	json_decref(in);
 	in = json_loads("{\"k\": [\"{{a}}\", 3, true]}", 0, NULL);

@@ -24,31 +24,31 @@ extern int test_failed_flag;
 		}                                                                                  \
 	} while (0)
 
-#define CHECK_STR(a, b)                                                                            \
-	do {                                                                                       \
-		const char *a_ = (a), *b_ = (b);                                                   \
-		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                           \
-			fprintf(stderr, "  %s:%d: %s == %s\n    got:  '%s'\n    want: '%s'\n",    \
-				__FILE__, __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
-			test_failed_flag = 1;                                                      \
-		}                                                                                  \
+#define CHECK_STR(a, b)                                                                        \
+	do {                                                                                   \
+		const char *a_ = (a), *b_ = (b);                                               \
+		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                       \
+			fprintf(stderr, "  %s:%d: %s == %s\n    got:  '%s'\n    want: '%s'\n", \
+				__FILE__, __LINE__, #a, #b, a_ ? a_ : "(null)",                \
+				b_ ? b_ : "(null)");                                           \
+			test_failed_flag = 1;                                                  \
+		}                                                                              \
 	} while (0)
 
 /* The error message must contain `needle`. */
-#define CHECK_ERR(err, needle)                                                                     \
-	do {                                                                                       \
-		if (!(err) || !strstr((err)->msg, (needle))) {                                     \
-			fprintf(stderr, "  %s:%d: error should contain '%s', got '%s'\n", __FILE__, \
-				__LINE__, (needle), (err) ? (err)->msg : "(no error)");            \
-			test_failed_flag = 1;                                                      \
-		}                                                                                  \
+#define CHECK_ERR(err, needle)                                                                    \
+	do {                                                                                      \
+		if (!(err) || !strstr((err)->msg, (needle))) {                                    \
+			fprintf(stderr, "  %s:%d: error should contain '%s', got '%s'\n",         \
+				__FILE__, __LINE__, (needle), (err) ? (err)->msg : "(no error)"); \
+			test_failed_flag = 1;                                                     \
+		}                                                                                 \
 	} while (0)
 
-#define TEST(name)                                                                                 \
-	static void test_##name(void);                                                             \
-	static const struct test_case tc_##name                                                    \
-		__attribute__((used, section("imgf_tests"), aligned(sizeof(void *)))) = {         \
-			#name, test_##name};                                                       \
+#define TEST(name)                                                                             \
+	static void test_##name(void);                                                         \
+	static const struct test_case tc_##name __attribute__((                                \
+		used, section("imgf_tests"), aligned(sizeof(void *)))) = {#name, test_##name}; \
 	static void test_##name(void)
 
 extern const struct test_case __start_imgf_tests[], __stop_imgf_tests[];
