@@ -522,8 +522,12 @@ static int docker_validate(struct imgf_build *b, struct imgf_error **err)
 	json_t *labels = json_object_get(b->builder_cfg, "labels");
 	const char *k;
 	json_t *v;
-	json_object_foreach(labels, k, v) if (!json_is_string(v)) return imgf_error_set(
-		err, IMGF_EXIT_FAIL, "labels.%s: expected a string", k);
+	json_object_foreach(labels, k, v)
+	{
+		if (!json_is_string(v))
+			return imgf_error_set(err, IMGF_EXIT_FAIL, "labels.%s: expected a string",
+					      k);
+	}
 	return 0;
 }
 

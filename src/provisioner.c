@@ -95,8 +95,11 @@ char **imgf_step_strv(const struct imgf_step *s, const char *key)
 		return strv_push(v, xstrdup(json_string_value(j)));
 	size_t i;
 	json_t *e;
-	json_array_foreach(j, i, e) if (json_is_string(e)) v =
-		strv_push(v, xstrdup(json_string_value(e)));
+	json_array_foreach(j, i, e)
+	{
+		if (json_is_string(e))
+			v = strv_push(v, xstrdup(json_string_value(e)));
+	}
 	return v;
 }
 
