@@ -8,7 +8,7 @@ build_pkgs=(
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libarchive-dev
 )
 test_pkgs=(
-	valgrind jq curl python3 debootstrap ca-certificates bc shellcheck
+	valgrind jq curl python3 debootstrap ca-certificates bc shellcheck socat openssl
 	containerd runc containernetworking-plugins docker-registry skopeo
 )
 
