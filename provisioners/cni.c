@@ -48,13 +48,9 @@ static int cni_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error
 	struct imgf_tar *w = prov_tar_new(s, t, &path, err);
 	if (!w)
 		return -1;
-	if (imgf_tar_add_archive(w, imgf_step_input(s, "cni-plugins")->path, 0, dest + 1,
-				 plugins[0] ? (const char *const *)plugins : NULL, err) < 0) {
-		imgf_tar_free(w);
-		free(path);
-		return -1;
-	}
-	if (prov_tar_put(w, path, t, err) < 0)
+	int r = imgf_tar_add_archive(w, imgf_step_input(s, "cni-plugins")->path, 0, dest + 1,
+				     plugins[0] ? (const char *const *)plugins : NULL, err);
+	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
 	_cleanup_free_ char *ls = xasprintf("ls %s", dest);
 	return imgf_target_sh(t, s->label, ls, NULL, err);

@@ -23,9 +23,11 @@ struct imgf_tar *prov_tar_new(struct imgf_step *s, struct imgf_target *t, char *
 	return w;
 }
 
-int prov_tar_put(struct imgf_tar *w, char *path, struct imgf_target *t, struct imgf_error **err)
+int prov_tar_put(struct imgf_tar *w, char *path, struct imgf_target *t, int r,
+		 struct imgf_error **err)
 {
-	int r = imgf_tar_close(w, err);
+	if (r == 0)
+		r = imgf_tar_close(w, err);
 	imgf_tar_free(w);
 	if (r == 0)
 		r = imgf_target_put_root_tar(t, path, err);

@@ -13,8 +13,12 @@ struct imgf_tar;
 /* Start a staging tar for this step; put it into the target's root with prov_tar_put. */
 struct imgf_tar *prov_tar_new(struct imgf_step *s, struct imgf_target *t, char **path,
 			      struct imgf_error **err);
-/* Close, put into "/", and remove the staging tar (also on failure). */
-int prov_tar_put(struct imgf_tar *w, char *path, struct imgf_target *t, struct imgf_error **err);
+/*
+ * Finish a staging tar: when r (the result of filling it) is 0, close it and put it into
+ * "/"; in every case free it and remove the file. Returns < 0 when r was or putting fails.
+ */
+int prov_tar_put(struct imgf_tar *w, char *path, struct imgf_target *t, int r,
+		 struct imgf_error **err);
 /* Add a provisioner data file (interpolated) to a staging tar at `dest` (absolute). */
 int prov_tar_add_data_file(struct imgf_step *s, struct imgf_tar *w, const char *data_path,
 			   const char *dest, mode_t mode, struct imgf_error **err);

@@ -81,12 +81,7 @@ static int containerd_run(struct imgf_step *s, struct imgf_target *t, struct img
 	if (r == 0 && imgf_step_bool(s, "enable", true))
 		r = prov_tar_enable_unit(w, "containerd.service", unit_path, "multi-user.target",
 					 err);
-	if (r < 0) {
-		imgf_tar_free(w);
-		free(path);
-		return -1;
-	}
-	if (prov_tar_put(w, path, t, err) < 0)
+	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
 	char *argv[] = {(char *)bin, "--version", NULL};
 	return prov_check_version(s, t, argv, imgf_step_str(s, "version", NULL), err);

@@ -29,14 +29,12 @@ static int crictl_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	struct imgf_tar *w = prov_tar_new(s, t, &path, err);
 	if (!w)
 		return -1;
-	if (imgf_tar_add_archive(w, imgf_step_input(s, "crictl")->path, 0, "usr/local/bin", only,
-				 err) < 0 ||
-	    prov_tar_add_data_file(s, w, "crictl/crictl.yaml", "/etc/crictl.yaml", 0644, err) < 0) {
-		imgf_tar_free(w);
-		free(path);
-		return -1;
-	}
-	if (prov_tar_put(w, path, t, err) < 0)
+	int r = imgf_tar_add_archive(w, imgf_step_input(s, "crictl")->path, 0, "usr/local/bin",
+				     only, err);
+	if (r == 0)
+		r = prov_tar_add_data_file(s, w, "crictl/crictl.yaml", "/etc/crictl.yaml", 0644,
+					   err);
+	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
 	char *argv[] = {"/usr/local/bin/crictl", "--version", NULL};
 	return prov_check_version(s, t, argv, imgf_step_str(s, "version", NULL), err);

@@ -72,12 +72,7 @@ static int file_run(struct imgf_step *s, struct imgf_target *t, struct imgf_erro
 	struct imgf_tar *w = prov_tar_new(s, t, &path, err);
 	if (!w)
 		return -1;
-	if (imgf_tar_add_tree(w, src, dest + 1, err) < 0) {
-		imgf_tar_free(w);
-		free(path);
-		return -1;
-	}
-	return prov_tar_put(w, path, t, err);
+	return prov_tar_put(w, path, t, imgf_tar_add_tree(w, src, dest + 1, err), err);
 }
 
 const struct imgf_provisioner_ops imgf_file_provisioner = {

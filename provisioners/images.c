@@ -139,13 +139,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 				      0, 0, err);
 		strbuf_addf(&expect, " %s", json_string_value(json_object_get(e, "name")));
 	}
-	if (r < 0) {
-		imgf_tar_free(w);
-		free(path);
-		strbuf_release(&expect);
-		return -1;
-	}
-	if (prov_tar_put(w, path, t, err) < 0) {
+	if (prov_tar_put(w, path, t, r, err) < 0) {
 		strbuf_release(&expect);
 		return -1;
 	}

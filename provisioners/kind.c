@@ -78,12 +78,7 @@ static int kind_run(struct imgf_step *s, struct imgf_target *t, struct imgf_erro
 						   "/kind/manifests/default-storage.yaml", 0644,
 						   err);
 	}
-	if (r < 0) {
-		imgf_tar_free(w);
-		free(path);
-		return -1;
-	}
-	if (prov_tar_put(w, path, t, err) < 0)
+	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
 	return imgf_target_sh(t, s->label, systemd_script, NULL, err);
 }

@@ -90,12 +90,7 @@ static int kubernetes_run(struct imgf_step *s, struct imgf_target *t, struct img
 						 "/etc/systemd/system/kubelet.service",
 						 "multi-user.target", err);
 	}
-	if (r < 0) {
-		imgf_tar_free(w);
-		free(path);
-		return -1;
-	}
-	if (prov_tar_put(w, path, t, err) < 0)
+	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
 
 	const char *version = imgf_step_str(s, "version", "");

@@ -6,17 +6,7 @@
 # node-image build imports them: `ctr -n k8s.io images import --no-unpack`.
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
 . "$(dirname "$0")/../lib/harness.sh"
-. "$TOP/tests/lib/fixtures.sh"
-
-if ! why=$(fixtures_check 2>&1); then
-	test_skip "registry pulls" "fixtures need: $why"
-	test_done
-fi
-
-FIX=$TEST_CACHE/fixtures
-fixtures_build "$FIX" >"$TMP/fixtures.log" 2>&1 || { cat "$TMP/fixtures.log"; die "fixtures_build failed"; }
-at_exit "fixtures_stop '$FIX'"
-fixtures_serve "$FIX" >>"$TMP/fixtures.log" 2>&1 || { cat "$TMP/fixtures.log"; die "fixtures_serve failed"; }
+fixtures_up "registry pulls"
 REG=127.0.0.1:$FIXTURE_REGISTRY_PORT
 PULL=$TOP/build/tests/test-registry-pull
 make -C "$TOP" -s build/tests/test-registry-pull >"$TMP/make.log" 2>&1 || { cat "$TMP/make.log"; die "building $PULL failed"; }

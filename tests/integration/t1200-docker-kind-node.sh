@@ -3,23 +3,8 @@
 # image and the loopback mirror of Debian's containerd/runc/CNI plus stand-in Kubernetes
 # binaries and images (test fixtures). Then the image must boot as a kind node does.
 . "$(dirname "$0")/../lib/harness.sh"
-. "$TOP/tests/lib/fixtures.sh"
-. "$TOP/tests/lib/base-image.sh"
-
-if ! docker_available; then
-	test_skip "kind node image build" "no Docker Engine reachable"
-	test_done
-fi
-if ! why=$(fixtures_check 2>&1); then
-	test_skip "kind node image build" "fixtures need: $why"
-	test_done
-fi
-
-FIX=$TEST_CACHE/fixtures
-fixtures_build "$FIX" >"$TMP/fixtures.log" 2>&1 || { cat "$TMP/fixtures.log"; die "fixtures_build failed"; }
-at_exit "fixtures_stop '$FIX'"
-fixtures_serve "$FIX" >>"$TMP/fixtures.log" 2>&1 || { cat "$TMP/fixtures.log"; die "fixtures_serve failed"; }
-BASE=$(base_image_ensure) || die "could not make the base image"
+docker_up "kind node image build"
+fixtures_up "kind node image build"
 TAG=imgforge-test/kind-node:t1200-$$
 NODE=imgforge-t1200-node-$$
 at_exit "docker rm -f $NODE"

@@ -1,23 +1,9 @@
 #!/usr/bin/env bash
 # Failure paths of the docker builder: nothing half-made is left behind.
 . "$(dirname "$0")/../lib/harness.sh"
-. "$TOP/tests/lib/fixtures.sh"
-. "$TOP/tests/lib/base-image.sh"
-
-if ! docker_available; then
-	test_skip "docker failure paths" "no Docker Engine reachable"
-	test_done
-fi
-if ! why=$(fixtures_check 2>&1); then
-	test_skip "docker failure paths" "fixtures need: $why"
-	test_done
-fi
+docker_up "docker failure paths"
+fixtures_up "docker failure paths"
 F=$TOP/tests/fixtures/config
-FIX=$TEST_CACHE/fixtures
-fixtures_build "$FIX" >"$TMP/fixtures.log" 2>&1 || { cat "$TMP/fixtures.log"; die "fixtures_build failed"; }
-at_exit "fixtures_stop '$FIX'"
-fixtures_serve "$FIX" >>"$TMP/fixtures.log" 2>&1 || { cat "$TMP/fixtures.log"; die "fixtures_serve failed"; }
-BASE=$(base_image_ensure) || die "could not make the base image"
 export IMGFORGE_CACHE_DIR=$TMP/cache
 no_build_containers() {
 	test -z "$(docker ps -aq --filter "label=io.imgforge.build=$1")"

@@ -2,17 +2,11 @@
 # DOCKER_HOST=tcp:// with TLS client certificates: a loopback TLS front (socat) to the local
 # Engine's socket that demands a client certificate signed by a test CA.
 . "$(dirname "$0")/../lib/harness.sh"
-. "$TOP/tests/lib/base-image.sh"
-
-if ! docker_available; then
-	test_skip "docker over TLS" "no Docker Engine reachable"
-	test_done
-fi
+docker_up "docker over TLS"
 if ! require_cmd socat || ! require_cmd openssl; then
 	test_skip "docker over TLS" "socat and openssl are needed"
 	test_done
 fi
-BASE=$(base_image_ensure) || die "could not make the base image"
 F=$TOP/tests/fixtures/config
 C=$TMP/certs
 mkdir -p "$C" "$TMP/other"

@@ -91,3 +91,35 @@ docker_available() {
 require_cmd() {
 	command -v "$1" >/dev/null 2>&1
 }
+
+# The fixture mirror and registry on loopback for this script (tests/lib/fixtures.sh), stopped
+# at exit; sets FIX. Skips the whole script, saying why, when the machine lacks what it needs.
+fixtures_up() {
+	. "$TOP/tests/lib/fixtures.sh"
+	local why
+	if ! why=$(fixtures_check 2>&1); then
+		test_skip "$1" "fixtures need: $why"
+		test_done
+	fi
+	FIX=$TEST_CACHE/fixtures
+	fixtures_build "$FIX" >"$TMP/fixtures.log" 2>&1 || {
+		cat "$TMP/fixtures.log"
+		die "fixtures_build failed"
+	}
+	at_exit "fixtures_stop '$FIX'"
+	fixtures_serve "$FIX" >>"$TMP/fixtures.log" 2>&1 || {
+		cat "$TMP/fixtures.log"
+		die "fixtures_serve failed"
+	}
+}
+
+# A reachable Docker Engine and the debootstrap base image (tests/lib/base-image.sh); sets
+# BASE. Skips the whole script when there is no engine.
+docker_up() {
+	if ! docker_available; then
+		test_skip "$1" "no Docker Engine reachable"
+		test_done
+	fi
+	. "$TOP/tests/lib/base-image.sh"
+	BASE=$(base_image_ensure) || die "could not make the base image"
+}
