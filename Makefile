@@ -77,12 +77,12 @@ $(B)/tests/%: tests/unit/%.c tests/unit/test.h $(LIBIMGF) $(OBJS_PLUG)
 check-unit: $(UNIT_BINS)
 	@sh tests/lib/run-unit.sh $(UNIT_BINS)
 
-check-integration: imgforge
-	@bash tests/lib/run-integration.sh
+check-integration: imgforge $(UNIT_BINS)
+	@IMGF_BUILD_DIR=$(B) bash tests/lib/run-integration.sh
 
 # Everything: unit tests, then integration tests; one closing "N passed, N failed" line.
 check: imgforge $(UNIT_BINS)
-	@bash tests/lib/run-all.sh $(UNIT_BINS)
+	@IMGF_BUILD_DIR=$(B) bash tests/lib/run-all.sh $(UNIT_BINS)
 
 install: imgforge
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/imgforge

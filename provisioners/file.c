@@ -1,12 +1,17 @@
-/* file: copy a host file or directory, or inline content, into the target. */
+/*
+ * file: copy a host file or directory, or inline content, into the target; or, with
+ * direction "download", a file or directory of the target into a host directory.
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "archive.h"
 #include "common.h"
 #include "error.h"
+#include "log.h"
 #include "provisioner.h"
 #include "target.h"
 #include "util.h"
@@ -16,6 +21,7 @@ static const struct imgf_key file_keys[] = {
 	{"content", IMGF_KEY_STRING, false},	/* or the file's content inline */
 	{"destination", IMGF_KEY_STRING, true}, /* absolute path in the target */
 	{"mode", IMGF_KEY_STRING, false},	/* octal, e.g. "0644" */
+	{"direction", IMGF_KEY_STRING, false},	/* upload (default) or download */
 	{NULL, 0, false},
 };
 
@@ -30,8 +36,28 @@ static int parse_mode(const char *s, mode_t *mode)
 	return 0;
 }
 
+static bool is_download(const struct imgf_step *s)
+{
+	return !strcmp(imgf_step_str(s, "direction", "upload"), "download");
+}
+
 static int file_validate(struct imgf_step *s, struct imgf_error **err)
 {
+	const char *dir = imgf_step_str(s, "direction", "upload");
+	if (strcmp(dir, "upload") && strcmp(dir, "download"))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "direction: '%s' is not one of 'upload', 'download'", dir);
+	if (is_download(s)) {
+		const char *src = imgf_step_str(s, "source", "");
+		if (src[0] != '/' || imgf_step_str(s, "content", NULL) ||
+		    imgf_step_str(s, "mode", NULL))
+			return imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"a download needs an absolute 'source' in the target "
+				"and a host 'destination' directory, and no 'content' "
+				"or 'mode'");
+		return 0;
+	}
 	const char *src = imgf_step_str(s, "source", NULL);
 	const char *content = imgf_step_str(s, "content", NULL);
 	const char *dest = imgf_step_str(s, "destination", "");
@@ -51,8 +77,27 @@ static int file_validate(struct imgf_step *s, struct imgf_error **err)
 	return 0;
 }
 
+/* The target's file or tree, through a tar checked member by member, into a host directory. */
+static int file_download(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
+{
+	const char *src = imgf_step_str(s, "source", "/");
+	const char *dest = imgf_step_str(s, "destination", ".");
+	_cleanup_free_ char *tar = imgf_target_stage_path(t, "download");
+	if (t->ops->get_tar(t, src, tar, err) < 0)
+		return imgf_error_prefix(err, "download '%s' from %s", src, t->name);
+	int r = mkdir_p(dest, 0755, err);
+	if (r == 0)
+		r = imgf_archive_extract(tar, dest, err);
+	unlink(tar);
+	if (r == 0)
+		log_info("%s: downloaded '%s' into '%s'", s->label, src, dest);
+	return r;
+}
+
 static int file_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
+	if (is_download(s))
+		return file_download(s, t, err);
 	const char *src = imgf_step_str(s, "source", NULL);
 	const char *content = imgf_step_str(s, "content", NULL);
 	const char *dest = imgf_step_str(s, "destination", "/");

@@ -8,8 +8,12 @@
 . "$(dirname "$0")/../lib/harness.sh"
 fixtures_up "registry pulls"
 REG=127.0.0.1:$FIXTURE_REGISTRY_PORT
-PULL=$TOP/build/tests/test-registry-pull
-make -C "$TOP" -s build/tests/test-registry-pull >"$TMP/make.log" 2>&1 || { cat "$TMP/make.log"; die "building $PULL failed"; }
+# `make check` builds it (into IMGF_BUILD_DIR, with its flags); standalone runs build it here.
+B=${IMGF_BUILD_DIR:-build}
+case $B in /*) ;; *) B=$TOP/$B ;; esac
+PULL=$B/tests/test-registry-pull
+[ -x "$PULL" ] || make -C "$TOP" -s "B=$B" "$B/tests/test-registry-pull" >"$TMP/make.log" 2>&1 ||
+	{ cat "$TMP/make.log"; die "building $PULL failed"; }
 IMAGES=$TMP/images
 
 test_expect_success "the client pulls and verifies every kind of image" '

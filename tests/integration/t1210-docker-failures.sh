@@ -21,6 +21,17 @@ test_expect_success "shell and file steps build an image from the base" '
 	no_build_containers simple
 '
 
+test_expect_success "file downloads bring target files and trees to the host" '
+	"$IMGF" build --var docker_base_image="$BASE" --var download_dir="$TMP/dl" \
+		--output-dir "$TMP/output" "$F/download.json" >"$TMP/dl.log" 2>&1 || { cat "$TMP/dl.log"; exit 1; }
+	id=$(jq -r ".builds[0].artifact_id" "$TMP/output/test-download+kube-v1.31.2/manifest.json")
+	docker rmi -f "$id" >/dev/null 2>&1
+	test "$(cat "$TMP/dl/data/sub/report.txt")" = report &&
+	test "$(stat -c %a "$TMP/dl/data/sub/report.txt")" = 600 &&
+	test "$(readlink "$TMP/dl/data/link")" = sub/report.txt &&
+	grep -q "^12" "$TMP/dl/debian_version"
+'
+
 test_expect_success "a failing step fails the build, names the step and removes the container" '
 	expect_exit 1 "$IMGF" build --var docker_base_image="$BASE" --output-dir "$TMP/output" "$F/failing.json" &&
 	expect_err "step 2/3 '"'"'the-failing-step'"'"' (shell)" &&
