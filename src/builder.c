@@ -5,11 +5,12 @@
 #include "strbuf.h"
 #include "util.h"
 
-extern const struct imgf_builder_ops imgf_docker_builder;
+extern const struct imgf_builder_ops imgf_docker_builder, imgf_qemu_builder;
 
 /* Every builder, one line each. */
 static const struct imgf_builder_ops *const builders[] = {
 	&imgf_docker_builder,
+	&imgf_qemu_builder,
 };
 
 const struct imgf_builder_ops *imgf_builder_find(const char *name)

@@ -1,0 +1,674 @@
+/*
+ * The qemu builder: a Cluster API VM image. The build works on a qcow2 overlay of the
+ * verified base cloud image (the base is never written), provisioned through libguestfs
+ * (no SSH, no boot during the build), trimmed and written compressed with qemu-img, then
+ * booted once through libvirt with a NoCloud seed to check it from inside.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <guestfs.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "archive.h"
+#include "builder.h"
+#include "checksum.h"
+#include "cidata.h"
+#include "digest.h"
+#include "engine.h"
+#include "error.h"
+#include "fetch.h"
+#include "log.h"
+#include "run.h"
+#include "strbuf.h"
+#include "target.h"
+#include "util.h"
+
+#define GUEST_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define OUT_FILE "/tmp/.imgforge-exec.out"
+#define STATUS_FILE "/tmp/.imgforge-exec.status"
+#define CHECK_BEGIN "IMGFORGE-BOOT-CHECK-BEGIN"
+#define CHECK_END "IMGFORGE-BOOT-CHECK-END"
+
+struct qemu_target {
+	struct imgf_target t;
+	guestfs_h *g;
+	char *work_dir; /* overlay and outputs; 0711 so libvirt's qemu user can reach them */
+	char *overlay;
+	char *base_format;
+};
+
+static const struct imgf_key qemu_keys[] = {
+	{"base_image_url", IMGF_KEY_STRING, true}, /* http(s)://, file:// or an absolute path */
+	{"base_image_checksum", IMGF_KEY_STRING, true},
+	{"disk_size", IMGF_KEY_STRING, false}, /* e.g. 20G; the root filesystem grows to it */
+	{"network", IMGF_KEY_BOOL, false},     /* guest networking for steps (default true) */
+	{"appliance_memory_mb", IMGF_KEY_INT, false}, /* libguestfs appliance (default 2048) */
+	{"boot_check", IMGF_KEY_BOOL, false},	      /* boot the result once (default true) */
+	{"boot_timeout", IMGF_KEY_INT, false},	      /* seconds (default 900) */
+	{"boot_memory_mb", IMGF_KEY_INT, false},      /* default 2048 */
+	{"boot_cpus", IMGF_KEY_INT, false},	      /* default 2 */
+	{NULL, 0, false},
+};
+
+static const char *cfg_str(const struct imgf_build *b, const char *key, const char *def)
+{
+	json_t *v = json_object_get(b->builder_cfg, key);
+	return json_is_string(v) ? json_string_value(v) : def;
+}
+
+static bool cfg_bool(const struct imgf_build *b, const char *key, bool def)
+{
+	json_t *v = json_object_get(b->builder_cfg, key);
+	if (json_is_boolean(v))
+		return json_is_true(v);
+	if (json_is_string(v))
+		return !strcmp(json_string_value(v), "true");
+	return def;
+}
+
+static long cfg_int(const struct imgf_build *b, const char *key, long def)
+{
+	json_t *v = json_object_get(b->builder_cfg, key);
+	if (json_is_integer(v))
+		return (long)json_integer_value(v);
+	if (json_is_string(v))
+		return strtol(json_string_value(v), NULL, 10);
+	return def;
+}
+
+static int guestfs_fail(guestfs_h *g, struct imgf_error **err, const char *what)
+{
+	const char *m = g ? guestfs_last_error(g) : NULL;
+	return imgf_error_set(err, IMGF_EXIT_FAIL, "libguestfs: %s: %s", what, m ? m : "failed");
+}
+
+static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
+{
+	const char *size = cfg_str(b, "disk_size", NULL);
+	if (size) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(size, &end, 10);
+		if (errno || n == 0 || (*end && strchr("KMGT", *end) == NULL) || (*end && end[1]))
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "disk_size: '%s' is not a size like 20G", size);
+	}
+	struct imgf_checksum ck;
+	if (imgf_checksum_parse(cfg_str(b, "base_image_checksum", ""), &ck, err) < 0)
+		return imgf_error_prefix(err, "base_image_checksum");
+	imgf_checksum_release(&ck);
+	return 0;
+}
+
+/* ---- target ops ------------------------------------------------------------------------- */
+
+static char *shell_join(char *const *argv)
+{
+	struct strbuf sb = STRBUF_INIT;
+	for (size_t i = 0; argv[i]; i++) {
+		if (i)
+			strbuf_addch(&sb, ' ');
+		strbuf_addch(&sb, '\'');
+		for (const char *p = argv[i]; *p; p++) {
+			if (*p == '\'')
+				strbuf_addstr(&sb, "'\\''");
+			else
+				strbuf_addch(&sb, *p);
+		}
+		strbuf_addch(&sb, '\'');
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
+/*
+ * libguestfs runs commands in the guest's root (with /dev, /proc and /sys bound in) but
+ * returns their output only at the end and fails on a non-zero status; a wrapper keeps the
+ * status and the combined output in files that are read back afterwards.
+ */
+static int qemu_exec(struct imgf_target *t, const struct imgf_exec *x, int *status,
+		     struct imgf_error **err)
+{
+	struct qemu_target *qt = (struct qemu_target *)t;
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb, "export PATH=%s HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive\n",
+		    GUEST_PATH);
+	for (size_t i = 0; x->env && x->env[i]; i++) {
+		_cleanup_free_ char *q = shell_join((char *const[]){x->env[i], NULL});
+		strbuf_addf(&sb, "export %s\n", q);
+	}
+	_cleanup_free_ char *cmd = shell_join(x->argv);
+	_cleanup_free_ char *wd =
+		shell_join((char *const[]){(char *)(x->workdir ? x->workdir : "/"), NULL});
+	strbuf_addf(&sb,
+		    "mkdir -p /tmp; cd %s && ( %s ) >%s 2>&1 </dev/null; echo $? >%s; exit 0\n", wd,
+		    cmd, OUT_FILE, STATUS_FILE);
+	char *r = guestfs_sh(qt->g, sb.buf);
+	strbuf_release(&sb);
+	if (!r)
+		return guestfs_fail(qt->g, err, "run a command in the guest");
+	free(r);
+
+	_cleanup_free_ char *out_host = imgf_target_stage_path(t, "exec-out");
+	if (guestfs_download(qt->g, OUT_FILE, out_host) < 0)
+		return guestfs_fail(qt->g, err, "read the command's output");
+	char *text = NULL;
+	size_t len = 0;
+	if (read_file(out_host, 0, &text, &len, err) == 0) {
+		if (len) {
+			if (x->on_output) {
+				x->on_output(x->opaque, 1, text, len);
+			} else {
+				/* Whole lines, prefixed like the docker builder's. */
+				if (text[len - 1] == '\n')
+					len--;
+				log_output(x->label ? x->label : "exec", 1, text, len);
+			}
+		}
+		free(text);
+	}
+	unlink(out_host);
+	char *st = guestfs_cat(qt->g, STATUS_FILE);
+	if (!st)
+		return guestfs_fail(qt->g, err, "read the command's status");
+	*status = atoi(st);
+	free(st);
+	char *rm = guestfs_sh(qt->g, "rm -f " OUT_FILE " " STATUS_FILE);
+	free(rm);
+	return 0;
+}
+
+static int qemu_put_tar(struct imgf_target *t, const char *tar_path, const char *dest_dir,
+			struct imgf_error **err)
+{
+	struct qemu_target *qt = (struct qemu_target *)t;
+	if (guestfs_tar_in(qt->g, tar_path, dest_dir) < 0)
+		return guestfs_fail(qt->g, err, "unpack into the guest");
+	return 0;
+}
+
+static int qemu_get_tar(struct imgf_target *t, const char *path, const char *out_tar,
+			struct imgf_error **err)
+{
+	struct qemu_target *qt = (struct qemu_target *)t;
+	/* Members named by the path's last component, as the Engine's archive GET does. */
+	_cleanup_free_ char *dir = path_dirname(path);
+	char *argv[] = {"tar",
+			"-C",
+			dir,
+			"-cf",
+			"/tmp/.imgforge-get.tar",
+			"--",
+			(char *)path_basename(path),
+			NULL};
+	_cleanup_free_ char *cmd = shell_join(argv);
+	char *r = guestfs_sh(qt->g, cmd);
+	if (!r)
+		return guestfs_fail(qt->g, err, "pack a file in the guest");
+	free(r);
+	int rc = guestfs_download(qt->g, "/tmp/.imgforge-get.tar", out_tar);
+	guestfs_rm_f(qt->g, "/tmp/.imgforge-get.tar");
+	if (rc < 0)
+		return guestfs_fail(qt->g, err, "copy out of the guest");
+	return 0;
+}
+
+static const struct imgf_target_ops qemu_target_ops = {
+	.exec = qemu_exec,
+	.put_tar = qemu_put_tar,
+	.get_tar = qemu_get_tar,
+};
+
+/* ---- prepare ------------------------------------------------------------------------------ */
+
+static int qemu_img_info(const char *path, json_t **out, struct imgf_error **err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char *argv[] = {"qemu-img", "info", "--output=json", (char *)path, NULL};
+	int r = imgf_run(argv, &sb, err);
+	if (r == 0) {
+		*out = json_loads(sb.buf, 0, NULL);
+		if (!*out)
+			r = imgf_error_set(err, IMGF_EXIT_FAIL, "qemu-img info '%s': not JSON",
+					   path);
+	}
+	strbuf_release(&sb);
+	return r;
+}
+
+/* Grow the root partition (when it is the disk's last) and its filesystem to the disk. */
+static int grow_root(guestfs_h *g, const char *root, struct imgf_error **err)
+{
+	int partnum = guestfs_part_to_partnum(g, root);
+	if (partnum < 0) {
+		log_info("root filesystem '%s' is not on a partition; not growing it", root);
+		return 0;
+	}
+	_cleanup_free_ char *dev = guestfs_part_to_dev(g, root);
+	if (!dev)
+		return guestfs_fail(g, err, "find the root disk");
+	struct guestfs_partition_list *parts = guestfs_part_list(g, dev);
+	if (!parts)
+		return guestfs_fail(g, err, "list partitions");
+	bool last = true;
+	for (uint32_t i = 0; i < parts->len; i++)
+		if (parts->val[i].part_num > partnum)
+			last = false;
+	guestfs_free_partition_list(parts);
+	if (!last) {
+		log_warn("root partition '%s' is not the last one; not growing it", root);
+		return 0;
+	}
+	_cleanup_free_ char *ptype = guestfs_part_get_parttype(g, dev);
+	if (ptype && !strcmp(ptype, "gpt") && guestfs_part_expand_gpt(g, dev) < 0)
+		return guestfs_fail(g, err, "move the GPT backup header to the disk's end");
+	if (guestfs_part_resize(g, dev, partnum, -1) < 0)
+		return guestfs_fail(g, err, "grow the root partition");
+	_cleanup_free_ char *fs = guestfs_vfs_type(g, root);
+	if (fs && str_has_prefix(fs, "ext")) {
+		if (guestfs_e2fsck(g, root, GUESTFS_E2FSCK_FORCEALL, 1, -1) < 0 ||
+		    guestfs_resize2fs(g, root) < 0)
+			return guestfs_fail(g, err, "grow the root filesystem");
+	} else if (fs && !strcmp(fs, "xfs")) {
+		return 1; /* xfs grows while mounted; see mount_guest */
+	} else {
+		log_warn("root filesystem type '%s': not grown", fs ? fs : "unknown");
+	}
+	return 0;
+}
+
+static int cmp_mountpoint(const void *a, const void *b)
+{
+	const char *const *x = a, *const *y = b;
+	return (int)strlen(x[0]) - (int)strlen(y[0]);
+}
+
+static int mount_guest(guestfs_h *g, const char *root, bool grow_xfs, struct imgf_error **err)
+{
+	char **mps = guestfs_inspect_get_mountpoints(g, root);
+	if (!mps)
+		return guestfs_fail(g, err, "read the guest's mount points");
+	size_t n = strv_len(mps) / 2;
+	qsort(mps, n, 2 * sizeof(char *), cmp_mountpoint);
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++)
+		if (guestfs_mount(g, mps[2 * i + 1], mps[2 * i]) < 0)
+			r = guestfs_fail(g, err, "mount the guest's filesystems");
+	strv_free(mps);
+	if (r == 0 && grow_xfs && guestfs_xfs_growfs(g, "/", GUESTFS_XFS_GROWFS_DATASEC, 1, -1) < 0)
+		r = guestfs_fail(g, err, "grow the root filesystem");
+	return r;
+}
+
+static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct imgf_error **err)
+{
+	/* The base image is an input like any other: fetched, verified, cached. */
+	struct imgf_input in = {0};
+	const char *url = cfg_str(b, "base_image_url", "");
+	in.name = xstrdup("base-image");
+	in.url = url[0] == '/' ? xasprintf("file://%s", url) : xstrdup(url);
+	in.checksum = xstrdup(cfg_str(b, "base_image_checksum", ""));
+	in.origin = xstrdup("variable 'qemu_base_image_url'");
+	in.checksum_origin = xstrdup("variable 'qemu_base_image_checksum'");
+	if (imgf_fetch_all(&in, 1, &b->fetch, err) < 0) {
+		imgf_input_release(&in);
+		return imgf_error_prefix(err, "base image");
+	}
+	imgf_build_record_input(b, "base-image", in.url, in.sha256);
+
+	struct qemu_target *qt = xcalloc(1, sizeof(*qt));
+	qt->t.ops = &qemu_target_ops;
+	qt->t.priv = qt;
+	*out = &qt->t;
+	int r = -1;
+	json_t *info = NULL;
+	_cleanup_free_ char *size = NULL, *root = NULL, *product = NULL;
+	guestfs_h *g = NULL;
+	char **roots = NULL;
+	int grown = 0;
+	const char *tmp = getenv("TMPDIR");
+	qt->work_dir = xasprintf("%s/imgforge-qemu-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+	if (!mkdtemp(qt->work_dir)) {
+		imgf_error_errno(err, errno, "create '%s'", qt->work_dir);
+		goto out;
+	}
+	chmod(qt->work_dir, 0711);
+	qt->overlay = path_join(qt->work_dir, "build.qcow2");
+	qt->t.name = xasprintf("disk '%s'", qt->overlay);
+
+	if (qemu_img_info(in.path, &info, err) < 0)
+		goto out;
+	const char *fmt = json_string_value(json_object_get(info, "format"));
+	if (!fmt || (strcmp(fmt, "qcow2") && strcmp(fmt, "raw"))) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "base image '%s': format '%s', expected qcow2 or raw", url,
+			       fmt ? fmt : "unknown");
+		goto out;
+	}
+	qt->base_format = xstrdup(fmt);
+	const char *disk_size = cfg_str(b, "disk_size", NULL);
+	long long vsize = (long long)json_integer_value(json_object_get(info, "virtual-size"));
+	size = disk_size ? xstrdup(disk_size) : xasprintf("%lld", vsize);
+	char *create[] = {"qemu-img",	   "create", "-q",    "-f",	   "qcow2", "-F",
+			  qt->base_format, "-b",     in.path, qt->overlay, size,    NULL};
+	if (imgf_run(create, NULL, err) < 0)
+		goto out;
+
+	g = guestfs_create();
+	if (!g) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "libguestfs: cannot create a handle");
+		goto out;
+	}
+	qt->g = g;
+	if (!getenv("LIBGUESTFS_BACKEND"))
+		guestfs_set_backend(g, "direct");
+	guestfs_set_network(g, cfg_bool(b, "network", true));
+	guestfs_set_memsize(g, (int)cfg_int(b, "appliance_memory_mb", 2048));
+	guestfs_set_smp(g, 2);
+	if (guestfs_add_drive_opts(g, qt->overlay, GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2",
+				   GUESTFS_ADD_DRIVE_OPTS_DISCARD, "besteffort", -1) < 0) {
+		guestfs_fail(g, err, "add the disk");
+		goto out;
+	}
+	log_info("%s: starting the libguestfs appliance", b->def->name);
+	if (guestfs_launch(g) < 0) {
+		guestfs_fail(g, err, "launch the appliance");
+		goto out;
+	}
+	roots = guestfs_inspect_os(g);
+	if (!roots || !roots[0]) {
+		strv_free(roots);
+		imgf_error_set(err, IMGF_EXIT_FAIL, "base image '%s': no operating system found",
+			       url);
+		goto out;
+	}
+	root = xstrdup(roots[0]);
+	strv_free(roots);
+	grown = disk_size ? grow_root(g, root, err) : 0;
+	if (grown < 0 || mount_guest(g, root, grown == 1, err) < 0)
+		goto out;
+	product = guestfs_inspect_get_product_name(g, root);
+	log_info("%s: %s on %s, disk %s", b->def->name, product ? product : "guest", root,
+		 disk_size ? disk_size : "as the base");
+	r = 0;
+out:
+	json_decref(info);
+	imgf_input_release(&in);
+	return r;
+}
+
+/* ---- commit: trim, compress, boot check ---------------------------------------------------- */
+
+static int check_generic(guestfs_h *g, struct imgf_error **err)
+{
+	char **keys = guestfs_glob_expand(g, "/etc/ssh/ssh_host_*");
+	size_t n = strv_len(keys);
+	strv_free(keys);
+	if (n)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "the image still has %zu SSH host key file(s) in /etc/ssh "
+				      "(add a sysprep step)",
+				      n);
+	return 0;
+}
+
+static char *boot_script(const struct imgf_build *b)
+{
+	const char *kv = imgf_build_var(b, "kubernetes_semver");
+	return xasprintf(
+		"out=/dev/ttyS0\n"
+		"say() { echo \"$*\" >$out; echo \"$*\" >/dev/console 2>/dev/null || true; }\n"
+		"check() { if sh -c \"$2\" >/dev/null 2>&1; then say \"IMGFORGE-CHECK $1 ok\"; "
+		"else say \"IMGFORGE-CHECK $1 FAILED\"; fi; }\n"
+		"say " CHECK_BEGIN "\n"
+		"i=0; while [ $i -lt 120 ] && ! systemctl is-active -q containerd; do i=$((i+1)); "
+		"sleep 1; done\n"
+		"check containerd-active 'systemctl is-active -q containerd'\n"
+		"check kubelet-enabled 'systemctl is-enabled -q kubelet'\n"
+		"check kubeadm-version 'test \"$(kubeadm version -o short)\" = %s'\n"
+		"check kubelet-version 'kubelet --version | grep -qF %s'\n"
+		"check kubectl-version 'kubectl version --client | grep -qF %s'\n"
+		"check crictl-present 'test -x /usr/local/bin/crictl'\n"
+		"say " CHECK_END "\n",
+		kv ? kv : "", kv ? kv : "", kv ? kv : "");
+}
+
+/* The last n lines of a file, for a failure message. */
+static char *tail_lines(const char *path, int n)
+{
+	char *text = NULL;
+	size_t len = 0;
+	if (read_file(path, 0, &text, &len, NULL) < 0)
+		return xstrdup("(no console output)");
+	size_t i = len;
+	int lines = 0;
+	while (i > 0 && lines <= n)
+		if (text[--i] == '\n')
+			lines++;
+	char *r = xstrdup(text + (i ? i + 1 : 0));
+	free(text);
+	return r;
+}
+
+static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *image,
+		      const char *console, struct imgf_error **err)
+{
+	_cleanup_free_ char *overlay = path_join(qt->work_dir, "boot.qcow2");
+	_cleanup_free_ char *seed = path_join(qt->work_dir, "seed.iso");
+	char *create[] = {"qemu-img", "create", "-q",	       "-f",	"qcow2", "-F",
+			  "qcow2",    "-b",	(char *)image, overlay, NULL};
+	if (imgf_run(create, NULL, err) < 0)
+		return -1;
+	_cleanup_free_ char *script = boot_script(b);
+	struct imgf_cidata cd = {.instance_id = "imgforge-boot-check",
+				 .hostname = "imgforge-boot-check",
+				 .boot_script = script};
+	if (imgf_cidata_write_iso(&cd, seed, err) < 0)
+		return -1;
+	int fd = open(console, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	if (fd >= 0)
+		close(fd);
+
+	const char *uri = getenv("LIBVIRT_DEFAULT_URI");
+	virConnectPtr conn = virConnectOpen(uri && *uri ? uri : "qemu:///system");
+	if (!conn) {
+		virErrorPtr e = virGetLastError();
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "libvirt: connect to '%s': %s",
+				      uri && *uri ? uri : "qemu:///system",
+				      e && e->message ? e->message : "failed");
+	}
+	bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+	_cleanup_free_ char *name = xasprintf("imgforge-boot-%s-%d", b->def->name, (int)getpid());
+	_cleanup_free_ char *xml = xasprintf(
+		"<domain type='%s'>\n"
+		"  <name>%s</name>\n"
+		"  <memory unit='MiB'>%ld</memory>\n"
+		"  <vcpu>%ld</vcpu>\n"
+		"  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>\n"
+		"  <features><acpi/><apic/></features>\n"
+		"  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>\n"
+		"  <devices>\n"
+		"    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+		"<source file='%s'/><target dev='vda' bus='virtio'/></disk>\n"
+		"    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+		"<source file='%s'/><target dev='hdc' bus='ide'/><readonly/></disk>\n"
+		"    <interface type='user'><model type='virtio'/></interface>\n"
+		"    <serial type='file'><source path='%s'/><target port='0'/></serial>\n"
+		"    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n"
+		"  </devices>\n"
+		"</domain>\n",
+		kvm ? "kvm" : "qemu", name, cfg_int(b, "boot_memory_mb", 2048),
+		cfg_int(b, "boot_cpus", 2), overlay, seed, console);
+	log_info("%s: boot check: booting '%s' (%s)", b->def->name, name,
+		 kvm ? "kvm" : "qemu, no KVM: this takes minutes");
+	virDomainPtr dom = virDomainCreateXML(conn, xml, 0);
+	if (!dom) {
+		virErrorPtr e = virGetLastError();
+		imgf_error_set(err, IMGF_EXIT_FAIL, "libvirt: start the boot check domain: %s",
+			       e && e->message ? e->message : "failed");
+		virConnectClose(conn);
+		return -1;
+	}
+	long timeout = cfg_int(b, "boot_timeout", 900);
+	time_t start = time(NULL);
+	int r = -1;
+	for (;;) {
+		if (imgf_interrupted) {
+			imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+			break;
+		}
+		char *text = NULL;
+		if (read_file(console, 0, &text, NULL, NULL) == 0 && strstr(text, CHECK_END)) {
+			struct strbuf failed = STRBUF_INIT;
+			for (char *p = strstr(text, "IMGFORGE-CHECK "); p;
+			     p = strstr(p + 1, "IMGFORGE-CHECK ")) {
+				char *nl = strchr(p, '\n');
+				_cleanup_free_ char *line =
+					xstrndup(p, nl ? (size_t)(nl - p) : strlen(p));
+				if (line[strlen(line) - 1] == '\r')
+					line[strlen(line) - 1] = '\0';
+				log_info("%s: boot check: %s", b->def->name, line + 15);
+				if (strstr(line, " FAILED"))
+					strbuf_addf(&failed, "%s%s", failed.len ? ", " : "",
+						    line + 15);
+			}
+			if (failed.len)
+				imgf_error_set(err, IMGF_EXIT_FAIL, "boot check failed: %s",
+					       failed.buf);
+			else
+				r = 0;
+			strbuf_release(&failed);
+			free(text);
+			break;
+		}
+		free(text);
+		int state = 0;
+		if (virDomainGetState(dom, &state, NULL, 0) == 0 && state != VIR_DOMAIN_RUNNING &&
+		    state != VIR_DOMAIN_BLOCKED) {
+			_cleanup_free_ char *tail = tail_lines(console, 50);
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "boot check: the guest stopped (state %d); console:\n%s",
+				       state, tail);
+			break;
+		}
+		if (time(NULL) - start > timeout) {
+			_cleanup_free_ char *tail = tail_lines(console, 50);
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "boot check: no result within %lds; last console lines:\n%s",
+				       timeout, tail);
+			break;
+		}
+		sleep(2);
+	}
+	log_info("%s: boot check finished after %lds", b->def->name, (long)(time(NULL) - start));
+	virDomainDestroy(dom);
+	virDomainFree(dom);
+	virConnectClose(conn);
+	unlink(overlay);
+	unlink(seed);
+	return r;
+}
+
+static int sha256_sidecar(const char *path, char *hex, struct imgf_error **err)
+{
+	if (imgf_digest_file(path, IMGF_SHA256, hex, err) < 0)
+		return -1;
+	_cleanup_free_ char *side = xasprintf("%s.sha256", path);
+	_cleanup_free_ char *line = xasprintf("%s\n", hex);
+	return write_file_atomic(side, line, strlen(line), 0644, err);
+}
+
+static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_artifact *out,
+		       struct imgf_error **err)
+{
+	struct qemu_target *qt = (struct qemu_target *)t;
+	guestfs_h *g = qt->g;
+	if (check_generic(g, err) < 0)
+		return -1;
+	if (guestfs_fstrim(g, "/", -1) < 0)
+		log_warn("fstrim: %s (free space is not trimmed)", guestfs_last_error(g));
+	if (guestfs_umount_all(g) < 0 || guestfs_shutdown(g) < 0)
+		return guestfs_fail(g, err, "close the disk");
+	guestfs_close(g);
+	qt->g = NULL;
+
+	_cleanup_free_ char *dir_name = NULL;
+	if (imgf_build_dir_name(b->config, &dir_name, err) < 0)
+		return -1;
+	_cleanup_free_ char *file = xasprintf("%s.qcow2", dir_name);
+	_cleanup_free_ char *tmp_image = path_join(qt->work_dir, file);
+	log_info("%s: writing the compressed image", b->def->name);
+	char *convert[] = {"qemu-img", "convert",   "-q",      "-c", "-O",
+			   "qcow2",    qt->overlay, tmp_image, NULL};
+	if (imgf_run(convert, NULL, err) < 0)
+		return -1;
+	unlink(qt->overlay);
+
+	_cleanup_free_ char *console = path_join(qt->work_dir, "console.log");
+	int r = 0;
+	if (cfg_bool(b, "boot_check", true))
+		r = boot_check(b, qt, tmp_image, console, err);
+
+	/* The console log always lands in the output directory; the image only on success. */
+	if (mkdir_p(b->out_dir, 0755, r < 0 ? NULL : err) < 0)
+		return -1;
+	_cleanup_free_ char *console_out = path_join(b->out_dir, "console.log");
+	bool have_console = access(console, F_OK) == 0;
+	if (have_console)
+		rename(console, console_out);
+	if (r < 0)
+		return -1;
+	_cleanup_free_ char *image_out = path_join(b->out_dir, file);
+	if (rename(tmp_image, image_out) < 0)
+		return imgf_error_errno(err, errno, "move the image to '%s'", image_out);
+	char hex[IMGF_DIGEST_HEX_MAX];
+	if (sha256_sidecar(image_out, hex, err) < 0)
+		return -1;
+	out->builder_type = xstrdup("qemu");
+	out->id = xstrdup(image_out);
+	out->files = strv_push(xcalloc(1, sizeof(char *)), xstrdup(file));
+	out->files = strv_push(out->files, xasprintf("%s.sha256", file));
+	if (have_console)
+		out->files = strv_push(out->files, xstrdup("console.log"));
+	out->extra = json_pack("{s:s}", "sha256", hex);
+	log_info("%s: %s (sha256 %s)", b->def->name, image_out, hex);
+	return 0;
+}
+
+static void qemu_cleanup(struct imgf_build *b, struct imgf_target *t, bool keep)
+{
+	struct qemu_target *qt = (struct qemu_target *)t;
+	if (qt->g) {
+		guestfs_umount_all(qt->g);
+		guestfs_shutdown(qt->g);
+		guestfs_close(qt->g);
+	}
+	if (keep && qt->overlay && access(qt->overlay, F_OK) == 0) {
+		log_warn("%s: keeping the build disk '%s' (--on-error=abort); its base is the "
+			 "cached, verified download",
+			 b->def->name, qt->overlay);
+		imgf_event("kept", json_pack("{s:s}", "disk", qt->overlay), NULL);
+	} else if (qt->work_dir) {
+		rm_rf(qt->work_dir, NULL);
+	}
+	free(qt->work_dir);
+	free(qt->overlay);
+	free(qt->base_format);
+	free(qt->t.name);
+	free(qt);
+}
+
+const struct imgf_builder_ops imgf_qemu_builder = {
+	.name = "qemu",
+	.keys = qemu_keys,
+	.validate = qemu_validate,
+	.prepare = qemu_prepare,
+	.commit = qemu_commit,
+	.cleanup = qemu_cleanup,
+};

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# imgforge build --only capi-qcow2: a bootable Debian bookworm qcow2 from debootstrap as the
+# base, the loopback fixture mirror as the sources, libguestfs to provision, libvirt (TCG
+# here) to boot-check. Files are read back with guestfish, not through imgforge.
+. "$(dirname "$0")/../lib/harness.sh"
+. "$TOP/tests/lib/vm-image.sh"
+export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
+why=
+require_cmd guestfish || why="guestfish is not installed"
+[ -n "$why" ] || require_cmd virsh || why="libvirt is not installed"
+[ -n "$why" ] || virsh -c qemu:///system version >/dev/null 2>&1 || why="libvirtd does not answer on qemu:///system (hack/test-env.sh starts it)"
+[ -n "$why" ] || ls /boot/vmlinuz-* >/dev/null 2>&1 || why="no kernel in /boot for the libguestfs appliance"
+if [ -n "$why" ]; then
+	test_skip "qcow2 builds" "$why"
+	test_done
+fi
+fixtures_up "qcow2 builds"
+VMBASE=$(vm_image_ensure) || die "could not make the VM base image"
+BASE_SUM=$(sha256sum "$VMBASE" | cut -d" " -f1)
+export IMGFORGE_CACHE_DIR=$TMP/cache
+OUT=$TMP/output/debian-12+kube-v1.31.2
+IMG=$OUT/debian-12+kube-v1.31.2.qcow2
+gf() { guestfish --ro -a "$IMG" -i "$@"; }
+work_dirs() { ls -d "${TMPDIR:-/var/tmp}"/imgforge-qemu-* 2>/dev/null | wc -l; }
+domains() { virsh -c qemu:///system list --all --name | grep -c '^imgforge-boot' || true; }
+before_dirs=$(work_dirs)
+
+test_expect_success "imgforge build --only capi-qcow2 succeeds and passes the boot check" '
+	"$IMGF" build --only capi-qcow2 --var-file "$FIX/vars.json" \
+		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
+		--var disk_size=4G --output-dir "$TMP/output" "$TOP/config/debian-12.json" \
+		>"$TMP/build.log" 2>&1 || { tail -n 80 "$TMP/build.log"; exit 1; }
+	grep "boot check" "$TMP/build.log"
+	grep -q "boot check: containerd-active ok" "$TMP/build.log" &&
+	grep -q "boot check: kubeadm-version ok" "$TMP/build.log"
+'
+
+test_expect_success "qemu-img check is clean and the image is compressed qcow2" '
+	qemu-img check "$IMG" &&
+	test "$(qemu-img info --output=json "$IMG" | jq -r .format)" = qcow2 &&
+	test "$(qemu-img info --output=json "$IMG" | jq -r ".\"virtual-size\"")" -eq $((4 * 1024 * 1024 * 1024))
+'
+
+test_expect_success "the sha256 sidecar, console.log and manifest are in the output dir" '
+	test "$(cat "$IMG.sha256")" = "$(sha256sum "$IMG" | cut -d" " -f1)" &&
+	test -s "$OUT/console.log" && grep -q IMGFORGE-BOOT-CHECK-END "$OUT/console.log" &&
+	jq -e ".builds[0].builder_type == \"qemu\" and (.builds[0].files | map(.name) | index(\"debian-12+kube-v1.31.2.qcow2\") != null)" "$OUT/manifest.json" &&
+	jq -e --arg s "$BASE_SUM" ".builds[0].inputs[] | select(.name == \"base-image\" and .sha256 == \$s)" "$OUT/manifest.json"
+'
+
+test_expect_success "each provisioner's files are there with the right modes (read by guestfish)" '
+	for f in /usr/local/bin/containerd:755 /usr/local/bin/ctr:755 /usr/local/sbin/runc:755 \
+		/opt/cni/bin/bridge:755 /opt/cni/bin/host-local:755 /usr/local/bin/crictl:755 \
+		/usr/bin/kubeadm:755 /usr/bin/kubelet:755 /usr/bin/kubectl:755 \
+		/etc/containerd/config.toml:644 /etc/crictl.yaml:644 \
+		/etc/systemd/system/kubelet.service:644 \
+		/etc/systemd/system/kubelet.service.d/10-kubeadm.conf:644 \
+		/etc/systemd/system/containerd.service:644; do
+		p=${f%%:*} want=${f##*:}
+		mode=$(gf stat "$p" | awk "/^mode:/ {print \$2}")
+		got=$(printf "%o" $((mode & 07777)))
+		test "$got" = "$want" || { echo "$p: mode $got, want $want"; exit 1; }
+	done
+	gf is-symlink /etc/systemd/system/multi-user.target.wants/kubelet.service | grep -qx true &&
+	gf is-dir /var/lib/containerd/io.containerd.content.v1.content | grep -qx true &&
+	gf is-dir /etc/kubernetes/manifests | grep -qx true
+'
+
+test_expect_success "sysprep left no machine-id content and no SSH host keys" '
+	test "$(gf filesize /etc/machine-id)" -eq 0 &&
+	test -z "$(gf glob-expand "/etc/ssh/ssh_host_*")" &&
+	test "$(gf exists /var/lib/dbus/machine-id)" = false
+'
+
+test_expect_success "the root filesystem grew to the disk size" '
+	size=$(gf statvfs / | awk "/^bsize:/ {b=\$2} /^blocks:/ {n=\$2} END {print b*n}") &&
+	test "$size" -gt $((3500 * 1024 * 1024))
+'
+
+test_expect_success "the base image is unchanged" '
+	test "$(sha256sum "$VMBASE" | cut -d" " -f1)" = "$BASE_SUM"
+'
+
+test_expect_success "no overlay, domain or seed is left behind" '
+	test "$(work_dirs)" -eq "$before_dirs" && test "$(domains)" -eq 0
+'
+
+test_expect_success "a failing step names the step and leaves no overlay, domain or output" '
+	expect_exit 1 "$IMGF" build --var qemu_base_image_url="$VMBASE" \
+		--var qemu_base_image_checksum="sha256:$BASE_SUM" --output-dir "$TMP/output-fail" \
+		"$TOP/tests/fixtures/config/qemu-failing.json" &&
+	expect_err "step 2/2 '"'"'the-failing-step'"'"' (shell)" &&
+	expect_err "exited with status 4" &&
+	test "$(work_dirs)" -eq "$before_dirs" && test "$(domains)" -eq 0 &&
+	test ! -e "$TMP/output-fail"
+'
+
+test_expect_success "--on-error=abort keeps the overlay and says where" '
+	expect_exit 1 "$IMGF" build --on-error=abort --var qemu_base_image_url="$VMBASE" \
+		--var qemu_base_image_checksum="sha256:$BASE_SUM" --output-dir "$TMP/output-fail" \
+		"$TOP/tests/fixtures/config/qemu-failing.json" &&
+	disk=$(grep -oE "keeping the build disk '"'"'[^'"'"']+'"'"'" "$TMP/err" | cut -d"'"'"'" -f2) &&
+	test -f "$disk" &&
+	trap "rm -rf \"$(dirname "$disk")\"" EXIT &&
+	test "$(guestfish --ro -a "$disk" -i cat /root/marker)" = before
+'
+
+test_done
