@@ -570,6 +570,9 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 	virDomainDestroy(dom);
 	virDomainFree(dom);
 	virConnectClose(conn);
+	/* libvirt hands the disk chain to its qemu user; the image is ours again. */
+	if (chown(image, getuid(), getgid()) < 0)
+		log_warn("chown '%s': %s", image, strerror(errno));
 	unlink(overlay);
 	unlink(seed);
 	return r;

@@ -11,12 +11,13 @@
 #include "error.h"
 #include "log.h"
 #include "manifest.h"
+#include "ova.h"
 #include "provisioner.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
 
-static const char *const post_processor_types[] = {"manifest", NULL};
+static const char *const post_processor_types[] = {"manifest", "ova", NULL};
 
 const char *imgf_build_var(const struct imgf_build *b, const char *name)
 {
@@ -187,7 +188,7 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
 					      "%s: post_processors[%zu].type: unknown "
 					      "post-processor '%s' (known post-processors: "
-					      "'manifest')",
+					      "'manifest', 'ova')",
 					      def->file, i, t ? t : "");
 	}
 	/* Checksum forms are checked here so `validate` catches them without fetching. */
@@ -261,6 +262,67 @@ static json_t *custom_data(const struct imgf_config *c)
 	return cd;
 }
 
+/* ova: the disk artifact as NAME.ova (+ .sha256) beside it in the output directory. */
+static int post_ova(struct imgf_build *b, json_t *pp, struct imgf_artifact *art,
+		    struct imgf_error **err)
+{
+	if (!art->id || access(art->id, R_OK) < 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "post-processor 'ova' needs a disk image; the %s builder made "
+				      "'%s'",
+				      b->builder->name, art->id ? art->id : "nothing");
+	_cleanup_free_ char *name = NULL;
+	if (imgf_build_dir_name(b->config, &name, err) < 0)
+		return -1;
+	/* Custom properties: the post-processor's own, over the variable's JSON object. */
+	json_t *props = json_object();
+	const char *pv = imgf_build_var(b, "ovf_custom_properties");
+	if (pv && *pv) {
+		json_t *j = json_loads(pv, 0, NULL);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			json_decref(props);
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "variable 'ovf_custom_properties': expected a JSON "
+					      "object of strings");
+		}
+		json_object_update(props, j);
+		json_decref(j);
+	}
+	json_t *own = json_object_get(pp, "custom_properties");
+	if (json_is_object(own))
+		json_object_update(props, own);
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	struct imgf_ova_opts o = {
+		.disk = art->id,
+		.out_dir = b->out_dir,
+		.name = name,
+		.vars = b->config->vars,
+		.custom_properties = props,
+		.build_timestamp = sde && *sde ? strtoll(sde, NULL, 10) : (int64_t)time(NULL),
+	};
+	char **files = NULL;
+	int r = imgf_ova_write(&o, &files, err);
+	json_decref(props);
+	if (r < 0)
+		return imgf_error_prefix(err, "post-processor 'ova'");
+	for (size_t i = 0; files && files[i]; i++)
+		art->files = strv_push(art->files, xstrdup(files[i]));
+	strv_free(files);
+	return 0;
+}
+
+/* Remove what a failed build already put into the output directory. */
+static void remove_outputs(struct imgf_build *b, struct imgf_artifact *art)
+{
+	for (size_t i = 0; art->files && art->files[i]; i++) {
+		if (!strcmp(art->files[i], "console.log"))
+			continue; /* kept: it tells why a boot check failed */
+		_cleanup_free_ char *p = path_join(b->out_dir, art->files[i]);
+		unlink(p);
+	}
+}
+
 static int build_one(struct imgf_build *b, json_t *manifest, struct imgf_error **err)
 {
 	struct imgf_target *t = NULL;
@@ -305,6 +367,16 @@ static int build_one(struct imgf_build *b, json_t *manifest, struct imgf_error *
 	}
 	if (b->builder->commit(b, t, &art, err) < 0)
 		goto out;
+	size_t pi;
+	json_t *pp;
+	json_array_foreach(b->def->post_processors, pi, pp)
+	{
+		const char *ptype = json_string_value(json_object_get(pp, "type"));
+		if (ptype && !strcmp(ptype, "ova") && post_ova(b, pp, &art, err) < 0) {
+			remove_outputs(b, &art);
+			goto out;
+		}
+	}
 
 	json_t *entry = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "name", b->def->name, "builder_type",
 				  b->builder->name, "build_time", (json_int_t)start, "artifact_id",

@@ -57,7 +57,7 @@ run
 part-set-bootable /dev/sda 1 true
 mount /dev/sda1 /
 extlinux /boot/extlinux
-upload /usr/lib/syslinux/mbr/mbr.bin /dev/sda
+upload $dir/usr/lib/syslinux/mbr/mbr.bin /dev/sda
 EOG
 	qemu-img convert -q -O qcow2 "$raw" "$img.tmp" && mv "$img.tmp" "$img" && rm -f "$raw" || return 1
 	chmod 0444 "$img"
