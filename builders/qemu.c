@@ -592,6 +592,7 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 {
 	struct qemu_target *qt = (struct qemu_target *)t;
 	guestfs_h *g = qt->g;
+	double t0 = imgf_now();
 	if (check_generic(g, err) < 0)
 		return -1;
 	if (guestfs_fstrim(g, "/", -1) < 0)
@@ -612,11 +613,15 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	if (imgf_run(convert, NULL, err) < 0)
 		return -1;
 	unlink(qt->overlay);
+	imgf_build_phase(b, "compact", imgf_now() - t0);
 
 	_cleanup_free_ char *console = path_join(qt->work_dir, "console.log");
 	int r = 0;
-	if (cfg_bool(b, "boot_check", true))
+	if (cfg_bool(b, "boot_check", true)) {
+		t0 = imgf_now();
 		r = boot_check(b, qt, tmp_image, console, err);
+		imgf_build_phase(b, "boot-check", imgf_now() - t0);
+	}
 
 	/* The console log always lands in the output directory; the image only on success. */
 	if (mkdir_p(b->out_dir, 0755, r < 0 ? NULL : err) < 0)

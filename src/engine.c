@@ -34,6 +34,22 @@ void imgf_build_record_input(struct imgf_build *b, const char *name, const char 
 	json_object_set_new(b->labels, label, json_string(value));
 }
 
+double imgf_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void imgf_build_phase(const struct imgf_build *b, const char *phase, double seconds)
+{
+	imgf_event("phase",
+		   json_pack("{s:s,s:s,s:f}", "image", b->def->name, "phase", phase, "seconds",
+			     seconds),
+		   NULL);
+	log_debug("%s: %s took %.1fs", b->def->name, phase, seconds);
+}
+
 int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err)
 {
 	const char *name = imgf_config_var(c, "build_name");
@@ -267,10 +283,11 @@ static int post_ova(struct imgf_build *b, json_t *pp, struct imgf_artifact *art,
 		    struct imgf_error **err)
 {
 	if (!art->id || access(art->id, R_OK) < 0)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "post-processor 'ova' needs a disk image; the %s builder made "
-				      "'%s'",
-				      b->builder->name, art->id ? art->id : "nothing");
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"post-processor 'ova' needs a disk image; the %s builder made "
+			"'%s'",
+			b->builder->name, art->id ? art->id : "nothing");
 	_cleanup_free_ char *name = NULL;
 	if (imgf_build_dir_name(b->config, &name, err) < 0)
 		return -1;
@@ -350,17 +367,23 @@ static int build_one(struct imgf_build *b, json_t *manifest, struct imgf_error *
 	json_object_set_new(b->labels, "io.imgforge.build-name",
 			    json_string(imgf_build_var(b, "build_name")));
 
+	double t0 = imgf_now();
 	if (fetch_and_stage(b, err) < 0)
 		goto out;
+	imgf_build_phase(b, "fetch", imgf_now() - t0);
 	if (imgf_interrupted) {
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
 	}
+	t0 = imgf_now();
 	if (b->builder->prepare(b, &t, err) < 0)
 		goto out;
+	imgf_build_phase(b, "launch", imgf_now() - t0);
 	t->stage_dir = b->stage_dir;
+	t0 = imgf_now();
 	if (run_steps(b, t, err) < 0)
 		goto out;
+	imgf_build_phase(b, "provision", imgf_now() - t0);
 	if (imgf_interrupted) {
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;

@@ -46,6 +46,10 @@ struct imgf_build {
 };
 
 const char *imgf_build_var(const struct imgf_build *b, const char *name);
+/* A timed phase of a build, as a "phase" event (and a debug line): for benchmarks. */
+void imgf_build_phase(const struct imgf_build *b, const char *phase, double seconds);
+/* Seconds since an arbitrary start, monotonic. */
+double imgf_now(void);
 /* Record an artifact the build used (manifest inputs[] and the image's labels). */
 void imgf_build_record_input(struct imgf_build *b, const char *name, const char *url,
 			     const char *sha256);
