@@ -115,6 +115,8 @@ $(B)/fuzz/%: fuzz/%.c $(FUZZ_CORE)
 
 bench: imgforge
 	bash bench/kind-node.sh
+	bash bench/qcow2.sh
+	bash bench/upload.sh
 
 clean:
 	rm -rf build imgforge

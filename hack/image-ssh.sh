@@ -2,7 +2,8 @@
 # Boot a built qcow2 with a NoCloud seed carrying your SSH key and open an SSH session into
 # it, as image-builder's hack/image-ssh.sh does. The image itself is never written (-snapshot).
 #   hack/image-ssh.sh output/BUILD_NAME+kube-VERSION [ssh args...]
-# SSH_USER (default capv), SSH_PUBLIC_KEY or ~/.ssh/id_*.pub, SSH_PORT (default 2222).
+# SSH_USER (default capv), SSH_PUBLIC_KEY or ~/.ssh/id_*.pub, SSH_PORT (default 2222),
+# SSH_OPTS (more ssh options, e.g. "-i KEY").
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:?usage: hack/image-ssh.sh BUILD_DIR [ssh args...]}
@@ -22,10 +23,12 @@ qemu=$!
 trap 'kill $qemu 2>/dev/null || true' EXIT
 echo "image-ssh: booting $img ($accel), console in $log; waiting for SSH on 127.0.0.1:$port"
 for _ in $(seq 1 600); do
-	if ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+	# shellcheck disable=SC2086 # SSH_OPTS is a list of options
+	if ssh ${SSH_OPTS:-} -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
 		-o ConnectTimeout=2 -p "$port" "$user@127.0.0.1" true 2>/dev/null; then
 		rc=0
-		ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -p "$port" \
+		# shellcheck disable=SC2086
+		ssh ${SSH_OPTS:-} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -p "$port" \
 			"$user@127.0.0.1" "$@" || rc=$?
 		exit $rc
 	fi

@@ -268,7 +268,8 @@ static json_t *custom_data(const struct imgf_config *c)
 					    "kubernetes_series", "containerd_version",
 					    "runc_version",	 "kubernetes_cni_semver",
 					    "crictl_version",	 "distro_name",
-					    "distro_version",	 "arch"};
+					    "distro_version",	 "arch",
+					    "upload_bucket"};
 	json_t *cd = json_object();
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		const char *v = imgf_config_var(c, names[i]);

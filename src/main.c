@@ -11,6 +11,7 @@
 #include "error.h"
 #include "log.h"
 #include "strbuf.h"
+#include "upload.h"
 #include "util.h"
 
 enum opt_id {
@@ -23,6 +24,11 @@ enum opt_id {
 	OPT_OUTPUT_DIR,
 	OPT_JSON,
 	OPT_VERBOSE,
+	OPT_KEY_FILE,
+	OPT_BUCKET,
+	OPT_CI,
+	OPT_RELEASE,
+	OPT_DRY_RUN,
 	OPT_HELP,
 };
 
@@ -31,6 +37,8 @@ enum {
 	C_BUILD = 1,
 	C_VALIDATE = 2,
 	C_INSPECT = 4,
+	C_UPLOAD = 8,
+	C_LIST = 16,
 };
 
 struct option_def {
@@ -55,15 +63,26 @@ static const struct option_def options[] = {
 	{OPT_FORCE, "force", false, C_BUILD, "          replace an existing output directory"},
 	{OPT_OUTPUT_DIR, "output-dir", true, C_BUILD,
 	 "DIR where build directories go (default: output)"},
-	{OPT_JSON, "json", false, C_BUILD | C_VALIDATE | C_INSPECT,
+	{OPT_KEY_FILE, "key-file", true, C_UPLOAD | C_LIST,
+	 "F    service-account key (default: $GOOGLE_APPLICATION_CREDENTIALS)"},
+	{OPT_BUCKET, "bucket", true, C_UPLOAD,
+	 "B      bucket (default: the build's upload_bucket)"},
+	{OPT_CI, "ci", false, C_UPLOAD, "             upload under ci/ whatever the version"},
+	{OPT_RELEASE, "release", false, C_UPLOAD,
+	 "        upload under release/ whatever the version"},
+	{OPT_DRY_RUN, "dry-run", false, C_UPLOAD,
+	 "        say what would be uploaded, upload nothing"},
+	{OPT_JSON, "json", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST,
 	 "           machine-readable output: one JSON event per line"},
-	{OPT_VERBOSE, "verbose", false, C_BUILD | C_VALIDATE | C_INSPECT,
+	{OPT_VERBOSE, "verbose", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST,
 	 "        more log output"},
-	{OPT_HELP, "help", false, C_BUILD | C_VALIDATE | C_INSPECT, "           this help"},
+	{OPT_HELP, "help", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST,
+	 "           this help"},
 };
 
 struct cli {
 	struct imgf_build_opts build;
+	struct imgf_upload_opts upload;
 	struct imgf_config_opts cfg;
 	bool json;
 	int verbose;
@@ -78,6 +97,8 @@ static void cli_release(struct cli *c)
 	strv_free(c->cfg.var_files);
 	strv_free(c->configs);
 	free((char *)c->build.output_dir);
+	free((char *)c->upload.key_file);
+	free((char *)c->upload.bucket);
 }
 
 struct command {
@@ -92,6 +113,8 @@ static int cmd_build(struct cli *c, unsigned bit);
 static int cmd_validate(struct cli *c, unsigned bit);
 static int cmd_inspect(struct cli *c, unsigned bit);
 static int cmd_version(struct cli *c, unsigned bit);
+static int cmd_image_upload(struct cli *c, unsigned bit);
+static int cmd_image_list(struct cli *c, unsigned bit);
 
 static const struct command commands[] = {
 	{"build", cmd_build, C_BUILD,
@@ -106,6 +129,13 @@ static const struct command commands[] = {
 	 "imgforge inspect [--only A,B] [--except C] [--var k=v]... [--var-file F]... [--json] "
 	 "CONFIG...",
 	 "show resolved variables, images, builders and steps"},
+	{"image-upload", cmd_image_upload, C_UPLOAD,
+	 "imgforge image-upload [--key-file F] [--bucket B] [--ci|--release] [--dry-run] "
+	 "BUILD_DIR...",
+	 "upload build outputs with sha256 sidecars, skipping what the bucket has"},
+	{"image-list", cmd_image_list, C_LIST,
+	 "imgforge image-list [--key-file F] gs://BUCKET/PREFIX",
+	 "list uploaded images with size, sha256 and URL"},
 	{"version", cmd_version, 0, "imgforge version", "print the version"},
 };
 
@@ -181,6 +211,27 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 		break;
 	case OPT_VERBOSE:
 		c->verbose++;
+		break;
+	case OPT_KEY_FILE:
+		free((char *)c->upload.key_file);
+		c->upload.key_file = xstrdup(val);
+		break;
+	case OPT_BUCKET:
+		free((char *)c->upload.bucket);
+		c->upload.bucket = xstrdup(val);
+		break;
+	case OPT_CI:
+	case OPT_RELEASE: {
+		enum imgf_upload_channel ch =
+			o->id == OPT_CI ? IMGF_CHANNEL_CI : IMGF_CHANNEL_RELEASE;
+		if (c->upload.channel != IMGF_CHANNEL_AUTO && c->upload.channel != ch)
+			return imgf_error_set(err, IMGF_EXIT_USAGE,
+					      "--ci and --release exclude each other");
+		c->upload.channel = ch;
+		break;
+	}
+	case OPT_DRY_RUN:
+		c->upload.dry_run = true;
 		break;
 	case OPT_HELP:
 		break;
@@ -362,6 +413,36 @@ static int cmd_inspect(struct cli *c, unsigned bit)
 		json_decref(doc);
 		imgf_config_free(cfg);
 	}
+	return 0;
+}
+
+static int cmd_image_upload(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	if (strv_len(c->configs) == 0) {
+		fprintf(stderr, "imgforge image-upload: no BUILD_DIR given (see 'imgforge "
+				"image-upload --help')\n");
+		return IMGF_EXIT_USAGE;
+	}
+	c->upload.json = c->json;
+	struct imgf_error *e = NULL;
+	if (imgf_upload_run(&c->upload, c->configs, &e) < 0)
+		return report(e);
+	return 0;
+}
+
+static int cmd_image_list(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	if (strv_len(c->configs) != 1) {
+		fprintf(stderr, "imgforge image-list: give one gs://BUCKET/PREFIX (see 'imgforge "
+				"image-list --help')\n");
+		return IMGF_EXIT_USAGE;
+	}
+	c->upload.json = c->json;
+	struct imgf_error *e = NULL;
+	if (imgf_image_list(&c->upload, c->configs[0], &e) < 0)
+		return report(e);
 	return 0;
 }
 

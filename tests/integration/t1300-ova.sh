@@ -61,9 +61,9 @@ test_expect_success "virt-v2v parses the OVF and accepts the manifest" '
 test_expect_success "virt-v2v refuses the OVA once a digest in its .mf is changed" '
 	mkdir "$TMP/bad" && tar -xf "$OVA" -C "$TMP/bad"
 	sed -i -E "s/(vmdk\)= )0/\11/; t; s/(vmdk\)= )./\10/" "$TMP/bad/$NAME.mf"
-	! tar -xOf "$OVA" "$NAME.mf" | cmp -s - "$TMP/bad/$NAME.mf"
+	! tar -xOf "$OVA" "$NAME.mf" | cmp -s - "$TMP/bad/$NAME.mf" || exit 1
 	(cd "$TMP/bad" && tar --format=ustar -cf bad.ova "$NAME.ovf" "$NAME.mf" "$NAME.vmdk")
-	! virt-v2v -i ova "$TMP/bad/bad.ova" -o null --print-source >"$TMP/refused" 2>&1
+	! virt-v2v -i ova "$TMP/bad/bad.ova" -o null --print-source >"$TMP/refused" 2>&1 || exit 1
 	cat "$TMP/refused"
 	grep -qF "checksum of disk $NAME.vmdk does not match manifest" "$TMP/refused"
 '
@@ -76,7 +76,7 @@ if ! timeout 600 guestfish --ro -a /dev/null run >"$TMP/appliance.log" 2>&1; the
 fi
 
 test_expect_success "virt-v2v opens the vmdk inside the OVA and inspects it" '
-	! timeout 900 virt-v2v -i ova "$OVA" -o null >"$TMP/convert" 2>&1
+	! timeout 900 virt-v2v -i ova "$OVA" -o null >"$TMP/convert" 2>&1 || exit 1
 	cat "$TMP/convert"
 	grep -qF "Opening the source" "$TMP/convert"
 	grep -qF "Inspecting the source" "$TMP/convert"

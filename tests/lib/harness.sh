@@ -39,7 +39,14 @@ test_expect_success() {
 	local desc=$1 body=$2
 	test_count=$((test_count + 1))
 	local log="$TMP/test-$test_count.log"
-	if (set -e; eval "$body") >"$log" 2>&1; then
+	# A statement of its own: inside `if`, `&&` or `||` bash would ignore the `set -e`.
+	# (The script itself runs without -e, so a failing body does not end it.)
+	(
+		set -e
+		eval "$body"
+	) >"$log" 2>&1
+	local rc=$?
+	if [ "$rc" -eq 0 ]; then
 		test_passed=$((test_passed + 1))
 		echo "ok $test_count - $desc"
 		[ -z "${VERBOSE:-}" ] || sed 's/^/#   /' "$log"
