@@ -9,9 +9,11 @@ VM_IMAGE_MIRROR=${IMGF_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VM_IMAGE_PACKAGES=linux-image-cloud-amd64,python3-cffi-backend,systemd-sysv,udev,dbus,cloud-init,qemu-guest-agent,ifupdown,isc-dhcp-client,openssh-server,extlinux,syslinux-common,e2fsprogs,iptables,conntrack,socat,ebtables,ethtool,iproute2,kmod,libseccomp2,ca-certificates,curl,procps,sudo
 
 vm_image_ensure() {
-	local key dir img raw
+	local key ikey dir img raw
+	# The debootstrap tree is keyed by what it holds; the image also by how it is finished.
 	key=$(printf '%s\n' "$VM_IMAGE_SUITE" "$VM_IMAGE_PACKAGES" v1 | sha256sum | cut -c1-12)
-	img="$TEST_CACHE/vm-$VM_IMAGE_SUITE-$key.qcow2"
+	ikey=$(printf '%s\n' "$key" image-v2 | sha256sum | cut -c1-12)
+	img="$TEST_CACHE/vm-$VM_IMAGE_SUITE-$ikey.qcow2"
 	if [ -f "$img" ]; then
 		echo "$img"
 		return 0
@@ -25,15 +27,16 @@ vm_image_ensure() {
 			tail -n 20 "$dir.log" >&2
 			return 1
 		}
-		# A machine of its own on first boot, found by label, with a serial console.
-		: >"$dir/etc/machine-id"
-		rm -f "$dir/var/lib/dbus/machine-id" "$dir"/etc/ssh/ssh_host_*
-		echo 'LABEL=root / ext4 defaults 0 1' >"$dir/etc/fstab"
-		printf 'auto lo\niface lo inet loopback\n' >"$dir/etc/network/interfaces"
-		echo 'datasource_list: [ NoCloud, None ]' >"$dir/etc/cloud/cloud.cfg.d/99-imgforge-test.cfg"
-		rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/lib/apt/lists/"*
 		touch "$dir.done"
 	fi
+	# A machine of its own on first boot, found by label, with a serial console and DHCP.
+	: >"$dir/etc/machine-id"
+	rm -f "$dir/var/lib/dbus/machine-id" "$dir"/etc/ssh/ssh_host_*
+	echo 'LABEL=root / ext4 defaults 0 1' >"$dir/etc/fstab"
+	printf 'auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n' \
+		>"$dir/etc/network/interfaces"
+	echo 'datasource_list: [ NoCloud, None ]' >"$dir/etc/cloud/cloud.cfg.d/99-imgforge-test.cfg"
+	rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/lib/apt/lists/"*
 	local kernel initrd
 	kernel=$(cd "$dir/boot" && ls vmlinuz-* | head -n 1)
 	initrd=$(cd "$dir/boot" && ls initrd.img-* | head -n 1)
