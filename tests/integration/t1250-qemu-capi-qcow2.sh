@@ -109,6 +109,22 @@ test_expect_success "no overlay, domain or seed is left behind" '
 	test "$(work_dirs)" -eq "$before_dirs" && test "$(domains)" -eq 0
 '
 
+test_expect_success "imgforge build --only capi-ova writes the OVA beside the disk" '
+	"$IMGF" build --only capi-ova --var-file "$FIX/vars.json" \
+		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
+		--var boot_check=false --var "ovf_custom_properties={\"PURPOSE\": \"test\"}" \
+		--output-dir "$TMP/output-ova" "$TOP/config/debian-12.json" \
+		>"$TMP/ova.log" 2>&1 || { tail -n 40 "$TMP/ova.log"; exit 1; }
+	o=$TMP/output-ova/debian-12+kube-v1.31.2
+	n=debian-12+kube-v1.31.2
+	test "$(tar -tf "$o/$n.ova" | tr "\n" " ")" = "$n.ovf $n.mf $n.vmdk " &&
+	test "$(cat "$o/$n.ova.sha256")" = "$(sha256sum "$o/$n.ova" | cut -d" " -f1)" &&
+	tar -xOf "$o/$n.ova" "$n.ovf" | grep -q "ovf:key=\"KUBERNETES_SEMVER\"" &&
+	tar -xOf "$o/$n.ova" "$n.ovf" | grep -q "ovf:key=\"PURPOSE\"" &&
+	jq -e ".builds[0].files | map(.name) | index(\"$n.ova\") != null" "$o/manifest.json" &&
+	test ! -e "$o/console.log"
+'
+
 test_expect_success "a failing step names the step and leaves no overlay, domain or output" '
 	expect_exit 1 "$IMGF" build --var qemu_base_image_url="$VMBASE" \
 		--var qemu_base_image_checksum="sha256:$BASE_SUM" --output-dir "$TMP/output-fail" \
