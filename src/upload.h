@@ -23,15 +23,14 @@ struct imgf_upload_opts {
 				 STORAGE_EMULATOR_HOST */
 	const char *bucket;   /* --bucket, else the manifest's upload_bucket custom data */
 	enum imgf_upload_channel channel;
-	bool dry_run;         /* print what would be uploaded, upload nothing */
-	bool json;            /* --json events */
+	bool dry_run; /* print what would be uploaded, upload nothing */
+	bool json;    /* --json events */
 };
 
 /* Upload the artifacts of each BUILD_DIR (NULL-terminated); see the header comment. */
 int imgf_upload_run(const struct imgf_upload_opts *o, char *const *build_dirs,
 		    struct imgf_error **err);
 /* List images under gs://BUCKET/PREFIX with size, sha256 and download URL. */
-int imgf_image_list(const struct imgf_upload_opts *o, const char *gs_url,
-		    struct imgf_error **err);
+int imgf_image_list(const struct imgf_upload_opts *o, const char *gs_url, struct imgf_error **err);
 
 #endif
