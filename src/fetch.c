@@ -19,6 +19,7 @@
 #include "error.h"
 #include "fetch.h"
 #include "log.h"
+#include "retry.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -28,13 +29,12 @@
 
 /*
  * Time bounds. A dead server costs at most CONNECT_TIMEOUT_S per attempt, a stalled one
- * LOW_SPEED_TIME_S, and no single backoff (nor Retry-After) exceeds RETRY_DELAY_CAP_MS, so
+ * LOW_SPEED_TIME_S, and no single backoff (nor Retry-After) exceeds IMGF_RETRY_DELAY_CAP_MS, so
  * with the default 5 attempts and 1 s base a URL gives up within a few minutes at worst.
  */
 #define CONNECT_TIMEOUT_S 30L
 #define STALL_BYTES_PER_S 1024L
 #define LOW_SPEED_TIME_S 60L
-#define RETRY_DELAY_CAP_MS 60000L
 
 #define LIST_MAX (1024 * 1024) /* a checksum list is text; a bigger one is not a list */
 #define LOCK_POLL_MS 500       /* how often to look whether another process is done */
@@ -101,7 +101,6 @@ struct fetch {
 	struct xfer **xfers;
 	size_t n, alloc;
 	struct imgf_error *err; /* the first failure; stops the rest */
-	uint64_t rng;
 	int64_t last_progress_ms;
 };
 
@@ -110,15 +109,6 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double rand01(struct fetch *f)
-{
-	/* xorshift64*: jitter only needs to decorrelate clients, not to be unpredictable */
-	f->rng ^= f->rng >> 12;
-	f->rng ^= f->rng << 25;
-	f->rng ^= f->rng >> 27;
-	return (double)((f->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -165,7 +155,7 @@ void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir)
 		char *end;
 		errno = 0;
 		long ms = strtol(v, &end, 10);
-		if (!errno && !*end && ms >= 0 && ms <= RETRY_DELAY_CAP_MS)
+		if (!errno && !*end && ms >= 0 && ms <= IMGF_RETRY_DELAY_CAP_MS)
 			o->retry_base_ms = ms;
 	}
 }
@@ -315,18 +305,6 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-static bool header_is(const char *line, size_t len, const char *name, const char **value)
-{
-	size_t nl = strlen(name);
-	if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-		return false;
-	const char *v = line + nl + 1;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	*value = v;
-	return true;
-}
-
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct xfer *x = userp;
@@ -350,7 +328,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 		if (sp)
 			copy_printable_lower(x->status_text, sizeof(x->status_text), sp + 1,
 					     strlen(sp + 1));
-	} else if (header_is(line, len, "Retry-After", &v)) {
+	} else if (imgf_http_header(line, len, "Retry-After", &v)) {
 		if (*v >= '0' && *v <= '9') {
 			char *end;
 			unsigned long s = strtoul(v, &end, 10);
@@ -361,7 +339,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 			if (when != -1)
 				x->retry_after_s = when > now ? (long)(when - now) : 0;
 		}
-	} else if (header_is(line, len, "Content-Range", &v)) {
+	} else if (imgf_http_header(line, len, "Content-Range", &v)) {
 		if (strncasecmp(v, "bytes ", 6) == 0 && v[6] >= '0' && v[6] <= '9')
 			x->content_range_start = (int64_t)strtoull(v + 6, NULL, 10);
 	}
@@ -545,39 +523,9 @@ static void event_fetched(const struct imgf_input *in, bool cached)
 
 /* ---- attempts ---- */
 
-static bool curl_code_retryable(CURLcode rc)
-{
-	switch (rc) {
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static bool http_status_retryable(long code)
-{
-	return code == 408 || code == 429 || code >= 500;
-}
-
 static long retry_delay_ms(struct fetch *f, struct xfer *x)
 {
-	if (x->retry_after_s >= 0)
-		return x->retry_after_s * 1000 > RETRY_DELAY_CAP_MS ? RETRY_DELAY_CAP_MS
-								    : x->retry_after_s * 1000;
-	double d = (double)f->o->retry_base_ms;
-	for (int i = 1; i < x->attempt && d < RETRY_DELAY_CAP_MS; i++)
-		d *= 2;
-	d *= 0.5 + rand01(f);
-	return d > RETRY_DELAY_CAP_MS ? RETRY_DELAY_CAP_MS : (long)d;
+	return imgf_retry_delay_ms(f->o->retry_base_ms, x->attempt, x->retry_after_s);
 }
 
 static void easy_setup(struct xfer *x)
@@ -812,11 +760,11 @@ static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 	bool retry;
 	_cleanup_free_ char *reason = NULL;
 	if (code >= 400 && (rc == CURLE_OK || x->abort == ABORT_HTTP)) {
-		retry = http_status_retryable(code);
+		retry = imgf_retry_status(code);
 		reason = x->status_text[0] ? xasprintf("http %ld %s", code, x->status_text)
 					   : xasprintf("http %ld", code);
 	} else {
-		retry = curl_code_retryable(rc);
+		retry = imgf_retry_transport(rc);
 		reason = curl_reason(x, rc);
 	}
 	if (!retry || x->attempt >= f->o->max_attempts) {
@@ -973,11 +921,6 @@ static void fetch_init(struct fetch *f, const struct imgf_fetch_opts *o,
 		fixed->retry_base_ms = 0;
 	memset(f, 0, sizeof(*f));
 	f->o = fixed;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	f->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
-	if (!f->rng)
-		f->rng = 0x9e3779b97f4a7c15ULL;
 }
 
 static struct xfer *xfer_new(struct fetch *f, const char *url, const char *label)

@@ -20,6 +20,7 @@
 #include "error.h"
 #include "gcs.h"
 #include "log.h"
+#include "retry.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -36,7 +37,6 @@
 #define CONNECT_TIMEOUT_S 30L
 #define STALL_BYTES_PER_S 1024L
 #define LOW_SPEED_TIME_S 60L
-#define RETRY_DELAY_CAP_MS 60000L
 #define MAX_ATTEMPTS 5	    /* per request, and per chunk without progress */
 #define MAX_SESSIONS 3	    /* fresh sessions after the server forgot one */
 #define RESP_MAX (8u << 20) /* a JSON reply; a listing page of 1000 objects fits */
@@ -60,7 +60,6 @@ struct imgf_gcs {
 	CURL *easy;
 	long retry_base_ms;
 	uint64_t chunk;
-	uint64_t rng;
 	char errbuf[CURL_ERROR_SIZE];
 	/* progress of the running upload */
 	const char *progress_label;
@@ -75,29 +74,6 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double rand01(struct imgf_gcs *g)
-{
-	/* xorshift64*: jitter only needs to decorrelate clients */
-	g->rng ^= g->rng >> 12;
-	g->rng ^= g->rng << 25;
-	g->rng ^= g->rng >> 27;
-	return (double)((g->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
-
-/* Sleep, waking early when interrupted; returns -1 then. */
-static int sleep_ms(long ms)
-{
-	int64_t until = now_ms() + ms;
-	while (!imgf_interrupted) {
-		int64_t left = until - now_ms();
-		if (left <= 0)
-			return 0;
-		struct timespec ts = {.tv_sec = 0, .tv_nsec = (left > 100 ? 100 : left) * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-	return -1;
 }
 
 /* Percent-encode everything but RFC 3986's unreserved characters (and '/' when keep_slash). */
@@ -572,18 +548,6 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 	return r->resp.overflow ? 0 : n;
 }
 
-static bool header_is(const char *line, size_t len, const char *name, const char **value)
-{
-	size_t nl = strlen(name);
-	if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-		return false;
-	const char *v = line + nl + 1;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	*value = v;
-	return true;
-}
-
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct http_req *r = userp;
@@ -600,14 +564,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 		r->location = NULL;
 		r->range_end = -1;
 		r->retry_after_s = -1;
-	} else if (header_is(line, len, "Location", &v)) {
+	} else if (imgf_http_header(line, len, "Location", &v)) {
 		free(r->location);
 		r->location = xstrdup(v);
-	} else if (header_is(line, len, "Range", &v)) {
+	} else if (imgf_http_header(line, len, "Range", &v)) {
 		/* "bytes=0-N": the server has bytes 0..N */
 		if (strncasecmp(v, "bytes=0-", 8) == 0 && v[8] >= '0' && v[8] <= '9')
 			r->range_end = (int64_t)strtoull(v + 8, NULL, 10);
-	} else if (header_is(line, len, "Retry-After", &v)) {
+	} else if (imgf_http_header(line, len, "Retry-After", &v)) {
 		if (*v >= '0' && *v <= '9') {
 			unsigned long s = strtoul(v, NULL, 10);
 			r->retry_after_s = s > 3600 ? 3600 : (long)s;
@@ -636,48 +600,17 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 	return 0;
 }
 
-static bool curl_code_retryable(CURLcode rc)
-{
-	switch (rc) {
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_SEND_FAIL_REWIND: /* a reused connection died; curl would resend the body */
-	case CURLE_GOT_NOTHING:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static bool status_retryable(long code)
-{
-	return code == 408 || code == 429 || code >= 500;
-}
-
 /* An attempt failed in a way worth another: the connection, a timeout, 408/429/5xx. */
 static bool req_retryable(const struct http_req *r)
 {
 	if (r->rc != CURLE_OK)
-		return curl_code_retryable(r->rc);
-	return status_retryable(r->status);
+		return imgf_retry_transport(r->rc);
+	return imgf_retry_status(r->status);
 }
 
 static long retry_delay_ms(struct imgf_gcs *g, int attempt, long retry_after_s)
 {
-	if (retry_after_s >= 0)
-		return retry_after_s * 1000 > RETRY_DELAY_CAP_MS ? RETRY_DELAY_CAP_MS
-								 : retry_after_s * 1000;
-	double d = (double)g->retry_base_ms;
-	for (int i = 1; i < attempt && d < RETRY_DELAY_CAP_MS; i++)
-		d *= 2;
-	d *= 0.5 + rand01(g);
-	return d > RETRY_DELAY_CAP_MS ? RETRY_DELAY_CAP_MS : (long)d;
+	return imgf_retry_delay_ms(g->retry_base_ms, attempt, retry_after_s);
 }
 
 /* curl's words for a transport failure, lowercased to read like ours. */
@@ -868,7 +801,7 @@ static int http_request(struct imgf_gcs *g, struct http_req *r, struct imgf_erro
 							     : xasprintf("HTTP %ld", r->status);
 		log_warn("%s '%s': %s; retrying in %.1f s (attempt %d of %d)", r->method, r->what,
 			 why, (double)delay / 1000, attempt, MAX_ATTEMPTS);
-		if (sleep_ms(delay) < 0)
+		if (imgf_sleep_ms(delay) < 0)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "%s '%s': interrupted",
 					      r->method, r->what);
 	}
@@ -994,14 +927,13 @@ int imgf_gcs_open(const char *key_file, struct imgf_gcs **out, struct imgf_error
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "initialize libcurl: %s",
 				      curl_easy_strerror(curl_init_result));
 	struct imgf_gcs *g = xcalloc(1, sizeof(*g));
-	g->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
 	g->retry_base_ms = 1000;
 	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
 	if (v && *v) {
 		char *end;
 		errno = 0;
 		long ms = strtol(v, &end, 10);
-		if (!errno && !*end && ms >= 0 && ms <= RETRY_DELAY_CAP_MS)
+		if (!errno && !*end && ms >= 0 && ms <= IMGF_RETRY_DELAY_CAP_MS)
 			g->retry_base_ms = ms;
 	}
 	if (chunk_from_env(&g->chunk, err) < 0)
@@ -1396,7 +1328,7 @@ static enum chunk_outcome chunk_outcome(struct upload *u, struct http_req *r,
 		return CHUNK_FATAL;
 	}
 	if (r->rc != CURLE_OK) {
-		if (curl_code_retryable(r->rc))
+		if (imgf_retry_transport(r->rc))
 			return CHUNK_RETRY;
 		fail_req(u->g, r, err);
 		return CHUNK_FATAL;
@@ -1421,7 +1353,7 @@ static enum chunk_outcome chunk_outcome(struct upload *u, struct http_req *r,
 	}
 	if (r->status == 404 || r->status == 410)
 		return CHUNK_LOST;
-	if (status_retryable(r->status) || (r->status == 401 && u->g->have_key)) {
+	if (imgf_retry_status(r->status) || (r->status == 401 && u->g->have_key)) {
 		if (r->status == 401) {
 			free(u->g->token);
 			u->g->token = NULL;
@@ -1607,7 +1539,7 @@ static int upload_run(struct upload *u, struct imgf_error **err)
 		log_warn("upload '%s': asking the server how much it has in %.1f s (attempt %d "
 			 "of %d)",
 			 u->what, (double)delay / 1000, fails + 1, MAX_ATTEMPTS);
-		if (sleep_ms(delay) < 0)
+		if (imgf_sleep_ms(delay) < 0)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED,
 					      "upload '%s': interrupted", u->what);
 		query = true;

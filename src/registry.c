@@ -21,6 +21,7 @@
 #include "error.h"
 #include "fetch.h"
 #include "log.h"
+#include "retry.h"
 #include "registry.h"
 #include "strbuf.h"
 #include "util.h"
@@ -552,41 +553,6 @@ static CURLcode http_get(struct reg_client *c, const char *url, const char *acce
 	return cc;
 }
 
-static bool curl_retryable(CURLcode cc)
-{
-	switch (cc) {
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_GOT_NOTHING:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-	case CURLE_SSL_CONNECT_ERROR:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static bool status_retryable(long status)
-{
-	return status == 408 || status == 429 || (status >= 500 && status <= 599);
-}
-
-/* Sleep ms milliseconds in small slices so an interrupt is noticed. */
-static void sleep_interruptible(long ms)
-{
-	while (ms > 0 && !imgf_interrupted) {
-		long slice = ms < 100 ? ms : 100;
-		struct timespec ts = {.tv_sec = 0, .tv_nsec = slice * 1000000L};
-		nanosleep(&ts, NULL);
-		ms -= slice;
-	}
-}
-
 /* The registry's own words from an error body {"errors":[{"code":..,"message":..}]}. */
 static char *registry_error_text(const struct strbuf *body)
 {
@@ -785,7 +751,7 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 			return imgf_error_errno(err, s->write_errno, "GET '%s': write", url);
 		if (cc != CURLE_OK) {
 			why = xasprintf("%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
-			if (!curl_retryable(cc) || attempt >= max_attempts)
+			if (!imgf_retry_transport(cc) || attempt >= max_attempts)
 				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
 						      why, attempt > 1 ? " (after retries)" : "");
 		} else if (r->status >= 200 && r->status <= 299) {
@@ -804,21 +770,18 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 				return imgf_error_set(err, IMGF_EXIT_FAIL,
 						      "GET '%s': %s: anonymous access denied", url,
 						      why);
-			if (!status_retryable(r->status) || attempt >= max_attempts)
+			if (!imgf_retry_status(r->status) || attempt >= max_attempts)
 				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
 						      why, attempt > 1 ? " (after retries)" : "");
 		}
-		long wait = backoff / 2 + (backoff > 1 ? random() % backoff : 0);
-		if (r->retry_after &&
-		    strspn(r->retry_after, "0123456789") == strlen(r->retry_after)) {
-			long ra = atol(r->retry_after);
-			if (ra > 0 && ra <= 60 && ra * 1000 > wait)
-				wait = ra * 1000;
-		}
+		long ra = -1;
+		if (r->retry_after && *r->retry_after &&
+		    strspn(r->retry_after, "0123456789") == strlen(r->retry_after))
+			ra = atol(r->retry_after);
+		long wait = imgf_retry_delay_ms(backoff, attempt, ra);
 		log_warn("GET '%s': %s; retrying in %.1f s (attempt %d of %d)", url, why,
 			 wait / 1000.0, attempt + 1, max_attempts);
-		sleep_interruptible(wait);
-		backoff *= 2;
+		imgf_sleep_ms(wait);
 	}
 }
 

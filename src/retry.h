@@ -1,0 +1,30 @@
+/*
+ * The one retry policy for HTTP (downloads, registry pulls, uploads): which failures are
+ * worth another attempt, how long to wait before it, and the header parsing they share.
+ */
+#ifndef IMGF_RETRY_H
+#define IMGF_RETRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <curl/curl.h>
+
+/* No single wait (backoff or Retry-After) is longer than this. */
+#define IMGF_RETRY_DELAY_CAP_MS 60000L
+
+/* Transport failures worth another attempt: timeouts, refused or dropped connections.
+ * A name that does not resolve is not one: the build should fail at once, naming it. */
+bool imgf_retry_transport(CURLcode rc);
+/* HTTP statuses worth another attempt: 408, 429 and 5xx. */
+bool imgf_retry_status(long status);
+/* The wait after `attempt` attempts (1 = after the first): base_ms doubled per further
+ * attempt, with +-50% jitter, or Retry-After seconds when the server sent one (>= 0); capped. */
+long imgf_retry_delay_ms(long base_ms, int attempt, long retry_after_s);
+/* Sleep, in slices so SIGINT/SIGTERM is noticed; -1 when interrupted. */
+int imgf_sleep_ms(long ms);
+/* Whether a header line (CR/LF stripped) is `name: value` (name case-insensitive); *value
+ * points at the value without leading blanks. */
+bool imgf_http_header(const char *line, size_t len, const char *name, const char **value);
+
+#endif
