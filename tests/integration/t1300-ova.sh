@@ -51,7 +51,7 @@ fi
 test_expect_success "virt-v2v parses the OVF and accepts the manifest" '
 	virt-v2v -i ova "$OVA" -o null --print-source >"$TMP/source" 2>&1 || { cat "$TMP/source"; exit 1; }
 	cat "$TMP/source"
-	grep -qE "^ *source name: $NAME$" "$TMP/source"
+	grep -qxF "    source name: $NAME" "$TMP/source"
 	grep -qE "^ *memory: 4294967296 \(bytes\)$" "$TMP/source"
 	grep -qE "^ *nr vCPUs: 4$" "$TMP/source"
 	grep -qE "^	0 \[scsi\]$" "$TMP/source"
