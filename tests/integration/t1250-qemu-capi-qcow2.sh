@@ -135,6 +135,17 @@ test_expect_success "a failing step names the step and leaves no overlay, domain
 	test ! -e "$TMP/output-fail"
 '
 
+test_expect_success "a boot check timeout fails with the console tail and keeps console.log" '
+	expect_exit 1 "$IMGF" build --var qemu_base_image_url="$VMBASE" \
+		--var qemu_base_image_checksum="sha256:$BASE_SUM" --output-dir "$TMP/output-timeout" \
+		"$TOP/tests/fixtures/config/qemu-boot-timeout.json" &&
+	expect_err "boot check: no result within 10s; last console lines:" &&
+	o=$TMP/output-timeout/test-qemu-timeout+kube-v1.31.2 &&
+	test -f "$o/console.log" &&
+	test -z "$(ls "$o" | grep -v "^console.log$")" &&
+	test "$(work_dirs)" -eq "$before_dirs" && test "$(domains)" -eq 0
+'
+
 test_expect_success "--on-error=abort keeps the overlay and says where" '
 	expect_exit 1 "$IMGF" build --on-error=abort --var qemu_base_image_url="$VMBASE" \
 		--var qemu_base_image_checksum="sha256:$BASE_SUM" --output-dir "$TMP/output-fail" \
