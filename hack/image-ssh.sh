@@ -20,7 +20,7 @@ qemu-system-x86_64 -machine "accel=$accel" -m 2048 -smp 2 -snapshot -display non
 	-drive "file=$img,if=virtio,format=qcow2" -cdrom "$top/cloudinit/cidata.iso" \
 	-nic "user,model=virtio,hostfwd=tcp:127.0.0.1:$port-:22" -serial "file:$log" &
 qemu=$!
-trap 'kill $qemu 2>/dev/null || true' EXIT
+trap 'kill $qemu 2>/dev/null && wait $qemu 2>/dev/null; true' EXIT
 echo "image-ssh: booting $img ($accel), console in $log; waiting for SSH on 127.0.0.1:$port"
 for _ in $(seq 1 600); do
 	# shellcheck disable=SC2086 # SSH_OPTS is a list of options
