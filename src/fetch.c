@@ -310,11 +310,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 	struct xfer *x = userp;
 	size_t n = size * nmemb;
 	char line[256];
-	size_t len = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
-	memcpy(line, data, len);
-	line[len] = '\0';
-	len = strcspn(line, "\r\n");
-	line[len] = '\0';
+	size_t len = imgf_http_header_line(data, n, line, sizeof(line));
 
 	const char *v;
 	if (len > 5 && strncmp(line, "HTTP/", 5) == 0) {
@@ -329,16 +325,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 			copy_printable_lower(x->status_text, sizeof(x->status_text), sp + 1,
 					     strlen(sp + 1));
 	} else if (imgf_http_header(line, len, "Retry-After", &v)) {
-		if (*v >= '0' && *v <= '9') {
-			char *end;
-			unsigned long s = strtoul(v, &end, 10);
-			x->retry_after_s = s > 3600 ? 3600 : (long)s;
-		} else {
-			time_t when = curl_getdate(v, NULL);
-			time_t now = time(NULL);
-			if (when != -1)
-				x->retry_after_s = when > now ? (long)(when - now) : 0;
-		}
+		x->retry_after_s = imgf_retry_after_s(v);
 	} else if (imgf_http_header(line, len, "Content-Range", &v)) {
 		if (strncasecmp(v, "bytes ", 6) == 0 && v[6] >= '0' && v[6] <= '9')
 			x->content_range_start = (int64_t)strtoull(v + 6, NULL, 10);

@@ -553,11 +553,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 	struct http_req *r = userp;
 	size_t n = size * nmemb;
 	char line[2048];
-	size_t len = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
-	memcpy(line, data, len);
-	line[len] = '\0';
-	len = strcspn(line, "\r\n");
-	line[len] = '\0';
+	size_t len = imgf_http_header_line(data, n, line, sizeof(line));
 	const char *v;
 	if (len > 5 && strncmp(line, "HTTP/", 5) == 0) {
 		free(r->location);
@@ -572,10 +568,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 		if (strncasecmp(v, "bytes=0-", 8) == 0 && v[8] >= '0' && v[8] <= '9')
 			r->range_end = (int64_t)strtoull(v + 8, NULL, 10);
 	} else if (imgf_http_header(line, len, "Retry-After", &v)) {
-		if (*v >= '0' && *v <= '9') {
-			unsigned long s = strtoul(v, NULL, 10);
-			r->retry_after_s = s > 3600 ? 3600 : (long)s;
-		}
+		r->retry_after_s = imgf_retry_after_s(v);
 	}
 	return n;
 }

@@ -774,10 +774,7 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
 						      why, attempt > 1 ? " (after retries)" : "");
 		}
-		long ra = -1;
-		if (r->retry_after && *r->retry_after &&
-		    strspn(r->retry_after, "0123456789") == strlen(r->retry_after))
-			ra = atol(r->retry_after);
+		long ra = r->retry_after ? imgf_retry_after_s(r->retry_after) : -1;
 		long wait = imgf_retry_delay_ms(backoff, attempt, ra);
 		log_warn("GET '%s': %s; retrying in %.1f s (attempt %d of %d)", url, why,
 			 wait / 1000.0, attempt + 1, max_attempts);

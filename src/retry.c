@@ -1,4 +1,5 @@
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -57,6 +58,33 @@ long imgf_retry_delay_ms(long base_ms, int attempt, long retry_after_s)
 		d *= 2;
 	d *= 0.5 + jitter01();
 	return d > IMGF_RETRY_DELAY_CAP_MS ? IMGF_RETRY_DELAY_CAP_MS : (long)d;
+}
+
+long imgf_retry_after_s(const char *value)
+{
+	if (*value >= '0' && *value <= '9') {
+		char *end;
+		unsigned long s = strtoul(value, &end, 10);
+		if (*end && *end != ' ' && *end != '\t')
+			return -1;
+		return s > 3600 ? 3600 : (long)s;
+	}
+	time_t when = curl_getdate(value, NULL);
+	if (when == -1)
+		return -1;
+	time_t now = time(NULL);
+	long s = when > now ? (long)(when - now) : 0;
+	return s > 3600 ? 3600 : s;
+}
+
+size_t imgf_http_header_line(const char *data, size_t n, char *line, size_t cap)
+{
+	size_t len = n < cap - 1 ? n : cap - 1;
+	memcpy(line, data, len);
+	line[len] = '\0';
+	len = strcspn(line, "\r\n");
+	line[len] = '\0';
+	return len;
 }
 
 int imgf_sleep_ms(long ms)
