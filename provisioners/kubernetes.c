@@ -110,7 +110,6 @@ static int kubernetes_run(struct imgf_step *s, struct imgf_target *t, struct img
 		if (prov_check_version(s, t, argv, version, err) < 0)
 			return -1;
 	}
-	json_object_set_new(s->facts, "kubernetes_version", json_string(version));
 	return 0;
 }
 

@@ -115,7 +115,6 @@ static void build_release(struct imgf_build *b)
 		json_decref(s->cfg);
 		json_decref(s->raw);
 		json_decref(s->staged);
-		json_decref(s->facts);
 	}
 	free(b->steps);
 	json_decref(b->builder_cfg);
@@ -184,7 +183,6 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 		s->where = xasprintf("%s: provisioners[%zu] (%s)", def->file, i, type);
 		s->cfg = json_incref(p);
 		s->raw = json_incref(json_array_get(raw_list, i));
-		s->facts = json_object();
 		if (imgf_keys_check(p, s->ops->keys, s->where, err) < 0)
 			return -1;
 		if (s->ops->validate && s->ops->validate(s, err) < 0)

@@ -37,7 +37,6 @@ struct imgf_step {
 	struct imgf_input *inputs;
 	size_t ninputs;
 	json_t *staged; /* whatever stage() records for run(), e.g. host tar paths (may be NULL) */
-	json_t *facts;	/* what the step reports for the manifest (versions, images) */
 };
 
 struct imgf_provisioner_ops {
