@@ -17,7 +17,19 @@
 #include "target.h"
 #include "util.h"
 
-static const char *const post_processor_types[] = {"manifest", "ova", NULL};
+/* Post-processors and their keys, checked like a builder's or a provisioner's. */
+static const struct imgf_key manifest_pp_keys[] = {{NULL, 0, false}};
+static const struct imgf_key ova_pp_keys[] = {
+	{"custom_properties", IMGF_KEY_OBJECT, false},
+	{NULL, 0, false},
+};
+static const struct {
+	const char *type;
+	const struct imgf_key *keys;
+} post_processors[] = {
+	{"manifest", manifest_pp_keys},
+	{"ova", ova_pp_keys},
+};
 
 const char *imgf_build_var(const struct imgf_build *b, const char *name)
 {
@@ -195,15 +207,20 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 	json_array_foreach(def->post_processors, i, pp)
 	{
 		const char *t = json_string_value(json_object_get(pp, "type"));
-		bool ok = false;
-		for (size_t k = 0; t && post_processor_types[k] && !ok; k++)
-			ok = !strcmp(t, post_processor_types[k]);
-		if (!ok)
+		const struct imgf_key *keys = NULL;
+		for (size_t k = 0; t && k < ARRAY_SIZE(post_processors) && !keys; k++)
+			if (!strcmp(t, post_processors[k].type))
+				keys = post_processors[k].keys;
+		if (!keys)
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
 					      "%s: post_processors[%zu].type: unknown "
 					      "post-processor '%s' (known post-processors: "
 					      "'manifest', 'ova')",
 					      def->file, i, t ? t : "");
+		_cleanup_free_ char *where =
+			xasprintf("%s: post_processors[%zu] (%s)", def->file, i, t);
+		if (imgf_keys_check(pp, keys, where, err) < 0)
+			return -1;
 	}
 	/* Checksum forms are checked here so `validate` catches them without fetching. */
 	for (size_t k = 0; k < b->nsteps; k++) {

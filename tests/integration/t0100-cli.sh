@@ -132,6 +132,15 @@ test_expect_success "an unknown provisioner key lists the provisioner's keys" '
 	expect_err "provisioners[0] (runc): unknown key '"'"'sha'"'"' (known keys: '"'"'url'"'"', '"'"'checksum'"'"'"
 '
 
+test_expect_success "an unknown post-processor key lists the post-processor's keys" '
+	sed "s/\"type\": \"ova\"}/\"type\": \"ova\", \"custom_propertys\": {}}/" \
+		"$TOP/images/capi-ova.json" >"$TMP/ova.json" &&
+	printf "{\"include\": [\"%s\"], \"images\": [\"ova.json\"]}" "$TOP/config/debian-12.json" \
+		>"$TMP/cfg.json" &&
+	expect_exit 1 "$IMGF" validate "$TMP/cfg.json" &&
+	expect_err "post_processors[0] (ova): unknown key '"'"'custom_propertys'"'"' (known keys: '"'"'custom_properties'"'"')"
+'
+
 test_expect_success "a variable cycle is an error, not a hang" '
 	expect_exit 1 timeout 10 "$IMGF" validate "$F/cycle.json" &&
 	expect_err "refers to itself"
