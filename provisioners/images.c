@@ -30,8 +30,51 @@ static const struct imgf_key images_keys[] = {
 	{"namespace", IMGF_KEY_STRING, false},	   /* default k8s.io */
 	{"arch", IMGF_KEY_STRING, false}, /* platform to pull, default the 'arch' variable */
 	{"pin", IMGF_KEY_BOOL, false},	  /* label io.cri-containerd.pinned (default true) */
+	/* A JSON object {"registry.k8s.io": "HOST[:PORT][/PATH]", ...}: pull through a mirror,
+	 * store under the canonical name. */
+	{"registry_mirrors", IMGF_KEY_STRING, false},
 	{NULL, 0, false},
 };
+
+/* The step's registry_mirrors as a JSON object (a new reference), checked; NULL on error. */
+static json_t *mirrors_of(struct imgf_step *s, struct imgf_error **err)
+{
+	const char *text = imgf_step_str(s, "registry_mirrors", NULL);
+	if (!text || !*text)
+		return json_object();
+	json_error_t jerr;
+	json_t *m = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	if (!m || !json_is_object(m)) {
+		json_decref(m);
+		imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"registry_mirrors: '%s' is not a JSON object of registry: mirror%s%s", text,
+			m ? "" : ": ", m ? "" : jerr.text);
+		return NULL;
+	}
+	const char *reg;
+	json_t *v;
+	json_object_foreach(m, reg, v)
+	{
+		_cleanup_free_ char *why = NULL;
+		if (!imgf_registry_host_valid(reg, &why) ||
+		    (json_is_string(v) &&
+		     !imgf_registry_mirror_valid(json_string_value(v), &why))) {
+			imgf_error_set(err, IMGF_EXIT_FAIL, "registry_mirrors: %s", why);
+			json_decref(m);
+			return NULL;
+		}
+		if (!json_is_string(v)) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "registry_mirrors: '%s': expected a string "
+				       "\"HOST[:PORT][/PATH]\"",
+				       reg);
+			json_decref(m);
+			return NULL;
+		}
+	}
+	return m;
+}
 
 static const char *arch_of(const struct imgf_step *s)
 {
@@ -66,6 +109,10 @@ static int images_validate(struct imgf_step *s, struct imgf_error **err)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "namespace: '%s' is not valid", ns);
 	if (!prov_is_safe_word(arch_of(s)))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "arch: '%s' is not valid", arch_of(s));
+	json_t *m = mirrors_of(s, err);
+	if (!m)
+		return -1;
+	json_decref(m);
 	return 0;
 }
 
@@ -86,21 +133,32 @@ static int images_inputs(struct imgf_step *s, struct imgf_error **err)
 static int images_stage(struct imgf_step *s, struct imgf_error **err)
 {
 	_cleanup_strv_ char **refs = imgf_step_strv(s, "images");
+	json_t *mirrors = mirrors_of(s, err);
+	if (!mirrors)
+		return -1;
 	s->staged = json_array();
 	for (size_t i = 0; refs[i]; i++) {
 		struct imgf_image_ref ref;
-		if (imgf_image_ref_parse(refs[i], &ref, err) < 0)
+		if (imgf_image_ref_parse(refs[i], &ref, err) < 0) {
+			json_decref(mirrors);
 			return -1;
+		}
 		_cleanup_free_ char *tar =
 			xasprintf("%s/image-%zu-%zu.tar", s->build->stage_dir, s->index, i);
 		char digest[72] = "";
-		log_info("%s: pulling '%s' for linux/%s", s->label, ref.full, arch_of(s));
-		int r = imgf_registry_pull_oci(refs[i], arch_of(s), &s->build->fetch, tar, digest,
-					       err);
+		const char *mirror = json_string_value(json_object_get(mirrors, ref.registry));
+		log_info("%s: pulling '%s' for linux/%s%s%s", s->label, ref.full, arch_of(s),
+			 mirror ? " through " : "", mirror ? mirror : "");
+		int r = imgf_registry_pull_oci(refs[i], mirror, arch_of(s), &s->build->fetch, tar,
+					       digest, err);
 		if (r == 0) {
 			json_array_append_new(s->staged,
 					      json_pack("{s:s,s:s}", "tar", tar, "name", ref.full));
-			_cleanup_free_ char *url = xasprintf("docker://%s", ref.full);
+			/* The URL says where the bytes came from; the name is the canonical one. */
+			_cleanup_free_ char *url =
+				mirror ? xasprintf("docker://%s/%s", mirror,
+						   ref.full + strlen(ref.registry) + 1)
+				       : xasprintf("docker://%s", ref.full);
 			imgf_build_record_input(s->build, ref.full, url,
 						str_has_prefix(digest, "sha256:") ? digest + 7
 										  : digest);
@@ -108,9 +166,12 @@ static int images_stage(struct imgf_step *s, struct imgf_error **err)
 			imgf_error_prefix(err, "pull '%s'", refs[i]);
 		}
 		imgf_image_ref_release(&ref);
-		if (r < 0)
+		if (r < 0) {
+			json_decref(mirrors);
 			return -1;
+		}
 	}
+	json_decref(mirrors);
 	return 0;
 }
 

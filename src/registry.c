@@ -165,6 +165,34 @@ static bool registry_valid(const char *r, char **why)
 	return true;
 }
 
+bool imgf_registry_host_valid(const char *host, char **why)
+{
+	return registry_valid(host, why);
+}
+
+bool imgf_registry_mirror_valid(const char *m, char **why)
+{
+	const char *slash = strchr(m, '/');
+	_cleanup_free_ char *host = slash ? xstrndup(m, (size_t)(slash - m)) : xstrdup(m);
+	if (!registry_valid(host, why))
+		return false;
+	if (!slash)
+		return true;
+	/* PATH: repository components, as a repository name has them. */
+	const char *p = slash + 1;
+	while (true) {
+		const char *next = strchr(p, '/');
+		size_t n = next ? (size_t)(next - p) : strlen(p);
+		if (!repo_component_valid(p, n)) {
+			*why = xasprintf("invalid path '%s' in registry mirror '%s'", slash + 1, m);
+			return false;
+		}
+		if (!next)
+			return true;
+		p = next + 1;
+	}
+}
+
 void imgf_image_ref_release(struct imgf_image_ref *r)
 {
 	if (!r)
@@ -1233,12 +1261,27 @@ out:
 	return ret;
 }
 
-int imgf_registry_pull_oci(const char *ref, const char *arch, const struct imgf_fetch_opts *o,
-			   const char *out_tar, char manifest_digest[72], struct imgf_error **err)
+int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch,
+			   const struct imgf_fetch_opts *o, const char *out_tar,
+			   char manifest_digest[72], struct imgf_error **err)
 {
 	struct imgf_image_ref r;
 	if (imgf_image_ref_parse(ref, &r, err) < 0)
 		return -1;
+	_cleanup_free_ char *why = NULL;
+	if (mirror && !imgf_registry_mirror_valid(mirror, &why)) {
+		imgf_image_ref_release(&r);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "pull '%s': %s", ref, why);
+	}
+	/* Where the bytes come from: the mirror's host, the repository under its path. */
+	_cleanup_free_ char *mhost = NULL, *mrepo = NULL;
+	if (mirror) {
+		const char *slash = strchr(mirror, '/');
+		mhost = slash ? xstrndup(mirror, (size_t)(slash - mirror)) : xstrdup(mirror);
+		mrepo = slash ? xasprintf("%s/%s", slash + 1, r.repository) : xstrdup(r.repository);
+	}
+	const char *registry = mirror ? mhost : r.registry;
+	const char *repository = mirror ? mrepo : r.repository;
 	if (!o || !o->cache_dir || !*o->cache_dir) {
 		imgf_image_ref_release(&r);
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "pull '%s': no cache directory", ref);
@@ -1250,7 +1293,7 @@ int imgf_registry_pull_oci(const char *ref, const char *arch, const struct imgf_
 	if (variant)
 		*variant++ = '\0';
 
-	const char *host = !strcmp(r.registry, "docker.io") ? "registry-1.docker.io" : r.registry;
+	const char *host = !strcmp(registry, "docker.io") ? "registry-1.docker.io" : registry;
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_result != CURLE_OK) {
 		imgf_image_ref_release(&r);
@@ -1262,15 +1305,19 @@ int imgf_registry_pull_oci(const char *ref, const char *arch, const struct imgf_
 		.no_proxy = no_proxy_list(),
 		.opts = o,
 		.base = xasprintf("%s://%s/v2/%s",
-				  registry_is_loopback(r.registry) ? "http" : "https", host,
-				  r.repository),
-		.scope = xasprintf("repository:%s:pull", r.repository),
+				  registry_is_loopback(registry) ? "http" : "https", host,
+				  repository),
+		.scope = xasprintf("repository:%s:pull", repository),
 	};
 	int ret;
 	if (!c.curl) {
 		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "cannot initialise libcurl");
 	} else {
-		log_info("pulling '%s' for linux/%s", r.full, arch);
+		if (mirror)
+			log_info("pulling '%s' for linux/%s from mirror '%s'", r.full, arch,
+				 mirror);
+		else
+			log_info("pulling '%s' for linux/%s", r.full, arch);
 		ret = pull(&c, &r, arch_name, variant, out_tar, manifest_digest, err);
 	}
 	if (ret < 0)

@@ -261,7 +261,7 @@ static void check_layout(const char *tar, const char *name, const char *tag, con
 static int pull(const char *ref, const char *arch, const char *out, char digest[72],
 		struct imgf_error **err)
 {
-	int r = imgf_registry_pull_oci(ref, arch, env_opts(), out, digest, err);
+	int r = imgf_registry_pull_oci(ref, NULL, arch, env_opts(), out, digest, err);
 	if (r < 0 && !err)
 		fprintf(stderr, "  pull '%s' failed\n", ref);
 	return r;
@@ -337,6 +337,58 @@ TEST(pull_nested_repository)
 	expect_ok(pull(ref, "amd64", out, digest, &err), err);
 	imgf_error_free(err);
 	check_layout(out, ref, "v1.11.3", OCI_MANIFEST, "amd64", digest);
+}
+
+/* A mirror serves the image; the layout still names it by its canonical reference. */
+TEST(pull_through_a_mirror_keeps_the_canonical_name)
+{
+	const char *reg = registry("IMGF_TEST_REGISTRY");
+	if (!reg)
+		return;
+	const char *ref = "registry.k8s.io/coredns/coredns:v1.11.3";
+	_cleanup_free_ char *out = out_path("mirrored.tar");
+	char digest[72] = "";
+	struct imgf_error *err = NULL;
+	expect_ok(imgf_registry_pull_oci(ref, reg, "amd64", env_opts(), out, digest, &err), err);
+	imgf_error_clear(&err);
+	check_layout(out, ref, "v1.11.3", OCI_MANIFEST, "amd64", digest);
+
+	/* A path under the mirror is a prefix of the repository: nothing is there. */
+	_cleanup_free_ char *prefixed = xasprintf("%s/nothing-here", reg);
+	CHECK(imgf_registry_pull_oci(ref, prefixed, "amd64", env_opts(), out, digest, &err) < 0);
+	CHECK(err && strstr(err->msg, "nothing-here/coredns/coredns"));
+	imgf_error_clear(&err);
+}
+
+TEST(mirror_syntax_is_checked)
+{
+	char *why = NULL;
+	CHECK(imgf_registry_mirror_valid("127.0.0.1:5000", &why));
+	CHECK(imgf_registry_mirror_valid("mirror.example/registry.k8s.io", &why));
+	CHECK(imgf_registry_mirror_valid("[::1]:5000/a/b", &why));
+	CHECK(!imgf_registry_mirror_valid("mirror.example:0", &why));
+	CHECK_STR(why, "invalid registry port '0'");
+	free(why);
+	why = NULL;
+	CHECK(!imgf_registry_mirror_valid("mirror.example/Upper", &why));
+	CHECK_STR(why, "invalid path 'Upper' in registry mirror 'mirror.example/Upper'");
+	free(why);
+	why = NULL;
+	CHECK(!imgf_registry_mirror_valid("mirror.example/a//b", &why));
+	free(why);
+	why = NULL;
+	CHECK(!imgf_registry_mirror_valid("bad host", &why));
+	free(why);
+	why = NULL;
+
+	char d[72];
+	struct imgf_error *err = NULL;
+	_cleanup_free_ char *out = out_path("never.tar");
+	CHECK(imgf_registry_pull_oci("registry.k8s.io/pause:3.10", "mirror:99999", "amd64",
+				     env_opts(), out, d, &err) < 0);
+	CHECK_ERR(err, "pull 'registry.k8s.io/pause:3.10': invalid registry port '99999'");
+	imgf_error_clear(&err);
+	CHECK(access(out, F_OK) != 0);
 }
 
 /* The cache paths of a layout's config and layers. */
@@ -499,7 +551,7 @@ TEST(pull_with_bearer_token_and_redirects)
 	_cleanup_free_ char *out = out_path("pause-auth.tar");
 	char d[72] = "";
 	struct imgf_error *err = NULL;
-	expect_ok(imgf_registry_pull_oci(ref, "amd64", &o, out, d, &err), err);
+	expect_ok(imgf_registry_pull_oci(ref, NULL, "amd64", &o, out, d, &err), err);
 	imgf_error_clear(&err);
 	check_layout(out, ref, "3.10", OCI_MANIFEST, "amd64", d);
 }
