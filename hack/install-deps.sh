@@ -12,6 +12,9 @@ build_pkgs=(
 test_pkgs=(
 	valgrind jq curl python3 debootstrap ca-certificates bc shellcheck socat openssl
 	containerd runc containernetworking-plugins docker-registry skopeo
+	# hack/kube-from-source.sh: the kube-proxy/flannel images carry iptables and conntrack, the
+	# storage helper image busybox
+	iptables conntrack busybox-static
 	# the VM builder: libvirt + QEMU (TCG without KVM), a kernel for the libguestfs appliance,
 	# guestfish and virt-make-fs for the tests, ssh for hack/image-ssh.sh
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-cloud-amd64 libguestfs-tools

@@ -1,0 +1,461 @@
+#!/usr/bin/env bash
+# Build real Kubernetes from the Go module proxy into a local mirror in the upstream release
+# layout, for building node images with no internet (and for imgforge's own end-to-end tests).
+#
+#   hack/kube-from-source.sh [--arch ARCH] [--only PART,...] [VERSION [DIR]]
+#
+# VERSION defaults to the shipped kubernetes_semver (config/kubernetes.json); DIR to
+# /var/cache/imgforge/kube-from-source/VERSION. Every part is built once and cached in DIR by
+# a key of what decides it; a second run only prints what is there. Parts (the default: all):
+#
+#   kubernetes  kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler
+#               kube-proxy, stamped with VERSION           -> release/VERSION/bin/linux/ARCH/NAME
+#   images      kube-apiserver.tar ... kube-proxy.tar, named as upstream's release names them
+#               (registry.k8s.io/NAME-ARCH:VERSION)          -> release/VERSION/bin/linux/ARCH/
+#   etcd        etcd + etcdctl, image etcd:TAG              -> oci/etcd
+#   coredns     coredns, image coredns/coredns:TAG          -> oci/coredns
+#   pause       pause (C source from the kubernetes module), image pause:TAG -> oci/pause
+#   crictl      crictl (cri-tools)                          -> crictl/vV/crictl-vV-linux-ARCH.tar.gz
+#   storage     local-path-provisioner and its helper image (busybox, Debian's busybox-static)
+#   flannel     flanneld + flannel's CNI plugin images (kind's kindnetd is not obtainable here)
+#   kind        the kind CLI                                -> bin/kind
+#
+# Every file gets NAME.sha256 (bare hex) beside it, as upstream publishes them. Images are OCI
+# layouts under DIR/oci (one per image, tagged); DIR/images.txt lists "LAYOUT REPOSITORY:TAG"
+# so a loopback registry can be filled with `skopeo copy` (hack/kube-mirror-serve.sh does that
+# and writes the --var-file that points imgforge at DIR and the registry).
+#
+# Needs: go, gcc (static glibc), python3, skopeo, busybox-static, iptables, conntrack (the
+# kube-proxy and flannel images carry this machine's iptables tools); hack/install-deps.sh
+# installs them.
+set -euo pipefail
+
+HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$HACK/.." && pwd)
+
+ARCH=amd64
+ONLY=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--arch) ARCH=$2; shift 2 ;;
+	--arch=*) ARCH=${1#*=}; shift ;;
+	--only) ONLY=$2; shift 2 ;;
+	--only=*) ONLY=${1#*=}; shift ;;
+	-h | --help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+	-*) echo "kube-from-source: unknown option '$1'" >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
+VERSION=${1:-$(sed -n 's/.*"kubernetes_semver": *"\([^"]*\)".*/\1/p' "$TOP/config/kubernetes.json")}
+DIR=${2:-/var/cache/imgforge/kube-from-source/$VERSION}
+
+# Pinned versions of everything that is not Kubernetes itself (the module proxy serves these).
+ETCD_VERSION=v3.5.15
+ETCD_TAG=3.5.15-0
+COREDNS_VERSION=v1.11.3
+PAUSE_TAG=3.10
+CRICTL_VERSION=v1.37.0 # v1.31.x is not served by the module proxy
+KIND_VERSION=v0.25.0
+LOCAL_PATH_VERSION=v0.0.30
+LOCAL_PATH_TAG=v20241108-5c6d2daf # the tag kind v0.25's storage manifest names
+FLANNEL_VERSION=v0.26.1
+# flannel's CNI plugin: github.com/flannel-io/cni-plugin is not served by the module proxy; the
+# same plugin shipped in containernetworking/plugins up to v0.9.1 (plugins/meta/flannel).
+FLANNEL_CNI_VERSION=v0.9.1
+
+die() {
+	echo "kube-from-source: $*" >&2
+	exit 1
+}
+
+case $VERSION in
+v[0-9]*.[0-9]*.[0-9]*) ;;
+*) die "version '$VERSION' is not a Kubernetes release version (vMAJOR.MINOR.PATCH)" ;;
+esac
+case $ARCH in
+amd64 | arm64 | arm | ppc64le | s390x) ;;
+*) die "unknown arch '$ARCH' (amd64, arm64, arm, ppc64le, s390x)" ;;
+esac
+GOARCH=$ARCH
+[ "$ARCH" != arm ] || export GOARM=7
+
+GO=$(command -v go || echo /usr/local/go/bin/go)
+[ -x "$GO" ] || die "go not found (PATH or /usr/local/go/bin)"
+for t in python3 skopeo sha256sum gcc; do
+	command -v "$t" >/dev/null 2>&1 || die "'$t' not found (hack/install-deps.sh installs it)"
+done
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local GOARCH
+export CGO_ENABLED=0
+
+mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd)
+SRC=$DIR/.src
+BIN=$DIR/release/$VERSION/bin/linux/$ARCH
+mkdir -p "$SRC" "$BIN" "$DIR/oci" "$DIR/bin" "$DIR/.stamps"
+MINOR=${VERSION#v}
+MAJOR=${MINOR%%.*}
+MINOR=${MINOR#*.}
+MINOR=${MINOR%%.*}
+STAGING_VERSION=v0.$MINOR.${VERSION#v*.*.}
+
+want() {
+	[ -z "$ONLY" ] && return 0
+	case ",$ONLY," in *",$1,"*) return 0 ;; esac
+	return 1
+}
+
+# A part is cached under a key of what decides it: its build function and the helpers it
+# calls, the pinned versions, the arch and the Go toolchain (so editing one part of this
+# script rebuilds that part only). The key is written only after the part finished, so a
+# killed build redoes it.
+part_key() {
+	{
+		declare -f "$2" mod_fetch wrapper_module sha256_beside
+		case $1 in
+		kubernetes) ;;
+		kind) echo "$KIND_VERSION" ;;
+		*)
+			declare -f mkimage base_files iptables_tree busybox_tree
+			cat "$HACK/mkimage.py" "$HACK/iptables-wrapper"
+			echo "$ETCD_VERSION $ETCD_TAG $COREDNS_VERSION $PAUSE_TAG $CRICTL_VERSION"
+			echo "$LOCAL_PATH_VERSION $LOCAL_PATH_TAG $FLANNEL_VERSION $FLANNEL_CNI_VERSION"
+			;;
+		esac
+		echo "$1 $VERSION $ARCH"
+		"$GO" version
+	} | sha256sum | cut -d' ' -f1
+}
+part_done() { [ "$(cat "$DIR/.stamps/$1" 2>/dev/null)" = "$(part_key "$1" "$2")" ]; }
+part_mark() { part_key "$1" "$2" >"$DIR/.stamps/$1"; }
+
+declare -A took
+run_part() {
+	local name=$1 fn=$2 t0
+	want "$name" || return 0
+	if part_done "$name" "$fn"; then
+		printf 'kube-from-source: %-10s cached\n' "$name"
+		took[$name]=cached
+		return 0
+	fi
+	t0=$(date +%s)
+	printf 'kube-from-source: %-10s building\n' "$name"
+	"$fn"
+	part_mark "$name" "$fn"
+	took[$name]=$(($(date +%s) - t0))s
+	printf 'kube-from-source: %-10s done in %s\n' "$name" "${took[$name]}"
+}
+
+sha256_beside() {
+	local f
+	for f in "$@"; do
+		printf '%s' "$(sha256sum "$f" | cut -d' ' -f1)" >"$f.sha256"
+	done
+}
+
+# `go mod download` of one exact version, with the module named when the proxy refuses it.
+mod_fetch() {
+	local out
+	if ! out=$(cd "$SRC" && "$GO" mod download -json "$1@$2" 2>&1); then
+		echo "$out" >&2
+		die "the Go module proxy does not serve module '$1' version '$2'"
+	fi
+	printf '%s\n' "$out" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+# A wrapper module in $SRC/NAME: go.mod with requires and replaces, main.go with blank imports.
+wrapper_module() {
+	local name=$1 d=$SRC/$1
+	rm -rf "$d" && mkdir -p "$d"
+	cat >"$d/go.mod"
+	printf 'package main\n\nimport (\n' >"$d/tools.go"
+	local p
+	for p in "${WRAP_IMPORTS[@]}"; do
+		printf '\t_ "%s"\n' "$p" >>"$d/tools.go"
+	done
+	printf ')\n\nfunc main() {}\n' >>"$d/tools.go"
+	(cd "$d" && "$GO" mod tidy >"$d/tidy.log" 2>&1) || {
+		tail -n 20 "$d/tidy.log" >&2
+		die "go mod tidy for the $name wrapper module failed (log: $d/tidy.log)"
+	}
+}
+
+KUBE_CMDS=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+
+build_kubernetes() {
+	local kdir info commit date staging p ld=() pkgs=()
+	kdir=$(mod_fetch k8s.io/kubernetes "$VERSION")
+	[ -n "$kdir" ] || die "the Go module proxy does not serve module 'k8s.io/kubernetes' version '$VERSION'"
+	info=$("$GO" env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$VERSION.info
+	commit=$(sed -n 's/.*"Hash":"\([0-9a-f]*\)".*/\1/p' "$info")
+	date=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$info")
+	# The staging modules (k8s.io/api, client-go, ...) at v0.MINOR.PATCH, as kubernetes'
+	# own go.mod replaces them with its staging/ tree, which the module zip does not carry.
+	staging=$(sed -n '/^replace (/,/^)/s/^[[:space:]]*\(k8s\.io\/[^ ]*\) => \.\/staging.*/\1/p' \
+		"$kdir/go.mod")
+	[ -n "$staging" ] || die "no staging replace block in $kdir/go.mod"
+	WRAP_IMPORTS=()
+	for p in "${KUBE_CMDS[@]}"; do
+		WRAP_IMPORTS+=("k8s.io/kubernetes/cmd/$p")
+		pkgs+=("k8s.io/kubernetes/cmd/$p")
+	done
+	{
+		echo "module imgforge.local/kube-from-source"
+		echo
+		echo "go $(sed -n 's/^go \(.*\)/\1/p' "$kdir/go.mod")"
+		echo
+		echo "require k8s.io/kubernetes $VERSION"
+		echo
+		echo "replace ("
+		for p in $staging; do
+			echo "	$p => $p $STAGING_VERSION"
+		done
+		echo ")"
+	} | wrapper_module kubernetes
+	# The version stamps upstream's hack/lib/version.sh sets, in both version packages.
+	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ld+=(-X "$p.gitVersion=$VERSION" -X "$p.gitMajor=$MAJOR" -X "$p.gitMinor=$MINOR"
+			-X "$p.gitCommit=$commit" -X "$p.gitTreeState=clean" -X "$p.buildDate=$date")
+	done
+	(cd "$SRC/kubernetes" && "$GO" build -trimpath -ldflags "-s -w ${ld[*]}" -o "$BIN/" "${pkgs[@]}")
+	sha256_beside "${KUBE_CMDS[@]/#/$BIN/}"
+	"$BIN/kubeadm" version -o short | grep -qx "$VERSION" ||
+		die "kubeadm reports '$("$BIN/kubeadm" version -o short)', not $VERSION"
+}
+
+# mkimage: python3 hack/mkimage.py with the arch given.
+mkimage() { python3 "$HACK/mkimage.py" --arch "$ARCH" "$@"; }
+
+# Files a distroless-like base has: CA certificates, passwd/group with root and nobody, /tmp.
+BASE_ADD=()
+base_files() {
+	local b=$SRC/base
+	rm -rf "$b" && mkdir -p "$b/etc/ssl/certs" "$b/tmp"
+	cp /etc/ssl/certs/ca-certificates.crt "$b/etc/ssl/certs/" 2>/dev/null ||
+		: >"$b/etc/ssl/certs/ca-certificates.crt"
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$b/etc/passwd"
+	printf 'root:x:0:\nnobody:x:65534:\n' >"$b/etc/group"
+	printf 'hosts: files dns\n' >"$b/etc/nsswitch.conf"
+	BASE_ADD=(--tree "$b")
+}
+
+# A shell and the usual tools: busybox from Debian's busybox-static, with its applet links.
+busybox_tree() {
+	local t=$SRC/busybox bb=/bin/busybox f
+	[ "$ARCH" = "$(dpkg --print-architecture 2>/dev/null || echo amd64)" ] ||
+		die "the $ARCH images need a $ARCH busybox; this machine has $(dpkg --print-architecture)"
+	# Debian's busybox-static puts a static busybox at /bin/busybox.
+	[ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 ||
+		die "no static busybox at $bb (Debian's busybox-static; hack/install-deps.sh)"
+	rm -rf "$t" && mkdir -p "$t/bin"
+	cp -L "$bb" "$t/bin/busybox"
+	for f in sh ash ln grep sed cat cp mv rm rmdir mkdir chmod chown ls echo test sleep touch \
+		du df basename dirname head tail wc tr; do
+		ln -s busybox "$t/bin/$f"
+	done
+	BUSYBOX_TREE=$t
+}
+
+# A root filesystem with this machine's iptables (legacy and nft), conntrack and busybox, and
+# an iptables wrapper that picks the mode the node uses, as upstream's distroless-iptables does.
+iptables_tree() {
+	local t=$SRC/iptables f lib
+	rm -rf "$t" && mkdir -p "$t/usr/sbin" "$t/bin"
+	for f in /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi /usr/sbin/conntrack; do
+		[ -x "$f" ] || die "'$f' not found (hack/install-deps.sh installs iptables and conntrack)"
+		mkdir -p "$t$(dirname "$f")"
+		cp -L "$f" "$t$f"
+		# Their shared libraries, at the same paths, with the loader.
+		for lib in $(ldd "$f" | grep -oE '/[^ ]+\.so[^ ]*'); do
+			mkdir -p "$t$(dirname "$lib")"
+			cp -L "$lib" "$t$lib"
+		done
+	done
+	for f in /usr/lib/*/xtables; do
+		[ -d "$f" ] && mkdir -p "$t$(dirname "$f")" && cp -a "$f" "$t$f"
+	done
+	busybox_tree
+	cp -a "$BUSYBOX_TREE/bin/." "$t/bin/"
+	install -m 0755 "$HACK/iptables-wrapper" "$t/usr/sbin/iptables-wrapper"
+	for f in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+		ln -s iptables-wrapper "$t/usr/sbin/$f"
+		ln -s xtables-legacy-multi "$t/usr/sbin/$f-legacy"
+		ln -s xtables-nft-multi "$t/usr/sbin/$f-nft"
+	done
+	IPTABLES_TREE=$t
+}
+
+build_images() {
+	local c tars=() extra
+	[ -x "$BIN/kube-apiserver" ] || die "build the 'kubernetes' part first"
+	base_files
+	iptables_tree
+	for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+		extra=()
+		[ "$c" != kube-proxy ] || extra=(--tree "$IPTABLES_TREE")
+		mkimage --out "$SRC/img-$c" --tag "$VERSION" --name "registry.k8s.io/$c-$ARCH:$VERSION" \
+			"${BASE_ADD[@]}" "${extra[@]}" --add "$BIN/$c=/usr/local/bin/$c:0755" \
+			--entrypoint "[\"/usr/local/bin/$c\"]"
+		rm -f "$BIN/$c.tar"
+		# docker-archive, the format of upstream's release tars.
+		skopeo --policy "$SRC/policy.json" copy -q "oci:$SRC/img-$c:$VERSION" \
+			"docker-archive:$BIN/$c.tar:registry.k8s.io/$c-$ARCH:$VERSION"
+		tars+=("$BIN/$c.tar")
+	done
+	sha256_beside "${tars[@]}"
+}
+
+build_etcd() {
+	local d=$SRC/etcd
+	WRAP_IMPORTS=(go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3)
+	mod_fetch go.etcd.io/etcd/server/v3 "$ETCD_VERSION" >/dev/null
+	printf 'module imgforge.local/etcd\n\ngo 1.22\n\nrequire (\n\tgo.etcd.io/etcd/server/v3 %s\n\tgo.etcd.io/etcd/etcdctl/v3 %s\n)\n' \
+		"$ETCD_VERSION" "$ETCD_VERSION" | wrapper_module etcd
+	mkdir -p "$d/out"
+	(cd "$d" && "$GO" build -trimpath -ldflags "-s -w" -o out/etcd go.etcd.io/etcd/server/v3 &&
+		"$GO" build -trimpath -ldflags "-s -w" -o out/etcdctl go.etcd.io/etcd/etcdctl/v3)
+	base_files
+	mkimage --out "$DIR/oci/etcd" --tag "$ETCD_TAG" --name "registry.k8s.io/etcd:$ETCD_TAG" \
+		"${BASE_ADD[@]}" --add "$d/out/etcd=/usr/local/bin/etcd:0755" \
+		--add "$d/out/etcdctl=/usr/local/bin/etcdctl:0755" --cmd '["/usr/local/bin/etcd"]'
+}
+
+build_coredns() {
+	local d=$SRC/coredns
+	mkdir -p "$d"
+	mod_fetch github.com/coredns/coredns "$COREDNS_VERSION" >/dev/null
+	GOBIN=$d "$GO" install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+	[ "$ARCH" = "$("$GO" env GOHOSTARCH)" ] || mv "$d"/*/coredns "$d/coredns"
+	base_files
+	mkimage --out "$DIR/oci/coredns" --tag "$COREDNS_VERSION" \
+		--name "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" "${BASE_ADD[@]}" \
+		--add "$d/coredns=/coredns:0755" --entrypoint '["/coredns"]' --expose 53/tcp --expose 53/udp
+}
+
+build_pause() {
+	local kdir d=$SRC/pause cc=gcc
+	kdir=$(mod_fetch k8s.io/kubernetes "$VERSION")
+	mkdir -p "$d"
+	case $ARCH in
+	amd64) ;;
+	arm64) cc=aarch64-linux-gnu-gcc ;;
+	*) cc=$ARCH-linux-gnu-gcc ;;
+	esac
+	command -v "$cc" >/dev/null || die "no C compiler for $ARCH ('$cc')"
+	$cc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-imgforge" \
+		-o "$d/pause" "$kdir/build/pause/linux/pause.c"
+	strip "$d/pause" 2>/dev/null || true
+	mkimage --out "$DIR/oci/pause" --tag "$PAUSE_TAG" --name "registry.k8s.io/pause:$PAUSE_TAG" \
+		--add "$d/pause=/pause:0755" --entrypoint '["/pause"]' --user 65535:65535
+}
+
+build_crictl() {
+	local d=$SRC/crictl out=$DIR/crictl/$CRICTL_VERSION f
+	mkdir -p "$d/bin" "$out"
+	mod_fetch sigs.k8s.io/cri-tools "$CRICTL_VERSION" >/dev/null
+	GOBIN=$d/bin "$GO" install -trimpath \
+		-ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+		"sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+	[ -x "$d/bin/crictl" ] || mv "$d"/bin/*/crictl "$d/bin/crictl"
+	f=$out/crictl-$CRICTL_VERSION-linux-$ARCH.tar.gz
+	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$d/bin" -cf - crictl |
+		gzip -n >"$f"
+	sha256_beside "$f"
+}
+
+# kind's storage: local-path-provisioner, and the helper image its pods run (a shell and
+# coreutils: busybox from Debian's busybox-static).
+build_storage() {
+	local d=$SRC/storage
+	mkdir -p "$d"
+	mod_fetch github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION" >/dev/null
+	GOBIN=$d "$GO" install -trimpath -ldflags "-s -w" \
+		"github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
+	[ -x "$d/local-path-provisioner" ] || mv "$d"/*/local-path-provisioner "$d/"
+	base_files
+	mkimage --out "$DIR/oci/local-path-provisioner" --tag "$LOCAL_PATH_TAG" \
+		--name "docker.io/kindest/local-path-provisioner:$LOCAL_PATH_TAG" "${BASE_ADD[@]}" \
+		--add "$d/local-path-provisioner=/usr/local/bin/local-path-provisioner:0755" \
+		--entrypoint '["/usr/local/bin/local-path-provisioner"]'
+	busybox_tree
+	mkimage --out "$DIR/oci/local-path-helper" --tag "$LOCAL_PATH_TAG" \
+		--name "docker.io/kindest/local-path-helper:$LOCAL_PATH_TAG" --tree "$BUSYBOX_TREE" \
+		--cmd '["/bin/sh"]'
+}
+
+build_flannel() {
+	local d=$SRC/flannel
+	rm -rf "$d" && mkdir -p "$d/flanneld" "$d/cni"
+	mod_fetch github.com/flannel-io/flannel "$FLANNEL_VERSION" >/dev/null
+	mod_fetch github.com/containernetworking/plugins "$FLANNEL_CNI_VERSION" >/dev/null
+	# Both commands are called "flannel": one GOBIN each. flanneld's udp backend is cgo: link
+	# it statically, as upstream does. One of its modules (tencentcloud-sdk-go/.../vpc) is
+	# served by the module proxy but unknown to the checksum database, which answers 404:
+	# its hash is taken from the proxy alone.
+	CGO_ENABLED=1 GONOSUMDB=github.com/tencentcloud GOBIN=$d/flanneld "$GO" install -trimpath \
+		-tags netgo,osusergo -ldflags "-s -w -linkmode external -extldflags -static \
+		-X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION" \
+		"github.com/flannel-io/flannel@$FLANNEL_VERSION"
+	GOBIN=$d/cni "$GO" install -trimpath -ldflags "-s -w" \
+		"github.com/containernetworking/plugins/plugins/meta/flannel@$FLANNEL_CNI_VERSION"
+	base_files
+	iptables_tree
+	mkimage --out "$DIR/oci/flannel" --tag "$FLANNEL_VERSION" \
+		--name "docker.io/flannel/flannel:$FLANNEL_VERSION" "${BASE_ADD[@]}" \
+		--tree "$IPTABLES_TREE" \
+		--add "$(ls "$d"/flanneld/flannel "$d"/flanneld/*/flannel 2>/dev/null | head -n 1)=/opt/bin/flanneld:0755" \
+		--entrypoint '["/opt/bin/flanneld"]'
+	mkimage --out "$DIR/oci/flannel-cni-plugin" --tag "$FLANNEL_CNI_VERSION" \
+		--name "docker.io/flannel/flannel-cni-plugin:$FLANNEL_CNI_VERSION" --tree "$BUSYBOX_TREE" \
+		--add "$(ls "$d"/cni/flannel "$d"/cni/*/flannel 2>/dev/null | head -n 1)=/flannel:0755"
+}
+
+build_kind() {
+	mod_fetch sigs.k8s.io/kind "$KIND_VERSION" >/dev/null
+	GOARCH=$("$GO" env GOHOSTARCH) GOBIN=$DIR/bin "$GO" install -trimpath "sigs.k8s.io/kind@$KIND_VERSION"
+	"$DIR/bin/kind" version
+}
+
+# The whole run is one function, read before it starts: editing this file mid-build is safe.
+main() {
+	printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' >"$SRC/policy.json"
+	[ -f "$SRC/go.mod" ] || printf 'module imgforge.local/fetch\n\ngo 1.22\n' >"$SRC/go.mod"
+	t_start=$(date +%s)
+	run_part kubernetes build_kubernetes
+	run_part images build_images
+	run_part etcd build_etcd
+	run_part coredns build_coredns
+	run_part pause build_pause
+	run_part crictl build_crictl
+	run_part storage build_storage
+	run_part flannel build_flannel
+	run_part kind build_kind
+
+	# What a loopback registry must serve, for hack/kube-mirror-serve.sh and the tests.
+	cat >"$DIR/images.txt" <<-EOF
+	oci/pause:$PAUSE_TAG registry.k8s.io/pause:$PAUSE_TAG
+	oci/etcd:$ETCD_TAG registry.k8s.io/etcd:$ETCD_TAG
+	oci/coredns:$COREDNS_VERSION registry.k8s.io/coredns/coredns:$COREDNS_VERSION
+	oci/local-path-provisioner:$LOCAL_PATH_TAG docker.io/kindest/local-path-provisioner:$LOCAL_PATH_TAG
+	oci/local-path-helper:$LOCAL_PATH_TAG docker.io/kindest/local-path-helper:$LOCAL_PATH_TAG
+	oci/flannel:$FLANNEL_VERSION docker.io/flannel/flannel:$FLANNEL_VERSION
+	oci/flannel-cni-plugin:$FLANNEL_CNI_VERSION docker.io/flannel/flannel-cni-plugin:$FLANNEL_CNI_VERSION
+	EOF
+	cat >"$DIR/versions.env" <<-EOF
+	KUBERNETES_VERSION=$VERSION
+	ARCH=$ARCH
+	CRICTL_VERSION=$CRICTL_VERSION
+	ETCD_TAG=$ETCD_TAG
+	COREDNS_VERSION=$COREDNS_VERSION
+	PAUSE_TAG=$PAUSE_TAG
+	KIND_VERSION=$KIND_VERSION
+	LOCAL_PATH_TAG=$LOCAL_PATH_TAG
+	FLANNEL_VERSION=$FLANNEL_VERSION
+	FLANNEL_CNI_VERSION=$FLANNEL_CNI_VERSION
+	EOF
+	for p in "${!took[@]}"; do
+		printf 'kube-from-source: took %-10s %s\n' "$p" "${took[$p]}"
+	done | sort
+	echo "kube-from-source: $VERSION for $ARCH in $DIR ($(($(date +%s) - t_start)) s)"
+}
+
+main "$@"
+exit $?
