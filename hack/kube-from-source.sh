@@ -112,13 +112,22 @@ part_key() {
 		declare -f "$2" mod_fetch wrapper_module sha256_beside
 		case $1 in
 		kubernetes) ;;
-		kind) echo "$KIND_VERSION" ;;
-		*)
+		images) declare -f mkimage base_files iptables_tree busybox_tree ;;
+		etcd) declare -f mkimage base_files && echo "$ETCD_VERSION $ETCD_TAG" ;;
+		coredns) declare -f mkimage base_files && echo "$COREDNS_VERSION" ;;
+		pause) declare -f mkimage && echo "$PAUSE_TAG" ;;
+		crictl) echo "$CRICTL_VERSION" ;;
+		storage) declare -f mkimage base_files busybox_tree && echo "$LOCAL_PATH_VERSION $LOCAL_PATH_TAG" ;;
+		flannel)
 			declare -f mkimage base_files iptables_tree busybox_tree
-			cat "$HACK/mkimage.py" "$HACK/iptables-wrapper"
-			echo "$ETCD_VERSION $ETCD_TAG $COREDNS_VERSION $PAUSE_TAG $CRICTL_VERSION"
-			echo "$LOCAL_PATH_VERSION $LOCAL_PATH_TAG $FLANNEL_VERSION $FLANNEL_CNI_VERSION"
+			echo "$FLANNEL_VERSION $FLANNEL_CNI_VERSION"
 			;;
+		kind) echo "$KIND_VERSION" ;;
+		esac
+		case $1 in
+		images | flannel) cat "$HACK/mkimage.py" "$HACK/iptables-wrapper" ;;
+		kubernetes | crictl | kind) ;;
+		*) cat "$HACK/mkimage.py" ;;
 		esac
 		echo "$1 $VERSION $ARCH"
 		"$GO" version
@@ -269,8 +278,13 @@ iptables_tree() {
 			cp -L "$lib" "$t$lib"
 		done
 	done
+	# The match and target modules, and what they link (libxt_statistic needs libm, ...).
 	for f in /usr/lib/*/xtables; do
-		[ -d "$f" ] && mkdir -p "$t$(dirname "$f")" && cp -a "$f" "$t$f"
+		[ -d "$f" ] || continue
+		mkdir -p "$t$(dirname "$f")" && cp -a "$f" "$t$f"
+		for lib in $(ldd "$f"/*.so | grep -v ':$' | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+			[ -e "$t$lib" ] || { mkdir -p "$t$(dirname "$lib")" && cp -L "$lib" "$t$lib"; }
+		done
 	done
 	busybox_tree
 	cp -a "$BUSYBOX_TREE/bin/." "$t/bin/"

@@ -92,8 +92,9 @@ EOF
 fi
 REG=127.0.0.1:$PORT
 
-# Push what images.txt lists, once per content of images.txt (the storage outlives the port).
-key=$(sha256sum "$DIR/images.txt" | cut -d' ' -f1)
+# Push what images.txt lists, again whenever the list or an image changes (the storage
+# outlives the port).
+key=$(cat "$DIR/images.txt" "$DIR"/oci/*/index.json | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$DIR/registry/pushed.key" 2>/dev/null)" != "$key" ]; then
 	printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' >"$DIR/.policy.json"
 	while read -r src name; do
