@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,10 +52,14 @@ static const struct imgf_key qemu_keys[] = {
 	{"disk_size", IMGF_KEY_STRING, false}, /* e.g. 20G; the root filesystem grows to it */
 	{"network", IMGF_KEY_BOOL, false},     /* guest networking for steps (default true) */
 	{"appliance_memory_mb", IMGF_KEY_INT, false}, /* libguestfs appliance (default 2048) */
-	{"boot_check", IMGF_KEY_BOOL, false},	      /* boot the result once (default true) */
-	{"boot_timeout", IMGF_KEY_INT, false},	      /* seconds (default 900) */
-	{"boot_memory_mb", IMGF_KEY_INT, false},      /* default 2048 */
-	{"boot_cpus", IMGF_KEY_INT, false},	      /* default 2 */
+	/* true (default): boot once and check the runtime; kubeadm: also kubeadm init to a Ready
+	 * node; false: no boot */
+	{"boot_check", IMGF_KEY_ANY, false},
+	{"boot_timeout", IMGF_KEY_INT, false},	 /* seconds (default 900) */
+	{"boot_memory_mb", IMGF_KEY_INT, false}, /* default 2048 */
+	{"boot_cpus", IMGF_KEY_INT, false},	 /* default 2 */
+	/* auto (default): KVM where it works, else TCG; kvm; tcg (libguestfs and the boot check) */
+	{"accelerator", IMGF_KEY_STRING, false},
 	{NULL, 0, false},
 };
 
@@ -89,8 +95,103 @@ static int guestfs_fail(guestfs_h *g, struct imgf_error **err, const char *what)
 	return imgf_error_set(err, IMGF_EXIT_FAIL, "libguestfs: %s: %s", what, m ? m : "failed");
 }
 
+/*
+ * Whether KVM works here, asked once: a QEMU started with KVM and the host CPU (as the
+ * libguestfs appliance runs) must still be running after a moment. /dev/kvm alone is not
+ * enough: nested setups hand one out that fails as soon as a vCPU's MSRs are set.
+ */
+static bool kvm_works(void)
+{
+	static int known = -1;
+	if (known >= 0)
+		return known;
+	known = 0;
+	if (access("/dev/kvm", R_OK | W_OK) != 0)
+		return false;
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		int fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host",
+		       "-display", "none", "-nodefaults", "-m", "32", "-no-reboot", (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	for (int i = 0; i < 30; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return false; /* it ended on its own: KVM refused it */
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	known = 1;
+	return true;
+}
+
+/* Whether the builder runs guests under KVM: the accelerator key, auto by default. */
+static bool use_kvm(const struct imgf_build *b)
+{
+	const char *a = cfg_str(b, "accelerator", "auto");
+	if (!strcmp(a, "kvm"))
+		return true;
+	if (!strcmp(a, "tcg"))
+		return false;
+	bool k = kvm_works();
+	if (!k && access("/dev/kvm", F_OK) == 0)
+		log_info("qemu: /dev/kvm is there but KVM does not run a guest here; using TCG");
+	return k;
+}
+
+enum boot_mode {
+	BOOT_NONE,
+	BOOT_RUNTIME,
+	BOOT_KUBEADM
+};
+
+/* boot_check: true/false (JSON or string) or "kubeadm"; -1 for anything else. */
+static int boot_mode(const struct imgf_build *b)
+{
+	json_t *v = json_object_get(b->builder_cfg, "boot_check");
+	if (!v)
+		return BOOT_RUNTIME;
+	if (json_is_boolean(v))
+		return json_is_true(v) ? BOOT_RUNTIME : BOOT_NONE;
+	const char *s = json_is_string(v) ? json_string_value(v) : "";
+	if (!strcmp(s, "true"))
+		return BOOT_RUNTIME;
+	if (!strcmp(s, "false"))
+		return BOOT_NONE;
+	if (!strcmp(s, "kubeadm"))
+		return BOOT_KUBEADM;
+	return -1;
+}
+
 static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 {
+	if (boot_mode(b) < 0) {
+		json_t *v = json_object_get(b->builder_cfg, "boot_check");
+		_cleanup_free_ char *text = json_dumps(v, JSON_ENCODE_ANY);
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "boot_check: %s: expected true, false or \"kubeadm\"", text);
+	}
+	const char *acc = cfg_str(b, "accelerator", "auto");
+	if (strcmp(acc, "auto") && strcmp(acc, "kvm") && strcmp(acc, "tcg"))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "accelerator: '%s': expected auto, kvm or tcg", acc);
+	const char *kv = imgf_build_var(b, "kubernetes_semver");
+	if (kv && (!*kv || strspn(kv, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				      "0123456789.+_-") != strlen(kv)))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "kubernetes_semver: '%s' is not a version (the boot check "
+				      "compares the binaries' versions with it)",
+				      kv);
 	const char *size = cfg_str(b, "disk_size", NULL);
 	if (size) {
 		char *end;
@@ -371,6 +472,8 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 	guestfs_set_network(g, cfg_bool(b, "network", true));
 	guestfs_set_memsize(g, (int)cfg_int(b, "appliance_memory_mb", 2048));
 	guestfs_set_smp(g, 2);
+	if (!use_kvm(b))
+		guestfs_set_backend_setting(g, "force_tcg", "1");
 	if (guestfs_add_drive_opts(g, qt->overlay, GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2",
 				   GUESTFS_ADD_DRIVE_OPTS_DISCARD, "besteffort", -1) < 0) {
 		guestfs_fail(g, err, "add the disk");
@@ -418,25 +521,94 @@ static int check_generic(guestfs_h *g, struct imgf_error **err)
 	return 0;
 }
 
-static char *boot_script(const struct imgf_build *b)
+/*
+ * What the guest runs once at first boot (cloud-init): the runtime must really work, so
+ * besides versions and units it starts a pod sandbox through CRI (containerd, runc and the
+ * preloaded pause image, host network, as kubelet starts static pods) and removes it.
+ */
+static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 {
 	const char *kv = imgf_build_var(b, "kubernetes_semver");
-	return xasprintf(
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(
+		&sb,
 		"out=/dev/ttyS0\n"
-		"say() { echo \"$*\" >$out; echo \"$*\" >/dev/console 2>/dev/null || true; }\n"
-		"check() { if sh -c \"$2\" >/dev/null 2>&1; then say \"IMGFORGE-CHECK $1 ok\"; "
-		"else say \"IMGFORGE-CHECK $1 FAILED\"; fi; }\n"
-		"say " CHECK_BEGIN "\n"
-		"i=0; while [ $i -lt 120 ] && ! systemctl is-active -q containerd; do i=$((i+1)); "
-		"sleep 1; done\n"
-		"check containerd-active 'systemctl is-active -q containerd'\n"
-		"check kubelet-enabled 'systemctl is-enabled -q kubelet'\n"
-		"check kubeadm-version 'test \"$(kubeadm version -o short)\" = %s'\n"
-		"check kubelet-version 'kubelet --version | grep -qF %s'\n"
-		"check kubectl-version 'kubectl version --client | grep -qF %s'\n"
-		"check crictl-present 'test -x /usr/local/bin/crictl'\n"
-		"say " CHECK_END "\n",
-		kv ? kv : "", kv ? kv : "", kv ? kv : "");
+		/* Also to the console, unless that is ttyS0 already (each line once). */
+		"say() { echo \"$*\" >$out; grep -qw ttyS0 /sys/class/tty/console/active 2>/dev/null "
+		"|| echo \"$*\" >/dev/console 2>/dev/null || true; }\n"
+		"check() { if (eval \"$2\") >/tmp/imgforge-check.log 2>&1; then "
+		"say \"IMGFORGE-CHECK $1 ok\"; else say \"IMGFORGE-CHECK $1 FAILED\"; "
+		"sed 's/^/IMGFORGE-LOG /' /tmp/imgforge-check.log | tail -n 20 >$out; fi; }\n"
+		"sandbox() {\n"
+		/* As kubelet asks: host network, and a cgroup parent that is a systemd slice
+		 * (containerd runs runc with the systemd cgroup driver). */
+		"  printf '%s' '{\"metadata\":{\"name\":\"imgforge-boot-check\",\"namespace\":"
+		"\"default\",\"uid\":\"imgforge-boot-check\",\"attempt\":0},\"linux\":"
+		"{\"cgroup_parent\":\"imgforge.slice\",\"security_context\":"
+		"{\"namespace_options\":{\"network\":2}}}}' "
+		">/tmp/imgforge-sandbox.json\n"
+		"  id=$(crictl runp /tmp/imgforge-sandbox.json) || return 1\n"
+		"  crictl inspectp \"$id\" | grep -q SANDBOX_READY; rc=$?\n"
+		"  crictl stopp \"$id\" && crictl rmp \"$id\" || rc=1\n"
+		"  return $rc\n"
+		"}\n");
+	if (mode == BOOT_KUBEADM)
+		/* A one-node control plane from the preloaded images only (nothing may be
+		 * pulled), a bridge CNI so the node can turn Ready, then the node's state. */
+		strbuf_addf(
+			&sb,
+			"kubeadm_up() {\n"
+			"  modprobe br_netfilter 2>/dev/null; modprobe overlay 2>/dev/null\n"
+			"  sysctl -qw net.ipv4.ip_forward=1\n"
+			"  t0=$(date +%%s)\n"
+			"  kubeadm init --kubernetes-version %s --pod-network-cidr 10.244.0.0/16 "
+			"--ignore-preflight-errors=NumCPU,Mem,HTTPProxyCIDR,SystemVerification "
+			"--skip-token-print || return 1\n"
+			"  say \"IMGFORGE-TIME kubeadm-init $(($(date +%%s) - t0))s\"\n"
+			"  mkdir -p /etc/cni/net.d\n"
+			"  printf '%%s' '{\"cniVersion\":\"0.4.0\",\"name\":\"imgforge\",\"plugins\":"
+			"[{\"type\":\"bridge\",\"bridge\":\"cni0\",\"isGateway\":true,\"ipMasq\":true,"
+			"\"ipam\":{\"type\":\"host-local\",\"ranges\":[[{\"subnet\":\"10.244.0.0/24\"}]],"
+			"\"routes\":[{\"dst\":\"0.0.0.0/0\"}]}},{\"type\":\"portmap\","
+			"\"capabilities\":{\"portMappings\":true}}]}' >/etc/cni/net.d/10-imgforge.conflist\n"
+			"  k() { kubectl --kubeconfig /etc/kubernetes/admin.conf \"$@\"; }\n"
+			"  k wait --for=condition=Ready node --all --timeout=600s || return 1\n"
+			"  say \"IMGFORGE-TIME node-ready $(($(date +%%s) - t0))s\"\n"
+			"  k -n kube-system wait --for=condition=Ready pod --all --timeout=600s || "
+			"{ k get pods -A; return 1; }\n"
+			"  say \"IMGFORGE-TIME pods-ready $(($(date +%%s) - t0))s\"\n"
+			"  k get pods -A -o wide >$out\n"
+			"}\n",
+			kv ? kv : "");
+	strbuf_addf(&sb,
+		    "say " CHECK_BEGIN "\n"
+		    "i=0; while [ $i -lt 120 ] && ! systemctl is-active -q containerd; do "
+		    "i=$((i+1)); sleep 1; done\n"
+		    "check containerd-active 'systemctl is-active -q containerd'\n"
+		    "check kubelet-enabled 'systemctl is-enabled -q kubelet'\n"
+		    "check kubeadm-version 'test \"$(kubeadm version -o short)\" = %s'\n"
+		    "check kubelet-version 'kubelet --version | grep -qF %s'\n"
+		    "check kubectl-version 'kubectl version --client | grep -qF %s'\n"
+		    "check crictl-version 'crictl --version'\n"
+		    "check pause-sandbox sandbox\n",
+		    kv ? kv : "", kv ? kv : "", kv ? kv : "");
+	if (mode == BOOT_KUBEADM)
+		strbuf_addstr(&sb, "check kubeadm-node-ready kubeadm_up\n");
+	strbuf_addstr(&sb, "say " CHECK_END "\n");
+	return strbuf_detach(&sb, NULL);
+}
+
+/* Log each console line that starts with `mark` (without it). */
+static void log_marked(const struct imgf_build *b, const char *text, const char *mark)
+{
+	size_t n = strlen(mark);
+	for (const char *p = strstr(text, mark); p; p = strstr(p + n, mark)) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len > n && p[len - 1] == '\r')
+			len--;
+		log_info("%s: boot check: %.*s", b->def->name, (int)(len - n), p + n);
+	}
 }
 
 /* The last n lines of a file, for a failure message. */
@@ -457,7 +629,7 @@ static char *tail_lines(const char *path, int n)
 }
 
 static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *image,
-		      const char *console, struct imgf_error **err)
+		      const char *console, enum boot_mode mode, struct imgf_error **err)
 {
 	_cleanup_free_ char *overlay = path_join(qt->work_dir, "boot.qcow2");
 	_cleanup_free_ char *seed = path_join(qt->work_dir, "seed.iso");
@@ -465,7 +637,7 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 			  "qcow2",    "-b",	(char *)image, overlay, NULL};
 	if (imgf_run(create, NULL, err) < 0)
 		return -1;
-	_cleanup_free_ char *script = boot_script(b);
+	_cleanup_free_ char *script = boot_script(b, mode);
 	struct imgf_cidata cd = {.instance_id = "imgforge-boot-check",
 				 .hostname = "imgforge-boot-check",
 				 .boot_script = script};
@@ -483,7 +655,7 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 				      uri && *uri ? uri : "qemu:///system",
 				      e && e->message ? e->message : "failed");
 	}
-	bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+	bool kvm = use_kvm(b);
 	_cleanup_free_ char *name = xasprintf("imgforge-boot-%s-%d", b->def->name, (int)getpid());
 	_cleanup_free_ char *xml = xasprintf(
 		"<domain type='%s'>\n"
@@ -538,10 +710,13 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 					strbuf_addf(&failed, "%s%s", failed.len ? ", " : "",
 						    line + 15);
 			}
-			if (failed.len)
+			log_marked(b, text, "IMGFORGE-TIME ");
+			if (failed.len) {
+				/* What the failed checks printed (their last lines each). */
+				log_marked(b, text, "IMGFORGE-LOG ");
 				imgf_error_set(err, IMGF_EXIT_FAIL, "boot check failed: %s",
 					       failed.buf);
-			else
+			} else
 				r = 0;
 			strbuf_release(&failed);
 			free(text);
@@ -617,9 +792,10 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 
 	_cleanup_free_ char *console = path_join(qt->work_dir, "console.log");
 	int r = 0;
-	if (cfg_bool(b, "boot_check", true)) {
+	enum boot_mode mode = (enum boot_mode)boot_mode(b);
+	if (mode != BOOT_NONE) {
 		t0 = imgf_now();
-		r = boot_check(b, qt, tmp_image, console, err);
+		r = boot_check(b, qt, tmp_image, console, mode, err);
 		imgf_build_phase(b, "boot-check", imgf_now() - t0);
 	}
 

@@ -171,4 +171,24 @@ test_expect_success "--json build events are one JSON object per line" '
 	jq -r .event "$TMP/out" | grep -qx error
 '
 
+test_expect_success "boot_check takes true, false or kubeadm; validate names anything else" '
+	for v in true false kubeadm; do
+		"$IMGF" validate --only capi-qcow2 --var boot_check=$v "$TOP/config/debian-12.json" >/dev/null ||
+			{ echo "boot_check=$v refused"; exit 1; }
+	done &&
+	expect_exit 1 "$IMGF" validate --only capi-qcow2 --var boot_check=maybe "$TOP/config/debian-12.json" &&
+	expect_err "boot_check: \"maybe\": expected true, false or \"kubeadm\""
+'
+
+test_expect_success "registry_mirrors must be a JSON object of valid registry: mirror" '
+	expect_exit 1 "$IMGF" validate --only kind-node --var "registry_mirrors=[1]" "$TOP/config/debian-12.json" &&
+	expect_err "provisioners[6] (images): registry_mirrors: '"'"'[1]'"'"' is not a JSON object of registry: mirror" &&
+	expect_exit 1 "$IMGF" validate --only kind-node \
+		--var "registry_mirrors={\"registry.k8s.io\": \"127.0.0.1:70000\"}" "$TOP/config/debian-12.json" &&
+	expect_err "registry_mirrors: invalid registry port '"'"'70000'"'"'" &&
+	"$IMGF" validate --only kind-node \
+		--var "registry_mirrors={\"registry.k8s.io\": \"127.0.0.1:5000/registry.k8s.io\"}" \
+		"$TOP/config/debian-12.json"
+'
+
 test_done

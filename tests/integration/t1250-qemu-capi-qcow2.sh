@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # imgforge build --only capi-qcow2: a bootable Debian bookworm qcow2 from debootstrap as the
-# base, the loopback fixture mirror as the sources, libguestfs to provision, libvirt (TCG
-# here) to boot-check. Files are read back with guestfish, not through imgforge.
+# base, real Kubernetes from the from-source mirror (tests/lib/kube.sh) and Debian's
+# containerd/runc/CNI from the fixture mirror as the sources, libguestfs to provision, libvirt
+# (TCG here) to boot-check, which runs a pod sandbox through containerd and runc. Files are
+# read back with guestfish, not through imgforge. The OVA build (about packaging) uses the
+# fixtures' stand-ins.
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/vm-image.sh"
+. "$TOP/tests/lib/kube.sh"
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
+vm_accel_env
 why=
 require_cmd guestfish || why="guestfish is not installed"
 [ -n "$why" ] || require_cmd virsh || why="libvirt is not installed"
@@ -15,6 +20,11 @@ if [ -n "$why" ]; then
 	test_done
 fi
 fixtures_up "qcow2 builds"
+require_cmd go || {
+	test_skip "qcow2 builds" "no Go toolchain to build Kubernetes"
+	test_done
+}
+kube_up
 VMBASE=$(vm_image_ensure) || die "could not make the VM base image"
 BASE_SUM=$(sha256sum "$VMBASE" | cut -d" " -f1)
 export IMGFORGE_CACHE_DIR=$TMP/cache
@@ -24,14 +34,15 @@ work_dirs() { ls -d "${TMPDIR:-/var/tmp}"/imgforge-qemu-* 2>/dev/null | wc -l; }
 domains() { virsh -c qemu:///system list --all --name | grep -c '^imgforge-boot' || true; }
 before_dirs=$(work_dirs)
 
-test_expect_success "imgforge build --only capi-qcow2 succeeds and passes the boot check" '
-	"$IMGF" build --only capi-qcow2 --var-file "$FIX/vars.json" \
+test_expect_success "imgforge build --only capi-qcow2 succeeds; the boot check runs a pod sandbox" '
+	"$IMGF" build --only capi-qcow2 --var-file "$KUBE_BUILD_VARS" \
 		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
 		--var disk_size=4G --output-dir "$TMP/output" "$TOP/config/debian-12.json" \
 		>"$TMP/build.log" 2>&1 || { tail -n 80 "$TMP/build.log"; exit 1; }
 	grep "boot check" "$TMP/build.log"
 	grep -q "boot check: containerd-active ok" "$TMP/build.log" &&
-	grep -q "boot check: kubeadm-version ok" "$TMP/build.log"
+	grep -q "boot check: kubeadm-version ok" "$TMP/build.log" &&
+	grep -q "boot check: pause-sandbox ok" "$TMP/build.log"
 '
 
 test_expect_success "qemu-img check is clean and the image is compressed qcow2" '

@@ -4,6 +4,7 @@
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/vm-image.sh"
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
+vm_accel_env
 for c in qemu-system-x86_64 ssh ssh-keygen genisoimage virt-make-fs; do
 	require_cmd $c || { test_skip "image-ssh" "$c is not installed"; test_done; }
 done

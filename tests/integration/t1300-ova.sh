@@ -21,6 +21,7 @@ OVA_TEST=$B/tests/test-ova
 	{ cat "$TMP/make.log"; die "building $OVA_TEST failed"; }
 OVA=$TMP/ova/$NAME.ova
 export LIBGUESTFS_BACKEND=direct
+vm_accel_env
 
 test_expect_success "the unit test's writer leaves an OVA and its .sha256" '
 	mkdir -p "$TMP/ova"

@@ -99,6 +99,17 @@ require_cmd() {
 	command -v "$1" >/dev/null 2>&1
 }
 
+# Where /dev/kvm exists but cannot run a guest (nested setups whose KVM fails on the host
+# CPU's MSRs), point libguestfs (guestfish, virt-make-fs) at TCG, as imgforge's own probe does.
+vm_accel_env() {
+	local rc=0
+	[ -e /dev/kvm ] || return 0
+	(timeout 2 qemu-system-x86_64 -accel kvm -cpu host -display none -nodefaults -m 32 \
+		-no-reboot; exit $?) >/dev/null 2>&1 || rc=$?
+	# Still running when timeout ended it: KVM works.
+	[ "$rc" = 124 ] || export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+}
+
 # The fixture mirror and registry on loopback for this script (tests/lib/fixtures.sh), stopped
 # at exit; sets FIX. Skips the whole script, saying why, when the machine lacks what it needs.
 fixtures_up() {
