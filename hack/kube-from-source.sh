@@ -5,8 +5,9 @@
 #   hack/kube-from-source.sh [--arch ARCH] [--only PART,...] [VERSION [DIR]]
 #
 # VERSION defaults to the shipped kubernetes_semver (config/kubernetes.json); DIR to
-# /var/cache/imgforge/kube-from-source/VERSION. Every part is built once and cached in DIR by
-# a key of what decides it; a second run only prints what is there. Parts (the default: all):
+# $IMGF_KUBE_DIR, else /var/cache/imgforge/kube-from-source/VERSION. Every part is built once
+# and cached in DIR by a key of what decides it; a second run only prints what is there.
+# Parts (the default: all):
 #
 #   kubernetes  kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler
 #               kube-proxy, stamped with VERSION           -> release/VERSION/bin/linux/ARCH/NAME
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 VERSION=${1:-$(sed -n 's/.*"kubernetes_semver": *"\([^"]*\)".*/\1/p' "$TOP/config/kubernetes.json")}
-DIR=${2:-/var/cache/imgforge/kube-from-source/$VERSION}
+DIR=${2:-${IMGF_KUBE_DIR:-/var/cache/imgforge/kube-from-source/$VERSION}}
 
 # Pinned versions of everything that is not Kubernetes itself (the module proxy serves these).
 ETCD_VERSION=v3.5.15

@@ -182,15 +182,19 @@ def main():
         "config": put(canonical(config), OCI_CONFIG),
         "layers": [layer],
     }
-    top = put(canonical(manifest), OCI_MANIFEST)
-    top["annotations"] = {"org.opencontainers.image.ref.name": args.tag}
+    finish_layout(tmp, args.out, put(canonical(manifest), OCI_MANIFEST), args.tag)
+    return 0
+
+
+def finish_layout(tmp, out, top, tag):
+    """Name `top` (a manifest or index descriptor) TAG in tmp's index.json, then move tmp to out."""
+    top["annotations"] = {"org.opencontainers.image.ref.name": tag}
     with open(os.path.join(tmp, "oci-layout"), "wb") as f:
         f.write(canonical({"imageLayoutVersion": "1.0.0"}))
     with open(os.path.join(tmp, "index.json"), "wb") as f:
         f.write(canonical({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top]}))
-    shutil.rmtree(args.out, ignore_errors=True)
-    os.rename(tmp, args.out)
-    return 0
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
 
 
 if __name__ == "__main__":

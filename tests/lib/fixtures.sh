@@ -71,7 +71,7 @@ fixtures_check() {
 _fx_key() {
 	local f
 	{
-		cat "$_FX_LIB/fixtures.sh" "$_FX_LIB/mkimage.py"
+		cat "$_FX_LIB/fixtures.sh" "$_FX_LIB/mkimage.py" "$_FX_TOP/hack/mkimage.py"
 		for f in $(_fx_inputs); do
 			stat -L -c '%n %s %Y' "$f"
 		done

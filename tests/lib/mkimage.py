@@ -15,6 +15,7 @@ mtimes, owners root, gzip mtime 0, sorted JSON. An existing LAYOUT is replaced.
 import argparse
 import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -22,12 +23,14 @@ import shutil
 import sys
 import tarfile
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-EPOCH = "1970-01-01T00:00:00Z"
-VARIANTS = {"arm64": "v8", "arm": "v7"}
+# hack/mkimage.py (real images from host files) writes the layout's index the same way.
+_spec = importlib.util.spec_from_file_location(
+    "imgf_mkimage", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "hack", "mkimage.py"))
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
+
+OCI_INDEX, OCI_MANIFEST, OCI_CONFIG = _base.OCI_INDEX, _base.OCI_MANIFEST, _base.OCI_CONFIG
+OCI_LAYER_GZIP, EPOCH, VARIANTS = _base.OCI_LAYER_GZIP, _base.EPOCH, _base.VARIANTS
 
 
 def canonical(obj):
@@ -118,13 +121,7 @@ def main():
     else:
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descs}
         top = layout.put(canonical(index), OCI_INDEX)
-    top["annotations"] = {"org.opencontainers.image.ref.name": args.tag}
-    with open(os.path.join(tmp, "oci-layout"), "wb") as f:
-        f.write(canonical({"imageLayoutVersion": "1.0.0"}))
-    with open(os.path.join(tmp, "index.json"), "wb") as f:
-        f.write(canonical({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top]}))
-    shutil.rmtree(args.out, ignore_errors=True)
-    os.rename(tmp, args.out)
+    _base.finish_layout(tmp, args.out, top, args.tag)
     return 0
 
 
