@@ -574,8 +574,13 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			"  k() { kubectl --kubeconfig /etc/kubernetes/admin.conf \"$@\"; }\n"
 			"  k wait --for=condition=Ready node --all --timeout=600s || return 1\n"
 			"  say \"IMGFORGE-TIME node-ready $(($(date +%%s) - t0))s\"\n"
+			/* The add-ons too: kube-proxy on the node, CoreDNS on the pod network. */
+			"  for w in daemonset/kube-proxy deployment/coredns; do\n"
+			"    k -n kube-system rollout status $w --timeout=600s || "
+			"{ k get pods -A -o wide; return 1; }\n"
+			"  done\n"
 			"  k -n kube-system wait --for=condition=Ready pod --all --timeout=600s || "
-			"{ k get pods -A; return 1; }\n"
+			"{ k get pods -A -o wide; return 1; }\n"
 			"  say \"IMGFORGE-TIME pods-ready $(($(date +%%s) - t0))s\"\n"
 			"  k get pods -A -o wide >$out\n"
 			"}\n",

@@ -34,15 +34,18 @@ work_dirs() { ls -d "${TMPDIR:-/var/tmp}"/imgforge-qemu-* 2>/dev/null | wc -l; }
 domains() { virsh -c qemu:///system list --all --name | grep -c '^imgforge-boot' || true; }
 before_dirs=$(work_dirs)
 
-test_expect_success "imgforge build --only capi-qcow2 succeeds; the boot check runs a pod sandbox" '
+test_expect_success "imgforge build --only capi-qcow2 succeeds; the boot check runs a pod sandbox and kubeadm init to a Ready node" '
 	"$IMGF" build --only capi-qcow2 --var-file "$KUBE_BUILD_VARS" \
 		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
-		--var disk_size=4G --output-dir "$TMP/output" "$TOP/config/debian-12.json" \
-		>"$TMP/build.log" 2>&1 || { tail -n 80 "$TMP/build.log"; exit 1; }
+		--var disk_size=4G --var boot_check=kubeadm --output-dir "$TMP/output" \
+		"$TOP/config/debian-12.json" >"$TMP/build.log" 2>&1 || { tail -n 80 "$TMP/build.log"; exit 1; }
 	grep "boot check" "$TMP/build.log"
 	grep -q "boot check: containerd-active ok" "$TMP/build.log" &&
 	grep -q "boot check: kubeadm-version ok" "$TMP/build.log" &&
-	grep -q "boot check: pause-sandbox ok" "$TMP/build.log"
+	grep -q "boot check: pause-sandbox ok" "$TMP/build.log" &&
+	grep -q "boot check: kubeadm-node-ready ok" "$TMP/build.log" &&
+	grep "boot check: kubeadm-init [0-9]*s" "$TMP/build.log" &&
+	grep "boot check: pods-ready [0-9]*s" "$TMP/build.log"
 '
 
 test_expect_success "qemu-img check is clean and the image is compressed qcow2" '
