@@ -39,7 +39,7 @@ skopeo --policy "$FIX/policy.json" copy -q --dest-tls-verify=false --dest-no-cre
 	"docker://$KUBE_REG/docker.io/kindest/kindnetd:${kindnetd##*:}"
 K="$KUBECTL --kubeconfig $TMP/kubeconfig"
 now() { date +%s.%N; }
-secs() { echo "$2 - $1" | bc; }
+secs() { printf "%.1f" "$(echo "$2 - $1" | bc)"; }
 
 echo "== imgforge build --only kind-node (cold download cache)"
 t0=$(now)
@@ -91,7 +91,8 @@ tar -C "$TMP/srv" -czf "$TMP/kubernetes-server-linux-amd64.tar.gz" kubernetes
 t7=$(now)
 if kind_cmd build node-image --type file "$TMP/kubernetes-server-linux-amd64.tar.gz" \
 	--image imgforge-bench/kind-own:real >"$TMP/kind-build.log" 2>&1; then
-	echo "kind build node-image: $(secs "$t7" "$(now)") s (ratio to imgforge: $(echo "scale=2; $(secs "$t7" "$(now)") / $build" | bc))"
+	t8=$(now)
+	echo "kind build node-image: $(secs "$t7" "$t8") s (ratio to imgforge: $(echo "scale=2; ($t8 - $t7) / $build" | bc))"
 	docker rmi -f imgforge-bench/kind-own:real >/dev/null 2>&1 || true
 else
 	echo "kind build node-image could not run here after $(secs "$t7" "$(now)") s; its last words:"
