@@ -186,8 +186,7 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "accelerator: '%s': expected auto, kvm or tcg", acc);
 	const char *kv = imgf_build_var(b, "kubernetes_semver");
-	if (kv && (!*kv || strspn(kv, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				      "0123456789.+_-") != strlen(kv)))
+	if (kv && !str_is_shell_word(kv))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "kubernetes_semver: '%s' is not a version (the boot check "
 				      "compares the binaries' versions with it)",

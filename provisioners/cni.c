@@ -26,7 +26,7 @@ static int cni_validate(struct imgf_step *s, struct imgf_error **err)
 				      "destination: '%s' is not an absolute directory", d);
 	_cleanup_strv_ char **plugins = imgf_step_strv(s, "plugins");
 	for (size_t i = 0; plugins[i]; i++)
-		if (!prov_is_safe_word(plugins[i]) || strchr(plugins[i], '/'))
+		if (!str_is_shell_word(plugins[i]) || strchr(plugins[i], '/'))
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
 					      "plugins: '%s' is not a plugin name", plugins[i]);
 	return 0;

@@ -73,17 +73,6 @@ int prov_check_version(struct imgf_step *s, struct imgf_target *t, char *const *
 	return r;
 }
 
-bool prov_is_safe_word(const char *s)
-{
-	if (!*s || *s == '-')
-		return false;
-	for (; *s; s++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_:=~/@",
-			    *s))
-			return false;
-	return true;
-}
-
 char *prov_shell_quote(const char *s)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -103,7 +92,7 @@ int prov_packages_script(char *const *pkgs, bool update, bool clean, const char 
 {
 	struct strbuf list = STRBUF_INIT;
 	for (size_t i = 0; pkgs[i]; i++) {
-		if (!prov_is_safe_word(pkgs[i])) {
+		if (!str_is_shell_word(pkgs[i])) {
 			strbuf_release(&list);
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
 					      "packages: '%s' is not a package name", pkgs[i]);

@@ -95,7 +95,7 @@ static int images_validate(struct imgf_step *s, struct imgf_error **err)
 				      "nothing to preload: give 'archives' "
 				      "or 'images'");
 	for (size_t i = 0; archives[i]; i++)
-		if (strchr(archives[i], '/') || !prov_is_safe_word(archives[i]))
+		if (strchr(archives[i], '/') || !str_is_shell_word(archives[i]))
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
 					      "archives: '%s' is not a file name", archives[i]);
 	for (size_t i = 0; refs[i]; i++) {
@@ -105,9 +105,9 @@ static int images_validate(struct imgf_step *s, struct imgf_error **err)
 		imgf_image_ref_release(&ref);
 	}
 	const char *ns = imgf_step_str(s, "namespace", "k8s.io");
-	if (!prov_is_safe_word(ns))
+	if (!str_is_shell_word(ns))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "namespace: '%s' is not valid", ns);
-	if (!prov_is_safe_word(arch_of(s)))
+	if (!str_is_shell_word(arch_of(s)))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "arch: '%s' is not valid", arch_of(s));
 	json_t *m = mirrors_of(s, err);
 	if (!m)
@@ -205,7 +205,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 		return -1;
 	}
 
-	/* The names are checked by prov_is_safe_word, so they can stand unquoted. */
+	/* The names are checked by str_is_shell_word, so they can stand unquoted. */
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_addf(&sb,
 		    "d=%s\n"

@@ -119,6 +119,17 @@ bool str_is_hex(const char *s, size_t len)
 	return len > 0;
 }
 
+bool str_is_shell_word(const char *s)
+{
+	if (!*s || *s == '-')
+		return false;
+	for (; *s; s++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_:=~/@",
+			    *s))
+			return false;
+	return true;
+}
+
 size_t strv_len(char *const *v)
 {
 	size_t n = 0;

@@ -53,6 +53,8 @@ static inline void *steal_pointer(void *pp)
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_suffix(const char *s, const char *suffix);
 bool str_is_hex(const char *s, size_t len);
+/* A word safe to put in a shell script unquoted (package names, image refs, versions). */
+bool str_is_shell_word(const char *s);
 /* NULL-terminated string vectors. */
 size_t strv_len(char *const *v);
 void strv_free(char **v);
