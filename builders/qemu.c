@@ -124,8 +124,12 @@ static bool kvm_works(void)
 	}
 	int status;
 	for (int i = 0; i < 30; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return false; /* it ended on its own: KVM refused it */
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			/* It ended on its own: KVM refused it. */
+			log_info(
+				"qemu: /dev/kvm is there but KVM does not run a guest here; using TCG");
+			return false;
+		}
 		struct timespec ts = {0, 50 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
@@ -143,10 +147,7 @@ static bool use_kvm(const struct imgf_build *b)
 		return true;
 	if (!strcmp(a, "tcg"))
 		return false;
-	bool k = kvm_works();
-	if (!k && access("/dev/kvm", F_OK) == 0)
-		log_info("qemu: /dev/kvm is there but KVM does not run a guest here; using TCG");
-	return k;
+	return kvm_works();
 }
 
 enum boot_mode {

@@ -54,26 +54,23 @@ static json_t *mirrors_of(struct imgf_step *s, struct imgf_error **err)
 	}
 	const char *reg;
 	json_t *v;
+	_cleanup_free_ char *why = NULL;
 	json_object_foreach(m, reg, v)
 	{
-		_cleanup_free_ char *why = NULL;
-		if (!imgf_registry_host_valid(reg, &why) ||
-		    (json_is_string(v) &&
-		     !imgf_registry_mirror_valid(json_string_value(v), &why))) {
-			imgf_error_set(err, IMGF_EXIT_FAIL, "registry_mirrors: %s", why);
-			json_decref(m);
-			return NULL;
-		}
+		if (!imgf_registry_host_valid(reg, &why))
+			break;
 		if (!json_is_string(v)) {
-			imgf_error_set(err, IMGF_EXIT_FAIL,
-				       "registry_mirrors: '%s': expected a string "
-				       "\"HOST[:PORT][/PATH]\"",
-				       reg);
-			json_decref(m);
-			return NULL;
+			why = xasprintf("'%s': expected a string \"HOST[:PORT][/PATH]\"", reg);
+			break;
 		}
+		if (!imgf_registry_mirror_valid(json_string_value(v), &why))
+			break;
 	}
-	return m;
+	if (!why)
+		return m;
+	imgf_error_set(err, IMGF_EXIT_FAIL, "registry_mirrors: %s", why);
+	json_decref(m);
+	return NULL;
 }
 
 static const char *arch_of(const struct imgf_step *s)

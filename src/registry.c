@@ -170,27 +170,31 @@ bool imgf_registry_host_valid(const char *host, char **why)
 	return registry_valid(host, why);
 }
 
-bool imgf_registry_mirror_valid(const char *m, char **why)
+/* "HOST[:PORT][/PATH]" -> host (new string) and path (inside m, or NULL). */
+static char *mirror_split(const char *m, const char **path)
 {
 	const char *slash = strchr(m, '/');
-	_cleanup_free_ char *host = slash ? xstrndup(m, (size_t)(slash - m)) : xstrdup(m);
+	*path = slash ? slash + 1 : NULL;
+	return slash ? xstrndup(m, (size_t)(slash - m)) : xstrdup(m);
+}
+
+bool imgf_registry_mirror_valid(const char *m, char **why)
+{
+	const char *path;
+	_cleanup_free_ char *host = mirror_split(m, &path);
 	if (!registry_valid(host, why))
 		return false;
-	if (!slash)
-		return true;
 	/* PATH: repository components, as a repository name has them. */
-	const char *p = slash + 1;
-	while (true) {
+	for (const char *p = path; p;) {
 		const char *next = strchr(p, '/');
 		size_t n = next ? (size_t)(next - p) : strlen(p);
 		if (!repo_component_valid(p, n)) {
-			*why = xasprintf("invalid path '%s' in registry mirror '%s'", slash + 1, m);
+			*why = xasprintf("invalid path '%s' in registry mirror '%s'", path, m);
 			return false;
 		}
-		if (!next)
-			return true;
-		p = next + 1;
+		p = next ? next + 1 : NULL;
 	}
+	return true;
 }
 
 void imgf_image_ref_release(struct imgf_image_ref *r)
@@ -1276,9 +1280,9 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 	/* Where the bytes come from: the mirror's host, the repository under its path. */
 	_cleanup_free_ char *mhost = NULL, *mrepo = NULL;
 	if (mirror) {
-		const char *slash = strchr(mirror, '/');
-		mhost = slash ? xstrndup(mirror, (size_t)(slash - mirror)) : xstrdup(mirror);
-		mrepo = slash ? xasprintf("%s/%s", slash + 1, r.repository) : xstrdup(r.repository);
+		const char *path;
+		mhost = mirror_split(mirror, &path);
+		mrepo = path ? xasprintf("%s/%s", path, r.repository) : xstrdup(r.repository);
 	}
 	const char *registry = mirror ? mhost : r.registry;
 	const char *repository = mirror ? mrepo : r.repository;
