@@ -10,10 +10,7 @@ trap 'fixtures_stop "$FIX" >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
 . "$TOP/tests/lib/vm-image.sh"
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 # A /dev/kvm that cannot run a guest (nested setups): libguestfs on TCG, as imgforge decides.
-rc=0
-[ ! -e /dev/kvm ] || (timeout 2 qemu-system-x86_64 -accel kvm -cpu host -display none -nodefaults \
-	-m 32 -no-reboot; exit $?) >/dev/null 2>&1 || rc=$?
-[ ! -e /dev/kvm ] || [ "$rc" = 124 ] || export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+[ ! -e /dev/kvm ] || bash "$TOP/hack/kvm-usable.sh" || export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
 FIX=$TEST_CACHE/fixtures
 # The fixture helpers are not written for `set -e`; calling them from `if` suspends it.
 if ! fixtures_build "$FIX" >/dev/null || ! fixtures_serve "$FIX" >/dev/null; then

@@ -15,12 +15,7 @@ port=${SSH_PORT:-2222}
 make -s -C "$top/cloudinit" SSH_USER="$user" >/dev/null
 # KVM where it really runs a guest (a nested /dev/kvm can fail at once), else TCG.
 accel=tcg
-if [ -w /dev/kvm ]; then
-	rc=0
-	(timeout 2 qemu-system-x86_64 -accel kvm -cpu host -display none -nodefaults -m 32 \
-		-no-reboot; exit $?) >/dev/null 2>&1 || rc=$?
-	[ "$rc" != 124 ] || accel=kvm # still running when timeout ended it
-fi
+! bash "$top/hack/kvm-usable.sh" || accel=kvm
 log=$(mktemp /tmp/image-ssh.XXXXXX.log)
 qemu-system-x86_64 -machine "accel=$accel" -m 2048 -smp 2 -snapshot -display none \
 	-drive "file=$img,if=virtio,format=qcow2" -cdrom "$top/cloudinit/cidata.iso" \
