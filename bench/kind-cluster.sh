@@ -32,11 +32,7 @@ fi
 BASE=$(base_image_ensure) || die "base image failed"
 make -s -C "$TOP"
 kube_up
-. "$KUBE_DIR/versions.env"
-kindnetd=$(jq -r .variables.kindnetd_image "$FIX/vars.json")
-skopeo --policy "$FIX/policy.json" copy -q --dest-tls-verify=false --dest-no-creds \
-	"oci:$(_fx_layout "$FIX" "${kindnetd#*/}"):${kindnetd##*:}" \
-	"docker://$KUBE_REG/docker.io/kindest/kindnetd:${kindnetd##*:}"
+kube_kindnetd_standin
 K="$KUBECTL --kubeconfig $TMP/kubeconfig"
 now() { date +%s.%N; }
 secs() { printf "%.1f" "$(echo "$2 - $1" | bc)"; }
@@ -51,20 +47,12 @@ build=$(secs "$t0" "$t1")
 echo "build: $build s; image $(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
 
 echo "== kind create cluster --image $TAG (+ flannel) until all nodes and pods are Ready"
-printf 'kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  disableDefaultCNI: true\n' \
-	>"$TMP/kind.yaml"
-for l in flannel:$FLANNEL_VERSION flannel-cni-plugin:$FLANNEL_CNI_VERSION; do
-	skopeo --policy "$FIX/policy.json" copy -q "oci:$KUBE_DIR/oci/$l" \
-		"docker-archive:$TMP/${l%%:*}.tar:docker.io/flannel/$l"
-done
+kube_kind_config 0 >"$TMP/kind.yaml"
 t2=$(now)
 kind_cmd create cluster --name "$NAME" --image "$TAG" --config "$TMP/kind.yaml" \
 	--kubeconfig "$TMP/kubeconfig" --wait 0s >"$TMP/create.log" 2>&1 || { cat "$TMP/create.log"; exit 1; }
 t3=$(now)
-for a in "$TMP"/flannel*.tar; do kind_cmd load image-archive "$a" --name "$NAME" >/dev/null; done
-sed -e "s#FLANNEL_CNI_IMAGE#docker.io/flannel/flannel-cni-plugin:$FLANNEL_CNI_VERSION#" \
-	-e "s#FLANNEL_IMAGE#docker.io/flannel/flannel:$FLANNEL_VERSION#" \
-	"$TOP/tests/fixtures/kube-flannel.yaml" | $K apply -f - >/dev/null
+kube_flannel_up "$NAME" "$TMP/kubeconfig" >/dev/null
 $K wait --for=condition=Ready nodes --all --timeout=300s >/dev/null
 t4=$(now)
 $K wait --for=condition=Ready pods --all -A --timeout=300s >/dev/null

@@ -18,7 +18,6 @@ require_cmd go || {
 	test_done
 }
 kube_up
-. "$KUBE_DIR/versions.env"
 
 TAG=imgforge-test/kind-node:t1500-$$
 WEB=imgforge-test/web:t1500-$$
@@ -31,12 +30,7 @@ at_exit "kind_cmd delete cluster --name $C2"
 at_exit "docker rmi -f $TAG $WEB"
 k() { "$KUBECTL" "$@"; }
 
-# The stand-in kindnetd image, under its canonical name in the mirror (see above).
-kindnetd=$(jq -r .variables.kindnetd_image "$FIX/vars.json")
-skopeo --policy "$FIX/policy.json" copy -q --dest-tls-verify=false --dest-no-creds \
-	"oci:$(_fx_layout "$FIX" "${kindnetd#*/}"):${kindnetd##*:}" \
-	"docker://$KUBE_REG/docker.io/kindest/kindnetd:${kindnetd##*:}" ||
-	die "could not push the kindnetd stand-in"
+kube_kindnetd_standin || die "could not push the kindnetd stand-in"
 
 # Until the registry is asked for something, its log holds only startup lines.
 registry_pulls() {
@@ -72,46 +66,14 @@ test_expect_success "a local image to load: busybox httpd" '
 	tar -C "$TMP/web" -c . | docker import --change "CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]" - "$WEB" >/dev/null
 '
 
-# flannel's images are not in the node image (the CNI is the test's): docker archives of the
-# mirror's layouts, loaded into every node with kind load image-archive.
-flannel_archives() {
-	local l n
-	for l in flannel:$FLANNEL_VERSION flannel-cni-plugin:$FLANNEL_CNI_VERSION; do
-		n=docker.io/flannel/$l
-		[ -f "$TMP/${l%%:*}.tar" ] ||
-			skopeo --policy "$FIX/policy.json" copy -q "oci:$KUBE_DIR/oci/$l" \
-				"docker-archive:$TMP/${l%%:*}.tar:$n" || return 1
-		echo "$TMP/${l%%:*}.tar"
-	done
-}
-
-flannel_manifest() {
-	sed -e "s#FLANNEL_CNI_IMAGE#docker.io/flannel/flannel-cni-plugin:$FLANNEL_CNI_VERSION#" \
-		-e "s#FLANNEL_IMAGE#docker.io/flannel/flannel:$FLANNEL_VERSION#" \
-		"$TOP/tests/fixtures/kube-flannel.yaml"
-}
-
 # kind create cluster NAME with N workers, then flannel; waits for every node Ready.
 create_cluster() {
-	local name=$1 workers=$2 i
-	{
-		echo "kind: Cluster"
-		echo "apiVersion: kind.x-k8s.io/v1alpha4"
-		echo "networking:"
-		echo "  disableDefaultCNI: true"
-		echo "nodes:"
-		echo "- role: control-plane"
-		for ((i = 0; i < workers; i++)); do echo "- role: worker"; done
-	} >"$TMP/$name.yaml"
-	local t0=$SECONDS
+	local name=$1 workers=$2 t0=$SECONDS
+	kube_kind_config "$workers" >"$TMP/$name.yaml"
 	kind_cmd create cluster --name "$name" --image "$TAG" --config "$TMP/$name.yaml" \
-		--kubeconfig "$KUBECONFIG" --wait 0s >"$TMP/$name-create.log" 2>&1 ||
+		--kubeconfig "$KUBECONFIG" --wait 0s >"$TMP/$name-create.log" 2>&1 &&
+		kube_flannel_up "$name" "$KUBECONFIG" >>"$TMP/$name-create.log" 2>&1 ||
 		{ cat "$TMP/$name-create.log"; return 1; }
-	for a in $(flannel_archives); do
-		kind_cmd load image-archive "$a" --name "$name" >>"$TMP/$name-create.log" 2>&1 ||
-			{ cat "$TMP/$name-create.log"; return 1; }
-	done
-	flannel_manifest | k apply -f - >/dev/null
 	k wait --for=condition=Ready nodes --all --timeout=300s
 	echo "cluster $name: nodes Ready $((SECONDS - t0)) s after kind create cluster"
 }
