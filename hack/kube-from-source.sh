@@ -4,6 +4,7 @@
 #
 #   hack/kube-from-source.sh [--arch ARCH] [--only PART,...] [VERSION [DIR]]
 #
+# ARCH is the machine's own (the default); cross builds are not supported yet.
 # VERSION defaults to the shipped kubernetes_semver (config/kubernetes.json); DIR to
 # $IMGF_KUBE_DIR, else /var/cache/imgforge/kube-from-source/VERSION. Every part is built once
 # and cached in DIR by a key of what decides it; a second run only prints what is there.
@@ -34,7 +35,7 @@ set -euo pipefail
 HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$HACK/.." && pwd)
 
-ARCH=amd64
+ARCH=
 ONLY=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -73,19 +74,18 @@ case $VERSION in
 v[0-9]*.[0-9]*.[0-9]*) ;;
 *) die "version '$VERSION' is not a Kubernetes release version (vMAJOR.MINOR.PATCH)" ;;
 esac
-case $ARCH in
-amd64 | arm64 | arm | ppc64le | s390x) ;;
-*) die "unknown arch '$ARCH' (amd64, arm64, arm, ppc64le, s390x)" ;;
-esac
-GOARCH=$ARCH
-[ "$ARCH" != arm ] || export GOARM=7
-
 GO=$(command -v go || echo /usr/local/go/bin/go)
 [ -x "$GO" ] || die "go not found (PATH or /usr/local/go/bin)"
+# Only the machine's own arch: go install refuses GOBIN for cross builds, and the busybox and
+# iptables the images carry are this machine's.
+HOST_ARCH=$("$GO" env GOHOSTARCH)
+ARCH=${ARCH:-$HOST_ARCH}
+[ "$ARCH" = "$HOST_ARCH" ] ||
+	die "arch '$ARCH': this script builds for the machine's own arch ($HOST_ARCH) only"
 for t in python3 skopeo sha256sum gcc; do
 	command -v "$t" >/dev/null 2>&1 || die "'$t' not found (hack/install-deps.sh installs it)"
 done
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local GOARCH
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 export CGO_ENABLED=0
 
 mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd)
@@ -202,11 +202,8 @@ build_kubernetes() {
 	staging=$(sed -n '/^replace (/,/^)/s/^[[:space:]]*\(k8s\.io\/[^ ]*\) => \.\/staging.*/\1/p' \
 		"$kdir/go.mod")
 	[ -n "$staging" ] || die "no staging replace block in $kdir/go.mod"
-	WRAP_IMPORTS=()
-	for p in "${KUBE_CMDS[@]}"; do
-		WRAP_IMPORTS+=("k8s.io/kubernetes/cmd/$p")
-		pkgs+=("k8s.io/kubernetes/cmd/$p")
-	done
+	pkgs=("${KUBE_CMDS[@]/#/k8s.io/kubernetes/cmd/}")
+	WRAP_IMPORTS=("${pkgs[@]}")
 	{
 		echo "module imgforge.local/kube-from-source"
 		echo
@@ -231,6 +228,13 @@ build_kubernetes() {
 		die "kubeadm reports '$("$BIN/kubeadm" version -o short)', not $VERSION"
 }
 
+# `go install PKG@VERSION` with upstream's flags (-trimpath, stripped) into DIR.
+go_install() {
+	local d=$1
+	shift
+	GOBIN=$d "$GO" install -trimpath "$@"
+}
+
 # mkimage: python3 hack/mkimage.py with the arch given.
 mkimage() { python3 "$HACK/mkimage.py" --arch "$ARCH" "$@"; }
 
@@ -250,8 +254,6 @@ base_files() {
 # A shell and the usual tools: busybox from Debian's busybox-static, with its applet links.
 busybox_tree() {
 	local t=$SRC/busybox bb=/bin/busybox f
-	[ "$ARCH" = "$(dpkg --print-architecture 2>/dev/null || echo amd64)" ] ||
-		die "the $ARCH images need a $ARCH busybox; this machine has $(dpkg --print-architecture)"
 	# Debian's busybox-static puts a static busybox at /bin/busybox.
 	[ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 ||
 		die "no static busybox at $bb (Debian's busybox-static; hack/install-deps.sh)"
@@ -271,21 +273,16 @@ iptables_tree() {
 	rm -rf "$t" && mkdir -p "$t/usr/sbin" "$t/bin"
 	for f in /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi /usr/sbin/conntrack; do
 		[ -x "$f" ] || die "'$f' not found (hack/install-deps.sh installs iptables and conntrack)"
-		mkdir -p "$t$(dirname "$f")"
-		cp -L "$f" "$t$f"
-		# Their shared libraries, at the same paths, with the loader.
-		for lib in $(ldd "$f" | grep -oE '/[^ ]+\.so[^ ]*'); do
-			mkdir -p "$t$(dirname "$lib")"
-			cp -L "$lib" "$t$lib"
-		done
+		mkdir -p "$t$(dirname "$f")" && cp -L "$f" "$t$f"
 	done
-	# The match and target modules, and what they link (libxt_statistic needs libm, ...).
+	# The match and target modules (libxt_statistic.so, ...).
 	for f in /usr/lib/*/xtables; do
-		[ -d "$f" ] || continue
-		mkdir -p "$t$(dirname "$f")" && cp -a "$f" "$t$f"
-		for lib in $(ldd "$f"/*.so | grep -v ':$' | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
-			[ -e "$t$lib" ] || { mkdir -p "$t$(dirname "$lib")" && cp -L "$lib" "$t$lib"; }
-		done
+		[ -d "$f" ] && mkdir -p "$t$(dirname "$f")" && cp -a "$f" "$t$f"
+	done
+	# What all of them link (libm for statistic, ...), at the same paths, with the loader.
+	for lib in $(ldd /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi /usr/sbin/conntrack \
+		/usr/lib/*/xtables/*.so | grep -v ':$' | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+		mkdir -p "$t$(dirname "$lib")" && cp -L "$lib" "$t$lib"
 	done
 	busybox_tree
 	cp -a "$BUSYBOX_TREE/bin/." "$t/bin/"
@@ -337,8 +334,7 @@ build_coredns() {
 	local d=$SRC/coredns
 	mkdir -p "$d"
 	mod_fetch github.com/coredns/coredns "$COREDNS_VERSION" >/dev/null
-	GOBIN=$d "$GO" install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
-	[ "$ARCH" = "$("$GO" env GOHOSTARCH)" ] || mv "$d"/*/coredns "$d/coredns"
+	go_install "$d" -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
 	base_files
 	mkimage --out "$DIR/oci/coredns" --tag "$COREDNS_VERSION" \
 		--name "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" "${BASE_ADD[@]}" \
@@ -346,16 +342,10 @@ build_coredns() {
 }
 
 build_pause() {
-	local kdir d=$SRC/pause cc=gcc
+	local kdir d=$SRC/pause
 	kdir=$(mod_fetch k8s.io/kubernetes "$VERSION")
 	mkdir -p "$d"
-	case $ARCH in
-	amd64) ;;
-	arm64) cc=aarch64-linux-gnu-gcc ;;
-	*) cc=$ARCH-linux-gnu-gcc ;;
-	esac
-	command -v "$cc" >/dev/null || die "no C compiler for $ARCH ('$cc')"
-	$cc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-imgforge" \
+	gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-imgforge" \
 		-o "$d/pause" "$kdir/build/pause/linux/pause.c"
 	strip "$d/pause" 2>/dev/null || true
 	mkimage --out "$DIR/oci/pause" --tag "$PAUSE_TAG" --name "registry.k8s.io/pause:$PAUSE_TAG" \
@@ -366,10 +356,8 @@ build_crictl() {
 	local d=$SRC/crictl out=$DIR/crictl/$CRICTL_VERSION f
 	mkdir -p "$d/bin" "$out"
 	mod_fetch sigs.k8s.io/cri-tools "$CRICTL_VERSION" >/dev/null
-	GOBIN=$d/bin "$GO" install -trimpath \
-		-ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+	go_install "$d/bin" -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
 		"sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
-	[ -x "$d/bin/crictl" ] || mv "$d"/bin/*/crictl "$d/bin/crictl"
 	f=$out/crictl-$CRICTL_VERSION-linux-$ARCH.tar.gz
 	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$d/bin" -cf - crictl |
 		gzip -n >"$f"
@@ -382,9 +370,7 @@ build_storage() {
 	local d=$SRC/storage
 	mkdir -p "$d"
 	mod_fetch github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION" >/dev/null
-	GOBIN=$d "$GO" install -trimpath -ldflags "-s -w" \
-		"github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
-	[ -x "$d/local-path-provisioner" ] || mv "$d"/*/local-path-provisioner "$d/"
+	go_install "$d" -ldflags "-s -w" "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
 	base_files
 	mkimage --out "$DIR/oci/local-path-provisioner" --tag "$LOCAL_PATH_TAG" \
 		--name "docker.io/kindest/local-path-provisioner:$LOCAL_PATH_TAG" "${BASE_ADD[@]}" \
@@ -405,27 +391,27 @@ build_flannel() {
 	# it statically, as upstream does. One of its modules (tencentcloud-sdk-go/.../vpc) is
 	# served by the module proxy but unknown to the checksum database, which answers 404:
 	# its hash is taken from the proxy alone.
-	CGO_ENABLED=1 GONOSUMDB=github.com/tencentcloud GOBIN=$d/flanneld "$GO" install -trimpath \
-		-tags netgo,osusergo -ldflags "-s -w -linkmode external -extldflags -static \
+	CGO_ENABLED=1 GONOSUMDB=github.com/tencentcloud go_install "$d/flanneld" -tags netgo,osusergo \
+		-ldflags "-s -w -linkmode external -extldflags -static \
 		-X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION" \
 		"github.com/flannel-io/flannel@$FLANNEL_VERSION"
-	GOBIN=$d/cni "$GO" install -trimpath -ldflags "-s -w" \
+	go_install "$d/cni" -ldflags "-s -w" \
 		"github.com/containernetworking/plugins/plugins/meta/flannel@$FLANNEL_CNI_VERSION"
 	base_files
 	iptables_tree
 	mkimage --out "$DIR/oci/flannel" --tag "$FLANNEL_VERSION" \
 		--name "docker.io/flannel/flannel:$FLANNEL_VERSION" "${BASE_ADD[@]}" \
 		--tree "$IPTABLES_TREE" \
-		--add "$(ls "$d"/flanneld/flannel "$d"/flanneld/*/flannel 2>/dev/null | head -n 1)=/opt/bin/flanneld:0755" \
+		--add "$d/flanneld/flannel=/opt/bin/flanneld:0755" \
 		--entrypoint '["/opt/bin/flanneld"]'
 	mkimage --out "$DIR/oci/flannel-cni-plugin" --tag "$FLANNEL_CNI_VERSION" \
 		--name "docker.io/flannel/flannel-cni-plugin:$FLANNEL_CNI_VERSION" --tree "$BUSYBOX_TREE" \
-		--add "$(ls "$d"/cni/flannel "$d"/cni/*/flannel 2>/dev/null | head -n 1)=/flannel:0755"
+		--add "$d/cni/flannel=/flannel:0755"
 }
 
 build_kind() {
 	mod_fetch sigs.k8s.io/kind "$KIND_VERSION" >/dev/null
-	GOARCH=$("$GO" env GOHOSTARCH) GOBIN=$DIR/bin "$GO" install -trimpath "sigs.k8s.io/kind@$KIND_VERSION"
+	go_install "$DIR/bin" "sigs.k8s.io/kind@$KIND_VERSION"
 	"$DIR/bin/kind" version
 }
 
