@@ -196,11 +196,18 @@ test_expect_success "nothing was pulled: no PullImage in containerd, no manifest
 	test "$(registry_pulls)" = "$pulls_before"
 '
 
+# The volumes kind gives a cluster's nodes (anonymous ones, for /var: they carry no label).
+node_volumes() {
+	docker ps -aq --filter label=io.x-k8s.kind.cluster="$1" |
+		xargs -r docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}'
+}
+
 test_expect_success "kind delete cluster removes the nodes and their volumes" '
 	kind_cmd get clusters | grep -qx "$C1" &&
+	vols=$(node_volumes "$C1") && test -n "$vols" &&
 	kind_cmd delete cluster --name "$C1" >/dev/null 2>&1 &&
 	test -z "$(docker ps -aq --filter label=io.x-k8s.kind.cluster=$C1)" &&
-	test -z "$(docker volume ls -q --filter label=io.x-k8s.kind.cluster=$C1)" &&
+	for v in $vols; do ! docker volume inspect "$v" >/dev/null 2>&1 || { echo "left: $v"; exit 1; }; done &&
 	! docker network inspect kind --format "{{range .Containers}}{{.Name}} {{end}}" 2>/dev/null | grep -F "$C1"
 '
 
@@ -232,9 +239,10 @@ EOF
 
 test_expect_success "kind delete cluster leaves no container, volume or attached network endpoint" '
 	kind_cmd get clusters | grep -qx "$C2" &&
+	vols=$(node_volumes "$C2") && test "$(echo $vols | wc -w)" -ge 2 &&
 	kind_cmd delete cluster --name "$C2" >/dev/null 2>&1 &&
 	test -z "$(docker ps -aq --filter label=io.x-k8s.kind.cluster=$C2)" &&
-	test -z "$(docker volume ls -q --filter label=io.x-k8s.kind.cluster=$C2)" &&
+	for v in $vols; do ! docker volume inspect "$v" >/dev/null 2>&1 || { echo "left: $v"; exit 1; }; done &&
 	test -z "$(docker network inspect kind --format "{{range .Containers}}{{.Name}} {{end}}" 2>/dev/null | tr -d " ")"
 '
 
