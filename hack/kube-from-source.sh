@@ -126,7 +126,7 @@ part_key() {
 		kind) echo "$KIND_VERSION" ;;
 		esac
 		case $1 in
-		images | flannel) cat "$HACK/mkimage.py" "$HACK/iptables-wrapper" ;;
+		images | flannel) cat "$HACK/mkimage.py" "$TOP/provisioners/images/iptables-wrapper" ;;
 		kubernetes | crictl | kind) ;;
 		*) cat "$HACK/mkimage.py" ;;
 		esac
@@ -286,7 +286,7 @@ iptables_tree() {
 	done
 	busybox_tree
 	cp -a "$BUSYBOX_TREE/bin/." "$t/bin/"
-	install -m 0755 "$HACK/iptables-wrapper" "$t/usr/sbin/iptables-wrapper"
+	install -m 0755 "$TOP/provisioners/images/iptables-wrapper" "$t/usr/sbin/iptables-wrapper"
 	for f in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
 		ln -s iptables-wrapper "$t/usr/sbin/$f"
 		ln -s xtables-legacy-multi "$t/usr/sbin/$f-legacy"

@@ -1,18 +1,30 @@
 /*
  * images: preload container images into containerd (namespace k8s.io by default), labelled
- * pinned so the kubelet never garbage-collects them. Image tarballs come from a release tree
- * (SOURCE/NAME.tar with NAME.tar.sha256, as dl.k8s.io ships the control-plane images);
- * registry references are pulled on the host, every blob verified by digest. Inside the
- * target a private containerd runs for the step only.
+ * pinned so the kubelet never garbage-collects them.
+ *   archives           the control-plane image tars (kube-apiserver.tar, ...) from the
+ *                      Kubernetes source (kubesrc.h: a release tree, a server tarball or a
+ *                      local build). A local build without image tars gets images made here
+ *                      from its binaries: the binary at /usr/local/bin/NAME, as upstream's
+ *                      images have it, tagged registry.k8s.io/NAME:VERSION; kube-proxy's also
+ *                      carries the node's own iptables (legacy and nft), conntrack and the
+ *                      libraries they need, behind a wrapper that follows the node's mode.
+ *   images             registry references, pulled on the host, every blob verified by digest.
+ *   additional_images  more of either kind: references, or image tars by path (hashed and
+ *                      recorded as local inputs); each must be stored under a tagged name.
+ * Inside the target a private containerd runs for the step only.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "archive.h"
 #include "common.h"
 #include "engine.h"
 #include "error.h"
+#include "kubesrc.h"
 #include "log.h"
+#include "ociimage.h"
 #include "provisioner.h"
 #include "registry.h"
 #include "strbuf.h"
@@ -23,13 +35,18 @@
 #define IMAGES_DIR_REL "var/tmp/imgforge-images" /* the same, as a tar member name */
 #define RUN_DIR "/run/imgforge-containerd"
 
+#define PROXY_DIR "/var/tmp/imgforge-kube-proxy" /* kube-proxy's extra root, in the target */
+
 static const struct imgf_key images_keys[] = {
-	{"source", IMGF_KEY_STRING, false},	   /* base URL of the image tarballs */
+	KUBESRC_KEYS,				   /* where the archives come from */
 	{"archives", IMGF_KEY_STRING_LIST, false}, /* names under source, e.g. kube-proxy.tar */
+	{"version", IMGF_KEY_STRING, false},	   /* tag of images made from binaries */
 	{"images", IMGF_KEY_STRING_LIST, false},   /* registry references */
-	{"namespace", IMGF_KEY_STRING, false},	   /* default k8s.io */
-	{"arch", IMGF_KEY_STRING, false}, /* platform to pull, default the 'arch' variable */
-	{"pin", IMGF_KEY_BOOL, false},	  /* label io.cri-containerd.pinned (default true) */
+	/* More images, whitespace-separated: references, or image tars by path (/... or ./...) */
+	{"additional_images", IMGF_KEY_STRING, false},
+	{"namespace", IMGF_KEY_STRING, false}, /* default k8s.io */
+	{"arch", IMGF_KEY_STRING, false},      /* platform to pull, default the 'arch' variable */
+	{"pin", IMGF_KEY_BOOL, false},	       /* label io.cri-containerd.pinned (default true) */
 	/* A JSON object {"registry.k8s.io": "HOST[:PORT][/PATH]", ...}: pull through a mirror,
 	 * store under the canonical name. */
 	{"registry_mirrors", IMGF_KEY_STRING, false},
@@ -75,31 +92,126 @@ static json_t *mirrors_of(struct imgf_step *s, struct imgf_error **err)
 
 static const char *arch_of(const struct imgf_step *s)
 {
-	const char *a = imgf_step_str(s, "arch", NULL);
-	if (!a)
-		a = imgf_step_var(s, "arch");
-	return a ? a : "amd64";
+	return kubesrc_arch(s);
+}
+
+/* An additional_images entry that names a file rather than a registry reference. */
+static bool is_path(const char *e)
+{
+	return e[0] == '/' || str_has_prefix(e, "./") || str_has_prefix(e, "../");
+}
+
+/* The additional_images entries (whitespace-separated). */
+static char **additional(const struct imgf_step *s)
+{
+	char **v = xcalloc(1, sizeof(*v));
+	const char *p = imgf_step_str(s, "additional_images", "");
+	while (*p) {
+		size_t sp = strspn(p, " \t\n,");
+		p += sp;
+		size_t n = strcspn(p, " \t\n,");
+		if (n)
+			v = strv_push(v, xstrndup(p, n));
+		p += n;
+	}
+	return v;
+}
+
+/* "kube-apiserver.tar" -> "kube-apiserver" (newly allocated). */
+static char *component_of(const char *archive)
+{
+	size_t n = strlen(archive);
+	return xstrndup(archive, str_has_suffix(archive, ".tar") ? n - 4 : n);
+}
+
+/* The name kubeadm looks for: registry.k8s.io/NAME:VERSION ('+' becomes '_', as in kubeadm). */
+static char *made_image_name(const struct imgf_step *s, const char *component)
+{
+	char *v = xstrdup(imgf_step_str(s, "version", ""));
+	for (char *p = v; *p; p++)
+		if (*p == '+')
+			*p = '_';
+	char *name = xasprintf("registry.k8s.io/%s:%s", component, v);
+	free(v);
+	return name;
+}
+
+/* With a local source: whether the archive must be made from its binary. */
+static bool made_from_binary(const struct imgf_step *s, const char *archive)
+{
+	if (kubesrc_type_of(s) != KUBESRC_LOCAL)
+		return false;
+	_cleanup_free_ char *p = kubesrc_local_find(s, archive);
+	return !p;
 }
 
 static int images_validate(struct imgf_step *s, struct imgf_error **err)
 {
 	_cleanup_strv_ char **archives = imgf_step_strv(s, "archives");
 	_cleanup_strv_ char **refs = imgf_step_strv(s, "images");
-	if (archives[0] && !imgf_step_str(s, "source", NULL))
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "archives: needs 'source'");
-	if (!archives[0] && !refs[0])
+	_cleanup_strv_ char **more = additional(s);
+	if (!archives[0] && !refs[0] && !more[0])
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "nothing to preload: give 'archives' "
-				      "or 'images'");
+				      "nothing to preload: give 'archives', 'images' or "
+				      "'additional_images'");
 	for (size_t i = 0; archives[i]; i++)
-		if (strchr(archives[i], '/') || !str_is_shell_word(archives[i]))
+		if (strchr(archives[i], '/') || !str_is_shell_word(archives[i]) ||
+		    !str_has_suffix(archives[i], ".tar"))
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "archives: '%s' is not a file name", archives[i]);
+					      "archives: '%s' is not a file name NAME.tar",
+					      archives[i]);
+	if (archives[0]) {
+		if (kubesrc_validate(s, NULL, NULL, err) < 0)
+			return -1;
+		for (size_t i = 0; archives[i]; i++) {
+			if (!made_from_binary(s, archives[i]))
+				continue;
+			_cleanup_free_ char *bin = component_of(archives[i]);
+			_cleanup_free_ char *p = kubesrc_local_find(s, bin);
+			if (!p)
+				return imgf_error_set(
+					err, IMGF_EXIT_FAIL,
+					"local_dir: '%s' has neither '%s' nor the binary '%s' to "
+					"make it from (looked in _output/release-images/%s, "
+					"_output/local/bin/linux/%s, _output/bin, "
+					"_output/dockerized/bin/linux/%s and the directory itself)",
+					imgf_step_str(s, "local_dir", ""), archives[i], bin,
+					arch_of(s), arch_of(s), arch_of(s));
+			const char *v = imgf_step_str(s, "version", "");
+			if (!*v || !str_is_shell_word(v))
+				return imgf_error_set(err, IMGF_EXIT_FAIL,
+						      "version: '%s' is not a Kubernetes version "
+						      "(needed to tag the image made from '%s')",
+						      v, p);
+		}
+	}
 	for (size_t i = 0; refs[i]; i++) {
 		struct imgf_image_ref ref;
 		if (imgf_image_ref_parse(refs[i], &ref, err) < 0)
 			return imgf_error_prefix(err, "images[%zu]", i);
 		imgf_image_ref_release(&ref);
+	}
+	for (size_t i = 0; more[i]; i++) {
+		if (is_path(more[i])) {
+			struct stat st;
+			if (stat(more[i], &st) < 0 || !S_ISREG(st.st_mode))
+				return imgf_error_set(err, IMGF_EXIT_FAIL,
+						      "additional_images: '%s' is not an image tar "
+						      "file",
+						      more[i]);
+			continue;
+		}
+		struct imgf_image_ref ref;
+		if (imgf_image_ref_parse(more[i], &ref, err) < 0)
+			return imgf_error_prefix(err, "additional_images: '%s'", more[i]);
+		bool tagged = ref.tag != NULL;
+		imgf_image_ref_release(&ref);
+		if (!tagged)
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "additional_images: '%s' has no tag; give "
+					      "NAME:TAG or NAME:TAG@sha256:DIGEST, so the image is "
+					      "stored under a name",
+					      more[i]);
 	}
 	const char *ns = imgf_step_str(s, "namespace", "k8s.io");
 	if (!str_is_shell_word(ns))
@@ -117,85 +229,331 @@ static int images_inputs(struct imgf_step *s, struct imgf_error **err)
 {
 	(void)err;
 	_cleanup_strv_ char **archives = imgf_step_strv(s, "archives");
-	const char *src = imgf_step_str(s, "source", "");
-	for (size_t i = 0; archives[i]; i++) {
-		_cleanup_free_ char *url = xasprintf("%s/%s", src, archives[i]);
-		_cleanup_free_ char *ck = xasprintf("%s.sha256", url);
-		imgf_step_add_input(s, archives[i], url, ck, "source", NULL);
-	}
+	if (archives[0])
+		kubesrc_inputs(s, (const char *const *)archives);
 	return 0;
 }
 
-/* Pull every registry reference on the host now, so nothing unverified reaches the target. */
+/* A one-layer tar with `bin` at usr/local/bin/NAME, where upstream's images keep it. */
+static int binary_layer(const char *bin, const char *name, const char *out, struct imgf_error **err)
+{
+	struct imgf_tar *w = imgf_tar_open(out, err);
+	if (!w)
+		return -1;
+	_cleanup_free_ char *dest = xasprintf("usr/local/bin/%s", name);
+	int r = imgf_tar_add_dir(w, "usr", 0755, 0, 0, err);
+	if (r == 0)
+		r = imgf_tar_add_dir(w, "usr/local", 0755, 0, 0, err);
+	if (r == 0)
+		r = imgf_tar_add_dir(w, "usr/local/bin", 0755, 0, 0, err);
+	if (r == 0)
+		r = imgf_tar_add_file(w, bin, dest, 0755, 0, 0, err);
+	if (r == 0)
+		r = imgf_tar_close(w, err);
+	imgf_tar_free(w);
+	if (r < 0)
+		unlink(out);
+	return r;
+}
+
+/* The image config of an image made from a binary. */
+static json_t *made_config(const char *component)
+{
+	_cleanup_free_ char *entry = xasprintf("/usr/local/bin/%s", component);
+	return json_pack("{s:[s],s:[s]}", "Env",
+			 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			 "Entrypoint", entry);
+}
+
+/* The control-plane archives: from the source, or made from a local build's binaries. */
+static int stage_archives(struct imgf_step *s, struct imgf_error **err)
+{
+	_cleanup_strv_ char **archives = imgf_step_strv(s, "archives");
+	if (!archives[0])
+		return 0;
+	char **need = NULL, **may = NULL;
+	for (size_t i = 0; archives[i]; i++) {
+		if (made_from_binary(s, archives[i]))
+			need = strv_push(need, component_of(archives[i]));
+		else if (kubesrc_type_of(s) == KUBESRC_LOCAL)
+			may = strv_push(may, xstrdup(archives[i]));
+		else
+			need = strv_push(need, xstrdup(archives[i]));
+	}
+	json_t *paths = kubesrc_stage(s, (const char *const *)need, (const char *const *)may, err);
+	strv_free(need);
+	strv_free(may);
+	if (!paths)
+		return -1;
+	int r = 0;
+	for (size_t i = 0; archives[i] && r == 0; i++) {
+		const char *tar = json_string_value(json_object_get(paths, archives[i]));
+		if (tar) {
+			json_array_append_new(s->staged, json_pack("{s:s}", "tar", tar));
+			continue;
+		}
+		_cleanup_free_ char *comp = component_of(archives[i]);
+		const char *bin = json_string_value(json_object_get(paths, comp));
+		char *argv[] = {comp, "--version", NULL};
+		r = kubesrc_check_binary(s, bin, argv, imgf_step_str(s, "version", ""), true, err);
+		if (r < 0) {
+			imgf_error_prefix(err, "%s", comp);
+			break;
+		}
+		_cleanup_free_ char *name = made_image_name(s, comp);
+		_cleanup_free_ char *layer =
+			xasprintf("%s/made-%zu-%s-layer.tar", s->build->stage_dir, s->index, comp);
+		r = binary_layer(bin, comp, layer, err);
+		if (r < 0)
+			break;
+		if (!strcmp(comp, "kube-proxy")) {
+			/* Its iptables layer comes from the target, in run(). */
+			json_array_append_new(s->staged,
+					      json_pack("{s:s,s:s,s:s}", "layer", layer, "name",
+							name, "component", comp));
+			continue;
+		}
+		_cleanup_free_ char *tar2 =
+			xasprintf("%s/made-%zu-%s.tar", s->build->stage_dir, s->index, comp);
+		const char *layers[] = {layer, NULL};
+		json_t *cfg = made_config(comp);
+		struct imgf_oci_image img = {
+			.name = name, .arch = arch_of(s), .layers = layers, .config = cfg};
+		_cleanup_free_ char *id = NULL;
+		r = imgf_oci_write(&img, tar2, &id, err);
+		json_decref(cfg);
+		unlink(layer);
+		if (r < 0)
+			break;
+		log_info("%s: made %s from %s (image %s)", s->label, name, bin, id);
+		json_array_append_new(s->staged, json_pack("{s:s,s:s}", "tar", tar2, "name", name));
+	}
+	json_decref(paths);
+	return r;
+}
+
+/* additional_images given as image tars: hashed, recorded, their names read and checked. */
+static int stage_local_tar(struct imgf_step *s, const char *path, struct imgf_error **err)
+{
+	char hex[IMGF_DIGEST_HEX_MAX];
+	char **names = NULL;
+	if (imgf_digest_file(path, IMGF_SHA256, hex, err) < 0 ||
+	    imgf_image_tar_names(path, &names, err) < 0)
+		return imgf_error_prefix(err, "additional_images: '%s'", path);
+	json_t *e = json_pack("{s:s,s:[]}", "tar", path, "names");
+	int r = 0;
+	for (size_t i = 0; names[i] && r == 0; i++) {
+		struct imgf_image_ref ref;
+		if (imgf_image_ref_parse(names[i], &ref, err) < 0) {
+			r = imgf_error_prefix(err, "additional_images: '%s': image name", path);
+			break;
+		}
+		if (!ref.tag)
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "additional_images: '%s' names '%s', which has no tag",
+					   path, names[i]);
+		else
+			json_array_append_new(json_object_get(e, "names"), json_string(ref.full));
+		imgf_image_ref_release(&ref);
+	}
+	if (r == 0 && !names[0])
+		r = imgf_error_set(err, IMGF_EXIT_FAIL,
+				   "additional_images: '%s' names no image (save it with a tag: "
+				   "docker save NAME:TAG, or an OCI layout with "
+				   "io.containerd.image.name)",
+				   path);
+	strv_free(names);
+	if (r < 0) {
+		json_decref(e);
+		return -1;
+	}
+	log_info("%s: %s: local image tar (no upstream checksum), sha256 %s", s->label, path, hex);
+	imgf_build_record_local_input(s->build, path_basename(path), path, hex);
+	json_array_append_new(s->staged, e);
+	return 0;
+}
+
+/* Pull a registry reference on the host, verified blob by blob, through its mirror if any. */
+static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
+		      struct imgf_error **err)
+{
+	struct imgf_image_ref ref;
+	if (imgf_image_ref_parse(refstr, &ref, err) < 0)
+		return -1;
+	_cleanup_free_ char *tar = xasprintf("%s/image-%zu-%zu.tar", s->build->stage_dir, s->index,
+					     json_array_size(s->staged));
+	char digest[72] = "";
+	const char *mirror = json_string_value(json_object_get(mirrors, ref.registry));
+	log_info("%s: pulling '%s' for linux/%s%s%s", s->label, ref.full, arch_of(s),
+		 mirror ? " through " : "", mirror ? mirror : "");
+	int r = imgf_registry_pull_oci(refstr, mirror, arch_of(s), &s->build->fetch, tar, digest,
+				       err);
+	if (r == 0) {
+		/* Stored under NAME:TAG (a pinned digest is checked, not kept in the name). */
+		_cleanup_free_ char *name =
+			ref.tag ? xasprintf("%s/%s:%s", ref.registry, ref.repository, ref.tag)
+				: xstrdup(ref.full);
+		json_array_append_new(s->staged,
+				      json_pack("{s:s,s:[s]}", "tar", tar, "names", name));
+		/* The URL says where the bytes came from; the name is the canonical one. */
+		_cleanup_free_ char *url = mirror ? xasprintf("docker://%s/%s", mirror,
+							      ref.full + strlen(ref.registry) + 1)
+						  : xasprintf("docker://%s", ref.full);
+		imgf_build_record_input(s->build, ref.full, url,
+					str_has_prefix(digest, "sha256:") ? digest + 7 : digest);
+	} else {
+		imgf_error_prefix(err, "pull '%s'", refstr);
+	}
+	imgf_image_ref_release(&ref);
+	return r;
+}
+
+/* Everything but kube-proxy's iptables layer is made on the host now, so nothing unverified
+ * reaches the target. */
 static int images_stage(struct imgf_step *s, struct imgf_error **err)
 {
+	s->staged = json_array();
+	if (stage_archives(s, err) < 0)
+		return -1;
 	_cleanup_strv_ char **refs = imgf_step_strv(s, "images");
+	_cleanup_strv_ char **more = additional(s);
 	json_t *mirrors = mirrors_of(s, err);
 	if (!mirrors)
 		return -1;
-	s->staged = json_array();
-	for (size_t i = 0; refs[i]; i++) {
-		struct imgf_image_ref ref;
-		if (imgf_image_ref_parse(refs[i], &ref, err) < 0) {
-			json_decref(mirrors);
-			return -1;
-		}
-		_cleanup_free_ char *tar =
-			xasprintf("%s/image-%zu-%zu.tar", s->build->stage_dir, s->index, i);
-		char digest[72] = "";
-		const char *mirror = json_string_value(json_object_get(mirrors, ref.registry));
-		log_info("%s: pulling '%s' for linux/%s%s%s", s->label, ref.full, arch_of(s),
-			 mirror ? " through " : "", mirror ? mirror : "");
-		int r = imgf_registry_pull_oci(refs[i], mirror, arch_of(s), &s->build->fetch, tar,
-					       digest, err);
-		if (r == 0) {
-			json_array_append_new(s->staged,
-					      json_pack("{s:s,s:s}", "tar", tar, "name", ref.full));
-			/* The URL says where the bytes came from; the name is the canonical one. */
-			_cleanup_free_ char *url =
-				mirror ? xasprintf("docker://%s/%s", mirror,
-						   ref.full + strlen(ref.registry) + 1)
-				       : xasprintf("docker://%s", ref.full);
-			imgf_build_record_input(s->build, ref.full, url,
-						str_has_prefix(digest, "sha256:") ? digest + 7
-										  : digest);
-		} else {
-			imgf_error_prefix(err, "pull '%s'", refs[i]);
-		}
-		imgf_image_ref_release(&ref);
-		if (r < 0) {
-			json_decref(mirrors);
-			return -1;
-		}
-	}
+	int r = 0;
+	for (size_t i = 0; refs[i] && r == 0; i++)
+		r = stage_pull(s, refs[i], mirrors, err);
+	for (size_t i = 0; more[i] && r == 0; i++)
+		r = is_path(more[i]) ? stage_local_tar(s, more[i], err)
+				     : stage_pull(s, more[i], mirrors, err);
 	json_decref(mirrors);
+	return r;
+}
+
+/*
+ * kube-proxy's second layer, from the target's own packages: xtables (legacy and nft),
+ * conntrack, nft when present, a shell and the tools the wrapper uses, every library they
+ * load (the loader included), the xtables extensions; iptables* named after the wrapper.
+ */
+static const char proxy_script[] =
+	"r=" PROXY_DIR "/root\n"
+	"rm -rf " PROXY_DIR "\n"
+	"mkdir -p $r/usr/sbin $r/usr/bin\n"
+	"P=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+	"bins=\n"
+	"take() {\n"
+	"  p=$(PATH=$P command -v \"$2\") || return 1\n"
+	"  cp -L \"$p\" \"$r/$1/$2\"\n"
+	"  bins=\"$bins $p\"\n"
+	"}\n"
+	"for f in xtables-legacy-multi xtables-nft-multi conntrack; do\n"
+	"  take usr/sbin $f || { echo \"kube-proxy's image needs '$f' from the node's packages "
+	"(iptables, conntrack); the target has none\" >&2; exit 1; }\n"
+	"done\n"
+	"take usr/sbin nft || true\n"
+	"for f in sh grep basename ln; do\n"
+	"  take usr/bin $f || { echo \"kube-proxy's image needs '$f'; the target has none\" >&2; "
+	"exit 1; }\n"
+	"done\n"
+	"ldd $bins | sed -n 's|.*=> \\(/[^ ]*\\) (0x.*|\\1|p; s|^[[:space:]]*\\(/[^ ]*\\) "
+	"(0x.*|\\1|p' |\n"
+	"  sort -u | while read -r lib; do\n"
+	"    mkdir -p \"$r$(dirname \"$lib\")\"\n"
+	"    cp -L \"$lib\" \"$r$lib\"\n"
+	"  done\n"
+	"for d in /usr/lib/*/xtables /usr/lib/xtables /usr/lib64/xtables; do\n"
+	"  [ -d \"$d\" ] || continue\n"
+	"  mkdir -p \"$r$d\"\n"
+	"  cp -RL \"$d/.\" \"$r$d/\"\n"
+	"done\n"
+	"cd $r/usr/sbin\n"
+	"for f in iptables iptables-save iptables-restore ip6tables ip6tables-save "
+	"ip6tables-restore; do\n"
+	"  ln -s xtables-legacy-multi $f-legacy\n"
+	"  ln -s xtables-nft-multi $f-nft\n"
+	"  ln -s iptables-wrapper $f\n"
+	"done\n";
+
+/* Finish kube-proxy's image: its binary layer (staged) and the iptables layer. */
+static int make_proxy_image(struct imgf_step *s, struct imgf_target *t, json_t *e,
+			    struct imgf_error **err)
+{
+	const char *name = json_string_value(json_object_get(e, "name"));
+	const char *layer = json_string_value(json_object_get(e, "layer"));
+	const char *comp = json_string_value(json_object_get(e, "component"));
+	_cleanup_free_ char *wrapper = NULL;
+	size_t wlen = 0;
+	if (imgf_step_data(s, "images/iptables-wrapper", &wrapper, &wlen, err) < 0)
+		return -1;
+	if (imgf_target_sh(t, s->label, proxy_script, NULL, err) < 0 ||
+	    imgf_target_put_data(t, PROXY_DIR "/root/usr/sbin/iptables-wrapper", wrapper, wlen,
+				 0755, err) < 0)
+		return imgf_error_prefix(err, "kube-proxy's iptables layer");
+	_cleanup_free_ char *got = xasprintf("%s/proxy-%zu-got.tar", s->build->stage_dir, s->index);
+	_cleanup_free_ char *layer2 =
+		xasprintf("%s/proxy-%zu-layer.tar", s->build->stage_dir, s->index);
+	_cleanup_free_ char *out =
+		xasprintf("%s/made-%zu-%s.tar", s->build->stage_dir, s->index, comp);
+	int r = t->ops->get_tar(t, PROXY_DIR "/root", got, err);
+	if (r == 0) {
+		struct imgf_tar *w = imgf_tar_open(layer2, err);
+		r = w ? 0 : -1;
+		if (r == 0)
+			r = imgf_tar_add_archive(w, got, 1, "", NULL, err);
+		if (r == 0)
+			r = imgf_tar_close(w, err);
+		imgf_tar_free(w);
+	}
+	unlink(got);
+	char *rm[] = {"rm", "-rf", PROXY_DIR, NULL};
+	if (imgf_target_run(t, s->label, rm, NULL, r == 0 ? err : NULL) < 0 && r == 0)
+		r = -1;
+	_cleanup_free_ char *id = NULL;
+	if (r == 0) {
+		const char *layers[] = {layer, layer2, NULL};
+		json_t *cfg = made_config(comp);
+		struct imgf_oci_image img = {
+			.name = name, .arch = arch_of(s), .layers = layers, .config = cfg};
+		r = imgf_oci_write(&img, out, &id, err);
+		json_decref(cfg);
+	}
+	unlink(layer2);
+	if (r < 0)
+		return imgf_error_prefix(err, "make %s", name);
+	log_info("%s: made %s from %s and the target's iptables (image %s)", s->label, name,
+		 path_basename(layer), id);
+	json_object_set_new(e, "tar", json_string(out));
+	json_object_set_new(e, "names", json_pack("[s]", name));
 	return 0;
 }
 
 static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
 	const char *ns = imgf_step_str(s, "namespace", "k8s.io");
+	size_t i;
+	json_t *e;
+	json_array_foreach(s->staged, i, e)
+	{
+		if (!json_object_get(e, "tar") && make_proxy_image(s, t, e, err) < 0)
+			return -1;
+	}
 	char *path;
 	struct imgf_tar *w = prov_tar_new(s, t, &path, err);
 	if (!w)
 		return -1;
 	int r = 0;
-	size_t n = 0;
-	for (size_t i = 0; i < s->ninputs && r == 0; i++, n++) {
-		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR_REL, n);
-		r = imgf_tar_add_file(w, s->inputs[i].path, dest, 0600, 0, 0, err);
-	}
 	struct strbuf expect = STRBUF_INIT;
-	size_t i;
-	json_t *e;
 	json_array_foreach(s->staged, i, e)
 	{
 		if (r < 0)
 			break;
-		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR_REL, n++);
+		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR_REL, i);
 		r = imgf_tar_add_file(w, json_string_value(json_object_get(e, "tar")), dest, 0600,
 				      0, 0, err);
-		strbuf_addf(&expect, " %s", json_string_value(json_object_get(e, "name")));
+		size_t j;
+		json_t *n;
+		json_array_foreach(json_object_get(e, "names"), j, n)
+			strbuf_addf(&expect, " %s", json_string_value(n));
 	}
 	if (prov_tar_put(w, path, t, r, err) < 0) {
 		strbuf_release(&expect);

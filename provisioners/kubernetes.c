@@ -1,7 +1,9 @@
 /*
  * kubernetes: kubeadm, kubelet and kubectl into /usr/bin from a release tree
- * (SOURCE/NAME with SOURCE/NAME.sha256, as dl.k8s.io lays them out), kubelet.service and
- * its kubeadm drop-in, /etc/kubernetes/manifests; each binary's version is checked.
+ * (SOURCE/NAME with SOURCE/NAME.sha256, as dl.k8s.io lays them out), a server tarball or a
+ * local build (kubesrc.h), kubelet.service and its kubeadm drop-in, /etc/kubernetes/manifests;
+ * each binary's version is checked (a tarball's or local build's on the host too, before the
+ * target exists, when the host can run it).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +11,15 @@
 #include "archive.h"
 #include "common.h"
 #include "error.h"
+#include "kubesrc.h"
 #include "provisioner.h"
 #include "target.h"
 #include "util.h"
 
 static const struct imgf_key kubernetes_keys[] = {
-	{"source", IMGF_KEY_STRING, true},	   /* .../release/vX.Y.Z/bin/linux/ARCH */
-	{"version", IMGF_KEY_STRING, true},	   /* vX.Y.Z */
+	KUBESRC_KEYS,			    /* where from: release (source), tarball or local_dir */
+	{"arch", IMGF_KEY_STRING, false},   /* default the 'arch' variable */
+	{"version", IMGF_KEY_STRING, true}, /* vX.Y.Z */
 	{"binaries", IMGF_KEY_STRING_LIST, false}, /* default kubeadm, kubelet, kubectl */
 	{"enable", IMGF_KEY_BOOL, false},	   /* enable kubelet.service (default true) */
 	{NULL, 0, false},
@@ -46,18 +50,50 @@ static int kubernetes_validate(struct imgf_step *s, struct imgf_error **err)
 					      "'kubelet', 'kubectl')",
 					      bins[i]);
 	}
-	return 0;
+	return kubesrc_validate(s, (const char *const *)bins, NULL, err);
 }
 
 static int kubernetes_inputs(struct imgf_step *s, struct imgf_error **err)
 {
 	(void)err;
-	const char *src = imgf_step_str(s, "source", "");
 	_cleanup_strv_ char **bins = binaries(s);
+	kubesrc_inputs(s, (const char *const *)bins);
+	return 0;
+}
+
+/* The argv that prints a binary's version. */
+static void version_argv(const char *bin, char *argv[5])
+{
+	memset(argv, 0, 5 * sizeof(*argv));
+	argv[0] = (char *)bin;
+	if (!strcmp(bin, "kubeadm")) {
+		argv[1] = "version";
+		argv[2] = "-o";
+		argv[3] = "short";
+	} else if (!strcmp(bin, "kubelet")) {
+		argv[1] = "--version";
+	} else {
+		argv[1] = "version";
+		argv[2] = "--client";
+	}
+}
+
+/* Host paths of the binaries; those not from a release are checked here, before the target. */
+static int kubernetes_stage(struct imgf_step *s, struct imgf_error **err)
+{
+	_cleanup_strv_ char **bins = binaries(s);
+	s->staged = kubesrc_stage(s, (const char *const *)bins, NULL, err);
+	if (!s->staged)
+		return -1;
+	if (kubesrc_type_of(s) == KUBESRC_RELEASE)
+		return 0;
 	for (size_t i = 0; bins[i]; i++) {
-		_cleanup_free_ char *url = xasprintf("%s/%s", src, bins[i]);
-		_cleanup_free_ char *ck = xasprintf("%s.sha256", url);
-		imgf_step_add_input(s, bins[i], url, ck, "source", NULL);
+		char *argv[5];
+		version_argv(bins[i], argv);
+		const char *p = json_string_value(json_object_get(s->staged, bins[i]));
+		if (kubesrc_check_binary(s, p, argv, imgf_step_str(s, "version", ""), false, err) <
+		    0)
+			return imgf_error_prefix(err, "%s", bins[i]);
 	}
 	return 0;
 }
@@ -73,7 +109,8 @@ static int kubernetes_run(struct imgf_step *s, struct imgf_target *t, struct img
 	bool kubelet = false;
 	for (size_t i = 0; bins[i] && r == 0; i++) {
 		_cleanup_free_ char *dest = xasprintf("usr/bin/%s", bins[i]);
-		r = imgf_tar_add_file(w, imgf_step_input(s, bins[i])->path, dest, 0755, 0, 0, err);
+		const char *p = json_string_value(json_object_get(s->staged, bins[i]));
+		r = imgf_tar_add_file(w, p, dest, 0755, 0, 0, err);
 		kubelet = kubelet || !strcmp(bins[i], "kubelet");
 	}
 	if (r == 0)
@@ -95,18 +132,8 @@ static int kubernetes_run(struct imgf_step *s, struct imgf_target *t, struct img
 
 	const char *version = imgf_step_str(s, "version", "");
 	for (size_t i = 0; bins[i]; i++) {
-		char *argv[5] = {NULL};
-		argv[0] = bins[i];
-		if (!strcmp(bins[i], "kubeadm")) {
-			argv[1] = "version";
-			argv[2] = "-o";
-			argv[3] = "short";
-		} else if (!strcmp(bins[i], "kubelet")) {
-			argv[1] = "--version";
-		} else {
-			argv[1] = "version";
-			argv[2] = "--client";
-		}
+		char *argv[5];
+		version_argv(bins[i], argv);
 		if (prov_check_version(s, t, argv, version, err) < 0)
 			return -1;
 	}
@@ -118,5 +145,6 @@ const struct imgf_provisioner_ops imgf_kubernetes_provisioner = {
 	.keys = kubernetes_keys,
 	.validate = kubernetes_validate,
 	.inputs = kubernetes_inputs,
+	.stage = kubernetes_stage,
 	.run = kubernetes_run,
 };

@@ -46,6 +46,16 @@ void imgf_build_record_input(struct imgf_build *b, const char *name, const char 
 	json_object_set_new(b->labels, label, json_string(value));
 }
 
+void imgf_build_record_local_input(struct imgf_build *b, const char *name, const char *path,
+				   const char *sha256)
+{
+	json_array_append_new(b->inputs, json_pack("{s:s,s:s,s:s,s:b}", "name", name, "path", path,
+						   "sha256", sha256, "local", 1));
+	_cleanup_free_ char *label = xasprintf("io.imgforge.input.%s", name);
+	_cleanup_free_ char *value = xasprintf("sha256:%s", sha256);
+	json_object_set_new(b->labels, label, json_string(value));
+}
+
 double imgf_now(void)
 {
 	struct timespec ts;

@@ -53,6 +53,10 @@ double imgf_now(void);
 /* Record an artifact the build used (manifest inputs[] and the image's labels). */
 void imgf_build_record_input(struct imgf_build *b, const char *name, const char *url,
 			     const char *sha256);
+/* Record a local file the build used, which has no upstream checksum: {name, path, sha256,
+ * local: true} in the manifest. */
+void imgf_build_record_local_input(struct imgf_build *b, const char *name, const char *path,
+				   const char *sha256);
 
 /* Validate (and with !opts->validate_only, build) the selected images of a config. */
 int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *opts,

@@ -1132,7 +1132,11 @@ static int write_layout(const char *out_tar, const struct imgf_image_ref *ref,
 			size_t nblobs, struct imgf_error **err)
 {
 	json_t *ann = json_object();
-	json_object_set_new(ann, "io.containerd.image.name", json_string(ref->full));
+	/* NAME:TAG when there is a tag: a pinned digest is verified, not kept in the name. */
+	json_object_set_new(
+		ann, "io.containerd.image.name",
+		ref->tag ? json_sprintf("%s/%s:%s", ref->registry, ref->repository, ref->tag)
+			 : json_string(ref->full));
 	if (ref->tag)
 		json_object_set_new(ann, "org.opencontainers.image.ref.name",
 				    json_string(ref->tag));

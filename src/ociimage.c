@@ -1,0 +1,254 @@
+/*
+ * An OCI image layout tar from layer tars on the host. The layers are referenced
+ * uncompressed (application/vnd.oci.image.layer.v1.tar), so a layer's digest is its diff ID
+ * and each file is read once to hash it and once to copy it into the layout.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "archive.h"
+#include "digest.h"
+#include "error.h"
+#include "ociimage.h"
+#include "util.h"
+
+#define MT_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_CONFIG "application/vnd.oci.image.config.v1+json"
+#define MT_LAYER "application/vnd.oci.image.layer.v1.tar"
+
+char *imgf_oci_created(void)
+{
+	const char *s = getenv("SOURCE_DATE_EPOCH");
+	time_t t = s && *s ? (time_t)strtoll(s, NULL, 10) : 0;
+	struct tm tm;
+	char buf[32];
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return xstrdup(buf);
+}
+
+/* The tag part of a reference "host[:port]/repo:tag" (after the last '/'), or NULL. */
+static const char *ref_tag(const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	const char *colon = strrchr(slash ? slash : name, ':');
+	return colon ? colon + 1 : NULL;
+}
+
+int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char **image_id,
+		   struct imgf_error **err)
+{
+	size_t n = 0;
+	while (img->layers[n])
+		n++;
+	char(*hex)[IMGF_DIGEST_HEX_MAX] = xcalloc(n ? n : 1, sizeof(*hex));
+	json_t *diff_ids = json_array(), *layers = json_array();
+	int ret = -1;
+	struct imgf_tar *t = NULL;
+	_cleanup_free_ char *tmp = NULL, *cfg_json = NULL, *man_json = NULL, *idx_json = NULL;
+	_cleanup_free_ char *created = NULL, *dir = NULL, *cfg_name = NULL, *man_name = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		if (stat(img->layers[i], &st) < 0) {
+			imgf_error_errno(err, errno, "layer '%s'", img->layers[i]);
+			goto out;
+		}
+		if (imgf_digest_file(img->layers[i], IMGF_SHA256, hex[i], err) < 0)
+			goto out;
+		json_array_append_new(diff_ids, json_sprintf("sha256:%s", hex[i]));
+		json_array_append_new(layers,
+				      json_pack("{s:s,s:s,s:I}", "mediaType", MT_LAYER, "digest",
+						json_string_value(json_array_get(diff_ids, i)),
+						"size", (json_int_t)st.st_size));
+	}
+	created = imgf_oci_created();
+	json_t *cfg = json_pack("{s:s,s:s,s:s,s:o,s:{s:s,s:O}}", "created", created, "architecture",
+				img->arch, "os", "linux", "config",
+				img->config ? json_incref(img->config) : json_object(), "rootfs",
+				"type", "layers", "diff_ids", diff_ids);
+	cfg_json = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(cfg);
+	char cfg_hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, cfg_json, strlen(cfg_json), cfg_hex);
+
+	json_t *man = json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:O}", "schemaVersion", 2, "mediaType",
+				MT_MANIFEST, "config", "mediaType", MT_CONFIG, "digest", "", "size",
+				(json_int_t)strlen(cfg_json), "layers", layers);
+	json_object_set_new(json_object_get(man, "config"), "digest",
+			    json_sprintf("sha256:%s", cfg_hex));
+	man_json = json_dumps(man, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(man);
+	char man_hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, man_json, strlen(man_json), man_hex);
+
+	json_t *ann = json_pack("{s:s}", "io.containerd.image.name", img->name);
+	if (ref_tag(img->name))
+		json_object_set_new(ann, "org.opencontainers.image.ref.name",
+				    json_string(ref_tag(img->name)));
+	json_t *idx = json_pack("{s:i,s:s,s:[{s:s,s:s,s:I,s:o}]}", "schemaVersion", 2, "mediaType",
+				MT_INDEX, "manifests", "mediaType", MT_MANIFEST, "digest", "",
+				"size", (json_int_t)strlen(man_json), "annotations", ann);
+	json_object_set_new(json_array_get(json_object_get(idx, "manifests"), 0), "digest",
+			    json_sprintf("sha256:%s", man_hex));
+	idx_json = json_dumps(idx, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(idx);
+
+	dir = path_dirname(out_tar);
+	int fd = make_temp_file(dir, path_basename(out_tar), &tmp, err);
+	if (fd < 0)
+		goto out;
+	close(fd);
+	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
+	cfg_name = xasprintf("blobs/sha256/%s", cfg_hex);
+	man_name = xasprintf("blobs/sha256/%s", man_hex);
+	if (!(t = imgf_tar_open(tmp, err)) ||
+	    imgf_tar_add_data(t, layout, strlen(layout), "oci-layout", 0644, 0, 0, err) < 0 ||
+	    imgf_tar_add_data(t, idx_json, strlen(idx_json), "index.json", 0644, 0, 0, err) < 0 ||
+	    imgf_tar_add_dir(t, "blobs", 0755, 0, 0, err) < 0 ||
+	    imgf_tar_add_dir(t, "blobs/sha256", 0755, 0, 0, err) < 0 ||
+	    imgf_tar_add_data(t, man_json, strlen(man_json), man_name, 0644, 0, 0, err) < 0 ||
+	    imgf_tar_add_data(t, cfg_json, strlen(cfg_json), cfg_name, 0644, 0, 0, err) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = !strcmp(hex[i], hex[j]);
+		_cleanup_free_ char *name = xasprintf("blobs/sha256/%s", hex[i]);
+		if (!dup && imgf_tar_add_file(t, img->layers[i], name, 0644, 0, 0, err) < 0)
+			goto out;
+	}
+	int r = imgf_tar_close(t, err);
+	imgf_tar_free(t);
+	t = NULL;
+	if (r < 0)
+		goto out;
+	if (rename(tmp, out_tar) < 0) {
+		imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, out_tar);
+		goto out;
+	}
+	if (image_id)
+		*image_id = xasprintf("sha256:%s", cfg_hex);
+	ret = 0;
+out:
+	if (t)
+		imgf_tar_free(t);
+	if (ret < 0 && tmp)
+		unlink(tmp);
+	json_decref(diff_ids);
+	json_decref(layers);
+	free(hex);
+	if (ret < 0)
+		imgf_error_prefix(err, "image '%s': write '%s'", img->name, out_tar);
+	return ret;
+}
+
+/* ---- Names in an image tar ---- */
+
+#define INDEX_MAX (4u << 20) /* manifest.json / index.json larger than this are refused */
+
+static void names_from_docker(json_t *root, char ***names)
+{
+	size_t i, j;
+	json_t *m, *tag;
+	json_array_foreach(root, i, m)
+	{
+		json_array_foreach(json_object_get(m, "RepoTags"), j,
+				   tag) if (json_is_string(tag)) *names =
+			strv_push(*names, xstrdup(json_string_value(tag)));
+	}
+}
+
+static void names_from_oci(json_t *root, char ***names)
+{
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(root, "manifests"), i, m)
+	{
+		json_t *ann = json_object_get(m, "annotations");
+		const char *n = json_string_value(json_object_get(ann, "io.containerd.image.name"));
+		const char *r = json_string_value(
+			json_object_get(ann, "org.opencontainers.image.ref.name"));
+		if (!n && r && strchr(r, '/') && strchr(r, ':'))
+			n = r;
+		if (n)
+			*names = strv_push(*names, xstrdup(n));
+	}
+}
+
+int imgf_image_tar_names(const char *tar, char ***names, struct imgf_error **err)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_format_tar(a);
+	archive_read_support_filter_all(a);
+	*names = xcalloc(1, sizeof(**names));
+	int ret = -1, found = 0;
+	if (archive_read_open_filename(a, tar, 64 * 1024) != ARCHIVE_OK) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s", tar,
+			       archive_error_string(a));
+		goto out;
+	}
+	struct archive_entry *e;
+	int r;
+	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+		if (str_has_prefix(name, "./"))
+			name += 2;
+		bool docker = !strcmp(name, "manifest.json"), oci = !strcmp(name, "index.json");
+		if (!docker && !oci)
+			continue;
+		if (archive_entry_size(e) > (la_int64_t)INDEX_MAX) {
+			imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s is over %u bytes",
+				       tar, name, INDEX_MAX);
+			goto out;
+		}
+		size_t len = (size_t)archive_entry_size(e);
+		_cleanup_free_ char *buf = xmalloc(len + 1);
+		if (archive_read_data(a, buf, len) != (la_ssize_t)len) {
+			imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': read %s: %s", tar,
+				       name, archive_error_string(a));
+			goto out;
+		}
+		json_error_t jerr;
+		json_t *root = json_loadb(buf, len, 0, &jerr);
+		if (!root) {
+			imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s: %s", tar, name,
+				       jerr.text);
+			goto out;
+		}
+		if (docker)
+			names_from_docker(root, names);
+		else
+			names_from_oci(root, names);
+		json_decref(root);
+		found++;
+	}
+	if (r != ARCHIVE_EOF) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s", tar,
+			       archive_error_string(a));
+		goto out;
+	}
+	if (!found) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "image tar '%s': neither manifest.json (docker save) nor "
+			       "index.json (OCI layout)",
+			       tar);
+		goto out;
+	}
+	ret = 0;
+out:
+	archive_read_free(a);
+	if (ret < 0) {
+		strv_free(*names);
+		*names = NULL;
+	}
+	return ret;
+}

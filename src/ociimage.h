@@ -1,0 +1,41 @@
+/*
+ * Writing an OCI image layout as a tar (oci-layout, index.json, blobs/sha256/...) from
+ * uncompressed layer tars on the host: for images imgforge makes itself from binaries.
+ * `ctr images import` reads it and names the image from the index's annotations.
+ */
+#ifndef IMGF_OCIIMAGE_H
+#define IMGF_OCIIMAGE_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct imgf_error;
+
+struct imgf_oci_image {
+	const char *name; /* full reference with tag, "registry.k8s.io/kube-proxy:v1.31.2" */
+	const char *arch; /* GOARCH: "amd64", "arm64" */
+	const char *const *layers; /* uncompressed layer tars, bottom first; NULL-terminated */
+	json_t *config;		   /* the image config's "config" object (Env, Entrypoint, ...) */
+};
+
+/*
+ * Write the layout tar to out_tar (atomically: a temp file beside it, renamed). The config's
+ * "created" is SOURCE_DATE_EPOCH when set, else the Unix epoch, so the same layers give the
+ * same image ID. On success *image_id (if not NULL) is the config digest "sha256:HEX".
+ */
+int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char **image_id,
+		   struct imgf_error **err);
+
+/* The RFC 3339 time of SOURCE_DATE_EPOCH, or of 0 when it is unset (newly allocated). */
+char *imgf_oci_created(void);
+
+/*
+ * The image names an image tar carries: a docker-archive's manifest.json RepoTags, or an OCI
+ * layout's index.json io.containerd.image.name annotations (or ref.name when it is a full
+ * reference). *names is a NULL-terminated list (possibly empty); a tar with neither file, or
+ * with unreadable JSON, is an error.
+ */
+int imgf_image_tar_names(const char *tar, char ***names, struct imgf_error **err);
+
+#endif

@@ -1,0 +1,261 @@
+# shellcheck shell=bash
+# The real-Kubernetes end-to-end body shared by t1500 (release binaries) and t1520 (a local
+# build): a kind node image that imgforge builds with the shipped config from the from-source
+# mirror (hack/kube-from-source.sh: real kubeadm, kubelet, kubectl, control-plane images, etcd,
+# CoreDNS, pause, crictl, local-path-provisioner) boots real kind clusters.
+# Only URL, source and image variables are overridden: the mirror's var file, Debian's
+# containerd, runc and CNI plugins from the fixture mirror, the debootstrap base, the output tag.
+#
+# kind runs through tests/lib/kind-docker (this engine refuses --privileged). The default CNI
+# (kindnetd) cannot be built here: the clusters use flannel (tests/fixtures/kube-flannel.yaml)
+# with disableDefaultCNI, and kindnetd's manifest is checked by a server-side dry run. The
+# kindnetd image the build preloads is the fixtures' stand-in (it never runs).
+#
+# Set before sourcing: E2E_WHAT (what a skip names), E2E_BUILD_WHAT (the build test's name
+# suffix), E2E_VARS (an array of more build arguments); optionally define e2e_before_build and
+# e2e_after_create.
+. "$TOP/tests/lib/kube.sh"
+docker_up "$E2E_WHAT"
+fixtures_up "$E2E_WHAT"
+require_cmd go || {
+	test_skip "$E2E_WHAT" "no Go toolchain to build Kubernetes"
+	test_done
+}
+kube_up
+
+T=${TEST_NAME%%-*}
+TAG=imgforge-test/kind-node:$T-$$
+WEB=imgforge-test/web:$T-$$
+C1=imgf-$T-a-$$
+C2=imgf-$T-b-$$
+export IMGFORGE_CACHE_DIR=$TMP/cache
+export KUBECONFIG=$TMP/kubeconfig
+at_exit "kind_cmd delete cluster --name $C1"
+at_exit "kind_cmd delete cluster --name $C2"
+at_exit "docker rmi -f $TAG $WEB"
+k() { "$KUBECTL" "$@"; }
+
+kube_kindnetd_standin || die "could not push the kindnetd stand-in"
+
+# Until the registry is asked for something, its log holds only startup lines.
+registry_pulls() {
+	grep -c 'GET /v2/[^ ]*/manifests/' "$KUBE_DIR/registry.log" || true
+}
+
+# Hooks for the script that sources this: E2E_VARS (more build arguments), e2e_before_build
+# (runs before the build), e2e_after_create (more tests on the first cluster, named $C1).
+declare -F e2e_before_build >/dev/null || e2e_before_build() { :; }
+declare -F e2e_after_create >/dev/null || e2e_after_create() { :; }
+e2e_before_build
+
+test_expect_success "imgforge builds the kind node image$E2E_BUILD_WHAT" '
+	"$IMGF" build --only kind-node --var-file "$KUBE_BUILD_VARS" \
+		--var docker_base_image="$BASE" --var kind_node_image="$TAG" "${E2E_VARS[@]}" \
+		--output-dir "$TMP/output" "$TOP/config/debian-12.json" >"$TMP/build.log" 2>&1 ||
+		{ tail -n 60 "$TMP/build.log"; exit 1; }
+	grep -F "through $KUBE_REG/registry.k8s.io" "$TMP/build.log"
+'
+
+test_expect_success "the node image holds the real binaries at the mirror version" '
+	docker run --rm --entrypoint /bin/sh "$TAG" -c "
+		set -e
+		test \"\$(kubeadm version -o short)\" = $KUBE_VERSION
+		kubelet --version | grep -Fx \"Kubernetes $KUBE_VERSION\"
+		kubectl version --client | grep -F \"Client Version: $KUBE_VERSION\"
+		crictl --version | grep -F ${CRICTL_VERSION#v}
+		grep -q \"restrict_oom_score_adj = false\" /etc/containerd/config.toml
+	" >"$TMP/bins.log" 2>&1 || { cat "$TMP/bins.log"; exit 1; }
+'
+
+# A small web image to load with `kind load docker-image`: Debian's static busybox. (Its wget
+# crashes with -T, so timeouts come from busybox timeout.)
+test_expect_success "a local image to load: busybox httpd" '
+	mkdir -p "$TMP/web/bin" "$TMP/web/www" &&
+	cp /bin/busybox "$TMP/web/bin/busybox" &&
+	ln -s busybox "$TMP/web/bin/sh" &&
+	echo "hello from imgforge" >"$TMP/web/www/index.html" &&
+	tar -C "$TMP/web" -c . | docker import --change "CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]" - "$WEB" >/dev/null
+'
+
+# kind create cluster NAME with N workers, then flannel; waits for every node Ready.
+create_cluster() {
+	local name=$1 workers=$2 t0=$SECONDS
+	kube_kind_config "$workers" >"$TMP/$name.yaml"
+	kind_cmd create cluster --name "$name" --image "$TAG" --config "$TMP/$name.yaml" \
+		--kubeconfig "$KUBECONFIG" --wait 0s >"$TMP/$name-create.log" 2>&1 &&
+		kube_flannel_up "$name" "$KUBECONFIG" >>"$TMP/$name-create.log" 2>&1 ||
+		{ cat "$TMP/$name-create.log"; return 1; }
+	k wait --for=condition=Ready nodes --all --timeout=300s
+	echo "cluster $name: nodes Ready $((SECONDS - t0)) s after kind create cluster"
+}
+
+# Wait until every pod in every namespace is Running (or Succeeded) and Ready.
+all_pods_ready() {
+	local i bad
+	for i in $(seq 1 120); do
+		bad=$(k get pods -A --no-headers -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name,PHASE:.status.phase,READY:.status.conditions[?\(@.type==\"Ready\"\)].status |
+			awk '$3 != "Succeeded" && !($3 == "Running" && $4 == "True")')
+		[ -n "$bad" ] || return 0
+		sleep 2
+	done
+	echo "not ready: $bad"
+	k get pods -A -o wide
+	return 1
+}
+
+pulls_before=$(registry_pulls)
+
+test_expect_success "kind create cluster with the imgforge image: the node is Ready" '
+	create_cluster "$C1" 0
+'
+
+test_expect_success "preloaded images keep canonical names, tagged and pinned in k8s.io" '
+	docker exec "$C1-control-plane" ctr -n k8s.io images ls >"$TMP/images" &&
+	"$KUBE_DIR/release/$KUBE_VERSION/bin/linux/amd64/kubeadm" config images list \
+		--kubernetes-version "$KUBE_VERSION" >"$TMP/want" &&
+	for img in $(cat "$TMP/want") docker.io/kindest/local-path-provisioner:$LOCAL_PATH_TAG \
+		docker.io/kindest/local-path-helper:$LOCAL_PATH_TAG; do
+		grep "^$img " "$TMP/images" | grep -q io.cri-containerd.pinned=pinned ||
+			{ cat "$TMP/images"; echo "missing or unpinned: $img"; exit 1; }
+	done &&
+	! grep -F "$KUBE_REG" "$TMP/images"
+'
+
+test_expect_success "every kube-system pod runs and is Ready (control plane, etcd, CoreDNS, kube-proxy, CNI, storage)" '
+	all_pods_ready &&
+	k get pods -A --no-headers >"$TMP/pods" &&
+	for p in etcd- kube-apiserver- kube-controller-manager- kube-scheduler- kube-proxy- coredns- kube-flannel-ds-; do
+		grep -q "^kube-system  *$p" "$TMP/pods" || { cat "$TMP/pods"; echo "no $p pod"; exit 1; }
+	done &&
+	grep -q "^local-path-storage  *local-path-provisioner-" "$TMP/pods"
+'
+
+e2e_after_create
+
+test_expect_success "a Deployment of an image loaded with kind load docker-image becomes Available" '
+	kind_cmd load docker-image "$WEB" --name "$C1" >"$TMP/load.log" 2>&1 || { cat "$TMP/load.log"; exit 1; }
+	k create deployment web --image="$WEB" --port=8080 &&
+	k patch deployment web -p "{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"web\",\"imagePullPolicy\":\"Never\"}]}}}}" &&
+	k wait --for=condition=Available deployment/web --timeout=180s
+'
+
+test_expect_success "a pod resolves a Service name through CoreDNS and reaches its ClusterIP" '
+	k expose deployment web --port=80 --target-port=8080 &&
+	ip=$(k get service web -o jsonpath="{.spec.clusterIP}") &&
+	k run client --image="$WEB" --image-pull-policy=Never --restart=Never --command -- \
+		/bin/busybox sh -c "sleep 3600" &&
+	k wait --for=condition=Ready pod/client --timeout=120s &&
+	for i in $(seq 1 30); do
+		out=$(k exec client -- /bin/busybox nslookup web.default.svc.cluster.local 2>&1) &&
+			echo "$out" | grep -qF "$ip" && break
+		sleep 2
+	done &&
+	echo "$out" && echo "$out" | grep -qF "$ip" &&
+	k exec client -- /bin/busybox timeout 20 /bin/busybox wget -q -O - "http://web.default.svc.cluster.local/" >"$TMP/page" &&
+	grep -qx "hello from imgforge" "$TMP/page" &&
+	k exec client -- /bin/busybox timeout 20 /bin/busybox wget -q -O - "http://$ip/" | grep -qx "hello from imgforge"
+'
+
+test_expect_success "a PVC binds through the default StorageClass and a pod writes to it" '
+	k apply -f - <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 16Mi
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: writer
+spec:
+  restartPolicy: Never
+  containers:
+    - name: writer
+      image: $WEB
+      imagePullPolicy: Never
+      command: [/bin/busybox, sh, -c, "echo stored > /data/file && /bin/busybox cat /data/file"]
+      volumeMounts:
+        - name: data
+          mountPath: /data
+  volumes:
+    - name: data
+      persistentVolumeClaim:
+        claimName: data
+EOF
+	k wait --for=jsonpath="{.status.phase}"=Bound pvc/data --timeout=180s &&
+	k wait --for=jsonpath="{.status.phase}"=Succeeded pod/writer --timeout=120s &&
+	test "$(k logs writer)" = stored &&
+	test "$(k get pvc data -o jsonpath="{.spec.storageClassName}")" = standard
+'
+
+test_expect_success "kind's default CNI (kindnetd) and storage manifests pass a server-side dry run" '
+	for m in default-cni default-storage; do
+		docker exec "$C1-control-plane" cat /kind/manifests/$m.yaml >"$TMP/$m.yaml" &&
+		k apply --dry-run=server -f "$TMP/$m.yaml" >"$TMP/$m.out" ||
+			{ cat "$TMP/$m.out"; exit 1; }
+		cat "$TMP/$m.out"
+	done
+'
+
+test_expect_success "nothing was pulled: no PullImage in containerd, no manifest asked of the mirror" '
+	docker exec "$C1-control-plane" journalctl -u containerd --no-pager >"$TMP/containerd.log" &&
+	grep -q "starting containerd" "$TMP/containerd.log" &&
+	! grep "PullImage" "$TMP/containerd.log" &&
+	test "$(registry_pulls)" = "$pulls_before"
+'
+
+# The volumes kind gives a cluster's nodes (anonymous ones, for /var: they carry no label).
+node_volumes() {
+	docker ps -aq --filter label=io.x-k8s.kind.cluster="$1" |
+		xargs -r docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}'
+}
+
+test_expect_success "kind delete cluster removes the nodes and their volumes" '
+	kind_cmd get clusters | grep -qx "$C1" &&
+	vols=$(node_volumes "$C1") && test -n "$vols" &&
+	kind_cmd delete cluster --name "$C1" >/dev/null 2>&1 &&
+	test -z "$(docker ps -aq --filter label=io.x-k8s.kind.cluster=$C1)" &&
+	for v in $vols; do ! docker volume inspect "$v" >/dev/null 2>&1 || { echo "left: $v"; exit 1; }; done &&
+	! docker network inspect kind --format "{{range .Containers}}{{.Name}} {{end}}" 2>/dev/null | grep -F "$C1"
+'
+
+test_expect_success "two nodes (kubeadm join): both Ready, a pod on the worker reaches one on the control plane" '
+	create_cluster "$C2" 1 &&
+	all_pods_ready &&
+	kind_cmd load docker-image "$WEB" --name "$C2" >/dev/null 2>&1 &&
+	for n in control-plane worker; do
+		node=$C2-$n
+		k apply -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: on-$n
+spec:
+  nodeName: $node
+  tolerations: [{operator: Exists}]
+  containers:
+    - name: web
+      image: $WEB
+      imagePullPolicy: Never
+EOF
+	done &&
+	k wait --for=condition=Ready pod/on-control-plane pod/on-worker --timeout=180s &&
+	ip=$(k get pod on-control-plane -o jsonpath="{.status.podIP}") &&
+	test "$(k get pod on-worker -o jsonpath="{.spec.nodeName}")" = "$C2-worker" &&
+	k exec on-worker -- /bin/busybox timeout 20 /bin/busybox wget -q -O - "http://$ip:8080/" | grep -qx "hello from imgforge"
+'
+
+test_expect_success "kind delete cluster leaves no container, volume or attached network endpoint" '
+	kind_cmd get clusters | grep -qx "$C2" &&
+	vols=$(node_volumes "$C2") && test "$(echo $vols | wc -w)" -ge 2 &&
+	kind_cmd delete cluster --name "$C2" >/dev/null 2>&1 &&
+	test -z "$(docker ps -aq --filter label=io.x-k8s.kind.cluster=$C2)" &&
+	for v in $vols; do ! docker volume inspect "$v" >/dev/null 2>&1 || { echo "left: $v"; exit 1; }; done &&
+	test -z "$(docker network inspect kind --format "{{range .Containers}}{{.Name}} {{end}}" 2>/dev/null | tr -d " ")"
+'
+
