@@ -80,7 +80,17 @@ static json_t *mirrors_of(struct imgf_step *s, struct imgf_error **err)
 			why = xasprintf("'%s': expected a string \"HOST[:PORT][/PATH]\"", reg);
 			break;
 		}
-		if (!imgf_registry_mirror_valid(json_string_value(v), &why))
+		const char *mv = json_string_value(v);
+		if (str_has_prefix(mv, "file://")) {
+			if (mv[7] != '/' || strstr(mv, "/../") || str_has_suffix(mv, "/..")) {
+				why = xasprintf("'%s': a file:// mirror needs an absolute path "
+						"(an `imgforge mirror` directory's images/REGISTRY)",
+						mv);
+				break;
+			}
+			continue;
+		}
+		if (!imgf_registry_mirror_valid(mv, &why))
 			break;
 	}
 	if (!why)
@@ -380,14 +390,28 @@ static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
 	struct imgf_image_ref ref;
 	if (imgf_image_ref_parse(refstr, &ref, err) < 0)
 		return -1;
-	_cleanup_free_ char *tar = xasprintf("%s/image-%zu-%zu.tar", s->build->stage_dir, s->index,
-					     json_array_size(s->staged));
+	char *tar = xasprintf("%s/image-%zu-%zu.tar", s->build->stage_dir, s->index,
+			      json_array_size(s->staged));
 	char digest[72] = "";
 	const char *mirror = json_string_value(json_object_get(mirrors, ref.registry));
-	log_info("%s: pulling '%s' for linux/%s%s%s", s->label, ref.full, arch_of(s),
-		 mirror ? " through " : "", mirror ? mirror : "");
-	int r = imgf_registry_pull_oci(refstr, mirror, arch_of(s), &s->build->fetch, tar, digest,
-				       err);
+	int r;
+	if (mirror && str_has_prefix(mirror, "file://")) {
+		/* A layout `imgforge mirror` wrote: read in place, every blob checked. */
+		free(tar);
+		tar = xasprintf("%s/%s/%s.tar", mirror + strlen("file://"), ref.repository,
+				ref.tag ? ref.tag : "");
+		log_info("%s: '%s' from the mirror's layout %s", s->label, ref.full, tar);
+		r = imgf_oci_verify(tar, digest, err);
+		if (r == 0 && ref.digest && strcmp(ref.digest, digest))
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "'%s' pins %s, the mirror's layout holds %s", refstr,
+					   ref.digest, digest);
+	} else {
+		log_info("%s: pulling '%s' for linux/%s%s%s", s->label, ref.full, arch_of(s),
+			 mirror ? " through " : "", mirror ? mirror : "");
+		r = imgf_registry_pull_oci(refstr, mirror, arch_of(s), &s->build->fetch, tar,
+					   digest, err);
+	}
 	if (r == 0) {
 		/* Stored under NAME:TAG (a pinned digest is checked, not kept in the name). */
 		_cleanup_free_ char *name =
@@ -405,6 +429,7 @@ static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
 		imgf_error_prefix(err, "pull '%s'", refstr);
 	}
 	imgf_image_ref_release(&ref);
+	free(tar);
 	return r;
 }
 
@@ -619,6 +644,18 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	return r;
 }
 
+static char **images_pulls(struct imgf_step *s, json_t **mirrors, struct imgf_error **err)
+{
+	if (!(*mirrors = mirrors_of(s, err)))
+		return NULL;
+	char **refs = imgf_step_strv(s, "images");
+	_cleanup_strv_ char **more = additional(s);
+	for (size_t i = 0; more[i]; i++)
+		if (!is_path(more[i]))
+			refs = strv_push(refs, xstrdup(more[i]));
+	return refs;
+}
+
 const struct imgf_provisioner_ops imgf_images_provisioner = {
 	.name = "images",
 	.keys = images_keys,
@@ -626,4 +663,5 @@ const struct imgf_provisioner_ops imgf_images_provisioner = {
 	.inputs = images_inputs,
 	.stage = images_stage,
 	.run = images_run,
+	.pulls = images_pulls,
 };

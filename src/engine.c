@@ -11,6 +11,7 @@
 #include "error.h"
 #include "log.h"
 #include "manifest.h"
+#include "mirror.h"
 #include "ova.h"
 #include "provisioner.h"
 #include "strbuf.h"
@@ -494,6 +495,10 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 	}
 	if (opts->validate_only) {
 		r = 0;
+		goto out;
+	}
+	if (opts->mirror_dir) {
+		r = imgf_mirror_builds(c, builds, n, opts->mirror_dir, err);
 		goto out;
 	}
 

@@ -25,6 +25,7 @@ struct imgf_build_opts {
 	bool force;
 	const char *output_dir; /* parent of BUILD_NAME+kube-VERSION, default "output" */
 	bool validate_only;
+	const char *mirror_dir; /* `imgforge mirror`: fetch every input into it, build nothing */
 };
 
 /* One image being built. */

@@ -39,6 +39,7 @@ enum {
 	C_INSPECT = 4,
 	C_UPLOAD = 8,
 	C_LIST = 16,
+	C_MIRROR = 32,
 };
 
 struct option_def {
@@ -50,13 +51,13 @@ struct option_def {
 };
 
 static const struct option_def options[] = {
-	{OPT_ONLY, "only", true, C_BUILD | C_VALIDATE | C_INSPECT,
+	{OPT_ONLY, "only", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
 	 "A,B      build only these images (repeatable)"},
-	{OPT_EXCEPT, "except", true, C_BUILD | C_VALIDATE | C_INSPECT,
+	{OPT_EXCEPT, "except", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
 	 "A,B    build all images but these (repeatable)"},
-	{OPT_VAR, "var", true, C_BUILD | C_VALIDATE | C_INSPECT,
+	{OPT_VAR, "var", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
 	 "K=V       set a variable (highest precedence; repeatable)"},
-	{OPT_VAR_FILE, "var-file", true, C_BUILD | C_VALIDATE | C_INSPECT,
+	{OPT_VAR_FILE, "var-file", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
 	 "F    read variables from a JSON or YAML file (repeatable, later wins)"},
 	{OPT_ON_ERROR, "on-error", true, C_BUILD,
 	 "cleanup|abort  on failure remove the build target (default) or keep it"},
@@ -72,11 +73,11 @@ static const struct option_def options[] = {
 	 "        upload under release/ whatever the version"},
 	{OPT_DRY_RUN, "dry-run", false, C_UPLOAD,
 	 "        say what would be uploaded, upload nothing"},
-	{OPT_JSON, "json", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST,
+	{OPT_JSON, "json", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR,
 	 "           machine-readable output: one JSON event per line"},
-	{OPT_VERBOSE, "verbose", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST,
+	{OPT_VERBOSE, "verbose", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR,
 	 "        more log output"},
-	{OPT_HELP, "help", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST,
+	{OPT_HELP, "help", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR,
 	 "           this help"},
 };
 
@@ -115,6 +116,7 @@ static int cmd_inspect(struct cli *c, unsigned bit);
 static int cmd_version(struct cli *c, unsigned bit);
 static int cmd_image_upload(struct cli *c, unsigned bit);
 static int cmd_image_list(struct cli *c, unsigned bit);
+static int cmd_mirror(struct cli *c, unsigned bit);
 
 static const struct command commands[] = {
 	{"build", cmd_build, C_BUILD,
@@ -136,6 +138,10 @@ static const struct command commands[] = {
 	{"image-list", cmd_image_list, C_LIST,
 	 "imgforge image-list [--key-file F] gs://BUCKET/PREFIX",
 	 "list uploaded images with size, sha256 and URL"},
+	{"mirror", cmd_mirror, C_MIRROR,
+	 "imgforge mirror [--only A,B] [--except C] [--var k=v]... [--var-file F]... CONFIG... "
+	 "DIR",
+	 "fetch and verify every input into DIR and write DIR/vars.json for offline builds"},
 	{"version", cmd_version, 0, "imgforge version", "print the version"},
 };
 
@@ -352,6 +358,25 @@ static int cmd_validate(struct cli *c, unsigned bit)
 	(void)bit;
 	int r = need_configs(c, "validate");
 	return r ? r : run_configs(c, true);
+}
+
+static int cmd_mirror(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	size_t n = strv_len(c->configs);
+	if (n < 2) {
+		fprintf(stderr, "imgforge mirror: give CONFIG... and the mirror DIR (see 'imgforge "
+				"mirror --help')\n");
+		return IMGF_EXIT_USAGE;
+	}
+	/* The last argument is the directory, the rest are configs. */
+	char *dir = c->configs[n - 1];
+	c->configs[n - 1] = NULL;
+	c->build.mirror_dir = dir;
+	int r = run_configs(c, false);
+	c->configs[n - 1] = dir;
+	c->build.mirror_dir = NULL;
+	return r;
 }
 
 static void print_inspect(json_t *doc)

@@ -252,3 +252,87 @@ out:
 	}
 	return ret;
 }
+
+/* ---- Verifying a layout ---- */
+
+int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error **err)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_format_tar(a);
+	int ret = -1;
+	json_t *verified = json_object();
+	json_t *index = NULL;
+	char *buf = xmalloc(1 << 16);
+	if (archive_read_open_filename(a, tar, 64 * 1024) != ARCHIVE_OK) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s", tar,
+			       archive_error_string(a));
+		goto out;
+	}
+	struct archive_entry *e;
+	int r;
+	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+		if (str_has_prefix(name, "./"))
+			name += 2;
+		if (!strcmp(name, "index.json")) {
+			if (archive_entry_size(e) > (la_int64_t)INDEX_MAX) {
+				imgf_error_set(err, IMGF_EXIT_FAIL,
+					       "image tar '%s': index.json is over %u bytes", tar,
+					       INDEX_MAX);
+				goto out;
+			}
+			size_t len = (size_t)archive_entry_size(e);
+			_cleanup_free_ char *text = xmalloc(len + 1);
+			json_error_t jerr;
+			if (archive_read_data(a, text, len) != (la_ssize_t)len ||
+			    !(index = json_loadb(text, len, 0, &jerr))) {
+				imgf_error_set(err, IMGF_EXIT_FAIL,
+					       "image tar '%s': index.json is not JSON", tar);
+				goto out;
+			}
+			continue;
+		}
+		if (!str_has_prefix(name, "blobs/sha256/") ||
+		    archive_entry_filetype(e) != AE_IFREG)
+			continue;
+		const char *want = name + strlen("blobs/sha256/");
+		struct imgf_digest d;
+		imgf_digest_init(&d, IMGF_SHA256);
+		la_ssize_t k;
+		while ((k = archive_read_data(a, buf, 1 << 16)) > 0)
+			imgf_digest_update(&d, buf, (size_t)k);
+		char hex[IMGF_DIGEST_HEX_MAX];
+		imgf_digest_final_hex(&d, hex);
+		imgf_digest_release(&d);
+		if (k < 0 || strcmp(hex, want)) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "image tar '%s': blob %s %s (got sha256 %s)", tar, want,
+				       k < 0 ? "unreadable" : "does not match its digest", hex);
+			goto out;
+		}
+		json_object_set_new(verified, want, json_true());
+	}
+	if (r != ARCHIVE_EOF) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s", tar,
+			       archive_error_string(a));
+		goto out;
+	}
+	json_t *ms = json_object_get(index, "manifests");
+	const char *md = json_string_value(json_object_get(json_array_get(ms, 0), "digest"));
+	if (json_array_size(ms) != 1 || !md || !str_has_prefix(md, "sha256:") ||
+	    !json_object_get(verified, md + 7)) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "image tar '%s': index.json does not name exactly one manifest "
+			       "held in the layout",
+			       tar);
+		goto out;
+	}
+	snprintf(manifest_digest, 72, "%s", md);
+	ret = 0;
+out:
+	free(buf);
+	json_decref(index);
+	json_decref(verified);
+	archive_read_free(a);
+	return ret;
+}

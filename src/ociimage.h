@@ -38,4 +38,11 @@ char *imgf_oci_created(void);
  */
 int imgf_image_tar_names(const char *tar, char ***names, struct imgf_error **err);
 
+/*
+ * Check an OCI layout tar (as imgforge writes them): every blobs/sha256/HEX member hashes to
+ * HEX, index.json names one manifest and that manifest is a verified blob. On success
+ * manifest_digest receives "sha256:HEX".
+ */
+int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error **err);
+
 #endif

@@ -46,6 +46,9 @@ struct imgf_provisioner_ops {
 	int (*inputs)(struct imgf_step *s, struct imgf_error **err);
 	int (*stage)(struct imgf_step *s, struct imgf_error **err);
 	int (*run)(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err);
+	/* Optional: the registry references the step pulls (NULL-terminated, newly allocated)
+	 * and, in *mirrors, the registry_mirrors it pulls them through; for `imgforge mirror`. */
+	char **(*pulls)(struct imgf_step *s, json_t **mirrors, struct imgf_error **err);
 };
 
 const struct imgf_provisioner_ops *imgf_provisioner_find(const char *name);

@@ -1,0 +1,26 @@
+/*
+ * `imgforge mirror`: fetch and verify every input the selected images would use into DIR, and
+ * write DIR/vars.json, a --var-file that points each source variable at DIR, so a build needs
+ * no network:
+ *   DIR/files/HOST/PATH      each download (URL without its scheme), its checksum list beside
+ *                            it where the checksum came from a list
+ *   DIR/images/REGISTRY/REPOSITORY/TAG.tar   each registry image as an OCI layout tar, as the
+ *                            images step would stage it; registry_mirrors points at
+ *                            file://DIR/images/REGISTRY, which the images step reads offline,
+ *                            verifying every blob by digest
+ *   DIR/index.json           what is there (URL or reference -> sha256): a re-run fetches
+ *                            nothing whose file is present and still hashes the same
+ */
+#ifndef IMGF_MIRROR_H
+#define IMGF_MIRROR_H
+
+#include <stddef.h>
+
+struct imgf_build;
+struct imgf_config;
+struct imgf_error;
+
+int imgf_mirror_builds(const struct imgf_config *c, struct imgf_build *builds, size_t n,
+		       const char *dir, struct imgf_error **err);
+
+#endif

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# imgforge mirror (air-gapped builds): every input a kind node build uses (containerd, runc, CNI
+# from the fixture mirror over HTTP; Kubernetes binaries and crictl from the from-source tree;
+# registry images from the loopback registry) is fetched and verified into DIR, with DIR/vars.json
+# pointing every source variable at it. With the upstream servers STOPPED and an empty download
+# cache, a build with that var file succeeds and records the same input digests as a networked
+# build. A second mirror run fetches nothing.
+. "$(dirname "$0")/../lib/harness.sh"
+. "$TOP/tests/lib/kube.sh"
+docker_up "imgforge mirror"
+fixtures_up "imgforge mirror"
+require_cmd go || {
+	test_skip "imgforge mirror" "no Go toolchain to build Kubernetes"
+	test_done
+}
+kube_up
+kube_kindnetd_standin || die "could not push the kindnetd stand-in"
+TAG=imgforge-test/kind-node:t1540-$$
+at_exit "docker rmi -f $TAG"
+M=$TMP/mirror
+
+build() { # OUTPUT-DIR more arguments...
+	local out=$1
+	shift
+	"$IMGF" build --only kind-node --var-file "$KUBE_BUILD_VARS" "$@" \
+		--var docker_base_image="$BASE" --var kind_node_image="$TAG" \
+		--output-dir "$out" "$TOP/config/debian-12.json"
+}
+
+# name sha256 of every input a manifest records, sorted.
+digests() {
+	jq -r '.builds[].inputs[] | "\(.name) \(.sha256)"' "$1"/*/manifest.json | sort
+}
+
+test_expect_success "a networked build, for reference" '
+	IMGFORGE_CACHE_DIR=$TMP/cache-online build "$TMP/online" >"$TMP/online.log" 2>&1 ||
+		{ tail -n 40 "$TMP/online.log"; exit 1; }
+	docker rmi -f "$TAG" >/dev/null
+'
+
+test_expect_success "imgforge mirror fetches and verifies every input into DIR and writes vars.json" '
+	IMGFORGE_CACHE_DIR=$TMP/cache-mirror "$IMGF" mirror --only kind-node \
+		--var-file "$KUBE_BUILD_VARS" "$TOP/config/debian-12.json" "$M" >"$TMP/m1.log" 2>&1 ||
+		{ cat "$TMP/m1.log"; exit 1; }
+	cat "$TMP/m1.log" &&
+	grep -E "mirror: [1-9][0-9]* fetched, 0 already there" "$TMP/m1.log" &&
+	jq -e ".variables.kubernetes_http_source | startswith(\"file://$M/files/\")" "$M/vars.json" &&
+	jq -e ".variables.containerd_url | startswith(\"file://$M/files/127.0.0.1\")" "$M/vars.json" &&
+	jq -r ".variables.registry_mirrors" "$M/vars.json" | jq -e ".\"registry.k8s.io\" == \"file://$M/images/registry.k8s.io\"" &&
+	test -s "$M/files/${KUBE_DIR#/}/release/$KUBE_VERSION/bin/linux/amd64/kubeadm" &&
+	test -s "$M/files/${KUBE_DIR#/}/release/$KUBE_VERSION/bin/linux/amd64/kubeadm.sha256" &&
+	test -s "$M/images/registry.k8s.io/etcd/3.5.15-0.tar"
+'
+
+test_expect_success "a second mirror run fetches nothing" '
+	IMGFORGE_CACHE_DIR=$TMP/cache-mirror2 "$IMGF" mirror --only kind-node \
+		--var-file "$KUBE_BUILD_VARS" "$TOP/config/debian-12.json" "$M" >"$TMP/m2.log" 2>&1 ||
+		{ cat "$TMP/m2.log"; exit 1; }
+	grep -E "mirror: 0 fetched, [1-9][0-9]* already there" "$TMP/m2.log" &&
+	! test -e "$TMP/cache-mirror2/downloads/sha256"
+'
+
+test_expect_success "with every upstream server stopped, the build from the mirror gives the same input digests" '
+	fixtures_stop "$FIX" &&
+	bash "$TOP/hack/kube-mirror-serve.sh" --stop "$KUBE_DIR" &&
+	! curl -fsS -m 5 "http://127.0.0.1:$FIXTURE_HTTP_PORT/" >/dev/null 2>&1 &&
+	! curl -fsS -m 5 "http://$KUBE_REG/v2/" >/dev/null 2>&1 &&
+	IMGFORGE_CACHE_DIR=$TMP/cache-offline build "$TMP/offline" --var-file "$M/vars.json" \
+		>"$TMP/offline.log" 2>&1 || { tail -n 40 "$TMP/offline.log"; exit 1; }
+	grep -F "from the mirror'"'"'s layout $M/images/registry.k8s.io/etcd/3.5.15-0.tar" "$TMP/offline.log" &&
+	digests "$TMP/online" >"$TMP/d-online" && digests "$TMP/offline" >"$TMP/d-offline" &&
+	test "$(wc -l <"$TMP/d-online")" -ge 10 &&
+	diff "$TMP/d-online" "$TMP/d-offline" &&
+	test "$(docker run --rm --entrypoint kubeadm "$TAG" version -o short)" = "$KUBE_VERSION"
+'
+
+test_expect_success "a tampered blob in the mirror is refused, naming the layout and the blob" '
+	cp "$M/images/registry.k8s.io/pause/3.10.tar" "$TMP/pause.orig" &&
+	python3 - "$M/images/registry.k8s.io/pause/3.10.tar" <<PY
+import sys, tarfile, io
+p = sys.argv[1]
+src = tarfile.open(p + "", "r")
+members = [(m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()]
+src.close()
+out = tarfile.open(p, "w")
+for m, data in members:
+    if data is not None and m.name.startswith("blobs/sha256/") and len(data) > 1000:
+        data = data[:-1] + bytes([data[-1] ^ 1])
+    if data is not None:
+        m.size = len(data)
+        out.addfile(m, io.BytesIO(data))
+    else:
+        out.addfile(m)
+out.close()
+PY
+	expect_exit 1 build "$TMP/tampered" --var-file "$M/vars.json" &&
+	expect_err "$M/images/registry.k8s.io/pause/3.10.tar" && expect_err "does not match its digest" &&
+	test -z "$(docker ps -aq --filter label=io.imgforge.build=kind-node)" &&
+	cp "$TMP/pause.orig" "$M/images/registry.k8s.io/pause/3.10.tar"
+'
+
+test_done
