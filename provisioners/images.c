@@ -491,6 +491,7 @@ static const char proxy_script[] =
 	"  mkdir -p \"$r$d\"\n"
 	"  cp -RL \"$d/.\" \"$r$d/\"\n"
 	"done\n"
+	"[ -e $r/bin ] || ln -s usr/bin $r/bin # the wrapper's #!/bin/sh\n"
 	"cd $r/usr/sbin\n"
 	"for f in iptables iptables-save iptables-restore ip6tables ip6tables-save "
 	"ip6tables-restore; do\n"

@@ -97,6 +97,18 @@ test_expect_success "a local binary whose version disagrees with kubernetes_semv
 	no_build_container
 '
 
+test_expect_success "arch=arm64: every Kubernetes input is the arm64 one, and an amd64 local binary is refused" '
+	"$IMGF" inspect --json --only kind-node --var arch=arm64 --var kubernetes_source=tarball \
+		"$TOP/config/debian-12.json" >"$TMP/arm64.json" &&
+	jq -e ".images[0].provisioners[] | select(.type == \"kubernetes\") | .source == \"https://dl.k8s.io/release/$KUBE_VERSION/bin/linux/arm64\" and .tarball == \"https://dl.k8s.io/release/$KUBE_VERSION/kubernetes-server-linux-arm64.tar.gz\"" "$TMP/arm64.json" &&
+	jq -e ".variables.containerd_url.value | endswith(\"linux-arm64.tar.gz\")" "$TMP/arm64.json" &&
+	jq -e ".variables.kubernetes_cni_url.value | contains(\"linux-arm64\")" "$TMP/arm64.json" &&
+	jq -e ".variables.runc_url.value | endswith(\"runc.arm64\")" "$TMP/arm64.json" &&
+	expect_exit 1 build --var kubernetes_source=local --var kubernetes_local_dir="$TMP/local" --var arch=arm64 &&
+	expect_err "$TMP/local/_output/bin/kubeadm'"'"' is built for amd64, expected arm64" &&
+	no_build_container
+'
+
 test_expect_success "a dynamically linked binary is refused for an image made of it alone" '
 	rm -f "$TMP/local/_output/bin/kube-scheduler" &&
 	cp /bin/true "$TMP/local/_output/bin/kube-scheduler" &&
