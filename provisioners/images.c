@@ -83,9 +83,10 @@ static json_t *mirrors_of(struct imgf_step *s, struct imgf_error **err)
 		const char *mv = json_string_value(v);
 		if (str_has_prefix(mv, "file://")) {
 			if (mv[7] != '/' || strstr(mv, "/../") || str_has_suffix(mv, "/..")) {
-				why = xasprintf("'%s': a file:// mirror needs an absolute path "
-						"(an `imgforge mirror` directory's images/REGISTRY)",
-						mv);
+				why = xasprintf(
+					"'%s': a file:// mirror needs an absolute path "
+					"(an `imgforge mirror` directory's images/REGISTRY)",
+					mv);
 				break;
 			}
 			continue;

@@ -24,10 +24,10 @@
 
 struct mirror {
 	const struct imgf_config *config;
-	char *dir;	/* absolute */
-	json_t *index;	/* key (URL or reference) -> sha256 of the mirrored file */
-	json_t *vars;	/* the var file's variables */
-	json_t *regs;	/* registry -> file:// mirror */
+	char *dir;     /* absolute */
+	json_t *index; /* key (URL or reference) -> sha256 of the mirrored file */
+	json_t *vars;  /* the var file's variables */
+	json_t *regs;  /* registry -> file:// mirror */
 	size_t fetched, kept;
 };
 
@@ -62,8 +62,8 @@ static char *mapped_value(const struct mirror *m, const char *value)
 	if (!p)
 		return NULL;
 	const char *start = p;
-	while (start > value && ((start[-1] >= 'a' && start[-1] <= 'z') ||
-				 (start[-1] >= 'A' && start[-1] <= 'Z')))
+	while (start > value &&
+	       ((start[-1] >= 'a' && start[-1] <= 'z') || (start[-1] >= 'A' && start[-1] <= 'Z')))
 		start--;
 	const char *rest = p + 3;
 	while (*rest == '/')
@@ -353,11 +353,11 @@ int imgf_mirror_builds(const struct imgf_config *c, struct imgf_build *builds, s
 		json_decref(doc);
 		r = write_file_atomic(vpath, text, strlen(text), 0644, err);
 		if (r == 0) {
-			log_info("mirror: %zu fetched, %zu already there; use --var-file %s", m.fetched,
-				 m.kept, vpath);
-			imgf_event("mirror", json_pack("{s:s,s:I,s:I}", "vars", vpath, "fetched",
-						       (json_int_t)m.fetched, "kept",
-						       (json_int_t)m.kept),
+			log_info("mirror: %zu fetched, %zu already there; use --var-file %s",
+				 m.fetched, m.kept, vpath);
+			imgf_event("mirror",
+				   json_pack("{s:s,s:I,s:I}", "vars", vpath, "fetched",
+					     (json_int_t)m.fetched, "kept", (json_int_t)m.kept),
 				   NULL);
 		}
 	}

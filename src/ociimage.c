@@ -292,8 +292,7 @@ int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error
 			}
 			continue;
 		}
-		if (!str_has_prefix(name, "blobs/sha256/") ||
-		    archive_entry_filetype(e) != AE_IFREG)
+		if (!str_has_prefix(name, "blobs/sha256/") || archive_entry_filetype(e) != AE_IFREG)
 			continue;
 		const char *want = name + strlen("blobs/sha256/");
 		struct imgf_digest d;
