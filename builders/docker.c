@@ -232,11 +232,24 @@ static int docker_connect(struct docker **out, struct imgf_error **err)
 		d->socket = xstrdup(host + strlen("unix://"));
 		d->base = xstrdup("http://docker");
 	} else if (str_has_prefix(host, "tcp://")) {
+		/* As the docker CLI: any non-empty DOCKER_TLS_VERIFY ("0" too) verifies the
+		 * engine; DOCKER_CERT_PATH alone means TLS with client certificates but no
+		 * verification (the Go client's FromEnv), which is said out loud. */
 		const char *verify = getenv("DOCKER_TLS_VERIFY");
 		const char *certs = getenv("DOCKER_CERT_PATH");
 		bool tls = (verify && *verify) || (certs && *certs);
-		d->verify = verify && *verify && strcmp(verify, "0") != 0;
+		d->verify = verify && *verify;
 		d->base = xasprintf("%s://%s", tls ? "https" : "http", host + strlen("tcp://"));
+		if (!tls)
+			log_warn(
+				"DOCKER_HOST '%s' without TLS: the engine is reached unencrypted "
+				"and unauthenticated (set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH)",
+				host);
+		else if (!d->verify)
+			log_warn("DOCKER_HOST '%s': TLS without verifying the engine's certificate "
+				 "(DOCKER_CERT_PATH is set but DOCKER_TLS_VERIFY is not); set "
+				 "DOCKER_TLS_VERIFY=1 to verify it against '%s/ca.pem'",
+				 host, certs);
 		if (tls) {
 			const char *home = getenv("HOME");
 			_cleanup_free_ char *dir =
