@@ -452,6 +452,19 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 			       fmt ? fmt : "unknown");
 		goto out;
 	}
+	/* The overlay's chain must end at the verified download: a base that names another
+	 * file would pull that host file into the image at commit. */
+	const char *backing = json_string_value(json_object_get(info, "backing-filename"));
+	const char *data_file = json_string_value(json_object_get(
+		json_object_get(json_object_get(info, "format-specific"), "data"), "data-file"));
+	if (backing || data_file) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "base image '%s': the %s names the %s '%s'; a base image must be "
+			       "standalone (qemu-img convert it first)",
+			       url, fmt, backing ? "backing file" : "external data file",
+			       backing ? backing : data_file);
+		goto out;
+	}
 	qt->base_format = xstrdup(fmt);
 	const char *disk_size = cfg_str(b, "disk_size", NULL);
 	long long vsize = (long long)json_integer_value(json_object_get(info, "virtual-size"));
