@@ -822,13 +822,24 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 		return -1;
 	_cleanup_free_ char *console_out = path_join(b->out_dir, "console.log");
 	bool have_console = access(console, F_OK) == 0;
-	if (have_console)
-		rename(console, console_out);
+	if (have_console) {
+		/* The work directory may be on another filesystem than the output. */
+		struct imgf_error *e = NULL;
+		if (move_file(console, console_out, &e) < 0) {
+			have_console = false;
+			if (r == 0) {
+				*err = e;
+				return imgf_error_prefix(err, "keep the console log");
+			}
+			log_warn("%s: keep the console log: %s", b->def->name, e->msg);
+			imgf_error_free(e);
+		}
+	}
 	if (r < 0)
 		return -1;
 	_cleanup_free_ char *image_out = path_join(b->out_dir, file);
-	if (rename(tmp_image, image_out) < 0)
-		return imgf_error_errno(err, errno, "move the image to '%s'", image_out);
+	if (move_file(tmp_image, image_out, err) < 0)
+		return imgf_error_prefix(err, "move the image to the output directory");
 	char hex[IMGF_DIGEST_HEX_MAX];
 	if (sha256_sidecar(image_out, hex, err) < 0)
 		return -1;
