@@ -40,6 +40,16 @@ test_expect_success "a base qcow2 with an external data file is refused, naming 
 	test ! -e "$TMP/out-data" && test "$(work_dirs)" -eq "$before_dirs"
 '
 
+test_expect_success "a failed --force build leaves the previous output as it was" '
+	o=$TMP/out-force/test-qemu-minimal+kube-v1.31.2 &&
+	mkdir -p "$o" && echo old >"$o/old-output" && echo "{}" >"$o/manifest.json" &&
+	WANT=1 build_with "$TMP/backed.qcow2" "$TMP/out-force" --force &&
+	test "$(cat "$o/old-output")" = old && test "$(cat "$o/manifest.json")" = "{}" &&
+	test "$(ls -A "$TMP/out-force")" = test-qemu-minimal+kube-v1.31.2 &&
+	expect_err "names the backing file" &&
+	test "$(work_dirs)" -eq "$before_dirs"
+'
+
 why=
 require_cmd mke2fs || why="mke2fs is not installed"
 [ -n "$why" ] || ls /boot/vmlinuz-* >/dev/null 2>&1 || why="no kernel in /boot for the libguestfs appliance"
