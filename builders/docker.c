@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "error.h"
 #include "log.h"
+#include "registry.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -232,11 +233,24 @@ static int docker_connect(struct docker **out, struct imgf_error **err)
 		d->socket = xstrdup(host + strlen("unix://"));
 		d->base = xstrdup("http://docker");
 	} else if (str_has_prefix(host, "tcp://")) {
+		/* As the docker CLI: any non-empty DOCKER_TLS_VERIFY ("0" too) verifies the
+		 * engine; DOCKER_CERT_PATH alone means TLS with client certificates but no
+		 * verification (the Go client's FromEnv), which is said out loud. */
 		const char *verify = getenv("DOCKER_TLS_VERIFY");
 		const char *certs = getenv("DOCKER_CERT_PATH");
 		bool tls = (verify && *verify) || (certs && *certs);
-		d->verify = verify && *verify && strcmp(verify, "0") != 0;
+		d->verify = verify && *verify;
 		d->base = xasprintf("%s://%s", tls ? "https" : "http", host + strlen("tcp://"));
+		if (!tls)
+			log_warn(
+				"DOCKER_HOST '%s' without TLS: the engine is reached unencrypted "
+				"and unauthenticated (set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH)",
+				host);
+		else if (!d->verify)
+			log_warn("DOCKER_HOST '%s': TLS without verifying the engine's certificate "
+				 "(DOCKER_CERT_PATH is set but DOCKER_TLS_VERIFY is not); set "
+				 "DOCKER_TLS_VERIFY=1 to verify it against '%s/ca.pem'",
+				 host, certs);
 		if (tls) {
 			const char *home = getenv("HOME");
 			_cleanup_free_ char *dir =
@@ -510,6 +524,12 @@ static json_t *cfg_list(struct imgf_build *b, const char *key, const char *def)
 
 static int docker_validate(struct imgf_build *b, struct imgf_error **err)
 {
+	/* The image goes into Engine API paths: it must be a reference (or an image ID, which
+	 * parses as one), nothing that could name another path. */
+	struct imgf_image_ref ref;
+	if (imgf_image_ref_parse(cfg_str(b, "image", ""), &ref, err) < 0)
+		return imgf_error_prefix(err, "image");
+	imgf_image_ref_release(&ref);
 	const char *pull = cfg_str(b, "pull", "missing");
 	if (strcmp(pull, "missing") && strcmp(pull, "always") && strcmp(pull, "never"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
@@ -577,8 +597,9 @@ static int ensure_image(struct docker *d, const char *image, const char *pull, j
 {
 	json_t *info = NULL;
 	long st = 0;
+	_cleanup_free_ char *q = url_escape(image);
 	if (strcmp(pull, "always") != 0) {
-		if (docker_json(d, "GET", NULL, &info, &st, err, "/images/%s/json", image) < 0)
+		if (docker_json(d, "GET", NULL, &info, &st, err, "/images/%s/json", q) < 0)
 			return -1;
 		if (st == 200) {
 			*info_out = info;
@@ -591,7 +612,6 @@ static int ensure_image(struct docker *d, const char *image, const char *pull, j
 					      image);
 	}
 	log_info("pulling base image '%s'", image);
-	_cleanup_free_ char *q = url_escape(image);
 	struct strbuf errs = STRBUF_INIT;
 	struct docker_call c = {.method = "POST",
 				.on_data = pull_progress,
@@ -607,7 +627,7 @@ static int ensure_image(struct docker *d, const char *image, const char *pull, j
 	strbuf_release(&errs);
 	if (r < 0)
 		return -1;
-	if (docker_json(d, "GET", NULL, &info, NULL, err, "/images/%s/json", image) < 0)
+	if (docker_json(d, "GET", NULL, &info, NULL, err, "/images/%s/json", q) < 0)
 		return imgf_error_prefix(err, "pull base image '%s'", image);
 	*info_out = info;
 	return 0;

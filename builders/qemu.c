@@ -174,6 +174,40 @@ static int boot_mode(const struct imgf_build *b)
 	return -1;
 }
 
+/* vMAJOR.MINOR.PATCH with an optional -pre-release or +build suffix (semver): it goes into
+ * the boot check's shell script, so nothing else may. */
+static bool version_valid(const char *v)
+{
+	const char *p = v + (*v == 'v');
+	for (int i = 0; i < 3; i++) {
+		size_t n = strspn(p, "0123456789");
+		if (n == 0 || (i < 2 && p[n] != '.'))
+			return false;
+		p += n + (i < 2);
+	}
+	if (!*p)
+		return true;
+	if ((*p != '-' && *p != '+') || !p[1])
+		return false;
+	for (p++; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-",
+			    *p))
+			return false;
+	return true;
+}
+
+/* The image name goes into the libvirt domain name: a safe set only. */
+static bool name_valid(const char *name)
+{
+	if (!*name || *name == '.' || *name == '-')
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+			    *p))
+			return false;
+	return true;
+}
+
 static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 {
 	if (boot_mode(b) < 0) {
@@ -187,11 +221,16 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "accelerator: '%s': expected auto, kvm or tcg", acc);
 	const char *kv = imgf_build_var(b, "kubernetes_semver");
-	if (kv && !str_is_shell_word(kv))
+	if (kv && !version_valid(kv))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "kubernetes_semver: '%s' is not a version (the boot check "
-				      "compares the binaries' versions with it)",
+				      "kubernetes_semver: '%s' is not a version like v1.31.2 (the "
+				      "boot check compares the binaries' versions with it)",
 				      kv);
+	if (!name_valid(b->def->name))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "name: '%s': the qemu builder names its boot check's VM "
+				      "after the image: expected letters, digits, '.', '_' or '-'",
+				      b->def->name);
 	const char *size = cfg_str(b, "disk_size", NULL);
 	if (size) {
 		char *end;
@@ -452,6 +491,19 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 			       fmt ? fmt : "unknown");
 		goto out;
 	}
+	/* The overlay's chain must end at the verified download: a base that names another
+	 * file would pull that host file into the image at commit. */
+	const char *backing = json_string_value(json_object_get(info, "backing-filename"));
+	const char *data_file = json_string_value(json_object_get(
+		json_object_get(json_object_get(info, "format-specific"), "data"), "data-file"));
+	if (backing || data_file) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "base image '%s': the %s names the %s '%s'; a base image must be "
+			       "standalone (qemu-img convert it first)",
+			       url, fmt, backing ? "backing file" : "external data file",
+			       backing ? backing : data_file);
+		goto out;
+	}
 	qt->base_format = xstrdup(fmt);
 	const char *disk_size = cfg_str(b, "disk_size", NULL);
 	long long vsize = (long long)json_integer_value(json_object_get(info, "virtual-size"));
@@ -633,6 +685,41 @@ static char *tail_lines(const char *path, int n)
 	return r;
 }
 
+/* The boot check's libvirt domain; names and paths are escaped as XML text. */
+static char *domain_xml(bool kvm, const char *name, long memory_mb, long cpus, const char *disk,
+			const char *seed, const char *console)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb, "<domain type='%s'>\n  <name>", kvm ? "kvm" : "qemu");
+	strbuf_add_xml(&sb, name);
+	strbuf_addf(&sb,
+		    "</name>\n"
+		    "  <memory unit='MiB'>%ld</memory>\n"
+		    "  <vcpu>%ld</vcpu>\n"
+		    "  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>\n"
+		    "  <features><acpi/><apic/></features>\n"
+		    "  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>\n"
+		    "  <devices>\n"
+		    "    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+		    "<source file='",
+		    memory_mb, cpus);
+	strbuf_add_xml(&sb, disk);
+	strbuf_addstr(&sb, "'/><target dev='vda' bus='virtio'/></disk>\n"
+			   "    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+			   "<source file='");
+	strbuf_add_xml(&sb, seed);
+	strbuf_addstr(&sb, "'/><target dev='hdc' bus='ide'/><readonly/></disk>\n"
+			   "    <interface type='user'><model type='virtio'/></interface>\n"
+			   "    <serial type='file'><source path='");
+	strbuf_add_xml(&sb, console);
+	strbuf_addstr(&sb, "'/><target port='0'/></serial>\n"
+			   "    <rng model='virtio'><backend model='random'>/dev/urandom</backend>"
+			   "</rng>\n"
+			   "  </devices>\n"
+			   "</domain>\n");
+	return strbuf_detach(&sb, NULL);
+}
+
 static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *image,
 		      const char *console, enum boot_mode mode, struct imgf_error **err)
 {
@@ -662,26 +749,8 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 	}
 	bool kvm = use_kvm(b);
 	_cleanup_free_ char *name = xasprintf("imgforge-boot-%s-%d", b->def->name, (int)getpid());
-	_cleanup_free_ char *xml = xasprintf(
-		"<domain type='%s'>\n"
-		"  <name>%s</name>\n"
-		"  <memory unit='MiB'>%ld</memory>\n"
-		"  <vcpu>%ld</vcpu>\n"
-		"  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>\n"
-		"  <features><acpi/><apic/></features>\n"
-		"  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>\n"
-		"  <devices>\n"
-		"    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-		"<source file='%s'/><target dev='vda' bus='virtio'/></disk>\n"
-		"    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
-		"<source file='%s'/><target dev='hdc' bus='ide'/><readonly/></disk>\n"
-		"    <interface type='user'><model type='virtio'/></interface>\n"
-		"    <serial type='file'><source path='%s'/><target port='0'/></serial>\n"
-		"    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n"
-		"  </devices>\n"
-		"</domain>\n",
-		kvm ? "kvm" : "qemu", name, cfg_int(b, "boot_memory_mb", 2048),
-		cfg_int(b, "boot_cpus", 2), overlay, seed, console);
+	_cleanup_free_ char *xml = domain_xml(kvm, name, cfg_int(b, "boot_memory_mb", 2048),
+					      cfg_int(b, "boot_cpus", 2), overlay, seed, console);
 	log_info("%s: boot check: booting '%s' (%s)", b->def->name, name,
 		 kvm ? "kvm" : "qemu, no KVM: this takes minutes");
 	virDomainPtr dom = virDomainCreateXML(conn, xml, 0);
@@ -809,13 +878,24 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 		return -1;
 	_cleanup_free_ char *console_out = path_join(b->out_dir, "console.log");
 	bool have_console = access(console, F_OK) == 0;
-	if (have_console)
-		rename(console, console_out);
+	if (have_console) {
+		/* The work directory may be on another filesystem than the output. */
+		struct imgf_error *e = NULL;
+		if (move_file(console, console_out, &e) < 0) {
+			have_console = false;
+			if (r == 0) {
+				*err = e;
+				return imgf_error_prefix(err, "keep the console log");
+			}
+			log_warn("%s: keep the console log: %s", b->def->name, e->msg);
+			imgf_error_free(e);
+		}
+	}
 	if (r < 0)
 		return -1;
 	_cleanup_free_ char *image_out = path_join(b->out_dir, file);
-	if (rename(tmp_image, image_out) < 0)
-		return imgf_error_errno(err, errno, "move the image to '%s'", image_out);
+	if (move_file(tmp_image, image_out, err) < 0)
+		return imgf_error_prefix(err, "move the image to the output directory");
 	char hex[IMGF_DIGEST_HEX_MAX];
 	if (sha256_sidecar(image_out, hex, err) < 0)
 		return -1;

@@ -52,8 +52,8 @@ static int cni_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error
 				     plugins[0] ? (const char *const *)plugins : NULL, err);
 	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
-	_cleanup_free_ char *ls = xasprintf("ls %s", dest);
-	return imgf_target_sh(t, s->label, ls, NULL, err);
+	char *ls[] = {"ls", "--", (char *)dest, NULL};
+	return imgf_target_run(t, s->label, ls, NULL, err);
 }
 
 const struct imgf_provisioner_ops imgf_cni_provisioner = {

@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -367,10 +369,24 @@ static void remove_outputs(struct imgf_build *b, struct imgf_artifact *art)
 	}
 }
 
-static int build_one(struct imgf_build *b, json_t *manifest, struct imgf_error **err)
+/*
+ * `path` as it will be named once the output is in place: under final_dir instead of
+ * b->out_dir when --force builds beside an existing output (newly allocated).
+ */
+static char *final_path(const struct imgf_build *b, const char *final_dir, const char *path)
+{
+	size_t n = strlen(b->out_dir);
+	if (final_dir && !strncmp(path, b->out_dir, n) && path[n] == '/')
+		return xasprintf("%s%s", final_dir, path + n);
+	return xstrdup(path);
+}
+
+static int build_one(struct imgf_build *b, const char *final_dir, json_t *manifest,
+		     struct imgf_error **err)
 {
 	struct imgf_target *t = NULL;
 	struct imgf_artifact art = {0};
+	_cleanup_free_ char *artifact_id = NULL;
 	int r = -1;
 	time_t start = time(NULL);
 
@@ -428,10 +444,11 @@ static int build_one(struct imgf_build *b, json_t *manifest, struct imgf_error *
 		}
 	}
 
+	artifact_id = final_path(b, final_dir, art.id ? art.id : "");
 	json_t *entry = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "name", b->def->name, "builder_type",
 				  b->builder->name, "build_time", (json_int_t)start, "artifact_id",
-				  art.id ? art.id : "", "custom_data", custom_data(b->config),
-				  "inputs", json_deep_copy(b->inputs));
+				  artifact_id, "custom_data", custom_data(b->config), "inputs",
+				  json_deep_copy(b->inputs));
 	json_t *files = json_array();
 	for (size_t i = 0; art.files && art.files[i]; i++) {
 		_cleanup_free_ char *p = path_join(b->out_dir, art.files[i]);
@@ -445,11 +462,10 @@ static int build_one(struct imgf_build *b, json_t *manifest, struct imgf_error *
 		json_object_update(entry, art.extra);
 	json_array_append_new(json_object_get(manifest, "builds"), entry);
 	imgf_event("build-done",
-		   json_pack("{s:s,s:s,s:I}", "image", b->def->name, "artifact_id",
-			     art.id ? art.id : "", "seconds", (json_int_t)(time(NULL) - start)),
+		   json_pack("{s:s,s:s,s:I}", "image", b->def->name, "artifact_id", artifact_id,
+			     "seconds", (json_int_t)(time(NULL) - start)),
 		   NULL);
-	log_info("%s: done in %lds: %s", b->def->name, (long)(time(NULL) - start),
-		 art.id ? art.id : "");
+	log_info("%s: done in %lds: %s", b->def->name, (long)(time(NULL) - start), artifact_id);
 	r = 0;
 out:
 	if (t) {
@@ -460,6 +476,39 @@ out:
 	if (r < 0)
 		imgf_error_prefix(err, "image '%s'", b->def->name);
 	return r;
+}
+
+static void remove_old_output(const char *path)
+{
+	struct imgf_error *e = NULL;
+	if (rm_rf(path, &e) < 0)
+		log_warn("the previous output is left in '%s': %s", path, e->msg);
+	imgf_error_free(e);
+}
+
+/*
+ * Put the finished `staging` directory in the place of `out_dir`: exchanged atomically where
+ * the filesystem can, else renamed aside and in. The old output is removed afterwards.
+ */
+static int replace_output(const char *staging, const char *out_dir, struct imgf_error **err)
+{
+	if (renameat2(AT_FDCWD, staging, AT_FDCWD, out_dir, RENAME_EXCHANGE) == 0) {
+		remove_old_output(staging); /* the old output is there now */
+		return 0;
+	}
+	if (errno != EINVAL && errno != ENOSYS)
+		return imgf_error_errno(err, errno, "replace '%s' with '%s'", out_dir, staging);
+	_cleanup_free_ char *old = xasprintf("%s.old", staging);
+	if (rename(out_dir, old) < 0)
+		return imgf_error_errno(err, errno, "move '%s' aside", out_dir);
+	if (rename(staging, out_dir) < 0) {
+		int e = errno;
+		if (rename(old, out_dir) < 0)
+			log_warn("the previous output is now '%s'", old);
+		return imgf_error_errno(err, e, "move '%s' to '%s'", staging, out_dir);
+	}
+	remove_old_output(old);
+	return 0;
 }
 
 int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *opts,
@@ -479,6 +528,7 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 	size_t n = 0;
 	struct imgf_build *builds = xcalloc(c->nimages ? c->nimages : 1, sizeof(*builds));
 	int r = -1;
+	char *staging = NULL; /* with --force over an existing output: where this run builds */
 	for (size_t i = 0; i < c->nimages; i++) {
 		if (!selected(opts, c->images[i].name))
 			continue;
@@ -511,15 +561,29 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 				       out_dir);
 			goto out;
 		}
-		if (rm_rf(out_dir, err) < 0)
+		/* --force builds beside the old output, which is replaced only when every
+		 * image has built: a failed build leaves it as it was. */
+		_cleanup_free_ char *parent = path_dirname(out_dir);
+		staging = xasprintf("%s/.%s.new-XXXXXX", parent, dir_name);
+		if (!mkdtemp(staging)) {
+			imgf_error_errno(err, errno, "create '%s'", staging);
+			free(staging);
+			staging = NULL;
 			goto out;
+		}
+		chmod(staging, 0755);
+		for (size_t i = 0; i < n; i++) {
+			free(builds[i].out_dir);
+			builds[i].out_dir = xstrdup(staging);
+		}
 	}
+	const char *work_dir = staging ? staging : out_dir;
 
 	json_t *manifest = imgf_manifest_new();
 	int failed = 0;
 	for (size_t i = 0; i < n && !imgf_interrupted; i++) {
 		struct imgf_error *e = NULL;
-		if (build_one(&builds[i], manifest, &e) < 0) {
+		if (build_one(&builds[i], staging ? out_dir : NULL, manifest, &e) < 0) {
 			failed++;
 			if (!*err) {
 				*err = e;
@@ -534,8 +598,8 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 	}
 	if (json_array_size(json_object_get(manifest, "builds")) > 0) {
 		struct imgf_error *e = NULL;
-		if (mkdir_p(out_dir, 0755, &e) < 0 ||
-		    imgf_manifest_write(manifest, out_dir, &e) < 0) {
+		if (mkdir_p(work_dir, 0755, &e) < 0 ||
+		    imgf_manifest_write(manifest, work_dir, &e) < 0) {
 			if (!*err)
 				*err = e;
 			else
@@ -546,8 +610,20 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 		}
 	}
 	json_decref(manifest);
+	if (staging && !failed && !imgf_interrupted) {
+		struct imgf_error *e = NULL;
+		if (replace_output(staging, out_dir, &e) < 0) {
+			*err = e;
+			failed++;
+		}
+	}
 	r = failed ? -1 : 0;
 out:
+	if (staging && access(staging, F_OK) == 0) {
+		rm_rf(staging, NULL);
+		log_info("the previous output '%s' is kept as it was", out_dir);
+	}
+	free(staging);
 	for (size_t i = 0; i < n; i++)
 		build_release(&builds[i]);
 	free(builds);

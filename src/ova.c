@@ -490,46 +490,11 @@ static int vmdk_fix_cid(const char *vmdk, const struct ova_spec *s, struct imgf_
 
 /* ---- The descriptor and manifest ---- */
 
-static void xml_add(struct strbuf *sb, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '&':
-			strbuf_addstr(sb, "&amp;");
-			break;
-		case '<':
-			strbuf_addstr(sb, "&lt;");
-			break;
-		case '>':
-			strbuf_addstr(sb, "&gt;");
-			break;
-		case '"':
-			strbuf_addstr(sb, "&quot;");
-			break;
-		case '\'':
-			strbuf_addstr(sb, "&apos;");
-			break;
-		/* Attribute values would have these normalised to spaces. */
-		case '\t':
-			strbuf_addstr(sb, "&#9;");
-			break;
-		case '\n':
-			strbuf_addstr(sb, "&#10;");
-			break;
-		case '\r':
-			strbuf_addstr(sb, "&#13;");
-			break;
-		default:
-			strbuf_addch(sb, *s);
-		}
-	}
-}
-
 /* <tag>text</tag> on a line of its own, text escaped. */
 static void xml_elem(struct strbuf *sb, const char *indent, const char *tag, const char *text)
 {
 	strbuf_addf(sb, "%s<%s>", indent, tag);
-	xml_add(sb, text);
+	strbuf_add_xml(sb, text);
 	strbuf_addf(sb, "</%s>\n", tag);
 }
 
@@ -552,7 +517,7 @@ static void ovf_build(const struct ova_spec *s, struct strbuf *sb)
 			  " xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n");
 
 	strbuf_addstr(sb, "  <References>\n    <File ovf:href=\"");
-	xml_add(sb, s->name);
+	strbuf_add_xml(sb, s->name);
 	strbuf_addf(sb, ".vmdk\" ovf:id=\"file1\" ovf:size=\"%" PRIu64 "\"/>\n  </References>\n",
 		    s->vmdk_size);
 
@@ -568,18 +533,18 @@ static void ovf_build(const struct ova_spec *s, struct strbuf *sb)
 	strbuf_addstr(sb, "  <NetworkSection>\n"
 			  "    <Info>The list of logical networks</Info>\n"
 			  "    <Network ovf:name=\"");
-	xml_add(sb, s->network);
+	strbuf_add_xml(sb, s->network);
 	strbuf_addstr(sb, "\">\n      <Description>The ");
-	xml_add(sb, s->network);
+	strbuf_add_xml(sb, s->network);
 	strbuf_addstr(sb, " network</Description>\n    </Network>\n  </NetworkSection>\n");
 
 	strbuf_addstr(sb, "  <VirtualSystem ovf:id=\"");
-	xml_add(sb, s->name);
+	strbuf_add_xml(sb, s->name);
 	strbuf_addstr(sb, "\">\n    <Info>A virtual machine</Info>\n");
 	xml_elem(sb, "    ", "Name", s->name);
 
 	strbuf_addf(sb, "    <OperatingSystemSection ovf:id=\"%d\" vmw:osType=\"", s->os_id);
-	xml_add(sb, s->os_type);
+	strbuf_add_xml(sb, s->os_type);
 	strbuf_addstr(sb, "\">\n      <Info>The kind of installed guest operating system</Info>\n"
 			  "    </OperatingSystemSection>\n");
 
@@ -633,7 +598,7 @@ static void ovf_build(const struct ova_spec *s, struct strbuf *sb)
 			  "        <rasd:AutomaticAllocation>true</rasd:AutomaticAllocation>\n");
 	xml_elem(sb, "        ", "rasd:Connection", s->network);
 	strbuf_addstr(sb, "        <rasd:Description>VmxNet3 ethernet adapter on &quot;");
-	xml_add(sb, s->network);
+	strbuf_add_xml(sb, s->network);
 	strbuf_addstr(sb, "&quot;</rasd:Description>\n"
 			  "        <rasd:ElementName>Network adapter 1</rasd:ElementName>\n"
 			  "        <rasd:InstanceID>5</rasd:InstanceID>\n"
@@ -648,10 +613,10 @@ static void ovf_build(const struct ova_spec *s, struct strbuf *sb)
 	xml_elem(sb, "      ", "Version", s->props[2].value); /* KUBERNETES_SEMVER */
 	for (size_t i = 0; i < s->nprops; i++) {
 		strbuf_addstr(sb, "      <Property ovf:key=\"");
-		xml_add(sb, s->props[i].key);
+		strbuf_add_xml(sb, s->props[i].key);
 		strbuf_addstr(sb, "\" ovf:type=\"string\" ovf:userConfigurable=\"false\" "
 				  "ovf:value=\"");
-		xml_add(sb, s->props[i].value);
+		strbuf_add_xml(sb, s->props[i].value);
 		strbuf_addstr(sb, "\"/>\n");
 	}
 	strbuf_addstr(sb, "    </ProductSection>\n  </VirtualSystem>\n</Envelope>\n");

@@ -100,3 +100,38 @@ void strbuf_trim_trailing_newline(struct strbuf *sb)
 	while (sb->len && (sb->buf[sb->len - 1] == '\n' || sb->buf[sb->len - 1] == '\r'))
 		sb->buf[--sb->len] = '\0';
 }
+
+void strbuf_add_xml(struct strbuf *sb, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&':
+			strbuf_addstr(sb, "&amp;");
+			break;
+		case '<':
+			strbuf_addstr(sb, "&lt;");
+			break;
+		case '>':
+			strbuf_addstr(sb, "&gt;");
+			break;
+		case '"':
+			strbuf_addstr(sb, "&quot;");
+			break;
+		case '\'':
+			strbuf_addstr(sb, "&apos;");
+			break;
+		/* Attribute values would have these normalised to spaces. */
+		case '\t':
+			strbuf_addstr(sb, "&#9;");
+			break;
+		case '\n':
+			strbuf_addstr(sb, "&#10;");
+			break;
+		case '\r':
+			strbuf_addstr(sb, "&#13;");
+			break;
+		default:
+			strbuf_addch(sb, *s);
+		}
+	}
+}

@@ -30,6 +30,8 @@ void strbuf_addch(struct strbuf *sb, int c);
 __attribute__((format(printf, 2, 3))) void strbuf_addf(struct strbuf *sb, const char *fmt, ...);
 void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap);
 void strbuf_reset(struct strbuf *sb);
+/* Append s escaped for XML text and attribute values (&<>"' and tab, newline, return). */
+void strbuf_add_xml(struct strbuf *sb, const char *s);
 void strbuf_trim_trailing_newline(struct strbuf *sb);
 
 #endif

@@ -312,6 +312,65 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 	return 0;
 }
 
+/* Copy an open file's bytes to another, from the start. */
+static int copy_fd(int in, int out)
+{
+	char buf[1 << 16];
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return -1;
+			}
+			off += w;
+		}
+	}
+}
+
+int move_file(const char *from, const char *to, struct imgf_error **err)
+{
+	if (rename(from, to) == 0)
+		return 0;
+	if (errno != EXDEV)
+		return imgf_error_errno(err, errno, "move '%s' to '%s'", from, to);
+	/* Another filesystem: a copy beside `to`, renamed into place once it is complete. */
+	_cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return imgf_error_errno(err, errno, "open '%s'", from);
+	struct stat st;
+	if (fstat(in, &st) < 0)
+		return imgf_error_errno(err, errno, "stat '%s'", from);
+	_cleanup_free_ char *dir = path_dirname(to);
+	_cleanup_free_ char *tmp = NULL;
+	int out = make_temp_file(dir, path_basename(to), &tmp, err);
+	if (out < 0)
+		return -1;
+	if (copy_fd(in, out) < 0 || fchmod(out, st.st_mode & 07777) < 0 || fsync(out) < 0) {
+		int e = errno;
+		close(out);
+		unlink(tmp);
+		return imgf_error_errno(err, e, "copy '%s' to '%s'", from, to);
+	}
+	if (close(out) < 0 || rename(tmp, to) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return imgf_error_errno(err, e, "copy '%s' to '%s'", from, to);
+	}
+	if (unlink(from) < 0)
+		return imgf_error_errno(err, errno, "remove '%s' after copying it", from);
+	return 0;
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;

@@ -72,6 +72,9 @@ int read_file(const char *path, size_t max, char **out, size_t *len, struct imgf
 /* Write through a temp file in the same directory and rename, so readers never see half. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		      struct imgf_error **err);
+/* rename(), or on another filesystem a copy beside `to` renamed into place, then `from`
+ * removed: `to` is never seen half-written. */
+int move_file(const char *from, const char *to, struct imgf_error **err);
 /* mkstemp in dir with a prefix; returns fd, path in *out. */
 int make_temp_file(const char *dir, const char *prefix, char **out, struct imgf_error **err);
 /* A fresh temp directory under $TMPDIR (or /tmp). */

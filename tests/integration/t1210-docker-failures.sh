@@ -42,6 +42,27 @@ test_expect_success "a failing step fails the build, names the step and removes 
 	test ! -e "$TMP/output/test-failing+kube-v1.31.2"
 '
 
+test_expect_success "--force: a failed build leaves the previous output as it was" '
+	o=$TMP/output-force/test-failing+kube-v1.31.2
+	mkdir -p "$o" && echo old >"$o/old-output"
+	expect_exit 1 "$IMGF" build --force --var docker_base_image="$BASE" \
+		--output-dir "$TMP/output-force" "$F/failing.json" &&
+	expect_err "exited with status 3" &&
+	test "$(cat "$o/old-output")" = old &&
+	test "$(ls -A "$TMP/output-force")" = test-failing+kube-v1.31.2
+'
+
+test_expect_success "--force: a build that succeeds replaces the previous output" '
+	o=$TMP/output-force/test-simple+kube-v1.31.2
+	mkdir -p "$o" && echo old >"$o/old-output"
+	"$IMGF" build --force --var docker_base_image="$BASE" --output-dir "$TMP/output-force" \
+		"$F/simple.json" >"$TMP/force.log" 2>&1 || { cat "$TMP/force.log"; exit 1; }
+	id=$(jq -r ".builds[0].artifact_id" "$o/manifest.json")
+	docker rmi -f "$id" >/dev/null 2>&1
+	test ! -e "$o/old-output" &&
+	test "$(ls -A "$TMP/output-force" | sort | tr "\n" " ")" = "test-failing+kube-v1.31.2 test-simple+kube-v1.31.2 "
+'
+
 test_expect_success "--on-error=abort keeps the container and says where it is" '
 	expect_exit 1 "$IMGF" build --on-error=abort --var docker_base_image="$BASE" \
 		--output-dir "$TMP/output" "$F/failing.json" &&

@@ -55,6 +55,30 @@ test_expect_success "missing client certificates are named before connecting" '
 	expect_err "$TMP/empty/cert.pem"
 '
 
+# The right client certificate beside the other CA: only verification can tell.
+mkdir -p "$TMP/wrong-ca" && cp "$C/cert.pem" "$C/key.pem" "$TMP/wrong-ca/" && cp "$TMP/other/ca.pem" "$TMP/wrong-ca/"
+
+test_expect_success "DOCKER_TLS_VERIFY=0 still verifies, as the docker CLI does" '
+	expect_exit 1 env DOCKER_HOST=tcp://127.0.0.1:$PORT DOCKER_TLS_VERIFY=0 DOCKER_CERT_PATH=$TMP/wrong-ca \
+		"$IMGF" build --var docker_base_image="$BASE" --output-dir "$TMP/output5" "$F/simple.json" &&
+	expect_err "docker engine at" &&
+	test ! -e "$TMP/output5"
+'
+
+test_expect_success "DOCKER_CERT_PATH without DOCKER_TLS_VERIFY runs TLS unverified and says so" '
+	env -u DOCKER_TLS_VERIFY DOCKER_HOST=tcp://127.0.0.1:$PORT DOCKER_CERT_PATH=$TMP/wrong-ca \
+		"$IMGF" build --var docker_base_image="$BASE" --output-dir "$TMP/output6" "$F/simple.json" \
+		>"$TMP/build6.log" 2>&1 || { cat "$TMP/build6.log"; exit 1; }
+	id=$(jq -r ".builds[0].artifact_id" "$TMP/output6/test-simple+kube-v1.31.2/manifest.json")
+	docker rmi -f "$id" >/dev/null 2>&1
+	grep -F "TLS without verifying the engine" "$TMP/build6.log" &&
+	grep -F "DOCKER_TLS_VERIFY=1" "$TMP/build6.log"
+'
+
+test_expect_success "a verified build says nothing about verification" '
+	! grep -F "without verifying" "$TMP/build.log"
+'
+
 test_expect_success "a DOCKER_HOST of an unknown kind is refused with the accepted forms" '
 	expect_exit 1 env DOCKER_HOST=npipe:////./pipe/docker_engine \
 		"$IMGF" build --var docker_base_image="$BASE" --output-dir "$TMP/output4" "$F/simple.json" &&
