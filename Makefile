@@ -63,7 +63,12 @@ $(B)/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h) Makefile $(B)/.f
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(GEN_DATA): $(DATA_FILES) hack/embed.sh
+# The list of data files, so adding or moving one (an old mtime) regenerates data.c.
+$(B)/.datafiles: FORCE
+	@mkdir -p $(B)
+	@echo '$(DATA_FILES)' | cmp -s - $@ || echo '$(DATA_FILES)' > $@
+
+$(GEN_DATA): $(DATA_FILES) hack/embed.sh $(B)/.datafiles
 	@mkdir -p build
 	sh hack/embed.sh $(DATA_FILES) > $@.tmp && mv $@.tmp $@
 
