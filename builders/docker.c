@@ -560,6 +560,10 @@ static int docker_validate(struct imgf_build *b, struct imgf_error **err)
 	if (tag && (!*tag || strchr(tag, ' ') || str_has_suffix(tag, ":")))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "tag: '%s' is not a valid image name",
 				      tag);
+	json_t *squash = json_object_get(b->builder_cfg, "squash");
+	int64_t epoch;
+	if ((!squash || json_is_true(squash)) && imgf_source_date_epoch(&epoch, NULL, err) < 0)
+		return -1; /* before anything is built, not at the end */
 	json_t *labels = json_object_get(b->builder_cfg, "labels");
 	const char *k;
 	json_t *v;
