@@ -794,6 +794,10 @@ static int engine_commit(struct docker_target *dt, json_t *config, const char *t
  * files it leaves there. */
 static const char *const squash_drop[] = {".dockerenv", "dev/console", NULL};
 
+/* containerd's metadata: its pages and times differ between two builds of the same images */
+static const char *const squash_bolt[] = {
+	"var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db", NULL};
+
 static char *env_key(const char *kv)
 {
 	const char *eq = strchr(kv, '=');
@@ -947,7 +951,7 @@ static int export_paused(struct docker_target *dt, const char *path, struct imgf
 static int squash_commit(struct imgf_build *b, struct docker_target *dt, json_t *commit_cfg,
 			 const char *tag, char **id, struct imgf_error **err)
 {
-	struct imgf_squash_opts o = {.drop = squash_drop};
+	struct imgf_squash_opts o = {.drop = squash_drop, .bolt = squash_bolt};
 	const char *from;
 	if (imgf_source_date_epoch(&o.epoch, &from, err) < 0)
 		return -1;
@@ -966,8 +970,9 @@ static int squash_commit(struct imgf_build *b, struct docker_target *dt, json_t 
 		return imgf_error_prefix(err, "squash");
 	imgf_build_phase(b, "squash", imgf_now() - t0);
 	log_info("squashed %s into one layer: %zu files, %.1f MiB, %s (mtimes clamped to %" PRId64
-		 ", %s)",
-		 dt->t.name, l.entries, (double)l.size / (1 << 20), l.diff_id, o.epoch, from);
+		 ", %s; %zu bolt database%s rewritten)",
+		 dt->t.name, l.entries, (double)l.size / (1 << 20), l.diff_id, o.epoch, from,
+		 l.rewritten, l.rewritten == 1 ? "" : "s");
 
 	json_t *cc = squash_config(dt, commit_cfg);
 	json_t *p = dt->base_platform;

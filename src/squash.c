@@ -21,8 +21,10 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "bolt.h"
 #include "digest.h"
 #include "error.h"
+#include "log.h"
 #include "squash.h"
 #include "strbuf.h"
 #include "util.h"
@@ -427,8 +429,57 @@ static int copy_data(struct cursor *c, struct archive *w, const struct member *m
 	return 0;
 }
 
-static int layer_write(struct index *ix, struct cursor *c, struct archive *w, int64_t epoch,
-		       struct imgf_error **err)
+/*
+ * The member's data, rewritten when it is a bolt database in canonical form (*rewritten set)
+ * or, when it cannot be rewritten, as it is.
+ */
+static int bolt_member(struct cursor *c, const struct member *m, int64_t size, int64_t epoch,
+		       struct strbuf *data, bool *rewritten, struct imgf_error **err)
+{
+	*rewritten = false;
+	if (size > IMGF_BOLT_MAX) {
+		log_warn("'%s': %lld bytes, too big to rewrite: the image will not be reproducible",
+			 m->name, (long long)size);
+		return 1;
+	}
+	struct strbuf raw = STRBUF_INIT;
+	strbuf_grow(&raw, (size_t)size);
+	for (;;) {
+		la_ssize_t n = archive_read_data(c->a, raw.buf + raw.len, raw.alloc - raw.len - 1);
+		if (n < 0) {
+			strbuf_release(&raw);
+			return imgf_error_set(err, IMGF_EXIT_FAIL, "read '%s': member '%s': %s",
+					      c->path, m->name, archive_error_string(c->a));
+		}
+		if (n == 0)
+			break;
+		raw.len += (size_t)n;
+		if (raw.len + 1 == raw.alloc)
+			strbuf_grow(&raw, COPY_BUF);
+	}
+	struct imgf_error *e = NULL;
+	if ((int64_t)raw.len != size) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "read '%s': member '%s': %zu bytes, header says %lld", c->path,
+			       m->name, raw.len, (long long)size);
+		strbuf_release(&raw);
+		return -1;
+	}
+	if (imgf_bolt_normalize((const unsigned char *)raw.buf, raw.len, epoch, data, &e) == 0) {
+		*rewritten = true;
+	} else {
+		log_warn("'%s' kept as it is (the image will not be reproducible): %s", m->name,
+			 e->msg);
+		imgf_error_free(e);
+		strbuf_reset(data);
+		strbuf_add(data, raw.buf, raw.len);
+	}
+	strbuf_release(&raw);
+	return 0;
+}
+
+static int layer_write(struct index *ix, struct cursor *c, struct archive *w,
+		       const struct imgf_squash_opts *o, size_t *rewritten, struct imgf_error **err)
 {
 	_cleanup_free_ char *buf = xmalloc(COPY_BUF);
 	for (size_t i = 0; i < ix->n; i++) {
@@ -443,13 +494,30 @@ static int layer_write(struct index *ix, struct cursor *c, struct archive *w, in
 		struct archive_entry *in;
 		if (cursor_seek(c, leader ? root : m, &in, err) < 0)
 			return -1;
-		struct archive_entry *out = layer_entry(m, in, link_to, epoch);
+		bool regular = !link_to && archive_entry_filetype(in) == AE_IFREG;
+		struct strbuf whole = STRBUF_INIT; /* a bolt database, read (and rewritten) whole */
+		bool have_whole = false, bolt_done = false;
+		if (regular && in_list(m->name, o->bolt)) {
+			int br = bolt_member(c, m, archive_entry_size(in), o->epoch, &whole,
+					     &bolt_done, err);
+			if (br < 0)
+				return -1;
+			have_whole = br == 0;
+			*rewritten += bolt_done;
+		}
+		struct archive_entry *out = layer_entry(m, in, link_to, o->epoch);
+		if (have_whole)
+			archive_entry_set_size(out, (la_int64_t)whole.len);
 		int r = archive_write_header(w, out);
 		archive_entry_free(out);
+		if (r == ARCHIVE_OK && have_whole &&
+		    archive_write_data(w, whole.buf, whole.len) != (la_ssize_t)whole.len)
+			r = ARCHIVE_FATAL;
+		strbuf_release(&whole);
 		if (r != ARCHIVE_OK)
 			return imgf_error_set(err, IMGF_EXIT_FAIL, "member '%s': %s", m->name,
 					      archive_error_string(w));
-		if (!link_to && archive_entry_filetype(in) == AE_IFREG &&
+		if (regular && !have_whole &&
 		    copy_data(c, w, m, archive_entry_size(in), buf, err) < 0)
 			return -1;
 		if (archive_write_finish_entry(w) != ARCHIVE_OK)
@@ -497,7 +565,7 @@ int imgf_squash_layer(const char *in_path, const char *out_path, const struct im
 			       archive_error_string(w));
 		goto out;
 	}
-	if (layer_write(&ix, &c, w, o->epoch, err) < 0)
+	if (layer_write(&ix, &c, w, o, &out->rewritten, err) < 0)
 		goto out;
 	if (archive_write_close(w) != ARCHIVE_OK) {
 		imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': %s", out_path,

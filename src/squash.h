@@ -36,6 +36,9 @@ struct imgf_squash_opts {
 	/* Paths ("etc/x", no leading '/') left out of the layer: what the engine adds to every
 	 * container (/.dockerenv) rather than what the build made. NULL-terminated; may be NULL. */
 	const char *const *drop;
+	/* Bolt databases (containerd's meta.db) rewritten by imgf_bolt_normalize with `epoch`;
+	 * one that cannot be is kept as it is, with a warning. NULL-terminated; may be NULL. */
+	const char *const *bolt;
 };
 
 struct imgf_layer {
@@ -43,6 +46,7 @@ struct imgf_layer {
 	uint64_t size;			  /* bytes */
 	size_t entries;			  /* members written */
 	size_t dropped;			  /* whiteouts and `drop` paths left out */
+	size_t rewritten;		  /* `bolt` databases rewritten */
 };
 
 /*
