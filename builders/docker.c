@@ -937,9 +937,12 @@ static int export_paused(struct docker_target *dt, const char *path, struct imgf
 	struct imgf_error *e = NULL;
 	if (docker_json(dt->d, "POST", NULL, NULL, NULL, &e, "/containers/%s/unpause", dt->id) <
 	    0) {
-		if (r == 0)
-			return imgf_error_prefix(&e, "unpause"), *err = e, -1;
-		imgf_error_free(e);
+		if (r < 0) { /* the export's error is the one to report */
+			imgf_error_free(e);
+			return -1;
+		}
+		*err = e;
+		return imgf_error_prefix(err, "unpause");
 	}
 	return r;
 }

@@ -14,8 +14,9 @@
 struct imgf_error;
 struct strbuf;
 
-/* The largest database rewritten (it is held in memory twice). */
-#define IMGF_BOLT_MAX (64u << 20)
+/* The largest database rewritten (it is held in memory two or three times); containerd's
+ * for a kind node with its preloaded images is a few hundred KiB. */
+#define IMGF_BOLT_MAX (16u << 20)
 
 /*
  * Rewrite the database in `in` into `out` (reset first). Errors say what is malformed and
