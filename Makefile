@@ -6,6 +6,8 @@ DESTDIR ?=
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0)
+# imgforge's commit time: the SOURCE_DATE_EPOCH of images when the variable is not set.
+SOURCE_DATE := $(or $(shell git log -1 --format=%ct 2>/dev/null),0)
 
 PKGS := libcurl jansson yaml-0.1 libarchive libcrypto libguestfs libvirt
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
@@ -13,6 +15,7 @@ PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -iquote src -iquote . $(PKG_CFLAGS) -DIMGF_VERSION='"$(VERSION)"' \
+	-DIMGF_SOURCE_DATE=$(SOURCE_DATE) \
 	-Wall -Wextra -include src/banned.h $(CFLAGS)
 ALL_LDFLAGS := $(LDFLAGS)
 LIBS := $(PKG_LIBS) -lpthread

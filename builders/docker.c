@@ -3,6 +3,7 @@
  * libcurl (unix socket, or tcp:// with TLS client certificates), committed into an image.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "error.h"
 #include "log.h"
 #include "registry.h"
+#include "squash.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -40,7 +42,8 @@ struct docker_target {
 	struct docker *d;
 	char *id;
 	char *name;
-	json_t *base_config; /* the base image's Config, for defaults at commit */
+	json_t *base_config;   /* the base image's Config, for defaults at commit */
+	json_t *base_platform; /* {Architecture, Os, Variant} of the base, for a squashed image */
 };
 
 /* ---- HTTP ------------------------------------------------------------------------------- */
@@ -54,6 +57,10 @@ struct docker_call {
 	/* Streamed reply: called for every chunk; NULL = collect into reply. */
 	size_t (*on_data)(void *opaque, const char *data, size_t len);
 	void *opaque;
+	/* Streamed body of unknown length (sent chunked) when set: returns the bytes put in
+	 * buf, 0 at the end, CURL_READFUNC_ABORT on error. */
+	size_t (*on_read)(void *opaque, char *buf, size_t len);
+	void *read_opaque;
 	bool interruptible; /* abort when SIGINT/SIGTERM arrives */
 	bool unversioned;   /* /version is asked before the API version is known */
 	long status;
@@ -68,6 +75,12 @@ static size_t collect_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 		return c->on_data(c->opaque, ptr, n);
 	strbuf_add(&c->reply, ptr, n);
 	return c->reply.overflow ? 0 : n;
+}
+
+static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
+{
+	struct docker_call *c = ud;
+	return c->on_read(c->read_opaque, buf, size * nmemb);
 }
 
 static int progress_cb(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
@@ -148,6 +161,13 @@ static int docker_do(struct docker *d, struct docker_call *c, struct imgf_error 
 		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(h, CURLOPT_READDATA, c->upload);
 		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, c->upload_size);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+	} else if (c->on_read) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/x-tar");
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(h, CURLOPT_READDATA, c);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)-1);
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
 	} else if (!strcmp(c->method, "POST")) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
@@ -503,6 +523,7 @@ static const struct imgf_key docker_keys[] = {
 	{"cap_add", IMGF_KEY_STRING_LIST, false},
 	{"security_opt", IMGF_KEY_STRING_LIST, false},
 	{"network", IMGF_KEY_STRING, false},
+	{"squash", IMGF_KEY_BOOL, false}, /* one reproducible layer (default true) */
 	{NULL, 0, false},
 };
 
@@ -539,6 +560,10 @@ static int docker_validate(struct imgf_build *b, struct imgf_error **err)
 	if (tag && (!*tag || strchr(tag, ' ') || str_has_suffix(tag, ":")))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "tag: '%s' is not a valid image name",
 				      tag);
+	json_t *squash = json_object_get(b->builder_cfg, "squash");
+	int64_t epoch;
+	if ((!squash || json_is_true(squash)) && imgf_source_date_epoch(&epoch, NULL, err) < 0)
+		return -1; /* before anything is built, not at the end */
 	json_t *labels = json_object_get(b->builder_cfg, "labels");
 	const char *k;
 	json_t *v;
@@ -686,6 +711,9 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct
 	dt->t.priv = dt;
 	dt->t.name = xasprintf("container '%s'", name);
 	dt->base_config = json_incref(json_object_get(base, "Config"));
+	dt->base_platform = json_pack(
+		"{s:O?,s:O?,s:O?}", "Architecture", json_object_get(base, "Architecture"), "Os",
+		json_object_get(base, "Os"), "Variant", json_object_get(base, "Variant"));
 	json_decref(base);
 	json_decref(created);
 	*out = &dt->t;
@@ -698,10 +726,10 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct
 	return 0;
 }
 
-static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_artifact *out,
-			 struct imgf_error **err)
+/* The image's config as the commit API takes it: what the image definition sets, with the
+ * base image's entrypoint and cmd where it sets neither. */
+static json_t *commit_config(struct imgf_build *b, struct docker_target *dt)
 {
-	struct docker_target *dt = (struct docker_target *)t;
 	json_t *labels = json_deep_copy(b->labels);
 	json_t *user_labels = json_object_get(b->builder_cfg, "labels");
 	if (user_labels)
@@ -725,11 +753,23 @@ static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct img
 				    json_string(cfg_str(b, "stop_signal", NULL)));
 	if (cfg_str(b, "workdir", NULL))
 		json_object_set_new(config, "WorkingDir", json_string(cfg_str(b, "workdir", NULL)));
+	return config;
+}
 
+/* "repo:tag" with the tag spelled out, as an image archive's RepoTags wants it. */
+static char *full_tag(const char *tag)
+{
+	_cleanup_free_ char *repo = NULL, *tg = NULL;
+	split_tag(tag, &repo, &tg);
+	return xasprintf("%s:%s", repo, tg);
+}
+
+static int engine_commit(struct docker_target *dt, json_t *config, const char *tag, char **id,
+			 struct imgf_error **err)
+{
 	struct strbuf q = STRBUF_INIT;
 	_cleanup_free_ char *author = url_escape("imgforge " IMGF_VERSION);
 	strbuf_addf(&q, "/commit?container=%s&pause=true&author=%s", dt->id, author);
-	const char *tag = cfg_str(b, "tag", NULL);
 	if (tag) {
 		_cleanup_free_ char *repo = NULL, *tg = NULL;
 		split_tag(tag, &repo, &tg);
@@ -738,15 +778,249 @@ static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct img
 		strbuf_addf(&q, "&repo=%s&tag=%s", er, et);
 	}
 	json_t *reply = NULL;
-	int r = docker_json(dt->d, "POST", config, &reply, NULL, err, "%s", q.buf);
+	int r = docker_json(dt->d, "POST", json_incref(config), &reply, NULL, err, "%s", q.buf);
 	strbuf_release(&q);
+	if (r < 0)
+		return -1;
+	*id = xstrdup(json_string_value(json_object_get(reply, "Id")) ?: "");
+	json_decref(reply);
+	return 0;
+}
+
+/* ---- the squashed image ----------------------------------------------------------------- */
+
+/* What the engine adds to every container (its init layer), not what the build made; the
+ * engine mounts its own /etc/hosts, /etc/hostname and /etc/resolv.conf over the (empty)
+ * files it leaves there. */
+static const char *const squash_drop[] = {".dockerenv", "dev/console", NULL};
+
+/* containerd's metadata: its pages and times differ between two builds of the same images */
+static const char *const squash_bolt[] = {
+	"var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db", NULL};
+
+static char *env_key(const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	return eq ? xstrndup(kv, (size_t)(eq - kv)) : xstrdup(kv);
+}
+
+static bool env_has(json_t *env, const char *key)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(env, i, v)
+	{
+		_cleanup_free_ char *k = env_key(json_string_value(v) ?: "");
+		if (!strcmp(k, key))
+			return true;
+	}
+	return false;
+}
+
+static void env_merge(json_t *env, const char *kv)
+{
+	_cleanup_free_ char *k = env_key(kv);
+	if (!env_has(env, k))
+		json_array_append_new(env, json_string(kv));
+}
+
+/*
+ * The commit API merges the build container's config into the image's; a squashed image is
+ * written whole, so do the same here: the environment (the image definition's, then PATH
+ * and the base image's other variables), and the base image's user, ports, volumes,
+ * healthcheck and stop signal where the definition sets none.
+ */
+static json_t *squash_config(struct docker_target *dt, json_t *commit_cfg)
+{
+	json_t *c = json_deep_copy(commit_cfg);
+	json_t *env = json_object_get(c, "Env");
+	env_merge(env, DEFAULT_PATH);
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(dt->base_config, "Env"), i, v)
+	{
+		if (json_is_string(v))
+			env_merge(env, json_string_value(v));
+	}
+	static const char *const inherited[] = {"User",	       "ExposedPorts", "Volumes",
+						"Healthcheck", "StopSignal",   "OnBuild"};
+	for (size_t k = 0; k < ARRAY_SIZE(inherited); k++) {
+		json_t *own = json_object_get(c, inherited[k]);
+		json_t *base = json_object_get(dt->base_config, inherited[k]);
+		if ((!own || json_is_null(own)) && base && !json_is_null(base))
+			json_object_set(c, inherited[k], base);
+	}
+	if (json_array_size(json_object_get(c, "Entrypoint")) == 0)
+		json_object_set_new(c, "Entrypoint", json_null());
+	return c;
+}
+
+static int export_container(struct docker_target *dt, const char *path, struct imgf_error **err)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return imgf_error_errno(err, errno, "create '%s'", path);
+	struct docker_call c = {
+		.method = "GET",
+		.on_data = file_sink,
+		.opaque = f,
+		.interruptible = true,
+		.reply = STRBUF_INIT,
+	};
+	c.path = xasprintf("/containers/%s/export", dt->id);
+	int r = docker_do(dt->d, &c, err);
+	if (r == 0 && c.status >= 300)
+		r = imgf_error_set(err, IMGF_EXIT_FAIL, "export: docker engine answered %ld",
+				   c.status);
+	if (fclose(f) != 0 && r == 0)
+		r = imgf_error_errno(err, errno, "write '%s'", path);
+	call_release(&c);
+	if (r < 0)
+		imgf_error_prefix(err, "export to '%s'", path);
+	return r;
+}
+
+struct load_source {
+	struct imgf_image_archive *ia;
+	struct imgf_error *err;
+};
+
+static size_t load_read(void *opaque, char *buf, size_t len)
+{
+	struct load_source *ls = opaque;
+	ssize_t n = imgf_image_archive_read(ls->ia, buf, len, &ls->err);
+	return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
+}
+
+static int load_image(struct docker *d, const char *config_json, const char *layer, const char *tag,
+		      struct imgf_error **err)
+{
+	_cleanup_free_ char *rt = tag ? full_tag(tag) : NULL;
+	struct load_source ls = {.ia = imgf_image_archive_open(config_json, layer, rt, err)};
+	if (!ls.ia)
+		return -1;
+	struct strbuf errs = STRBUF_INIT;
+	struct docker_call c = {
+		.method = "POST",
+		.on_read = load_read,
+		.read_opaque = &ls,
+		.on_data = pull_progress,
+		.opaque = &errs,
+		.interruptible = true,
+		.reply = STRBUF_INIT,
+	};
+	c.path = xstrdup("/images/load?quiet=1");
+	struct imgf_error *call_err = NULL;
+	int r = docker_do(d, &c, &call_err);
+	if (ls.err) { /* the archive's own error says more than curl's "aborted" */
+		imgf_error_free(call_err);
+		*err = ls.err;
+		r = -1;
+	} else if (r < 0) {
+		*err = call_err;
+	} else if (c.status >= 300 || errs.len) {
+		r = imgf_error_set(err, IMGF_EXIT_FAIL, "docker engine answered %ld: %s", c.status,
+				   errs.len ? errs.buf : "no message");
+	}
+	call_release(&c);
+	strbuf_release(&errs);
+	imgf_image_archive_free(ls.ia);
+	return r < 0 ? imgf_error_prefix(err, "load image") : 0;
+}
+
+/* Pause the container (as the commit API does) while its filesystem is exported. */
+static int export_paused(struct docker_target *dt, const char *path, struct imgf_error **err)
+{
+	if (docker_json(dt->d, "POST", NULL, NULL, NULL, err, "/containers/%s/pause", dt->id) < 0)
+		return -1;
+	int r = export_container(dt, path, err);
+	struct imgf_error *e = NULL;
+	if (docker_json(dt->d, "POST", NULL, NULL, NULL, &e, "/containers/%s/unpause", dt->id) <
+	    0) {
+		if (r < 0) { /* the export's error is the one to report */
+			imgf_error_free(e);
+			return -1;
+		}
+		*err = e;
+		return imgf_error_prefix(err, "unpause");
+	}
+	return r;
+}
+
+/*
+ * The container's filesystem exported, rewritten as one reproducible layer and loaded with
+ * a config of its own (created at SOURCE_DATE_EPOCH): the same build gives the same ID.
+ */
+static int squash_commit(struct imgf_build *b, struct docker_target *dt, json_t *commit_cfg,
+			 const char *tag, char **id, struct imgf_error **err)
+{
+	struct imgf_squash_opts o = {.drop = squash_drop, .bolt = squash_bolt};
+	const char *from;
+	if (imgf_source_date_epoch(&o.epoch, &from, err) < 0)
+		return -1;
+	_cleanup_free_ char *exp = imgf_target_stage_path(&dt->t, "export");
+	_cleanup_free_ char *layer = imgf_target_stage_path(&dt->t, "layer");
+	struct imgf_layer l;
+	double t0 = imgf_now();
+	int r = export_paused(dt, exp, err);
+	if (r == 0) {
+		imgf_build_phase(b, "export", imgf_now() - t0);
+		t0 = imgf_now();
+		r = imgf_squash_layer(exp, layer, &o, &l, err);
+	}
+	unlink(exp);
+	if (r < 0)
+		return imgf_error_prefix(err, "squash");
+	imgf_build_phase(b, "squash", imgf_now() - t0);
+	log_info("squashed %s into one layer: %zu files, %.1f MiB, %s (mtimes clamped to %" PRId64
+		 ", %s; %zu bolt database%s rewritten)",
+		 dt->t.name, l.entries, (double)l.size / (1 << 20), l.diff_id, o.epoch, from,
+		 l.rewritten, l.rewritten == 1 ? "" : "s");
+
+	json_t *cc = squash_config(dt, commit_cfg);
+	json_t *p = dt->base_platform;
+	char want[IMGF_DIGEST_ID_MAX];
+	_cleanup_free_ char *author = xasprintf("imgforge " IMGF_VERSION);
+	_cleanup_free_ char *config = imgf_image_config(
+		cc, json_string_value(json_object_get(p, "Architecture")) ?: "amd64",
+		json_string_value(json_object_get(p, "Variant")),
+		json_string_value(json_object_get(p, "Os")) ?: "linux", o.epoch, author, l.diff_id,
+		want);
+	json_decref(cc);
+	t0 = imgf_now();
+	r = load_image(dt->d, config, layer, tag, err);
+	unlink(layer);
+	if (r < 0)
+		return -1;
+	imgf_build_phase(b, "load", imgf_now() - t0);
+	long st = 0;
+	if (docker_json(dt->d, "GET", NULL, NULL, &st, err, "/images/%s/json", want) < 0)
+		return -1;
+	if (st != 200)
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"load image: the engine answered %ld for the loaded image '%s'", st, want);
+	*id = xstrdup(want);
+	return 0;
+}
+
+static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_artifact *out,
+			 struct imgf_error **err)
+{
+	struct docker_target *dt = (struct docker_target *)t;
+	json_t *config = commit_config(b, dt);
+	const char *tag = cfg_str(b, "tag", NULL);
+	json_t *squash = json_object_get(b->builder_cfg, "squash");
+	_cleanup_free_ char *id = NULL;
+	int r = squash && !json_is_true(squash) ? engine_commit(dt, config, tag, &id, err)
+						: squash_commit(b, dt, config, tag, &id, err);
+	json_decref(config);
 	if (r < 0)
 		return imgf_error_prefix(err, "commit %s", t->name);
 	out->builder_type = xstrdup("docker");
-	out->id = xstrdup(json_string_value(json_object_get(reply, "Id")) ?: "");
+	out->id = STEAL_POINTER(&id);
 	out->files = xcalloc(1, sizeof(char *));
 	out->extra = json_pack("{s:s?}", "image", tag);
-	json_decref(reply);
 	log_info("committed %s as %s%s%s", t->name, out->id, tag ? " " : "", tag ? tag : "");
 	return 0;
 }
@@ -766,6 +1040,7 @@ static void docker_cleanup(struct imgf_build *b, struct imgf_target *t, bool kee
 	}
 	docker_free(dt->d);
 	json_decref(dt->base_config);
+	json_decref(dt->base_platform);
 	free(dt->id);
 	free(dt->name);
 	free(dt->t.name);

@@ -1,6 +1,8 @@
 /*
- * sysprep: make the image generic: empty machine-id, no SSH host keys, no package caches,
- * logs or shell history, an empty /tmp (image-builder's sysprep role, builder-agnostic).
+ * sysprep: make the image generic: empty machine-id, no SSH host keys, no containerd
+ * instance UUID, no package or ldconfig caches, logs or shell history, an empty /tmp
+ * (image-builder's sysprep role, builder-agnostic). What it removes differs between two
+ * builds of the same config, so it is also what keeps a squashed image reproducible.
  */
 #include "error.h"
 #include "provisioner.h"
@@ -13,6 +15,10 @@ static const struct imgf_key sysprep_keys[] = {
 static const char sysprep_script[] =
 	"if [ -e /etc/machine-id ]; then : > /etc/machine-id; fi\n"
 	"rm -f /var/lib/dbus/machine-id\n"
+	/* containerd makes one at start; a copy in the image would give every node the same */
+	"rm -f /var/lib/containerd/io.containerd.grpc.v1.introspection/uuid\n"
+	/* ldconfig's record of inodes and ctimes, rebuilt when missing */
+	"rm -f /var/cache/ldconfig/aux-cache\n"
 	"rm -f /etc/ssh/ssh_host_*\n"
 	"rm -rf /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /var/lib/apt/lists/*\n"
 	"rm -rf /var/cache/dnf/* /var/cache/yum/*\n"
