@@ -78,7 +78,7 @@ $(GEN_DATA): $(DATA_FILES) hack/embed.sh $(B)/.datafiles
 $(B)/data.o: $(GEN_DATA) $(B)/.flags
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(B)/tests/%: tests/unit/%.c tests/unit/test.h $(LIBIMGF) $(OBJS_PLUG)
+$(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBIMGF) $(OBJS_PLUG)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -iquote tests/unit -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
 
@@ -93,7 +93,7 @@ check-unit: $(UNIT_BINS)
 check-integration: imgforge $(UNIT_BINS)
 	@IMGF_BUILD_DIR=$(B) bash tests/lib/run-integration.sh
 
-# Everything: unit tests, then integration tests; one closing "N passed, N failed" line.
+# Everything: unit tests, then integration tests; one closing "N passed, N failed, N skipped" line.
 check: imgforge $(UNIT_BINS)
 	@IMGF_BUILD_DIR=$(B) bash tests/lib/run-all.sh $(UNIT_BINS)
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # make check: the unit tests, then the integration tests, then one closing line
-# "N passed, N failed, N skipped" over both (skipped tests count as passed and say why).
+# "N passed, N failed, N skipped" over both (a skipped test says why and is not a pass).
 set -u
 cd "$(dirname "$0")/../.."
 unit_out=$(sh tests/lib/run-unit.sh "$@" 2>&1)
 printf '%s\n' "$unit_out"
 u=$(printf '%s\n' "$unit_out" | tail -n 1)
-up=${u%% passed*}
-uf=${u#*, }
-uf=${uf%% failed*}
+up=$(echo "$u" | sed -E 's/^([0-9]+) passed.*/\1/')
+uf=$(echo "$u" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+us=$(echo "$u" | sed -E 's/.* ([0-9]+) skipped.*/\1/')
 int_out_file=$(mktemp)
 bash tests/lib/run-integration.sh 2>&1 | tee "$int_out_file"
 i=$(tail -n 1 "$int_out_file")
@@ -16,9 +16,9 @@ rm -f "$int_out_file"
 ip=$(echo "$i" | sed -E 's/^([0-9]+) passed.*/\1/')
 if_=$(echo "$i" | sed -E 's/.* ([0-9]+) failed.*/\1/')
 is=$(echo "$i" | sed -E 's/.* ([0-9]+) skipped.*/\1/')
-case "$up$uf$ip$if_$is" in
-*[!0-9]*|"") echo "0 passed, 1 failed"; exit 1 ;;
+case "$up$uf$us$ip$if_$is" in
+*[!0-9]*|"") echo "0 passed, 1 failed, 0 skipped"; exit 1 ;;
 esac
 echo
-echo "$((up + ip)) passed, $((uf + if_)) failed, $is skipped"
+echo "$((up + ip)) passed, $((uf + if_)) failed, $((us + is)) skipped"
 [ $((uf + if_)) -eq 0 ]

@@ -1,6 +1,8 @@
 /*
  * A tiny unit-test harness: TEST(name) { ... CHECK(cond); ... } and a main that runs them in
- * order, printing "ok - name" / "not ok - name" and a closing "N passed, N failed".
+ * order, printing "ok - name", "not ok - name" or "ok - name # skip WHY" and a closing
+ * "N passed, N failed, N skipped". SKIP("why") ends a test that cannot run on this machine;
+ * it counts as skipped, never as passed (a check that failed before it still fails the test).
  */
 #ifndef IMGF_TEST_H
 #define IMGF_TEST_H
@@ -15,6 +17,13 @@ struct test_case {
 };
 
 extern int test_failed_flag;
+extern const char *test_skip_reason;
+
+#define SKIP(why)                         \
+	do {                              \
+		test_skip_reason = (why); \
+		return;                   \
+	} while (0)
 
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \
@@ -53,24 +62,29 @@ extern int test_failed_flag;
 
 extern const struct test_case __start_imgf_tests[], __stop_imgf_tests[];
 int test_failed_flag;
+const char *test_skip_reason;
 
 int main(int argc, char **argv)
 {
-	int passed = 0, failed = 0;
+	int passed = 0, failed = 0, skipped = 0;
 	for (const struct test_case *t = __start_imgf_tests; t < __stop_imgf_tests; t++) {
 		if (argc > 1 && !strstr(t->name, argv[1]))
 			continue;
 		test_failed_flag = 0;
+		test_skip_reason = NULL;
 		t->fn();
 		if (test_failed_flag) {
 			printf("not ok - %s\n", t->name);
 			failed++;
+		} else if (test_skip_reason) {
+			printf("ok - %s # skip %s\n", t->name, test_skip_reason);
+			skipped++;
 		} else {
 			printf("ok - %s\n", t->name);
 			passed++;
 		}
 	}
-	printf("%d passed, %d failed\n", passed, failed);
+	printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
 	return failed ? 1 : 0;
 }
 
