@@ -32,7 +32,7 @@
  * paths against the working directory, and chdir() would move it under every other thread,
  * so members are written as realpath(dest) + "/" + name. Absolute member names are refused
  * by check_member() before that prefix is added; SECURE_SYMLINKS and SECURE_NODOTDOT still
- * apply to the full path. No OWNER, no XATTR/ACL/FFLAGS: files belong to the extracting user.
+ * apply to the full path. OWNER only with IMGF_EXTRACT_OWNERS; no XATTR/ACL/FFLAGS.
  */
 #define EXTRACT_FLAGS                                                                    \
 	(ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS | \
@@ -142,8 +142,9 @@ struct tree {
 	size_t nbuckets;
 	struct tree_node **order; /* every node, in the order members arrived */
 	size_t count, alloc;
-	int dirfd;	/* extraction: the destination, where symlinks are looked up; else -1 */
-	size_t max_len; /* longest name allowed: what fits in PATH_MAX after the destination */
+	int dirfd;	  /* extraction: the destination, where symlinks are looked up; else -1 */
+	size_t max_len;	  /* longest name allowed: what fits in PATH_MAX after the destination */
+	bool absolute_ok; /* IMGF_EXTRACT_ABSOLUTE_SYMLINKS: "/x" stays in the target's root */
 };
 
 static void tree_init(struct tree *tree, int dirfd, size_t dest_len)
@@ -154,6 +155,7 @@ static void tree_init(struct tree *tree, int dirfd, size_t dest_len)
 	tree->order = NULL;
 	tree->count = tree->alloc = 0;
 	tree->dirfd = dirfd;
+	tree->absolute_ok = false;
 }
 
 static void tree_release(struct tree *tree)
@@ -307,7 +309,7 @@ enum resolve {
 static enum resolve tree_resolve(const struct tree *tree, const char *dir, const char *target)
 {
 	if (target[0] == '/')
-		return RESOLVE_ESCAPES;
+		return tree->absolute_ok ? RESOLVE_INSIDE : RESOLVE_ESCAPES;
 	struct strbuf cur = STRBUF_INIT;
 	strbuf_addstr(&cur, dir);
 	char *rest = xstrdup(target);
@@ -341,6 +343,10 @@ static enum resolve tree_resolve(const struct tree *tree, const char *dir, const
 		if (!tree_symlink(tree, cur.buf, &link)) {
 			p = next;
 			continue;
+		}
+		if (link && link[0] == '/' && tree->absolute_ok && hops < MAX_SYMLINK_HOPS) {
+			free(link); /* the rest resolves in the target's root: inside */
+			break;
 		}
 		if (++hops > MAX_SYMLINK_HOPS || !link || link[0] == '/') {
 			ret = hops > MAX_SYMLINK_HOPS ? RESOLVE_LOOP : RESOLVE_ESCAPES;
@@ -464,7 +470,7 @@ static int check_member(struct tree *tree, const char *archive_path, struct arch
 			return refuse(err, archive_path, m->raw, "symlink target is empty");
 		if (strlen(symlink) >= PATH_MAX)
 			return refuse(err, archive_path, m->raw, "symlink target is too long");
-		if (symlink[0] == '/')
+		if (symlink[0] == '/' && !tree->absolute_ok)
 			return refuse(err, archive_path, m->raw, "symlink target '%s' is absolute",
 				      symlink);
 	}
@@ -627,12 +633,18 @@ static int extract_data(struct archive *in, struct archive *disk, const char *ar
 
 static int extract_member(struct archive *in, struct archive *disk, const char *archive_path,
 			  const char *dest, struct archive_entry *in_e, const struct member *m,
-			  struct imgf_error **err)
+			  unsigned flags, struct imgf_error **err)
 {
 	_cleanup_free_ char *path = path_join(dest, m->name);
 	_cleanup_free_ char *link = m->hardlink ? path_join(dest, m->hardlink) : NULL;
-	mode_t perm = archive_entry_perm(in_e) & ~(mode_t)(S_ISUID | S_ISGID);
+	mode_t perm = archive_entry_perm(in_e);
+	if (!(flags & IMGF_EXTRACT_OWNERS))
+		perm &= ~(mode_t)(S_ISUID | S_ISGID);
 	struct archive_entry *e = member_entry(m, in_e, path, link, perm);
+	if (flags & IMGF_EXTRACT_OWNERS) {
+		archive_entry_set_uid(e, archive_entry_uid(in_e));
+		archive_entry_set_gid(e, archive_entry_gid(in_e));
+	}
 	if (archive_entry_mtime_is_set(in_e))
 		archive_entry_set_mtime(e, archive_entry_mtime(in_e),
 					archive_entry_mtime_nsec(in_e));
@@ -657,6 +669,12 @@ static int extract_member(struct archive *in, struct archive *disk, const char *
 
 int imgf_archive_extract(const char *archive_path, const char *dest_dir, struct imgf_error **err)
 {
+	return imgf_archive_extract_flags(archive_path, dest_dir, 0, err);
+}
+
+int imgf_archive_extract_flags(const char *archive_path, const char *dest_dir, unsigned flags,
+			       struct imgf_error **err)
+{
 	_cleanup_free_ char *dest = realpath(dest_dir, NULL);
 	if (!dest)
 		return imgf_error_errno(err, errno, "archive '%s': destination '%s'", archive_path,
@@ -669,9 +687,11 @@ int imgf_archive_extract(const char *archive_path, const char *dest_dir, struct 
 	if (!in)
 		return -1;
 	struct archive *disk = archive_write_disk_new();
-	archive_write_disk_set_options(disk, EXTRACT_FLAGS);
+	archive_write_disk_set_options(
+		disk, EXTRACT_FLAGS | (flags & IMGF_EXTRACT_OWNERS ? ARCHIVE_EXTRACT_OWNER : 0));
 	struct tree tree;
 	tree_init(&tree, dirfd, strlen(dest));
+	tree.absolute_ok = flags & IMGF_EXTRACT_ABSOLUTE_SYMLINKS;
 	int ret = -1;
 	for (;;) {
 		struct archive_entry *e;
@@ -683,7 +703,7 @@ int imgf_archive_extract(const char *archive_path, const char *dest_dir, struct 
 		struct member m = {0};
 		r = check_member(&tree, archive_path, e, 0, &m, err);
 		if (r == 0)
-			r = extract_member(in, disk, archive_path, dest, e, &m, err);
+			r = extract_member(in, disk, archive_path, dest, e, &m, flags, err);
 		member_release(&m);
 		if (r < 0)
 			goto out;

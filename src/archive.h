@@ -21,6 +21,20 @@ struct imgf_error;
  */
 int imgf_archive_extract(const char *archive_path, const char *dest_dir, struct imgf_error **err);
 
+/* What imgf_archive_extract_flags may do beyond imgf_archive_extract. */
+enum {
+	/* Restore the members' owners (numeric ids) and keep setuid/setgid; needs root. */
+	IMGF_EXTRACT_OWNERS = 1 << 0,
+	/*
+	 * dest_dir is inside a system root that is only ever entered through chroot (a build
+	 * target): absolute symlink targets name paths in that root and are kept. Nothing is
+	 * written through them, as through any symlink.
+	 */
+	IMGF_EXTRACT_ABSOLUTE_SYMLINKS = 1 << 1,
+};
+int imgf_archive_extract_flags(const char *archive_path, const char *dest_dir, unsigned flags,
+			       struct imgf_error **err);
+
 /*
  * A tar writer (pax restricted, uncompressed) to a file, for target puts and image layouts.
  * Names are normalised ("./a//b" -> "a/b"); absolute names and ".." are refused. When
