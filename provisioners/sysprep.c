@@ -22,8 +22,9 @@ static const char sysprep_script[] =
 	"rm -f /etc/ssh/ssh_host_*\n"
 	"rm -rf /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /var/lib/apt/lists/*\n"
 	"rm -rf /var/cache/dnf/* /var/cache/yum/*\n"
-	"find /var/log -type f \\( -name '*.log' -o -name '*.gz' -o -name '*.[0-9]' \\) -delete "
-	"2>/dev/null || true\n"
+	/* -exec rm, not GNU's -delete: busybox's find has no -delete. */
+	"find /var/log -type f \\( -name '*.log' -o -name '*.gz' -o -name '*.[0-9]' \\) "
+	"-exec rm -f {} + 2>/dev/null || true\n"
 	"for f in /var/log/wtmp /var/log/btmp /var/log/lastlog; do [ -e $f ] && : > $f; done\n"
 	"rm -rf /var/log/journal/*\n"
 	"rm -f /root/.bash_history /home/*/.bash_history /root/.wget-hsts /root/.lesshst\n"
