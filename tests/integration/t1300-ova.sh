@@ -28,8 +28,7 @@ test_expect_success "the unit test's writer leaves an OVA and its .sha256" '
 	IMGF_TEST_KEEP_OVA=$TMP/ova "$OVA_TEST" ova_is_reproducible >"$TMP/unit.log" 2>&1 ||
 		{ cat "$TMP/unit.log"; exit 1; }
 	cat "$TMP/unit.log"
-	grep -qx "1 passed, 0 failed" "$TMP/unit.log"
-	! grep -q "^# skipped" "$TMP/unit.log" || exit 1
+	grep -qx "1 passed, 0 failed, 0 skipped" "$TMP/unit.log"
 	printf "%s  %s\n" "$(cat "$OVA.sha256")" "$OVA" | sha256sum -c -
 '
 

@@ -58,10 +58,8 @@ TEST(user_data_without_user_has_no_users)
 
 TEST(seed_iso_has_volume_id_cidata)
 {
-	if (access("/usr/bin/genisoimage", X_OK) != 0) {
-		printf("# skipped: genisoimage is not installed\n");
-		return;
-	}
+	if (access("/usr/bin/genisoimage", X_OK) != 0)
+		SKIP("genisoimage is not installed");
 	char *dir = NULL;
 	struct imgf_error *err = NULL;
 	CHECK(make_temp_dir("imgf-cidata", &dir, &err) == 0);

@@ -6,8 +6,8 @@
  * errors and leave nothing behind. imgf_run reports what a failing tool said.
  *
  * The disk is a small qcow2 made with qemu-img (and some data written with qemu-io). The OVF
- * is read back with xmllint's XPath. Without qemu-img or xmllint the tests that need them print
- * "# skipped: ..." and pass: they need what the machine lacks.
+ * is read back with xmllint's XPath. Without qemu-img or xmllint the tests that need them are
+ * reported as skipped, saying which: they need what the machine lacks.
  *
  * IMGF_TEST_KEEP_OVA=DIR: the reproducibility test writes its second OVA into DIR (for
  * tests/integration/t1300-ova.sh, which hands it to virt-v2v).
@@ -52,11 +52,14 @@ static bool have_cmd(const char *cmd)
 	return false;
 }
 
+/* False, with the test marked skipped, when the machine lacks cmd; the caller returns. */
 static bool need(const char *cmd, const char *package)
 {
+	static char why[128];
 	if (have_cmd(cmd))
 		return true;
-	printf("# skipped: needs '%s' (Debian package %s)\n", cmd, package);
+	snprintf(why, sizeof(why), "needs '%s' (Debian package %s)", cmd, package);
+	test_skip_reason = why;
 	return false;
 }
 
