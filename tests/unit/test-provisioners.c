@@ -57,8 +57,8 @@ static void fixture_release(struct fixture *f)
 /* The fixture's root, or skip. A macro, since SKIP returns from the test. */
 #define FIXTURE_INIT(f, ops)              \
 	do {                              \
-		fixture_init((f), (ops)); \
 		ROOTFS_INIT(&(f)->r);     \
+		fixture_init((f), (ops)); \
 	} while (0)
 
 /*
