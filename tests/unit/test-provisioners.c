@@ -670,8 +670,18 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 {
 	struct fixture f;
 	FIXTURE_INIT(&f, &imgf_sysprep_provisioner);
-	static const char *const dirs[] = {"/etc/ssh", "/var",		"/var/log", "/var/log/apt",
-					   "/var/lib", "/var/lib/dbus", "/var/tmp"};
+	static const char *const dirs[] = {
+		"/etc/ssh",
+		"/var",
+		"/var/log",
+		"/var/log/apt",
+		"/var/lib",
+		"/var/lib/dbus",
+		"/var/tmp",
+		"/var/lib/containerd",
+		"/var/lib/containerd/io.containerd.grpc.v1.introspection",
+		"/var/cache",
+		"/var/cache/ldconfig"};
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		_cleanup_free_ char *d = rootfs_path(&f.r, dirs[i]);
 		CHECK(mkdir(d, 0755) == 0);
@@ -687,6 +697,8 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 		"/var/tmp/junk",
 		"/var/log/wtmp",
 		"/etc/ssh/sshd_config",
+		"/var/lib/containerd/io.containerd.grpc.v1.introspection/uuid",
+		"/var/cache/ldconfig/aux-cache",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		_cleanup_free_ char *p = rootfs_path(&f.r, files[i]);
@@ -702,6 +714,8 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 	_cleanup_free_ char *wtmp = rootfs_read(&f.r, "/var/log/wtmp");
 	CHECK_STR(wtmp, "");
 	CHECK(absent(&f, "/var/lib/dbus/machine-id"));
+	CHECK(absent(&f, "/var/lib/containerd/io.containerd.grpc.v1.introspection/uuid"));
+	CHECK(absent(&f, "/var/cache/ldconfig/aux-cache"));
 	CHECK(absent(&f, "/etc/ssh/ssh_host_rsa_key"));
 	CHECK(absent(&f, "/var/log/apt/term.log"));
 	CHECK(absent(&f, "/var/log/syslog.1"));
