@@ -74,6 +74,11 @@ $(B)/tests/%: tests/unit/%.c tests/unit/test.h $(LIBIMGF) $(OBJS_PLUG)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -iquote tests/unit -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
 
+# The benches' driver (bench/imgf-bench.c).
+$(B)/bench/%: bench/%.c $(LIBIMGF) $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
+
 # The seed tool of cloudinit/ (make -C cloudinit), built with the same flags as everything else.
 $(B)/cloudinit/mkseed: cloudinit/mkseed.c $(LIBIMGF)
 	@mkdir -p $(dir $@)
