@@ -127,6 +127,7 @@ bench: imgforge
 	bash bench/kind-node.sh
 	bash bench/qcow2.sh
 	bash bench/upload.sh
+	bash bench/ova.sh
 
 clean:
 	rm -rf build imgforge

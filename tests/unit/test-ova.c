@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "error.h"
 #include "ova.h"
 #include "run.h"
+#include "sidecar.h"
 #include "strbuf.h"
 #include "test.h"
 #include "util.h"
@@ -303,6 +305,33 @@ TEST(ova_members_manifest_and_checksum)
 		CHECK_STR(mf, want_mf);
 	}
 	members_free(m, n);
+	fixture_release(&f);
+}
+
+/* image-upload takes the .ova's sha256 from the build instead of reading the .ova again. */
+TEST(ova_sha256_is_stamped_for_image_upload)
+{
+	if (!need("qemu-img", "qemu-utils"))
+		return;
+	struct fixture f;
+	fixture_init(&f);
+	struct imgf_error *err = NULL;
+	CHECK(imgf_ova_write(&f.opts, NULL, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+	_cleanup_free_ char *ova = path_join(f.out, NAME ".ova");
+	_cleanup_free_ char *sum_path = path_join(f.out, NAME ".ova.sha256");
+	if (getxattr(sum_path, IMGF_SIDECAR_XATTR, NULL, 0) < 0 && errno == ENOTSUP) {
+		printf("# skipped: no user xattrs in '%s'\n", f.out);
+	} else {
+		char ova_hex[IMGF_DIGEST_HEX_MAX], reused[65];
+		const char *why = NULL;
+		CHECK(imgf_digest_file(ova, IMGF_SHA256, ova_hex, NULL) == 0);
+		CHECK(imgf_sidecar_reuse(ova, reused, &why));
+		CHECK_STR(reused, ova_hex);
+		CHECK(why == NULL);
+	}
 	fixture_release(&f);
 }
 
