@@ -6,7 +6,8 @@
  *   imgf-bench sidecar FILE            FILE.sha256 with its stamp, as a build writes it
  *
  * Prints on stdout "seconds S" (wall clock), "cpu_seconds S" (user + system time of this
- * process and its children: what the load of other processes changes least), "rss_kib N"
+ * process and its children: what the load of other processes changes least),
+ * "self_cpu_seconds S" (this process's alone: imgforge's own work), "rss_kib N"
  * (this process's peak RSS: imgforge's own share) and "children_rss_kib N" (the largest
  * child's, i.e. qemu-img).
  */
@@ -76,8 +77,10 @@ int main(int argc, char **argv)
 	getrusage(RUSAGE_CHILDREN, &kids);
 	double cpu = tv_seconds(&self.ru_utime) + tv_seconds(&self.ru_stime) +
 		     tv_seconds(&kids.ru_utime) + tv_seconds(&kids.ru_stime);
-	printf("seconds %.3f\ncpu_seconds %.3f\nrss_kib %ld\nchildren_rss_kib %ld\n",
+	printf("seconds %.3f\ncpu_seconds %.3f\nself_cpu_seconds %.3f\nrss_kib %ld\n"
+	       "children_rss_kib %ld\n",
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, cpu,
-	       self.ru_maxrss, kids.ru_maxrss);
+	       tv_seconds(&self.ru_utime) + tv_seconds(&self.ru_stime), self.ru_maxrss,
+	       kids.ru_maxrss);
 	return 0;
 }
