@@ -16,9 +16,10 @@
  * it), until it exits; we then set the CID there too. So the passes overlap instead, on a
  * second core:
  *   - `qemu-img map` (the populated size) runs while `qemu-img convert` does;
- *   - the vmdk is hashed while it is copied into the tar, whose layout does not depend on
- *     the digest: the .mf is written with a placeholder of the same length and patched once
- *     the digest is known (the bytes under it are checked to be the placeholder first);
+ *   - the vmdk is read once, to copy it into the tar, and hashed on another thread from the
+ *     same buffers: the tar's layout does not depend on the digest, so the .mf goes in with
+ *     a placeholder of the same length, patched once the digest is known (the bytes under it
+ *     are checked to be the placeholder first);
  *   - the finished .ova is then hashed from the page cache while it is flushed to disk.
  * The vmdk and the .ova are each still in the page cache when read (qemu-img, then we, have
  * just written them); memory stays a few buffers of 1 MiB whatever the disk's size.
@@ -705,18 +706,100 @@ static void *map_job_run(void *arg)
 	return NULL;
 }
 
-struct hash_job {
-	const char *path;
-	char hex[IMGF_DIGEST_HEX_MAX];
-	struct imgf_error *err;
-	int r;
+/*
+ * The vmdk's sha256, computed on another thread from the very buffers the copy into the tar
+ * reads: the copy fills a slot, hands it to libarchive and to the hasher, and takes a slot
+ * again only once the hasher is done with it. The vmdk is read once.
+ */
+#define HASH_SLOTS 4
+
+struct vmdk_hasher {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool threaded;	     /* else the copy hashes each buffer itself */
+	bool done;	     /* the copy is over (or failed) */
+	uint64_t head, tail; /* slots [tail, head) wait to be hashed, in order */
+	char *buf[HASH_SLOTS];
+	size_t len[HASH_SLOTS];
+	struct imgf_digest d;
 };
 
-static void *hash_job_run(void *arg)
+static void *vmdk_hasher_run(void *arg)
 {
-	struct hash_job *j = arg;
-	j->r = imgf_digest_file(j->path, IMGF_SHA256, j->hex, &j->err);
+	struct vmdk_hasher *h = arg;
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (h->tail == h->head && !h->done)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->tail == h->head)
+			break;
+		size_t slot = (size_t)(h->tail % HASH_SLOTS);
+		pthread_mutex_unlock(&h->mu);
+		imgf_digest_update(&h->d, h->buf[slot], h->len[slot]);
+		pthread_mutex_lock(&h->mu);
+		h->tail++;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
 	return NULL;
+}
+
+static void vmdk_hasher_start(struct vmdk_hasher *h, pthread_t *tid)
+{
+	memset(h, 0, sizeof(*h));
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	for (size_t i = 0; i < HASH_SLOTS; i++)
+		h->buf[i] = xmalloc(COPY_BUF_SIZE);
+	imgf_digest_init(&h->d, IMGF_SHA256);
+	h->threaded = pthread_create(tid, NULL, vmdk_hasher_run, h) == 0;
+}
+
+/* A slot the copy may read into. */
+static char *vmdk_hasher_slot(struct vmdk_hasher *h)
+{
+	if (!h->threaded)
+		return h->buf[0];
+	pthread_mutex_lock(&h->mu);
+	while (h->head - h->tail == HASH_SLOTS)
+		pthread_cond_wait(&h->cv, &h->mu);
+	size_t slot = (size_t)(h->head % HASH_SLOTS);
+	pthread_mutex_unlock(&h->mu);
+	return h->buf[slot];
+}
+
+/* The slot vmdk_hasher_slot gave holds n bytes, next in the file: hash them. */
+static void vmdk_hasher_push(struct vmdk_hasher *h, size_t n)
+{
+	if (!h->threaded) {
+		imgf_digest_update(&h->d, h->buf[0], n);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	h->len[h->head % HASH_SLOTS] = n;
+	h->head++;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Wait for the hasher, and the digest into hex (NULL: the copy failed, drop it). */
+static void vmdk_hasher_finish(struct vmdk_hasher *h, pthread_t tid, char *hex)
+{
+	if (h->threaded) {
+		pthread_mutex_lock(&h->mu);
+		h->done = true;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(tid, NULL);
+	}
+	if (hex)
+		imgf_digest_final_hex(&h->d, hex);
+	else
+		imgf_digest_release(&h->d);
+	for (size_t i = 0; i < HASH_SLOTS; i++)
+		free(h->buf[i]);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
 }
 
 struct sync_job {
@@ -786,7 +869,7 @@ static int tar_add_buffer(struct archive *a, const char *name, const struct strb
 }
 
 static int tar_add_vmdk(struct archive *a, const char *name, const char *path, uint64_t size,
-			int64_t mtime, struct imgf_error **err)
+			int64_t mtime, struct vmdk_hasher *h, struct imgf_error **err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -794,11 +877,11 @@ static int tar_add_vmdk(struct archive *a, const char *name, const char *path, u
 	if (tar_header(a, name, size, mtime, err) < 0)
 		return -1;
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	_cleanup_free_ char *buf = xmalloc(COPY_BUF_SIZE);
 	uint64_t done = 0;
 	for (unsigned chunk = 0;; chunk++) {
 		if (imgf_interrupted)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		char *buf = vmdk_hasher_slot(h);
 		ssize_t n = read(fd, buf, COPY_BUF_SIZE);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -812,6 +895,7 @@ static int tar_add_vmdk(struct archive *a, const char *name, const char *path, u
 		if (archive_write_data(a, buf, (size_t)n) != n)
 			return imgf_error_set(err, IMGF_EXIT_FAIL, "tar member '%s': %s", name,
 					      archive_error_string(a));
+		vmdk_hasher_push(h, (size_t)n);
 		done += (uint64_t)n;
 		if (chunk % 16 == 0)
 			imgf_progress(name, done, size);
@@ -828,7 +912,7 @@ static int tar_add_vmdk(struct archive *a, const char *name, const char *path, u
 /* Write the tar (ovf, mf, vmdk, in that order) to fd, the .mf as it is given. */
 static int ova_write_tar(int fd, const char *ova_path, const struct ova_spec *s,
 			 const struct strbuf *ovf, const struct strbuf *mf, const char *vmdk_path,
-			 struct imgf_error **err)
+			 struct vmdk_hasher *h, struct imgf_error **err)
 {
 	_cleanup_free_ char *ovf_name = xasprintf("%s.ovf", s->name);
 	_cleanup_free_ char *mf_name = xasprintf("%s.mf", s->name);
@@ -844,7 +928,7 @@ static int ova_write_tar(int fd, const char *ova_path, const struct ova_spec *s,
 	}
 	if (tar_add_buffer(a, ovf_name, ovf, s->timestamp, err) < 0 ||
 	    tar_add_buffer(a, mf_name, mf, s->timestamp, err) < 0 ||
-	    tar_add_vmdk(a, vmdk_name, vmdk_path, s->vmdk_size, s->timestamp, err) < 0) {
+	    tar_add_vmdk(a, vmdk_name, vmdk_path, s->vmdk_size, s->timestamp, h, err) < 0) {
 		imgf_error_prefix(err, "write '%s'", ova_path);
 		goto out;
 	}
@@ -978,19 +1062,16 @@ static int ova_build(const struct imgf_ova_opts *o, struct ova_spec *s, const ch
 		imgf_error_errno(err, errno, "create '%s'", ova);
 		goto out;
 	}
-	/* the vmdk's digest on a second core while the vmdk is copied into the tar */
-	struct hash_job hj = {.path = vmdk};
+	/* the vmdk's digest on a second core, from the buffers the copy into the tar reads */
+	struct vmdk_hasher h;
 	pthread_t tid;
-	bool started = job_start(&tid, hash_job_run, &hj);
-	int tr = ova_write_tar(fd, ova, s, &ovf, &mf_draft, vmdk, err);
-	job_join(started, tid);
-	if (tr == 0 && hj.r < 0)
-		tr = job_error(hj.err, err);
-	else
-		imgf_error_free(hj.err);
+	char vmdk_hex[IMGF_DIGEST_HEX_MAX];
+	vmdk_hasher_start(&h, &tid);
+	int tr = ova_write_tar(fd, ova, s, &ovf, &mf_draft, vmdk, &h, err);
+	vmdk_hasher_finish(&h, tid, tr == 0 ? vmdk_hex : NULL);
 	if (tr < 0)
 		goto out;
-	strbuf_addf(&mf, "%s\n", hj.hex);
+	strbuf_addf(&mf, "%s\n", vmdk_hex);
 	if (ova_patch_mf(fd, ova, ovf.len, &mf_draft, &mf, err) < 0 ||
 	    ova_hash_and_flush(fd, ova, ova_hex, &st, err) < 0)
 		goto out;
