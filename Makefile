@@ -82,6 +82,11 @@ $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBIMGF) $(OBJS_PLUG)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -iquote tests/unit -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
 
+# The benches' driver (bench/imgf-bench.c).
+$(B)/bench/%: bench/%.c $(LIBIMGF) $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
+
 # The seed tool of cloudinit/ (make -C cloudinit), built with the same flags as everything else.
 $(B)/cloudinit/mkseed: cloudinit/mkseed.c $(LIBIMGF)
 	@mkdir -p $(dir $@)
@@ -130,6 +135,7 @@ bench: imgforge
 	bash bench/kind-node.sh
 	bash bench/qcow2.sh
 	bash bench/upload.sh
+	bash bench/ova.sh
 
 clean:
 	rm -rf build imgforge

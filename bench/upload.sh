@@ -1,35 +1,43 @@
 #!/usr/bin/env bash
 # image-upload throughput against `curl -T` of the same file to the same GCS emulator
-# (fake-gcs-server on 127.0.0.1:4443, from hack/test-env.sh), and the sha256 speed of
-# imgforge (`image-upload --dry-run`, which hashes the artifact and reads the remote .sha256)
-# against sha256sum. Prints both times and both ratios.
+# (fake-gcs-server on 127.0.0.1:4443, from hack/test-env.sh), the sha256 step against
+# sha256sum, and image-upload's peak RSS. Prints every time and ratio.
 #
-#   bench/upload.sh [MIB]          (default 256; IMGF=path/to/imgforge to bench another build)
+#   bench/upload.sh [MIB] [RUNS]   (default 256 MiB, best of 3; IMGF=path/to/imgforge)
 #
-# imgforge's upload does more than curl's: a sha256 pass before sending (to skip what the
-# bucket has), chunked resumable PUTs (8 MiB, or IMGFORGE_UPLOAD_CHUNK), md5 + crc32c +
-# sha256 of every byte while sending, the server's md5/crc32c checked, and the .sha256
-# object. curl sends one simple-upload POST and checks nothing. fake-gcs-server re-hashes
-# the whole object received so far on every chunk, so its cost grows with the square of the
-# number of chunks: the one-chunk run shows the client's own cost against curl's.
+# The artifact sits in a build output directory as `imgforge build` leaves it: a manifest
+# and a .sha256 sidecar stamped by the build (bench/imgf-bench.c sidecar), which image-upload
+# reuses instead of hashing the file again. imgforge's upload does more than curl's: a
+# resumable session (one PUT of the whole file by default; IMGFORGE_UPLOAD_CHUNK for
+# chunks), md5 + crc32c + sha256 of every byte sent, the server's md5/crc32c and the sha256
+# checked, the remote .sha256 read first and written last. Two curl figures: a simple
+# upload (`-T` with uploadType=media, the target's yardstick) and the same resumable
+# protocol as imgforge's (a session, then `-T` in one PUT). fake-gcs-server handles a
+# resumable PUT with more work than a simple upload (it buffers the body, copies it and
+# hashes the object twice), so the second is the best any resumable client gets here.
+# The chunked run shows why chunks are not the default: the emulator re-hashes the whole
+# object received so far on every chunk.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 IMGF=${IMGF:-$TOP/imgforge}
 MIB=${1:-256}
+RUNS=${2:-3}
 GCS=http://127.0.0.1:4443
+B=${IMGF_BUILD_DIR:-build}
+case $B in /*) ;; *) B=$TOP/$B ;; esac
 curl -fsS --max-time 5 -o /dev/null "$GCS/storage/v1/b" || {
 	echo "bench: no GCS emulator at $GCS (hack/test-env.sh starts fake-gcs-server)" >&2
 	exit 1
 }
 [ -x "$IMGF" ] || make -s -C "$TOP"
+make -s -C "$TOP" "B=$B" "$B/bench/imgf-bench"
 TMP=$(mktemp -d /var/tmp/bench-upload.XXXXXX)
 BUCKET=imgf-bench-$(date +%s)-$$
 objects() { curl -fsS "$GCS/storage/v1/b/$BUCKET/o" | jq -r '.items[]?.name'; }
+delete() { curl -sS -o /dev/null -X DELETE "$GCS/storage/v1/b/$BUCKET/o/$(jq -rn --arg s "$1" '$s|@uri')" || true; }
 cleanup() {
 	local o
-	objects 2>/dev/null | while IFS= read -r o; do
-		curl -sS -o /dev/null -X DELETE "$GCS/storage/v1/b/$BUCKET/o/$(jq -rn --arg s "$o" '$s|@uri')" || true
-	done
+	objects 2>/dev/null | while IFS= read -r o; do delete "$o"; done
 	curl -sS -o /dev/null -X DELETE "$GCS/storage/v1/b/$BUCKET" || true
 	rm -rf "$TMP"
 }
@@ -38,64 +46,88 @@ curl -fsS -o /dev/null -X POST "$GCS/storage/v1/b?project=bench" -H 'Content-Typ
 	-d "{\"name\":\"$BUCKET\"}"
 
 export STORAGE_EMULATOR_HOST=$GCS
-unset GOOGLE_APPLICATION_CREDENTIALS IMGFORGE_GCS_ENDPOINT
+unset GOOGLE_APPLICATION_CREDENTIALS IMGFORGE_GCS_ENDPOINT IMGFORGE_UPLOAD_CHUNK
 NAME=ubuntu-2204+kube-v1.31.2
 DIR=$TMP/$NAME
 mkdir -p "$DIR"
-echo "== making a $MIB MiB artifact"
+echo "== making a $MIB MiB artifact and its stamped .sha256, as a build does"
 head -c $((MIB * 1024 * 1024)) /dev/urandom >"$DIR/$NAME.qcow2"
+mkdir -p "$TMP/plain/$NAME"
+ln "$DIR/$NAME.qcow2" "$TMP/plain/$NAME/$NAME.qcow2" # no sidecar: image-upload hashes it
+# after the link: a new link changes the file's ctime, which the stamp records
+"$B/bench/imgf-bench" sidecar "$DIR/$NAME.qcow2" >/dev/null
 jq -n --arg b "$BUCKET" --arg n "$NAME" --argjson s $((MIB * 1024 * 1024)) '{builds: [{name: "bench",
-	builder_type: "qemu", files: [{name: "\($n).qcow2", size: $s}],
+	builder_type: "qemu", files: [{name: "\($n).qcow2", size: $s}, {name: "\($n).qcow2.sha256", size: 65}],
 	custom_data: {build_name: "ubuntu-2204", kubernetes_semver: "v1.31.2"}}]}' >"$DIR/manifest.json"
+cp "$DIR/manifest.json" "$TMP/plain/$NAME/"
+"$IMGF" image-upload -v --dry-run --bucket "$BUCKET" "$DIR" 2>&1 | grep -q "from its stamped sidecar" || {
+	echo "bench: image-upload does not reuse the build's stamped .sha256" >&2
+	exit 1
+}
 SIZE=$(stat -c %s "$DIR/$NAME.qcow2")
-cat "$DIR/$NAME.qcow2" >/dev/null # both start from the page cache
+cat "$DIR/$NAME.qcow2" >/dev/null # everything starts from the page cache
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 mibs() { awk -v s="$SIZE" -v t="$1" 'BEGIN { printf "%.1f", s / 1048576 / t }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a + 0 < b + 0) ? a : b }'; }
 
-best_of() { # best_of N CMD...: the fastest of N runs, in seconds
-	local n=$1 best='' t0 t1 d
+# time_of NAME CMD...: run once, add the time to T_NAME's best
+declare -A T
+time_of() {
+	local name=$1 t0 t1
 	shift
-	for _ in $(seq 1 "$n"); do
-		t0=$(now)
-		"$@" >/dev/null 2>"$TMP/stderr" || {
-			cat "$TMP/stderr" >&2
-			exit 1
-		}
-		t1=$(now)
-		d=$(secs "$t0" "$t1")
-		if [ -z "$best" ] || awk -v d="$d" -v b="$best" 'BEGIN { exit !(d < b) }'; then best=$d; fi
-	done
-	echo "$best"
+	t0=$(now)
+	"$@" >/dev/null 2>"$TMP/stderr" || {
+		cat "$TMP/stderr" >&2
+		exit 1
+	}
+	t1=$(now)
+	T[$name]=$(min "$(secs "$t0" "$t1")" "${T[$name]:-}")
 }
 
-echo "== sha256: imgforge image-upload --dry-run vs sha256sum (best of 3)"
-t_sum=$(best_of 3 sha256sum "$DIR/$NAME.qcow2")
-t_dry=$(best_of 3 "$IMGF" image-upload --dry-run --bucket "$BUCKET" "$DIR")
-
-imgf_upload() {
-	# a fresh object each time: nothing to skip
-	curl -fsS -o /dev/null -X DELETE "$GCS/storage/v1/b/$BUCKET/o/release%2Fv1.31.2%2F$NAME.qcow2.sha256" 2>/dev/null || true
-	"$IMGF" image-upload --bucket "$BUCKET" "$DIR" >"$TMP/upload.out" &&
-	grep -q "^uploaded: " "$TMP/upload.out"
+SUM_OBJ=release/v1.31.2/$NAME.qcow2.sha256
+imgf_upload() { # a fresh object each time: nothing to skip
+	delete "$SUM_OBJ"
+	/usr/bin/time -f %M -o "$TMP/rss" "$IMGF" image-upload --bucket "$BUCKET" "$DIR" >"$TMP/upload.out" &&
+		grep -q "^uploaded: " "$TMP/upload.out" &&
+		RSS=$(($(cat "$TMP/rss") > ${RSS:-0} ? $(cat "$TMP/rss") : ${RSS:-0}))
 }
-curl_upload() {
+imgf_upload_chunked() { IMGFORGE_UPLOAD_CHUNK=$((8 << 20)) imgf_upload; }
+curl_simple() {
 	curl -fsS -o /dev/null -X POST -T "$DIR/$NAME.qcow2" -H 'Content-Type: application/octet-stream' \
 		"$GCS/upload/storage/v1/b/$BUCKET/o?uploadType=media&name=curl.qcow2"
 }
-echo "== upload: imgforge image-upload vs curl -T, same file, same emulator (best of 3)"
-t_curl=$(best_of 3 curl_upload)
-t_imgf=$(best_of 3 imgf_upload)
-ONE=$(((SIZE + 262143) / 262144 * 262144))
-t_imgf1=$(IMGFORGE_UPLOAD_CHUNK=$ONE best_of 3 imgf_upload)
+curl_resumable() {
+	local loc
+	loc=$(curl -fsS -D - -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"name":"curl-r.qcow2"}' \
+		"$GCS/upload/storage/v1/b/$BUCKET/o?uploadType=resumable&name=curl-r.qcow2" |
+		tr -d '\r' | sed -n 's/^Location: //Ip')
+	curl -fsS -o /dev/null -T "$DIR/$NAME.qcow2" -H "Content-Range: bytes 0-$((SIZE - 1))/$SIZE" "$loc"
+}
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "== sha256: sha256sum vs imgforge image-upload --dry-run, with and without the stamped sidecar (best of $RUNS)"
+for _ in $(seq 1 "$RUNS"); do
+	time_of sum sha256sum "$DIR/$NAME.qcow2"
+	time_of dry_plain "$IMGF" image-upload --dry-run --bucket "$BUCKET" "$TMP/plain/$NAME"
+	time_of dry_stamped "$IMGF" image-upload --dry-run --bucket "$BUCKET" "$DIR"
+done
+echo "== upload: curl -T simple, curl -T resumable, imgforge, alternating (best of $RUNS); imgforge in 8 MiB chunks (once)"
+for i in $(seq 1 "$RUNS"); do
+	time_of curl curl_simple
+	time_of curl_r curl_resumable
+	time_of imgf imgf_upload
+	[ "$i" != 1 ] || time_of imgf8 imgf_upload_chunked
+done
+
 echo
 echo "file: $SIZE bytes"
-printf 'sha256:  sha256sum %ss (%s MiB/s), imgforge --dry-run %ss (%s MiB/s)\n' \
-	"$t_sum" "$(mibs "$t_sum")" "$t_dry" "$(mibs "$t_dry")"
-printf 'upload:  curl -T %ss (%s MiB/s), imgforge (8 MiB chunks) %ss (%s MiB/s), imgforge (one chunk) %ss (%s MiB/s)\n' \
-	"$t_curl" "$(mibs "$t_curl")" "$t_imgf" "$(mibs "$t_imgf")" "$t_imgf1" "$(mibs "$t_imgf1")"
-echo "sha256 speed ratio (imgforge / sha256sum): $(ratio "$t_sum" "$t_dry")"
-echo "upload throughput ratio (imgforge / curl -T): $(ratio "$t_curl" "$t_imgf") (one chunk: $(ratio "$t_curl" "$t_imgf1"))"
+printf 'sha256:  sha256sum %ss (%s MiB/s), imgforge --dry-run %ss (%s MiB/s), with the stamped sidecar %ss\n' \
+	"${T[sum]}" "$(mibs "${T[sum]}")" "${T[dry_plain]}" "$(mibs "${T[dry_plain]}")" "${T[dry_stamped]}"
+printf 'upload:  curl -T %ss (%s MiB/s), curl -T resumable %ss (%s MiB/s), imgforge %ss (%s MiB/s), imgforge (8 MiB chunks) %ss (%s MiB/s)\n' \
+	"${T[curl]}" "$(mibs "${T[curl]}")" "${T[curl_r]}" "$(mibs "${T[curl_r]}")" \
+	"${T[imgf]}" "$(mibs "${T[imgf]}")" "${T[imgf8]}" "$(mibs "${T[imgf8]}")"
+echo "sha256 speed ratio (imgforge / sha256sum): $(ratio "${T[sum]}" "${T[dry_plain]}")"
+echo "upload throughput ratio (imgforge / curl -T): $(ratio "${T[curl]}" "${T[imgf]}") (vs curl -T resumable: $(ratio "${T[curl_r]}" "${T[imgf]}"); 8 MiB chunks: $(ratio "${T[curl]}" "${T[imgf8]}"))"
+echo "image-upload peak RSS: $((RSS / 1024)) MiB"

@@ -28,6 +28,7 @@
 #include "fetch.h"
 #include "log.h"
 #include "run.h"
+#include "sidecar.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -827,15 +828,6 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 	return r;
 }
 
-static int sha256_sidecar(const char *path, char *hex, struct imgf_error **err)
-{
-	if (imgf_digest_file(path, IMGF_SHA256, hex, err) < 0)
-		return -1;
-	_cleanup_free_ char *side = xasprintf("%s.sha256", path);
-	_cleanup_free_ char *line = xasprintf("%s\n", hex);
-	return write_file_atomic(side, line, strlen(line), 0644, err);
-}
-
 static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_artifact *out,
 		       struct imgf_error **err)
 {
@@ -897,7 +889,7 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	if (move_file(tmp_image, image_out, err) < 0)
 		return imgf_error_prefix(err, "move the image to the output directory");
 	char hex[IMGF_DIGEST_HEX_MAX];
-	if (sha256_sidecar(image_out, hex, err) < 0)
+	if (imgf_sidecar_write(image_out, hex, err) < 0)
 		return -1;
 	out->builder_type = xstrdup("qemu");
 	out->id = xstrdup(image_out);

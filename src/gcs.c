@@ -59,7 +59,7 @@ struct imgf_gcs {
 	time_t token_expiry;
 	CURL *easy;
 	long retry_base_ms;
-	uint64_t chunk;
+	uint64_t chunk; /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
 	char errbuf[CURL_ERROR_SIZE];
 	/* progress of the running upload */
 	const char *progress_label;
@@ -894,9 +894,11 @@ static char *endpoint_from(const char *v)
 	return e;
 }
 
+/* 0, the default: the whole file in one request (recovered from the server's offset when it
+ * fails), which is what GCS recommends; a chunk size only for callers that need chunks. */
 static int chunk_from_env(uint64_t *chunk, struct imgf_error **err)
 {
-	*chunk = IMGF_GCS_CHUNK_DEFAULT;
+	*chunk = 0;
 	const char *v = getenv("IMGFORGE_UPLOAD_CHUNK");
 	if (!v || !*v)
 		return 0;
@@ -1482,7 +1484,7 @@ static int upload_run(struct upload *u, struct imgf_error **err)
 			o = upload_put(u, 0, err);
 		} else {
 			uint64_t len = u->size - u->offset;
-			if (len > u->g->chunk)
+			if (u->g->chunk && len > u->g->chunk)
 				len = u->g->chunk;
 			o = upload_put(u, len, err);
 		}
@@ -1578,9 +1580,9 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 		r = upload_verify(&u, err);
 	if (r == 0 && want_sha256 && strcmp(want_sha256, res->sha256) != 0) {
 		imgf_error_set(err, IMGF_EXIT_FAIL,
-			       "upload '%s': '%s' changed while it was being uploaded (sha256 %s, "
-			       "then %s)",
-			       u.what, path, want_sha256, res->sha256);
+			       "upload '%s': the bytes sent from '%s' have sha256 %s, not %s (the "
+			       "file changed, or its .sha256 is wrong)",
+			       u.what, path, res->sha256, want_sha256);
 		r = upload_delete_after(&u, err);
 	}
 	if (r == 0) {

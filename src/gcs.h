@@ -11,7 +11,8 @@
  *   otherwise               https://storage.googleapis.com with an OAuth2 token obtained by
  *                           signing a JWT (RS256) with the key file's private key
  *   GOOGLE_APPLICATION_CREDENTIALS   the key file when none is passed
- *   IMGFORGE_UPLOAD_CHUNK   resumable chunk size in bytes, a multiple of 262144 (default 8 MiB)
+ *   IMGFORGE_UPLOAD_CHUNK   send resumable uploads in chunks of this many bytes, a multiple of
+ *                           262144 (default: the whole file in one request)
  *   IMGFORGE_RETRY_BASE_MS  first retry backoff (default 1000), doubled per attempt, +-50% jitter
  *
  * The private key and the access token never appear in logs or error messages.
@@ -31,8 +32,7 @@ struct strbuf;
 struct imgf_gcs;
 
 #define IMGF_GCS_DEFAULT_ENDPOINT "https://storage.googleapis.com"
-#define IMGF_GCS_CHUNK_QUANTUM 262144u			      /* chunks are a multiple of this */
-#define IMGF_GCS_CHUNK_DEFAULT (32u * IMGF_GCS_CHUNK_QUANTUM) /* 8 MiB */
+#define IMGF_GCS_CHUNK_QUANTUM 262144u /* chunks are a multiple of this */
 
 /*
  * Open a client. key_file is --key-file (may be NULL: then GOOGLE_APPLICATION_CREDENTIALS);
@@ -81,12 +81,14 @@ struct imgf_gcs_upload_result {
 };
 
 /*
- * Upload a file with a resumable session, chunk by chunk. After a dropped connection, a
- * timeout or a 5xx the session is queried and the upload continues from what the server
- * has; bytes re-sent are not hashed again. When the server's md5/crc32c differ from the
- * local ones the object is deleted and the upload fails. When want_sha256 is non-NULL and
- * the file's sha256 (computed in the same pass) differs, the file changed since it was
- * hashed: the object is deleted and the upload fails.
+ * Upload a file with a resumable session: in one request (or in chunks of
+ * IMGFORGE_UPLOAD_CHUNK). After a dropped connection, a timeout or a 5xx the session is asked
+ * how much it has persisted (an empty PUT) and the upload continues from that offset, again
+ * in one request; bytes re-sent are not hashed again. When the server's md5/crc32c differ
+ * from the local ones the object is deleted and the upload fails. When want_sha256 is non-NULL and
+ * the sha256 of the bytes sent (computed in the same pass) differs, the file changed since
+ * it was hashed or want_sha256 came from a wrong .sha256: the object is deleted and the
+ * upload fails.
  */
 int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *object,
 			 const char *path, const char *want_sha256,

@@ -7,16 +7,22 @@
  * failure anywhere is cleaned up by removing that one directory, and only NAME.ova and then
  * NAME.ova.sha256 reach out_dir, each by rename.
  *
- * What is read how often. The .ovf and .mf are built in memory; they never exist as files.
- * The vmdk is read twice, front to back: once to hash it for the .mf, once to copy it into
- * the tar. A single read cannot serve both: the .mf carries the vmdk's digest and comes
- * before the vmdk in the tar, while the .ova's digest runs over the tar's bytes in order, so
- * the .mf must be final before the first vmdk byte enters that digest. Reserving the .mf
- * (its length is fixed) and patching it after streaming the vmdk would read the vmdk once
- * but leave the .ova digest needing a second pass over the same bytes, read back from the
- * .ova, since SHA-256 cannot be fed out of order. So the price is one extra sequential read
- * of a file qemu-img has just written (usually still in the page cache), and the .ova is
- * hashed as it is written and never read back.
+ * What is read how often, and what runs at once. The .ovf and .mf are built in memory; they
+ * never exist as files. Two SHA-256 passes over the vmdk's bytes cannot be avoided: the .mf
+ * carries the vmdk's digest and comes before the vmdk in the tar, so the .ova's digest, which
+ * runs over the tar's bytes in order, can only start once the vmdk's is final. Nor can the
+ * vmdk be hashed while qemu-img writes it: a digest starts at byte 0, and qemu-img updates
+ * the grain tables near the start of the file with every grain it appends (strace shows
+ * it), until it exits; we then set the CID there too. So the passes overlap instead, on a
+ * second core:
+ *   - `qemu-img map` (the populated size) runs while `qemu-img convert` does;
+ *   - the vmdk is read once, to copy it into the tar, and hashed on another thread from the
+ *     same buffers: the tar's layout does not depend on the digest, so the .mf goes in with
+ *     a placeholder of the same length, patched once the digest is known (the bytes under it
+ *     are checked to be the placeholder first);
+ *   - the finished .ova is then hashed from the page cache while it is flushed to disk.
+ * The vmdk and the .ova are each still in the page cache when read (qemu-img, then we, have
+ * just written them); memory stays a few buffers of 1 MiB whatever the disk's size.
  *
  * Reproducible: tar members carry the build timestamp, owner root and mode 0644, and the one
  * random field qemu-img writes (the vmdk descriptor's CID) is replaced by one derived from
@@ -29,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,6 +46,7 @@
 #include "log.h"
 #include "ova.h"
 #include "run.h"
+#include "sidecar.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -622,21 +630,165 @@ static void ovf_build(const struct ova_spec *s, struct strbuf *sb)
 	strbuf_addstr(sb, "    </ProductSection>\n  </VirtualSystem>\n</Envelope>\n");
 }
 
-/* ---- The tar ---- */
+/* ---- Work on a second core ---- */
 
-/* Where libarchive's output goes: the .ova's file, and the digest of every byte of it. */
-struct ova_sink {
-	int fd;
-	struct imgf_digest digest;
+/* Run fn(arg) on a thread; where none can be started, right here. Returns whether to join. */
+static bool job_start(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+	if (pthread_create(tid, NULL, fn, arg) == 0)
+		return true;
+	fn(arg);
+	return false;
+}
+
+static void job_join(bool started, pthread_t tid)
+{
+	if (started)
+		pthread_join(tid, NULL);
+}
+
+/* Hand a job's error to the caller's (a job cannot fill *err: the caller may fill it too). */
+static int job_error(struct imgf_error *job_err, struct imgf_error **err)
+{
+	if (err && !*err)
+		*err = job_err;
+	else
+		imgf_error_free(job_err);
+	return -1;
+}
+
+struct map_job {
+	const char *disk;
+	struct ova_spec *s; /* sets s->populated only */
+	struct imgf_error *err;
+	int r;
 };
 
+static void *map_job_run(void *arg)
+{
+	struct map_job *j = arg;
+	j->r = disk_populated(j->disk, j->s, &j->err);
+	return NULL;
+}
+
+/*
+ * The vmdk's sha256, computed on another thread from the very buffers the copy into the tar
+ * reads: the copy fills a slot, hands it to libarchive and to the hasher, and takes a slot
+ * again only once the hasher is done with it. The vmdk is read once.
+ */
+#define HASH_SLOTS 4
+
+struct vmdk_hasher {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool threaded;	     /* else the copy hashes each buffer itself */
+	bool done;	     /* the copy is over (or failed) */
+	uint64_t head, tail; /* slots [tail, head) wait to be hashed, in order */
+	char *buf[HASH_SLOTS];
+	size_t len[HASH_SLOTS];
+	struct imgf_digest d;
+};
+
+static void *vmdk_hasher_run(void *arg)
+{
+	struct vmdk_hasher *h = arg;
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (h->tail == h->head && !h->done)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->tail == h->head)
+			break;
+		size_t slot = (size_t)(h->tail % HASH_SLOTS);
+		pthread_mutex_unlock(&h->mu);
+		imgf_digest_update(&h->d, h->buf[slot], h->len[slot]);
+		pthread_mutex_lock(&h->mu);
+		h->tail++;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+static void vmdk_hasher_start(struct vmdk_hasher *h, pthread_t *tid)
+{
+	memset(h, 0, sizeof(*h));
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	for (size_t i = 0; i < HASH_SLOTS; i++)
+		h->buf[i] = xmalloc(COPY_BUF_SIZE);
+	imgf_digest_init(&h->d, IMGF_SHA256);
+	h->threaded = pthread_create(tid, NULL, vmdk_hasher_run, h) == 0;
+}
+
+/* A slot the copy may read into. */
+static char *vmdk_hasher_slot(struct vmdk_hasher *h)
+{
+	if (!h->threaded)
+		return h->buf[0];
+	pthread_mutex_lock(&h->mu);
+	while (h->head - h->tail == HASH_SLOTS)
+		pthread_cond_wait(&h->cv, &h->mu);
+	size_t slot = (size_t)(h->head % HASH_SLOTS);
+	pthread_mutex_unlock(&h->mu);
+	return h->buf[slot];
+}
+
+/* The slot vmdk_hasher_slot gave holds n bytes, next in the file: hash them. */
+static void vmdk_hasher_push(struct vmdk_hasher *h, size_t n)
+{
+	if (!h->threaded) {
+		imgf_digest_update(&h->d, h->buf[0], n);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	h->len[h->head % HASH_SLOTS] = n;
+	h->head++;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Wait for the hasher, and the digest into hex (NULL: the copy failed, drop it). */
+static void vmdk_hasher_finish(struct vmdk_hasher *h, pthread_t tid, char *hex)
+{
+	if (h->threaded) {
+		pthread_mutex_lock(&h->mu);
+		h->done = true;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(tid, NULL);
+	}
+	if (hex)
+		imgf_digest_final_hex(&h->d, hex);
+	else
+		imgf_digest_release(&h->d);
+	for (size_t i = 0; i < HASH_SLOTS; i++)
+		free(h->buf[i]);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+}
+
+struct sync_job {
+	int fd;
+	int sync_errno;
+};
+
+static void *sync_job_run(void *arg)
+{
+	struct sync_job *j = arg;
+	j->sync_errno = fsync(j->fd) < 0 ? errno : 0;
+	return NULL;
+}
+
+/* ---- The tar ---- */
+
+/* Where libarchive's output goes: the .ova's file. */
 static la_ssize_t sink_write(struct archive *a, void *data, const void *buf, size_t len)
 {
-	struct ova_sink *sink = data;
+	int fd = *(const int *)data;
 	const char *p = buf;
 	size_t left = len;
 	while (left > 0) {
-		ssize_t w = write(sink->fd, p, left);
+		ssize_t w = write(fd, p, left);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -646,7 +798,6 @@ static la_ssize_t sink_write(struct archive *a, void *data, const void *buf, siz
 		p += w;
 		left -= (size_t)w;
 	}
-	imgf_digest_update(&sink->digest, buf, len);
 	return (la_ssize_t)len;
 }
 
@@ -683,7 +834,7 @@ static int tar_add_buffer(struct archive *a, const char *name, const struct strb
 }
 
 static int tar_add_vmdk(struct archive *a, const char *name, const char *path, uint64_t size,
-			int64_t mtime, struct imgf_error **err)
+			int64_t mtime, struct vmdk_hasher *h, struct imgf_error **err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -691,11 +842,11 @@ static int tar_add_vmdk(struct archive *a, const char *name, const char *path, u
 	if (tar_header(a, name, size, mtime, err) < 0)
 		return -1;
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	_cleanup_free_ char *buf = xmalloc(COPY_BUF_SIZE);
 	uint64_t done = 0;
 	for (unsigned chunk = 0;; chunk++) {
 		if (imgf_interrupted)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		char *buf = vmdk_hasher_slot(h);
 		ssize_t n = read(fd, buf, COPY_BUF_SIZE);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -709,6 +860,7 @@ static int tar_add_vmdk(struct archive *a, const char *name, const char *path, u
 		if (archive_write_data(a, buf, (size_t)n) != n)
 			return imgf_error_set(err, IMGF_EXIT_FAIL, "tar member '%s': %s", name,
 					      archive_error_string(a));
+		vmdk_hasher_push(h, (size_t)n);
 		done += (uint64_t)n;
 		if (chunk % 16 == 0)
 			imgf_progress(name, done, size);
@@ -722,32 +874,26 @@ static int tar_add_vmdk(struct archive *a, const char *name, const char *path, u
 	return 0;
 }
 
-/* Write the OVA (ovf, mf, vmdk, in that order) to ova_path; *hex gets its sha256. */
-static int ova_write_tar(const char *ova_path, const struct ova_spec *s, const struct strbuf *ovf,
-			 const struct strbuf *mf, const char *vmdk_path, char *hex,
-			 struct imgf_error **err)
+/* Write the tar (ovf, mf, vmdk, in that order) to fd, the .mf as it is given. */
+static int ova_write_tar(int fd, const char *ova_path, const struct ova_spec *s,
+			 const struct strbuf *ovf, const struct strbuf *mf, const char *vmdk_path,
+			 struct vmdk_hasher *h, struct imgf_error **err)
 {
-	struct ova_sink sink = {.fd = -1};
-	sink.fd = open(ova_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (sink.fd < 0)
-		return imgf_error_errno(err, errno, "create '%s'", ova_path);
-	imgf_digest_init(&sink.digest, IMGF_SHA256);
 	_cleanup_free_ char *ovf_name = xasprintf("%s.ovf", s->name);
 	_cleanup_free_ char *mf_name = xasprintf("%s.mf", s->name);
 	_cleanup_free_ char *vmdk_name = xasprintf("%s.vmdk", s->name);
-
 	struct archive *a = archive_write_new();
 	int r = -1;
 	if (archive_write_set_format_ustar(a) != ARCHIVE_OK ||
 	    archive_write_add_filter_none(a) != ARCHIVE_OK ||
-	    archive_write_open(a, &sink, NULL, sink_write, NULL) != ARCHIVE_OK) {
+	    archive_write_open(a, &fd, NULL, sink_write, NULL) != ARCHIVE_OK) {
 		imgf_error_set(err, IMGF_EXIT_FAIL, "write '%s': %s", ova_path,
 			       archive_error_string(a));
 		goto out;
 	}
 	if (tar_add_buffer(a, ovf_name, ovf, s->timestamp, err) < 0 ||
 	    tar_add_buffer(a, mf_name, mf, s->timestamp, err) < 0 ||
-	    tar_add_vmdk(a, vmdk_name, vmdk_path, s->vmdk_size, s->timestamp, err) < 0) {
+	    tar_add_vmdk(a, vmdk_name, vmdk_path, s->vmdk_size, s->timestamp, h, err) < 0) {
 		imgf_error_prefix(err, "write '%s'", ova_path);
 		goto out;
 	}
@@ -756,23 +902,104 @@ static int ova_write_tar(const char *ova_path, const struct ova_spec *s, const s
 			       archive_error_string(a));
 		goto out;
 	}
-	if (fsync(sink.fd) < 0) {
-		imgf_error_errno(err, errno, "write '%s'", ova_path);
-		goto out;
-	}
 	r = 0;
 out:
 	archive_write_free(a);
-	if (close(sink.fd) < 0 && r == 0)
-		r = imgf_error_errno(err, errno, "write '%s'", ova_path);
+	return r;
+}
+
+/*
+ * Put the .mf's final text over its placeholder: the member's data starts after the .ovf's
+ * header and data (padded to 512) and its own header. Whatever is there must be the
+ * placeholder, byte for byte, or the layout is not what this expects.
+ */
+static int ova_patch_mf(int fd, const char *ova_path, size_t ovf_len, const struct strbuf *old,
+			const struct strbuf *mf, struct imgf_error **err)
+{
+	off_t at = (off_t)(512 + (ovf_len + 511) / 512 * 512 + 512);
+	_cleanup_free_ char *have = xmalloc(old->len);
+	ssize_t n = pread(fd, have, old->len, at);
+	if (n < 0)
+		return imgf_error_errno(err, errno, "read '%s'", ova_path);
+	if ((size_t)n != old->len || memcmp(have, old->buf, old->len) != 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "'%s': the .mf is not at byte %lld of the tar", ova_path,
+				      (long long)at);
+	n = pwrite(fd, mf->buf, mf->len, at);
+	if (n < 0)
+		return imgf_error_errno(err, errno, "write '%s'", ova_path);
+	if ((size_t)n != mf->len)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "write '%s': short write", ova_path);
+	return 0;
+}
+
+/* The .ova's sha256 from its bytes (just written: in the page cache) while they are flushed
+ * to disk; *st is its stat afterwards. */
+static int ova_hash_and_flush(int fd, const char *ova_path, char *hex, struct stat *st,
+			      struct imgf_error **err)
+{
+	struct sync_job sj = {.fd = fd};
+	pthread_t tid;
+	bool started = job_start(&tid, sync_job_run, &sj);
+	_cleanup_free_ char *buf = xmalloc(COPY_BUF_SIZE);
+	struct imgf_digest d;
+	imgf_digest_init(&d, IMGF_SHA256);
+	int r = 0;
+	for (off_t at = 0;;) {
+		ssize_t n = pread(fd, buf, COPY_BUF_SIZE, at);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = imgf_error_errno(err, errno, "read '%s'", ova_path);
+			break;
+		}
+		if (n == 0)
+			break;
+		imgf_digest_update(&d, buf, (size_t)n);
+		at += n;
+	}
+	job_join(started, tid);
+	if (r == 0 && sj.sync_errno)
+		r = imgf_error_errno(err, sj.sync_errno, "write '%s'", ova_path);
+	if (r == 0 && fstat(fd, st) < 0)
+		r = imgf_error_errno(err, errno, "stat '%s'", ova_path);
 	if (r == 0)
-		imgf_digest_final_hex(&sink.digest, hex);
+		imgf_digest_final_hex(&d, hex);
 	else
-		imgf_digest_release(&sink.digest);
+		imgf_digest_release(&d);
 	return r;
 }
 
 /* ---- Putting it together ---- */
+
+/* The vmdk from the disk (with `qemu-img map` running beside `qemu-img convert`), its CID set. */
+static int vmdk_make(const struct imgf_ova_opts *o, struct ova_spec *s, const char *disk,
+		     const char *vmdk, struct imgf_error **err)
+{
+	if (disk_info(disk, s, err) < 0)
+		return imgf_error_prefix(err, "disk '%s'", o->disk);
+	struct map_job mj = {.disk = disk, .s = s};
+	pthread_t tid;
+	bool started = job_start(&tid, map_job_run, &mj);
+	int r = disk_convert(disk, s, vmdk, err);
+	job_join(started, tid);
+	if (r == 0 && mj.r < 0)
+		r = job_error(mj.err, err);
+	else
+		imgf_error_free(mj.err);
+	if (r < 0)
+		return imgf_error_prefix(err, "disk '%s'", o->disk);
+	struct stat st;
+	if (stat(vmdk, &st) < 0)
+		return imgf_error_errno(err, errno, "stat '%s'", vmdk);
+	s->vmdk_size = (uint64_t)st.st_size;
+	if (s->vmdk_size > USTAR_SIZE_MAX)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "the vmdk of '%s' is %" PRIu64 " bytes; a USTAR member holds "
+				      "at most %llu (8 GiB - 1)",
+				      o->disk, s->vmdk_size, USTAR_SIZE_MAX);
+	return vmdk_fix_cid(vmdk, s, err);
+}
 
 /* disk is o->disk, with "./" in front when it starts with '-' (qemu-img would see an option). */
 static int ova_build(const struct imgf_ova_opts *o, struct ova_spec *s, const char *disk,
@@ -782,40 +1009,43 @@ static int ova_build(const struct imgf_ova_opts *o, struct ova_spec *s, const ch
 	_cleanup_free_ char *ova = xasprintf("%s/%s.ova", work, s->name);
 	_cleanup_free_ char *final = xasprintf("%s/%s.ova", o->out_dir, s->name);
 	_cleanup_free_ char *final_sum = xasprintf("%s.sha256", final);
-	struct strbuf ovf = STRBUF_INIT, mf = STRBUF_INIT;
-	char ovf_hex[IMGF_DIGEST_HEX_MAX], vmdk_hex[IMGF_DIGEST_HEX_MAX],
-		ova_hex[IMGF_DIGEST_HEX_MAX];
-	_cleanup_free_ char *line = NULL;
+	struct strbuf ovf = STRBUF_INIT, mf = STRBUF_INIT, mf_draft = STRBUF_INIT;
+	char ovf_hex[IMGF_DIGEST_HEX_MAX], ova_hex[IMGF_DIGEST_HEX_MAX];
 	struct stat st;
-	int r = -1;
+	int r = -1, fd = -1;
 
-	if (disk_info(disk, s, err) < 0 || disk_populated(disk, s, err) < 0 ||
-	    disk_convert(disk, s, vmdk, err) < 0) {
-		imgf_error_prefix(err, "disk '%s'", o->disk);
+	if (vmdk_make(o, s, disk, vmdk, err) < 0)
 		goto out;
-	}
-	if (stat(vmdk, &st) < 0) {
-		imgf_error_errno(err, errno, "stat '%s'", vmdk);
-		goto out;
-	}
-	s->vmdk_size = (uint64_t)st.st_size;
-	if (s->vmdk_size > USTAR_SIZE_MAX) {
-		imgf_error_set(err, IMGF_EXIT_FAIL,
-			       "the vmdk of '%s' is %" PRIu64 " bytes; a USTAR member holds at "
-			       "most %llu (8 GiB - 1)",
-			       o->disk, s->vmdk_size, USTAR_SIZE_MAX);
-		goto out;
-	}
-	if (vmdk_fix_cid(vmdk, s, err) < 0 ||
-	    imgf_digest_file(vmdk, IMGF_SHA256, vmdk_hex, err) < 0)
-		goto out;
-
 	ovf_build(s, &ovf);
 	imgf_digest_buffer(IMGF_SHA256, ovf.buf, ovf.len, ovf_hex);
-	strbuf_addf(&mf, "SHA256(%s.ovf)= %s\nSHA256(%s.vmdk)= %s\n", s->name, ovf_hex, s->name,
-		    vmdk_hex);
-	if (ova_write_tar(ova, s, &ovf, &mf, vmdk, ova_hex, err) < 0)
+	strbuf_addf(&mf, "SHA256(%s.ovf)= %s\nSHA256(%s.vmdk)= ", s->name, ovf_hex, s->name);
+	strbuf_add(&mf_draft, mf.buf, mf.len);
+	strbuf_addf(&mf_draft, "%064d\n", 0); /* as long as the digest it stands for */
+
+	fd = open(ova, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		imgf_error_errno(err, errno, "create '%s'", ova);
 		goto out;
+	}
+	/* the vmdk's digest on a second core, from the buffers the copy into the tar reads */
+	struct vmdk_hasher h;
+	pthread_t tid;
+	char vmdk_hex[IMGF_DIGEST_HEX_MAX];
+	vmdk_hasher_start(&h, &tid);
+	int tr = ova_write_tar(fd, ova, s, &ovf, &mf_draft, vmdk, &h, err);
+	vmdk_hasher_finish(&h, tid, tr == 0 ? vmdk_hex : NULL);
+	if (tr < 0)
+		goto out;
+	strbuf_addf(&mf, "%s\n", vmdk_hex);
+	if (ova_patch_mf(fd, ova, ovf.len, &mf_draft, &mf, err) < 0 ||
+	    ova_hash_and_flush(fd, ova, ova_hex, &st, err) < 0)
+		goto out;
+	if (close(fd) < 0) {
+		fd = -1;
+		imgf_error_errno(err, errno, "write '%s'", ova);
+		goto out;
+	}
+	fd = -1;
 
 	/* A stale .sha256 must never sit beside a new .ova, so it goes first and comes last. */
 	if (unlink(final_sum) < 0 && errno != ENOENT) {
@@ -826,16 +1056,18 @@ static int ova_build(const struct imgf_ova_opts *o, struct ova_spec *s, const ch
 		imgf_error_errno(err, errno, "rename to '%s'", final);
 		goto out;
 	}
-	line = xasprintf("%s\n", ova_hex);
-	if (write_file_atomic(final_sum, line, strlen(line), 0644, err) < 0) {
+	if (imgf_sidecar_write_hex(final, ova_hex, &st, err) < 0) {
 		unlink(final);
 		goto out;
 	}
 	log_info("ova: wrote '%s' (sha256 %s)", final, ova_hex);
 	r = 0;
 out:
+	if (fd >= 0)
+		close(fd);
 	strbuf_release(&ovf);
 	strbuf_release(&mf);
+	strbuf_release(&mf_draft);
 	return r;
 }
 

@@ -1,8 +1,8 @@
 /*
  * The OVA post-processor: a streamOptimized VMDK from the build's disk, an OVF descriptor,
  * a SHA256 manifest (NAME.mf) and the OVA itself, a USTAR tar holding .ovf, .mf and .vmdk in
- * that order, plus NAME.ova.sha256 (bare hex). Every byte of the OVA is hashed as it is
- * written, once.
+ * that order, plus NAME.ova.sha256 (bare hex, stamped: see sidecar.h). The work beyond
+ * `qemu-img convert` runs beside it or on a second core (see ova.c).
  */
 #ifndef IMGF_OVA_H
 #define IMGF_OVA_H

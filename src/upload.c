@@ -16,6 +16,7 @@
 #include "gcs.h"
 #include "log.h"
 #include "manifest.h"
+#include "sidecar.h"
 #include "strbuf.h"
 #include "upload-internal.h"
 #include "upload.h"
@@ -268,12 +269,24 @@ static int plan_dir(struct upload_plan *p, const struct imgf_upload_opts *o, con
 	return r;
 }
 
-/* Hash every artifact (before any network traffic, so a bad file uploads nothing). */
+/*
+ * The sha256 of every artifact, before any network traffic, so a bad file uploads nothing:
+ * the build's own (its stamped sidecar, see sidecar.h) when the artifact is unchanged since
+ * the build hashed it, else read and hashed here. Either way the upload hashes the bytes it
+ * sends and fails unless they have this sha256.
+ */
 static int plan_hash(struct upload_plan *p, struct imgf_error **err)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		struct upload_item *it = &p->items[i];
-		log_debug("sha256 of '%s'", it->file);
+		const char *why = NULL;
+		if (imgf_sidecar_reuse(it->file, it->sha256, &why)) {
+			log_debug("sha256 of '%s': %s, from its stamped sidecar (unchanged since "
+				  "the build hashed it)",
+				  it->file, it->sha256);
+			continue;
+		}
+		log_debug("sha256 of '%s' (its sidecar cannot be reused: %s)", it->file, why);
 		if (imgf_digest_file(it->file, IMGF_SHA256, it->sha256, err) < 0 ||
 		    check_local_sidecar(it, err) < 0)
 			return -1;

@@ -257,6 +257,110 @@ test_expect_success "an upload whose connection is cut resumes where the server 
 	get "$B5" "release/v1.31.4/ubuntu-2204+kube-v1.31.4.qcow2" | cmp - "$TMP/big/ubuntu-2204+kube-v1.31.4.qcow2"
 '
 
+# ---- the default: one request, recovered from the offset the server persisted ----
+B9=imgf-t1400-i-$RUN
+mkbucket "$B9"
+mkbuild "$TMP/one" ubuntu-2204 v1.31.10 "$B9" 10240 # bigger than the old 8 MiB chunks
+SIZE1=$(stat -c %s "$TMP/one/ubuntu-2204+kube-v1.31.10.ova")
+KEPT=$((3 * CHUNK))
+CUT1=$((KEPT + 12345))
+start_server keepproxy "$TOP/tests/lib/cutproxy.py" --target 127.0.0.1:4443 --cut-after "$CUT1" \
+	--keep-partial --log "$TMP/keepproxy.log"
+KEEPPORT=$PORT
+
+test_expect_success "each artifact goes in one request; a cut one resumes from the offset the server persisted" '
+	STORAGE_EMULATOR_HOST=http://127.0.0.1:$KEEPPORT expect_exit 0 "$IMGF" image-upload "$TMP/one" &&
+	cat "$TMP/err" "$TMP/keepproxy.log" &&
+	grep -F "kube-v1.31.10.ova&upload_id=" "$TMP/keepproxy.log" >"$TMP/ova.puts" &&
+	grep -q "range=bytes 0-$((SIZE1 - 1))/$SIZE1 token=- -> cut after $CUT1 body bytes, kept $KEPT (-> 308 range=bytes=0-$((KEPT - 1)))$" "$TMP/ova.puts" &&
+	grep -q "range=bytes \*/$SIZE1 token=- -> 308 range=bytes=0-$((KEPT - 1)) (status query answered here)$" "$TMP/ova.puts" &&
+	grep -q "range=bytes $KEPT-$((SIZE1 - 1))/$SIZE1 token=- -> 200 " "$TMP/ova.puts" &&
+	test "$(wc -l <"$TMP/ova.puts")" = 3 &&
+	grep -F "kube-v1.31.10.qcow2&upload_id=" "$TMP/keepproxy.log" >"$TMP/qcow2.puts" &&
+	grep -q "range=bytes 0-$((SIZE1 - 1))/$SIZE1 token=- -> 200 " "$TMP/qcow2.puts" &&
+	test "$(wc -l <"$TMP/qcow2.puts")" = 1 &&
+	expect_err "upload '\''gs://$B9/release/v1.31.10/ubuntu-2204+kube-v1.31.10.ova'\'': resuming at byte $KEPT of $SIZE1" &&
+	expect_err "kube-v1.31.10.ova'\'': sent " && expect_err " bytes for $SIZE1-byte object (1 resume)" &&
+	expect_err "kube-v1.31.10.qcow2'\'': sent $SIZE1 bytes for $SIZE1-byte object (0 resumes)" &&
+	for ext in ova qcow2; do
+		get "$B9" "release/v1.31.10/ubuntu-2204+kube-v1.31.10.$ext" | cmp - "$TMP/one/ubuntu-2204+kube-v1.31.10.$ext" &&
+		get "$B9" "release/v1.31.10/ubuntu-2204+kube-v1.31.10.$ext.sha256" | cmp - "$TMP/one/ubuntu-2204+kube-v1.31.10.$ext.sha256" ||
+		exit 1
+	done
+'
+
+# ---- the build's .sha256, reused when its stamp says the artifact is unchanged ----
+# stamp FILE: the stamp a build records on FILE.sha256 (src/sidecar.h), for FILE as it is now
+stamp() {
+	python3 - "$1" <<-'PY'
+		import os, sys
+		art = sys.argv[1]
+		st = os.stat(art)
+		hexv = open(art + ".sha256").read().strip()
+		ns = lambda t: "%d.%09d" % divmod(t, 10**9)
+		text = "imgforge-sha256-stamp 1 sha256=%s size=%d mtime=%s ctime=%s ino=%d dev=%d" % (
+		    hexv, st.st_size, ns(st.st_mtime_ns), ns(st.st_ctime_ns), st.st_ino, st.st_dev)
+		os.setxattr(art + ".sha256", "user.imgforge.sha256-stamp", text.encode())
+	PY
+}
+B10=imgf-t1400-j-$RUN
+mkbucket "$B10"
+mkbuild "$TMP/st" ubuntu-2204 v1.31.11 "$B10" 512
+STNAME=ubuntu-2204+kube-v1.31.11
+if stamp "$TMP/st/$STNAME.ova" 2>"$TMP/xattr.err" && stamp "$TMP/st/$STNAME.qcow2"; then
+test_expect_success "a .sha256 stamped by the build is reused: the artifact is read once, by the upload" '
+	expect_exit 0 "$IMGF" image-upload -v "$TMP/st" &&
+	for ext in ova qcow2; do
+		expect_err "sha256 of '\''$TMP/st/$STNAME.$ext'\'': $(cat "$TMP/st/$STNAME.$ext.sha256"), from its stamped sidecar (unchanged since the build hashed it)" &&
+		get "$B10" "release/v1.31.11/$STNAME.$ext" | cmp - "$TMP/st/$STNAME.$ext" &&
+		get "$B10" "release/v1.31.11/$STNAME.$ext.sha256" | cmp - "$TMP/st/$STNAME.$ext.sha256" ||
+		exit 1
+	done &&
+	! grep -q "cannot be reused" "$TMP/err"
+'
+
+test_expect_success "a stamped .sha256 is not believed once the artifact changed, even with its size and mtime put back" '
+	mkbuild "$TMP/st2" ubuntu-2204 v1.31.12 "$B10" 64 &&
+	art=$TMP/st2/ubuntu-2204+kube-v1.31.12.qcow2 &&
+	stamp "$art" && stamp "${art%.qcow2}.ova" &&
+	touch -r "$art" "$TMP/mtime.ref" &&
+	printf X | dd of="$art" bs=1 seek=1000 conv=notrunc status=none &&
+	touch -r "$TMP/mtime.ref" "$art" &&
+	test "$(stat -c %s "$art")" = $((64 * 1024 + 4321)) &&
+	test "$(stat -c %.9Y "$art")" = "$(stat -c %.9Y "$TMP/mtime.ref")" &&
+	expect_exit 1 "$IMGF" image-upload -v "$TMP/st2" &&
+	expect_err "sha256 of '\''$art'\'' (its sidecar cannot be reused: the artifact or the sidecar changed since the stamp was recorded)" &&
+	expect_err "'\''$art'\'' does not match '\''$art.sha256'\''" &&
+	! objects "$B10" | grep -q v1.31.12
+'
+
+test_expect_success "a stamped .sha256 edited in place is not believed" '
+	mkbuild "$TMP/st3" ubuntu-2204 v1.31.13 "$B10" 64 &&
+	art=$TMP/st3/ubuntu-2204+kube-v1.31.13.qcow2 &&
+	stamp "$art" && stamp "${art%.qcow2}.ova" &&
+	echo 0000000000000000000000000000000000000000000000000000000000000000 >"$art.sha256" &&
+	python3 -c "import os, sys; os.getxattr(sys.argv[1], sys.argv[2])" "$art.sha256" user.imgforge.sha256-stamp &&
+	expect_exit 1 "$IMGF" image-upload -v "$TMP/st3" &&
+	expect_err "(its sidecar cannot be reused: the artifact or the sidecar changed since the stamp was recorded)" &&
+	expect_err "'\''$art'\'' does not match '\''$art.sha256'\''" &&
+	! objects "$B10" | grep -q v1.31.13
+'
+
+test_expect_success "a forged stamp and .sha256 are caught by the upload itself: the object is deleted, no .sha256 written" '
+	mkbuild "$TMP/st4" ubuntu-2204 v1.31.14 "$B10" 256 &&
+	art=$TMP/st4/ubuntu-2204+kube-v1.31.14.ova &&
+	real=$(cat "$art.sha256") &&
+	echo "$real" | sha256sum | cut -d" " -f1 >"$art.sha256" &&
+	stamp "$art" &&
+	expect_exit 1 "$IMGF" image-upload -v "$TMP/st4" &&
+	expect_err "from its stamped sidecar" &&
+	expect_err "upload '\''gs://$B10/release/v1.31.14/ubuntu-2204+kube-v1.31.14.ova'\'': the bytes sent from '\''$art'\'' have sha256 $real, not $(cat "$art.sha256") (the file changed, or its .sha256 is wrong); the object was deleted" &&
+	! objects "$B10" | grep -q v1.31.14
+'
+else
+	test_skip "stamped .sha256 files" "user extended attributes cannot be set in $TMP: $(cat "$TMP/xattr.err")"
+fi
+
 # ---- a byte changed on the way: the server's md5/crc32c differ from what was read ----
 B6=imgf-t1400-f-$RUN
 mkbucket "$B6"

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """A loopback HTTP/1.1 proxy to a GCS emulator that cuts one connection part-way.
 
-    cutproxy.py --target 127.0.0.1:4443 [--cut-after N] [--flip-at M] [--fail-at M]
-                [--fail-gets K] [--fail-puts K] [--log FILE]
+    cutproxy.py --target 127.0.0.1:4443 [--cut-after N [--keep-partial]] [--flip-at M]
+                [--fail-at M] [--fail-gets K] [--fail-puts K] [--log FILE]
 
 Prints the port it listens on (127.0.0.1) on the first line of stdout, then forwards every
 request to the target. Once, when the request bodies seen so far reach N bytes, it closes
 the client's connection with a reset in the middle of the request, without forwarding it:
 the upload loses that chunk. --cut-after 0 never cuts (a pass-through that logs).
+With --keep-partial the cut request, when it is a resumable-upload PUT, is not lost
+whole: what arrived of its body, rounded down to a multiple of 256 KiB, is forwarded to
+the target as a chunk of the session before the client's connection is reset. That is
+what the real GCS does with an interrupted upload request (it persists what it received
+and reports it in the next status query), and what fake-gcs-server, which keeps nothing
+of a request it did not read whole, cannot show by itself.
 --flip-at M inverts the request-body byte at offset M (counted over all bodies) on its way
 to the target, once: the server then stores something else than the client sent.
 --fail-at M answers the request whose body holds byte M with 503 instead of forwarding it,
@@ -34,12 +40,15 @@ import threading
 import urllib.parse
 
 STATUS_QUERY = re.compile(r"^bytes \*/(\d+)$")
+CHUNK_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+QUANTUM = 256 * 1024
 
 
 class State:
     def __init__(self, args, log):
         self.lock = threading.Lock()
         self.cut_after = args.cut_after
+        self.keep_partial = args.keep_partial
         self.flip_at = args.flip_at
         self.fail_at = args.fail_at
         self.fail_gets = args.fail_gets
@@ -111,8 +120,34 @@ class Handler(socketserver.BaseRequestHandler):
             if cut_now:
                 with st.lock:
                     st.cut_done = True
-                raise Cut(st.body_bytes)
+                raise Cut(st.body_bytes, b"".join(chunks))
         return b"".join(chunks)
+
+    def keep_partial(self, method, target, headers, crange, upload_id, data):
+        """Forward the first multiple of 256 KiB of a cut PUT's body as a chunk; returns a note."""
+        st = self.server.state
+        m = CHUNK_RANGE.match(crange)
+        keep = len(data) // QUANTUM * QUANTUM
+        if not (st.keep_partial and method == "PUT" and upload_id and m and keep):
+            return ""
+        start, total = int(m.group(1)), m.group(3)
+        hdrs = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-range")]
+        hdrs += [("Content-Range", "bytes %d-%d/%s" % (start, start + keep - 1, total)), ("Content-Length", str(keep))]
+        host, port = self.server.target
+        conn = http.client.HTTPConnection(host, port, timeout=300)
+        try:
+            conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            for k, v in hdrs:
+                conn.putheader(k, v)
+            conn.endheaders(data[:keep])
+            resp = conn.getresponse()
+            resp.read()
+        finally:
+            conn.close()
+        if resp.status == 308 and resp.getheader("Range"):
+            with st.lock:
+                st.sessions[upload_id] = resp.getheader("Range")
+        return ", kept %d (-> %d range=%s)" % (keep, resp.status, resp.getheader("Range") or "-")
 
     def handle(self):
         st = self.server.state
@@ -146,7 +181,8 @@ class Handler(socketserver.BaseRequestHandler):
             try:
                 body = self.read_body(length)
             except Cut as c:
-                st.note("%s -> cut after %d body bytes" % (desc, c.args[0]))
+                kept = self.keep_partial(method, target, headers, crange, upload_id, c.args[1])
+                st.note("%s -> cut after %d body bytes%s" % (desc, c.args[0], kept))
                 self.reset_client()
                 return
             except (ConnectionError, OSError):
@@ -227,6 +263,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="127.0.0.1:4443")
     ap.add_argument("--cut-after", type=int, default=0)
+    ap.add_argument("--keep-partial", action="store_true")
     ap.add_argument("--flip-at", type=int, default=-1)
     ap.add_argument("--fail-at", type=int, default=-1)
     ap.add_argument("--fail-gets", type=int, default=0)

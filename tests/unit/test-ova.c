@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "error.h"
 #include "ova.h"
 #include "run.h"
+#include "sidecar.h"
 #include "strbuf.h"
 #include "test.h"
 #include "util.h"
@@ -306,6 +308,81 @@ TEST(ova_members_manifest_and_checksum)
 		CHECK_STR(mf, want_mf);
 	}
 	members_free(m, n);
+	fixture_release(&f);
+}
+
+/* A vmdk of many copy buffers (incompressible data): the digest the hashing thread computes
+ * from the copy's buffers is the vmdk's, and the .ova.sha256 the .ova's. */
+TEST(ova_manifest_matches_a_vmdk_of_many_buffers)
+{
+	if (!need("qemu-img", "qemu-utils"))
+		return;
+	struct fixture f;
+	fixture_init(&f);
+	_cleanup_free_ char *raw = path_join(f.base, "noise.raw");
+	size_t len = 12u << 20;
+	_cleanup_free_ char *data = xmalloc(len);
+	uint64_t x = 88172645463325252ULL;
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		data[i] = (char)x;
+	}
+	struct imgf_error *err = NULL;
+	CHECK(write_file_atomic(raw, data, len, 0644, &err) == 0);
+	f.opts.disk = raw;
+	CHECK(imgf_ova_write(&f.opts, NULL, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+	_cleanup_free_ char *ova = path_join(f.out, NAME ".ova");
+	_cleanup_free_ char *sum_path = path_join(f.out, NAME ".ova.sha256");
+	char ova_hex[IMGF_DIGEST_HEX_MAX];
+	CHECK(imgf_digest_file(ova, IMGF_SHA256, ova_hex, NULL) == 0);
+	_cleanup_free_ char *want_sum = xasprintf("%s\n", ova_hex);
+	_cleanup_free_ char *sum = read_text(sum_path);
+	CHECK_STR(sum, want_sum);
+	struct member m[4] = {0};
+	size_t n = read_ova(ova, f.base, m, ARRAY_SIZE(m));
+	CHECK(n == 3);
+	if (n == 3) {
+		struct stat st;
+		CHECK(stat(m[2].path, &st) == 0 && st.st_size > 8 * 1024 * 1024);
+		_cleanup_free_ char *mf = read_text(m[1].path);
+		_cleanup_free_ char *want_mf =
+			xasprintf("SHA256(%s)= %s\nSHA256(%s)= %s\n", m[0].name, m[0].sha256,
+				  m[2].name, m[2].sha256);
+		CHECK_STR(mf, want_mf);
+	}
+	members_free(m, n);
+	fixture_release(&f);
+}
+
+/* image-upload takes the .ova's sha256 from the build instead of reading the .ova again. */
+TEST(ova_sha256_is_stamped_for_image_upload)
+{
+	if (!need("qemu-img", "qemu-utils"))
+		return;
+	struct fixture f;
+	fixture_init(&f);
+	struct imgf_error *err = NULL;
+	CHECK(imgf_ova_write(&f.opts, NULL, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+	_cleanup_free_ char *ova = path_join(f.out, NAME ".ova");
+	_cleanup_free_ char *sum_path = path_join(f.out, NAME ".ova.sha256");
+	if (getxattr(sum_path, IMGF_SIDECAR_XATTR, NULL, 0) < 0 && errno == ENOTSUP) {
+		printf("# skipped: no user xattrs in '%s'\n", f.out);
+	} else {
+		char ova_hex[IMGF_DIGEST_HEX_MAX], reused[65];
+		const char *why = NULL;
+		CHECK(imgf_digest_file(ova, IMGF_SHA256, ova_hex, NULL) == 0);
+		CHECK(imgf_sidecar_reuse(ova, reused, &why));
+		CHECK_STR(reused, ova_hex);
+		CHECK(why == NULL);
+	}
 	fixture_release(&f);
 }
 
