@@ -1216,10 +1216,17 @@ int imgf_gcs_put_small(struct imgf_gcs *g, const char *bucket, const char *objec
 	char want[25];
 	md5_b64(data, len, want);
 	const char *got = json_string_value(json_object_get(doc, "md5Hash"));
-	if (got && strcmp(got, want) != 0) {
-		imgf_error_set(err, IMGF_EXIT_FAIL,
-			       "write '%s': the server stored md5 %s, sent %s; deleted it", what,
-			       got, want);
+	if (!got || strcmp(got, want) != 0) {
+		/* Without the server's md5 nothing says the object holds what was sent. */
+		if (got)
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "write '%s': the server stored md5 %s, sent %s; deleted it",
+				       what, got, want);
+		else
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "write '%s': the server's reply has no md5Hash, so what it "
+				       "stored is unverified; deleted it",
+				       what);
 		struct imgf_error *e2 = NULL;
 		imgf_gcs_delete(g, bucket, object, &e2);
 		imgf_error_free(e2);
