@@ -31,6 +31,8 @@ static const struct {
 	{"ova", ova_pp_keys},
 };
 
+static int validate_ova(struct imgf_build *b, json_t *pp, struct imgf_error **err);
+
 const char *imgf_build_var(const struct imgf_build *b, const char *name)
 {
 	return imgf_config_var(b->config, name);
@@ -221,6 +223,8 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 			xasprintf("%s: post_processors[%zu] (%s)", def->file, i, t);
 		if (imgf_keys_check(pp, keys, where, err) < 0)
 			return -1;
+		if (!strcmp(t, "ova") && validate_ova(b, pp, err) < 0)
+			return imgf_error_prefix(err, "%s", where);
 	}
 	/* Checksum forms are checked here so `validate` catches them without fetching. */
 	for (size_t k = 0; k < b->nsteps; k++) {
@@ -294,6 +298,66 @@ static json_t *custom_data(const struct imgf_config *c)
 	return cd;
 }
 
+/*
+ * The ova post-processor's options from the build: the output name and the custom
+ * properties (the post-processor's own over the variable's JSON object). The disk and the
+ * output directory are left for the caller; *props and *name are the caller's to free.
+ */
+static int ova_opts_init(struct imgf_build *b, json_t *pp, struct imgf_ova_opts *o, json_t **props,
+			 char **name, struct imgf_error **err)
+{
+	*props = NULL;
+	*name = NULL;
+	if (imgf_build_dir_name(b->config, name, err) < 0)
+		return -1;
+	json_t *p = json_object();
+	const char *pv = imgf_build_var(b, "ovf_custom_properties");
+	if (pv && *pv) {
+		json_t *j = json_loads(pv, 0, NULL);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			json_decref(p);
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "variable 'ovf_custom_properties': expected a JSON "
+					      "object of strings, got '%s'",
+					      pv);
+		}
+		json_object_update(p, j);
+		json_decref(j);
+	}
+	json_t *own = json_object_get(pp, "custom_properties");
+	if (json_is_object(own))
+		json_object_update(p, own);
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	*o = (struct imgf_ova_opts){
+		.name = *name,
+		.vars = b->config->vars,
+		.custom_properties = p,
+		.build_timestamp = sde && *sde ? strtoll(sde, NULL, 10) : (int64_t)time(NULL),
+	};
+	*props = p;
+	return 0;
+}
+
+/* What post_ova() will check, checked before anything is built. */
+static int validate_ova(struct imgf_build *b, json_t *pp, struct imgf_error **err)
+{
+	/* Only the qemu builder makes a disk image; the docker builder makes an Engine image. */
+	if (strcmp(b->builder->name, "qemu") != 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "post-processor 'ova' needs a disk image; the %s builder "
+				      "does not make one",
+				      b->builder->name);
+	struct imgf_ova_opts o;
+	json_t *props;
+	_cleanup_free_ char *name = NULL;
+	int r = ova_opts_init(b, pp, &o, &props, &name, err);
+	if (r == 0)
+		r = imgf_ova_validate(&o, err);
+	json_decref(props);
+	return r;
+}
+
 /* ova: the disk artifact as NAME.ova (+ .sha256) beside it in the output directory. */
 static int post_ova(struct imgf_build *b, json_t *pp, struct imgf_artifact *art,
 		    struct imgf_error **err)
@@ -304,36 +368,13 @@ static int post_ova(struct imgf_build *b, json_t *pp, struct imgf_artifact *art,
 			"post-processor 'ova' needs a disk image; the %s builder made "
 			"'%s'",
 			b->builder->name, art->id ? art->id : "nothing");
+	struct imgf_ova_opts o;
+	json_t *props;
 	_cleanup_free_ char *name = NULL;
-	if (imgf_build_dir_name(b->config, &name, err) < 0)
-		return -1;
-	/* Custom properties: the post-processor's own, over the variable's JSON object. */
-	json_t *props = json_object();
-	const char *pv = imgf_build_var(b, "ovf_custom_properties");
-	if (pv && *pv) {
-		json_t *j = json_loads(pv, 0, NULL);
-		if (!json_is_object(j)) {
-			json_decref(j);
-			json_decref(props);
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "variable 'ovf_custom_properties': expected a JSON "
-					      "object of strings");
-		}
-		json_object_update(props, j);
-		json_decref(j);
-	}
-	json_t *own = json_object_get(pp, "custom_properties");
-	if (json_is_object(own))
-		json_object_update(props, own);
-	const char *sde = getenv("SOURCE_DATE_EPOCH");
-	struct imgf_ova_opts o = {
-		.disk = art->id,
-		.out_dir = b->out_dir,
-		.name = name,
-		.vars = b->config->vars,
-		.custom_properties = props,
-		.build_timestamp = sde && *sde ? strtoll(sde, NULL, 10) : (int64_t)time(NULL),
-	};
+	if (ova_opts_init(b, pp, &o, &props, &name, err) < 0)
+		return imgf_error_prefix(err, "post-processor 'ova'");
+	o.disk = art->id;
+	o.out_dir = b->out_dir;
 	char **files = NULL;
 	int r = imgf_ova_write(&o, &files, err);
 	json_decref(props);

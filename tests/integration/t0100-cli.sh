@@ -191,4 +191,19 @@ test_expect_success "registry_mirrors must be a JSON object of valid registry: m
 		"$TOP/config/debian-12.json"
 '
 
+test_expect_success "validate checks the ova post-processor: hardware variables and custom properties" '
+	expect_exit 1 "$IMGF" validate --only capi-ova --var ova_cpus=abc "$TOP/config/ubuntu-2204.json" &&
+	expect_err "post_processors[0] (ova): ova '"'"'ubuntu-2204+kube-v1.31.2'"'"': variable '"'"'ova_cpus'"'"': '"'"'abc'"'"' is not a whole number" &&
+	expect_exit 1 "$IMGF" validate --only capi-ova --var ova_cpus=abc \
+		--var ovf_custom_properties="not json" "$TOP/config/ubuntu-2204.json" &&
+	expect_err "post_processors[0] (ova): variable '"'"'ovf_custom_properties'"'"': expected a JSON object of strings, got '"'"'not json'"'"'" &&
+	expect_exit 1 "$IMGF" validate --only capi-ova --var ovf_custom_properties="{\"DISTRO_NAME\": \"x\"}" \
+		"$TOP/config/ubuntu-2204.json" &&
+	expect_err "ovf_custom_properties: '"'"'DISTRO_NAME'"'"' is a built-in property" &&
+	expect_exit 1 "$IMGF" validate --only capi-ova --var ova_memory_mb=0 "$TOP/config/ubuntu-2204.json" &&
+	expect_err "variable '"'"'ova_memory_mb'"'"': 0 is out of range" &&
+	"$IMGF" validate --only capi-ova --var ova_cpus=4 --var ovf_custom_properties="{\"a\": \"b\"}" \
+		"$TOP/config/ubuntu-2204.json"
+'
+
 test_done
