@@ -143,6 +143,55 @@ static void build_release(struct imgf_build *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* A step's `max_size`: the cap of each of its downloads, over variable download_max_size. */
+static int step_max_size(struct imgf_step *s, json_t *v, struct imgf_error **err)
+{
+	_cleanup_free_ char *text =
+		json_is_integer(v) ? xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v))
+				   : xstrdup(json_is_string(v) ? json_string_value(v) : "");
+	uint64_t n;
+	if (imgf_size_parse(text, &n) < 0 || n == 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: max_size: '%s' is not a size like 512M (bytes, or K, M, "
+				      "G, T)",
+				      s->where, text);
+	if (!s->ninputs)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: max_size: a %s step downloads nothing to cap", s->where,
+				      s->ops->name);
+	for (size_t j = 0; j < s->ninputs; j++)
+		s->inputs[j].max_size = n;
+	return 0;
+}
+
+/* Variables download_max_size and download_timeout: the fetch settings of every image. */
+static int fetch_settings(const struct imgf_config *c, struct imgf_fetch_opts *o,
+			  struct imgf_error **err)
+{
+	const char *v = imgf_config_var(c, "download_max_size");
+	if (v && *v && (imgf_size_parse(v, &o->max_size) < 0 || o->max_size == 0))
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"%s: variable 'download_max_size': '%s' is not a size like 4G "
+			"(bytes, or K, M, G, T)",
+			json_string_value(json_object_get(c->var_from, "download_max_size")), v);
+	v = imgf_config_var(c, "download_timeout");
+	if (v && *v) {
+		char *end;
+		errno = 0;
+		long t = *v >= '0' && *v <= '9' ? strtol(v, &end, 10) : -1;
+		if (t < 0 || errno || *end)
+			return imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"%s: variable 'download_timeout': '%s' is not a number of seconds "
+				"(0 for none)",
+				json_string_value(json_object_get(c->var_from, "download_timeout")),
+				v);
+		o->timeout_s = t;
+	}
+	return 0;
+}
+
 /* Resolve the builder and steps of one image and check every key: no side effects. */
 static int plan_image(const struct imgf_config *c, const struct imgf_image_def *def,
 		      const struct imgf_build_opts *opts, struct imgf_build *b,
@@ -197,12 +246,20 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 		s->where = xasprintf("%s: provisioners[%zu] (%s)", def->file, i, type);
 		s->cfg = json_incref(p);
 		s->raw = json_incref(json_array_get(raw_list, i));
-		if (imgf_keys_check(p, s->ops->keys, s->where, err) < 0)
+		/* max_size is every downloading step's key, so the engine checks it. */
+		json_t *max_size = json_object_get(p, "max_size");
+		json_t *own_keys = json_copy(p);
+		json_object_del(own_keys, "max_size");
+		int kr = imgf_keys_check(own_keys, s->ops->keys, s->where, err);
+		json_decref(own_keys);
+		if (kr < 0)
 			return -1;
 		if (s->ops->validate && s->ops->validate(s, err) < 0)
 			return imgf_error_prefix(err, "%s", s->where);
 		if (s->ops->inputs && s->ops->inputs(s, err) < 0)
 			return imgf_error_prefix(err, "%s", s->where);
+		if (max_size && step_max_size(s, max_size, err) < 0)
+			return -1;
 	}
 	size_t i;
 	json_t *pp;
@@ -516,6 +573,8 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 		b->cache_dir = xstrdup(cache_dir);
 		b->out_dir = xstrdup(out_dir);
 		imgf_fetch_opts_default(&b->fetch, b->cache_dir);
+		if (fetch_settings(c, &b->fetch, err) < 0)
+			goto out;
 		if (plan_image(c, &c->images[i], opts, b, err) < 0)
 			goto out;
 	}

@@ -13,6 +13,9 @@ Faults, chosen by the query string and counted per (path, query):
                       bytes, then close the connection
   ignore_range=1      answer 200 with the whole file even when a Range is asked for
   redirect=PATH       answer 302 to PATH
+  endless=1           answer 200 (or status=CODE) with no Content-Length and a body of zeros
+                      that never ends (rate=N: N bytes a second, else as fast as it goes)
+  stall=S             send the headers, then nothing for S seconds before the body
 
 The --log file gets one line per request: METHOD PATH RANGE-HEADER-OR-- STATUS BYTES_SENT
 (PATH with its query). Exits 0 on SIGTERM or SIGINT.
@@ -24,6 +27,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -118,6 +122,9 @@ class Handler(BaseHTTPRequestHandler):
         if q("redirect") is not None:
             return self.simple(302, b"", [("Location", q("redirect"))])
 
+        if q("endless") is not None:
+            return self.endless(int(q("status", "200")), int(q("rate", "0")))
+
         rel = urllib.parse.unquote(url.path).lstrip("/")
         path = os.path.realpath(os.path.join(state.root, rel))
         if not (path == state.root or path.startswith(state.root + os.sep)) or \
@@ -152,6 +159,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not send_body:
             return
+        if q("stall") is not None:
+            self.wfile.flush()
+            time.sleep(float(q("stall")))
 
         with open(path, "rb") as f:
             f.seek(start)
@@ -165,6 +175,22 @@ class Handler(BaseHTTPRequestHandler):
         if limit < end - start:
             # Cut the body short: the client sees a connection closed mid-transfer.
             self.close_connection = True
+
+    def endless(self, status, rate):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command == "HEAD":
+            return
+        chunk = bytes(min(CHUNK, rate) if rate else CHUNK)
+        while True:
+            self.wfile.write(chunk)
+            self.wfile.flush()
+            self.sent += len(chunk)
+            if rate:
+                time.sleep(len(chunk) / rate)
 
 
 def main():
