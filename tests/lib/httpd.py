@@ -17,6 +17,9 @@ Faults, chosen by the query string and counted per (path, query):
                       that never ends (rate=N: N bytes a second, else as fast as it goes)
   stall=S             send the headers, then nothing for S seconds before the body
 
+--fault PATH=QUERY (repeatable) applies the faults of QUERY to requests for PATH that carry
+no query of their own, for clients that build their URLs themselves (a registry client).
+
 The --log file gets one line per request: METHOD PATH RANGE-HEADER-OR-- STATUS BYTES_SENT
 (PATH with its query). Exits 0 on SIGTERM or SIGINT.
 """
@@ -40,6 +43,7 @@ class State:
         self.lock = threading.Lock()
         self.counts = {}
         self.log = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.faults = {}
 
     def count(self, key):
         with self.lock:
@@ -80,6 +84,8 @@ class Handler(BaseHTTPRequestHandler):
     def handle_request(self, send_body):
         state = self.server.state
         url = urllib.parse.urlsplit(self.path)
+        if not url.query and url.path in state.faults:
+            url = url._replace(query=state.faults[url.path])
         query = urllib.parse.parse_qs(url.query)
         n = state.count((url.path, url.query))
         range_header = self.headers.get("Range")
@@ -198,11 +204,15 @@ def main():
     ap.add_argument("--root", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log")
+    ap.add_argument("--fault", action="append", default=[], metavar="PATH=QUERY")
     args = ap.parse_args()
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.state = State(args.root, args.log)
+    for f in args.fault:
+        path, _, q = f.partition("=")
+        server.state.faults[path] = q
 
     def stop(signum, frame):
         raise SystemExit(0)
