@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -1043,6 +1044,24 @@ int imgf_fetch_to_buffer(const char *url, size_t max, const struct imgf_fetch_op
 	return r;
 }
 
+bool imgf_url_unauthenticated(const char *url)
+{
+	if (!url || strncasecmp(url, "http://", 7) != 0)
+		return false;
+	CURLU *u = curl_url();
+	char *host = NULL;
+	bool remote = true;
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		struct in_addr a4;
+		remote = !(!strcasecmp(host, "localhost") || !strcmp(host, "[::1]") ||
+			   (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127));
+	}
+	curl_free(host);
+	curl_url_cleanup(u);
+	return remote;
+}
+
 /* ---- imgf_fetch_all ---- */
 
 /* Checksum lists already read in this call: many inputs share one SHA256SUMS. */
@@ -1099,6 +1118,11 @@ static int resolve_checksum(struct imgf_input *in, const struct imgf_fetch_opts 
 							  co);
 				return imgf_error_prefix(err, "'%s': checksum list", in->name);
 			}
+			if (imgf_url_unauthenticated(c.url))
+				log_warn("'%s': checksum list '%s' comes over plain http: the "
+					 "download's integrity rests on an unauthenticated "
+					 "connection (serve it over https)",
+					 in->name, c.url);
 			ALLOC_GROW(*lists, *nlists + 1, *alloc);
 			l = &(*lists)[(*nlists)++];
 			l->url = xstrdup(c.url);

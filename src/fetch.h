@@ -16,6 +16,7 @@
 #ifndef IMGF_FETCH_H
 #define IMGF_FETCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,5 +72,12 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 int imgf_fetch_to_buffer(const char *url, size_t max, const struct imgf_fetch_opts *o,
 			 struct strbuf *out, struct imgf_error **err);
 void imgf_input_release(struct imgf_input *in);
+
+/*
+ * Whether `url` is plain http:// to a host other than loopback (127.0.0.0/8, localhost,
+ * ::1): anyone on the way can change what it says. Checksum lists and token endpoints on
+ * such URLs are warned about, since everything they vouch for rests on them.
+ */
+bool imgf_url_unauthenticated(const char *url);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "digest.h"
 #include "error.h"
+#include "fetch.h"
 #include "gcs.h"
 #include "log.h"
 #include "retry.h"
@@ -833,6 +834,10 @@ static int gcs_token(struct imgf_gcs *g, struct imgf_error **err)
 	strbuf_addstr(&body, "&assertion=");
 	strbuf_addstr(&body, jwt); /* base64url and '.' need no escaping */
 	_cleanup_free_ char *what = xasprintf("token endpoint %s", g->key.token_uri);
+	if (imgf_url_unauthenticated(g->key.token_uri))
+		log_warn("service-account key '%s': token_uri '%s' is plain http: the signed "
+			 "assertion and the access token travel unauthenticated (use https)",
+			 g->key_path, g->key.token_uri);
 	struct http_req r;
 	http_req_init(&r, "POST", xstrdup(g->key.token_uri), what);
 	r.no_auth = true;

@@ -738,6 +738,10 @@ static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_e
 		challenge_release(&ch);
 		return r;
 	}
+	if (imgf_url_unauthenticated(ch.realm))
+		log_warn("registry token endpoint '%s' is plain http: the token and what it "
+			 "grants rest on an unauthenticated connection",
+			 ch.realm);
 	struct strbuf url = STRBUF_INIT;
 	strbuf_addstr(&url, ch.realm);
 	char sep = strchr(ch.realm, '?') ? '&' : '?';

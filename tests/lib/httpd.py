@@ -16,6 +16,8 @@ Faults, chosen by the query string and counted per (path, query):
   endless=1           answer 200 (or status=CODE) with no Content-Length and a body of zeros
                       that never ends (rate=N: N bytes a second, else as fast as it goes)
   stall=S             send the headers, then nothing for S seconds before the body
+  bearer=REALM        answer 401 with a Bearer challenge naming REALM unless the request
+                      carries an Authorization header
 
 --fault PATH=QUERY (repeatable) applies the faults of QUERY to requests for PATH that carry
 no query of their own, for clients that build their URLs themselves (a registry client).
@@ -127,6 +129,10 @@ class Handler(BaseHTTPRequestHandler):
 
         if q("redirect") is not None:
             return self.simple(302, b"", [("Location", q("redirect"))])
+
+        if q("bearer") is not None and not self.headers.get("Authorization"):
+            challenge = 'Bearer realm="%s",service="test"' % q("bearer")
+            return self.simple(401, b"", [("WWW-Authenticate", challenge)])
 
         if q("endless") is not None:
             return self.endless(int(q("status", "200")), int(q("rate", "0")))

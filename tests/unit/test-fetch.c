@@ -943,3 +943,61 @@ TEST(overall_deadline_stops_a_slow_endless_download)
 	imgf_error_free(err);
 	strbuf_release(&sb);
 }
+
+/* stderr into a file while one fetch runs; returns what was written (caller frees). */
+static char *fetch_capturing_stderr(struct imgf_input *in, const struct imgf_fetch_opts *o, int *r)
+{
+	_cleanup_free_ char *path = path_join(srv.root, "stderr.txt");
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	FILE *f = fopen(path, "w");
+	dup2(fileno(f), STDERR_FILENO);
+	struct imgf_error *err = NULL;
+	*r = imgf_fetch_all(in, 1, o, &err);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	fclose(f);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+	char *text = NULL;
+	CHECK(read_file(path, 0, &text, NULL, NULL) == 0);
+	return text;
+}
+
+TEST(a_checksum_list_over_plain_http_is_warned_about)
+{
+	SETUP(o);
+	size_t len = 2000;
+	_cleanup_free_ char *data = make_data(len, 44);
+	put_file("warn.bin", data, len);
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, data, len, hex);
+	_cleanup_free_ char *list = xasprintf("%s  warn.bin\n", hex);
+	put_file("warn.sha256sum", list, strlen(list));
+
+	/* A mirror that is not loopback, reached through the test server as an HTTP proxy. */
+	setenv("http_proxy", srv.base, 1);
+	struct imgf_input in;
+	input_init(&in, "warned", "http://mirror.invalid/warn.bin",
+		   "file:http://mirror.invalid/warn.sha256sum");
+	int r;
+	_cleanup_free_ char *text = fetch_capturing_stderr(&in, &o, &r);
+	unsetenv("http_proxy");
+	CHECK(r == 0);
+	CHECK(text && strstr(text, "'warned': checksum list 'http://mirror.invalid/warn.sha256sum' "
+				   "comes over plain http: the download's integrity rests on an "
+				   "unauthenticated connection"));
+	imgf_input_release(&in);
+
+	/* Loopback is no network hop: no warning. */
+	new_cache(&o);
+	_cleanup_free_ char *url = url_of("warn.bin");
+	_cleanup_free_ char *ck = xasprintf("file:%s/warn.sha256sum", srv.base);
+	input_init(&in, "local", url, ck);
+	_cleanup_free_ char *quiet = fetch_capturing_stderr(&in, &o, &r);
+	CHECK(r == 0);
+	CHECK(quiet && !strstr(quiet, "plain http"));
+	imgf_input_release(&in);
+}

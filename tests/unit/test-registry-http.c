@@ -66,6 +66,9 @@ static int server_start(void)
 	_cleanup_free_ char *www = path_join(srv.root, "www");
 	put_manifest(www, "stall/img");
 	put_manifest(www, "slow/img");
+	put_manifest(www, "token/img");
+	_cleanup_free_ char *token = path_join(www, "token");
+	CHECK(write_file_atomic(token, "{\"token\": \"t\"}", 14, 0644, NULL) == 0);
 	_cleanup_free_ char *script = httpd_script();
 	int fds[2];
 	if (pipe(fds) < 0)
@@ -80,7 +83,8 @@ static int server_start(void)
 		execlp("python3", "python3", script, "--root", www, "--port", "0", "--fault",
 		       "/v2/errbody/img/manifests/1=endless=1&status=404", "--fault",
 		       "/v2/stall/img/manifests/1=stall=600", "--fault",
-		       "/v2/slow/img/manifests/1=endless=1&rate=4096", (char *)NULL);
+		       "/v2/slow/img/manifests/1=endless=1&rate=4096", "--fault",
+		       "/v2/token/img/manifests/1=bearer=http://auth.invalid/token", (char *)NULL);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -162,4 +166,54 @@ TEST(a_trickling_registry_meets_the_pull_deadline)
 	CHECK(took >= 1900 && took < 8000);
 	CHECK_ERR(err, "the pull was not done within 2 s (variable 'download_timeout')");
 	imgf_error_free(err);
+}
+
+/* stderr into a file while fn runs; returns what was written (caller frees). */
+static char *capture_stderr(void (*fn)(void *), void *arg)
+{
+	_cleanup_free_ char *path = path_join(srv.root, "stderr.txt");
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	FILE *f = fopen(path, "w");
+	dup2(fileno(f), STDERR_FILENO);
+	fn(arg);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	fclose(f);
+	char *text = NULL;
+	CHECK(read_file(path, 0, &text, NULL, NULL) == 0);
+	return text;
+}
+
+static void pull_token_img(void *arg)
+{
+	int64_t took;
+	imgf_error_free(pull_err("token/img", arg, &took));
+}
+
+TEST(a_plain_http_token_endpoint_is_warned_about)
+{
+	SETUP(o);
+	/* The realm is not loopback: reach it through the test server as an HTTP proxy. */
+	_cleanup_free_ char *proxy = xasprintf("http://127.0.0.1:%d", srv.port);
+	setenv("http_proxy", proxy, 1);
+	_cleanup_free_ char *text = capture_stderr(pull_token_img, &o);
+	unsetenv("http_proxy");
+	CHECK(text && strstr(text, "registry token endpoint 'http://auth.invalid/token' is plain "
+				   "http: the token and what it grants rest on an unauthenticated "
+				   "connection"));
+}
+
+TEST(which_urls_are_unauthenticated)
+{
+	CHECK(imgf_url_unauthenticated("http://mirror.example/SHA256SUMS"));
+	CHECK(imgf_url_unauthenticated("HTTP://10.0.0.1:8080/x"));
+	CHECK(!imgf_url_unauthenticated("https://mirror.example/SHA256SUMS"));
+	CHECK(!imgf_url_unauthenticated("http://127.0.0.1:5000/x"));
+	CHECK(!imgf_url_unauthenticated("http://127.8.9.10/x"));
+	CHECK(!imgf_url_unauthenticated("http://localhost/x"));
+	CHECK(!imgf_url_unauthenticated("http://[::1]:80/x"));
+	CHECK(!imgf_url_unauthenticated("file:///srv/SHA256SUMS"));
+	CHECK(!imgf_url_unauthenticated(NULL));
 }
