@@ -717,6 +717,12 @@ int imgf_archive_extract_flags(const char *archive_path, const char *dest_dir, u
 	}
 	ret = 0;
 out:
+	if (ret < 0) {
+		/* Members before the failing one are on disk: remove any link that now escapes. */
+		struct imgf_error *ignored = NULL;
+		tree_recheck_symlinks(&tree, archive_path, &ignored);
+		imgf_error_free(ignored);
+	}
 	archive_write_free(disk);
 	archive_read_free(in);
 	tree_release(&tree);

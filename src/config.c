@@ -14,6 +14,8 @@
 #define CONFIG_MAX_BYTES (16u << 20)
 #define INCLUDE_MAX_DEPTH 16
 #define YAML_MAX_DEPTH 64
+/* One interpolated string: variables that double each other would otherwise grow without end. */
+#define INTERPOLATED_MAX (1u << 20)
 
 static bool is_yaml_path(const char *path)
 {
@@ -248,6 +250,7 @@ int imgf_interpolate(const char *in, json_t *vars, const char *where, char **out
 		     struct imgf_error **err)
 {
 	struct strbuf sb = STRBUF_INIT;
+	sb.max = INTERPOLATED_MAX;
 	const char *s = in;
 	for (;;) {
 		const char *open = strstr(s, "{{");
@@ -273,7 +276,16 @@ int imgf_interpolate(const char *in, json_t *vars, const char *where, char **out
 					      where, name);
 		}
 		strbuf_addstr(&sb, json_string_value(v));
+		if (sb.overflow)
+			break;
 		s = end;
+	}
+	if (sb.overflow) {
+		strbuf_release(&sb);
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: the interpolated value is longer than %u bytes (the cap "
+				      "for one string)",
+				      where, INTERPOLATED_MAX);
 	}
 	*out = strbuf_detach(&sb, NULL);
 	return 0;
@@ -289,6 +301,9 @@ static int interpolate_json_at(json_t *in, json_t *vars, struct strbuf *path, js
 			return -1;
 		*out = json_string(s);
 		free(s);
+		if (!*out)
+			return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: not valid UTF-8",
+					      path->buf);
 		return 0;
 	}
 	if (json_is_array(in)) {
@@ -417,9 +432,13 @@ static int set_vars(struct loader *ld, json_t *vars, const char *origin, struct 
 					      "%s: variables.%s: expected a string, number or "
 					      "boolean",
 					      origin, k);
-		json_object_set_new(ld->raw_vars, k, json_string(s));
-		json_object_set_new(ld->var_from, k, json_string(origin));
+		json_t *js = json_string(s);
 		free(s);
+		if (!js)
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "%s: variables.%s: not valid UTF-8", origin, k);
+		json_object_set_new(ld->raw_vars, k, js);
+		json_object_set_new(ld->var_from, k, json_string(origin));
 	}
 	return 0;
 }
@@ -543,8 +562,11 @@ static int resolve_var(const char *name, json_t *raw, json_t *from, json_t *done
 	char *val;
 	if (imgf_interpolate(tmpl, done, where, &val, err) < 0)
 		return -1;
-	json_object_set_new(done, name, json_string(val));
+	json_t *jv = json_string(val);
 	free(val);
+	if (!jv)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: not valid UTF-8", where);
+	json_object_set_new(done, name, jv);
 	json_object_del(busy, name);
 	return 0;
 }
@@ -629,7 +651,11 @@ int imgf_config_load(const char *path, const struct imgf_config_opts *opts,
 			goto out;
 		}
 		_cleanup_free_ char *k = xstrndup(kv, (size_t)(eq - kv));
-		json_object_set_new(ld.raw_vars, k, json_string(eq + 1));
+		json_t *jv = json_string(eq + 1);
+		if (!jv || json_object_set_new(ld.raw_vars, k, jv) < 0) {
+			imgf_error_set(err, IMGF_EXIT_FAIL, "--var '%s': not valid UTF-8", k);
+			goto out;
+		}
 		json_object_set_new(ld.var_from, k, json_string("--var"));
 	}
 

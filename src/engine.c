@@ -34,6 +34,8 @@ static const struct {
 	{"ova", ova_pp_keys},
 };
 
+static int validate_ova(struct imgf_build *b, json_t *pp, struct imgf_error **err);
+
 const char *imgf_build_var(const struct imgf_build *b, const char *name)
 {
 	return imgf_config_var(b->config, name);
@@ -154,6 +156,55 @@ static void build_release(struct imgf_build *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* A step's `max_size`: the cap of each of its downloads, over variable download_max_size. */
+static int step_max_size(struct imgf_step *s, json_t *v, struct imgf_error **err)
+{
+	_cleanup_free_ char *text =
+		json_is_integer(v) ? xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v))
+				   : xstrdup(json_is_string(v) ? json_string_value(v) : "");
+	uint64_t n;
+	if (imgf_size_parse(text, &n) < 0 || n == 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: max_size: '%s' is not a size like 512M (bytes, or K, M, "
+				      "G, T)",
+				      s->where, text);
+	if (!s->ninputs)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: max_size: a %s step downloads nothing to cap", s->where,
+				      s->ops->name);
+	for (size_t j = 0; j < s->ninputs; j++)
+		s->inputs[j].max_size = n;
+	return 0;
+}
+
+/* Variables download_max_size and download_timeout: the fetch settings of every image. */
+static int fetch_settings(const struct imgf_config *c, struct imgf_fetch_opts *o,
+			  struct imgf_error **err)
+{
+	const char *v = imgf_config_var(c, "download_max_size");
+	if (v && *v && (imgf_size_parse(v, &o->max_size) < 0 || o->max_size == 0))
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"%s: variable 'download_max_size': '%s' is not a size like 4G "
+			"(bytes, or K, M, G, T)",
+			json_string_value(json_object_get(c->var_from, "download_max_size")), v);
+	v = imgf_config_var(c, "download_timeout");
+	if (v && *v) {
+		char *end;
+		errno = 0;
+		long t = *v >= '0' && *v <= '9' ? strtol(v, &end, 10) : -1;
+		if (t < 0 || errno || *end)
+			return imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"%s: variable 'download_timeout': '%s' is not a number of seconds "
+				"(0 for none)",
+				json_string_value(json_object_get(c->var_from, "download_timeout")),
+				v);
+		o->timeout_s = t;
+	}
+	return 0;
+}
+
 /* Resolve the builder and steps of one image and check every key: no side effects. */
 static int plan_image(const struct imgf_config *c, const struct imgf_image_def *def,
 		      const struct imgf_build_opts *opts, struct imgf_build *b,
@@ -208,12 +259,20 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 		s->where = xasprintf("%s: provisioners[%zu] (%s)", def->file, i, type);
 		s->cfg = json_incref(p);
 		s->raw = json_incref(json_array_get(raw_list, i));
-		if (imgf_keys_check(p, s->ops->keys, s->where, err) < 0)
+		/* max_size is every downloading step's key, so the engine checks it. */
+		json_t *max_size = json_object_get(p, "max_size");
+		json_t *own_keys = json_copy(p);
+		json_object_del(own_keys, "max_size");
+		int kr = imgf_keys_check(own_keys, s->ops->keys, s->where, err);
+		json_decref(own_keys);
+		if (kr < 0)
 			return -1;
 		if (s->ops->validate && s->ops->validate(s, err) < 0)
 			return imgf_error_prefix(err, "%s", s->where);
 		if (s->ops->inputs && s->ops->inputs(s, err) < 0)
 			return imgf_error_prefix(err, "%s", s->where);
+		if (max_size && step_max_size(s, max_size, err) < 0)
+			return -1;
 	}
 	size_t i;
 	json_t *pp;
@@ -234,6 +293,8 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 			xasprintf("%s: post_processors[%zu] (%s)", def->file, i, t);
 		if (imgf_keys_check(pp, keys, where, err) < 0)
 			return -1;
+		if (!strcmp(t, "ova") && validate_ova(b, pp, err) < 0)
+			return imgf_error_prefix(err, "%s", where);
 	}
 	/* Checksum forms are checked here so `validate` catches them without fetching. */
 	for (size_t k = 0; k < b->nsteps; k++) {
@@ -307,6 +368,66 @@ static json_t *custom_data(const struct imgf_config *c)
 	return cd;
 }
 
+/*
+ * The ova post-processor's options from the build: the output name and the custom
+ * properties (the post-processor's own over the variable's JSON object). The disk and the
+ * output directory are left for the caller; *props and *name are the caller's to free.
+ */
+static int ova_opts_init(struct imgf_build *b, json_t *pp, struct imgf_ova_opts *o, json_t **props,
+			 char **name, struct imgf_error **err)
+{
+	*props = NULL;
+	*name = NULL;
+	if (imgf_build_dir_name(b->config, name, err) < 0)
+		return -1;
+	json_t *p = json_object();
+	const char *pv = imgf_build_var(b, "ovf_custom_properties");
+	if (pv && *pv) {
+		json_t *j = json_loads(pv, 0, NULL);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			json_decref(p);
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "variable 'ovf_custom_properties': expected a JSON "
+					      "object of strings, got '%s'",
+					      pv);
+		}
+		json_object_update(p, j);
+		json_decref(j);
+	}
+	json_t *own = json_object_get(pp, "custom_properties");
+	if (json_is_object(own))
+		json_object_update(p, own);
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	*o = (struct imgf_ova_opts){
+		.name = *name,
+		.vars = b->config->vars,
+		.custom_properties = p,
+		.build_timestamp = sde && *sde ? strtoll(sde, NULL, 10) : (int64_t)time(NULL),
+	};
+	*props = p;
+	return 0;
+}
+
+/* What post_ova() will check, checked before anything is built. */
+static int validate_ova(struct imgf_build *b, json_t *pp, struct imgf_error **err)
+{
+	/* Only the qemu builder makes a disk image; the docker builder makes an Engine image. */
+	if (strcmp(b->builder->name, "qemu") != 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "post-processor 'ova' needs a disk image; the %s builder "
+				      "does not make one",
+				      b->builder->name);
+	struct imgf_ova_opts o;
+	json_t *props;
+	_cleanup_free_ char *name = NULL;
+	int r = ova_opts_init(b, pp, &o, &props, &name, err);
+	if (r == 0)
+		r = imgf_ova_validate(&o, err);
+	json_decref(props);
+	return r;
+}
+
 /* ova: the disk artifact as NAME.ova (+ .sha256) beside it in the output directory. */
 static int post_ova(struct imgf_build *b, json_t *pp, struct imgf_artifact *art,
 		    struct imgf_error **err)
@@ -317,36 +438,13 @@ static int post_ova(struct imgf_build *b, json_t *pp, struct imgf_artifact *art,
 			"post-processor 'ova' needs a disk image; the %s builder made "
 			"'%s'",
 			b->builder->name, art->id ? art->id : "nothing");
+	struct imgf_ova_opts o;
+	json_t *props;
 	_cleanup_free_ char *name = NULL;
-	if (imgf_build_dir_name(b->config, &name, err) < 0)
-		return -1;
-	/* Custom properties: the post-processor's own, over the variable's JSON object. */
-	json_t *props = json_object();
-	const char *pv = imgf_build_var(b, "ovf_custom_properties");
-	if (pv && *pv) {
-		json_t *j = json_loads(pv, 0, NULL);
-		if (!json_is_object(j)) {
-			json_decref(j);
-			json_decref(props);
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "variable 'ovf_custom_properties': expected a JSON "
-					      "object of strings");
-		}
-		json_object_update(props, j);
-		json_decref(j);
-	}
-	json_t *own = json_object_get(pp, "custom_properties");
-	if (json_is_object(own))
-		json_object_update(props, own);
-	const char *sde = getenv("SOURCE_DATE_EPOCH");
-	struct imgf_ova_opts o = {
-		.disk = art->id,
-		.out_dir = b->out_dir,
-		.name = name,
-		.vars = b->config->vars,
-		.custom_properties = props,
-		.build_timestamp = sde && *sde ? strtoll(sde, NULL, 10) : (int64_t)time(NULL),
-	};
+	if (ova_opts_init(b, pp, &o, &props, &name, err) < 0)
+		return imgf_error_prefix(err, "post-processor 'ova'");
+	o.disk = art->id;
+	o.out_dir = b->out_dir;
 	char **files = NULL;
 	int r = imgf_ova_write(&o, &files, err);
 	json_decref(props);
@@ -536,6 +634,8 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 		b->cache_dir = xstrdup(cache_dir);
 		b->out_dir = xstrdup(out_dir);
 		imgf_fetch_opts_default(&b->fetch, b->cache_dir);
+		if (fetch_settings(c, &b->fetch, err) < 0)
+			goto out;
 		if (plan_image(c, &c->images[i], opts, b, err) < 0)
 			goto out;
 	}

@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -34,7 +35,7 @@
  */
 #define CONNECT_TIMEOUT_S 30L
 #define STALL_BYTES_PER_S 1024L
-#define LOW_SPEED_TIME_S 60L
+#define LOW_SPEED_TIME_S 60L /* the default of imgf_fetch_opts.stall_s */
 
 #define LIST_MAX (1024 * 1024) /* a checksum list is text; a bigger one is not a list */
 #define LOCK_POLL_MS 500       /* how often to look whether another process is done */
@@ -54,7 +55,7 @@ enum xfer_abort {
 	ABORT_NONE,
 	ABORT_HTTP,	 /* status >= 400: classify by the status */
 	ABORT_WRITE,	 /* local I/O failed, write_errno says why */
-	ABORT_TOO_LARGE, /* a buffer transfer went past its cap */
+	ABORT_TOO_LARGE, /* the body went (or its Content-Length would go) past the cap */
 	ABORT_BAD_RANGE, /* 206 for a different range than asked */
 };
 
@@ -65,6 +66,7 @@ struct xfer {
 	const char *label;
 	struct strbuf *buf;
 	size_t buf_max;
+	uint64_t max; /* for a cache transfer: the input's cap */
 
 	char *part_path;
 	char *final_path;
@@ -92,6 +94,7 @@ struct xfer {
 	enum xfer_abort abort;
 	int write_errno;
 	uint64_t expect_total; /* 0 = unknown */
+	uint64_t announced;    /* a Content-Length past the cap, else 0 */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -102,6 +105,7 @@ struct fetch {
 	size_t n, alloc;
 	struct imgf_error *err; /* the first failure; stops the rest */
 	int64_t last_progress_ms;
+	int64_t deadline_ms; /* monotonic; 0 = none */
 };
 
 static int64_t now_ms(void)
@@ -150,6 +154,9 @@ void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir)
 	o->max_attempts = 5;
 	o->retry_base_ms = 1000;
 	o->parallel = 4;
+	o->max_size = IMGF_FETCH_MAX_SIZE_DEFAULT;
+	o->timeout_s = IMGF_FETCH_TIMEOUT_DEFAULT;
+	o->stall_s = LOW_SPEED_TIME_S;
 	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
 	if (v && *v) {
 		char *end;
@@ -267,6 +274,11 @@ static int body_start(struct xfer *x)
 		x->resumed = true;
 	}
 	x->expect_total = cl > 0 ? x->range_from + (uint64_t)cl : 0;
+	if (x->expect_total > x->max) {
+		x->announced = x->expect_total;
+		x->abort = ABORT_TOO_LARGE;
+		return -1;
+	}
 	return 0;
 }
 
@@ -286,6 +298,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 			return 0;
 		}
 		return n;
+	}
+	if (x->file_size + n > x->max) {
+		x->abort = ABORT_TOO_LARGE;
+		return 0;
 	}
 	for (size_t done = 0; done < n;) {
 		ssize_t w = pwrite(x->fd, data + done, n - done, (off_t)(x->file_size + done));
@@ -515,7 +531,7 @@ static long retry_delay_ms(struct fetch *f, struct xfer *x)
 	return imgf_retry_delay_ms(f->o->retry_base_ms, x->attempt, x->retry_after_s);
 }
 
-static void easy_setup(struct xfer *x)
+static void easy_setup(struct xfer *x, long stall_s)
 {
 	CURL *e = x->easy;
 	curl_easy_setopt(e, CURLOPT_URL, x->url);
@@ -542,7 +558,7 @@ static void easy_setup(struct xfer *x)
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 }
@@ -576,6 +592,15 @@ static int xfer_open(struct fetch *f, struct xfer *x)
 		x->state = XFER_DONE;
 		event_fetched(x->in, true);
 		return 0;
+	}
+	/* A partial past the cap (from an earlier run, or a lower cap now) is dropped. */
+	struct stat st;
+	if (r == 0 && fstat(x->fd, &st) == 0 && (uint64_t)st.st_size > x->max) {
+		log_warn("fetch '%s': dropping a partial download of %llu bytes, over the cap of "
+			 "%llu",
+			 x->label, (unsigned long long)st.st_size, (unsigned long long)x->max);
+		if (ftruncate(x->fd, 0) < 0)
+			r = imgf_error_errno(&e, errno, "truncate '%s'", x->part_path);
 	}
 	if (r == 0) {
 		xfer_digests_init(x);
@@ -613,6 +638,7 @@ static void xfer_start(struct fetch *f, struct xfer *x)
 	x->abort = ABORT_NONE;
 	x->write_errno = 0;
 	x->expect_total = 0;
+	x->announced = 0;
 	x->errbuf[0] = '\0';
 	if (x->buf)
 		strbuf_reset(x->buf);
@@ -705,8 +731,21 @@ static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 			  strerror(x->write_errno));
 		return;
 	}
-	if (x->abort == ABORT_TOO_LARGE) {
+	if (x->abort == ABORT_TOO_LARGE && x->buf) {
 		xfer_fail(f, x, IMGF_EXIT_FAIL, "larger than %zu bytes", x->buf_max);
+		return;
+	}
+	if (x->abort == ABORT_TOO_LARGE) {
+		/* Nothing past the cap is kept: the partial would only grow again next time. */
+		xfer_close_partial(x, true);
+		_cleanup_free_ char *said = x->announced
+						    ? xasprintf(" (the server announced %llu)",
+								(unsigned long long)x->announced)
+						    : xstrdup("");
+		xfer_fail(f, x, IMGF_EXIT_FAIL,
+			  "larger than the cap of %llu bytes%s; raise it with the step's "
+			  "'max_size' or variable 'download_max_size'",
+			  (unsigned long long)x->max, said);
 		return;
 	}
 	if (rc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted) {
@@ -823,6 +862,15 @@ static int fetch_run(struct fetch *f)
 		}
 		if (f->err)
 			break;
+		if (f->deadline_ms && now_ms() >= f->deadline_ms) {
+			for (size_t i = 0; i < f->n; i++)
+				if (f->xfers[i]->state != XFER_DONE)
+					xfer_fail(f, f->xfers[i], IMGF_EXIT_FAIL,
+						  "not done within %ld s (variable "
+						  "'download_timeout')",
+						  f->o->timeout_s);
+			break;
+		}
 
 		int64_t now = now_ms();
 		int running = 0;
@@ -906,8 +954,14 @@ static void fetch_init(struct fetch *f, const struct imgf_fetch_opts *o,
 		fixed->parallel = 64;
 	if (fixed->retry_base_ms < 0)
 		fixed->retry_base_ms = 0;
+	if (fixed->max_size == 0)
+		fixed->max_size = IMGF_FETCH_MAX_SIZE_DEFAULT;
+	if (fixed->stall_s <= 0)
+		fixed->stall_s = LOW_SPEED_TIME_S;
 	memset(f, 0, sizeof(*f));
 	f->o = fixed;
+	if (fixed->timeout_s > 0)
+		f->deadline_ms = now_ms() + fixed->timeout_s * 1000;
 }
 
 static struct xfer *xfer_new(struct fetch *f, const char *url, const char *label)
@@ -917,12 +971,13 @@ static struct xfer *xfer_new(struct fetch *f, const char *url, const char *label
 	x->label = label;
 	x->fd = -1;
 	x->state = XFER_PENDING;
+	x->max = f->o->max_size;
 	x->easy = curl_easy_init();
 	if (!x->easy) {
 		fputs("imgforge: curl_easy_init failed\n", stderr);
 		abort();
 	}
-	easy_setup(x);
+	easy_setup(x, f->o->stall_s);
 	ALLOC_GROW(f->xfers, f->n + 1, f->alloc);
 	f->xfers[f->n++] = x;
 	return x;
@@ -989,6 +1044,24 @@ int imgf_fetch_to_buffer(const char *url, size_t max, const struct imgf_fetch_op
 	return r;
 }
 
+bool imgf_url_unauthenticated(const char *url)
+{
+	if (!url || strncasecmp(url, "http://", 7) != 0)
+		return false;
+	CURLU *u = curl_url();
+	char *host = NULL;
+	bool remote = true;
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		struct in_addr a4;
+		remote = !(!strcasecmp(host, "localhost") || !strcmp(host, "[::1]") ||
+			   (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127));
+	}
+	curl_free(host);
+	curl_url_cleanup(u);
+	return remote;
+}
+
 /* ---- imgf_fetch_all ---- */
 
 /* Checksum lists already read in this call: many inputs share one SHA256SUMS. */
@@ -1045,6 +1118,11 @@ static int resolve_checksum(struct imgf_input *in, const struct imgf_fetch_opts 
 							  co);
 				return imgf_error_prefix(err, "'%s': checksum list", in->name);
 			}
+			if (imgf_url_unauthenticated(c.url))
+				log_warn("'%s': checksum list '%s' comes over plain http: the "
+					 "download's integrity rests on an unauthenticated "
+					 "connection (serve it over https)",
+					 in->name, c.url);
 			ALLOC_GROW(*lists, *nlists + 1, *alloc);
 			l = &(*lists)[(*nlists)++];
 			l->url = xstrdup(c.url);
@@ -1157,6 +1235,8 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 		imgf_digest_buffer(IMGF_SHA256, in->url, strlen(in->url), url_hash);
 		struct xfer *x = xfer_new(&f, in->url, in->name);
 		x->in = in;
+		if (in->max_size)
+			x->max = in->max_size;
 		x->final_path = STEAL_POINTER(&final);
 		x->part_path = xasprintf("%s/%s.part", partial, url_hash);
 		owner[i] = x;

@@ -16,6 +16,7 @@
 #ifndef IMGF_FETCH_H
 #define IMGF_FETCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,7 @@ struct imgf_input {
 	char *checksum; /* a checksum spec, see checksum.h */
 	char *origin;	/* where the URL came from, for errors, e.g. "variable 'containerd_url'" */
 	char *checksum_origin; /* likewise for a checksum list's URL (NULL = same as origin) */
+	uint64_t max_size;     /* the most bytes it may have; 0 = imgf_fetch_opts.max_size */
 	/* filled by imgf_fetch_all */
 	char *path; /* the verified file in the cache (read-only for users) */
 	char sha256[65];
@@ -44,7 +46,16 @@ struct imgf_fetch_opts {
 	int max_attempts;      /* per URL, default 5 */
 	long retry_base_ms;    /* first backoff, default 1000, doubled each time, +-50% jitter */
 	int parallel;	       /* concurrent transfers, default 4 */
+	uint64_t max_size;     /* an input's cap unless it sets its own, default 4 GiB: a body
+				  past it (or a Content-Length over it) fails and is removed */
+	long timeout_s;	       /* one imgf_fetch_all or imgf_fetch_to_buffer call, retries and
+				  all, default 3600; 0 = none */
+	long stall_s;	       /* a transfer under 1 KiB/s this long is a failed attempt,
+				  default 60 */
 };
+
+#define IMGF_FETCH_MAX_SIZE_DEFAULT (4ull << 30)
+#define IMGF_FETCH_TIMEOUT_DEFAULT 3600L
 
 void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir);
 /* The default cache directory from the environment (newly allocated). */
@@ -61,5 +72,12 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 int imgf_fetch_to_buffer(const char *url, size_t max, const struct imgf_fetch_opts *o,
 			 struct strbuf *out, struct imgf_error **err);
 void imgf_input_release(struct imgf_input *in);
+
+/*
+ * Whether `url` is plain http:// to a host other than loopback (127.0.0.0/8, localhost,
+ * ::1): anyone on the way can change what it says. Checksum lists and token endpoints on
+ * such URLs are warned about, since everything they vouch for rests on them.
+ */
+bool imgf_url_unauthenticated(const char *url);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "digest.h"
 #include "error.h"
+#include "fetch.h"
 #include "gcs.h"
 #include "log.h"
 #include "retry.h"
@@ -833,6 +834,10 @@ static int gcs_token(struct imgf_gcs *g, struct imgf_error **err)
 	strbuf_addstr(&body, "&assertion=");
 	strbuf_addstr(&body, jwt); /* base64url and '.' need no escaping */
 	_cleanup_free_ char *what = xasprintf("token endpoint %s", g->key.token_uri);
+	if (imgf_url_unauthenticated(g->key.token_uri))
+		log_warn("service-account key '%s': token_uri '%s' is plain http: the signed "
+			 "assertion and the access token travel unauthenticated (use https)",
+			 g->key_path, g->key.token_uri);
 	struct http_req r;
 	http_req_init(&r, "POST", xstrdup(g->key.token_uri), what);
 	r.no_auth = true;
@@ -1218,10 +1223,17 @@ int imgf_gcs_put_small(struct imgf_gcs *g, const char *bucket, const char *objec
 	char want[25];
 	md5_b64(data, len, want);
 	const char *got = json_string_value(json_object_get(doc, "md5Hash"));
-	if (got && strcmp(got, want) != 0) {
-		imgf_error_set(err, IMGF_EXIT_FAIL,
-			       "write '%s': the server stored md5 %s, sent %s; deleted it", what,
-			       got, want);
+	if (!got || strcmp(got, want) != 0) {
+		/* Without the server's md5 nothing says the object holds what was sent. */
+		if (got)
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "write '%s': the server stored md5 %s, sent %s; deleted it",
+				       what, got, want);
+		else
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "write '%s': the server's reply has no md5Hash, so what it "
+				       "stored is unverified; deleted it",
+				       what);
 		struct imgf_error *e2 = NULL;
 		imgf_gcs_delete(g, bucket, object, &e2);
 		imgf_error_free(e2);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "redact.h"
 #include "util.h"
 
 static bool log_json_mode;
@@ -45,7 +46,8 @@ static void clear_progress(void)
 static void vlog(const char *level, const char *color, const char *fmt, va_list ap)
 {
 	clear_progress();
-	char *msg = xvasprintf(fmt, ap);
+	_cleanup_free_ char *raw = xvasprintf(fmt, ap);
+	char *msg = imgf_redact(raw);
 	if (log_json_mode) {
 		json_t *ev = json_pack("{s:s,s:s}", "level", level, "message", msg);
 		imgf_event("log", ev, NULL);
@@ -93,8 +95,11 @@ void log_output(const char *label, int stream, const char *data, size_t len)
 		return;
 	}
 	clear_progress();
+	/* A command may print a URL it was given: redacted like every other line. */
+	_cleanup_free_ char *raw = xstrndup(data, len);
+	_cleanup_free_ char *text = imgf_redact(raw);
 	/* Prefix each line so interleaved steps stay readable. */
-	const char *p = data, *end = data + len;
+	const char *p = text, *end = text + strlen(text);
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -120,12 +125,12 @@ void imgf_event(const char *name, json_t *fields, const char *human)
 		json_object_update(ev, fields);
 	if (human && !json_object_get(ev, "message"))
 		json_object_set_new(ev, "message", json_string(human));
-	char *line = json_dumps(ev, JSON_COMPACT);
+	_cleanup_free_ char *raw = json_dumps(ev, JSON_COMPACT);
+	_cleanup_free_ char *line = imgf_redact(raw);
 	if (line) {
 		fputs(line, stdout);
 		fputc('\n', stdout);
 		fflush(stdout);
-		free(line);
 	}
 	json_decref(ev);
 	json_decref(fields);
@@ -148,6 +153,8 @@ void imgf_progress(const char *label, uint64_t done, uint64_t total)
 	if (!imgf_log_progress_enabled())
 		return;
 	char d[32], t[32];
+	_cleanup_free_ char *shown = imgf_redact(label);
+	label = shown;
 	human_size(done, d, sizeof(d));
 	if (total) {
 		human_size(total, t, sizeof(t));

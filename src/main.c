@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "error.h"
 #include "log.h"
+#include "redact.h"
 #include "strbuf.h"
 #include "upload.h"
 #include "util.h"
@@ -309,7 +310,8 @@ static int report(struct imgf_error *e)
 	if (imgf_log_json())
 		imgf_event("error", json_pack("{s:s,s:i}", "message", e->msg, "status", status),
 			   NULL);
-	fprintf(stderr, "imgforge: error: %s\n", e->msg);
+	_cleanup_free_ char *msg = imgf_redact(e->msg);
+	fprintf(stderr, "imgforge: error: %s\n", msg);
 	imgf_error_free(e);
 	return status;
 }
@@ -387,7 +389,9 @@ static void print_inspect(json_t *doc)
 	json_t *v;
 	json_object_foreach(json_object_get(doc, "variables"), k, v)
 	{
-		printf("  %-32s = %s  (%s)\n", k, json_string_value(json_object_get(v, "value")),
+		_cleanup_free_ char *value =
+			imgf_redact(json_string_value(json_object_get(v, "value")));
+		printf("  %-32s = %s  (%s)\n", k, value,
 		       json_string_value(json_object_get(v, "from")));
 	}
 	printf("\nimages:\n");
@@ -430,9 +434,9 @@ static int cmd_inspect(struct cli *c, unsigned bit)
 		}
 		json_t *doc = imgf_engine_inspect(cfg, &c->build);
 		if (c->json) {
-			char *s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+			_cleanup_free_ char *raw = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+			_cleanup_free_ char *s = imgf_redact(raw);
 			printf("%s\n", s);
-			free(s);
 		} else {
 			print_inspect(doc);
 		}

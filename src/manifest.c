@@ -3,6 +3,7 @@
 
 #include "error.h"
 #include "manifest.h"
+#include "redact.h"
 #include "util.h"
 
 json_t *imgf_manifest_new(void)
@@ -14,9 +15,11 @@ json_t *imgf_manifest_new(void)
 int imgf_manifest_write(json_t *manifest, const char *dir, struct imgf_error **err)
 {
 	_cleanup_free_ char *path = path_join(dir, "manifest.json");
-	_cleanup_free_ char *text = json_dumps(manifest, JSON_INDENT(2) | JSON_SORT_KEYS);
-	if (!text)
+	_cleanup_free_ char *raw = json_dumps(manifest, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (!raw)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "encode '%s'", path);
+	/* Input URLs are recorded as given: a mirror's credentials stay out of the file. */
+	_cleanup_free_ char *text = imgf_redact(raw);
 	size_t len = strlen(text);
 	text = xrealloc(text, len + 2);
 	text[len] = '\n';

@@ -1071,26 +1071,43 @@ out:
 	return r;
 }
 
+/* Everything about the OVA that does not need the disk: name, timestamp, properties, hardware. */
+static int ova_spec_gather(const struct imgf_ova_opts *o, struct ova_spec *s,
+			   struct imgf_error **err)
+{
+	if (check_name(o->name, err) < 0)
+		return -1;
+	if (o->build_timestamp < 0 || o->build_timestamp > USTAR_TIME_MAX)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "build timestamp %" PRId64 " does not fit a USTAR header",
+				      o->build_timestamp);
+	if (gather_props(o, s, err) < 0 || gather_hardware(o, s, err) < 0)
+		return -1;
+	return 0;
+}
+
+int imgf_ova_validate(const struct imgf_ova_opts *o, struct imgf_error **err)
+{
+	struct ova_spec s = {.name = o->name, .timestamp = o->build_timestamp};
+	int r = ova_spec_gather(o, &s, err);
+	ova_spec_release(&s);
+	if (r < 0)
+		imgf_error_prefix(err, "ova '%s'", o->name ? o->name : "");
+	return r;
+}
+
 int imgf_ova_write(const struct imgf_ova_opts *o, char ***files, struct imgf_error **err)
 {
 	struct ova_spec s = {.name = o->name, .timestamp = o->build_timestamp};
 	int r = -1;
 	_cleanup_free_ char *work = NULL, *disk = NULL;
 
-	if (check_name(o->name, err) < 0)
+	if (ova_spec_gather(o, &s, err) < 0)
 		goto out;
 	if (!o->disk || !*o->disk || !o->out_dir || !*o->out_dir) {
 		imgf_error_set(err, IMGF_EXIT_FAIL, "the OVA needs a disk and an output directory");
 		goto out;
 	}
-	if (o->build_timestamp < 0 || o->build_timestamp > USTAR_TIME_MAX) {
-		imgf_error_set(err, IMGF_EXIT_FAIL,
-			       "build timestamp %" PRId64 " does not fit a USTAR header",
-			       o->build_timestamp);
-		goto out;
-	}
-	if (gather_props(o, &s, err) < 0 || gather_hardware(o, &s, err) < 0)
-		goto out;
 	/* qemu-img would say so too, but after the command line; this names the input. */
 	struct stat st;
 	if (stat(o->disk, &st) < 0) {

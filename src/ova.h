@@ -29,6 +29,10 @@ struct imgf_ova_opts {
  * removed afterwards. `files` receives the names written (NULL-terminated, caller frees). */
 int imgf_ova_write(const struct imgf_ova_opts *o, char ***files, struct imgf_error **err);
 
+/* Check everything imgf_ova_write checks before it reads the disk (disk and out_dir may be
+ * NULL): the name, the timestamp, the properties and the hardware variables. */
+int imgf_ova_validate(const struct imgf_ova_opts *o, struct imgf_error **err);
+
 /*
  * Set the CID (content id) in the embedded descriptor of a monolithic sparse or
  * streamOptimized vmdk, as eight hex digits. Returns 0 when set, 1 (with a warning logged)

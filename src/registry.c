@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,7 +33,9 @@
 
 #define MANIFEST_MAX (4u << 20) /* manifests and indexes; Docker's own limit is 4 MiB */
 #define TOKEN_MAX (1u << 20)
-#define ERRBODY_MAX 4096
+#define ERRBODY_MAX 4096 /* an error reply's body: enough for the registry's message */
+/* A transfer under STALL_BYTES_PER_S for imgf_fetch_opts.stall_s seconds is a failed attempt. */
+#define STALL_BYTES_PER_S 1024L
 #define NAME_MAX_LEN 255 /* Docker's limit on "registry/repository" */
 #define TAG_MAX_LEN 128
 
@@ -376,10 +379,11 @@ static bool registry_is_loopback(const char *registry)
 struct reg_client {
 	CURL *curl;
 	const struct imgf_fetch_opts *opts;
-	char *base;	/* "https://HOST/v2/REPO" */
-	char *scope;	/* "repository:REPO:pull" */
-	char *auth;	/* "Authorization: Bearer ..." once a token was fetched */
-	char *no_proxy; /* NOPROXY: the environment's list plus loopback */
+	char *base;	     /* "https://HOST/v2/REPO" */
+	char *scope;	     /* "repository:REPO:pull" */
+	char *auth;	     /* "Authorization: Bearer ..." once a token was fetched */
+	char *no_proxy;	     /* NOPROXY: the environment's list plus loopback */
+	int64_t deadline_ms; /* monotonic end of the whole pull; 0 = none */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -391,6 +395,7 @@ struct sink {
 	uint64_t written;
 	uint64_t limit; /* for fd: the descriptor's size */
 	bool too_large;
+	bool errbody_full; /* a non-2xx body reached ERRBODY_MAX: the rest is not read */
 	int write_errno;
 	struct strbuf errbody; /* body of a non-2xx reply, for the registry's message */
 	CURL *curl;
@@ -453,11 +458,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	long code = 0;
 	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
 	if (code < 200 || code > 299) {
-		if (s->errbody.len < ERRBODY_MAX)
-			strbuf_add(&s->errbody, data,
-				   n < ERRBODY_MAX - s->errbody.len ? n
-								    : ERRBODY_MAX - s->errbody.len);
-		return n;
+		size_t room = ERRBODY_MAX - s->errbody.len;
+		strbuf_add(&s->errbody, data, n < room ? n : room);
+		if (n < room)
+			return n;
+		/* Enough of the message: an endless error body is not read to its end. */
+		s->errbody_full = true;
+		return 0;
 	}
 	if (s->fd < 0) {
 		strbuf_add(s->buf, data, n);
@@ -505,6 +512,7 @@ static int sink_reset(struct sink *s, struct imgf_error **err)
 {
 	s->written = 0;
 	s->too_large = false;
+	s->errbody_full = false;
 	s->write_errno = 0;
 	strbuf_reset(&s->errbody);
 	if (s->buf) {
@@ -539,6 +547,22 @@ static char *no_proxy_list(void)
 			 env && *env ? "," : "");
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left before the pull's deadline (LONG_MAX without one), at least 0. */
+static long time_left_ms(const struct reg_client *c)
+{
+	if (!c->deadline_ms)
+		return LONG_MAX;
+	int64_t left = c->deadline_ms - mono_ms();
+	return left > 0 ? (long)left : 0;
+}
+
 static CURLcode http_get(struct reg_client *c, const char *url, const char *accept,
 			 const char *auth, struct sink *s, struct reply *r)
 {
@@ -566,9 +590,13 @@ static CURLcode http_get(struct reg_client *c, const char *url, const char *acce
 	curl_easy_setopt(h, CURLOPT_NOPROXY, c->no_proxy);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-	/* A stalled transfer (under 1 byte/s for a minute) counts as a timeout and is retried. */
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+	/* A stalled transfer (under 1 KiB/s for stall_s) counts as a timeout and is retried. */
+	long stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 60;
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s);
+	long left = time_left_ms(c);
+	if (left != LONG_MAX)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left > 0 ? left : 1L);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
@@ -677,6 +705,14 @@ static int parse_challenge(const char *h, struct challenge *ch)
 static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
 			    struct sink *s, struct reply *r, struct imgf_error **err);
 
+static int pull_timed_out(const struct reg_client *c, const char *url, struct imgf_error **err)
+{
+	return imgf_error_set(err, IMGF_EXIT_FAIL,
+			      "GET '%s': the pull was not done within %ld s (variable "
+			      "'download_timeout')",
+			      url, c->opts ? c->opts->timeout_s : 0L);
+}
+
 /* Answer a Bearer challenge with an anonymous token from its realm. */
 static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_error **err)
 {
@@ -702,6 +738,10 @@ static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_e
 		challenge_release(&ch);
 		return r;
 	}
+	if (imgf_url_unauthenticated(ch.realm))
+		log_warn("registry token endpoint '%s' is plain http: the token and what it "
+			 "grants rest on an unauthenticated connection",
+			 ch.realm);
 	struct strbuf url = STRBUF_INIT;
 	strbuf_addstr(&url, ch.realm);
 	char sep = strchr(ch.realm, '?') ? '&' : '?';
@@ -770,8 +810,14 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 					      url);
 		if (sink_reset(s, err) < 0)
 			return -1;
+		if (time_left_ms(c) == 0)
+			return pull_timed_out(c, url, err);
 		CURLcode cc = http_get(c, url, accept, c->auth, s, r);
 		_cleanup_free_ char *why = NULL;
+		if (cc == CURLE_WRITE_ERROR && s->errbody_full)
+			cc = CURLE_OK; /* the status says what happened; the body was cut short */
+		if (cc == CURLE_OPERATION_TIMEDOUT && time_left_ms(c) == 0)
+			return pull_timed_out(c, url, err);
 		if (cc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "GET '%s': interrupted",
 					      url);
@@ -808,6 +854,8 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 		}
 		long ra = r->retry_after ? imgf_retry_after_s(r->retry_after) : -1;
 		long wait = imgf_retry_delay_ms(backoff, attempt, ra);
+		if (wait > time_left_ms(c))
+			return pull_timed_out(c, url, err);
 		log_warn("GET '%s': %s; retrying in %.1f s (attempt %d of %d)", url, why,
 			 wait / 1000.0, attempt + 1, max_attempts);
 		imgf_sleep_ms(wait);
@@ -1051,6 +1099,13 @@ static int get_blob(struct reg_client *c, const struct descriptor *d, char **pat
 		*path = STEAL_POINTER(&dst);
 		return 0;
 	}
+	uint64_t cap = c->opts->max_size ? c->opts->max_size : IMGF_FETCH_MAX_SIZE_DEFAULT;
+	if (d->size > cap)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "blob '%s': %llu bytes is over the cap of %llu (variable "
+				      "'download_max_size')",
+				      d->digest, (unsigned long long)d->size,
+				      (unsigned long long)cap);
 	if (mkdir_p(dir, 0755, err) < 0)
 		return -1;
 	_cleanup_free_ char *tmp = NULL;
@@ -1316,6 +1371,7 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 				  registry_is_loopback(registry) ? "http" : "https", host,
 				  repository),
 		.scope = xasprintf("repository:%s:pull", repository),
+		.deadline_ms = o->timeout_s > 0 ? mono_ms() + (int64_t)o->timeout_s * 1000 : 0,
 	};
 	int ret;
 	if (!c.curl) {

@@ -16,6 +16,7 @@
 #include "gcs.h"
 #include "log.h"
 #include "manifest.h"
+#include "redact.h"
 #include "sidecar.h"
 #include "strbuf.h"
 #include "upload-internal.h"
@@ -298,8 +299,10 @@ static int plan_hash(struct upload_plan *p, struct imgf_error **err)
 
 static void print_urls(struct imgf_gcs *g, const struct upload_item *it)
 {
-	_cleanup_free_ char *url = imgf_gcs_download_url(g, it->bucket, it->object);
-	_cleanup_free_ char *sum = imgf_gcs_download_url(g, it->bucket, it->sidecar);
+	_cleanup_free_ char *raw_url = imgf_gcs_download_url(g, it->bucket, it->object);
+	_cleanup_free_ char *raw_sum = imgf_gcs_download_url(g, it->bucket, it->sidecar);
+	_cleanup_free_ char *url = imgf_redact(raw_url);
+	_cleanup_free_ char *sum = imgf_redact(raw_sum);
 	printf("  %s\n  %s\n", url, sum);
 	fflush(stdout);
 }
@@ -464,8 +467,10 @@ int imgf_image_list(const struct imgf_upload_opts *o, const char *gs_url, struct
 			   json_pack("{s:s,s:s,s:s,s:s,s:s}", "bucket", bucket, "object", name,
 				     "size", size ? size : "", "sha256", sha, "url", url),
 			   NULL);
-		if (!imgf_log_json())
-			printf("%s\t%s\t%s\t%s\n", name, size ? size : "-", sha, url);
+		if (!imgf_log_json()) {
+			_cleanup_free_ char *shown_url = imgf_redact(url);
+			printf("%s\t%s\t%s\t%s\n", name, size ? size : "-", sha, shown_url);
+		}
 		shown++;
 	}
 	json_decref(byname);

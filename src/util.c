@@ -387,3 +387,28 @@ void imgf_install_signal_handlers(void)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
+
+int imgf_size_parse(const char *s, uint64_t *out)
+{
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	char *end;
+	unsigned long long n = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	static const struct {
+		const char *suffix;
+		unsigned shift;
+	} units[] = {{"", 0},	{"K", 10},   {"KiB", 10}, {"M", 20},  {"MiB", 20},
+		     {"G", 30}, {"GiB", 30}, {"T", 40},	  {"TiB", 40}};
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcmp(end, units[i].suffix) != 0)
+			continue;
+		if (units[i].shift && n > (UINT64_MAX >> units[i].shift))
+			return -1;
+		*out = (uint64_t)n << units[i].shift;
+		return 0;
+	}
+	return -1;
+}

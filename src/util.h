@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -79,6 +80,9 @@ int move_file(const char *from, const char *to, struct imgf_error **err);
 int make_temp_file(const char *dir, const char *prefix, char **out, struct imgf_error **err);
 /* A fresh temp directory under $TMPDIR (or /tmp). */
 int make_temp_dir(const char *prefix, char **out, struct imgf_error **err);
+
+/* A byte count: digits with an optional binary suffix K, M, G, T (or KiB, MiB, GiB, TiB). */
+int imgf_size_parse(const char *s, uint64_t *out);
 
 /* Set by the SIGINT/SIGTERM handler; long operations poll it. */
 extern volatile int imgf_interrupted;

@@ -191,4 +191,65 @@ test_expect_success "registry_mirrors must be a JSON object of valid registry: m
 		"$TOP/config/debian-12.json"
 '
 
+test_expect_success "validate checks the ova post-processor: hardware variables and custom properties" '
+	expect_exit 1 "$IMGF" validate --only capi-ova --var ova_cpus=abc "$TOP/config/ubuntu-2204.json" &&
+	expect_err "post_processors[0] (ova): ova '"'"'ubuntu-2204+kube-v1.31.2'"'"': variable '"'"'ova_cpus'"'"': '"'"'abc'"'"' is not a whole number" &&
+	expect_exit 1 "$IMGF" validate --only capi-ova --var ova_cpus=abc \
+		--var ovf_custom_properties="not json" "$TOP/config/ubuntu-2204.json" &&
+	expect_err "post_processors[0] (ova): variable '"'"'ovf_custom_properties'"'"': expected a JSON object of strings, got '"'"'not json'"'"'" &&
+	expect_exit 1 "$IMGF" validate --only capi-ova --var ovf_custom_properties="{\"DISTRO_NAME\": \"x\"}" \
+		"$TOP/config/ubuntu-2204.json" &&
+	expect_err "ovf_custom_properties: '"'"'DISTRO_NAME'"'"' is a built-in property" &&
+	expect_exit 1 "$IMGF" validate --only capi-ova --var ova_memory_mb=0 "$TOP/config/ubuntu-2204.json" &&
+	expect_err "variable '"'"'ova_memory_mb'"'"': 0 is out of range" &&
+	"$IMGF" validate --only capi-ova --var ova_cpus=4 --var ovf_custom_properties="{\"a\": \"b\"}" \
+		"$TOP/config/ubuntu-2204.json"
+'
+
+# A step that downloads a local file, its cap from variable max (step key max_size).
+mkdir -p "$TMP/cap"
+head -c 5000 /dev/urandom >"$TMP/cap/blob"
+CAPSUM=$(sha256sum "$TMP/cap/blob" | cut -d" " -f1)
+cat >"$TMP/cap/config.json" <<JSON
+{"variables": {"build_name": "cap", "kubernetes_semver": "v1", "max": "1K"}, "images": ["image.json"]}
+JSON
+cat >"$TMP/cap/image.json" <<JSON
+{"name": "cap", "builder": {"type": "docker", "image": "imgforge-test/none:1"},
+ "provisioners": [{"type": "runc", "url": "file://$TMP/cap/blob", "max_size": "{{ max }}",
+                   "checksum": "sha256:$CAPSUM"}]}
+JSON
+sed 's/ *"max_size": "{{ max }}",//' "$TMP/cap/image.json" >"$TMP/cap/image-nomax.json"
+sed 's/image.json/image-nomax.json/' "$TMP/cap/config.json" >"$TMP/cap/config-nomax.json"
+cat >"$TMP/cap/image-shell.json" <<'JSON'
+{"name": "cap", "builder": {"type": "docker", "image": "imgforge-test/none:1"},
+ "provisioners": [{"type": "shell", "inline": "true", "max_size": "{{ max }}"}]}
+JSON
+sed 's/image.json/image-shell.json/' "$TMP/cap/config.json" >"$TMP/cap/config-shell.json"
+
+test_expect_success "a step's max_size caps its downloads; nothing of the file is kept" '
+	export IMGFORGE_CACHE_DIR="$TMP/cap/cache"
+	expect_exit 1 "$IMGF" build --output-dir "$TMP/cap/out" "$TMP/cap/config.json" &&
+	expect_err "from '\''file://$TMP/cap/blob'\'': larger than the cap of 1024 bytes" &&
+	test -z "$(ls -A "$TMP/cap/cache/downloads/partial")" &&
+	test ! -e "$TMP/cap/cache/downloads/sha256/$CAPSUM"
+'
+
+test_expect_success "variable download_max_size caps every download without a max_size" '
+	export IMGFORGE_CACHE_DIR="$TMP/cap/cache"
+	expect_exit 1 "$IMGF" build --var download_max_size=2K --output-dir "$TMP/cap/out" \
+		"$TMP/cap/config-nomax.json" &&
+	expect_err "larger than the cap of 2048 bytes" &&
+	expect_exit 1 "$IMGF" validate --var download_max_size=lots "$TMP/cap/config-nomax.json" &&
+	expect_err "--var: variable '\''download_max_size'\'': '\''lots'\'' is not a size like 4G" &&
+	expect_exit 1 "$IMGF" validate --var download_timeout=soon "$TMP/cap/config-nomax.json" &&
+	expect_err "variable '\''download_timeout'\'': '\''soon'\'' is not a number of seconds"
+'
+
+test_expect_success "max_size must be a size, on a step that downloads" '
+	expect_exit 1 "$IMGF" validate --var max=lots "$TMP/cap/config.json" &&
+	expect_err "provisioners[0] (runc): max_size: '\''lots'\'' is not a size like 512M" &&
+	expect_exit 1 "$IMGF" validate "$TMP/cap/config-shell.json" &&
+	expect_err "provisioners[0] (shell): max_size: a shell step downloads nothing to cap"
+'
+
 test_done

@@ -2,7 +2,7 @@
 """A loopback HTTP/1.1 proxy to a GCS emulator that cuts one connection part-way.
 
     cutproxy.py --target 127.0.0.1:4443 [--cut-after N [--keep-partial]] [--flip-at M]
-                [--fail-at M] [--fail-gets K] [--fail-puts K] [--log FILE]
+                [--fail-at M] [--fail-gets K] [--fail-puts K] [--drop-md5] [--log FILE]
 
 Prints the port it listens on (127.0.0.1) on the first line of stdout, then forwards every
 request to the target. Once, when the request bodies seen so far reach N bytes, it closes
@@ -18,7 +18,8 @@ of a request it did not read whole, cannot show by itself.
 to the target, once: the server then stores something else than the client sent.
 --fail-at M answers the request whose body holds byte M with 503 instead of forwarding it,
 once; --fail-gets K answers the first K GET requests with 503, --fail-puts K the first K
-PUT requests that carry a body.
+PUT requests that carry a body. --drop-md5 removes "md5Hash" from the object resource the
+target returns for a one-shot (uploadType=media) upload, as a server that does not report it.
 
 It also answers resumable-upload status queries (an empty PUT with "Content-Range: bytes
 */SIZE") itself, with 308 and the Range the emulator last reported for that session, which
@@ -31,6 +32,7 @@ Authorization header's token (test tokens only), the status, and what the proxy 
 """
 import argparse
 import http.client
+import json
 import re
 import socket
 import socketserver
@@ -53,6 +55,7 @@ class State:
         self.fail_at = args.fail_at
         self.fail_gets = args.fail_gets
         self.fail_puts = args.fail_puts
+        self.drop_md5 = args.drop_md5
         self.cut_done = args.cut_after <= 0
         self.body_bytes = 0
         self.sessions = {}  # upload_id -> last Range header value, or "final"
@@ -238,6 +241,15 @@ class Handler(socketserver.BaseRequestHandler):
                         st.sessions[upload_id] = resp.getheader("Range")
                     elif resp.status in (200, 201):
                         st.sessions[upload_id] = "final"
+            dropped = ""
+            if st.drop_md5 and (query.get("uploadType") or [""])[0] == "media" and resp.status in (200, 201):
+                try:
+                    doc = json.loads(data)
+                    if doc.pop("md5Hash", None) is not None:
+                        data = json.dumps(doc).encode()
+                        dropped = " (md5Hash dropped)"
+                except ValueError:
+                    pass
             out = ["HTTP/1.1 %d %s\r\n" % (resp.status, resp.reason)]
             for k, v in resp.getheaders():
                 if k.lower() in ("transfer-encoding", "content-length", "connection"):
@@ -249,8 +261,8 @@ class Handler(socketserver.BaseRequestHandler):
             except OSError:
                 return
             st.note(
-                "%s -> %d range=%s%s"
-                % (desc, resp.status, resp.getheader("Range") or "-", " (a byte flipped)" if self.flipped else "")
+                "%s -> %d range=%s%s%s"
+                % (desc, resp.status, resp.getheader("Range") or "-", " (a byte flipped)" if self.flipped else "", dropped)
             )
 
 
@@ -268,6 +280,7 @@ def main():
     ap.add_argument("--fail-at", type=int, default=-1)
     ap.add_argument("--fail-gets", type=int, default=0)
     ap.add_argument("--fail-puts", type=int, default=0)
+    ap.add_argument("--drop-md5", action="store_true")
     ap.add_argument("--log", default="-")
     args = ap.parse_args()
     host, _, port = args.target.rpartition(":")

@@ -13,6 +13,14 @@ Faults, chosen by the query string and counted per (path, query):
                       bytes, then close the connection
   ignore_range=1      answer 200 with the whole file even when a Range is asked for
   redirect=PATH       answer 302 to PATH
+  endless=1           answer 200 (or status=CODE) with no Content-Length and a body of zeros
+                      that never ends (rate=N: N bytes a second, else as fast as it goes)
+  stall=S             send the headers, then nothing for S seconds before the body
+  bearer=REALM        answer 401 with a Bearer challenge naming REALM unless the request
+                      carries an Authorization header
+
+--fault PATH=QUERY (repeatable) applies the faults of QUERY to requests for PATH that carry
+no query of their own, for clients that build their URLs themselves (a registry client).
 
 The --log file gets one line per request: METHOD PATH RANGE-HEADER-OR-- STATUS BYTES_SENT
 (PATH with its query). Exits 0 on SIGTERM or SIGINT.
@@ -24,6 +32,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,6 +45,7 @@ class State:
         self.lock = threading.Lock()
         self.counts = {}
         self.log = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.faults = {}
 
     def count(self, key):
         with self.lock:
@@ -76,6 +86,8 @@ class Handler(BaseHTTPRequestHandler):
     def handle_request(self, send_body):
         state = self.server.state
         url = urllib.parse.urlsplit(self.path)
+        if not url.query and url.path in state.faults:
+            url = url._replace(query=state.faults[url.path])
         query = urllib.parse.parse_qs(url.query)
         n = state.count((url.path, url.query))
         range_header = self.headers.get("Range")
@@ -118,6 +130,13 @@ class Handler(BaseHTTPRequestHandler):
         if q("redirect") is not None:
             return self.simple(302, b"", [("Location", q("redirect"))])
 
+        if q("bearer") is not None and not self.headers.get("Authorization"):
+            challenge = 'Bearer realm="%s",service="test"' % q("bearer")
+            return self.simple(401, b"", [("WWW-Authenticate", challenge)])
+
+        if q("endless") is not None:
+            return self.endless(int(q("status", "200")), int(q("rate", "0")))
+
         rel = urllib.parse.unquote(url.path).lstrip("/")
         path = os.path.realpath(os.path.join(state.root, rel))
         if not (path == state.root or path.startswith(state.root + os.sep)) or \
@@ -152,6 +171,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not send_body:
             return
+        if q("stall") is not None:
+            self.wfile.flush()
+            time.sleep(float(q("stall")))
 
         with open(path, "rb") as f:
             f.seek(start)
@@ -166,17 +188,37 @@ class Handler(BaseHTTPRequestHandler):
             # Cut the body short: the client sees a connection closed mid-transfer.
             self.close_connection = True
 
+    def endless(self, status, rate):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command == "HEAD":
+            return
+        chunk = bytes(min(CHUNK, rate) if rate else CHUNK)
+        while True:
+            self.wfile.write(chunk)
+            self.wfile.flush()
+            self.sent += len(chunk)
+            if rate:
+                time.sleep(len(chunk) / rate)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log")
+    ap.add_argument("--fault", action="append", default=[], metavar="PATH=QUERY")
     args = ap.parse_args()
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.state = State(args.root, args.log)
+    for f in args.fault:
+        path, _, q = f.partition("=")
+        server.state.faults[path] = q
 
     def stop(signum, frame):
         raise SystemExit(0)

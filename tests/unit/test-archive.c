@@ -404,6 +404,17 @@ TEST(refuse_symlink_escaping_through_later_symlink)
 		      "x", "symlink target 'd/up/..' escapes the destination");
 }
 
+TEST(escaping_symlink_is_removed_when_a_later_member_fails)
+{
+	/* The refused member stops extraction; x, redirected by d/up, must not stay behind. */
+	check_hostile((struct spec[]){{.name = "d/", .type = AE_IFDIR},
+				      {.name = "x", .type = AE_IFLNK, .symlink = "d/up/.."},
+				      {.name = "d/up", .type = AE_IFLNK, .symlink = ".."},
+				      {.name = "../z", .data = "pwned"},
+				      {0}},
+		      "../z", "path escapes the destination");
+}
+
 TEST(refuse_symlink_loop)
 {
 	check_hostile((struct spec[]){{.name = "a", .type = AE_IFLNK, .symlink = "b"},

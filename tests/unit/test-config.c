@@ -1,11 +1,13 @@
 /* Config loading, layering, precedence, interpolation and errors; manifest writing. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "error.h"
 #include "manifest.h"
+#include "strbuf.h"
 #include "test.h"
 #include "util.h"
 
@@ -258,4 +260,60 @@ TEST(manifest_read_rejects_garbage)
 	free(path);
 	rm_rf(dir, NULL);
 	free(dir);
+}
+
+/* Write `text` to a fresh temp file named `name`; returns its path (caller frees). */
+static char *temp_config(const char *name, const char *text)
+{
+	char *dir = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(make_temp_dir("imgf-config", &dir, &err) == 0);
+	char *path = path_join(dir, name);
+	CHECK(write_file_atomic(path, text, strlen(text), 0644, &err) == 0);
+	free(dir);
+	return path;
+}
+
+TEST(doubling_variables_hit_the_size_cap_with_file_key_and_cap)
+{
+	/* v1 = v0 twice, v2 = v1 twice, ...: 2^40 bytes if nothing stops it. */
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "{\"variables\": {\"v0\": \"xxxxxxxxxxxxxxxx\"");
+	for (int i = 1; i <= 40; i++)
+		strbuf_addf(&sb, ", \"v%d\": \"{{v%d}}{{v%d}}\"", i, i - 1, i - 1);
+	strbuf_addstr(&sb, "}}");
+	char *path = temp_config("double.json", sb.buf);
+	struct imgf_config *c = NULL;
+	struct imgf_error *err = NULL;
+	time_t t0 = time(NULL);
+	CHECK(imgf_config_load(path, NULL, &c, &err) < 0);
+	CHECK(time(NULL) - t0 < 5);
+	char *want = xasprintf("%s: variables.v17: the interpolated value is longer than 1048576 "
+			       "bytes",
+			       path);
+	CHECK_ERR(err, want);
+	free(want);
+	imgf_error_free(err);
+	imgf_config_free(c);
+	_cleanup_free_ char *dir = path_dirname(path);
+	rm_rf(dir, NULL);
+	free(path);
+	strbuf_release(&sb);
+}
+
+TEST(invalid_utf8_in_a_var_is_named_not_undefined)
+{
+	char *path = temp_config("u.json", "{\"variables\": {\"b\": \"{{a}}\"}}");
+	struct imgf_config_opts o = {0};
+	o.vars = strv_push(NULL, xstrdup("a=\xff\xfe"));
+	struct imgf_config *c = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_config_load(path, &o, &c, &err) < 0);
+	CHECK_ERR(err, "--var 'a': not valid UTF-8");
+	imgf_error_free(err);
+	imgf_config_free(c);
+	strv_free(o.vars);
+	_cleanup_free_ char *dir = path_dirname(path);
+	rm_rf(dir, NULL);
+	free(path);
 }

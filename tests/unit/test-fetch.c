@@ -857,3 +857,147 @@ TEST(cache_dir_default_follows_the_environment)
 	CHECK(o.retry_base_ms == 1000);
 	setenv("IMGFORGE_RETRY_BASE_MS", "50", 1);
 }
+
+/* The partial directory holds nothing (a failed capped download leaves no bytes behind). */
+static bool no_partials(void)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/downloads/partial", srv.cache);
+	return dir_entries(dir) == 0;
+}
+
+TEST(content_length_over_the_cap_fails_before_the_body)
+{
+	SETUP(o);
+	size_t len = 300000;
+	_cleanup_free_ char *data = make_data(len, 41);
+	put_file("big.bin", data, len);
+	_cleanup_free_ char *url = url_of("big.bin");
+	_cleanup_free_ char *ck = sha256_spec(data, len);
+	struct imgf_input in;
+	struct imgf_error *err = NULL;
+	input_init(&in, "big", url, ck);
+	in.max_size = 100000;
+	CHECK(imgf_fetch_all(&in, 1, &o, &err) < 0);
+	CHECK_ERR(err, "larger than the cap of 100000 bytes (the server announced 300000); raise "
+		       "it with the step's 'max_size' or variable 'download_max_size'");
+	CHECK(no_partials());
+	imgf_error_free(err);
+	imgf_input_release(&in);
+
+	/* The fetch's default applies to inputs that set none; a higher one lets it through. */
+	o.max_size = 1000;
+	err = fetch_err("big", url, ck, NULL, &o);
+	CHECK_ERR(err, "larger than the cap of 1000 bytes");
+	imgf_error_free(err);
+	o.max_size = 0;
+	expect_fetch_ok("big", url, ck, &o, data, len);
+}
+
+TEST(endless_body_stops_at_the_cap_and_leaves_no_partial)
+{
+	SETUP(o);
+	_cleanup_free_ char *url = url_of("x?endless=1");
+	o.max_size = 2 << 20;
+	int64_t t0 = mono_ms();
+	struct imgf_error *err = fetch_err("endless", url, "sha256:" OTHER_SHA256, NULL, &o);
+	CHECK(mono_ms() - t0 < 20000);
+	CHECK_ERR(err, "fetch 'endless' from '");
+	CHECK_ERR(err, "larger than the cap of 2097152 bytes; raise it");
+	CHECK(no_partials());
+	imgf_error_free(err);
+}
+
+TEST(partial_over_the_cap_is_dropped_not_resumed)
+{
+	SETUP(o);
+	size_t len = 1000;
+	_cleanup_free_ char *data = make_data(len, 42);
+	put_file("capped.bin", data, len);
+	_cleanup_free_ char *url = url_of("capped.bin");
+	_cleanup_free_ char *junk = make_data(5000, 43);
+	write_partial(url, junk, 5000);
+	_cleanup_free_ char *ck = sha256_spec(data, len);
+	o.max_size = 2000;
+	expect_fetch_ok("capped", url, ck, &o, data, len);
+	CHECK(log_count("GET /capped.bin bytes=5000-", 0) == 0);
+	CHECK(log_count("GET /capped.bin -- 200", 1) == 1);
+}
+
+TEST(overall_deadline_stops_a_slow_endless_download)
+{
+	SETUP(o);
+	/* 4 KiB/s: above the stall floor, so only the deadline can stop it. */
+	_cleanup_free_ char *url = url_of("y?endless=1&rate=4096");
+	o.timeout_s = 2;
+	int64_t t0 = mono_ms();
+	struct imgf_error *err = fetch_err("slow", url, "sha256:" OTHER_SHA256, NULL, &o);
+	int64_t took = mono_ms() - t0;
+	CHECK(took >= 1900 && took < 6000);
+	CHECK_ERR(err, "not done within 2 s (variable 'download_timeout')");
+	imgf_error_free(err);
+
+	struct strbuf sb = STRBUF_INIT;
+	err = NULL;
+	CHECK(imgf_fetch_to_buffer(url, 1 << 30, &o, &sb, &err) < 0);
+	CHECK_ERR(err, "not done within 2 s");
+	imgf_error_free(err);
+	strbuf_release(&sb);
+}
+
+/* stderr into a file while one fetch runs; returns what was written (caller frees). */
+static char *fetch_capturing_stderr(struct imgf_input *in, const struct imgf_fetch_opts *o, int *r)
+{
+	_cleanup_free_ char *path = path_join(srv.root, "stderr.txt");
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	FILE *f = fopen(path, "w");
+	dup2(fileno(f), STDERR_FILENO);
+	struct imgf_error *err = NULL;
+	*r = imgf_fetch_all(in, 1, o, &err);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	fclose(f);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+	char *text = NULL;
+	CHECK(read_file(path, 0, &text, NULL, NULL) == 0);
+	return text;
+}
+
+TEST(a_checksum_list_over_plain_http_is_warned_about)
+{
+	SETUP(o);
+	size_t len = 2000;
+	_cleanup_free_ char *data = make_data(len, 44);
+	put_file("warn.bin", data, len);
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, data, len, hex);
+	_cleanup_free_ char *list = xasprintf("%s  warn.bin\n", hex);
+	put_file("warn.sha256sum", list, strlen(list));
+
+	/* A mirror that is not loopback, reached through the test server as an HTTP proxy. */
+	setenv("http_proxy", srv.base, 1);
+	struct imgf_input in;
+	input_init(&in, "warned", "http://mirror.invalid/warn.bin",
+		   "file:http://mirror.invalid/warn.sha256sum");
+	int r;
+	_cleanup_free_ char *text = fetch_capturing_stderr(&in, &o, &r);
+	unsetenv("http_proxy");
+	CHECK(r == 0);
+	CHECK(text && strstr(text, "'warned': checksum list 'http://mirror.invalid/warn.sha256sum' "
+				   "comes over plain http: the download's integrity rests on an "
+				   "unauthenticated connection"));
+	imgf_input_release(&in);
+
+	/* Loopback is no network hop: no warning. */
+	new_cache(&o);
+	_cleanup_free_ char *url = url_of("warn.bin");
+	_cleanup_free_ char *ck = xasprintf("file:%s/warn.sha256sum", srv.base);
+	input_init(&in, "local", url, ck);
+	_cleanup_free_ char *quiet = fetch_capturing_stderr(&in, &o, &r);
+	CHECK(r == 0);
+	CHECK(quiet && !strstr(quiet, "plain http"));
+	imgf_input_release(&in);
+}

@@ -1,0 +1,40 @@
+/* src/redact.c: a URL's userinfo never survives into text that leaves the process. */
+#include <stdlib.h>
+
+#include "redact.h"
+#include "util.h"
+
+#include "test.h"
+
+static void check_redact(const char *in, const char *want)
+{
+	char *got = imgf_redact(in);
+	CHECK_STR(got, want);
+	free(got);
+}
+
+TEST(userinfo_is_replaced_in_urls_inside_text)
+{
+	check_redact("fetch 'runc' from 'https://user:s3cret@mirror.example/runc': http 404",
+		     "fetch 'runc' from 'https://***@mirror.example/runc': http 404");
+	check_redact("https://tok@h", "https://***@h");
+	check_redact("http://u:p@h:8080?x=1", "http://***@h:8080?x=1");
+	check_redact("file:https://u:p@h/SHA256SUMS", "file:https://***@h/SHA256SUMS");
+	/* Two URLs, JSON-quoted, as an event line holds them. */
+	check_redact("{\"url\":\"http://a:b@h1/x\",\"c\":\"ftp://c@h2\"}",
+		     "{\"url\":\"http://***@h1/x\",\"c\":\"ftp://***@h2\"}");
+	/* An '@' in the userinfo itself: everything up to the last one goes. */
+	check_redact("https://us@er:p@ss@h/", "https://***@h/");
+}
+
+TEST(urls_without_userinfo_and_other_text_are_unchanged)
+{
+	check_redact("", "");
+	check_redact("no urls here, a@b", "no urls here, a@b");
+	check_redact("https://h/path@x?q=a@b#c@d", "https://h/path@x?q=a@b#c@d");
+	check_redact("file:///srv/a@b", "file:///srv/a@b");
+	check_redact("docker://busybox@sha256:abc", "docker://busybox@sha256:abc");
+	check_redact("'https://h' and 'x y@z'", "'https://h' and 'x y@z'");
+	check_redact("://@x", "://@x");
+	CHECK(imgf_redact(NULL) == NULL);
+}
