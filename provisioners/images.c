@@ -245,14 +245,34 @@ static int images_inputs(struct imgf_step *s, struct imgf_error **err)
 	return 0;
 }
 
-/* A one-layer tar with `bin` at usr/local/bin/NAME, where upstream's images keep it. */
+/*
+ * A one-layer tar with `bin` at usr/local/bin/NAME, where upstream's images keep it, and what
+ * their distroless base gives a static binary: /etc/passwd, /etc/group, /etc/nsswitch.conf and
+ * a sticky /tmp.
+ */
 static int binary_layer(const char *bin, const char *name, const char *out, struct imgf_error **err)
 {
+	static const char passwd[] = "root:x:0:0:root:/root:/sbin/nologin\n"
+				     "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
+				     "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
+	static const char group[] = "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n";
+	static const char nsswitch[] = "hosts: files dns\n";
 	struct imgf_tar *w = imgf_tar_open(out, err);
 	if (!w)
 		return -1;
 	_cleanup_free_ char *dest = xasprintf("usr/local/bin/%s", name);
-	int r = imgf_tar_add_dir(w, "usr", 0755, 0, 0, err);
+	int r = imgf_tar_add_dir(w, "etc", 0755, 0, 0, err);
+	if (r == 0)
+		r = imgf_tar_add_data(w, group, strlen(group), "etc/group", 0644, 0, 0, err);
+	if (r == 0)
+		r = imgf_tar_add_data(w, nsswitch, strlen(nsswitch), "etc/nsswitch.conf", 0644, 0,
+				      0, err);
+	if (r == 0)
+		r = imgf_tar_add_data(w, passwd, strlen(passwd), "etc/passwd", 0644, 0, 0, err);
+	if (r == 0)
+		r = imgf_tar_add_dir(w, "tmp", 01777, 0, 0, err);
+	if (r == 0)
+		r = imgf_tar_add_dir(w, "usr", 0755, 0, 0, err);
 	if (r == 0)
 		r = imgf_tar_add_dir(w, "usr/local", 0755, 0, 0, err);
 	if (r == 0)

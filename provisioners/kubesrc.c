@@ -274,7 +274,7 @@ static int stage_tarball(struct imgf_step *s, const char *const *need, const cha
 	if (tarball_members(s, path, need, may, dir, out, err) < 0)
 		return -1;
 	log_info("%s: %zu file(s) from %s, nothing else unpacked", s->label, json_object_size(out),
-		 path_basename(path));
+		 path_basename(in ? in->url : path));
 	return 0;
 }
 
