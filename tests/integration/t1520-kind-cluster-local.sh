@@ -66,7 +66,10 @@ e2e_after_create() {
 		test "$img" = "registry.k8s.io/kube-proxy:$KUBE_VERSION" &&
 		k -n kube-system exec ds/kube-proxy -- iptables --version >"$TMP/ipt" 2>&1 &&
 		cat "$TMP/ipt" && grep -E "^iptables v[0-9.]+ \((nf_tables|legacy)\)" "$TMP/ipt" &&
-		k -n kube-system exec ds/kube-proxy -- iptables-save -t nat | grep -q "^:KUBE-SERVICES"
+		k -n kube-system exec ds/kube-proxy -- iptables-save -t nat | grep -q "^:KUBE-SERVICES" &&
+		# kube-dns has two endpoints: its rules need the statistic match (libxt_statistic, libm).
+		k -n kube-system exec ds/kube-proxy -- iptables-save -t nat | grep -q -- "-m statistic" &&
+		! k -n kube-system logs ds/kube-proxy | grep -F "Failed to execute iptables-restore"
 	'
 
 	test_expect_success "additional_images are preloaded tagged and pinned, and pods using them start with no pull" '
