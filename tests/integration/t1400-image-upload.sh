@@ -378,9 +378,9 @@ test_expect_success "an object the server stored differently is deleted and the 
 '
 
 # ---- a .sha256 write whose reply lacks md5Hash: unverified, so refused and removed ----
-B9=imgf-t1400-i-$RUN
-mkbucket "$B9"
-mkbuild "$TMP/nomd5" ubuntu-2204 v1.31.6 "$B9" 256
+B11=imgf-t1400-k-$RUN
+mkbucket "$B11"
+mkbuild "$TMP/nomd5" ubuntu-2204 v1.31.6 "$B11" 256
 start_server nomd5proxy "$TOP/tests/lib/cutproxy.py" --target 127.0.0.1:4443 --drop-md5 --log "$TMP/nomd5proxy.log"
 NOMD5PORT=$PORT
 
@@ -388,7 +388,7 @@ test_expect_success "a .sha256 object the server reports without md5Hash is refu
 	STORAGE_EMULATOR_HOST=http://127.0.0.1:$NOMD5PORT expect_exit 1 "$IMGF" image-upload "$TMP/nomd5" &&
 	grep -q "(md5Hash dropped)" "$TMP/nomd5proxy.log" &&
 	expect_err "the server'\''s reply has no md5Hash, so what it stored is unverified; deleted it" &&
-	! objects "$B9" | grep -q "\.sha256$"
+	! objects "$B11" | grep -q "\.sha256$"
 '
 
 # ---- 503s: a metadata read is retried, a chunk the server refused is sent again ----
