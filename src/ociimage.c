@@ -184,6 +184,29 @@ static void names_from_oci(json_t *root, char ***names)
 	}
 }
 
+/* The current member (index.json, manifest.json) read and parsed, capped at INDEX_MAX. */
+static json_t *member_json(struct archive *a, struct archive_entry *e, const char *tar,
+			   const char *name, struct imgf_error **err)
+{
+	if (archive_entry_size(e) > (la_int64_t)INDEX_MAX) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s is over %u bytes", tar,
+			       name, INDEX_MAX);
+		return NULL;
+	}
+	size_t len = (size_t)archive_entry_size(e);
+	_cleanup_free_ char *buf = xmalloc(len + 1);
+	if (archive_read_data(a, buf, len) != (la_ssize_t)len) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': read %s: %s", tar, name,
+			       archive_error_string(a));
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *root = json_loadb(buf, len, 0, &jerr);
+	if (!root)
+		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s: %s", tar, name, jerr.text);
+	return root;
+}
+
 int imgf_image_tar_names(const char *tar, char ***names, struct imgf_error **err)
 {
 	struct archive *a = archive_read_new();
@@ -205,25 +228,9 @@ int imgf_image_tar_names(const char *tar, char ***names, struct imgf_error **err
 		bool docker = !strcmp(name, "manifest.json"), oci = !strcmp(name, "index.json");
 		if (!docker && !oci)
 			continue;
-		if (archive_entry_size(e) > (la_int64_t)INDEX_MAX) {
-			imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s is over %u bytes",
-				       tar, name, INDEX_MAX);
+		json_t *root = member_json(a, e, tar, name, err);
+		if (!root)
 			goto out;
-		}
-		size_t len = (size_t)archive_entry_size(e);
-		_cleanup_free_ char *buf = xmalloc(len + 1);
-		if (archive_read_data(a, buf, len) != (la_ssize_t)len) {
-			imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': read %s: %s", tar,
-				       name, archive_error_string(a));
-			goto out;
-		}
-		json_error_t jerr;
-		json_t *root = json_loadb(buf, len, 0, &jerr);
-		if (!root) {
-			imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s: %s", tar, name,
-				       jerr.text);
-			goto out;
-		}
 		if (docker)
 			names_from_docker(root, names);
 		else
@@ -275,21 +282,9 @@ int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error
 		if (str_has_prefix(name, "./"))
 			name += 2;
 		if (!strcmp(name, "index.json")) {
-			if (archive_entry_size(e) > (la_int64_t)INDEX_MAX) {
-				imgf_error_set(err, IMGF_EXIT_FAIL,
-					       "image tar '%s': index.json is over %u bytes", tar,
-					       INDEX_MAX);
+			json_decref(index);
+			if (!(index = member_json(a, e, tar, name, err)))
 				goto out;
-			}
-			size_t len = (size_t)archive_entry_size(e);
-			_cleanup_free_ char *text = xmalloc(len + 1);
-			json_error_t jerr;
-			if (archive_read_data(a, text, len) != (la_ssize_t)len ||
-			    !(index = json_loadb(text, len, 0, &jerr))) {
-				imgf_error_set(err, IMGF_EXIT_FAIL,
-					       "image tar '%s': index.json is not JSON", tar);
-				goto out;
-			}
 			continue;
 		}
 		if (!str_has_prefix(name, "blobs/sha256/") || archive_entry_filetype(e) != AE_IFREG)
