@@ -422,7 +422,7 @@ static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
 		tar = xasprintf("%s/%s/%s.tar", mirror + strlen("file://"), ref.repository,
 				ref.tag ? ref.tag : "");
 		log_info("%s: '%s' from the mirror's layout %s", s->label, ref.full, tar);
-		r = imgf_oci_verify(tar, digest, err);
+		r = imgf_oci_verify(tar, arch_of(s), digest, err);
 		if (r == 0 && ref.digest && strcmp(ref.digest, digest))
 			r = imgf_error_set(err, IMGF_EXIT_FAIL,
 					   "'%s' pins %s, the mirror's layout holds %s", refstr,

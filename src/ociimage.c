@@ -18,6 +18,7 @@
 #include "digest.h"
 #include "error.h"
 #include "ociimage.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define MT_INDEX "application/vnd.oci.image.index.v1+json"
@@ -262,14 +263,19 @@ out:
 
 /* ---- Verifying a layout ---- */
 
-int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error **err)
+/* A small blob (manifest, config) kept while the layout is hashed, parsed once verified. */
+#define SMALL_BLOB_MAX (256u * 1024)
+
+int imgf_oci_verify(const char *tar, const char *arch, char manifest_digest[72],
+		    struct imgf_error **err)
 {
 	struct archive *a = archive_read_new();
 	archive_read_support_format_tar(a);
 	int ret = -1;
-	json_t *verified = json_object();
-	json_t *index = NULL;
+	json_t *verified = json_object(); /* hex -> the blob's text when small, else true */
+	json_t *index = NULL, *manifest = NULL, *config = NULL;
 	char *buf = xmalloc(1 << 16);
+	struct strbuf small = STRBUF_INIT;
 	if (archive_read_open_filename(a, tar, 64 * 1024) != ARCHIVE_OK) {
 		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s", tar,
 			       archive_error_string(a));
@@ -290,11 +296,16 @@ int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error
 		if (!str_has_prefix(name, "blobs/sha256/") || archive_entry_filetype(e) != AE_IFREG)
 			continue;
 		const char *want = name + strlen("blobs/sha256/");
+		bool keep = archive_entry_size(e) <= (la_int64_t)SMALL_BLOB_MAX;
+		strbuf_reset(&small);
 		struct imgf_digest d;
 		imgf_digest_init(&d, IMGF_SHA256);
 		la_ssize_t k;
-		while ((k = archive_read_data(a, buf, 1 << 16)) > 0)
+		while ((k = archive_read_data(a, buf, 1 << 16)) > 0) {
 			imgf_digest_update(&d, buf, (size_t)k);
+			if (keep)
+				strbuf_add(&small, buf, (size_t)k);
+		}
 		char hex[IMGF_DIGEST_HEX_MAX];
 		imgf_digest_final_hex(&d, hex);
 		imgf_digest_release(&d);
@@ -304,7 +315,9 @@ int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error
 				       k < 0 ? "unreadable" : "does not match its digest", hex);
 			goto out;
 		}
-		json_object_set_new(verified, want, json_true());
+		json_object_set_new(verified, want,
+				    keep ? json_stringn_nocheck(small.buf, small.len)
+					 : json_true());
 	}
 	if (r != ARCHIVE_EOF) {
 		imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': %s", tar,
@@ -321,10 +334,49 @@ int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error
 			       tar);
 		goto out;
 	}
+	/* The manifest's config and layers are blobs of the layout too. */
+	const char *mtext = json_string_value(json_object_get(verified, md + 7));
+	manifest = mtext ? json_loads(mtext, 0, NULL) : NULL;
+	const char *cd =
+		json_string_value(json_object_get(json_object_get(manifest, "config"), "digest"));
+	const char *ctext = cd && str_has_prefix(cd, "sha256:")
+				    ? json_string_value(json_object_get(verified, cd + 7))
+				    : NULL;
+	config = ctext ? json_loads(ctext, 0, NULL) : NULL;
+	if (!json_is_object(config)) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "image tar '%s': manifest %s names no image config held in the "
+			       "layout",
+			       tar, md);
+		goto out;
+	}
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(manifest, "layers"), i, l)
+	{
+		const char *ld = json_string_value(json_object_get(l, "digest"));
+		if (!ld || !str_has_prefix(ld, "sha256:") || !json_object_get(verified, ld + 7)) {
+			imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"image tar '%s': layer %s of manifest %s is not in the layout", tar,
+				ld ? ld : "(no digest)", md);
+			goto out;
+		}
+	}
+	const char *got = json_string_value(json_object_get(config, "architecture"));
+	if (arch && (!got || strcmp(got, arch))) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "image tar '%s': the image is for linux/%s, expected linux/%s", tar,
+			       got ? got : "(no architecture)", arch);
+		goto out;
+	}
 	snprintf(manifest_digest, 72, "%s", md);
 	ret = 0;
 out:
 	free(buf);
+	strbuf_release(&small);
+	json_decref(config);
+	json_decref(manifest);
 	json_decref(index);
 	json_decref(verified);
 	archive_read_free(a);

@@ -40,9 +40,11 @@ int imgf_image_tar_names(const char *tar, char ***names, struct imgf_error **err
 
 /*
  * Check an OCI layout tar (as imgforge writes them): every blobs/sha256/HEX member hashes to
- * HEX, index.json names one manifest and that manifest is a verified blob. On success
- * manifest_digest receives "sha256:HEX".
+ * HEX, index.json names one manifest, that manifest, its config and its layers are verified
+ * blobs, and (when arch is not NULL) the config is for linux/ARCH. On success manifest_digest
+ * receives "sha256:HEX".
  */
-int imgf_oci_verify(const char *tar, char manifest_digest[72], struct imgf_error **err);
+int imgf_oci_verify(const char *tar, const char *arch, char manifest_digest[72],
+		    struct imgf_error **err);
 
 #endif

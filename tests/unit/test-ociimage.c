@@ -115,6 +115,66 @@ TEST(oci_write_layout_digests_and_name)
 	rm_rf(d, &err);
 }
 
+/* A copy of a layout tar without the blob blobs/sha256/HEX. */
+static char *copy_without(const char *dir, const char *tar, const char *hex)
+{
+	struct imgf_error *err = NULL;
+	_cleanup_free_ char *x = xasprintf("%s/cw", dir);
+	rm_rf(x, &err);
+	CHECK(mkdir_p(x, 0755, &err) == 0);
+	CHECK(imgf_archive_extract(tar, x, &err) == 0);
+	_cleanup_free_ char *blob = xasprintf("%s/blobs/sha256/%s", x, hex);
+	CHECK(unlink(blob) == 0);
+	char *out = xasprintf("%s/without-%.12s.tar", dir, hex);
+	struct imgf_tar *t = imgf_tar_open(out, &err);
+	CHECK(t);
+	CHECK(imgf_tar_add_tree(t, x, NULL, &err) == 0);
+	CHECK(imgf_tar_close(t, &err) == 0);
+	imgf_tar_free(t);
+	return out;
+}
+
+TEST(oci_verify_checks_blobs_manifest_and_platform)
+{
+	_cleanup_free_ char *d = tmpdir();
+	_cleanup_free_ char *l1 = layer(d, "a", "hello");
+	_cleanup_free_ char *out = xasprintf("%s/img.tar", d);
+	const char *layers[] = {l1, NULL};
+	struct imgf_oci_image img = {
+		.name = "registry.k8s.io/pause:3.10", .arch = "arm64", .layers = layers};
+	struct imgf_error *err = NULL;
+	char *id = NULL;
+	CHECK(imgf_oci_write(&img, out, &id, &err) == 0);
+	char md[72] = "";
+	CHECK(imgf_oci_verify(out, "arm64", md, &err) == 0);
+	CHECK(str_has_prefix(md, "sha256:"));
+	CHECK(imgf_oci_verify(out, NULL, md, &err) == 0);
+
+	/* An arm64 build refuses an amd64 image, naming both. */
+	CHECK(imgf_oci_verify(out, "amd64", md, &err) < 0);
+	CHECK_ERR(err, "the image is for linux/arm64, expected linux/amd64");
+	imgf_error_free(err);
+	err = NULL;
+
+	/* A layout missing the layer its manifest names is refused. */
+	char hex[IMGF_DIGEST_HEX_MAX];
+	CHECK(imgf_digest_file(l1, IMGF_SHA256, hex, &err) == 0);
+	_cleanup_free_ char *nolayer = copy_without(d, out, hex);
+	CHECK(imgf_oci_verify(nolayer, "arm64", md, &err) < 0);
+	CHECK_ERR(err, "is not in the layout");
+	imgf_error_free(err);
+	err = NULL;
+
+	/* So is one missing its config. */
+	_cleanup_free_ char *noconfig = copy_without(d, out, id ? id + 7 : "x");
+	CHECK(imgf_oci_verify(noconfig, "arm64", md, &err) < 0);
+	CHECK_ERR(err, "names no image config held in the layout");
+	imgf_error_free(err);
+	err = NULL;
+	free(id);
+	rm_rf(d, &err);
+}
+
 TEST(oci_write_missing_layer_leaves_nothing)
 {
 	_cleanup_free_ char *d = tmpdir();
