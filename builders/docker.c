@@ -616,9 +616,10 @@ static size_t pull_progress(void *opaque, const char *data, size_t len)
 	return len;
 }
 
-/* Make sure the base image is present (pulling per `pull`); *info gets its inspect reply. */
-static int ensure_image(struct docker *d, const char *image, const char *pull, json_t **info_out,
-			struct imgf_error **err)
+/* Make sure the base image is present (pulling per `pull`, for linux/ARCH); *info gets its
+ * inspect reply. */
+static int ensure_image(struct docker *d, const char *image, const char *pull, const char *arch,
+			json_t **info_out, struct imgf_error **err)
 {
 	json_t *info = NULL;
 	long st = 0;
@@ -643,7 +644,10 @@ static int ensure_image(struct docker *d, const char *image, const char *pull, j
 				.opaque = &errs,
 				.interruptible = true,
 				.reply = STRBUF_INIT};
-	c.path = xasprintf("/images/create?fromImage=%s", q);
+	_cleanup_free_ char *platform = arch ? url_escape(arch) : NULL;
+	c.path = platform ? xasprintf("/images/create?fromImage=%s&platform=linux%%2F%s", q,
+				      platform)
+			  : xasprintf("/images/create?fromImage=%s", q);
 	int r = docker_do(d, &c, err);
 	if (r == 0 && (c.status >= 300 || errs.len))
 		r = imgf_error_set(err, IMGF_EXIT_FAIL, "pull base image '%s': %s", image,
@@ -676,8 +680,21 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct
 	if (docker_connect(&d, err) < 0)
 		return -1;
 	const char *image = cfg_str(b, "image", "");
+	/* The base is for the build's arch: a foreign one runs through binfmt_misc. */
+	const char *arch = imgf_build_var(b, "arch");
+	arch = arch && *arch ? arch : NULL;
 	json_t *base = NULL;
-	if (ensure_image(d, image, cfg_str(b, "pull", "missing"), &base, err) < 0) {
+	if (ensure_image(d, image, cfg_str(b, "pull", "missing"), arch, &base, err) < 0) {
+		docker_free(d);
+		return -1;
+	}
+	const char *base_arch = json_string_value(json_object_get(base, "Architecture"));
+	if (arch && base_arch && strcmp(base_arch, arch)) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "base image '%s' is linux/%s, the build is for linux/%s (the 'arch' "
+			       "variable): give an image for %s",
+			       image, base_arch, arch, arch);
+		json_decref(base);
 		docker_free(d);
 		return -1;
 	}
@@ -1020,7 +1037,14 @@ static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct img
 	out->builder_type = xstrdup("docker");
 	out->id = STEAL_POINTER(&id);
 	out->files = xcalloc(1, sizeof(char *));
-	out->extra = json_pack("{s:s?}", "image", tag);
+	/* The image's platform is its base's (a foreign one ran through binfmt_misc). */
+	json_t *p = dt->base_platform;
+	const char *variant = json_string_value(json_object_get(p, "Variant"));
+	_cleanup_free_ char *platform =
+		xasprintf("%s/%s%s%s", json_string_value(json_object_get(p, "Os")) ?: "linux",
+			  json_string_value(json_object_get(p, "Architecture")) ?: "amd64",
+			  variant ? "/" : "", variant ? variant : "");
+	out->extra = json_pack("{s:s?,s:s}", "image", tag, "platform", platform);
 	log_info("committed %s as %s%s%s", t->name, out->id, tag ? " " : "", tag ? tag : "");
 	return 0;
 }

@@ -221,6 +221,13 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 	if (strcmp(acc, "auto") && strcmp(acc, "kvm") && strcmp(acc, "tcg"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "accelerator: '%s': expected auto, kvm or tcg", acc);
+	/* The VM runs as qemu-system-x86_64 with an x86_64 domain. */
+	const char *arch = imgf_build_var(b, "arch");
+	if (arch && *arch && strcmp(arch, "amd64"))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "arch: '%s': the qemu builder makes amd64 images only "
+				      "(qemu-system-x86_64); build %s images with the docker builder",
+				      arch, arch);
 	const char *kv = imgf_build_var(b, "kubernetes_semver");
 	if (kv && !version_valid(kv))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,

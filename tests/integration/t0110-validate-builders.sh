@@ -45,4 +45,10 @@ test_expect_success "qemu: kubernetes_semver must be a version (it reaches the g
 	done
 '
 
+test_expect_success "qemu: arch other than amd64 is refused (the VM is qemu-system-x86_64); docker takes it" '
+	expect_exit 1 "$IMGF" validate --var arch=arm64 "$TOP/config/debian-12.json" &&
+	expect_err "capi-qcow2.json: builder (qemu): arch: '"'"'arm64'"'"': the qemu builder makes amd64 images only" &&
+	expect_exit 0 "$IMGF" validate --only kind-node --var arch=arm64 "$TOP/config/debian-12.json"
+'
+
 test_done
