@@ -21,7 +21,7 @@
 #include "fetch.h"
 #include "gcs.h"
 #include "log.h"
-#include "retry.h"
+#include "http.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -30,19 +30,11 @@
 #define CRC32C_HW 1
 #endif
 
-#ifndef IMGF_VERSION
-#define IMGF_VERSION "unknown"
-#endif
-
-/* Time bounds as in fetch.c: a dead or stalled server costs a bounded time per attempt. */
-#define CONNECT_TIMEOUT_S 30L
-#define STALL_BYTES_PER_S 1024L
-#define LOW_SPEED_TIME_S 60L
+/* Time bounds as in http.h: a dead or stalled server costs a bounded time per attempt. */
 #define MAX_ATTEMPTS 5	    /* per request, and per chunk without progress */
 #define MAX_SESSIONS 3	    /* fresh sessions after the server forgot one */
 #define RESP_MAX (8u << 20) /* a JSON reply; a listing page of 1000 objects fits */
 #define KEY_FILE_MAX (64u << 10)
-#define PROGRESS_INTERVAL_MS 100
 
 #define TOKEN_SCOPE "https://www.googleapis.com/auth/devstorage.read_write"
 #define TOKEN_URI_DEFAULT "https://oauth2.googleapis.com/token"
@@ -62,20 +54,10 @@ struct imgf_gcs {
 	long retry_base_ms;
 	uint64_t chunk; /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
 	char errbuf[CURL_ERROR_SIZE];
-	/* progress of the running upload */
-	const char *progress_label;
-	uint64_t progress_base, progress_total;
-	int64_t progress_last_ms;
+	struct imgf_http_progress progress; /* of the running upload (label NULL: none) */
 };
 
 /* ---- small helpers ---- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Percent-encode everything but RFC 3986's unreserved characters (and '/' when keep_slash). */
 static void url_escape(struct strbuf *sb, const char *s, bool keep_slash)
@@ -468,6 +450,7 @@ struct http_req {
 	CURLcode rc;
 	long status;
 	struct strbuf resp;
+	struct imgf_http_headers hdrs; /* Location, Range, Retry-After */
 	char *location;
 	int64_t range_end; /* "Range: bytes=0-N" -> N; -1 none */
 	long retry_after_s;
@@ -484,12 +467,14 @@ static void http_req_init(struct http_req *r, const char *method, char *url, con
 	r->resp_max = RESP_MAX;
 	r->range_end = -1;
 	r->retry_after_s = -1;
+	r->hdrs = (struct imgf_http_headers){.names = {"Location", "Range", "Retry-After"}};
 }
 
 static void http_req_release(struct http_req *r)
 {
 	free(r->url);
 	free(r->location);
+	imgf_http_headers_reset(&r->hdrs);
 	strbuf_release(&r->resp);
 }
 
@@ -541,59 +526,6 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
 	return (size_t)got;
 }
 
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
-{
-	struct http_req *r = userp;
-	size_t n = size * nmemb;
-	strbuf_add(&r->resp, data, n);
-	return r->resp.overflow ? 0 : n;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
-{
-	struct http_req *r = userp;
-	size_t n = size * nmemb;
-	char line[2048];
-	size_t len = imgf_http_header_line(data, n, line, sizeof(line));
-	const char *v;
-	if (len > 5 && strncmp(line, "HTTP/", 5) == 0) {
-		free(r->location);
-		r->location = NULL;
-		r->range_end = -1;
-		r->retry_after_s = -1;
-	} else if (imgf_http_header(line, len, "Location", &v)) {
-		free(r->location);
-		r->location = xstrdup(v);
-	} else if (imgf_http_header(line, len, "Range", &v)) {
-		/* "bytes=0-N": the server has bytes 0..N */
-		if (strncasecmp(v, "bytes=0-", 8) == 0 && v[8] >= '0' && v[8] <= '9')
-			r->range_end = (int64_t)strtoull(v + 8, NULL, 10);
-	} else if (imgf_http_header(line, len, "Retry-After", &v)) {
-		r->retry_after_s = imgf_retry_after_s(v);
-	}
-	return n;
-}
-
-static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
-{
-	(void)dltotal;
-	(void)dlnow;
-	(void)ultotal;
-	struct imgf_gcs *g = userp;
-	if (imgf_interrupted)
-		return 1;
-	if (g->progress_label) {
-		int64_t t = now_ms();
-		if (t - g->progress_last_ms >= PROGRESS_INTERVAL_MS) {
-			g->progress_last_ms = t;
-			imgf_progress(g->progress_label, g->progress_base + (uint64_t)ulnow,
-				      g->progress_total);
-		}
-	}
-	return 0;
-}
-
 /* An attempt failed in a way worth another: the connection, a timeout, 408/429/5xx. */
 static bool req_retryable(const struct http_req *r)
 {
@@ -610,13 +542,7 @@ static long retry_delay_ms(struct imgf_gcs *g, int attempt, long retry_after_s)
 /* curl's words for a transport failure, lowercased to read like ours. */
 static char *curl_reason(struct imgf_gcs *g, CURLcode rc)
 {
-	char *r = xstrdup(g->errbuf[0] ? g->errbuf : curl_easy_strerror(rc));
-	size_t len = strlen(r);
-	while (len && (r[len - 1] == '\n' || r[len - 1] == '.'))
-		r[--len] = '\0';
-	if (r[0] >= 'A' && r[0] <= 'Z' && !(r[1] >= 'A' && r[1] <= 'Z'))
-		r[0] = (char)(r[0] - 'A' + 'a');
-	return r;
+	return imgf_http_curl_reason(g->errbuf, rc);
 }
 
 /* What a failed reply says: "HTTP 403: message" with the JSON API's error.message if any. */
@@ -703,31 +629,16 @@ static int http_perform(struct imgf_gcs *g, struct http_req *r, struct imgf_erro
 	r->status = 0;
 	r->sent = 0;
 	r->body_pos = 0;
-	g->errbuf[0] = '\0';
 
+	/* 308 is "resume incomplete" here, never a redirect to follow. */
+	struct imgf_http_opts ho = {.errbuf = g->errbuf, .progress = &g->progress};
+	imgf_http_setup(e, &ho);
 	curl_easy_setopt(e, CURLOPT_URL, r->url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(e, CURLOPT_XFERINFODATA, g);
-	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, g->errbuf);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	/* 308 is "resume incomplete" here, never a redirect to follow. */
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, imgf_http_write_strbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r->resp);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, &r->hdrs);
 	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
 
 	bool has_body = r->fbody || r->body || r->content_range;
@@ -759,6 +670,13 @@ static int http_perform(struct imgf_gcs *g, struct http_req *r, struct imgf_erro
 		r->sent = (uint64_t)up;
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);
+	const char *v = imgf_http_header_get(&r->hdrs, "Location");
+	r->location = v ? xstrdup(v) : NULL;
+	/* "Range: bytes=0-N": the server has bytes 0..N */
+	v = imgf_http_header_get(&r->hdrs, "Range");
+	if (v && strncasecmp(v, "bytes=0-", 8) == 0 && v[8] >= '0' && v[8] <= '9')
+		r->range_end = (int64_t)strtoull(v + 8, NULL, 10);
+	r->retry_after_s = imgf_http_retry_after(&r->hdrs);
 	if (r->rc == CURLE_WRITE_ERROR && r->resp.overflow)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': reply larger than %zu bytes",
 				      r->method, r->what, r->resp_max);
@@ -790,11 +708,12 @@ static int http_request(struct imgf_gcs *g, struct http_req *r, struct imgf_erro
 			break;
 		if (attempt >= MAX_ATTEMPTS)
 			return fail_req(g, r, err);
-		long delay = retry_delay_ms(g, attempt, r->retry_after_s);
+		struct imgf_http_retry policy = {MAX_ATTEMPTS, g->retry_base_ms};
+		long delay = imgf_http_retry_delay(&policy, attempt, r->retry_after_s);
 		_cleanup_free_ char *why = r->rc != CURLE_OK ? curl_reason(g, r->rc)
 							     : xasprintf("HTTP %ld", r->status);
-		log_warn("%s '%s': %s; retrying in %.1f s (attempt %d of %d)", r->method, r->what,
-			 why, (double)delay / 1000, attempt, MAX_ATTEMPTS);
+		_cleanup_free_ char *prefix = xasprintf("%s '%s'", r->method, r->what);
+		imgf_http_retry_log(&policy, attempt, delay, prefix, why);
 		if (imgf_sleep_ms(delay) < 0)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "%s '%s': interrupted",
 					      r->method, r->what);
@@ -882,14 +801,6 @@ out:
 
 /* ---- the client ---- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void curl_init(void)
-{
-	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static char *endpoint_from(const char *v)
 {
 	char *e = strstr(v, "://") ? xstrdup(v) : xasprintf("http://%s", v);
@@ -922,10 +833,8 @@ static int chunk_from_env(uint64_t *chunk, struct imgf_error **err)
 
 int imgf_gcs_open(const char *key_file, struct imgf_gcs **out, struct imgf_error **err)
 {
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_result != CURLE_OK)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "initialize libcurl: %s",
-				      curl_easy_strerror(curl_init_result));
+	if (imgf_http_init(err) < 0)
+		return -1;
 	struct imgf_gcs *g = xcalloc(1, sizeof(*g));
 	g->retry_base_ms = 1000;
 	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
@@ -1387,7 +1296,7 @@ static enum chunk_outcome upload_put(struct upload *u, uint64_t len, struct imgf
 	r.content_range = range;
 	r.content_type = "application/octet-stream";
 	r.fbody = &fb;
-	u->g->progress_base = u->offset;
+	u->g->progress.base = u->offset;
 	enum chunk_outcome o = CHUNK_FATAL;
 	if (http_perform(u->g, &r, err) == 0) {
 		u->res->bytes_sent += r.sent;
@@ -1581,13 +1490,12 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 	if (!u.h.md5 || EVP_DigestInit_ex(u.h.md5, EVP_md5(), NULL) != 1)
 		abort();
 	imgf_digest_init(&u.h.sha256, IMGF_SHA256);
-	g->progress_label = path_basename(object);
-	g->progress_total = u.size;
-	g->progress_last_ms = 0;
+	g->progress = (struct imgf_http_progress){
+		.label = path_basename(object), .upload = true, .total = u.size};
 
 	int r = upload_run(&u, err);
 	imgf_progress_done();
-	g->progress_label = NULL;
+	g->progress.label = NULL;
 	if (r == 0)
 		r = upload_verify(&u, err);
 	if (r == 0 && want_sha256 && strcmp(want_sha256, res->sha256) != 0) {

@@ -21,21 +21,17 @@
 #include "digest.h"
 #include "error.h"
 #include "fetch.h"
+#include "http.h"
 #include "log.h"
-#include "retry.h"
 #include "registry.h"
 #include "strbuf.h"
 #include "util.h"
 
-#ifndef IMGF_VERSION
-#define IMGF_VERSION "0"
-#endif
 
 #define MANIFEST_MAX (4u << 20) /* manifests and indexes; Docker's own limit is 4 MiB */
 #define TOKEN_MAX (1u << 20)
 #define ERRBODY_MAX 4096 /* an error reply's body: enough for the registry's message */
 /* A transfer under STALL_BYTES_PER_S for imgf_fetch_opts.stall_s seconds is a failed attempt. */
-#define STALL_BYTES_PER_S 1024L
 #define NAME_MAX_LEN 255 /* Docker's limit on "registry/repository" */
 #define TAG_MAX_LEN 128
 
@@ -402,53 +398,22 @@ struct sink {
 	const char *label; /* progress bar label or NULL */
 };
 
+/* A reply's status and the headers the client reads. */
 struct reply {
 	long status;
-	char *content_type;
-	char *docker_digest;
-	char *www_auth;
-	char *retry_after;
+	struct imgf_http_headers h;
 };
+
+#define REPLY_INIT                                                                           \
+	{                                                                                    \
+		.h = {.names = {"Content-Type", "Docker-Content-Digest", "WWW-Authenticate", \
+				"Retry-After"} }                                             \
+	}
 
 static void reply_release(struct reply *r)
 {
-	free(r->content_type);
-	free(r->docker_digest);
-	free(r->www_auth);
-	free(r->retry_after);
-	memset(r, 0, sizeof(*r));
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
-{
-	struct reply *r = userdata;
-	size_t n = size * nmemb;
-	if (n >= 5 && !memcmp(data, "HTTP/", 5)) {
-		/* A new response (after a redirect or 100): forget the previous one's headers. */
-		reply_release(r);
-		return n;
-	}
-	const char *colon = memchr(data, ':', n);
-	if (!colon)
-		return n;
-	size_t klen = (size_t)(colon - data);
-	const char *v = colon + 1, *end = data + n;
-	while (v < end && (*v == ' ' || *v == '\t'))
-		v++;
-	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-		end--;
-	char **slot = NULL;
-	if (klen == 12 && !strncasecmp(data, "content-type", klen))
-		slot = &r->content_type;
-	else if (klen == 21 && !strncasecmp(data, "docker-content-digest", klen))
-		slot = &r->docker_digest;
-	else if (klen == 16 && !strncasecmp(data, "www-authenticate", klen))
-		slot = &r->www_auth;
-	else if (klen == 11 && !strncasecmp(data, "retry-after", klen))
-		slot = &r->retry_after;
-	if (slot && !*slot)
-		*slot = xstrndup(v, (size_t)(end - v));
-	return n;
+	imgf_http_headers_reset(&r->h);
+	r->status = 0;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
@@ -494,20 +459,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
-{
-	struct sink *s = userdata;
-	(void)ultotal;
-	(void)ulnow;
-	if (imgf_interrupted)
-		return 1;
-	if (s->label && imgf_log_progress_enabled())
-		imgf_progress(s->label, (uint64_t)dlnow,
-			      s->fd >= 0 ? s->limit : (uint64_t)(dltotal > 0 ? dltotal : 0));
-	return 0;
-}
-
 static int sink_reset(struct sink *s, struct imgf_error **err)
 {
 	s->written = 0;
@@ -527,14 +478,6 @@ static int sink_reset(struct sink *s, struct imgf_error **err)
 		imgf_digest_init(s->dg, alg);
 	}
 	return 0;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void curl_init(void)
-{
-	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 /* Loopback never goes through a proxy, whatever the environment says about others. */
@@ -577,34 +520,26 @@ static CURLcode http_get(struct reg_client *c, const char *url, const char *acce
 		hdrs = curl_slist_append(hdrs, auth);
 	curl_easy_reset(h);
 	reply_release(r);
-	c->errbuf[0] = '\0';
 	s->curl = h;
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	/* Blob GETs redirect to CDNs; libcurl keeps our Authorization header on the first host. */
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, c->no_proxy);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-	/* A stalled transfer (under 1 KiB/s for stall_s) counts as a timeout and is retried. */
-	long stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 60;
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s);
 	long left = time_left_ms(c);
-	if (left != LONG_MAX)
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left > 0 ? left : 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+	struct imgf_http_progress prog = {.label = s->label, .total = s->fd >= 0 ? s->limit : 0};
+	/* Blob GETs redirect to CDNs; libcurl keeps our Authorization header on the first host.
+	 * A stalled transfer (under 1 KiB/s for stall_s) counts as a timeout and is retried. */
+	struct imgf_http_opts ho = {
+		.redir_protocols = "http,https",
+		.stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 0,
+		.timeout_ms = left == LONG_MAX ? 0 : left > 0 ? left : 1L,
+		.no_proxy = c->no_proxy,
+		.errbuf = c->errbuf,
+		.progress = &prog,
+	};
+	imgf_http_setup(h, &ho);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &r->h);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
 	CURLcode cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 	curl_slist_free_all(hdrs);
@@ -759,7 +694,7 @@ static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_e
 	struct strbuf body = STRBUF_INIT;
 	body.max = TOKEN_MAX;
 	struct sink s = {.buf = &body, .fd = -1, .errbody = STRBUF_INIT};
-	struct reply rep = {0};
+	struct reply rep = REPLY_INIT;
 	/* The token endpoint itself is asked anonymously: drop any token we hold. */
 	char *saved = c->auth;
 	c->auth = NULL;
@@ -801,8 +736,10 @@ out:
 static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
 			    struct sink *s, struct reply *r, struct imgf_error **err)
 {
-	int max_attempts = c->opts && c->opts->max_attempts > 0 ? c->opts->max_attempts : 5;
-	long backoff = c->opts && c->opts->retry_base_ms > 0 ? c->opts->retry_base_ms : 1000;
+	struct imgf_http_retry policy = {
+		.max_attempts = c->opts && c->opts->max_attempts > 0 ? c->opts->max_attempts : 5,
+		.base_ms = c->opts && c->opts->retry_base_ms > 0 ? c->opts->retry_base_ms : 1000,
+	};
 	bool token_tried = false;
 	for (int attempt = 1;; attempt++) {
 		if (imgf_interrupted)
@@ -813,6 +750,7 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 		if (time_left_ms(c) == 0)
 			return pull_timed_out(c, url, err);
 		CURLcode cc = http_get(c, url, accept, c->auth, s, r);
+		const char *www_auth = imgf_http_header_get(&r->h, "WWW-Authenticate");
 		_cleanup_free_ char *why = NULL;
 		if (cc == CURLE_WRITE_ERROR && s->errbody_full)
 			cc = CURLE_OK; /* the status says what happened; the body was cut short */
@@ -829,14 +767,14 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 			return imgf_error_errno(err, s->write_errno, "GET '%s': write", url);
 		if (cc != CURLE_OK) {
 			why = xasprintf("%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
-			if (!imgf_retry_transport(cc) || attempt >= max_attempts)
+			if (!imgf_http_retry_worth(&policy, attempt, cc, 0))
 				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
 						      why, attempt > 1 ? " (after retries)" : "");
 		} else if (r->status >= 200 && r->status <= 299) {
 			return 0;
-		} else if (r->status == 401 && r->www_auth && !token_tried) {
+		} else if (r->status == 401 && www_auth && !token_tried) {
 			token_tried = true;
-			if (fetch_token(c, r->www_auth, err) < 0)
+			if (fetch_token(c, www_auth, err) < 0)
 				return imgf_error_prefix(err, "GET '%s'", url);
 			attempt--; /* answering a challenge is not a failed attempt */
 			continue;
@@ -848,16 +786,15 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 				return imgf_error_set(err, IMGF_EXIT_FAIL,
 						      "GET '%s': %s: anonymous access denied", url,
 						      why);
-			if (!imgf_retry_status(r->status) || attempt >= max_attempts)
+			if (!imgf_http_retry_worth(&policy, attempt, CURLE_OK, r->status))
 				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
 						      why, attempt > 1 ? " (after retries)" : "");
 		}
-		long ra = r->retry_after ? imgf_retry_after_s(r->retry_after) : -1;
-		long wait = imgf_retry_delay_ms(backoff, attempt, ra);
+		long wait = imgf_http_retry_delay(&policy, attempt, imgf_http_retry_after(&r->h));
 		if (wait > time_left_ms(c))
 			return pull_timed_out(c, url, err);
-		log_warn("GET '%s': %s; retrying in %.1f s (attempt %d of %d)", url, why,
-			 wait / 1000.0, attempt + 1, max_attempts);
+		_cleanup_free_ char *prefix = xasprintf("GET '%s'", url);
+		imgf_http_retry_log(&policy, attempt, wait, prefix, why);
 		imgf_sleep_ms(wait);
 	}
 }
@@ -956,7 +893,7 @@ static int get_manifest(struct reg_client *c, const char *reference, const char 
 	m->raw.max = MANIFEST_MAX;
 	_cleanup_free_ char *url = xasprintf("%s/manifests/%s", c->base, reference);
 	struct sink s = {.buf = &m->raw, .fd = -1, .errbody = STRBUF_INIT};
-	struct reply r = {0};
+	struct reply r = REPLY_INIT;
 	int ret = get_with_retries(c, url, accept, &s, &r, err);
 	strbuf_release(&s.errbody);
 	if (ret < 0)
@@ -970,12 +907,12 @@ static int get_manifest(struct reg_client *c, const char *reference, const char 
 				     want, m->digest);
 		goto out;
 	}
-	if (r.docker_digest && str_has_prefix(r.docker_digest, "sha256:") &&
-	    strcmp(r.docker_digest, m->digest) != 0) {
+	const char *said = imgf_http_header_get(&r.h, "Docker-Content-Digest");
+	if (said && str_has_prefix(said, "sha256:") && strcmp(said, m->digest) != 0) {
 		ret = imgf_error_set(
 			err, IMGF_EXIT_FAIL,
 			"manifest '%s': sha256 mismatch: registry says %s, content is %s",
-			reference, r.docker_digest, m->digest);
+			reference, said, m->digest);
 		goto out;
 	}
 	json_error_t jerr;
@@ -992,7 +929,7 @@ static int get_manifest(struct reg_client *c, const char *reference, const char 
 				     reference, json_is_integer(sv) ? json_integer_value(sv) : 0);
 		goto out;
 	}
-	m->media_type = manifest_media_type(m->root, r.content_type);
+	m->media_type = manifest_media_type(m->root, imgf_http_header_get(&r.h, "Content-Type"));
 	if (!is_index_type(m->media_type) && !is_manifest_type(m->media_type))
 		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
 				     "manifest '%s': unsupported media type '%s'", reference,
@@ -1118,7 +1055,7 @@ static int get_blob(struct reg_client *c, const struct descriptor *d, char **pat
 	_cleanup_free_ char *label = xasprintf("%.19s", d->digest);
 	struct sink s = {
 		.fd = fd, .dg = &dg, .limit = d->size, .errbody = STRBUF_INIT, .label = label};
-	struct reply r = {0};
+	struct reply r = REPLY_INIT;
 	log_debug("blob %s: downloading %llu bytes", d->digest, (unsigned long long)d->size);
 	int ret = get_with_retries(c, url, NULL, &s, &r, err);
 	reply_release(&r);
@@ -1357,14 +1294,9 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 		*variant++ = '\0';
 
 	const char *host = !strcmp(registry, "docker.io") ? "registry-1.docker.io" : registry;
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_result != CURLE_OK) {
-		imgf_image_ref_release(&r);
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "pull '%s': initialise libcurl: %s", ref,
-				      curl_easy_strerror(curl_init_result));
-	}
+	struct imgf_error *curl_err = NULL;
 	struct reg_client c = {
-		.curl = curl_easy_init(),
+		.curl = imgf_http_easy_new(NULL, &curl_err),
 		.no_proxy = no_proxy_list(),
 		.opts = o,
 		.base = xasprintf("%s://%s/v2/%s",
@@ -1375,7 +1307,8 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 	};
 	int ret;
 	if (!c.curl) {
-		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "cannot initialise libcurl");
+		ret = imgf_error_set(err, curl_err->status, "%s", curl_err->msg);
+		imgf_error_free(curl_err);
 	} else {
 		if (mirror)
 			log_info("pulling '%s' for linux/%s from mirror '%s'", r.full, arch,
