@@ -23,10 +23,10 @@
 #include "fetch.h"
 #include "http.h"
 #include "log.h"
+#include "ociimage.h"
 #include "registry.h"
 #include "strbuf.h"
 #include "util.h"
-
 
 #define MANIFEST_MAX (4u << 20) /* manifests and indexes; Docker's own limit is 4 MiB */
 #define TOKEN_MAX (1u << 20)
@@ -528,7 +528,9 @@ static CURLcode http_get(struct reg_client *c, const char *url, const char *acce
 	struct imgf_http_opts ho = {
 		.redir_protocols = "http,https",
 		.stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 0,
-		.timeout_ms = left == LONG_MAX ? 0 : left > 0 ? left : 1L,
+		.timeout_ms = left == LONG_MAX ? 0
+			      : left > 0       ? left
+					       : 1L,
 		.no_proxy = c->no_proxy,
 		.errbuf = c->errbuf,
 		.progress = &prog,
@@ -1138,51 +1140,13 @@ static int write_layout(const char *out_tar, const struct imgf_image_ref *ref,
 			  m->digest, "size", (json_int_t)m->raw.len, "annotations", ann);
 	_cleanup_free_ char *index_json = json_dumps(index, JSON_COMPACT);
 	json_decref(index);
-	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
-
-	_cleanup_free_ char *dir = path_dirname(out_tar);
-	_cleanup_free_ char *mname = xasprintf("blobs/sha256/%s", m->digest + 7);
-	_cleanup_free_ char *tmp = NULL;
-	int fd = make_temp_file(dir, path_basename(out_tar), &tmp, err);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	struct imgf_tar *t = imgf_tar_open(tmp, err);
-	if (!t)
-		goto fail;
-	if (imgf_tar_add_data(t, layout, strlen(layout), "oci-layout", 0644, 0, 0, err) < 0 ||
-	    imgf_tar_add_data(t, index_json, strlen(index_json), "index.json", 0644, 0, 0, err) <
-		    0 ||
-	    imgf_tar_add_dir(t, "blobs", 0755, 0, 0, err) < 0 ||
-	    imgf_tar_add_dir(t, "blobs/sha256", 0755, 0, 0, err) < 0)
-		goto fail;
-	if (imgf_tar_add_data(t, m->raw.buf, m->raw.len, mname, 0644, 0, 0, err) < 0)
-		goto fail;
-	for (size_t i = 0; i < nblobs; i++) {
-		bool dup = !strcmp(blobs[i].digest, m->digest);
-		for (size_t j = 0; j < i && !dup; j++)
-			dup = !strcmp(blobs[i].digest, blobs[j].digest);
-		if (dup)
-			continue;
-		_cleanup_free_ char *name = xasprintf("blobs/sha256/%s", blobs[i].digest + 7);
-		if (imgf_tar_add_file(t, paths[i], name, 0644, 0, 0, err) < 0)
-			goto fail;
-	}
-	int r = imgf_tar_close(t, err);
-	imgf_tar_free(t);
-	t = NULL;
-	if (r < 0)
-		goto fail;
-	if (rename(tmp, out_tar) < 0) {
-		imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, out_tar);
-		goto fail;
-	}
-	return 0;
-fail:
-	if (t)
-		imgf_tar_free(t);
-	unlink(tmp);
-	return imgf_error_prefix(err, "write '%s'", out_tar);
+	struct imgf_oci_blob *all = xcalloc(nblobs + 1, sizeof(*all));
+	all[0] = (struct imgf_oci_blob){m->digest, m->raw.buf, m->raw.len, NULL};
+	for (size_t i = 0; i < nblobs; i++)
+		all[i + 1] = (struct imgf_oci_blob){blobs[i].digest, NULL, 0, paths[i]};
+	int r = imgf_oci_layout_write(out_tar, index_json, all, nblobs + 1, err);
+	free(all);
+	return r < 0 ? imgf_error_prefix(err, "write '%s'", out_tar) : 0;
 }
 
 static int pull(struct reg_client *c, const struct imgf_image_ref *ref, const char *arch,
