@@ -17,6 +17,7 @@
 
 #include "checksum.h"
 #include "digest.h"
+#include "dlcache.h"
 #include "error.h"
 #include "fetch.h"
 #include "http.h"
@@ -218,8 +219,8 @@ static int body_start(struct xfer *x)
 	/* curl itself fails a 200 answer to a Range request (CURLE_RANGE_ERROR). */
 	if (x->range_from > 0) {
 		const char *cr = imgf_http_header_get(&x->hdrs, "Content-Range");
-		bool has_start = cr && strncasecmp(cr, "bytes ", 6) == 0 && cr[6] >= '0' &&
-				 cr[6] <= '9';
+		bool has_start =
+			cr && strncasecmp(cr, "bytes ", 6) == 0 && cr[6] >= '0' && cr[6] <= '9';
 		if (code == 206 && has_start && strtoull(cr + 6, NULL, 10) != x->range_from) {
 			x->abort = ABORT_BAD_RANGE;
 			return -1;
@@ -346,83 +347,20 @@ static void xfer_close_partial(struct xfer *x, bool remove)
 	x->fd = -1;
 }
 
-/* Hash a whole file in one pass: the checksum's algorithm and, when that differs, sha256. */
-static int hash_file(const char *path, int fd, enum imgf_digest_alg alg, struct imgf_digest *d_alg,
-		     struct imgf_digest *d_sha256, uint64_t *size, struct imgf_error **err)
-{
-	enum {
-		BUFSZ = 1 << 17
-	};
-	_cleanup_free_ char *buf = xmalloc(BUFSZ);
-	uint64_t total = 0;
-	for (;;) {
-		if (imgf_interrupted)
-			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
-		ssize_t r = pread(fd, buf, BUFSZ, (off_t)total);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return imgf_error_errno(err, errno, "read '%s'", path);
-		}
-		if (r == 0)
-			break;
-		imgf_digest_update(d_alg, buf, (size_t)r);
-		if (alg != IMGF_SHA256)
-			imgf_digest_update(d_sha256, buf, (size_t)r);
-		total += (uint64_t)r;
-	}
-	*size = total;
-	return 0;
-}
-
-/*
- * Verify an existing cache entry: 1 when it holds what `in` wants (and fill in), 0 when it is
- * missing or corrupt (a corrupt one is deleted), -1 on error.
- */
+/* Verify an existing cache entry: 1 when it holds what `in` wants (and fill in), 0 when it is
+ * missing or corrupt (a corrupt one is deleted), -1 on error. */
 static int cache_entry_check(struct imgf_input *in, const char *final_path, struct imgf_error **err)
 {
-	_cleanup_close_ int fd = open(final_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return imgf_error_errno(err, errno, "open '%s'", final_path);
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return imgf_error_errno(err, errno, "stat '%s'", final_path);
-	if (!S_ISREG(st.st_mode))
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "cache entry '%s' is not a regular file; remove it",
-				      final_path);
-	struct imgf_digest d_alg = {0}, d_sha256 = {0};
-	char got[IMGF_DIGEST_HEX_MAX], got256[IMGF_DIGEST_HEX_MAX];
+	_cleanup_free_ char *what = xasprintf("fetch '%s'", in->name);
 	uint64_t size = 0;
-	imgf_digest_init(&d_alg, in->alg);
-	if (in->alg != IMGF_SHA256)
-		imgf_digest_init(&d_sha256, IMGF_SHA256);
-	if (hash_file(final_path, fd, in->alg, &d_alg, &d_sha256, &size, err) < 0) {
-		imgf_digest_release(&d_alg);
-		imgf_digest_release(&d_sha256);
-		return -1;
+	int r = imgf_dlcache_check(final_path, in->alg, in->hex, UINT64_MAX, what, in->sha256,
+				   &size, err);
+	if (r == 1) {
+		free(in->path);
+		in->path = xstrdup(final_path);
+		in->size = size;
 	}
-	imgf_digest_final_hex(&d_alg, got);
-	if (in->alg != IMGF_SHA256)
-		imgf_digest_final_hex(&d_sha256, got256);
-	else
-		memcpy(got256, got, sizeof(got256));
-	if (strcmp(got, in->hex) != 0) {
-		log_warn("fetch '%s': cache entry '%s' is corrupt (%s %s), downloading again",
-			 in->name, final_path, imgf_digest_alg_name(in->alg), got);
-		if (unlink(final_path) < 0 && errno != ENOENT)
-			return imgf_error_errno(err, errno, "remove corrupt cache entry '%s'",
-						final_path);
-		return 0;
-	}
-	free(in->path);
-	in->path = xstrdup(final_path);
-	memcpy(in->sha256, got256, sizeof(in->sha256));
-	in->size = size;
-	return 1;
+	return r;
 }
 
 static void event_fetched(const struct imgf_input *in, bool cached)
@@ -505,7 +443,8 @@ static int xfer_open(struct fetch *f, struct xfer *x)
 	if (r == 0) {
 		xfer_digests_init(x);
 		uint64_t size = 0;
-		r = hash_file(x->part_path, x->fd, x->in->alg, &x->d_alg, &x->d_sha256, &size, &e);
+		r = imgf_dlcache_hash_fd(x->part_path, x->fd, x->in->alg, &x->d_alg, &x->d_sha256,
+					 &size, &e);
 		x->file_size = size;
 		if (r == 0 && size > 0)
 			log_debug("fetch '%s': resuming after %llu bytes", x->label,
@@ -597,13 +536,7 @@ static void xfer_verify(struct fetch *f, struct xfer *x)
 	}
 
 	struct imgf_error *e = NULL;
-	_cleanup_free_ char *dir = path_dirname(x->final_path);
-	if (fsync(x->fd) < 0 || fchmod(x->fd, 0444) < 0) {
-		imgf_error_errno(&e, errno, "write '%s'", x->part_path);
-	} else if (mkdir_p(dir, 0755, &e) == 0 && rename(x->part_path, x->final_path) < 0) {
-		imgf_error_errno(&e, errno, "rename '%s' to '%s'", x->part_path, x->final_path);
-	}
-	if (e) {
+	if (imgf_dlcache_commit(x->fd, x->part_path, x->final_path, &e) < 0) {
 		xfer_close_partial(x, true);
 		xfer_fail(f, x, e->status, "%s", e->msg);
 		imgf_error_free(e);
@@ -1092,8 +1025,7 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 		return -1;
 
 	/* 2. What the cache has, verified; the rest becomes transfers. */
-	_cleanup_free_ char *downloads = path_join(cache, "downloads");
-	_cleanup_free_ char *partial = path_join(downloads, "partial");
+	_cleanup_free_ char *partial = imgf_dlcache_partial_dir(cache);
 	if (mkdir_p(partial, 0755, err) < 0)
 		return imgf_error_prefix(err, "cache '%s'", cache);
 	struct fetch f;
@@ -1103,8 +1035,7 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 		xcalloc(n, sizeof(*owner)); /* the transfer per input */
 	for (size_t i = 0; i < n && r == 0; i++) {
 		struct imgf_input *in = &inputs[i];
-		_cleanup_free_ char *final =
-			xasprintf("%s/%s/%s", downloads, imgf_digest_alg_name(in->alg), in->hex);
+		_cleanup_free_ char *final = imgf_dlcache_entry(cache, in->alg, in->hex);
 		for (size_t j = 0; j < i && r == 0; j++) {
 			if (strcmp(inputs[j].url, in->url) == 0 &&
 			    (inputs[j].alg != in->alg || strcmp(inputs[j].hex, in->hex) != 0))

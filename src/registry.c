@@ -18,6 +18,7 @@
 
 #include "archive.h"
 #include "digest.h"
+#include "dlcache.h"
 #include "error.h"
 #include "fetch.h"
 #include "http.h"
@@ -664,43 +665,20 @@ static int choose_platform(struct manifest *idx, const char *reference, const ch
 
 /* ---- blobs --------------------------------------------------------------------------- */
 
-static char *blob_cache_dir(const struct imgf_fetch_opts *o)
-{
-	return xasprintf("%s/downloads/sha256", o->cache_dir);
-}
-
-/* A cached blob is used only if its size and digest still match. */
-static bool cached_blob_ok(const char *path, const struct descriptor *d)
-{
-	struct stat st;
-	if (stat(path, &st) < 0)
-		return false;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != d->size) {
-		log_warn("cached blob '%s' has the wrong size; downloading it again", path);
-		return false;
-	}
-	char hex[IMGF_DIGEST_HEX_MAX];
-	struct imgf_error *e = NULL;
-	if (imgf_digest_file(path, IMGF_SHA256, hex, &e) < 0) {
-		log_warn("cached blob '%s': %s; downloading it again", path, e->msg);
-		imgf_error_free(e);
-		return false;
-	}
-	if (strcmp(hex, d->digest + 7) != 0) {
-		log_warn("cached blob '%s' is corrupt (sha256 %s); downloading it again", path,
-			 hex);
-		return false;
-	}
-	return true;
-}
-
 /* Make sure blob `d` is in the cache, verified; its path goes to *path. */
 static int get_blob(struct reg_client *c, const struct descriptor *d, char **path,
 		    struct imgf_error **err)
 {
-	_cleanup_free_ char *dir = blob_cache_dir(c->opts);
-	_cleanup_free_ char *dst = xasprintf("%s/%s", dir, d->digest + 7);
-	if (cached_blob_ok(dst, d)) {
+	_cleanup_free_ char *dst =
+		imgf_dlcache_entry(c->opts->cache_dir, IMGF_SHA256, d->digest + 7);
+	_cleanup_free_ char *dir = path_dirname(dst);
+	_cleanup_free_ char *what = xasprintf("blob '%s'", d->digest);
+	/* A cached blob is used only if its size and digest still match. */
+	int cached =
+		imgf_dlcache_check(dst, IMGF_SHA256, d->digest + 7, d->size, what, NULL, NULL, err);
+	if (cached < 0)
+		return -1;
+	if (cached) {
 		log_debug("blob %s: cached", d->digest);
 		*path = STEAL_POINTER(&dst);
 		return 0;
@@ -746,15 +724,8 @@ static int get_blob(struct reg_client *c, const struct descriptor *d, char **pat
 				     d->digest + 7, hex);
 		goto fail;
 	}
-	/* read-only, like the rest of the download cache */
-	if (fchmod(fd, 0444) < 0 || fsync(fd) < 0) {
-		ret = imgf_error_errno(err, errno, "write '%s'", tmp);
+	if ((ret = imgf_dlcache_commit(fd, tmp, dst, err)) < 0)
 		goto fail;
-	}
-	if (rename(tmp, dst) < 0) {
-		ret = imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, dst);
-		goto fail;
-	}
 	*path = STEAL_POINTER(&dst);
 	return 0;
 fail:
