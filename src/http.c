@@ -212,8 +212,7 @@ char *imgf_http_curl_reason(const char *errbuf, CURLcode rc)
 
 /* ---- retries ---- */
 
-bool imgf_http_retry_worth(const struct imgf_http_retry *p, int attempt, CURLcode rc,
-			   long status)
+bool imgf_http_retry_worth(const struct imgf_http_retry *p, int attempt, CURLcode rc, long status)
 {
 	if (attempt >= p->max_attempts)
 		return false;

@@ -40,12 +40,12 @@ int imgf_http_init(struct imgf_error **err);
 
 /* A progress bar (when stderr shows one) and the SIGINT check, for one handle. */
 struct imgf_http_progress {
-	const char *label;     /* the bar's label; NULL = no bar */
-	bool upload;	       /* count bytes sent, not received */
-	uint64_t base;	       /* added to curl's count (an upload resumed at an offset) */
-	uint64_t total;	       /* the bar's 100%; 0 = what curl knows of the size */
-	bool uninterruptible;  /* SIGINT/SIGTERM does not abort the transfer */
-	int64_t last_ms;       /* when the bar was last drawn */
+	const char *label;    /* the bar's label; NULL = no bar */
+	bool upload;	      /* count bytes sent, not received */
+	uint64_t base;	      /* added to curl's count (an upload resumed at an offset) */
+	uint64_t total;	      /* the bar's 100%; 0 = what curl knows of the size */
+	bool uninterruptible; /* SIGINT/SIGTERM does not abort the transfer */
+	int64_t last_ms;      /* when the bar was last drawn */
 };
 
 struct imgf_http_opts {
@@ -111,8 +111,7 @@ struct imgf_http_retry {
 
 /* Whether a failed attempt (`attempt` of them so far) is worth another: a transport failure
  * or status the policy retries (retry.h), and attempts left. */
-bool imgf_http_retry_worth(const struct imgf_http_retry *p, int attempt, CURLcode rc,
-			   long status);
+bool imgf_http_retry_worth(const struct imgf_http_retry *p, int attempt, CURLcode rc, long status);
 /* The wait before the next attempt, and the one warning about it:
  * "PREFIX: WHY; retrying in S s (attempt N of M)". */
 long imgf_http_retry_delay(const struct imgf_http_retry *p, int attempt, long retry_after_s);

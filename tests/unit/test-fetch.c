@@ -30,11 +30,11 @@
 static struct {
 	struct test_httpd httpd;
 	int port;
-	char *root;  /* temp dir holding everything below */
-	char *www;   /* what the server serves */
-	char *log;   /* its request log */
+	char *root;	  /* temp dir holding everything below */
+	char *www;	  /* what the server serves */
+	char *log;	  /* its request log */
 	const char *base; /* http://127.0.0.1:PORT */
-	char *cache; /* the current test's cache */
+	char *cache;	  /* the current test's cache */
 	int ncache;
 } srv;
 

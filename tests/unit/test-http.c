@@ -199,8 +199,7 @@ TEST(a_trickle_is_no_stall_but_meets_the_timeout)
 	struct strbuf body = STRBUF_INIT;
 	long status;
 	int64_t t0 = mono_ms();
-	CHECK(get("/x?endless=1&rate=4096", &o, &body, NULL, &status) ==
-	      CURLE_OPERATION_TIMEDOUT);
+	CHECK(get("/x?endless=1&rate=4096", &o, &body, NULL, &status) == CURLE_OPERATION_TIMEDOUT);
 	int64_t took = mono_ms() - t0;
 	CHECK(took >= 2400 && took < 10000);
 	CHECK(body.len > 4096); /* it did flow, faster than the stall limit */

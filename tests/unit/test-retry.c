@@ -42,4 +42,3 @@ TEST(retry_after_seconds_and_http_dates)
 	long s = imgf_retry_after_s(date);
 	CHECK(s >= 118 && s <= 121);
 }
-
