@@ -1,6 +1,6 @@
 /*
  * The one retry policy for HTTP (downloads, registry pulls, uploads): which failures are
- * worth another attempt, how long to wait before it, and the header parsing they share.
+ * worth another attempt, how long to wait before it, and Retry-After. http.h applies it.
  */
 #ifndef IMGF_RETRY_H
 #define IMGF_RETRY_H
