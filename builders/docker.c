@@ -112,7 +112,15 @@ static int docker_do(struct docker *d, struct docker_call *c, struct imgf_error 
 	/* No stall limit: an exec's output may pause for as long as its command is quiet. */
 	struct imgf_http_progress prog = {.uninterruptible = !c->interruptible};
 	struct imgf_http_opts ho = {
-		.stall_s = -1, .unix_socket = d->socket, .errbuf = errbuf, .progress = &prog};
+		.stall_s = -1,
+		.unix_socket = d->socket,
+		.tls_ca = d->ca,
+		.tls_cert = d->cert,
+		.tls_key = d->key,
+		.tls_no_verify = !d->socket && !d->verify,
+		.errbuf = errbuf,
+		.progress = &prog,
+	};
 	CURL *h = imgf_http_easy_new(&ho, err);
 	if (!h)
 		return -1;
@@ -124,16 +132,6 @@ static int docker_do(struct docker *d, struct docker_call *c, struct imgf_error 
 		c->reply.max = DOCKER_REPLY_MAX;
 
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	if (d->ca)
-		curl_easy_setopt(h, CURLOPT_CAINFO, d->ca);
-	if (d->cert)
-		curl_easy_setopt(h, CURLOPT_SSLCERT, d->cert);
-	if (d->key)
-		curl_easy_setopt(h, CURLOPT_SSLKEY, d->key);
-	if (!d->socket && !d->verify) {
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, c);

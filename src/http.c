@@ -93,6 +93,16 @@ void imgf_http_setup(CURL *h, const struct imgf_http_opts *o)
 		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, o->unix_socket);
 	if (o->no_proxy)
 		curl_easy_setopt(h, CURLOPT_NOPROXY, o->no_proxy);
+	if (o->tls_ca)
+		curl_easy_setopt(h, CURLOPT_CAINFO, o->tls_ca);
+	if (o->tls_cert)
+		curl_easy_setopt(h, CURLOPT_SSLCERT, o->tls_cert);
+	if (o->tls_key)
+		curl_easy_setopt(h, CURLOPT_SSLKEY, o->tls_key);
+	if (o->tls_no_verify) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
 	if (o->errbuf) {
 		o->errbuf[0] = '\0';
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, o->errbuf);

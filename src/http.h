@@ -57,7 +57,12 @@ struct imgf_http_opts {
 	long timeout_ms;	     /* the whole transfer; 0 = no limit */
 	const char *unix_socket;     /* speak HTTP over this unix socket (the Docker Engine) */
 	const char *no_proxy;	     /* CURLOPT_NOPROXY, or NULL */
-	char *errbuf;		     /* CURL_ERROR_SIZE bytes for curl's words, or NULL */
+	const char *tls_ca;	     /* CA certificates to verify the server with, or NULL */
+	const char *tls_cert;	     /* a client certificate and its key, or NULL */
+	const char *tls_key;
+	bool tls_no_verify;		     /* TLS without verifying the server (said out loud by
+						the caller) */
+	char *errbuf;			     /* CURL_ERROR_SIZE bytes for curl's words, or NULL */
 	struct imgf_http_progress *progress; /* NULL = only the SIGINT check */
 };
 
