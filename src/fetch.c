@@ -378,12 +378,6 @@ static void event_fetched(const struct imgf_input *in, bool cached)
 
 /* ---- attempts ---- */
 
-static long retry_delay_ms(struct fetch *f, struct xfer *x)
-{
-	return imgf_retry_delay_ms(f->o->retry_base_ms, x->attempt,
-				   imgf_http_retry_after(&x->hdrs));
-}
-
 static void easy_setup(struct xfer *x, long stall_s)
 {
 	CURL *e = x->easy;
@@ -614,17 +608,16 @@ static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 		return;
 	}
 
-	bool retry;
+	struct imgf_http_retry policy = {f->o->max_attempts, f->o->retry_base_ms};
+	bool by_status = code >= 400 && (rc == CURLE_OK || x->abort == ABORT_HTTP);
 	_cleanup_free_ char *reason = NULL;
-	if (code >= 400 && (rc == CURLE_OK || x->abort == ABORT_HTTP)) {
-		retry = imgf_retry_status(code);
-		reason = x->hdrs.reason[0] ? xasprintf("http %ld %s", code, x->hdrs.reason)
-					   : xasprintf("http %ld", code);
-	} else {
-		retry = imgf_retry_transport(rc);
+	if (!by_status)
 		reason = curl_reason(x, rc);
-	}
-	if (!retry || x->attempt >= f->o->max_attempts) {
+	else if (x->hdrs.reason[0])
+		reason = xasprintf("http %ld %s", code, x->hdrs.reason);
+	else
+		reason = xasprintf("http %ld", code);
+	if (!imgf_http_retry_worth(&policy, x->attempt, by_status ? CURLE_OK : rc, code)) {
 		if (x->attempt > 1)
 			xfer_fail(f, x, IMGF_EXIT_FAIL, "%s (gave up after %d attempts)", reason,
 				  x->attempt);
@@ -632,8 +625,7 @@ static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 			xfer_fail(f, x, IMGF_EXIT_FAIL, "%s", reason);
 		return;
 	}
-	long delay = retry_delay_ms(f, x);
-	struct imgf_http_retry policy = {f->o->max_attempts, f->o->retry_base_ms};
+	long delay = imgf_http_retry_delay(&policy, x->attempt, imgf_http_retry_after(&x->hdrs));
 	_cleanup_free_ char *prefix = xasprintf("fetch '%s'", x->label);
 	imgf_http_retry_log(&policy, x->attempt, delay, prefix, reason);
 	x->next_at_ms = now_ms() + delay;
