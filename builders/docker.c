@@ -18,6 +18,7 @@
 #include "builder.h"
 #include "engine.h"
 #include "error.h"
+#include "http.h"
 #include "log.h"
 #include "registry.h"
 #include "squash.h"
@@ -73,24 +74,13 @@ static size_t collect_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 	size_t n = size * nmemb;
 	if (c->on_data)
 		return c->on_data(c->opaque, ptr, n);
-	strbuf_add(&c->reply, ptr, n);
-	return c->reply.overflow ? 0 : n;
+	return imgf_http_write_strbuf(ptr, size, nmemb, &c->reply);
 }
 
 static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
 {
 	struct docker_call *c = ud;
 	return c->on_read(c->read_opaque, buf, size * nmemb);
-}
-
-static int progress_cb(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
-{
-	(void)dt;
-	(void)dn;
-	(void)ut;
-	(void)un;
-	struct docker_call *c = ud;
-	return c->interruptible && imgf_interrupted ? 1 : 0;
 }
 
 static void docker_free(struct docker *d)
@@ -118,39 +108,33 @@ static int call_error(struct docker_call *c, const char *what, struct imgf_error
 
 static int docker_do(struct docker *d, struct docker_call *c, struct imgf_error **err)
 {
-	CURL *h = curl_easy_init();
+	char errbuf[CURL_ERROR_SIZE] = "";
+	/* No stall limit: an exec's output may pause for as long as its command is quiet. */
+	struct imgf_http_progress prog = {.uninterruptible = !c->interruptible};
+	struct imgf_http_opts ho = {
+		.stall_s = -1,
+		.unix_socket = d->socket,
+		.tls_ca = d->ca,
+		.tls_cert = d->cert,
+		.tls_key = d->key,
+		.tls_no_verify = !d->socket && !d->verify,
+		.errbuf = errbuf,
+		.progress = &prog,
+	};
+	CURL *h = imgf_http_easy_new(&ho, err);
 	if (!h)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "curl_easy_init failed");
+		return -1;
 	struct curl_slist *hdrs = NULL;
 	_cleanup_free_ char *url =
 		xasprintf("%s%s%s", d->base, c->unversioned ? "" : d->api, c->path);
 	_cleanup_free_ char *body = NULL;
-	char errbuf[CURL_ERROR_SIZE] = "";
 	if (!c->on_data)
 		c->reply.max = DOCKER_REPLY_MAX;
 
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	if (d->socket)
-		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, d->socket);
-	if (d->ca)
-		curl_easy_setopt(h, CURLOPT_CAINFO, d->ca);
-	if (d->cert)
-		curl_easy_setopt(h, CURLOPT_SSLCERT, d->cert);
-	if (d->key)
-		curl_easy_setopt(h, CURLOPT_SSLKEY, d->key);
-	if (!d->socket && !d->verify) {
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
 	if (c->body) {
 		body = json_dumps(c->body, JSON_COMPACT);
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");

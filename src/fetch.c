@@ -17,26 +17,16 @@
 
 #include "checksum.h"
 #include "digest.h"
+#include "dlcache.h"
 #include "error.h"
 #include "fetch.h"
+#include "http.h"
 #include "log.h"
-#include "retry.h"
 #include "strbuf.h"
 #include "util.h"
 
-#ifndef IMGF_VERSION
-#define IMGF_VERSION "unknown"
-#endif
-
-/*
- * Time bounds. A dead server costs at most CONNECT_TIMEOUT_S per attempt, a stalled one
- * LOW_SPEED_TIME_S, and no single backoff (nor Retry-After) exceeds IMGF_RETRY_DELAY_CAP_MS, so
- * with the default 5 attempts and 1 s base a URL gives up within a few minutes at worst.
- */
-#define CONNECT_TIMEOUT_S 30L
-#define STALL_BYTES_PER_S 1024L
-#define LOW_SPEED_TIME_S 60L /* the default of imgf_fetch_opts.stall_s */
-
+/* With the default 5 attempts and 1 s base a URL gives up within a few minutes at worst:
+ * see http.h for the bounds of one attempt. */
 #define LIST_MAX (1024 * 1024) /* a checksum list is text; a bigger one is not a list */
 #define LOCK_POLL_MS 500       /* how often to look whether another process is done */
 #define PROGRESS_INTERVAL_MS 100
@@ -88,9 +78,7 @@ struct xfer {
 	/* per attempt */
 	uint64_t range_from;
 	bool body_started;
-	long retry_after_s; /* -1: no Retry-After */
-	int64_t content_range_start;
-	char status_text[64];
+	struct imgf_http_headers hdrs; /* Retry-After, Content-Range, the reason phrase */
 	enum xfer_abort abort;
 	int write_errno;
 	uint64_t expect_total; /* 0 = unknown */
@@ -113,23 +101,6 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void curl_init(void)
-{
-	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static int curl_ready(struct imgf_error **err)
-{
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_result != CURLE_OK)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "initialize libcurl: %s",
-				      curl_easy_strerror(curl_init_result));
-	return 0;
 }
 
 char *imgf_cache_dir_default(void)
@@ -156,7 +127,7 @@ void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir)
 	o->parallel = 4;
 	o->max_size = IMGF_FETCH_MAX_SIZE_DEFAULT;
 	o->timeout_s = IMGF_FETCH_TIMEOUT_DEFAULT;
-	o->stall_s = LOW_SPEED_TIME_S;
+	o->stall_s = IMGF_HTTP_STALL_S_DEFAULT;
 	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
 	if (v && *v) {
 		char *end;
@@ -206,18 +177,6 @@ __attribute__((format(printf, 4, 5))) static void xfer_fail(struct fetch *f, str
 		imgf_error_set(&f->err, status, "fetch '%s': %s", x->url, reason);
 }
 
-static void copy_printable_lower(char *dst, size_t cap, const char *src, size_t len)
-{
-	size_t j = 0;
-	for (size_t i = 0; i < len && j + 1 < cap; i++) {
-		char c = src[i];
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c - 'A' + 'a');
-		dst[j++] = c >= 0x20 && c < 0x7f ? c : '?';
-	}
-	dst[j] = '\0';
-}
-
 /* curl's own words for a failure, lowercased to read like ours. */
 static char *curl_reason(struct xfer *x, CURLcode rc)
 {
@@ -234,14 +193,7 @@ static char *curl_reason(struct xfer *x, CURLcode rc)
 		}
 		curl_url_cleanup(u);
 	}
-	const char *m = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
-	char *r = xstrdup(m);
-	size_t len = strlen(r);
-	while (len && (r[len - 1] == '\n' || r[len - 1] == '.'))
-		r[--len] = '\0';
-	if (r[0] >= 'A' && r[0] <= 'Z' && !(r[1] >= 'A' && r[1] <= 'Z'))
-		r[0] = (char)(r[0] - 'A' + 'a');
-	return r;
+	return imgf_http_curl_reason(x->errbuf, rc);
 }
 
 /* ---- curl callbacks ---- */
@@ -266,8 +218,10 @@ static int body_start(struct xfer *x)
 	}
 	/* curl itself fails a 200 answer to a Range request (CURLE_RANGE_ERROR). */
 	if (x->range_from > 0) {
-		if (code == 206 && x->content_range_start >= 0 &&
-		    (uint64_t)x->content_range_start != x->range_from) {
+		const char *cr = imgf_http_header_get(&x->hdrs, "Content-Range");
+		bool has_start =
+			cr && strncasecmp(cr, "bytes ", 6) == 0 && cr[6] >= '0' && cr[6] <= '9';
+		if (code == 206 && has_start && strtoull(cr + 6, NULL, 10) != x->range_from) {
 			x->abort = ABORT_BAD_RANGE;
 			return -1;
 		}
@@ -319,45 +273,6 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 		imgf_digest_update(&x->d_sha256, data, n);
 	x->file_size += n;
 	return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
-{
-	struct xfer *x = userp;
-	size_t n = size * nmemb;
-	char line[256];
-	size_t len = imgf_http_header_line(data, n, line, sizeof(line));
-
-	const char *v;
-	if (len > 5 && strncmp(line, "HTTP/", 5) == 0) {
-		/* A new response (after a redirect or a 100): forget the previous one's headers. */
-		x->retry_after_s = -1;
-		x->content_range_start = -1;
-		x->status_text[0] = '\0';
-		const char *sp = strchr(line, ' ');
-		if (sp)
-			sp = strchr(sp + 1, ' ');
-		if (sp)
-			copy_printable_lower(x->status_text, sizeof(x->status_text), sp + 1,
-					     strlen(sp + 1));
-	} else if (imgf_http_header(line, len, "Retry-After", &v)) {
-		x->retry_after_s = imgf_retry_after_s(v);
-	} else if (imgf_http_header(line, len, "Content-Range", &v)) {
-		if (strncasecmp(v, "bytes ", 6) == 0 && v[6] >= '0' && v[6] <= '9')
-			x->content_range_start = (int64_t)strtoull(v + 6, NULL, 10);
-	}
-	return n;
-}
-
-static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
-{
-	(void)userp;
-	(void)dltotal;
-	(void)dlnow;
-	(void)ultotal;
-	(void)ulnow;
-	return imgf_interrupted ? 1 : 0;
 }
 
 /* ---- the partial file ---- */
@@ -432,83 +347,20 @@ static void xfer_close_partial(struct xfer *x, bool remove)
 	x->fd = -1;
 }
 
-/* Hash a whole file in one pass: the checksum's algorithm and, when that differs, sha256. */
-static int hash_file(const char *path, int fd, enum imgf_digest_alg alg, struct imgf_digest *d_alg,
-		     struct imgf_digest *d_sha256, uint64_t *size, struct imgf_error **err)
-{
-	enum {
-		BUFSZ = 1 << 17
-	};
-	_cleanup_free_ char *buf = xmalloc(BUFSZ);
-	uint64_t total = 0;
-	for (;;) {
-		if (imgf_interrupted)
-			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
-		ssize_t r = pread(fd, buf, BUFSZ, (off_t)total);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return imgf_error_errno(err, errno, "read '%s'", path);
-		}
-		if (r == 0)
-			break;
-		imgf_digest_update(d_alg, buf, (size_t)r);
-		if (alg != IMGF_SHA256)
-			imgf_digest_update(d_sha256, buf, (size_t)r);
-		total += (uint64_t)r;
-	}
-	*size = total;
-	return 0;
-}
-
-/*
- * Verify an existing cache entry: 1 when it holds what `in` wants (and fill in), 0 when it is
- * missing or corrupt (a corrupt one is deleted), -1 on error.
- */
+/* Verify an existing cache entry: 1 when it holds what `in` wants (and fill in), 0 when it is
+ * missing or corrupt (a corrupt one is deleted), -1 on error. */
 static int cache_entry_check(struct imgf_input *in, const char *final_path, struct imgf_error **err)
 {
-	_cleanup_close_ int fd = open(final_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return imgf_error_errno(err, errno, "open '%s'", final_path);
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return imgf_error_errno(err, errno, "stat '%s'", final_path);
-	if (!S_ISREG(st.st_mode))
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "cache entry '%s' is not a regular file; remove it",
-				      final_path);
-	struct imgf_digest d_alg = {0}, d_sha256 = {0};
-	char got[IMGF_DIGEST_HEX_MAX], got256[IMGF_DIGEST_HEX_MAX];
+	_cleanup_free_ char *what = xasprintf("fetch '%s'", in->name);
 	uint64_t size = 0;
-	imgf_digest_init(&d_alg, in->alg);
-	if (in->alg != IMGF_SHA256)
-		imgf_digest_init(&d_sha256, IMGF_SHA256);
-	if (hash_file(final_path, fd, in->alg, &d_alg, &d_sha256, &size, err) < 0) {
-		imgf_digest_release(&d_alg);
-		imgf_digest_release(&d_sha256);
-		return -1;
+	int r = imgf_dlcache_check(final_path, in->alg, in->hex, UINT64_MAX, what, in->sha256,
+				   &size, err);
+	if (r == 1) {
+		free(in->path);
+		in->path = xstrdup(final_path);
+		in->size = size;
 	}
-	imgf_digest_final_hex(&d_alg, got);
-	if (in->alg != IMGF_SHA256)
-		imgf_digest_final_hex(&d_sha256, got256);
-	else
-		memcpy(got256, got, sizeof(got256));
-	if (strcmp(got, in->hex) != 0) {
-		log_warn("fetch '%s': cache entry '%s' is corrupt (%s %s), downloading again",
-			 in->name, final_path, imgf_digest_alg_name(in->alg), got);
-		if (unlink(final_path) < 0 && errno != ENOENT)
-			return imgf_error_errno(err, errno, "remove corrupt cache entry '%s'",
-						final_path);
-		return 0;
-	}
-	free(in->path);
-	in->path = xstrdup(final_path);
-	memcpy(in->sha256, got256, sizeof(in->sha256));
-	in->size = size;
-	return 1;
+	return r;
 }
 
 static void event_fetched(const struct imgf_input *in, bool cached)
@@ -526,41 +378,21 @@ static void event_fetched(const struct imgf_input *in, bool cached)
 
 /* ---- attempts ---- */
 
-static long retry_delay_ms(struct fetch *f, struct xfer *x)
-{
-	return imgf_retry_delay_ms(f->o->retry_base_ms, x->attempt, x->retry_after_s);
-}
-
 static void easy_setup(struct xfer *x, long stall_s)
 {
 	CURL *e = x->easy;
+	/* Never let a redirect reach file:// (or anything but http). */
+	struct imgf_http_opts ho = {.protocols = "http,https,file",
+				    .redir_protocols = "http,https",
+				    .stall_s = stall_s,
+				    .errbuf = x->errbuf};
+	imgf_http_setup(e, &ho);
 	curl_easy_setopt(e, CURLOPT_URL, x->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
-	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
-	/* Never let a redirect reach file:// (or anything but http). */
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,file");
-	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS,
-			 (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS | CURLPROTO_FILE));
-	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, &x->hdrs);
 }
 
 static void xfer_succeed(struct xfer *x)
@@ -605,7 +437,8 @@ static int xfer_open(struct fetch *f, struct xfer *x)
 	if (r == 0) {
 		xfer_digests_init(x);
 		uint64_t size = 0;
-		r = hash_file(x->part_path, x->fd, x->in->alg, &x->d_alg, &x->d_sha256, &size, &e);
+		r = imgf_dlcache_hash_fd(x->part_path, x->fd, x->in->alg, &x->d_alg, &x->d_sha256,
+					 &size, &e);
 		x->file_size = size;
 		if (r == 0 && size > 0)
 			log_debug("fetch '%s': resuming after %llu bytes", x->label,
@@ -632,9 +465,7 @@ static void xfer_start(struct fetch *f, struct xfer *x)
 	x->attempt++;
 	x->range_from = x->in ? x->file_size : 0;
 	x->body_started = false;
-	x->retry_after_s = -1;
-	x->content_range_start = -1;
-	x->status_text[0] = '\0';
+	imgf_http_headers_reset(&x->hdrs);
 	x->abort = ABORT_NONE;
 	x->write_errno = 0;
 	x->expect_total = 0;
@@ -699,13 +530,7 @@ static void xfer_verify(struct fetch *f, struct xfer *x)
 	}
 
 	struct imgf_error *e = NULL;
-	_cleanup_free_ char *dir = path_dirname(x->final_path);
-	if (fsync(x->fd) < 0 || fchmod(x->fd, 0444) < 0) {
-		imgf_error_errno(&e, errno, "write '%s'", x->part_path);
-	} else if (mkdir_p(dir, 0755, &e) == 0 && rename(x->part_path, x->final_path) < 0) {
-		imgf_error_errno(&e, errno, "rename '%s' to '%s'", x->part_path, x->final_path);
-	}
-	if (e) {
+	if (imgf_dlcache_commit(x->fd, x->part_path, x->final_path, &e) < 0) {
 		xfer_close_partial(x, true);
 		xfer_fail(f, x, e->status, "%s", e->msg);
 		imgf_error_free(e);
@@ -783,17 +608,16 @@ static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 		return;
 	}
 
-	bool retry;
+	struct imgf_http_retry policy = {f->o->max_attempts, f->o->retry_base_ms};
+	bool by_status = code >= 400 && (rc == CURLE_OK || x->abort == ABORT_HTTP);
 	_cleanup_free_ char *reason = NULL;
-	if (code >= 400 && (rc == CURLE_OK || x->abort == ABORT_HTTP)) {
-		retry = imgf_retry_status(code);
-		reason = x->status_text[0] ? xasprintf("http %ld %s", code, x->status_text)
-					   : xasprintf("http %ld", code);
-	} else {
-		retry = imgf_retry_transport(rc);
+	if (!by_status)
 		reason = curl_reason(x, rc);
-	}
-	if (!retry || x->attempt >= f->o->max_attempts) {
+	else if (x->hdrs.reason[0])
+		reason = xasprintf("http %ld %s", code, x->hdrs.reason);
+	else
+		reason = xasprintf("http %ld", code);
+	if (!imgf_http_retry_worth(&policy, x->attempt, by_status ? CURLE_OK : rc, code)) {
 		if (x->attempt > 1)
 			xfer_fail(f, x, IMGF_EXIT_FAIL, "%s (gave up after %d attempts)", reason,
 				  x->attempt);
@@ -801,9 +625,9 @@ static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 			xfer_fail(f, x, IMGF_EXIT_FAIL, "%s", reason);
 		return;
 	}
-	long delay = retry_delay_ms(f, x);
-	log_warn("fetch '%s': %s; retrying in %.1f s (attempt %d of %d)", x->label, reason,
-		 (double)delay / 1000, x->attempt + 1, f->o->max_attempts);
+	long delay = imgf_http_retry_delay(&policy, x->attempt, imgf_http_retry_after(&x->hdrs));
+	_cleanup_free_ char *prefix = xasprintf("fetch '%s'", x->label);
+	imgf_http_retry_log(&policy, x->attempt, delay, prefix, reason);
 	x->next_at_ms = now_ms() + delay;
 }
 
@@ -957,7 +781,7 @@ static void fetch_init(struct fetch *f, const struct imgf_fetch_opts *o,
 	if (fixed->max_size == 0)
 		fixed->max_size = IMGF_FETCH_MAX_SIZE_DEFAULT;
 	if (fixed->stall_s <= 0)
-		fixed->stall_s = LOW_SPEED_TIME_S;
+		fixed->stall_s = IMGF_HTTP_STALL_S_DEFAULT;
 	memset(f, 0, sizeof(*f));
 	f->o = fixed;
 	if (fixed->timeout_s > 0)
@@ -972,6 +796,7 @@ static struct xfer *xfer_new(struct fetch *f, const char *url, const char *label
 	x->fd = -1;
 	x->state = XFER_PENDING;
 	x->max = f->o->max_size;
+	x->hdrs = (struct imgf_http_headers){.names = {"Retry-After", "Content-Range"}};
 	x->easy = curl_easy_init();
 	if (!x->easy) {
 		fputs("imgforge: curl_easy_init failed\n", stderr);
@@ -991,6 +816,7 @@ static void xfer_free(struct xfer *x)
 		xfer_digests_release(x);
 	xfer_close_partial(x, false);
 	curl_easy_cleanup(x->easy);
+	imgf_http_headers_reset(&x->hdrs);
 	free(x->part_path);
 	free(x->final_path);
 	free(x);
@@ -1023,7 +849,7 @@ int imgf_fetch_to_buffer(const char *url, size_t max, const struct imgf_fetch_op
 		imgf_fetch_opts_default(&defaults, NULL);
 		o = &defaults;
 	}
-	if (curl_ready(err) < 0)
+	if (imgf_http_init(err) < 0)
 		return -1;
 	struct fetch f;
 	fetch_init(&f, o, &fixed);
@@ -1169,7 +995,7 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 	}
 	if (n == 0)
 		return 0;
-	if (curl_ready(err) < 0)
+	if (imgf_http_init(err) < 0)
 		return -1;
 	_cleanup_free_ char *default_dir = o->cache_dir ? NULL : imgf_cache_dir_default();
 	const char *cache = o->cache_dir ? o->cache_dir : default_dir;
@@ -1191,8 +1017,7 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 		return -1;
 
 	/* 2. What the cache has, verified; the rest becomes transfers. */
-	_cleanup_free_ char *downloads = path_join(cache, "downloads");
-	_cleanup_free_ char *partial = path_join(downloads, "partial");
+	_cleanup_free_ char *partial = imgf_dlcache_partial_dir(cache);
 	if (mkdir_p(partial, 0755, err) < 0)
 		return imgf_error_prefix(err, "cache '%s'", cache);
 	struct fetch f;
@@ -1202,8 +1027,7 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 		xcalloc(n, sizeof(*owner)); /* the transfer per input */
 	for (size_t i = 0; i < n && r == 0; i++) {
 		struct imgf_input *in = &inputs[i];
-		_cleanup_free_ char *final =
-			xasprintf("%s/%s/%s", downloads, imgf_digest_alg_name(in->alg), in->hex);
+		_cleanup_free_ char *final = imgf_dlcache_entry(cache, in->alg, in->hex);
 		for (size_t j = 0; j < i && r == 0; j++) {
 			if (strcmp(inputs[j].url, in->url) == 0 &&
 			    (inputs[j].alg != in->alg || strcmp(inputs[j].hex, in->hex) != 0))

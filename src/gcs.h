@@ -27,6 +27,8 @@
 
 #include <jansson.h>
 
+#include "crc32c.h"
+
 struct imgf_error;
 struct strbuf;
 struct imgf_gcs;
@@ -99,12 +101,6 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 /* Base64 (standard, padded) and base64url (no padding) of data; newly allocated. */
 char *imgf_base64_encode(const void *data, size_t len);
 char *imgf_base64url_encode(const void *data, size_t len);
-/* CRC-32C (Castagnoli): crc = imgf_crc32c_update(0, ...) then feed more; no final xor needed. */
-uint32_t imgf_crc32c_update(uint32_t crc, const void *data, size_t len);
-/* The portable table-driven path only (the default may use the CPU's crc32 instruction). */
-uint32_t imgf_crc32c_update_sw(uint32_t crc, const void *data, size_t len);
-/* A CRC-32C in GCS's form: base64 of its 4 big-endian bytes, into out[9]. */
-void imgf_crc32c_b64(uint32_t crc, char out[9]);
 
 struct imgf_gcs_key {
 	char *client_email;

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "engine.h"
 #include "error.h"
+#include "http.h"
 #include "log.h"
 #include "redact.h"
 #include "strbuf.h"
@@ -520,7 +521,7 @@ int main(int argc, char **argv)
 		usage_cmd(stdout, cmd);
 		rc = 0;
 	} else {
-		curl_global_init(CURL_GLOBAL_DEFAULT);
+		imgf_http_init(NULL); /* once; a failure is reported where HTTP is used */
 		imgf_log_init(c.json, c.verbose);
 		imgf_install_signal_handlers();
 		rc = cmd->fn(&c, cmd->bit);

@@ -31,15 +31,33 @@ struct mirror {
 	size_t fetched, kept;
 };
 
-/* The part of a URL after "SCHEME://", refused when it could leave DIR/files. */
-static int url_rest(const char *url, const char **rest, struct imgf_error **err)
+/*
+ * Where "SCHEME://" is in s (*scheme: the scheme's first letter) and what follows it,
+ * slashes skipped: "file:///srv/x" -> "srv/x". NULL when s holds no "://".
+ */
+static const char *after_scheme(const char *s, const char **scheme)
 {
-	const char *p = strstr(url, "://");
+	const char *p = strstr(s, "://");
 	if (!p)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "'%s' is not a URL", url);
+		return NULL;
+	const char *start = p;
+	while (start > s &&
+	       ((start[-1] >= 'a' && start[-1] <= 'z') || (start[-1] >= 'A' && start[-1] <= 'Z')))
+		start--;
+	if (scheme)
+		*scheme = start;
 	p += 3;
 	while (*p == '/')
 		p++;
+	return p;
+}
+
+/* The part of a URL after "SCHEME://", refused when it could leave DIR/files. */
+static int url_rest(const char *url, const char **rest, struct imgf_error **err)
+{
+	const char *p = after_scheme(url, NULL);
+	if (!p)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "'%s' is not a URL", url);
 	if (!*p || strpbrk(p, "?#") || strstr(p, "/../") || str_has_prefix(p, "../") ||
 	    str_has_suffix(p, "/..") || strstr(p, "//"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
@@ -58,16 +76,10 @@ static char *mirror_path(const struct mirror *m, const char *rest)
 /* A variable's value with its URL (after any "file:" list prefix) pointed at the mirror. */
 static char *mapped_value(const struct mirror *m, const char *value)
 {
-	const char *p = strstr(value, "://");
-	if (!p)
+	const char *start;
+	const char *rest = after_scheme(value, &start);
+	if (!rest)
 		return NULL;
-	const char *start = p;
-	while (start > value &&
-	       ((start[-1] >= 'a' && start[-1] <= 'z') || (start[-1] >= 'A' && start[-1] <= 'Z')))
-		start--;
-	const char *rest = p + 3;
-	while (*rest == '/')
-		rest++;
 	return xasprintf("%.*sfile://%s/files/%s", (int)(start - value), value, m->dir, rest);
 }
 

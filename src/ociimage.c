@@ -45,6 +45,53 @@ static const char *ref_tag(const char *name)
 	return colon ? colon + 1 : NULL;
 }
 
+int imgf_oci_layout_write(const char *out_tar, const char *index_json,
+			  const struct imgf_oci_blob *blobs, size_t n, struct imgf_error **err)
+{
+	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
+	_cleanup_free_ char *dir = path_dirname(out_tar);
+	_cleanup_free_ char *tmp = NULL;
+	int fd = make_temp_file(dir, path_basename(out_tar), &tmp, err);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	struct imgf_tar *t = imgf_tar_open(tmp, err);
+	if (!t || imgf_tar_add_data(t, layout, strlen(layout), "oci-layout", 0644, 0, 0, err) < 0 ||
+	    imgf_tar_add_data(t, index_json, strlen(index_json), "index.json", 0644, 0, 0, err) <
+		    0 ||
+	    imgf_tar_add_dir(t, "blobs", 0755, 0, 0, err) < 0 ||
+	    imgf_tar_add_dir(t, "blobs/sha256", 0755, 0, 0, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = !strcmp(blobs[i].digest, blobs[j].digest);
+		if (dup)
+			continue;
+		_cleanup_free_ char *name = xasprintf("blobs/sha256/%s", blobs[i].digest + 7);
+		int r = blobs[i].path ? imgf_tar_add_file(t, blobs[i].path, name, 0644, 0, 0, err)
+				      : imgf_tar_add_data(t, blobs[i].data, blobs[i].len, name,
+							  0644, 0, 0, err);
+		if (r < 0)
+			goto fail;
+	}
+	int r = imgf_tar_close(t, err);
+	imgf_tar_free(t);
+	t = NULL;
+	if (r < 0)
+		goto fail;
+	if (rename(tmp, out_tar) < 0) {
+		imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, out_tar);
+		goto fail;
+	}
+	return 0;
+fail:
+	if (t)
+		imgf_tar_free(t);
+	unlink(tmp);
+	return -1;
+}
+
 int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char **image_id,
 		   struct imgf_error **err)
 {
@@ -54,9 +101,8 @@ int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char *
 	char(*hex)[IMGF_DIGEST_HEX_MAX] = xcalloc(n ? n : 1, sizeof(*hex));
 	json_t *diff_ids = json_array(), *layers = json_array();
 	int ret = -1;
-	struct imgf_tar *t = NULL;
-	_cleanup_free_ char *tmp = NULL, *cfg_json = NULL, *man_json = NULL, *idx_json = NULL;
-	_cleanup_free_ char *created = NULL, *dir = NULL, *cfg_name = NULL, *man_name = NULL;
+	_cleanup_free_ char *cfg_json = NULL, *man_json = NULL, *idx_json = NULL;
+	_cleanup_free_ char *created = NULL;
 	for (size_t i = 0; i < n; i++) {
 		struct stat st;
 		if (stat(img->layers[i], &st) < 0) {
@@ -103,47 +149,27 @@ int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char *
 	idx_json = json_dumps(idx, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(idx);
 
-	dir = path_dirname(out_tar);
-	int fd = make_temp_file(dir, path_basename(out_tar), &tmp, err);
-	if (fd < 0)
-		goto out;
-	close(fd);
-	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
-	cfg_name = xasprintf("blobs/sha256/%s", cfg_hex);
-	man_name = xasprintf("blobs/sha256/%s", man_hex);
-	if (!(t = imgf_tar_open(tmp, err)) ||
-	    imgf_tar_add_data(t, layout, strlen(layout), "oci-layout", 0644, 0, 0, err) < 0 ||
-	    imgf_tar_add_data(t, idx_json, strlen(idx_json), "index.json", 0644, 0, 0, err) < 0 ||
-	    imgf_tar_add_dir(t, "blobs", 0755, 0, 0, err) < 0 ||
-	    imgf_tar_add_dir(t, "blobs/sha256", 0755, 0, 0, err) < 0 ||
-	    imgf_tar_add_data(t, man_json, strlen(man_json), man_name, 0644, 0, 0, err) < 0 ||
-	    imgf_tar_add_data(t, cfg_json, strlen(cfg_json), cfg_name, 0644, 0, 0, err) < 0)
-		goto out;
+	struct imgf_oci_blob *blobs = xcalloc(n + 2, sizeof(*blobs));
+	char **digests = xcalloc(n + 2, sizeof(*digests));
+	digests[0] = xasprintf("sha256:%s", man_hex);
+	digests[1] = xasprintf("sha256:%s", cfg_hex);
+	blobs[0] = (struct imgf_oci_blob){digests[0], man_json, strlen(man_json), NULL};
+	blobs[1] = (struct imgf_oci_blob){digests[1], cfg_json, strlen(cfg_json), NULL};
 	for (size_t i = 0; i < n; i++) {
-		bool dup = false;
-		for (size_t j = 0; j < i && !dup; j++)
-			dup = !strcmp(hex[i], hex[j]);
-		_cleanup_free_ char *name = xasprintf("blobs/sha256/%s", hex[i]);
-		if (!dup && imgf_tar_add_file(t, img->layers[i], name, 0644, 0, 0, err) < 0)
-			goto out;
+		digests[i + 2] = xasprintf("sha256:%s", hex[i]);
+		blobs[i + 2] = (struct imgf_oci_blob){digests[i + 2], NULL, 0, img->layers[i]};
 	}
-	int r = imgf_tar_close(t, err);
-	imgf_tar_free(t);
-	t = NULL;
+	int r = imgf_oci_layout_write(out_tar, idx_json, blobs, n + 2, err);
+	for (size_t i = 0; i < n + 2; i++)
+		free(digests[i]);
+	free(digests);
+	free(blobs);
 	if (r < 0)
 		goto out;
-	if (rename(tmp, out_tar) < 0) {
-		imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, out_tar);
-		goto out;
-	}
 	if (image_id)
 		*image_id = xasprintf("sha256:%s", cfg_hex);
 	ret = 0;
 out:
-	if (t)
-		imgf_tar_free(t);
-	if (ret < 0 && tmp)
-		unlink(tmp);
 	json_decref(diff_ids);
 	json_decref(layers);
 	free(hex);

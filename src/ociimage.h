@@ -27,6 +27,22 @@ struct imgf_oci_image {
 int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char **image_id,
 		   struct imgf_error **err);
 
+/* One blob of a layout: in memory (data, len) or a file (path). */
+struct imgf_oci_blob {
+	const char *digest; /* "sha256:HEX" */
+	const void *data;
+	size_t len;
+	const char *path; /* when not NULL, the blob's file */
+};
+
+/*
+ * Write an OCI image-layout tar: oci-layout, index.json (as given), blobs/sha256/HEX for each
+ * blob in order, a digest seen before only once; atomically (a temp file beside out_tar,
+ * renamed). The blobs are not verified here.
+ */
+int imgf_oci_layout_write(const char *out_tar, const char *index_json,
+			  const struct imgf_oci_blob *blobs, size_t n, struct imgf_error **err);
+
 /* The RFC 3339 time of SOURCE_DATE_EPOCH, or of 0 when it is unset (newly allocated). */
 char *imgf_oci_created(void);
 

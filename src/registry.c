@@ -2,7 +2,6 @@
  * OCI distribution client: reference parsing, manifest and blob GETs with anonymous bearer
  * tokens, platform selection, and the OCI image-layout tar that containerd imports.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,360 +18,25 @@
 
 #include "archive.h"
 #include "digest.h"
+#include "dlcache.h"
 #include "error.h"
 #include "fetch.h"
+#include "http.h"
 #include "log.h"
-#include "retry.h"
+#include "ociimage.h"
 #include "registry.h"
 #include "strbuf.h"
 #include "util.h"
-
-#ifndef IMGF_VERSION
-#define IMGF_VERSION "0"
-#endif
 
 #define MANIFEST_MAX (4u << 20) /* manifests and indexes; Docker's own limit is 4 MiB */
 #define TOKEN_MAX (1u << 20)
 #define ERRBODY_MAX 4096 /* an error reply's body: enough for the registry's message */
 /* A transfer under STALL_BYTES_PER_S for imgf_fetch_opts.stall_s seconds is a failed attempt. */
-#define STALL_BYTES_PER_S 1024L
-#define NAME_MAX_LEN 255 /* Docker's limit on "registry/repository" */
-#define TAG_MAX_LEN 128
 
 #define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
 #define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
 #define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-
-/* ---- references ---------------------------------------------------------------------- */
-
-static bool is_lower_alnum(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-static bool is_alnum(char c)
-{
-	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
-}
-
-/* One path component: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* */
-static bool repo_component_valid(const char *s, size_t n)
-{
-	size_t i = 0;
-	if (n == 0 || !is_lower_alnum(s[0]))
-		return false;
-	while (i < n) {
-		while (i < n && is_lower_alnum(s[i]))
-			i++;
-		if (i == n)
-			return true;
-		size_t sep = i;
-		if (s[i] == '.') {
-			i++;
-		} else if (s[i] == '_') {
-			i++;
-			if (i < n && s[i] == '_')
-				i++;
-		} else if (s[i] == '-') {
-			while (i < n && s[i] == '-')
-				i++;
-		} else {
-			return false;
-		}
-		if (i == n || !is_lower_alnum(s[i]) || i == sep)
-			return false;
-	}
-	return true;
-}
-
-static bool has_upper(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (s[i] >= 'A' && s[i] <= 'Z')
-			return true;
-	return false;
-}
-
-/* [A-Za-z0-9_][A-Za-z0-9_.-]{0,127} */
-static bool tag_valid(const char *t)
-{
-	size_t n = strlen(t);
-	if (n == 0 || n > TAG_MAX_LEN || !(is_alnum(t[0]) || t[0] == '_'))
-		return false;
-	for (size_t i = 1; i < n; i++)
-		if (!(is_alnum(t[i]) || t[i] == '_' || t[i] == '.' || t[i] == '-'))
-			return false;
-	return true;
-}
-
-/* Host label: [A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])? */
-static bool host_label_valid(const char *s, size_t n)
-{
-	if (n == 0 || !is_alnum(s[0]) || !is_alnum(s[n - 1]))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!(is_alnum(s[i]) || s[i] == '-'))
-			return false;
-	return true;
-}
-
-/* "host", "host:port", "[v6]" or "[v6]:port"; on error *why says what is wrong. */
-static bool registry_valid(const char *r, char **why)
-{
-	const char *port = NULL;
-	if (r[0] == '[') {
-		const char *close = strchr(r, ']');
-		struct in6_addr a6;
-		_cleanup_free_ char *v6 = close ? xstrndup(r + 1, (size_t)(close - r - 1)) : NULL;
-		if (!close || inet_pton(AF_INET6, v6, &a6) != 1) {
-			*why = xasprintf("invalid IPv6 registry host '%s'", r);
-			return false;
-		}
-		if (close[1] == ':')
-			port = close + 2;
-		else if (close[1]) {
-			*why = xasprintf("invalid registry host '%s'", r);
-			return false;
-		}
-	} else {
-		const char *colon = strchr(r, ':');
-		size_t hlen = colon ? (size_t)(colon - r) : strlen(r);
-		const char *p = r, *end = r + hlen;
-		if (hlen == 0) {
-			*why = xasprintf("empty registry host in '%s'", r);
-			return false;
-		}
-		while (p <= end) {
-			const char *dot = memchr(p, '.', (size_t)(end - p));
-			size_t l = dot ? (size_t)(dot - p) : (size_t)(end - p);
-			if (!host_label_valid(p, l)) {
-				*why = xasprintf("invalid registry host '%.*s'", (int)hlen, r);
-				return false;
-			}
-			if (!dot)
-				break;
-			p = dot + 1;
-		}
-		if (colon)
-			port = colon + 1;
-	}
-	if (port) {
-		size_t n = strlen(port);
-		if (n == 0 || n > 5 || !strspn(port, "0123456789") ||
-		    strspn(port, "0123456789") != n || atol(port) > 65535 || atol(port) == 0) {
-			*why = xasprintf("invalid registry port '%s'", port);
-			return false;
-		}
-	}
-	return true;
-}
-
-bool imgf_registry_host_valid(const char *host, char **why)
-{
-	return registry_valid(host, why);
-}
-
-/* "HOST[:PORT][/PATH]" -> host (new string) and path (inside m, or NULL). */
-static char *mirror_split(const char *m, const char **path)
-{
-	const char *slash = strchr(m, '/');
-	*path = slash ? slash + 1 : NULL;
-	return slash ? xstrndup(m, (size_t)(slash - m)) : xstrdup(m);
-}
-
-bool imgf_registry_mirror_valid(const char *m, char **why)
-{
-	const char *path;
-	_cleanup_free_ char *host = mirror_split(m, &path);
-	if (!registry_valid(host, why))
-		return false;
-	/* PATH: repository components, as a repository name has them. */
-	for (const char *p = path; p;) {
-		const char *next = strchr(p, '/');
-		size_t n = next ? (size_t)(next - p) : strlen(p);
-		if (!repo_component_valid(p, n)) {
-			*why = xasprintf("invalid path '%s' in registry mirror '%s'", path, m);
-			return false;
-		}
-		p = next ? next + 1 : NULL;
-	}
-	return true;
-}
-
-void imgf_image_ref_release(struct imgf_image_ref *r)
-{
-	if (!r)
-		return;
-	free(r->registry);
-	free(r->repository);
-	free(r->tag);
-	free(r->digest);
-	free(r->full);
-	memset(r, 0, sizeof(*r));
-}
-
-static int ref_error(struct imgf_error **err, const char *ref, char *why)
-{
-	imgf_error_set(err, IMGF_EXIT_FAIL, "invalid image reference '%s': %s", ref, why);
-	free(why);
-	return -1;
-}
-
-static bool digest_valid(const char *d)
-{
-	return str_has_prefix(d, "sha256:") && strlen(d) == 71 &&
-	       strspn(d + 7, "0123456789abcdef") == 64;
-}
-
-int imgf_image_ref_parse(const char *ref, struct imgf_image_ref *out, struct imgf_error **err)
-{
-	memset(out, 0, sizeof(*out));
-	if (!ref || !*ref)
-		return ref_error(err, ref ? ref : "", xstrdup("empty reference"));
-	for (const char *p = ref; *p; p++)
-		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
-			return ref_error(err, ref,
-					 xstrdup("contains whitespace or control characters"));
-	if (strstr(ref, "://"))
-		return ref_error(err, ref, xstrdup("a reference has no URL scheme"));
-
-	_cleanup_free_ char *name = NULL, *tag = NULL, *digest = NULL;
-	const char *at = strchr(ref, '@');
-	if (at) {
-		const char *d = at + 1;
-		const char *colon = strchr(d, ':');
-		if (!*d)
-			return ref_error(err, ref, xstrdup("empty digest after '@'"));
-		if (!colon)
-			return ref_error(err, ref, xasprintf("digest '%s' has no algorithm", d));
-		if (!str_has_prefix(d, "sha256:"))
-			return ref_error(
-				err, ref,
-				xasprintf("unsupported digest algorithm '%.*s' (only sha256)",
-					  (int)(colon - d), d));
-		if (!digest_valid(d))
-			return ref_error(
-				err, ref,
-				xasprintf(
-					"digest '%s' is not 'sha256:' and 64 lowercase hex digits",
-					d));
-		digest = xstrdup(d);
-		name = xstrndup(ref, (size_t)(at - ref));
-	} else {
-		name = xstrdup(ref);
-	}
-	if (!*name)
-		return ref_error(err, ref, xstrdup("empty name"));
-
-	/* A tag is a ':' in the last path component (a ':' before a '/' is a port). */
-	char *slash = strrchr(name, '/');
-	char *colon = strrchr(slash ? slash : name, ':');
-	if (colon) {
-		*colon = '\0';
-		tag = xstrdup(colon + 1);
-		if (!*tag)
-			return ref_error(err, ref, xstrdup("empty tag after ':'"));
-		if (!tag_valid(tag))
-			return ref_error(
-				err, ref,
-				xasprintf("invalid tag '%s' (want [A-Za-z0-9_][A-Za-z0-9_.-]*, "
-					  "at most %d characters)",
-					  tag, TAG_MAX_LEN));
-	}
-	if (!*name)
-		return ref_error(err, ref, xstrdup("empty name"));
-
-	_cleanup_free_ char *registry = NULL, *repo = NULL;
-	const char *first_slash = strchr(name, '/');
-	if (first_slash) {
-		size_t flen = (size_t)(first_slash - name);
-		bool is_registry = memchr(name, '.', flen) || memchr(name, ':', flen) ||
-				   (flen == 9 && memcmp(name, "localhost", 9) == 0) ||
-				   name[0] == '[';
-		if (is_registry) {
-			registry = xstrndup(name, flen);
-			repo = xstrdup(first_slash + 1);
-		}
-	}
-	if (!registry) {
-		registry = xstrdup("docker.io");
-		repo = xstrdup(name);
-	} else {
-		char *why = NULL;
-		if (!registry_valid(registry, &why))
-			return ref_error(err, ref, why);
-	}
-	if (!strcmp(registry, "index.docker.io")) {
-		free(registry);
-		registry = xstrdup("docker.io");
-	}
-	if (!*repo)
-		return ref_error(err, ref,
-				 xasprintf("empty repository name after '%s/'", registry));
-	if (has_upper(repo, strlen(repo)))
-		return ref_error(err, ref,
-				 xasprintf("repository name '%s' must be lowercase", repo));
-	for (const char *p = repo;;) {
-		const char *s = strchr(p, '/');
-		size_t n = s ? (size_t)(s - p) : strlen(p);
-		if (n == 0)
-			return ref_error(
-				err, ref,
-				xasprintf("empty path component in repository '%s'", repo));
-		if (!repo_component_valid(p, n))
-			return ref_error(
-				err, ref,
-				xasprintf(
-					"invalid repository path component '%.*s' (want lowercase "
-					"letters and digits separated by '.', '_', '__' or '-')",
-					(int)n, p));
-		if (!s)
-			break;
-		p = s + 1;
-	}
-	if (!strcmp(registry, "docker.io") && !strchr(repo, '/')) {
-		char *r = xasprintf("library/%s", repo);
-		free(repo);
-		repo = r;
-	}
-	if (strlen(registry) + 1 + strlen(repo) > NAME_MAX_LEN)
-		return ref_error(err, ref,
-				 xasprintf("name longer than %d characters", NAME_MAX_LEN));
-	if (!tag && !digest)
-		tag = xstrdup("latest");
-
-	struct strbuf full = STRBUF_INIT;
-	strbuf_addf(&full, "%s/%s", registry, repo);
-	if (tag)
-		strbuf_addf(&full, ":%s", tag);
-	if (digest)
-		strbuf_addf(&full, "@%s", digest);
-	out->registry = STEAL_POINTER(&registry);
-	out->repository = STEAL_POINTER(&repo);
-	out->tag = STEAL_POINTER(&tag);
-	out->digest = STEAL_POINTER(&digest);
-	out->full = strbuf_detach(&full, NULL);
-	return 0;
-}
-
-/* 127.0.0.0/8, localhost, [::1] (with or without a port) are spoken to over plain HTTP. */
-static bool registry_is_loopback(const char *registry)
-{
-	_cleanup_free_ char *host = NULL;
-	if (registry[0] == '[') {
-		const char *close = strchr(registry, ']');
-		host = xstrndup(registry + 1, close ? (size_t)(close - registry - 1) : 0);
-		struct in6_addr a6;
-		return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
-	}
-	const char *colon = strchr(registry, ':');
-	host = colon ? xstrndup(registry, (size_t)(colon - registry)) : xstrdup(registry);
-	if (!strcmp(host, "localhost"))
-		return true;
-	struct in_addr a4;
-	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
-}
 
 /* ---- HTTP ---------------------------------------------------------------------------- */
 
@@ -402,53 +66,22 @@ struct sink {
 	const char *label; /* progress bar label or NULL */
 };
 
+/* A reply's status and the headers the client reads. */
 struct reply {
 	long status;
-	char *content_type;
-	char *docker_digest;
-	char *www_auth;
-	char *retry_after;
+	struct imgf_http_headers h;
 };
+
+#define REPLY_INIT                                                                           \
+	{                                                                                    \
+		.h = {.names = {"Content-Type", "Docker-Content-Digest", "WWW-Authenticate", \
+				"Retry-After"} }                                             \
+	}
 
 static void reply_release(struct reply *r)
 {
-	free(r->content_type);
-	free(r->docker_digest);
-	free(r->www_auth);
-	free(r->retry_after);
-	memset(r, 0, sizeof(*r));
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
-{
-	struct reply *r = userdata;
-	size_t n = size * nmemb;
-	if (n >= 5 && !memcmp(data, "HTTP/", 5)) {
-		/* A new response (after a redirect or 100): forget the previous one's headers. */
-		reply_release(r);
-		return n;
-	}
-	const char *colon = memchr(data, ':', n);
-	if (!colon)
-		return n;
-	size_t klen = (size_t)(colon - data);
-	const char *v = colon + 1, *end = data + n;
-	while (v < end && (*v == ' ' || *v == '\t'))
-		v++;
-	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-		end--;
-	char **slot = NULL;
-	if (klen == 12 && !strncasecmp(data, "content-type", klen))
-		slot = &r->content_type;
-	else if (klen == 21 && !strncasecmp(data, "docker-content-digest", klen))
-		slot = &r->docker_digest;
-	else if (klen == 16 && !strncasecmp(data, "www-authenticate", klen))
-		slot = &r->www_auth;
-	else if (klen == 11 && !strncasecmp(data, "retry-after", klen))
-		slot = &r->retry_after;
-	if (slot && !*slot)
-		*slot = xstrndup(v, (size_t)(end - v));
-	return n;
+	imgf_http_headers_reset(&r->h);
+	r->status = 0;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
@@ -494,20 +127,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
-{
-	struct sink *s = userdata;
-	(void)ultotal;
-	(void)ulnow;
-	if (imgf_interrupted)
-		return 1;
-	if (s->label && imgf_log_progress_enabled())
-		imgf_progress(s->label, (uint64_t)dlnow,
-			      s->fd >= 0 ? s->limit : (uint64_t)(dltotal > 0 ? dltotal : 0));
-	return 0;
-}
-
 static int sink_reset(struct sink *s, struct imgf_error **err)
 {
 	s->written = 0;
@@ -527,14 +146,6 @@ static int sink_reset(struct sink *s, struct imgf_error **err)
 		imgf_digest_init(s->dg, alg);
 	}
 	return 0;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void curl_init(void)
-{
-	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 /* Loopback never goes through a proxy, whatever the environment says about others. */
@@ -577,34 +188,28 @@ static CURLcode http_get(struct reg_client *c, const char *url, const char *acce
 		hdrs = curl_slist_append(hdrs, auth);
 	curl_easy_reset(h);
 	reply_release(r);
-	c->errbuf[0] = '\0';
 	s->curl = h;
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	/* Blob GETs redirect to CDNs; libcurl keeps our Authorization header on the first host. */
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "imgforge/" IMGF_VERSION);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, c->no_proxy);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-	/* A stalled transfer (under 1 KiB/s for stall_s) counts as a timeout and is retried. */
-	long stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 60;
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s);
 	long left = time_left_ms(c);
-	if (left != LONG_MAX)
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left > 0 ? left : 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+	struct imgf_http_progress prog = {.label = s->label, .total = s->fd >= 0 ? s->limit : 0};
+	/* Blob GETs redirect to CDNs; libcurl keeps our Authorization header on the first host.
+	 * A stalled transfer (under 1 KiB/s for stall_s) counts as a timeout and is retried. */
+	struct imgf_http_opts ho = {
+		.redir_protocols = "http,https",
+		.stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 0,
+		.timeout_ms = left == LONG_MAX ? 0
+			      : left > 0       ? left
+					       : 1L,
+		.no_proxy = c->no_proxy,
+		.errbuf = c->errbuf,
+		.progress = &prog,
+	};
+	imgf_http_setup(h, &ho);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &r->h);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
 	CURLcode cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 	curl_slist_free_all(hdrs);
@@ -759,7 +364,7 @@ static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_e
 	struct strbuf body = STRBUF_INIT;
 	body.max = TOKEN_MAX;
 	struct sink s = {.buf = &body, .fd = -1, .errbody = STRBUF_INIT};
-	struct reply rep = {0};
+	struct reply rep = REPLY_INIT;
 	/* The token endpoint itself is asked anonymously: drop any token we hold. */
 	char *saved = c->auth;
 	c->auth = NULL;
@@ -801,8 +406,10 @@ out:
 static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
 			    struct sink *s, struct reply *r, struct imgf_error **err)
 {
-	int max_attempts = c->opts && c->opts->max_attempts > 0 ? c->opts->max_attempts : 5;
-	long backoff = c->opts && c->opts->retry_base_ms > 0 ? c->opts->retry_base_ms : 1000;
+	struct imgf_http_retry policy = {
+		.max_attempts = c->opts && c->opts->max_attempts > 0 ? c->opts->max_attempts : 5,
+		.base_ms = c->opts && c->opts->retry_base_ms > 0 ? c->opts->retry_base_ms : 1000,
+	};
 	bool token_tried = false;
 	for (int attempt = 1;; attempt++) {
 		if (imgf_interrupted)
@@ -813,6 +420,7 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 		if (time_left_ms(c) == 0)
 			return pull_timed_out(c, url, err);
 		CURLcode cc = http_get(c, url, accept, c->auth, s, r);
+		const char *www_auth = imgf_http_header_get(&r->h, "WWW-Authenticate");
 		_cleanup_free_ char *why = NULL;
 		if (cc == CURLE_WRITE_ERROR && s->errbody_full)
 			cc = CURLE_OK; /* the status says what happened; the body was cut short */
@@ -829,14 +437,14 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 			return imgf_error_errno(err, s->write_errno, "GET '%s': write", url);
 		if (cc != CURLE_OK) {
 			why = xasprintf("%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
-			if (!imgf_retry_transport(cc) || attempt >= max_attempts)
+			if (!imgf_http_retry_worth(&policy, attempt, cc, 0))
 				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
 						      why, attempt > 1 ? " (after retries)" : "");
 		} else if (r->status >= 200 && r->status <= 299) {
 			return 0;
-		} else if (r->status == 401 && r->www_auth && !token_tried) {
+		} else if (r->status == 401 && www_auth && !token_tried) {
 			token_tried = true;
-			if (fetch_token(c, r->www_auth, err) < 0)
+			if (fetch_token(c, www_auth, err) < 0)
 				return imgf_error_prefix(err, "GET '%s'", url);
 			attempt--; /* answering a challenge is not a failed attempt */
 			continue;
@@ -848,16 +456,15 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 				return imgf_error_set(err, IMGF_EXIT_FAIL,
 						      "GET '%s': %s: anonymous access denied", url,
 						      why);
-			if (!imgf_retry_status(r->status) || attempt >= max_attempts)
+			if (!imgf_http_retry_worth(&policy, attempt, CURLE_OK, r->status))
 				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
 						      why, attempt > 1 ? " (after retries)" : "");
 		}
-		long ra = r->retry_after ? imgf_retry_after_s(r->retry_after) : -1;
-		long wait = imgf_retry_delay_ms(backoff, attempt, ra);
+		long wait = imgf_http_retry_delay(&policy, attempt, imgf_http_retry_after(&r->h));
 		if (wait > time_left_ms(c))
 			return pull_timed_out(c, url, err);
-		log_warn("GET '%s': %s; retrying in %.1f s (attempt %d of %d)", url, why,
-			 wait / 1000.0, attempt + 1, max_attempts);
+		_cleanup_free_ char *prefix = xasprintf("GET '%s'", url);
+		imgf_http_retry_log(&policy, attempt, wait, prefix, why);
 		imgf_sleep_ms(wait);
 	}
 }
@@ -887,7 +494,7 @@ static int parse_descriptor(json_t *j, const char *what, struct descriptor *d,
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: not an object", what);
 	if (!dg)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: no 'digest'", what);
-	if (!digest_valid(dg))
+	if (!imgf_registry_digest_valid(dg))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "%s: unsupported digest '%s' (want sha256:<64 hex digits>)",
 				      what, dg);
@@ -956,7 +563,7 @@ static int get_manifest(struct reg_client *c, const char *reference, const char 
 	m->raw.max = MANIFEST_MAX;
 	_cleanup_free_ char *url = xasprintf("%s/manifests/%s", c->base, reference);
 	struct sink s = {.buf = &m->raw, .fd = -1, .errbody = STRBUF_INIT};
-	struct reply r = {0};
+	struct reply r = REPLY_INIT;
 	int ret = get_with_retries(c, url, accept, &s, &r, err);
 	strbuf_release(&s.errbody);
 	if (ret < 0)
@@ -970,12 +577,12 @@ static int get_manifest(struct reg_client *c, const char *reference, const char 
 				     want, m->digest);
 		goto out;
 	}
-	if (r.docker_digest && str_has_prefix(r.docker_digest, "sha256:") &&
-	    strcmp(r.docker_digest, m->digest) != 0) {
+	const char *said = imgf_http_header_get(&r.h, "Docker-Content-Digest");
+	if (said && str_has_prefix(said, "sha256:") && strcmp(said, m->digest) != 0) {
 		ret = imgf_error_set(
 			err, IMGF_EXIT_FAIL,
 			"manifest '%s': sha256 mismatch: registry says %s, content is %s",
-			reference, r.docker_digest, m->digest);
+			reference, said, m->digest);
 		goto out;
 	}
 	json_error_t jerr;
@@ -992,7 +599,7 @@ static int get_manifest(struct reg_client *c, const char *reference, const char 
 				     reference, json_is_integer(sv) ? json_integer_value(sv) : 0);
 		goto out;
 	}
-	m->media_type = manifest_media_type(m->root, r.content_type);
+	m->media_type = manifest_media_type(m->root, imgf_http_header_get(&r.h, "Content-Type"));
 	if (!is_index_type(m->media_type) && !is_manifest_type(m->media_type))
 		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
 				     "manifest '%s': unsupported media type '%s'", reference,
@@ -1058,43 +665,20 @@ static int choose_platform(struct manifest *idx, const char *reference, const ch
 
 /* ---- blobs --------------------------------------------------------------------------- */
 
-static char *blob_cache_dir(const struct imgf_fetch_opts *o)
-{
-	return xasprintf("%s/downloads/sha256", o->cache_dir);
-}
-
-/* A cached blob is used only if its size and digest still match. */
-static bool cached_blob_ok(const char *path, const struct descriptor *d)
-{
-	struct stat st;
-	if (stat(path, &st) < 0)
-		return false;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != d->size) {
-		log_warn("cached blob '%s' has the wrong size; downloading it again", path);
-		return false;
-	}
-	char hex[IMGF_DIGEST_HEX_MAX];
-	struct imgf_error *e = NULL;
-	if (imgf_digest_file(path, IMGF_SHA256, hex, &e) < 0) {
-		log_warn("cached blob '%s': %s; downloading it again", path, e->msg);
-		imgf_error_free(e);
-		return false;
-	}
-	if (strcmp(hex, d->digest + 7) != 0) {
-		log_warn("cached blob '%s' is corrupt (sha256 %s); downloading it again", path,
-			 hex);
-		return false;
-	}
-	return true;
-}
-
 /* Make sure blob `d` is in the cache, verified; its path goes to *path. */
 static int get_blob(struct reg_client *c, const struct descriptor *d, char **path,
 		    struct imgf_error **err)
 {
-	_cleanup_free_ char *dir = blob_cache_dir(c->opts);
-	_cleanup_free_ char *dst = xasprintf("%s/%s", dir, d->digest + 7);
-	if (cached_blob_ok(dst, d)) {
+	_cleanup_free_ char *dst =
+		imgf_dlcache_entry(c->opts->cache_dir, IMGF_SHA256, d->digest + 7);
+	_cleanup_free_ char *dir = path_dirname(dst);
+	_cleanup_free_ char *what = xasprintf("blob '%s'", d->digest);
+	/* A cached blob is used only if its size and digest still match. */
+	int cached =
+		imgf_dlcache_check(dst, IMGF_SHA256, d->digest + 7, d->size, what, NULL, NULL, err);
+	if (cached < 0)
+		return -1;
+	if (cached) {
 		log_debug("blob %s: cached", d->digest);
 		*path = STEAL_POINTER(&dst);
 		return 0;
@@ -1118,7 +702,7 @@ static int get_blob(struct reg_client *c, const struct descriptor *d, char **pat
 	_cleanup_free_ char *label = xasprintf("%.19s", d->digest);
 	struct sink s = {
 		.fd = fd, .dg = &dg, .limit = d->size, .errbody = STRBUF_INIT, .label = label};
-	struct reply r = {0};
+	struct reply r = REPLY_INIT;
 	log_debug("blob %s: downloading %llu bytes", d->digest, (unsigned long long)d->size);
 	int ret = get_with_retries(c, url, NULL, &s, &r, err);
 	reply_release(&r);
@@ -1140,15 +724,8 @@ static int get_blob(struct reg_client *c, const struct descriptor *d, char **pat
 				     d->digest + 7, hex);
 		goto fail;
 	}
-	/* read-only, like the rest of the download cache */
-	if (fchmod(fd, 0444) < 0 || fsync(fd) < 0) {
-		ret = imgf_error_errno(err, errno, "write '%s'", tmp);
+	if ((ret = imgf_dlcache_commit(fd, tmp, dst, err)) < 0)
 		goto fail;
-	}
-	if (rename(tmp, dst) < 0) {
-		ret = imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, dst);
-		goto fail;
-	}
 	*path = STEAL_POINTER(&dst);
 	return 0;
 fail:
@@ -1201,51 +778,13 @@ static int write_layout(const char *out_tar, const struct imgf_image_ref *ref,
 			  m->digest, "size", (json_int_t)m->raw.len, "annotations", ann);
 	_cleanup_free_ char *index_json = json_dumps(index, JSON_COMPACT);
 	json_decref(index);
-	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
-
-	_cleanup_free_ char *dir = path_dirname(out_tar);
-	_cleanup_free_ char *mname = xasprintf("blobs/sha256/%s", m->digest + 7);
-	_cleanup_free_ char *tmp = NULL;
-	int fd = make_temp_file(dir, path_basename(out_tar), &tmp, err);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	struct imgf_tar *t = imgf_tar_open(tmp, err);
-	if (!t)
-		goto fail;
-	if (imgf_tar_add_data(t, layout, strlen(layout), "oci-layout", 0644, 0, 0, err) < 0 ||
-	    imgf_tar_add_data(t, index_json, strlen(index_json), "index.json", 0644, 0, 0, err) <
-		    0 ||
-	    imgf_tar_add_dir(t, "blobs", 0755, 0, 0, err) < 0 ||
-	    imgf_tar_add_dir(t, "blobs/sha256", 0755, 0, 0, err) < 0)
-		goto fail;
-	if (imgf_tar_add_data(t, m->raw.buf, m->raw.len, mname, 0644, 0, 0, err) < 0)
-		goto fail;
-	for (size_t i = 0; i < nblobs; i++) {
-		bool dup = !strcmp(blobs[i].digest, m->digest);
-		for (size_t j = 0; j < i && !dup; j++)
-			dup = !strcmp(blobs[i].digest, blobs[j].digest);
-		if (dup)
-			continue;
-		_cleanup_free_ char *name = xasprintf("blobs/sha256/%s", blobs[i].digest + 7);
-		if (imgf_tar_add_file(t, paths[i], name, 0644, 0, 0, err) < 0)
-			goto fail;
-	}
-	int r = imgf_tar_close(t, err);
-	imgf_tar_free(t);
-	t = NULL;
-	if (r < 0)
-		goto fail;
-	if (rename(tmp, out_tar) < 0) {
-		imgf_error_errno(err, errno, "rename '%s' to '%s'", tmp, out_tar);
-		goto fail;
-	}
-	return 0;
-fail:
-	if (t)
-		imgf_tar_free(t);
-	unlink(tmp);
-	return imgf_error_prefix(err, "write '%s'", out_tar);
+	struct imgf_oci_blob *all = xcalloc(nblobs + 1, sizeof(*all));
+	all[0] = (struct imgf_oci_blob){m->digest, m->raw.buf, m->raw.len, NULL};
+	for (size_t i = 0; i < nblobs; i++)
+		all[i + 1] = (struct imgf_oci_blob){blobs[i].digest, NULL, 0, paths[i]};
+	int r = imgf_oci_layout_write(out_tar, index_json, all, nblobs + 1, err);
+	free(all);
+	return r < 0 ? imgf_error_prefix(err, "write '%s'", out_tar) : 0;
 }
 
 static int pull(struct reg_client *c, const struct imgf_image_ref *ref, const char *arch,
@@ -1340,7 +879,7 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 	_cleanup_free_ char *mhost = NULL, *mrepo = NULL;
 	if (mirror) {
 		const char *path;
-		mhost = mirror_split(mirror, &path);
+		mhost = imgf_registry_mirror_split(mirror, &path);
 		mrepo = path ? xasprintf("%s/%s", path, r.repository) : xstrdup(r.repository);
 	}
 	const char *registry = mirror ? mhost : r.registry;
@@ -1357,25 +896,21 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 		*variant++ = '\0';
 
 	const char *host = !strcmp(registry, "docker.io") ? "registry-1.docker.io" : registry;
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_result != CURLE_OK) {
-		imgf_image_ref_release(&r);
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "pull '%s': initialise libcurl: %s", ref,
-				      curl_easy_strerror(curl_init_result));
-	}
+	struct imgf_error *curl_err = NULL;
 	struct reg_client c = {
-		.curl = curl_easy_init(),
+		.curl = imgf_http_easy_new(NULL, &curl_err),
 		.no_proxy = no_proxy_list(),
 		.opts = o,
 		.base = xasprintf("%s://%s/v2/%s",
-				  registry_is_loopback(registry) ? "http" : "https", host,
+				  imgf_registry_is_loopback(registry) ? "http" : "https", host,
 				  repository),
 		.scope = xasprintf("repository:%s:pull", repository),
 		.deadline_ms = o->timeout_s > 0 ? mono_ms() + (int64_t)o->timeout_s * 1000 : 0,
 	};
 	int ret;
 	if (!c.curl) {
-		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "cannot initialise libcurl");
+		ret = imgf_error_set(err, curl_err->status, "%s", curl_err->msg);
+		imgf_error_free(curl_err);
 	} else {
 		if (mirror)
 			log_info("pulling '%s' for linux/%s from mirror '%s'", r.full, arch,

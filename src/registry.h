@@ -9,19 +9,10 @@
 
 #include <stdbool.h>
 
+#include "imageref.h"
+
 struct imgf_error;
 struct imgf_fetch_opts;
-
-struct imgf_image_ref {
-	char *registry;	  /* "registry.k8s.io", "docker.io" -> API host registry-1.docker.io */
-	char *repository; /* "pause", "library/busybox" */
-	char *tag;	  /* may be NULL when only a digest is given */
-	char *digest;	  /* "sha256:..." or NULL */
-	char *full;	  /* normalized "registry/repository:tag[@digest]" */
-};
-
-int imgf_image_ref_parse(const char *ref, struct imgf_image_ref *out, struct imgf_error **err);
-void imgf_image_ref_release(struct imgf_image_ref *r);
 
 /*
  * Pull `ref` for linux/`arch` into `out_tar` (an OCI layout whose index names the image
@@ -35,11 +26,5 @@ void imgf_image_ref_release(struct imgf_image_ref *r);
 int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch,
 			   const struct imgf_fetch_opts *o, const char *out_tar,
 			   char manifest_digest[72], struct imgf_error **err);
-
-/* Whether `m` is a mirror "HOST[:PORT][/PATH]"; *why (to free) says what is wrong if not. */
-bool imgf_registry_mirror_valid(const char *m, char **why);
-
-/* Whether `host` is a registry name "HOST[:PORT]" as image references use it. */
-bool imgf_registry_host_valid(const char *host, char **why);
 
 #endif

@@ -77,16 +77,6 @@ long imgf_retry_after_s(const char *value)
 	return s > 3600 ? 3600 : s;
 }
 
-size_t imgf_http_header_line(const char *data, size_t n, char *line, size_t cap)
-{
-	size_t len = n < cap - 1 ? n : cap - 1;
-	memcpy(line, data, len);
-	line[len] = '\0';
-	len = strcspn(line, "\r\n");
-	line[len] = '\0';
-	return len;
-}
-
 int imgf_sleep_ms(long ms)
 {
 	struct timespec now, until;
@@ -107,16 +97,4 @@ int imgf_sleep_ms(long ms)
 		nanosleep(&ts, NULL);
 	}
 	return -1;
-}
-
-bool imgf_http_header(const char *line, size_t len, const char *name, const char **value)
-{
-	size_t nl = strlen(name);
-	if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-		return false;
-	const char *v = line + nl + 1;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	*value = v;
-	return true;
 }

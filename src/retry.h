@@ -1,6 +1,6 @@
 /*
  * The one retry policy for HTTP (downloads, registry pulls, uploads): which failures are
- * worth another attempt, how long to wait before it, and the header parsing they share.
+ * worth another attempt, how long to wait before it, and Retry-After. http.h applies it.
  */
 #ifndef IMGF_RETRY_H
 #define IMGF_RETRY_H
@@ -24,12 +24,7 @@ long imgf_retry_delay_ms(long base_ms, int attempt, long retry_after_s);
 /* A Retry-After value (delay-seconds or an HTTP date) as seconds from now, capped at an hour;
  * -1 when it is neither. */
 long imgf_retry_after_s(const char *value);
-/* Copy one header line from curl's callback into line[cap], CR/LF stripped; its length. */
-size_t imgf_http_header_line(const char *data, size_t n, char *line, size_t cap);
 /* Sleep, in slices so SIGINT/SIGTERM is noticed; -1 when interrupted. */
 int imgf_sleep_ms(long ms);
-/* Whether a header line (CR/LF stripped) is `name: value` (name case-insensitive); *value
- * points at the value without leading blanks. */
-bool imgf_http_header(const char *line, size_t len, const char *name, const char **value);
 
 #endif

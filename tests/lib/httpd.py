@@ -13,6 +13,8 @@ Faults, chosen by the query string and counted per (path, query):
                       bytes, then close the connection
   ignore_range=1      answer 200 with the whole file even when a Range is asked for
   redirect=PATH       answer 302 to PATH
+  echo=1              answer 200 with the request's headers as the body (and two X-Test
+                      headers, "one" then "two")
   endless=1           answer 200 (or status=CODE) with no Content-Length and a body of zeros
                       that never ends (rate=N: N bytes a second, else as fast as it goes)
   stall=S             send the headers, then nothing for S seconds before the body
@@ -129,6 +131,10 @@ class Handler(BaseHTTPRequestHandler):
 
         if q("redirect") is not None:
             return self.simple(302, b"", [("Location", q("redirect"))])
+
+        if q("echo") is not None:
+            return self.simple(200, str(self.headers).encode("latin-1"),
+                               [("X-Test", "one"), ("X-Test", "two")])
 
         if q("bearer") is not None and not self.headers.get("Authorization"):
             challenge = 'Bearer realm="%s",service="test"' % q("bearer")

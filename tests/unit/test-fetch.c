@@ -21,48 +21,33 @@
 #include "strbuf.h"
 #include "util.h"
 
+#include "httpd.h"
 #include "test.h"
 
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define OTHER_SHA256 "1111111111111111111111111111111111111111111111111111111111111111"
 
 static struct {
-	pid_t pid;
+	struct test_httpd httpd;
 	int port;
-	char *root;  /* temp dir holding everything below */
-	char *www;   /* what the server serves */
-	char *log;   /* its request log */
-	char *base;  /* http://127.0.0.1:PORT */
-	char *cache; /* the current test's cache */
+	char *root;	  /* temp dir holding everything below */
+	char *www;	  /* what the server serves */
+	char *log;	  /* its request log */
+	const char *base; /* http://127.0.0.1:PORT */
+	char *cache;	  /* the current test's cache */
 	int ncache;
 } srv;
 
 static void server_stop(void)
 {
-	if (srv.pid > 0) {
-		kill(srv.pid, SIGTERM);
-		int status;
-		while (waitpid(srv.pid, &status, 0) < 0 && errno == EINTR)
-			;
-		srv.pid = 0;
-	}
+	test_httpd_stop(&srv.httpd);
 	if (srv.root)
 		rm_rf(srv.root, NULL);
 	free(srv.root);
 	free(srv.www);
 	free(srv.log);
-	free(srv.base);
 	free(srv.cache);
 	memset(&srv, 0, sizeof(srv));
-}
-
-/* tests/lib/httpd.py, from the repo root (where tests run) or next to this source file. */
-static char *httpd_script(void)
-{
-	if (access("tests/lib/httpd.py", R_OK) == 0)
-		return xstrdup("tests/lib/httpd.py");
-	_cleanup_free_ char *dir = path_dirname(__FILE__);
-	return xasprintf("%s/../lib/httpd.py", dir);
 }
 
 static int server_start(void)
@@ -81,35 +66,12 @@ static int server_start(void)
 		return -1;
 	setenv("IMGFORGE_RETRY_BASE_MS", "50", 1);
 
-	_cleanup_free_ char *script = httpd_script();
-	int fds[2];
-	if (pipe(fds) < 0)
-		return -1;
-	srv.pid = fork();
-	if (srv.pid < 0)
-		return -1;
-	if (srv.pid == 0) {
-		dup2(fds[1], STDOUT_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		execlp("python3", "python3", script, "--root", srv.www, "--port", "0", "--log",
-		       srv.log, (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
 	atexit(server_stop);
-	FILE *f = fdopen(fds[0], "r");
-	char line[64] = "";
-	if (!f || !fgets(line, sizeof(line), f)) {
-		fprintf(stderr, "  could not start '%s' (is python3 installed?)\n", script);
-		if (f)
-			fclose(f);
+	if (test_httpd_start(&srv.httpd, srv.www, srv.log, NULL) < 0)
 		return -1;
-	}
-	fclose(f);
-	srv.port = atoi(line);
-	srv.base = xasprintf("http://127.0.0.1:%d", srv.port);
-	return srv.port > 0 ? 0 : -1;
+	srv.port = srv.httpd.port;
+	srv.base = srv.httpd.base;
+	return 0;
 }
 
 /* A fresh cache for this test, through IMGFORGE_CACHE_DIR as the real tool finds it. */

@@ -1,5 +1,5 @@
 /*
- * The registry client against tests/lib/httpd.py on loopback: a registry that answers with
+ * The registry client against the test server (httpd.h) on loopback: a registry that answers with
  * an endless error body, one that stalls, and one that trickles forever are given up on
  * within bounds instead of hanging the build.
  */
@@ -18,33 +18,22 @@
 #include "registry.h"
 #include "util.h"
 
+#include "httpd.h"
 #include "test.h"
 
 static struct {
-	pid_t pid;
+	struct test_httpd httpd;
 	int port;
 	char *root;
 } srv;
 
 static void server_stop(void)
 {
-	if (srv.pid > 0) {
-		kill(srv.pid, SIGTERM);
-		while (waitpid(srv.pid, NULL, 0) < 0 && errno == EINTR)
-			;
-	}
+	test_httpd_stop(&srv.httpd);
 	if (srv.root)
 		rm_rf(srv.root, NULL);
 	free(srv.root);
 	memset(&srv, 0, sizeof(srv));
-}
-
-static char *httpd_script(void)
-{
-	if (access("tests/lib/httpd.py", R_OK) == 0)
-		return xstrdup("tests/lib/httpd.py");
-	_cleanup_free_ char *dir = path_dirname(__FILE__);
-	return xasprintf("%s/../lib/httpd.py", dir);
 }
 
 /* A manifest file for repository `repo`, tag 1, so the faults have something to serve. */
@@ -69,36 +58,18 @@ static int server_start(void)
 	put_manifest(www, "token/img");
 	_cleanup_free_ char *token = path_join(www, "token");
 	CHECK(write_file_atomic(token, "{\"token\": \"t\"}", 14, 0644, NULL) == 0);
-	_cleanup_free_ char *script = httpd_script();
-	int fds[2];
-	if (pipe(fds) < 0)
-		return -1;
-	srv.pid = fork();
-	if (srv.pid < 0)
-		return -1;
-	if (srv.pid == 0) {
-		dup2(fds[1], STDOUT_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		execlp("python3", "python3", script, "--root", www, "--port", "0", "--fault",
-		       "/v2/errbody/img/manifests/1=endless=1&status=404", "--fault",
-		       "/v2/stall/img/manifests/1=stall=600", "--fault",
-		       "/v2/slow/img/manifests/1=endless=1&rate=4096", "--fault",
-		       "/v2/token/img/manifests/1=bearer=http://auth.invalid/token", (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
+	static const char *const faults[] = {
+		"--fault", "/v2/errbody/img/manifests/1=endless=1&status=404",
+		"--fault", "/v2/stall/img/manifests/1=stall=600",
+		"--fault", "/v2/slow/img/manifests/1=endless=1&rate=4096",
+		"--fault", "/v2/token/img/manifests/1=bearer=http://auth.invalid/token",
+		NULL,
+	};
 	atexit(server_stop);
-	FILE *f = fdopen(fds[0], "r");
-	char line[64] = "";
-	if (!f || !fgets(line, sizeof(line), f)) {
-		if (f)
-			fclose(f);
+	if (test_httpd_start(&srv.httpd, www, NULL, faults) < 0)
 		return -1;
-	}
-	fclose(f);
-	srv.port = atoi(line);
-	return srv.port > 0 ? 0 : -1;
+	srv.port = srv.httpd.port;
+	return 0;
 }
 
 static int64_t mono_ms(void)

@@ -42,17 +42,3 @@ TEST(retry_after_seconds_and_http_dates)
 	long s = imgf_retry_after_s(date);
 	CHECK(s >= 118 && s <= 121);
 }
-
-TEST(header_lines_are_copied_stripped_and_matched)
-{
-	char line[16];
-	const char raw[] = "Retry-After: 3\r\n";
-	size_t len = imgf_http_header_line(raw, sizeof(raw) - 1, line, sizeof(line));
-	CHECK(len == 14);
-	const char *v = NULL;
-	CHECK(imgf_http_header(line, len, "retry-after", &v));
-	CHECK_STR(v, "3");
-	CHECK(!imgf_http_header(line, len, "Retry", &v));
-	const char longer[] = "X-Very-Long-Header-Name: value\r\n";
-	CHECK(imgf_http_header_line(longer, sizeof(longer) - 1, line, sizeof(line)) == 15);
-}

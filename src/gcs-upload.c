@@ -1,0 +1,405 @@
+/*
+ * GCS resumable uploads: a session, the file in one request (or chunks), recovery from the
+ * server's offset after a failure, and md5/crc32c/sha256 computed while the bytes are read.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "crc32c.h"
+#include "error.h"
+#include "gcs-internal.h"
+#include "log.h"
+#include "util.h"
+
+void imgf_gcs_upload_hash_feed(struct upload_hash *h, uint64_t at, const char *buf, size_t n)
+{
+	if (at + n <= h->upto)
+		return; /* re-sent after a resume: already hashed */
+	size_t skip = at < h->upto ? (size_t)(h->upto - at) : 0;
+	/* at > upto cannot happen: reads only go past upto contiguously (see the upload loop) */
+	if (EVP_DigestUpdate(h->md5, buf + skip, n - skip) != 1)
+		abort();
+	imgf_digest_update(&h->sha256, buf + skip, n - skip);
+	h->crc = imgf_crc32c_update(h->crc, buf + skip, n - skip);
+	h->upto = at + n;
+}
+
+/* ---- resumable uploads ---- */
+
+struct upload {
+	struct imgf_gcs *g;
+	const char *bucket, *object, *path;
+	char *what;
+	int fd;
+	uint64_t size;
+	struct upload_hash h;
+	char *session;
+	uint64_t offset; /* the server has bytes [0, offset) */
+	unsigned sessions;
+	struct imgf_gcs_upload_result *res;
+	json_t *final;	/* the object resource once the server finalized it */
+	char *last_why; /* the last failure worth a retry */
+};
+
+static int upload_session_start(struct upload *u, struct imgf_error **err)
+{
+	if (++u->sessions > MAX_SESSIONS)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "upload '%s': the server lost the upload session %u times",
+				      u->what, MAX_SESSIONS - 1);
+	_cleanup_free_ char *meta = NULL;
+	json_t *m = json_pack("{s:s,s:s}", "name", u->object, "contentType",
+			      "application/octet-stream");
+	meta = json_dumps(m, JSON_COMPACT);
+	json_decref(m);
+	struct http_req r;
+	imgf_gcs_req_init(&r, "POST", imgf_gcs_upload_url(u->g, u->bucket, u->object, "resumable"),
+			  u->what);
+	r.body = meta;
+	r.body_len = strlen(meta);
+	r.content_type = "application/json; charset=UTF-8";
+	int ret = -1;
+	if (imgf_gcs_request(u->g, &r, err) < 0)
+		goto out;
+	if (r.status == 404) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "bucket '%s' does not exist (at %s)", u->bucket,
+			       u->g->endpoint);
+		goto out;
+	}
+	if (r.status != 200 && r.status != 201) {
+		imgf_gcs_req_fail(u->g, &r, err);
+		goto out;
+	}
+	if (!r.location || !*r.location) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "upload '%s': the server started no session (no Location header)",
+			       u->what);
+		goto out;
+	}
+	free(u->session);
+	u->session = xstrdup(r.location);
+	u->offset = 0;
+	ret = 0;
+out:
+	imgf_gcs_req_release(&r);
+	return ret;
+}
+
+/* What a reply to a chunk or a status query says about the session. */
+enum chunk_outcome {
+	CHUNK_FINAL,	/* 200/201: the object exists */
+	CHUNK_CONTINUE, /* 308: u->offset updated from Range */
+	CHUNK_RETRY,	/* connection trouble, 408/429/5xx, 401: query, then go on */
+	CHUNK_LOST,	/* 404/410: the session is gone, start a new one */
+	CHUNK_FATAL,	/* *err is set */
+};
+
+static enum chunk_outcome chunk_outcome(struct upload *u, struct http_req *r,
+					struct imgf_error **err)
+{
+	if (r->rc == CURLE_ABORTED_BY_CALLBACK || r->rc == CURLE_READ_ERROR) {
+		struct file_body *fb = r->fbody;
+		if (imgf_interrupted)
+			imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "upload '%s': interrupted",
+				       u->what);
+		else if (fb && fb->read_errno)
+			imgf_error_errno(err, fb->read_errno, "upload '%s': read '%s'", u->what,
+					 u->path);
+		else if (fb && fb->shrank)
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "upload '%s': '%s' shrank while it was being uploaded",
+				       u->what, u->path);
+		else
+			imgf_gcs_req_fail(u->g, r, err);
+		return CHUNK_FATAL;
+	}
+	if (r->rc != CURLE_OK) {
+		if (imgf_retry_transport(r->rc))
+			return CHUNK_RETRY;
+		imgf_gcs_req_fail(u->g, r, err);
+		return CHUNK_FATAL;
+	}
+	if (r->status == 200 || r->status == 201) {
+		json_decref(u->final);
+		u->final = imgf_gcs_reply_json(r, err);
+		return u->final ? CHUNK_FINAL : CHUNK_FATAL;
+	}
+	if (r->status == 308) {
+		uint64_t have = r->range_end >= 0 ? (uint64_t)r->range_end + 1 : 0;
+		if (have > u->h.upto || have > u->size) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "upload '%s': the server claims %llu bytes, only %llu were "
+				       "sent",
+				       u->what, (unsigned long long)have,
+				       (unsigned long long)u->h.upto);
+			return CHUNK_FATAL;
+		}
+		u->offset = have;
+		return CHUNK_CONTINUE;
+	}
+	if (r->status == 404 || r->status == 410)
+		return CHUNK_LOST;
+	if (imgf_retry_status(r->status) || (r->status == 401 && u->g->have_key)) {
+		if (r->status == 401) {
+			free(u->g->token);
+			u->g->token = NULL;
+		}
+		return CHUNK_RETRY;
+	}
+	imgf_gcs_req_fail(u->g, r, err);
+	return CHUNK_FATAL;
+}
+
+/* PUT bytes [offset, offset+len) of the file, or with len 0 ask where the session stands. */
+static enum chunk_outcome upload_put(struct upload *u, uint64_t len, struct imgf_error **err)
+{
+	char range[96];
+	struct file_body fb = {.fd = u->fd, .off = u->offset, .len = len, .h = &u->h};
+	if (len)
+		snprintf(range, sizeof(range), "bytes %llu-%llu/%llu",
+			 (unsigned long long)u->offset, (unsigned long long)(u->offset + len - 1),
+			 (unsigned long long)u->size);
+	else
+		snprintf(range, sizeof(range), "bytes */%llu", (unsigned long long)u->size);
+	struct http_req r;
+	imgf_gcs_req_init(&r, "PUT", xstrdup(u->session), u->what);
+	r.content_range = range;
+	r.content_type = "application/octet-stream";
+	r.fbody = &fb;
+	u->g->progress.base = u->offset;
+	enum chunk_outcome o = CHUNK_FATAL;
+	if (imgf_gcs_perform(u->g, &r, err) == 0) {
+		u->res->bytes_sent += r.sent;
+		o = chunk_outcome(u, &r, err);
+	}
+	if (o == CHUNK_RETRY) {
+		free(u->last_why);
+		u->last_why = r.rc != CURLE_OK ? imgf_gcs_curl_reason(u->g, r.rc)
+					       : imgf_gcs_http_reason(&r);
+		log_warn("upload '%s': %s %s: %s", u->what, len ? "chunk" : "status query", range,
+			 u->last_why);
+	}
+	imgf_gcs_req_release(&r);
+	return o;
+}
+
+/* Read what was never read (the server finalized early) so the digests cover the file. */
+static int upload_hash_rest(struct upload *u, struct imgf_error **err)
+{
+	char buf[65536];
+	while (u->h.upto < u->size) {
+		ssize_t n = pread(u->fd, buf, sizeof(buf), (off_t)u->h.upto);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return imgf_error_errno(err, errno, "read '%s'", u->path);
+		if (n == 0)
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "'%s' shrank while it was being uploaded", u->path);
+		imgf_gcs_upload_hash_feed(&u->h, u->h.upto, buf, (size_t)n);
+	}
+	return 0;
+}
+
+static int upload_delete_after(struct upload *u, struct imgf_error **err)
+{
+	struct imgf_error *e2 = NULL;
+	if (imgf_gcs_delete(u->g, u->bucket, u->object, &e2) < 0) {
+		imgf_error_suffix(err, "; deleting the object failed too: %s", e2->msg);
+		imgf_error_free(e2);
+	} else {
+		imgf_error_suffix(err, "; the object was deleted");
+	}
+	return -1;
+}
+
+/* Compare what the server stored with what was read. */
+static int upload_verify(struct upload *u, struct imgf_error **err)
+{
+	if (upload_hash_rest(u, err) < 0)
+		return upload_delete_after(u, err);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (EVP_DigestFinal_ex(u->h.md5, md, &n) != 1)
+		abort();
+	_cleanup_free_ char *m64 = imgf_base64_encode(md, n);
+	snprintf(u->res->md5_b64, sizeof(u->res->md5_b64), "%s", m64);
+	imgf_crc32c_b64(u->h.crc, u->res->crc32c_b64);
+	imgf_digest_final_hex(&u->h.sha256, u->res->sha256);
+
+	const char *size_s = json_string_value(json_object_get(u->final, "size"));
+	json_t *size_j = json_object_get(u->final, "size");
+	unsigned long long got_size =
+		size_s ? strtoull(size_s, NULL, 10)
+		       : (json_is_integer(size_j) ? (unsigned long long)json_integer_value(size_j)
+						  : 0);
+	const char *md5 = json_string_value(json_object_get(u->final, "md5Hash"));
+	const char *crc = json_string_value(json_object_get(u->final, "crc32c"));
+	u->res->size = got_size;
+	if ((size_s || size_j) && got_size != u->size) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "upload '%s': the server stored %llu bytes of the %llu-byte '%s'",
+			       u->what, got_size, (unsigned long long)u->size, u->path);
+		return upload_delete_after(u, err);
+	}
+	if (!md5 && !crc) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "upload '%s': the server reported neither md5Hash nor crc32c",
+			       u->what);
+		return upload_delete_after(u, err);
+	}
+	if (md5 && strcmp(md5, u->res->md5_b64) != 0) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "upload '%s': md5 mismatch: the server stored %s, '%s' has %s",
+			       u->what, md5, u->path, u->res->md5_b64);
+		return upload_delete_after(u, err);
+	}
+	if (crc && strcmp(crc, u->res->crc32c_b64) != 0) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "upload '%s': crc32c mismatch: the server stored %s, '%s' has %s",
+			       u->what, crc, u->path, u->res->crc32c_b64);
+		return upload_delete_after(u, err);
+	}
+	return 0;
+}
+
+static int upload_run(struct upload *u, struct imgf_error **err)
+{
+	if (upload_session_start(u, err) < 0)
+		return -1;
+	int fails = 0;	    /* failures since the server last had more than ever before */
+	uint64_t best = 0;  /* the most the server ever had */
+	bool query = false; /* ask the server where it stands before sending more */
+	for (;;) {
+		enum chunk_outcome o;
+		if (query) {
+			o = upload_put(u, 0, err);
+		} else {
+			uint64_t len = u->size - u->offset;
+			if (u->g->chunk && len > u->g->chunk)
+				len = u->g->chunk;
+			o = upload_put(u, len, err);
+		}
+		switch (o) {
+		case CHUNK_FINAL:
+			return 0;
+		case CHUNK_FATAL:
+			return -1;
+		case CHUNK_CONTINUE:
+			if (query) {
+				u->res->resumes++;
+				log_info("upload '%s': resuming at byte %llu of %llu", u->what,
+					 (unsigned long long)u->offset,
+					 (unsigned long long)u->size);
+			}
+			if (u->offset > best) {
+				best = u->offset;
+				fails = 0;
+			} else if (!query || u->offset == u->size) {
+				break; /* a chunk the server kept nothing of: a failure too */
+			}
+			query = false;
+			/* 308 for all bytes: only a status query can finalize now */
+			if (u->offset == u->size && u->size)
+				query = true;
+			continue;
+		case CHUNK_LOST:
+			log_warn("upload '%s': the server forgot the upload session; starting a "
+				 "new one",
+				 u->what);
+			if (upload_session_start(u, err) < 0)
+				return -1;
+			best = 0;
+			query = false;
+			continue;
+		case CHUNK_RETRY:
+			break;
+		}
+		if (++fails >= MAX_ATTEMPTS)
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "upload '%s': no progress after %d attempts at byte "
+					      "%llu: %s",
+					      u->what, fails, (unsigned long long)u->offset,
+					      u->last_why ? u->last_why
+							  : "the server kept nothing");
+		long delay = imgf_gcs_retry_delay_ms(u->g, fails, -1);
+		log_warn("upload '%s': asking the server how much it has in %.1f s (attempt %d "
+			 "of %d)",
+			 u->what, (double)delay / 1000, fails + 1, MAX_ATTEMPTS);
+		if (imgf_sleep_ms(delay) < 0)
+			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED,
+					      "upload '%s': interrupted", u->what);
+		query = true;
+	}
+}
+
+int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *object,
+			 const char *path, const char *want_sha256,
+			 struct imgf_gcs_upload_result *res, struct imgf_error **err)
+{
+	memset(res, 0, sizeof(*res));
+	struct upload u = {.g = g, .bucket = bucket, .object = object, .path = path, .res = res};
+	u.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (u.fd < 0)
+		return imgf_error_errno(err, errno, "open '%s'", path);
+	struct stat st;
+	if (fstat(u.fd, &st) < 0) {
+		int e = errno;
+		close(u.fd);
+		return imgf_error_errno(err, e, "stat '%s'", path);
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(u.fd);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "'%s' is not a regular file", path);
+	}
+#ifdef POSIX_FADV_SEQUENTIAL
+	posix_fadvise(u.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+	u.size = (uint64_t)st.st_size;
+	u.what = imgf_gcs_gs_name(bucket, object);
+	u.h.md5 = EVP_MD_CTX_new();
+	if (!u.h.md5 || EVP_DigestInit_ex(u.h.md5, EVP_md5(), NULL) != 1)
+		abort();
+	imgf_digest_init(&u.h.sha256, IMGF_SHA256);
+	g->progress = (struct imgf_http_progress){
+		.label = path_basename(object), .upload = true, .total = u.size};
+
+	int r = upload_run(&u, err);
+	imgf_progress_done();
+	g->progress.label = NULL;
+	if (r == 0)
+		r = upload_verify(&u, err);
+	if (r == 0 && want_sha256 && strcmp(want_sha256, res->sha256) != 0) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "upload '%s': the bytes sent from '%s' have sha256 %s, not %s (the "
+			       "file changed, or its .sha256 is wrong)",
+			       u.what, path, res->sha256, want_sha256);
+		r = upload_delete_after(&u, err);
+	}
+	if (r == 0) {
+		_cleanup_free_ char *human = xasprintf(
+			"upload '%s': sent %llu bytes for %llu-byte object (%u resume%s)", u.what,
+			(unsigned long long)res->bytes_sent, (unsigned long long)u.size,
+			res->resumes, res->resumes == 1 ? "" : "s");
+		imgf_event("upload-sent",
+			   json_pack("{s:s,s:s,s:I,s:I,s:i,s:s,s:s}", "object", u.what, "file",
+				     path, "size", (json_int_t)u.size, "bytes_sent",
+				     (json_int_t)res->bytes_sent, "resumes", (int)res->resumes,
+				     "md5", res->md5_b64, "crc32c", res->crc32c_b64),
+			   human);
+	}
+	EVP_MD_CTX_free(u.h.md5);
+	imgf_digest_release(&u.h.sha256);
+	json_decref(u.final);
+	free(u.last_why);
+	free(u.session);
+	free(u.what);
+	close(u.fd);
+	return r;
+}
