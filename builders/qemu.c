@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
@@ -97,9 +99,11 @@ static int guestfs_fail(guestfs_h *g, struct imgf_error **err, const char *what)
 }
 
 /*
- * Whether KVM works here, asked once: a QEMU started with KVM and the host CPU (as the
- * libguestfs appliance runs) must still be running after a moment. /dev/kvm alone is not
- * enough: nested setups hand one out that fails as soon as a vCPU's MSRs are set.
+ * Whether KVM works here, asked once: a kernel from /boot booted with KVM and the host CPU (as
+ * the libguestfs appliance runs) must print its banner on the serial console within a few
+ * seconds. /dev/kvm alone is not enough: nested setups hand out one that fails as soon as a
+ * vCPU's MSRs are set, or one whose guests never run a single instruction (QEMU stays up and
+ * prints nothing, and so would the appliance, for ever).
  */
 static bool kvm_works(void)
 {
@@ -109,33 +113,67 @@ static bool kvm_works(void)
 	known = 0;
 	if (access("/dev/kvm", R_OK | W_OK) != 0)
 		return false;
-	pid_t pid = fork();
-	if (pid < 0)
+	glob_t gl;
+	if (glob("/boot/vmlinuz-*", 0, NULL, &gl) != 0 || gl.gl_pathc == 0) {
+		globfree(&gl);
+		log_info("qemu: no kernel in /boot to check that KVM runs a guest; using TCG");
 		return false;
+	}
+	_cleanup_free_ char *kernel = xstrdup(gl.gl_pathv[gl.gl_pathc - 1]);
+	globfree(&gl);
+	int out[2];
+	if (pipe2(out, O_CLOEXEC) < 0)
+		return false;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(out[0]);
+		close(out[1]);
+		return false;
+	}
 	if (pid == 0) {
 		int fd = open("/dev/null", O_RDWR);
 		if (fd >= 0) {
 			dup2(fd, 0);
-			dup2(fd, 1);
 			dup2(fd, 2);
 		}
+		dup2(out[1], 1);
 		execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host",
-		       "-display", "none", "-nodefaults", "-m", "32", "-no-reboot", (char *)NULL);
+		       "-display", "none", "-nodefaults", "-m", "256", "-no-reboot", "-serial",
+		       "stdio", "-kernel", kernel, "-append", "console=ttyS0 panic=-1",
+		       (char *)NULL);
 		_exit(127);
 	}
-	int status;
-	for (int i = 0; i < 30; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			/* It ended on its own: KVM refused it. */
-			log_info(
-				"qemu: /dev/kvm is there but KVM does not run a guest here; using TCG");
-			return false;
-		}
-		struct timespec ts = {0, 50 * 1000 * 1000};
-		nanosleep(&ts, NULL);
+	close(out[1]);
+	/* The banner comes within a second under KVM; TCG would take a few. */
+	struct strbuf got = STRBUF_INIT;
+	got.max = 64 * 1024;
+	double deadline = imgf_now() + 15;
+	bool banner = false;
+	while (!banner && imgf_now() < deadline) {
+		struct pollfd p = {.fd = out[0], .events = POLLIN};
+		int n = poll(&p, 1, 200);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n <= 0)
+			continue;
+		char buf[4096];
+		ssize_t k = read(out[0], buf, sizeof(buf));
+		if (k <= 0)
+			break; /* QEMU ended: KVM refused it */
+		strbuf_add(&got, buf, (size_t)k);
+		banner = memmem(got.buf, got.len, "Linux version", 13) != NULL;
 	}
+	close(out[0]);
 	kill(pid, SIGKILL);
+	int status;
 	waitpid(pid, &status, 0);
+	strbuf_release(&got);
+	if (!banner) {
+		log_info("qemu: /dev/kvm is there but KVM does not run a guest here (no kernel "
+			 "banner from %s in 15 s); using TCG",
+			 kernel);
+		return false;
+	}
 	known = 1;
 	return true;
 }
@@ -224,10 +262,11 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 	/* The VM runs as qemu-system-x86_64 with an x86_64 domain. */
 	const char *arch = imgf_build_var(b, "arch");
 	if (arch && *arch && strcmp(arch, "amd64"))
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "arch: '%s': the qemu builder makes amd64 images only "
-				      "(qemu-system-x86_64); build %s images with the docker builder",
-				      arch, arch);
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"arch: '%s': the qemu builder makes amd64 images only "
+			"(qemu-system-x86_64); build %s images with the docker builder",
+			arch, arch);
 	const char *kv = imgf_build_var(b, "kubernetes_semver");
 	if (kv && !version_valid(kv))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
