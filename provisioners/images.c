@@ -438,8 +438,13 @@ static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
 		_cleanup_free_ char *name =
 			ref.tag ? xasprintf("%s/%s:%s", ref.registry, ref.repository, ref.tag)
 				: xstrdup(ref.full);
-		json_array_append_new(s->staged,
-				      json_pack("{s:s,s:[s]}", "tar", tar, "names", name));
+		json_t *entry = json_pack("{s:s,s:[s]}", "tar", tar, "names", name);
+		/* A layout may name its image by tag alone (org.opencontainers.image.ref.name,
+		 * as skopeo and most tools write it): ctr gives it the repository. */
+		if (mirror && str_has_prefix(mirror, "file://"))
+			json_object_set_new(entry, "base",
+					    json_sprintf("%s/%s", ref.registry, ref.repository));
+		json_array_append_new(s->staged, entry);
 		/* The URL says where the bytes came from; the name is the canonical one. */
 		_cleanup_free_ char *url = mirror ? xasprintf("docker://%s/%s", mirror,
 							      ref.full + strlen(ref.registry) + 1)
@@ -591,11 +596,16 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	if (!w)
 		return -1;
 	int r = 0;
-	struct strbuf expect = STRBUF_INIT;
+	struct strbuf expect = STRBUF_INIT, imports = STRBUF_INIT;
 	json_array_foreach(s->staged, i, e)
 	{
 		if (r < 0)
 			break;
+		/* The names are checked by str_is_shell_word, so they can stand unquoted. */
+		const char *base = json_string_value(json_object_get(e, "base"));
+		strbuf_addf(&imports,
+			    "c images import --no-unpack --all-platforms%s%s %s/%03zu.tar\n",
+			    base ? " --base-name " : "", base ? base : "", IMAGES_DIR, i);
 		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR_REL, i);
 		r = imgf_tar_add_file(w, json_string_value(json_object_get(e, "tar")), dest, 0600,
 				      0, 0, err);
@@ -606,6 +616,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	}
 	if (prov_tar_put(w, path, t, r, err) < 0) {
 		strbuf_release(&expect);
+		strbuf_release(&imports);
 		return -1;
 	}
 
@@ -639,9 +650,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 		    "  sleep 0.1\n"
 		    "done\n"
 		    "c() { ctr --address $d/containerd.sock --namespace $ns \"$@\"; }\n"
-		    "for f in %s/*.tar; do\n"
-		    "  c images import --no-unpack --all-platforms \"$f\"\n"
-		    "done\n"
+		    "%s"
 		    "# Release tarballs name images NAME-ARCH:TAG; kubeadm wants NAME:TAG.\n"
 		    "for name in $(c images ls -q); do\n"
 		    "  case $name in\n"
@@ -655,7 +664,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 		    "after import\" >&2; exit 1; }\n"
 		    "done\n",
 		    RUN_DIR, ns, arch_of(s), expect.buf + (expect.len ? 1 : 0), IMAGES_DIR,
-		    IMAGES_DIR);
+		    imports.buf);
 	if (imgf_step_bool(s, "pin", true))
 		strbuf_addstr(&sb, "for name in $names; do\n"
 				   "  c images label \"$name\" io.cri-containerd.pinned=pinned "
@@ -665,6 +674,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	r = imgf_target_sh(t, s->label, sb.buf, NULL, err);
 	strbuf_release(&sb);
 	strbuf_release(&expect);
+	strbuf_release(&imports);
 	return r;
 }
 
