@@ -21,6 +21,10 @@ test_pkgs=(
 	openssh-client
 	# the OVA tests: xmllint for the OVF, virt-v2v as an OVA reader
 	libxml2-utils virt-v2v
+	# arm64 node images: arm64 binaries run through binfmt_misc (hack/test-env.sh registers it);
+	# hack/kube-from-source.sh --arch arm64 compiles pause with the cross gcc and takes busybox
+	# from busybox-static:arm64 (hence the foreign architecture below)
+	qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 )
 
 need_docker=
@@ -38,11 +42,21 @@ done
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
+# arm64 packages (busybox-static:arm64 for the arm64 images) need the architecture in dpkg and
+# its package lists.
+updated=
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	echo "install-deps: adding the arm64 architecture to dpkg"
+	$SUDO dpkg --add-architecture arm64
+	$SUDO apt-get update -qq
+	updated=1
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "install-deps: every Debian package is installed"
 else
 	echo "install-deps: installing ${missing[*]}"
-	$SUDO apt-get update -qq
+	[ -n "$updated" ] || $SUDO apt-get update -qq
 	# The registry package starts a service through its postinst on systemd machines; we start
 	# our own on loopback in hack/test-env.sh, so keep maintainer scripts from starting daemons.
 	DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \

@@ -4,9 +4,15 @@
 #
 #   hack/kube-from-source.sh [--arch ARCH] [--only PART,...] [VERSION [DIR]]
 #
-# ARCH is the machine's own (the default); cross builds are not supported yet.
+# ARCH defaults to the machine's own. Another one (arm64 on amd64) is a cross build of the
+# parts a node image for it needs: kubernetes, etcd, coredns, pause (gcc-aarch64-linux-gnu),
+# crictl and storage (busybox from Debian's busybox-static:ARCH); `images` and `flannel` carry
+# this machine's iptables and `kind` runs here, so those are the machine's arch only. The
+# build checks kubeadm's version by running it, so a foreign ARCH needs binfmt_misc with
+# qemu-user-static (hack/test-env.sh registers it).
 # VERSION defaults to the shipped kubernetes_semver (config/kubernetes.json); DIR to
-# $IMGF_KUBE_DIR, else /var/cache/imgforge/kube-from-source/VERSION. Every part is built once
+# $IMGF_KUBE_DIR, else /var/cache/imgforge/kube-from-source/VERSION (VERSION-linux-ARCH for a
+# foreign ARCH). Every part is built once
 # and cached in DIR by a key of what decides it; a second run only prints what is there.
 # Parts (the default: all):
 #
@@ -49,7 +55,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 VERSION=${1:-$(sed -n 's/.*"kubernetes_semver": *"\([^"]*\)".*/\1/p' "$TOP/config/kubernetes.json")}
-DIR=${2:-${IMGF_KUBE_DIR:-/var/cache/imgforge/kube-from-source/$VERSION}}
+DIR=${2:-}
 
 # Pinned versions of everything that is not Kubernetes itself (the module proxy serves these).
 ETCD_VERSION=v3.5.15
@@ -76,20 +82,42 @@ v[0-9]*.[0-9]*.[0-9]*) ;;
 esac
 GO=$(command -v go || echo /usr/local/go/bin/go)
 [ -x "$GO" ] || die "go not found (PATH or /usr/local/go/bin)"
-# Only the machine's own arch: go install refuses GOBIN for cross builds, and the busybox and
-# iptables the images carry are this machine's.
 HOST_ARCH=$("$GO" env GOHOSTARCH)
 ARCH=${ARCH:-$HOST_ARCH}
-[ "$ARCH" = "$HOST_ARCH" ] ||
-	die "arch '$ARCH': this script builds for the machine's own arch ($HOST_ARCH) only"
-for t in python3 skopeo sha256sum gcc; do
+# The C compiler and the static busybox for ARCH (Debian's cross gcc; busybox-static:ARCH).
+CROSS_CC=gcc
+CROSS_STRIP="strip"
+BUSYBOX=/bin/busybox
+if [ "$ARCH" = "$HOST_ARCH" ]; then
+	DIR=${DIR:-${IMGF_KUBE_DIR:-/var/cache/imgforge/kube-from-source/$VERSION}}
+else
+	case $ARCH in
+	arm64) triplet=aarch64-linux-gnu qemu=aarch64 ;;
+	*) die "arch '$ARCH': cross builds are arm64 only (the machine's arch is $HOST_ARCH)" ;;
+	esac
+	DIR=${DIR:-/var/cache/imgforge/kube-from-source/$VERSION-linux-$ARCH}
+	ONLY=${ONLY:-kubernetes,etcd,coredns,pause,crictl,storage}
+	for p in ${ONLY//,/ }; do
+		case $p in
+		images | flannel | kind)
+			die "part '$p' is built for the machine's arch ($HOST_ARCH) only, not '$ARCH'" ;;
+		esac
+	done
+	grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$qemu" 2>/dev/null ||
+		die "arch '$ARCH': this machine cannot run $ARCH binaries (no binfmt_misc entry qemu-$qemu; hack/test-env.sh registers Debian's qemu-user-static)"
+	CROSS_CC=$triplet-gcc
+	CROSS_STRIP=$triplet-strip
+	BUSYBOX=
+fi
+for t in python3 skopeo sha256sum "$CROSS_CC"; do
 	command -v "$t" >/dev/null 2>&1 || die "'$t' not found (hack/install-deps.sh installs it)"
 done
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
-export CGO_ENABLED=0
+export CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH
 
 mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd)
 SRC=$DIR/.src
+BUSYBOX=${BUSYBOX:-$SRC/busybox-$ARCH/bin/busybox}
 BIN=$DIR/release/$VERSION/bin/linux/$ARCH
 mkdir -p "$SRC" "$BIN" "$DIR/oci" "$DIR/bin" "$DIR/.stamps"
 MINOR=${VERSION#v}
@@ -228,11 +256,20 @@ build_kubernetes() {
 		die "kubeadm reports '$("$BIN/kubeadm" version -o short)', not $VERSION"
 }
 
-# `go install PKG@VERSION` with upstream's flags (-trimpath, stripped) into DIR.
+# `go install PKG@VERSION` with upstream's flags (-trimpath, stripped) into DIR. go install
+# refuses GOBIN for a cross build and puts the binary in GOPATH/bin/linux_ARCH: moved from there.
 go_install() {
-	local d=$1
+	local d=$1 pkg name
 	shift
-	GOBIN=$d "$GO" install -trimpath "$@"
+	if [ "$ARCH" = "$HOST_ARCH" ]; then
+		GOBIN=$d "$GO" install -trimpath "$@"
+		return
+	fi
+	pkg=${*: -1}
+	name=${pkg%@*}
+	name=${name##*/}
+	env -u GOBIN "$GO" install -trimpath "$@"
+	mkdir -p "$d" && mv -f "$("$GO" env GOPATH)/bin/linux_$ARCH/$name" "$d/$name"
 }
 
 # mkimage: python3 hack/mkimage.py with the arch given.
@@ -253,8 +290,16 @@ base_files() {
 
 # A shell and the usual tools: busybox from Debian's busybox-static, with its applet links.
 busybox_tree() {
-	local t=$SRC/busybox bb=/bin/busybox f
-	# Debian's busybox-static puts a static busybox at /bin/busybox.
+	local t=$SRC/busybox bb=$BUSYBOX f
+	# Debian's busybox-static puts a static busybox at /bin/busybox; another arch's is
+	# unpacked from its package.
+	if [ "$ARCH" != "$HOST_ARCH" ] && [ ! -x "$bb" ]; then
+		rm -rf "$SRC/busybox-$ARCH" && mkdir -p "$SRC/busybox-$ARCH"
+		(cd "$SRC" && apt-get download -q "busybox-static:$ARCH" >/dev/null) ||
+			die "apt-get download busybox-static:$ARCH failed (dpkg --add-architecture $ARCH; apt-get update)"
+		dpkg-deb -x "$SRC"/busybox-static_*_"$ARCH".deb "$SRC/busybox-$ARCH"
+		rm -f "$SRC"/busybox-static_*_"$ARCH".deb
+	fi
 	[ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 ||
 		die "no static busybox at $bb (Debian's busybox-static; hack/install-deps.sh)"
 	rm -rf "$t" && mkdir -p "$t/bin"
@@ -345,9 +390,9 @@ build_pause() {
 	local kdir d=$SRC/pause
 	kdir=$(mod_fetch k8s.io/kubernetes "$VERSION")
 	mkdir -p "$d"
-	gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-imgforge" \
+	"$CROSS_CC" -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-imgforge" \
 		-o "$d/pause" "$kdir/build/pause/linux/pause.c"
-	strip "$d/pause" 2>/dev/null || true
+	"$CROSS_STRIP" "$d/pause" 2>/dev/null || true
 	mkimage --out "$DIR/oci/pause" --tag "$PAUSE_TAG" --name "registry.k8s.io/pause:$PAUSE_TAG" \
 		--add "$d/pause=/pause:0755" --entrypoint '["/pause"]' --user 65535:65535
 }
@@ -430,8 +475,11 @@ main() {
 	run_part flannel build_flannel
 	run_part kind build_kind
 
-	# What a loopback registry must serve, for hack/kube-mirror-serve.sh and the tests.
-	cat >"$DIR/images.txt" <<-EOF
+	# What a loopback registry must serve, for hack/kube-mirror-serve.sh and the tests (the
+	# images that were built: a cross build has no flannel).
+	while read -r l n; do
+		[ ! -f "$DIR/${l%:*}/index.json" ] || echo "$l $n"
+	done >"$DIR/images.txt" <<-EOF
 	oci/pause:$PAUSE_TAG registry.k8s.io/pause:$PAUSE_TAG
 	oci/etcd:$ETCD_TAG registry.k8s.io/etcd:$ETCD_TAG
 	oci/coredns:$COREDNS_VERSION registry.k8s.io/coredns/coredns:$COREDNS_VERSION

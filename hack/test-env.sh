@@ -62,5 +62,19 @@ else
 	echo "test-env: Docker Engine started"
 fi
 
+# arm64 binaries through qemu-user-static (no systemd-binfmt here to register it). The F flag
+# (from Debian's entry) opens the interpreter now, so it works inside containers too.
+binfmt=/proc/sys/fs/binfmt_misc
+if [ -e "$binfmt/qemu-aarch64" ]; then
+	echo "test-env: binfmt_misc runs arm64 binaries ($(head -n 1 "$binfmt/qemu-aarch64"))"
+elif [ ! -f /usr/lib/binfmt.d/qemu-aarch64.conf ]; then
+	echo "test-env: no /usr/lib/binfmt.d/qemu-aarch64.conf (qemu-user-static); the arm64 tests will skip" >&2
+else
+	{ [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"; } &&
+		cat /usr/lib/binfmt.d/qemu-aarch64.conf >"$binfmt/register" &&
+		echo "test-env: registered qemu-aarch64 with binfmt_misc" ||
+		echo "test-env: could not register qemu-aarch64 with binfmt_misc; the arm64 tests will skip" >&2
+fi
+
 # libvirt for the VM builder's boot check (no systemd here to start it).
 bash "$(dirname "$0")/libvirt-env.sh"

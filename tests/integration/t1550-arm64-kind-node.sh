@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# An arm64 kind node image, built and booted on this amd64 machine: arm64 binaries run through
+# binfmt_misc and Debian's qemu-user-static. `--var arch=arm64` selects every input: Debian's
+# arm64 containerd, runc and CNI plugins (repacked as upstream's linux-arm64 release files and
+# served on loopback, their URLs made from the config's {{ arch }} templates), Kubernetes
+# cross-built from source for arm64 as a local build (imgforge makes the control-plane images
+# from its binaries), etcd/CoreDNS/pause/storage images for arm64 from a file:// mirror, and an
+# arm64 debootstrap base. The image is linux/arm64, the manifest says so, its binaries are
+# aarch64, and it boots to systemd `running` with containerd active and the images preloaded.
+# An amd64 base, or an amd64 image in the mirror, for an arm64 build is refused.
+. "$(dirname "$0")/../lib/harness.sh"
+. "$TOP/tests/lib/kube.sh"
+. "$TOP/tests/lib/arm64.sh"
+docker_up "arm64 kind node image"
+if ! why=$(arm64_usable); then
+	test_skip "arm64 kind node image" "this machine cannot run arm64 binaries: $why"
+	test_done
+fi
+require_cmd go || {
+	test_skip "arm64 kind node image" "no Go toolchain to build Kubernetes"
+	test_done
+}
+arm64_kube_up || die "hack/kube-from-source.sh --arch arm64 failed"
+arm64_fixtures_up "$TEST_CACHE/arm64-fixtures" || die "could not make the arm64 fixtures"
+BASE64=$(base_image_ensure arm64) || die "could not make the arm64 base image"
+K=$KUBE_ARM64_DIR
+# shellcheck disable=SC1091
+. "$K/versions.env"
+export IMGFORGE_CACHE_DIR=$TMP/cache
+TAG=imgforge-test/kind-node:t1550-$$
+NODE=imgf-t1550-$$
+at_exit "docker rm -f $NODE"
+at_exit "docker rmi -f $TAG"
+
+# Kubernetes as an arm64 `make` leaves it: binaries only, no image tars.
+mkdir -p "$TMP/kube/_output/local/bin/linux/arm64"
+for b in kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+	ln -s "$K/release/$KUBE_VERSION/bin/linux/arm64/$b" "$TMP/kube/_output/local/bin/linux/arm64/$b"
+done
+
+# The arm64 images as `imgforge mirror` lays them out: DIR/images/REGISTRY/REPOSITORY/TAG.tar.
+M=$TMP/mirror/images
+layout_tar() { # LAYOUT OUT
+	mkdir -p "$(dirname "$2")" && tar -C "$1" -cf "$2" .
+}
+layout_tar "$K/oci/pause" "$M/registry.k8s.io/pause/$PAUSE_TAG.tar"
+layout_tar "$K/oci/etcd" "$M/registry.k8s.io/etcd/$ETCD_TAG.tar"
+layout_tar "$K/oci/coredns" "$M/registry.k8s.io/coredns/coredns/$COREDNS_VERSION.tar"
+layout_tar "$K/oci/local-path-provisioner" "$M/docker.io/kindest/local-path-provisioner/$LOCAL_PATH_TAG.tar"
+layout_tar "$K/oci/local-path-helper" "$M/docker.io/kindest/local-path-helper/$LOCAL_PATH_TAG.tar"
+# kindnetd cannot be built here (t1500 says why) and never runs in these tests: a stand-in.
+KINDNETD_TAG=v20241108-5c6d2daf
+python3 "$TOP/tests/lib/mkimage.py" --out "$TMP/kindnetd" --tag "$KINDNETD_TAG" \
+	--name "docker.io/kindest/kindnetd:$KINDNETD_TAG" --arch arm64 >/dev/null
+layout_tar "$TMP/kindnetd" "$M/docker.io/kindest/kindnetd/$KINDNETD_TAG.tar"
+
+U=$ARM64_HTTP
+cat >"$TMP/vars.json" <<EOF
+{
+  "variables": {
+    "arch": "arm64",
+    "containerd_version": "$ARM64_CONTAINERD_VERSION",
+    "containerd_url": "$U/containerd/v{{ containerd_version }}/containerd-{{ containerd_version }}-linux-{{ arch }}.tar.gz",
+    "containerd_checksum": "file:$U/containerd/v{{ containerd_version }}/containerd-{{ containerd_version }}-linux-{{ arch }}.tar.gz.sha256sum",
+    "runc_version": "$ARM64_RUNC_VERSION",
+    "runc_url": "$U/runc/v{{ runc_version }}/runc.{{ arch }}",
+    "runc_checksum": "file:$U/runc/v{{ runc_version }}/runc.sha256sum",
+    "kubernetes_cni_semver": "v$ARM64_CNI_VERSION",
+    "kubernetes_cni_url": "$U/cni/{{ kubernetes_cni_semver }}/cni-plugins-linux-{{ arch }}-{{ kubernetes_cni_semver }}.tgz",
+    "kubernetes_cni_checksum": "$U/cni/{{ kubernetes_cni_semver }}/cni-plugins-linux-{{ arch }}-{{ kubernetes_cni_semver }}.tgz.sha256",
+    "crictl_version": "${CRICTL_VERSION#v}",
+    "crictl_url": "file://$K/crictl/v{{ crictl_version }}/crictl-v{{ crictl_version }}-linux-{{ arch }}.tar.gz",
+    "crictl_checksum": "file://$K/crictl/v{{ crictl_version }}/crictl-v{{ crictl_version }}-linux-{{ arch }}.tar.gz.sha256",
+    "kubernetes_semver": "$KUBE_VERSION",
+    "kubernetes_source": "local",
+    "kubernetes_local_dir": "$TMP/kube",
+    "registry_mirrors": "{\"registry.k8s.io\": \"file://$M/registry.k8s.io\", \"docker.io\": \"file://$M/docker.io\"}",
+    "docker_base_image": "$BASE64",
+    "kind_node_image": "$TAG"
+  }
+}
+EOF
+
+build() { # more arguments...
+	"$IMGF" build --only kind-node --var-file "$TMP/vars.json" --output-dir "$TMP/output" \
+		"$@" "$TOP/config/debian-12.json"
+}
+
+no_build_container() {
+	test -z "$(docker ps -aq --filter label=io.imgforge.build=kind-node --filter ancestor="$BASE64")" &&
+		test ! -e "$TMP/output/debian-12+kube-$KUBE_VERSION"
+}
+
+test_expect_success "an amd64 base image for an arm64 build is refused, naming both platforms" '
+	expect_exit 1 build --var docker_base_image="$BASE" &&
+	expect_err "base image '"'"'$BASE'"'"' is linux/amd64, the build is for linux/arm64 (the '"'"'arch'"'"' variable)" &&
+	test -z "$(docker ps -aq --filter label=io.imgforge.build=kind-node --filter ancestor="$BASE")" &&
+	test ! -e "$TMP/output/debian-12+kube-$KUBE_VERSION"
+'
+
+test_expect_success "an amd64 image in the arm64 mirror is refused before any container" '
+	mv "$M/registry.k8s.io/pause/$PAUSE_TAG.tar" "$TMP/pause-arm64.tar" &&
+	python3 "$TOP/tests/lib/mkimage.py" --out "$TMP/pause-amd64" --tag "$PAUSE_TAG" \
+		--name "registry.k8s.io/pause:$PAUSE_TAG" --arch amd64 >/dev/null &&
+	layout_tar "$TMP/pause-amd64" "$M/registry.k8s.io/pause/$PAUSE_TAG.tar" &&
+	rc=0
+	expect_exit 1 build || rc=1
+	mv -f "$TMP/pause-arm64.tar" "$M/registry.k8s.io/pause/$PAUSE_TAG.tar"
+	test $rc -eq 0 &&
+	expect_err "pause/$PAUSE_TAG.tar'"'"': the image is for linux/amd64, expected linux/arm64" &&
+	no_build_container
+'
+
+test_expect_success "arch=arm64 builds a linux/arm64 kind node image from arm64 inputs" '
+	build >"$TMP/build.log" 2>&1 || { tail -n 60 "$TMP/build.log"; exit 1; }
+	test "$(docker image inspect -f "{{.Os}}/{{.Architecture}}" "$TAG")" = linux/arm64 &&
+	m=$TMP/output/debian-12+kube-$KUBE_VERSION/manifest.json &&
+	jq -e ".builds[0].platform == \"linux/arm64\"" "$m" &&
+	jq -e "[.builds[0].inputs[] | select(.name == \"containerd\") | .url | endswith(\"linux-arm64.tar.gz\")] == [true]" "$m" &&
+	jq -e "[.builds[0].inputs[] | select(.name == \"runc\") | .url | endswith(\"/runc.arm64\")] == [true]" "$m" &&
+	jq -e "[.builds[0].inputs[] | select(.name == \"cni-plugins\") | .url | contains(\"linux-arm64\")] == [true]" "$m" &&
+	jq -e "[.builds[0].inputs[] | select(.local == true) | .path | select(contains(\"/linux/arm64/\"))] | length >= 7" "$m" &&
+	for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+		grep -q "registry.k8s.io/$c:$KUBE_VERSION" "$TMP/build.log" || { echo "no $c image"; exit 1; }
+	done
+'
+
+test_expect_success "its binaries are aarch64 and run (through qemu-user)" '
+	docker run --rm --entrypoint /bin/sh "$TAG" -c "
+		set -e
+		test \"\$(uname -m)\" = aarch64
+		for b in /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/local/bin/containerd /usr/local/sbin/runc /usr/local/bin/crictl /opt/cni/bin/ptp /bin/systemctl; do
+			test \"\$(od -An -tx1 -j18 -N2 \$b | tr -d \" \")\" = b700 || { echo \"\$b is not aarch64\"; exit 1; }
+		done
+		kubeadm version -o short
+	" >"$TMP/run.log" 2>&1 || { cat "$TMP/run.log"; exit 1; }
+	grep -qx "$KUBE_VERSION" "$TMP/run.log"
+'
+
+test_expect_success "the arm64 image boots unprivileged to systemd running with containerd active" '
+	docker run -d --name "$NODE" --cap-add SYS_ADMIN --security-opt seccomp=unconfined \
+		--tmpfs /run --tmpfs /tmp -v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns=host \
+		"$TAG" >/dev/null &&
+	state=
+	for i in $(seq 1 300); do
+		state=$(docker exec "$NODE" systemctl is-system-running 2>/dev/null || true)
+		case $state in running|degraded) break ;; esac
+		sleep 1
+	done
+	echo "system state: $state"
+	if [ "$state" != running ]; then
+		docker exec "$NODE" systemctl --failed --no-pager || true
+		docker logs "$NODE" 2>&1 | tail -n 30
+		exit 1
+	fi
+	for i in $(seq 1 60); do
+		docker exec "$NODE" systemctl is-active containerd >/dev/null 2>&1 && break
+		sleep 1
+	done
+	test "$(docker exec "$NODE" systemctl is-active containerd)" = active
+'
+
+test_expect_success "the preloaded images are arm64, in k8s.io, pinned" '
+	docker exec "$NODE" ctr -n k8s.io images ls >"$TMP/images" &&
+	cat "$TMP/images" &&
+	for i in registry.k8s.io/kube-apiserver:$KUBE_VERSION registry.k8s.io/kube-proxy:$KUBE_VERSION \
+		registry.k8s.io/pause:$PAUSE_TAG registry.k8s.io/etcd:$ETCD_TAG \
+		registry.k8s.io/coredns/coredns:$COREDNS_VERSION docker.io/kindest/kindnetd:$KINDNETD_TAG; do
+		line=$(grep "^$i " "$TMP/images") || { echo "$i is not preloaded"; exit 1; }
+		case $line in *linux/arm64*) ;; *) echo "$i is not linux/arm64: $line"; exit 1 ;; esac
+		case $line in *io.cri-containerd.pinned=pinned*) ;; *) echo "$i is not pinned"; exit 1 ;; esac
+	done
+'
+
+test_done
