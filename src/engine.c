@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -480,9 +481,41 @@ static char *final_path(const struct imgf_build *b, const char *final_dir, const
 	return xstrdup(path);
 }
 
+/* With parallel builds: a lock (POSIX, so each build process holds it on its own). */
+static int outputs_lock_fd = -1;
+
+/*
+ * The images of a config write into one output directory, and some write the same files
+ * (capi-qcow2 and capi-ova both write NAME.qcow2): so parallel builds commit and post-process
+ * one at a time, leaving the directory as a sequential build would.
+ */
+static int outputs_lock(const struct imgf_build *b, struct imgf_error **err)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (fcntl(outputs_lock_fd, F_SETLK, &fl) == 0)
+		return 0;
+	log_info("%s: waiting for another image to write its outputs", b->def->name);
+	double t0 = imgf_now();
+	while (fcntl(outputs_lock_fd, F_SETLKW, &fl) < 0) {
+		if (errno != EINTR)
+			return imgf_error_errno(err, errno, "lock the output directory");
+		if (imgf_interrupted)
+			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+	}
+	imgf_build_phase(b, "wait-outputs", imgf_now() - t0);
+	return 0;
+}
+
+static void outputs_unlock(void)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+	fcntl(outputs_lock_fd, F_SETLK, &fl);
+}
+
 static int build_one(struct imgf_build *b, const char *final_dir, json_t *manifest,
 		     struct imgf_error **err)
 {
+	bool locked = false;
 	struct imgf_target *t = NULL;
 	struct imgf_artifact art = {0};
 	_cleanup_free_ char *artifact_id = NULL;
@@ -531,6 +564,11 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
 	}
+	if (outputs_lock_fd >= 0) {
+		if (outputs_lock(b, err) < 0)
+			goto out;
+		locked = true;
+	}
 	if (b->builder->commit(b, t, &art, err) < 0)
 		goto out;
 	size_t pi;
@@ -572,6 +610,8 @@ out:
 		bool keep = r < 0 && b->opts->on_error == IMGF_ON_ERROR_ABORT;
 		b->builder->cleanup(b, t, keep);
 	}
+	if (locked)
+		outputs_unlock();
 	imgf_artifact_release(&art);
 	if (r < 0)
 		imgf_error_prefix(err, "image '%s'", b->def->name);
@@ -620,7 +660,14 @@ static int build_parallel(struct imgf_build *builds, size_t n, unsigned at_once,
 		   NULL);
 	log_info("building %zu images, %u at once", n, at_once);
 	bool cancel = builds[0].opts->on_error == IMGF_ON_ERROR_CLEANUP;
+	outputs_lock_fd = memfd_create("imgforge-outputs", MFD_CLOEXEC);
+	if (outputs_lock_fd < 0)
+		log_warn("no lock for the output directory (%s): builds may commit at once",
+			 strerror(errno));
 	int failed = (int)imgf_jobs_run(jobs, n, at_once, cancel);
+	if (outputs_lock_fd >= 0)
+		close(outputs_lock_fd);
+	outputs_lock_fd = -1;
 
 	struct imgf_job *first = NULL;
 	for (size_t i = 0; i < n; i++)

@@ -100,6 +100,22 @@ test_expect_success "each line of a parallel build carries its image" '
 	! grep -vE "^(==> |    )($A|$B): |^==> building 2 images, 2 at once$|^==> manifest: " "$TMP/err"
 '
 
+test_expect_success "commits into the shared output directory take turns" '
+	remove_images >/dev/null 2>&1
+	# Squashed commits take seconds: without the turns they would overlap.
+	for f in par alpha beta; do
+		sed -e "s/\"squash\": false/\"squash\": true/" -e "s/alpha.json/alpha-sq.json/" \
+			-e "s/beta.json/beta-sq.json/" "$TMP/$f.json" >"$TMP/$f-sq.json"
+	done
+	expect_exit 0 "$IMGF" build --json --var slow_seconds=1 --force --output-dir "$TMP/output" \
+		"$TMP/par-sq.json" &&
+	jq -c "select(.event == \"phase\" or .event == \"build-done\")" "$TMP/out" &&
+	jq -se "[.[] | select(.event == \"phase\" and .phase == \"wait-outputs\")] | length == 1" "$TMP/out" &&
+	jq -se "([.[] | select(.event == \"phase\" and .phase == \"wait-outputs\") | .image] | first) as \$w |
+		([.[] | select(.event == \"build-done\" and .image != \$w) | .time] | first) <=
+		([.[] | select(.event == \"log\" and .image == \$w and (.message | startswith(\"squashed\"))) | .time] | first)" "$TMP/out"
+'
+
 test_expect_success "--parallel-builds 1 builds one after the other, as before" '
 	remove_images >/dev/null 2>&1
 	expect_exit 0 "$IMGF" build --parallel-builds 1 --json --force --output-dir "$TMP/output" \
