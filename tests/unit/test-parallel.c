@@ -139,14 +139,11 @@ TEST(jobs_overlap_and_lines_come_back_prefixed)
 		{.name = "two", .run = job_sleep, .arg = &ms},
 	};
 	size_t not_done;
-	double t0 = mono();
-	fflush(stdout);
 	_cleanup_free_ char *err = run_captured(jobs, 2, 2, true, &not_done);
-	double took = mono() - t0;
 	CHECK(not_done == 0);
-	CHECK(took < 0.55); /* two 300 ms jobs at once */
 	CHECK(jobs[0].state == IMGF_JOB_DONE && jobs[1].state == IMGF_JOB_DONE);
 	CHECK(json_integer_value(json_object_get(jobs[1].result, "slept")) == 300);
+	/* At once: each started before the other finished. */
 	CHECK(jobs[1].started < jobs[0].finished && jobs[0].started < jobs[1].finished);
 	CHECK(err && strstr(err, "==> one: sleeping 300 ms\n"));
 	CHECK(err && strstr(err, "==> two: sleeping 300 ms\n"));
@@ -172,7 +169,7 @@ TEST(at_most_n_at_once)
 
 TEST(a_failure_cancels_the_others_which_clean_up)
 {
-	int slow = 5000, fail_after = 100;
+	int slow = 10000, fail_after = 100;
 	struct imgf_job jobs[] = {
 		{.name = "slow", .run = job_sleep, .arg = &slow},
 		{.name = "bad", .run = job_fail, .arg = &fail_after},
@@ -181,7 +178,7 @@ TEST(a_failure_cancels_the_others_which_clean_up)
 	size_t not_done;
 	double t0 = mono();
 	_cleanup_free_ char *err = run_captured(jobs, 3, 2, true, &not_done);
-	CHECK(mono() - t0 < 2);
+	CHECK(mono() - t0 < 5); /* not the 10 s of the slow job */
 	CHECK(not_done == 3);
 	CHECK(jobs[0].state == IMGF_JOB_CANCELLED);
 	CHECK_ERR(jobs[0].err, "interrupted");
@@ -228,12 +225,13 @@ TEST(a_crashed_build_process_is_a_failure)
 
 TEST(an_interrupt_reaches_every_job)
 {
-	int ms = 5000;
+	int ms = 10000;
 	struct imgf_job jobs[] = {
 		{.name = "a", .run = job_sleep, .arg = &ms},
 		{.name = "b", .run = job_sleep, .arg = &ms},
 	};
 	/* SIGTERM to this process alone, after a moment: the runner passes it on. */
+	imgf_install_signal_handlers();
 	pid_t self = getpid();
 	pid_t killer = fork();
 	if (killer == 0) {
@@ -245,7 +243,7 @@ TEST(an_interrupt_reaches_every_job)
 	double t0 = mono();
 	_cleanup_free_ char *err = run_captured(jobs, 2, 2, true, &not_done);
 	waitpid(killer, NULL, 0);
-	CHECK(mono() - t0 < 2);
+	CHECK(mono() - t0 < 5);
 	CHECK(not_done == 2);
 	CHECK(jobs[0].state == IMGF_JOB_FAILED && jobs[1].state == IMGF_JOB_FAILED);
 	CHECK_ERR(jobs[0].err, "interrupted");
