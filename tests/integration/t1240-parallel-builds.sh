@@ -198,4 +198,72 @@ test_expect_success "SIGINT stops both builds and leaves nothing" '
 	test -z "$(ls -A "$IMGFORGE_CACHE_DIR/tmp" 2>/dev/null)"
 '
 
+# A docker image and a VM image at once: the qemu builder (libguestfs) in a build process of
+# its own. The VM's base is a tiny ext4 filesystem (as in t1255), no boot check; TCG, because
+# where /dev/kvm passes the probe but the appliance then hangs, no test should depend on it.
+export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
+why=
+require_cmd qemu-img || why="qemu-img is not installed"
+[ -n "$why" ] || require_cmd mke2fs || why="mke2fs is not installed"
+[ -n "$why" ] || ls /boot/vmlinuz-* >/dev/null 2>&1 || why="no kernel in /boot for the libguestfs appliance"
+if [ -n "$why" ]; then
+	test_skip "a docker and a qemu image at once" "$why"
+	test_done
+fi
+vm_accel_env
+mkdir -p "$TMP/root/etc" "$TMP/root/bin" "$TMP/root/usr/bin" "$TMP/root/tmp"
+printf 'ID=debian\nVERSION_ID="12"\nNAME="imgforge test root"\n' >"$TMP/root/etc/os-release"
+echo 12.0 >"$TMP/root/etc/debian_version"
+echo "/dev/sda / ext4 defaults 0 1" >"$TMP/root/etc/fstab"
+mke2fs -q -F -t ext4 -d "$TMP/root" "$TMP/base.raw" 64M >/dev/null || die "mke2fs"
+cat >"$TMP/mix.json" <<EOF
+{
+  "variables": {"build_name": "test-mix", "kubernetes_semver": "v1.31.2",
+                "docker_base_image": "$BASE", "slow_seconds": "1", "beta_seconds": "1", "beta_exit": "0",
+                "qemu_base_image_url": "$TMP/base.raw",
+                "qemu_base_image_checksum": "sha256:$(sha256sum "$TMP/base.raw" | cut -d" " -f1)"},
+  "images": ["vm.json", "beta.json"]
+}
+EOF
+cat >"$TMP/vm.json" <<'EOF'
+{
+  "name": "t1240-vm",
+  "builder": {"type": "qemu", "base_image_url": "{{ qemu_base_image_url }}",
+              "base_image_checksum": "{{ qemu_base_image_checksum }}", "boot_check": false,
+              "accelerator": "tcg"},
+  "provisioners": [{"type": "file", "content": "vm\n", "destination": "/who"}]
+}
+EOF
+# The VM's work directory, named in the log, must be gone.
+vm_work_dir_gone() {
+	local d
+	d=$(grep -oE "/[^ ]*/imgforge-qemu-[^/ ]+" "$1" | head -n1)
+	test -n "$d" && test ! -e "$d"
+}
+
+test_expect_success "a docker and a qemu image build at once, both outputs in place" '
+	remove_images >/dev/null 2>&1
+	expect_exit 0 "$IMGF" build --json --output-dir "$TMP/output-mix" "$TMP/mix.json" &&
+	o=$TMP/output-mix/test-mix+kube-v1.31.2 &&
+	test "$(jq -r "[.builds[].name] | join(\" \")" "$o/manifest.json")" = "t1240-vm $B" &&
+	qemu-img check -q "$o/test-mix+kube-v1.31.2.qcow2" &&
+	test "$(cat "$o/test-mix+kube-v1.31.2.qcow2.sha256")" = \
+		"$(sha256sum "$o/test-mix+kube-v1.31.2.qcow2" | cut -d" " -f1)" &&
+	jq -se "([.[] | select(.event == \"build-start\") | .time] | max) <
+		([.[] | select(.event == \"build-done\") | .time] | min)" "$TMP/out" &&
+	jq -r "select(.event == \"log\" and .image == \"t1240-vm\") | .message" "$TMP/out" >"$TMP/vm.log" &&
+	vm_work_dir_gone "$TMP/vm.log"
+'
+
+test_expect_success "a failed docker build cancels the VM build, which leaves nothing" '
+	expect_exit 1 "$IMGF" build --var beta_exit=7 --output-dir "$TMP/output-mix-fail" "$TMP/mix.json" &&
+	cat "$TMP/err" &&
+	expect_err "==> warning: t1240-vm: cancelled: another image failed" &&
+	expect_err "imgforge: error: image '"'"'$B'"'"': step 2/2" &&
+	{ ! grep -q imgforge-qemu- "$TMP/err" || vm_work_dir_gone "$TMP/err"; } &&
+	no_build_containers &&
+	test ! -e "$TMP/output-mix-fail" &&
+	test -z "$(ls -A "$IMGFORGE_CACHE_DIR/tmp" 2>/dev/null)"
+'
+
 test_done
