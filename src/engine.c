@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "manifest.h"
 #include "mirror.h"
 #include "ova.h"
+#include "parallel.h"
 #include "provisioner.h"
 #include "strbuf.h"
 #include "target.h"
@@ -479,28 +481,61 @@ static char *final_path(const struct imgf_build *b, const char *final_dir, const
 	return xstrdup(path);
 }
 
+/* With parallel builds: a lock (POSIX, so each build process holds it on its own). */
+static int outputs_lock_fd = -1;
+
+/*
+ * The images of a config write into one output directory, and some write the same files
+ * (capi-qcow2 and capi-ova both write NAME.qcow2): so parallel builds commit and post-process
+ * one at a time, leaving the directory as a sequential build would.
+ */
+static int outputs_lock(const struct imgf_build *b, struct imgf_error **err)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (fcntl(outputs_lock_fd, F_SETLK, &fl) == 0)
+		return 0;
+	log_info("%s: waiting for another image to write its outputs", b->def->name);
+	double t0 = imgf_now();
+	while (fcntl(outputs_lock_fd, F_SETLKW, &fl) < 0) {
+		if (errno != EINTR)
+			return imgf_error_errno(err, errno, "lock the output directory");
+		if (imgf_interrupted)
+			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+	}
+	imgf_build_phase(b, "wait-outputs", imgf_now() - t0);
+	return 0;
+}
+
+static void outputs_unlock(void)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+	fcntl(outputs_lock_fd, F_SETLK, &fl);
+}
+
 static int build_one(struct imgf_build *b, const char *final_dir, json_t *manifest,
 		     struct imgf_error **err)
 {
+	bool locked = false;
 	struct imgf_target *t = NULL;
 	struct imgf_artifact art = {0};
 	_cleanup_free_ char *artifact_id = NULL;
 	int r = -1;
 	time_t start = time(NULL);
 
+	imgf_log_set_image(b->def->name);
 	_cleanup_free_ char *hello =
 		xasprintf("%s: building with the %s builder", b->def->name, b->builder->name);
 	imgf_event("build-start",
 		   json_pack("{s:s,s:s}", "image", b->def->name, "builder", b->builder->name),
 		   hello);
-	if (mkdir_p(b->cache_dir, 0755, err) < 0)
-		return -1;
 	_cleanup_free_ char *tmp_parent = path_join(b->cache_dir, "tmp");
-	if (mkdir_p(tmp_parent, 0700, err) < 0)
-		return -1;
 	_cleanup_free_ char *tmpl = path_join(tmp_parent, "build-XXXXXX");
-	if (!mkdtemp(tmpl))
-		return imgf_error_errno(err, errno, "create '%s'", tmpl);
+	if (mkdir_p(b->cache_dir, 0755, err) < 0 || mkdir_p(tmp_parent, 0700, err) < 0)
+		goto out;
+	if (!mkdtemp(tmpl)) {
+		imgf_error_errno(err, errno, "create '%s'", tmpl);
+		goto out;
+	}
 	b->stage_dir = xstrdup(tmpl);
 
 	json_object_set_new(b->labels, "io.imgforge.version", json_string(IMGF_VERSION));
@@ -528,6 +563,11 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 	if (imgf_interrupted) {
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
+	}
+	if (outputs_lock_fd >= 0) {
+		if (outputs_lock(b, err) < 0)
+			goto out;
+		locked = true;
 	}
 	if (b->builder->commit(b, t, &art, err) < 0)
 		goto out;
@@ -570,10 +610,101 @@ out:
 		bool keep = r < 0 && b->opts->on_error == IMGF_ON_ERROR_ABORT;
 		b->builder->cleanup(b, t, keep);
 	}
+	if (locked)
+		outputs_unlock();
 	imgf_artifact_release(&art);
 	if (r < 0)
 		imgf_error_prefix(err, "image '%s'", b->def->name);
+	imgf_log_set_image(NULL);
 	return r;
+}
+
+/* In a parallel build's child process: one image, its manifest entry sent back. */
+struct build_job {
+	struct imgf_build *b;
+	const char *final_dir;
+};
+
+static int build_job_run(void *arg, json_t **result, struct imgf_error **err)
+{
+	struct build_job *bj = arg;
+	json_t *m = imgf_manifest_new();
+	int r = build_one(bj->b, bj->final_dir, m, err);
+	if (r == 0)
+		*result = json_incref(json_array_get(json_object_get(m, "builds"), 0));
+	json_decref(m);
+	build_release(bj->b); /* its stage directory is this process's to remove */
+	return r;
+}
+
+/*
+ * Build the images in child processes, `at_once` at a time. With --on-error=cleanup the
+ * first failure cancels the others; with abort they go on (the failed one keeps its target).
+ * The manifest gets the built images' entries in image order. Returns how many did not build;
+ * *err is the failure that came first.
+ */
+static int build_parallel(struct imgf_build *builds, size_t n, unsigned at_once,
+			  const char *final_dir, json_t *manifest, struct imgf_error **err)
+{
+	struct imgf_job *jobs = xcalloc(n, sizeof(*jobs));
+	struct build_job *bj = xcalloc(n, sizeof(*bj));
+	for (size_t i = 0; i < n; i++) {
+		bj[i] = (struct build_job){&builds[i], final_dir};
+		jobs[i] = (struct imgf_job){
+			.name = builds[i].def->name, .run = build_job_run, .arg = &bj[i]};
+	}
+	if (at_once > n)
+		at_once = (unsigned)n;
+	imgf_event("parallel-builds",
+		   json_pack("{s:I,s:I}", "images", (json_int_t)n, "at_once", (json_int_t)at_once),
+		   NULL);
+	log_info("building %zu images, %u at once", n, at_once);
+	bool cancel = builds[0].opts->on_error == IMGF_ON_ERROR_CLEANUP;
+	outputs_lock_fd = memfd_create("imgforge-outputs", MFD_CLOEXEC);
+	if (outputs_lock_fd < 0)
+		log_warn("no lock for the output directory (%s): builds may commit at once",
+			 strerror(errno));
+	int failed = (int)imgf_jobs_run(jobs, n, at_once, cancel);
+	if (outputs_lock_fd >= 0)
+		close(outputs_lock_fd);
+	outputs_lock_fd = -1;
+
+	struct imgf_job *first = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (jobs[i].state == IMGF_JOB_FAILED && jobs[i].err &&
+		    (!first || jobs[i].finished < first->finished))
+			first = &jobs[i];
+	for (size_t i = 0; i < n; i++) {
+		struct imgf_job *j = &jobs[i];
+		switch (j->state) {
+		case IMGF_JOB_DONE:
+			if (j->result)
+				json_array_append(json_object_get(manifest, "builds"), j->result);
+			break;
+		case IMGF_JOB_CANCELLED:
+			imgf_event("cancelled", json_pack("{s:s}", "image", j->name), NULL);
+			log_warn("%s: cancelled: another image failed", j->name);
+			break;
+		case IMGF_JOB_NOT_STARTED:
+			imgf_event("cancelled",
+				   json_pack("{s:s,s:b}", "image", j->name, "started", 0), NULL);
+			log_warn("%s: not built: another image failed", j->name);
+			break;
+		case IMGF_JOB_FAILED:
+		case IMGF_JOB_RUNNING:
+			if (j != first && j->err)
+				log_warn("%s", j->err->msg);
+			break;
+		}
+	}
+	if (first && !*err)
+		*err = STEAL_POINTER(&first->err);
+	else if (failed && !*err)
+		imgf_error_set(err, IMGF_EXIT_FAIL, "%d image(s) did not build", failed);
+	imgf_jobs_release(jobs, n);
+	free(jobs);
+	free(bj);
+	return failed;
 }
 
 static void remove_old_output(const char *path)
@@ -681,7 +812,11 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 
 	json_t *manifest = imgf_manifest_new();
 	int failed = 0;
-	for (size_t i = 0; i < n && !imgf_interrupted; i++) {
+	unsigned at_once = opts->parallel_builds ? opts->parallel_builds : (unsigned)n;
+	if (at_once > 1 && n > 1)
+		failed =
+			build_parallel(builds, n, at_once, staging ? out_dir : NULL, manifest, err);
+	for (size_t i = 0; at_once <= 1 && i < n && !imgf_interrupted; i++) {
 		struct imgf_error *e = NULL;
 		if (build_one(&builds[i], staging ? out_dir : NULL, manifest, &e) < 0) {
 			failed++;

@@ -25,7 +25,8 @@ struct imgf_build_opts {
 	bool force;
 	const char *output_dir; /* parent of BUILD_NAME+kube-VERSION, default "output" */
 	bool validate_only;
-	const char *mirror_dir; /* `imgforge mirror`: fetch every input into it, build nothing */
+	const char *mirror_dir;	  /* `imgforge mirror`: fetch every input into it, build nothing */
+	unsigned parallel_builds; /* images built at once; 0 = all the selected ones */
 };
 
 /* One image being built. */

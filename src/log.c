@@ -12,11 +12,67 @@
 static bool log_json_mode;
 static int log_verbosity;
 static bool progress_shown;
+static bool log_color;
+static bool log_tty;
+static char *log_image; /* the image being built: the "image" of every event */
+
+static bool use_color_now(void)
+{
+	const char *nc = getenv("NO_COLOR");
+	return !(nc && *nc) && isatty(STDERR_FILENO);
+}
 
 void imgf_log_init(bool json, int verbosity)
 {
 	log_json_mode = json;
 	log_verbosity = verbosity;
+	/* Decided once: a parallel build's child logs into a pipe its parent relays to the TTY. */
+	log_tty = isatty(STDERR_FILENO);
+	log_color = use_color_now();
+}
+
+void imgf_log_set_image(const char *name)
+{
+	free(log_image);
+	log_image = name ? xstrdup(name) : NULL;
+}
+
+void imgf_log_set_relayed(void)
+{
+	log_tty = false; /* a progress bar's \r would garble the relayed lines */
+}
+
+static bool skip_prefix(const char **p, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	if (strncmp(*p, prefix, n))
+		return false;
+	*p += n;
+	return true;
+}
+
+char *imgf_log_prefix_line(const char *image, const char *line)
+{
+	const char *p = line;
+	/* A colored line starts with an SGR sequence: it stays in front. */
+	if (p[0] == '\033' && p[1] == '[') {
+		const char *m = strchr(p, 'm');
+		if (m)
+			p = m + 1;
+	}
+	int esc = (int)(p - line);
+	_cleanup_free_ char *own = xasprintf("%s: ", image);
+	if (skip_prefix(&p, "==> ")) {
+		const char *level = p;
+		if (!skip_prefix(&p, "warning: "))
+			skip_prefix(&p, "debug: ");
+		int nlevel = (int)(p - level);
+		skip_prefix(&p, own); /* the message named the image already */
+		return xasprintf("%.*s==> %s%.*s%s", esc, line, own, nlevel, level, p);
+	}
+	p = line + esc;
+	skip_prefix(&p, "    ");
+	return xasprintf("%.*s    %s%s", esc, line, own, p);
 }
 
 bool imgf_log_json(void)
@@ -26,13 +82,7 @@ bool imgf_log_json(void)
 
 bool imgf_log_progress_enabled(void)
 {
-	return !log_json_mode && isatty(STDERR_FILENO);
-}
-
-static bool use_color(void)
-{
-	const char *nc = getenv("NO_COLOR");
-	return !(nc && *nc) && isatty(STDERR_FILENO);
+	return !log_json_mode && log_tty;
 }
 
 static void clear_progress(void)
@@ -51,7 +101,7 @@ static void vlog(const char *level, const char *color, const char *fmt, va_list 
 	if (log_json_mode) {
 		json_t *ev = json_pack("{s:s,s:s}", "level", level, "message", msg);
 		imgf_event("log", ev, NULL);
-	} else if (use_color() && color) {
+	} else if (log_color && color) {
 		fprintf(stderr, "%s==> %s\033[0m\n", color, msg);
 	} else {
 		fprintf(stderr, "==> %s%s%s\n", strcmp(level, "info") ? level : "",
@@ -121,6 +171,8 @@ void imgf_event(const char *name, json_t *fields, const char *human)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	json_object_set_new(ev, "time", json_real((double)ts.tv_sec + ts.tv_nsec / 1e9));
 	json_object_set_new(ev, "event", json_string(name));
+	if (log_image)
+		json_object_set_new(ev, "image", json_string(log_image));
 	if (fields)
 		json_object_update(ev, fields);
 	if (human && !json_object_get(ev, "message"))

@@ -9,6 +9,16 @@
 
 void imgf_log_init(bool json, int verbosity);
 bool imgf_log_json(void);
+/* The image being built (NULL: none): every event carries it as "image". */
+void imgf_log_set_image(const char *name);
+/* This process logs into a pipe that a parallel build's parent relays: no progress bars. */
+void imgf_log_set_relayed(void);
+/*
+ * A log line of a parallel build with its image's name, as Packer prints "==> name: ...":
+ * "==> msg" becomes "==> IMAGE: msg" (a message that starts with "IMAGE: " keeps one),
+ * "    step: out" becomes "    IMAGE: step: out", any other line "    IMAGE: line".
+ */
+char *imgf_log_prefix_line(const char *image, const char *line);
 /* True when a progress bar may be drawn (stderr is a TTY and not --json). */
 bool imgf_log_progress_enabled(void);
 

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "parallel.h"
 #include "redact.h"
 #include "strbuf.h"
 #include "upload.h"
@@ -23,6 +24,7 @@ enum opt_id {
 	OPT_VAR_FILE,
 	OPT_ON_ERROR,
 	OPT_FORCE,
+	OPT_PARALLEL_BUILDS,
 	OPT_OUTPUT_DIR,
 	OPT_JSON,
 	OPT_VERBOSE,
@@ -64,6 +66,8 @@ static const struct option_def options[] = {
 	{OPT_ON_ERROR, "on-error", true, C_BUILD,
 	 "cleanup|abort  on failure remove the build target (default) or keep it"},
 	{OPT_FORCE, "force", false, C_BUILD, "          replace an existing output directory"},
+	{OPT_PARALLEL_BUILDS, "parallel-builds", true, C_BUILD,
+	 "N build N images at once (default: all the selected ones)"},
 	{OPT_OUTPUT_DIR, "output-dir", true, C_BUILD,
 	 "DIR where build directories go (default: output)"},
 	{OPT_KEY_FILE, "key-file", true, C_UPLOAD | C_LIST,
@@ -124,8 +128,8 @@ static int cmd_mirror(struct cli *c, unsigned bit);
 static const struct command commands[] = {
 	{"build", cmd_build, C_BUILD,
 	 "imgforge build [--only A,B] [--except C] [--var k=v]... [--var-file F]...\n"
-	 "               [--on-error=cleanup|abort] [--force] [--output-dir DIR] [--json] "
-	 "CONFIG...",
+	 "               [--on-error=cleanup|abort] [--force] [--parallel-builds N]\n"
+	 "               [--output-dir DIR] [--json] CONFIG...",
 	 "build the images a config defines"},
 	{"validate", cmd_validate, C_VALIDATE,
 	 "imgforge validate [--only A,B] [--except C] [--var k=v]... [--var-file F]... CONFIG...",
@@ -211,6 +215,8 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 	case OPT_FORCE:
 		c->build.force = true;
 		break;
+	case OPT_PARALLEL_BUILDS:
+		return imgf_parallel_parse(val, &c->build.parallel_builds, err);
 	case OPT_OUTPUT_DIR:
 		free((char *)c->build.output_dir);
 		c->build.output_dir = xstrdup(val);
