@@ -15,8 +15,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "build.h"
 #include "builder.h"
-#include "engine.h"
 #include "error.h"
 #include "log.h"
 #include "registry.h"

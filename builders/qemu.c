@@ -19,11 +19,11 @@
 #include <libvirt/virterror.h>
 
 #include "archive.h"
+#include "build.h"
 #include "builder.h"
 #include "checksum.h"
 #include "cidata.h"
 #include "digest.h"
-#include "engine.h"
 #include "error.h"
 #include "fetch.h"
 #include "log.h"

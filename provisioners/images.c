@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "build.h"
 #include "common.h"
-#include "engine.h"
 #include "error.h"
 #include "kubesrc.h"
 #include "log.h"

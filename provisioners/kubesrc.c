@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "build.h"
 #include "common.h"
 #include "digest.h"
-#include "engine.h"
 #include "error.h"
 #include "kubesrc.h"
 #include "log.h"

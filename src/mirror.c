@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "build.h"
 #include "checksum.h"
 #include "config.h"
 #include "digest.h"
-#include "engine.h"
 #include "error.h"
 #include "fetch.h"
 #include "log.h"

@@ -1,9 +1,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build.h"
 #include "config.h"
 #include "data.h"
-#include "engine.h"
 #include "error.h"
 #include "provisioner.h"
 #include "strbuf.h"
