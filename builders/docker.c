@@ -1017,7 +1017,6 @@ static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct img
 	json_decref(config);
 	if (r < 0)
 		return imgf_error_prefix(err, "commit %s", t->name);
-	out->builder_type = xstrdup("docker");
 	out->id = STEAL_POINTER(&id);
 	out->files = xcalloc(1, sizeof(char *));
 	out->extra = json_pack("{s:s?}", "image", tag);

@@ -28,7 +28,6 @@
 #include "fetch.h"
 #include "log.h"
 #include "run.h"
-#include "sidecar.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -888,17 +887,12 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	_cleanup_free_ char *image_out = path_join(b->out_dir, file);
 	if (move_file(tmp_image, image_out, err) < 0)
 		return imgf_error_prefix(err, "move the image to the output directory");
-	char hex[IMGF_DIGEST_HEX_MAX];
-	if (imgf_sidecar_write(image_out, hex, err) < 0)
-		return -1;
-	out->builder_type = xstrdup("qemu");
+	/* Its .sha256 comes from the checksum post-processor. */
 	out->id = xstrdup(image_out);
+	out->disk = xstrdup(image_out);
 	out->files = strv_push(xcalloc(1, sizeof(char *)), xstrdup(file));
-	out->files = strv_push(out->files, xasprintf("%s.sha256", file));
 	if (have_console)
 		out->files = strv_push(out->files, xstrdup("console.log"));
-	out->extra = json_pack("{s:s}", "sha256", hex);
-	log_info("%s: %s (sha256 %s)", b->def->name, image_out, hex);
 	return 0;
 }
 
