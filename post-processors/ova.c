@@ -21,8 +21,8 @@ static const struct imgf_key ova_keys[] = {
  * post-processor's own over the variable's JSON object). The disk and the output directory are
  * left for the caller; *props and *name are the caller's to free.
  */
-static int ova_opts_init(struct imgf_build *b, json_t *cfg, struct imgf_ova_opts *o,
-			 json_t **props, char **name, struct imgf_error **err)
+static int ova_opts_init(struct imgf_build *b, json_t *cfg, struct imgf_ova_opts *o, json_t **props,
+			 char **name, struct imgf_error **err)
 {
 	*props = NULL;
 	*name = NULL;

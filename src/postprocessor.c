@@ -49,8 +49,7 @@ int imgf_post_processors_validate(struct imgf_build *b, struct imgf_error **err)
 					      "post-processor '%s' (known post-processors: %s)",
 					      file, i, t ? t : "", known);
 		}
-		_cleanup_free_ char *where =
-			xasprintf("%s: post_processors[%zu] (%s)", file, i, t);
+		_cleanup_free_ char *where = xasprintf("%s: post_processors[%zu] (%s)", file, i, t);
 		if (imgf_keys_check(pp, ops->keys, where, err) < 0)
 			return -1;
 		if (ops->validate && ops->validate(b, pp, err) < 0)
