@@ -43,7 +43,6 @@ struct qemu_target {
 	guestfs_h *g;
 	char *work_dir; /* overlay and outputs; 0711 so libvirt's qemu user can reach them */
 	char *overlay;
-	char *base_format;
 };
 
 static const struct imgf_key qemu_keys[] = {
@@ -461,12 +460,11 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 			       backing ? backing : data_file);
 		goto out;
 	}
-	qt->base_format = xstrdup(fmt);
 	const char *disk_size = imgf_cfg_str(b->builder_cfg, "disk_size", NULL);
 	long long vsize = (long long)json_integer_value(json_object_get(info, "virtual-size"));
 	size = disk_size ? xstrdup(disk_size) : xasprintf("%lld", vsize);
-	char *create[] = {"qemu-img",	   "create", "-q",    "-f",	   "qcow2", "-F",
-			  qt->base_format, "-b",     in.path, qt->overlay, size,    NULL};
+	char *create[] = {"qemu-img",  "create", "-q",	  "-f",	       "qcow2", "-F",
+			  (char *)fmt, "-b",	 in.path, qt->overlay, size,	NULL};
 	if (imgf_run(create, NULL, err) < 0)
 		goto out;
 
@@ -872,7 +870,6 @@ static void qemu_cleanup(struct imgf_build *b, struct imgf_target *t, bool keep)
 	}
 	free(qt->work_dir);
 	free(qt->overlay);
-	free(qt->base_format);
 	free(qt->t.name);
 	free(qt);
 }
