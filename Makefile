@@ -34,11 +34,12 @@ endif
 CORE_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 BUILDER_SRCS := $(wildcard builders/*.c)
 PROV_SRCS := $(wildcard provisioners/*.c)
+PP_SRCS := $(wildcard post-processors/*.c)
 DATA_FILES := $(sort $(shell find provisioners -mindepth 2 -type f 2>/dev/null))
 GEN_DATA := $(B)/data.c
 
 OBJS_CORE := $(patsubst %.c,$(B)/%.o,$(CORE_SRCS))
-OBJS_PLUG := $(patsubst %.c,$(B)/%.o,$(BUILDER_SRCS) $(PROV_SRCS)) $(B)/data.o
+OBJS_PLUG := $(patsubst %.c,$(B)/%.o,$(BUILDER_SRCS) $(PROV_SRCS) $(PP_SRCS)) $(B)/data.o
 LIBIMGF := $(B)/libimgforge.a
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
@@ -62,7 +63,7 @@ $(B)/.flags: FORCE
 	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' > $@
 .PHONY: FORCE
 
-$(B)/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h) Makefile $(B)/.flags
+$(B)/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h post-processors/*.h) Makefile $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -123,7 +124,7 @@ deps:
 	bash hack/install-deps.sh
 
 FORMAT_SRCS = $(wildcard src/*.c src/*.h builders/*.c builders/*.h provisioners/*.c \
-	provisioners/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c)
+	provisioners/*.h post-processors/*.c tests/unit/*.c tests/unit/*.h fuzz/*.c)
 lint:
 	clang-format --dry-run --Werror $(FORMAT_SRCS)
 	for f in hack/*.sh tests/lib/*.sh tests/integration/*.sh bench/*.sh .ci/run; do bash -n $$f || exit 1; done
@@ -132,7 +133,7 @@ format:
 
 # Fuzz targets link the parsers and what they need, not the builders and provisioners.
 FUZZ_SRCS := $(wildcard fuzz/fuzz-*.c)
-FUZZ_CORE := $(filter-out src/engine.c src/builder.c src/provisioner.c,$(CORE_SRCS))
+FUZZ_CORE := $(filter-out src/engine.c src/builder.c src/provisioner.c src/postprocessor.c,$(CORE_SRCS))
 fuzz: $(patsubst fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 $(B)/fuzz/%: fuzz/%.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)

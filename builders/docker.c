@@ -15,8 +15,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "build.h"
 #include "builder.h"
-#include "engine.h"
 #include "error.h"
 #include "http.h"
 #include "log.h"
@@ -511,12 +511,6 @@ static const struct imgf_key docker_keys[] = {
 	{NULL, 0, false},
 };
 
-static const char *cfg_str(struct imgf_build *b, const char *key, const char *def)
-{
-	json_t *v = json_object_get(b->builder_cfg, key);
-	return json_is_string(v) ? json_string_value(v) : def;
-}
-
 static json_t *cfg_list(struct imgf_build *b, const char *key, const char *def)
 {
 	json_t *v = json_object_get(b->builder_cfg, key);
@@ -532,21 +526,21 @@ static int docker_validate(struct imgf_build *b, struct imgf_error **err)
 	/* The image goes into Engine API paths: it must be a reference (or an image ID, which
 	 * parses as one), nothing that could name another path. */
 	struct imgf_image_ref ref;
-	if (imgf_image_ref_parse(cfg_str(b, "image", ""), &ref, err) < 0)
+	if (imgf_image_ref_parse(imgf_cfg_str(b->builder_cfg, "image", ""), &ref, err) < 0)
 		return imgf_error_prefix(err, "image");
 	imgf_image_ref_release(&ref);
-	const char *pull = cfg_str(b, "pull", "missing");
+	const char *pull = imgf_cfg_str(b->builder_cfg, "pull", "missing");
 	if (strcmp(pull, "missing") && strcmp(pull, "always") && strcmp(pull, "never"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "pull: '%s' is not one of 'missing', 'always', 'never'",
 				      pull);
-	const char *tag = cfg_str(b, "tag", NULL);
+	const char *tag = imgf_cfg_str(b->builder_cfg, "tag", NULL);
 	if (tag && (!*tag || strchr(tag, ' ') || str_has_suffix(tag, ":")))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "tag: '%s' is not a valid image name",
 				      tag);
-	json_t *squash = json_object_get(b->builder_cfg, "squash");
 	int64_t epoch;
-	if ((!squash || json_is_true(squash)) && imgf_source_date_epoch(&epoch, NULL, err) < 0)
+	if (imgf_cfg_bool(b->builder_cfg, "squash", true) &&
+	    imgf_source_date_epoch(&epoch, NULL, err) < 0)
 		return -1; /* before anything is built, not at the end */
 	json_t *labels = json_object_get(b->builder_cfg, "labels");
 	const char *k;
@@ -663,12 +657,13 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct
 	struct docker *d;
 	if (docker_connect(&d, err) < 0)
 		return -1;
-	const char *image = cfg_str(b, "image", "");
+	const char *image = imgf_cfg_str(b->builder_cfg, "image", "");
 	/* The base is for the build's arch: a foreign one runs through binfmt_misc. */
 	const char *arch = imgf_build_var(b, "arch");
 	arch = arch && *arch ? arch : NULL;
 	json_t *base = NULL;
-	if (ensure_image(d, image, cfg_str(b, "pull", "missing"), arch, &base, err) < 0) {
+	if (ensure_image(d, image, imgf_cfg_str(b->builder_cfg, "pull", "missing"), arch, &base,
+			 err) < 0) {
 		docker_free(d);
 		return -1;
 	}
@@ -692,7 +687,7 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct
 	_cleanup_free_ char *name = xasprintf("imgforge-%s-%s", b->def->name, rnd);
 	json_t *host = json_pack("{s:o,s:o,s:s}", "CapAdd", cfg_list(b, "cap_add", "SYS_ADMIN"),
 				 "SecurityOpt", cfg_list(b, "security_opt", "seccomp=unconfined"),
-				 "NetworkMode", cfg_str(b, "network", "host"));
+				 "NetworkMode", imgf_cfg_str(b->builder_cfg, "network", "host"));
 	json_t *req = json_pack("{s:s,s:[s,s],s:[s],s:{s:s},s:o}", "Image", image, "Entrypoint",
 				"sleep", "infinity", "Env", DEFAULT_PATH, "Labels",
 				"io.imgforge.build", b->def->name, "HostConfig", host);
@@ -749,11 +744,12 @@ static json_t *commit_config(struct imgf_build *b, struct docker_target *dt)
 		config, "Cmd",
 		cmd ? cfg_list(b, "cmd", NULL)
 		    : (!ep && json_is_array(base_cmd) ? json_deep_copy(base_cmd) : json_null()));
-	if (cfg_str(b, "stop_signal", NULL))
+	if (imgf_cfg_str(b->builder_cfg, "stop_signal", NULL))
 		json_object_set_new(config, "StopSignal",
-				    json_string(cfg_str(b, "stop_signal", NULL)));
-	if (cfg_str(b, "workdir", NULL))
-		json_object_set_new(config, "WorkingDir", json_string(cfg_str(b, "workdir", NULL)));
+				    json_string(imgf_cfg_str(b->builder_cfg, "stop_signal", NULL)));
+	if (imgf_cfg_str(b->builder_cfg, "workdir", NULL))
+		json_object_set_new(config, "WorkingDir",
+				    json_string(imgf_cfg_str(b->builder_cfg, "workdir", NULL)));
 	return config;
 }
 
@@ -1010,15 +1006,14 @@ static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct img
 {
 	struct docker_target *dt = (struct docker_target *)t;
 	json_t *config = commit_config(b, dt);
-	const char *tag = cfg_str(b, "tag", NULL);
-	json_t *squash = json_object_get(b->builder_cfg, "squash");
+	const char *tag = imgf_cfg_str(b->builder_cfg, "tag", NULL);
 	_cleanup_free_ char *id = NULL;
-	int r = squash && !json_is_true(squash) ? engine_commit(dt, config, tag, &id, err)
-						: squash_commit(b, dt, config, tag, &id, err);
+	int r = imgf_cfg_bool(b->builder_cfg, "squash", true)
+			? squash_commit(b, dt, config, tag, &id, err)
+			: engine_commit(dt, config, tag, &id, err);
 	json_decref(config);
 	if (r < 0)
 		return imgf_error_prefix(err, "commit %s", t->name);
-	out->builder_type = xstrdup("docker");
 	out->id = STEAL_POINTER(&id);
 	out->files = xcalloc(1, sizeof(char *));
 	/* The image's platform is its base's (a foreign one ran through binfmt_misc). */

@@ -21,16 +21,15 @@
 #include <libvirt/virterror.h>
 
 #include "archive.h"
+#include "build.h"
 #include "builder.h"
 #include "checksum.h"
 #include "cidata.h"
 #include "digest.h"
-#include "engine.h"
 #include "error.h"
 #include "fetch.h"
 #include "log.h"
 #include "run.h"
-#include "sidecar.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -46,7 +45,6 @@ struct qemu_target {
 	guestfs_h *g;
 	char *work_dir; /* overlay and outputs; 0711 so libvirt's qemu user can reach them */
 	char *overlay;
-	char *base_format;
 };
 
 static const struct imgf_key qemu_keys[] = {
@@ -65,32 +63,6 @@ static const struct imgf_key qemu_keys[] = {
 	{"accelerator", IMGF_KEY_STRING, false},
 	{NULL, 0, false},
 };
-
-static const char *cfg_str(const struct imgf_build *b, const char *key, const char *def)
-{
-	json_t *v = json_object_get(b->builder_cfg, key);
-	return json_is_string(v) ? json_string_value(v) : def;
-}
-
-static bool cfg_bool(const struct imgf_build *b, const char *key, bool def)
-{
-	json_t *v = json_object_get(b->builder_cfg, key);
-	if (json_is_boolean(v))
-		return json_is_true(v);
-	if (json_is_string(v))
-		return !strcmp(json_string_value(v), "true");
-	return def;
-}
-
-static long cfg_int(const struct imgf_build *b, const char *key, long def)
-{
-	json_t *v = json_object_get(b->builder_cfg, key);
-	if (json_is_integer(v))
-		return (long)json_integer_value(v);
-	if (json_is_string(v))
-		return strtol(json_string_value(v), NULL, 10);
-	return def;
-}
 
 static int guestfs_fail(guestfs_h *g, struct imgf_error **err, const char *what)
 {
@@ -181,7 +153,7 @@ static bool kvm_works(void)
 /* Whether the builder runs guests under KVM: the accelerator key, auto by default. */
 static bool use_kvm(const struct imgf_build *b)
 {
-	const char *a = cfg_str(b, "accelerator", "auto");
+	const char *a = imgf_cfg_str(b->builder_cfg, "accelerator", "auto");
 	if (!strcmp(a, "kvm"))
 		return true;
 	if (!strcmp(a, "tcg"))
@@ -255,7 +227,7 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "boot_check: %s: expected true, false or \"kubeadm\"", text);
 	}
-	const char *acc = cfg_str(b, "accelerator", "auto");
+	const char *acc = imgf_cfg_str(b->builder_cfg, "accelerator", "auto");
 	if (strcmp(acc, "auto") && strcmp(acc, "kvm") && strcmp(acc, "tcg"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "accelerator: '%s': expected auto, kvm or tcg", acc);
@@ -278,7 +250,7 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 				      "name: '%s': the qemu builder names its boot check's VM "
 				      "after the image: expected letters, digits, '.', '_' or '-'",
 				      b->def->name);
-	const char *size = cfg_str(b, "disk_size", NULL);
+	const char *size = imgf_cfg_str(b->builder_cfg, "disk_size", NULL);
 	if (size) {
 		char *end;
 		errno = 0;
@@ -288,31 +260,14 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 					      "disk_size: '%s' is not a size like 20G", size);
 	}
 	struct imgf_checksum ck;
-	if (imgf_checksum_parse(cfg_str(b, "base_image_checksum", ""), &ck, err) < 0)
+	if (imgf_checksum_parse(imgf_cfg_str(b->builder_cfg, "base_image_checksum", ""), &ck, err) <
+	    0)
 		return imgf_error_prefix(err, "base_image_checksum");
 	imgf_checksum_release(&ck);
 	return 0;
 }
 
 /* ---- target ops ------------------------------------------------------------------------- */
-
-static char *shell_join(char *const *argv)
-{
-	struct strbuf sb = STRBUF_INIT;
-	for (size_t i = 0; argv[i]; i++) {
-		if (i)
-			strbuf_addch(&sb, ' ');
-		strbuf_addch(&sb, '\'');
-		for (const char *p = argv[i]; *p; p++) {
-			if (*p == '\'')
-				strbuf_addstr(&sb, "'\\''");
-			else
-				strbuf_addch(&sb, *p);
-		}
-		strbuf_addch(&sb, '\'');
-	}
-	return strbuf_detach(&sb, NULL);
-}
 
 /*
  * libguestfs runs commands in the guest's root (with /dev, /proc and /sys bound in) but
@@ -327,12 +282,12 @@ static int qemu_exec(struct imgf_target *t, const struct imgf_exec *x, int *stat
 	strbuf_addf(&sb, "export PATH=%s HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive\n",
 		    GUEST_PATH);
 	for (size_t i = 0; x->env && x->env[i]; i++) {
-		_cleanup_free_ char *q = shell_join((char *const[]){x->env[i], NULL});
+		_cleanup_free_ char *q = shell_quote_argv((char *const[]){x->env[i], NULL});
 		strbuf_addf(&sb, "export %s\n", q);
 	}
-	_cleanup_free_ char *cmd = shell_join(x->argv);
+	_cleanup_free_ char *cmd = shell_quote_argv(x->argv);
 	_cleanup_free_ char *wd =
-		shell_join((char *const[]){(char *)(x->workdir ? x->workdir : "/"), NULL});
+		shell_quote_argv((char *const[]){(char *)(x->workdir ? x->workdir : "/"), NULL});
 	strbuf_addf(&sb,
 		    "mkdir -p /tmp; cd %s && ( %s ) >%s 2>&1 </dev/null; echo $? >%s; exit 0\n", wd,
 		    cmd, OUT_FILE, STATUS_FILE);
@@ -394,7 +349,7 @@ static int qemu_get_tar(struct imgf_target *t, const char *path, const char *out
 			"--",
 			(char *)path_basename(path),
 			NULL};
-	_cleanup_free_ char *cmd = shell_join(argv);
+	_cleanup_free_ char *cmd = shell_quote_argv(argv);
 	char *r = guestfs_sh(qt->g, cmd);
 	if (!r)
 		return guestfs_fail(qt->g, err, "pack a file in the guest");
@@ -497,10 +452,10 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 {
 	/* The base image is an input like any other: fetched, verified, cached. */
 	struct imgf_input in = {0};
-	const char *url = cfg_str(b, "base_image_url", "");
+	const char *url = imgf_cfg_str(b->builder_cfg, "base_image_url", "");
 	in.name = xstrdup("base-image");
 	in.url = url[0] == '/' ? xasprintf("file://%s", url) : xstrdup(url);
-	in.checksum = xstrdup(cfg_str(b, "base_image_checksum", ""));
+	in.checksum = xstrdup(imgf_cfg_str(b->builder_cfg, "base_image_checksum", ""));
 	in.origin = xstrdup("variable 'qemu_base_image_url'");
 	in.checksum_origin = xstrdup("variable 'qemu_base_image_checksum'");
 	if (imgf_fetch_all(&in, 1, &b->fetch, err) < 0) {
@@ -551,12 +506,11 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 			       backing ? backing : data_file);
 		goto out;
 	}
-	qt->base_format = xstrdup(fmt);
-	const char *disk_size = cfg_str(b, "disk_size", NULL);
+	const char *disk_size = imgf_cfg_str(b->builder_cfg, "disk_size", NULL);
 	long long vsize = (long long)json_integer_value(json_object_get(info, "virtual-size"));
 	size = disk_size ? xstrdup(disk_size) : xasprintf("%lld", vsize);
-	char *create[] = {"qemu-img",	   "create", "-q",    "-f",	   "qcow2", "-F",
-			  qt->base_format, "-b",     in.path, qt->overlay, size,    NULL};
+	char *create[] = {"qemu-img",  "create", "-q",	  "-f",	       "qcow2", "-F",
+			  (char *)fmt, "-b",	 in.path, qt->overlay, size,	NULL};
 	if (imgf_run(create, NULL, err) < 0)
 		goto out;
 
@@ -568,8 +522,8 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 	qt->g = g;
 	if (!getenv("LIBGUESTFS_BACKEND"))
 		guestfs_set_backend(g, "direct");
-	guestfs_set_network(g, cfg_bool(b, "network", true));
-	guestfs_set_memsize(g, (int)cfg_int(b, "appliance_memory_mb", 2048));
+	guestfs_set_network(g, imgf_cfg_bool(b->builder_cfg, "network", true));
+	guestfs_set_memsize(g, (int)imgf_cfg_int(b->builder_cfg, "appliance_memory_mb", 2048));
 	guestfs_set_smp(g, 2);
 	if (!use_kvm(b))
 		guestfs_set_backend_setting(g, "force_tcg", "1");
@@ -796,8 +750,9 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 	}
 	bool kvm = use_kvm(b);
 	_cleanup_free_ char *name = xasprintf("imgforge-boot-%s-%d", b->def->name, (int)getpid());
-	_cleanup_free_ char *xml = domain_xml(kvm, name, cfg_int(b, "boot_memory_mb", 2048),
-					      cfg_int(b, "boot_cpus", 2), overlay, seed, console);
+	_cleanup_free_ char *xml =
+		domain_xml(kvm, name, imgf_cfg_int(b->builder_cfg, "boot_memory_mb", 2048),
+			   imgf_cfg_int(b->builder_cfg, "boot_cpus", 2), overlay, seed, console);
 	log_info("%s: boot check: booting '%s' (%s)", b->def->name, name,
 		 kvm ? "kvm" : "qemu, no KVM: this takes minutes");
 	virDomainPtr dom = virDomainCreateXML(conn, xml, 0);
@@ -808,7 +763,7 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 		virConnectClose(conn);
 		return -1;
 	}
-	long timeout = cfg_int(b, "boot_timeout", 900);
+	long timeout = imgf_cfg_int(b->builder_cfg, "boot_timeout", 900);
 	time_t start = time(NULL);
 	int r = -1;
 	for (;;) {
@@ -934,17 +889,12 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	_cleanup_free_ char *image_out = path_join(b->out_dir, file);
 	if (move_file(tmp_image, image_out, err) < 0)
 		return imgf_error_prefix(err, "move the image to the output directory");
-	char hex[IMGF_DIGEST_HEX_MAX];
-	if (imgf_sidecar_write(image_out, hex, err) < 0)
-		return -1;
-	out->builder_type = xstrdup("qemu");
+	/* Its .sha256 comes from the checksum post-processor. */
 	out->id = xstrdup(image_out);
+	out->disk = xstrdup(image_out);
 	out->files = strv_push(xcalloc(1, sizeof(char *)), xstrdup(file));
-	out->files = strv_push(out->files, xasprintf("%s.sha256", file));
 	if (have_console)
 		out->files = strv_push(out->files, xstrdup("console.log"));
-	out->extra = json_pack("{s:s}", "sha256", hex);
-	log_info("%s: %s (sha256 %s)", b->def->name, image_out, hex);
 	return 0;
 }
 
@@ -966,7 +916,6 @@ static void qemu_cleanup(struct imgf_build *b, struct imgf_target *t, bool keep)
 	}
 	free(qt->work_dir);
 	free(qt->overlay);
-	free(qt->base_format);
 	free(qt->t.name);
 	free(qt);
 }

@@ -4,6 +4,7 @@
 
 #include "archive.h"
 #include "common.h"
+#include "config.h"
 #include "error.h"
 #include "provisioner.h"
 #include "target.h"
@@ -20,11 +21,11 @@ static const struct imgf_key cni_keys[] = {
 
 static int cni_validate(struct imgf_step *s, struct imgf_error **err)
 {
-	const char *d = imgf_step_str(s, "destination", "/opt/cni/bin");
+	const char *d = imgf_cfg_str(s->cfg, "destination", "/opt/cni/bin");
 	if (d[0] != '/' || !d[1])
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "destination: '%s' is not an absolute directory", d);
-	_cleanup_strv_ char **plugins = imgf_step_strv(s, "plugins");
+	_cleanup_strv_ char **plugins = imgf_cfg_strv(s->cfg, "plugins");
 	for (size_t i = 0; plugins[i]; i++)
 		if (!str_is_shell_word(plugins[i]) || strchr(plugins[i], '/'))
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
@@ -35,15 +36,15 @@ static int cni_validate(struct imgf_step *s, struct imgf_error **err)
 static int cni_inputs(struct imgf_step *s, struct imgf_error **err)
 {
 	(void)err;
-	imgf_step_add_input(s, "cni-plugins", imgf_step_str(s, "url", ""),
-			    imgf_step_str(s, "checksum", ""), "url", "checksum");
+	imgf_step_add_input(s, "cni-plugins", imgf_cfg_str(s->cfg, "url", ""),
+			    imgf_cfg_str(s->cfg, "checksum", ""), "url", "checksum");
 	return 0;
 }
 
 static int cni_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
-	const char *dest = imgf_step_str(s, "destination", "/opt/cni/bin");
-	_cleanup_strv_ char **plugins = imgf_step_strv(s, "plugins");
+	const char *dest = imgf_cfg_str(s->cfg, "destination", "/opt/cni/bin");
+	_cleanup_strv_ char **plugins = imgf_cfg_strv(s->cfg, "plugins");
 	char *path;
 	struct imgf_tar *w = prov_tar_new(s, t, &path, err);
 	if (!w)

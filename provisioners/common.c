@@ -73,20 +73,6 @@ int prov_check_version(struct imgf_step *s, struct imgf_target *t, char *const *
 	return r;
 }
 
-char *prov_shell_quote(const char *s)
-{
-	struct strbuf sb = STRBUF_INIT;
-	strbuf_addch(&sb, '\'');
-	for (; *s; s++) {
-		if (*s == '\'')
-			strbuf_addstr(&sb, "'\\''");
-		else
-			strbuf_addch(&sb, *s);
-	}
-	strbuf_addch(&sb, '\'');
-	return strbuf_detach(&sb, NULL);
-}
-
 int prov_packages_script(char *const *pkgs, bool update, bool clean, const char *manager,
 			 char **out, struct imgf_error **err)
 {

@@ -32,7 +32,5 @@ int prov_check_version(struct imgf_step *s, struct imgf_target *t, char *const *
  * when missing, and cleans the package lists afterwards. Names are checked first. */
 int prov_packages_script(char *const *pkgs, bool update, bool clean, const char *manager,
 			 char **out, struct imgf_error **err);
-/* Quote for sh: 'it'\''s'. */
-char *prov_shell_quote(const char *s);
 
 #endif

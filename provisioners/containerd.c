@@ -7,6 +7,7 @@
 
 #include "archive.h"
 #include "common.h"
+#include "config.h"
 #include "error.h"
 #include "provisioner.h"
 #include "target.h"
@@ -24,17 +25,17 @@ static const struct imgf_key containerd_keys[] = {
 
 static bool from_package(const struct imgf_step *s)
 {
-	return !strcmp(imgf_step_str(s, "source", "tarball"), "package");
+	return !strcmp(imgf_cfg_str(s->cfg, "source", "tarball"), "package");
 }
 
 static int containerd_validate(struct imgf_step *s, struct imgf_error **err)
 {
-	const char *src = imgf_step_str(s, "source", "tarball");
+	const char *src = imgf_cfg_str(s->cfg, "source", "tarball");
 	if (strcmp(src, "tarball") && strcmp(src, "package"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "source: '%s' is not one of 'tarball', 'package'", src);
 	if (!from_package(s) &&
-	    (!imgf_step_str(s, "url", NULL) || !imgf_step_str(s, "checksum", NULL)))
+	    (!imgf_cfg_str(s->cfg, "url", NULL) || !imgf_cfg_str(s->cfg, "checksum", NULL)))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "a tarball source needs 'url' and 'checksum'");
 	return 0;
@@ -44,8 +45,8 @@ static int containerd_inputs(struct imgf_step *s, struct imgf_error **err)
 {
 	(void)err;
 	if (!from_package(s))
-		imgf_step_add_input(s, "containerd", imgf_step_str(s, "url", ""),
-				    imgf_step_str(s, "checksum", ""), "url", "checksum");
+		imgf_step_add_input(s, "containerd", imgf_cfg_str(s->cfg, "url", ""),
+				    imgf_cfg_str(s->cfg, "checksum", ""), "url", "checksum");
 	return 0;
 }
 
@@ -75,16 +76,16 @@ static int containerd_run(struct imgf_step *s, struct imgf_target *t, struct img
 			r = prov_tar_add_data_file(s, w, "containerd/containerd.service", unit_path,
 						   0644, err);
 	}
-	if (r == 0 && imgf_step_bool(s, "config", true))
+	if (r == 0 && imgf_cfg_bool(s->cfg, "config", true))
 		r = prov_tar_add_data_file(s, w, "containerd/config.toml",
 					   "/etc/containerd/config.toml", 0644, err);
-	if (r == 0 && imgf_step_bool(s, "enable", true))
+	if (r == 0 && imgf_cfg_bool(s->cfg, "enable", true))
 		r = prov_tar_enable_unit(w, "containerd.service", unit_path, "multi-user.target",
 					 err);
 	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
 	char *argv[] = {(char *)bin, "--version", NULL};
-	return prov_check_version(s, t, argv, imgf_step_str(s, "version", NULL), err);
+	return prov_check_version(s, t, argv, imgf_cfg_str(s->cfg, "version", NULL), err);
 }
 
 const struct imgf_provisioner_ops imgf_containerd_provisioner = {

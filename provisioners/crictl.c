@@ -3,6 +3,7 @@
 
 #include "archive.h"
 #include "common.h"
+#include "config.h"
 #include "error.h"
 #include "provisioner.h"
 #include "target.h"
@@ -17,8 +18,8 @@ static const struct imgf_key crictl_keys[] = {
 static int crictl_inputs(struct imgf_step *s, struct imgf_error **err)
 {
 	(void)err;
-	imgf_step_add_input(s, "crictl", imgf_step_str(s, "url", ""),
-			    imgf_step_str(s, "checksum", ""), "url", "checksum");
+	imgf_step_add_input(s, "crictl", imgf_cfg_str(s->cfg, "url", ""),
+			    imgf_cfg_str(s->cfg, "checksum", ""), "url", "checksum");
 	return 0;
 }
 
@@ -37,7 +38,7 @@ static int crictl_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
 	char *argv[] = {"/usr/local/bin/crictl", "--version", NULL};
-	return prov_check_version(s, t, argv, imgf_step_str(s, "version", NULL), err);
+	return prov_check_version(s, t, argv, imgf_cfg_str(s->cfg, "version", NULL), err);
 }
 
 const struct imgf_provisioner_ops imgf_crictl_provisioner = {

@@ -10,6 +10,7 @@
 
 #include "archive.h"
 #include "common.h"
+#include "config.h"
 #include "error.h"
 #include "log.h"
 #include "provisioner.h"
@@ -38,19 +39,19 @@ static int parse_mode(const char *s, mode_t *mode)
 
 static bool is_download(const struct imgf_step *s)
 {
-	return !strcmp(imgf_step_str(s, "direction", "upload"), "download");
+	return !strcmp(imgf_cfg_str(s->cfg, "direction", "upload"), "download");
 }
 
 static int file_validate(struct imgf_step *s, struct imgf_error **err)
 {
-	const char *dir = imgf_step_str(s, "direction", "upload");
+	const char *dir = imgf_cfg_str(s->cfg, "direction", "upload");
 	if (strcmp(dir, "upload") && strcmp(dir, "download"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "direction: '%s' is not one of 'upload', 'download'", dir);
 	if (is_download(s)) {
-		const char *src = imgf_step_str(s, "source", "");
-		if (src[0] != '/' || imgf_step_str(s, "content", NULL) ||
-		    imgf_step_str(s, "mode", NULL))
+		const char *src = imgf_cfg_str(s->cfg, "source", "");
+		if (src[0] != '/' || imgf_cfg_str(s->cfg, "content", NULL) ||
+		    imgf_cfg_str(s->cfg, "mode", NULL))
 			return imgf_error_set(
 				err, IMGF_EXIT_FAIL,
 				"a download needs an absolute 'source' in the target "
@@ -58,9 +59,9 @@ static int file_validate(struct imgf_step *s, struct imgf_error **err)
 				"or 'mode'");
 		return 0;
 	}
-	const char *src = imgf_step_str(s, "source", NULL);
-	const char *content = imgf_step_str(s, "content", NULL);
-	const char *dest = imgf_step_str(s, "destination", "");
+	const char *src = imgf_cfg_str(s->cfg, "source", NULL);
+	const char *content = imgf_cfg_str(s->cfg, "content", NULL);
+	const char *dest = imgf_cfg_str(s->cfg, "destination", "");
 	if ((src != NULL) == (content != NULL))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "give exactly one of 'source' or 'content'");
@@ -71,7 +72,7 @@ static int file_validate(struct imgf_step *s, struct imgf_error **err)
 	if (src && stat(src, &st) < 0)
 		return imgf_error_errno(err, errno, "source: '%s'", src);
 	mode_t m;
-	const char *mode = imgf_step_str(s, "mode", NULL);
+	const char *mode = imgf_cfg_str(s->cfg, "mode", NULL);
 	if (mode && parse_mode(mode, &m) < 0)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "mode: '%s' is not an octal mode", mode);
 	return 0;
@@ -80,8 +81,8 @@ static int file_validate(struct imgf_step *s, struct imgf_error **err)
 /* The target's file or tree, through a tar checked member by member, into a host directory. */
 static int file_download(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
-	const char *src = imgf_step_str(s, "source", "/");
-	const char *dest = imgf_step_str(s, "destination", ".");
+	const char *src = imgf_cfg_str(s->cfg, "source", "/");
+	const char *dest = imgf_cfg_str(s->cfg, "destination", ".");
 	_cleanup_free_ char *tar = imgf_target_stage_path(t, "download");
 	if (t->ops->get_tar(t, src, tar, err) < 0)
 		return imgf_error_prefix(err, "download '%s' from %s", src, t->name);
@@ -98,11 +99,11 @@ static int file_run(struct imgf_step *s, struct imgf_target *t, struct imgf_erro
 {
 	if (is_download(s))
 		return file_download(s, t, err);
-	const char *src = imgf_step_str(s, "source", NULL);
-	const char *content = imgf_step_str(s, "content", NULL);
-	const char *dest = imgf_step_str(s, "destination", "/");
+	const char *src = imgf_cfg_str(s->cfg, "source", NULL);
+	const char *content = imgf_cfg_str(s->cfg, "content", NULL);
+	const char *dest = imgf_cfg_str(s->cfg, "destination", "/");
 	mode_t mode = 0;
-	const char *ms = imgf_step_str(s, "mode", NULL);
+	const char *ms = imgf_cfg_str(s->cfg, "mode", NULL);
 	if (ms)
 		parse_mode(ms, &mode);
 	if (content)

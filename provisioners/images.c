@@ -19,8 +19,9 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "build.h"
 #include "common.h"
-#include "engine.h"
+#include "config.h"
 #include "error.h"
 #include "kubesrc.h"
 #include "log.h"
@@ -56,7 +57,7 @@ static const struct imgf_key images_keys[] = {
 /* The step's registry_mirrors as a JSON object (a new reference), checked; NULL on error. */
 static json_t *mirrors_of(struct imgf_step *s, struct imgf_error **err)
 {
-	const char *text = imgf_step_str(s, "registry_mirrors", NULL);
+	const char *text = imgf_cfg_str(s->cfg, "registry_mirrors", NULL);
 	if (!text || !*text)
 		return json_object();
 	json_error_t jerr;
@@ -116,7 +117,7 @@ static bool is_path(const char *e)
 static char **additional(const struct imgf_step *s)
 {
 	char **v = xcalloc(1, sizeof(*v));
-	const char *p = imgf_step_str(s, "additional_images", "");
+	const char *p = imgf_cfg_str(s->cfg, "additional_images", "");
 	while (*p) {
 		size_t sp = strspn(p, " \t\n,");
 		p += sp;
@@ -138,7 +139,7 @@ static char *component_of(const char *archive)
 /* The name kubeadm looks for: registry.k8s.io/NAME:VERSION ('+' becomes '_', as in kubeadm). */
 static char *made_image_name(const struct imgf_step *s, const char *component)
 {
-	char *v = xstrdup(imgf_step_str(s, "version", ""));
+	char *v = xstrdup(imgf_cfg_str(s->cfg, "version", ""));
 	for (char *p = v; *p; p++)
 		if (*p == '+')
 			*p = '_';
@@ -158,8 +159,8 @@ static bool made_from_binary(const struct imgf_step *s, const char *archive)
 
 static int images_validate(struct imgf_step *s, struct imgf_error **err)
 {
-	_cleanup_strv_ char **archives = imgf_step_strv(s, "archives");
-	_cleanup_strv_ char **refs = imgf_step_strv(s, "images");
+	_cleanup_strv_ char **archives = imgf_cfg_strv(s->cfg, "archives");
+	_cleanup_strv_ char **refs = imgf_cfg_strv(s->cfg, "images");
 	_cleanup_strv_ char **more = additional(s);
 	if (!archives[0] && !refs[0] && !more[0])
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
@@ -186,9 +187,9 @@ static int images_validate(struct imgf_step *s, struct imgf_error **err)
 					"make it from (looked in _output/release-images/%s, "
 					"_output/local/bin/linux/%s, _output/bin, "
 					"_output/dockerized/bin/linux/%s and the directory itself)",
-					imgf_step_str(s, "local_dir", ""), archives[i], bin,
+					imgf_cfg_str(s->cfg, "local_dir", ""), archives[i], bin,
 					arch_of(s), arch_of(s), arch_of(s));
-			const char *v = imgf_step_str(s, "version", "");
+			const char *v = imgf_cfg_str(s->cfg, "version", "");
 			if (!*v || !str_is_shell_word(v))
 				return imgf_error_set(err, IMGF_EXIT_FAIL,
 						      "version: '%s' is not a Kubernetes version "
@@ -224,7 +225,7 @@ static int images_validate(struct imgf_step *s, struct imgf_error **err)
 					      "stored under a name",
 					      more[i]);
 	}
-	const char *ns = imgf_step_str(s, "namespace", "k8s.io");
+	const char *ns = imgf_cfg_str(s->cfg, "namespace", "k8s.io");
 	if (!str_is_shell_word(ns))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "namespace: '%s' is not valid", ns);
 	if (!str_is_shell_word(arch_of(s)))
@@ -239,7 +240,7 @@ static int images_validate(struct imgf_step *s, struct imgf_error **err)
 static int images_inputs(struct imgf_step *s, struct imgf_error **err)
 {
 	(void)err;
-	_cleanup_strv_ char **archives = imgf_step_strv(s, "archives");
+	_cleanup_strv_ char **archives = imgf_cfg_strv(s->cfg, "archives");
 	if (archives[0])
 		kubesrc_inputs(s, (const char *const *)archives);
 	return 0;
@@ -299,7 +300,7 @@ static json_t *made_config(const char *component)
 /* The control-plane archives: from the source, or made from a local build's binaries. */
 static int stage_archives(struct imgf_step *s, struct imgf_error **err)
 {
-	_cleanup_strv_ char **archives = imgf_step_strv(s, "archives");
+	_cleanup_strv_ char **archives = imgf_cfg_strv(s->cfg, "archives");
 	if (!archives[0])
 		return 0;
 	char **need = NULL, **may = NULL;
@@ -326,7 +327,8 @@ static int stage_archives(struct imgf_step *s, struct imgf_error **err)
 		_cleanup_free_ char *comp = component_of(archives[i]);
 		const char *bin = json_string_value(json_object_get(paths, comp));
 		char *argv[] = {comp, "--version", NULL};
-		r = kubesrc_check_binary(s, bin, argv, imgf_step_str(s, "version", ""), true, err);
+		r = kubesrc_check_binary(s, bin, argv, imgf_cfg_str(s->cfg, "version", ""), true,
+					 err);
 		if (r < 0) {
 			imgf_error_prefix(err, "%s", comp);
 			break;
@@ -466,7 +468,7 @@ static int images_stage(struct imgf_step *s, struct imgf_error **err)
 	s->staged = json_array();
 	if (stage_archives(s, err) < 0)
 		return -1;
-	_cleanup_strv_ char **refs = imgf_step_strv(s, "images");
+	_cleanup_strv_ char **refs = imgf_cfg_strv(s->cfg, "images");
 	_cleanup_strv_ char **more = additional(s);
 	json_t *mirrors = mirrors_of(s, err);
 	if (!mirrors)
@@ -583,7 +585,7 @@ static int make_proxy_image(struct imgf_step *s, struct imgf_target *t, json_t *
 
 static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
-	const char *ns = imgf_step_str(s, "namespace", "k8s.io");
+	const char *ns = imgf_cfg_str(s->cfg, "namespace", "k8s.io");
 	size_t i;
 	json_t *e;
 	json_array_foreach(s->staged, i, e)
@@ -665,7 +667,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 		    "done\n",
 		    RUN_DIR, ns, arch_of(s), expect.buf + (expect.len ? 1 : 0), IMAGES_DIR,
 		    imports.buf);
-	if (imgf_step_bool(s, "pin", true))
+	if (imgf_cfg_bool(s->cfg, "pin", true))
 		strbuf_addstr(&sb, "for name in $names; do\n"
 				   "  c images label \"$name\" io.cri-containerd.pinned=pinned "
 				   ">/dev/null\n"
@@ -682,7 +684,7 @@ static char **images_pulls(struct imgf_step *s, json_t **mirrors, struct imgf_er
 {
 	if (!(*mirrors = mirrors_of(s, err)))
 		return NULL;
-	char **refs = imgf_step_strv(s, "images");
+	char **refs = imgf_cfg_strv(s->cfg, "images");
 	_cleanup_strv_ char **more = additional(s);
 	for (size_t i = 0; more[i]; i++)
 		if (!is_path(more[i]))

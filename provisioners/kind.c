@@ -9,6 +9,7 @@
 
 #include "archive.h"
 #include "common.h"
+#include "config.h"
 #include "error.h"
 #include "provisioner.h"
 #include "target.h"
@@ -63,14 +64,14 @@ static int kind_run(struct imgf_step *s, struct imgf_target *t, struct imgf_erro
 	struct imgf_tar *w = prov_tar_new(s, t, &path, err);
 	if (!w)
 		return -1;
-	const char *version = imgf_step_str(s, "version", NULL);
+	const char *version = imgf_cfg_str(s->cfg, "version", NULL);
 	int r = prov_tar_add_data_file(s, w, "kind/entrypoint", "/usr/local/bin/entrypoint", 0755,
 				       err);
 	if (r == 0 && version) {
 		_cleanup_free_ char *v = xasprintf("%s\n", version);
 		r = imgf_tar_add_data(w, v, strlen(v), "kind/version", 0644, 0, 0, err);
 	}
-	if (r == 0 && imgf_step_bool(s, "manifests", true)) {
+	if (r == 0 && imgf_cfg_bool(s->cfg, "manifests", true)) {
 		r = prov_tar_add_data_file(s, w, "kind/default-cni.yaml",
 					   "/kind/manifests/default-cni.yaml", 0644, err);
 		if (r == 0)

@@ -10,6 +10,7 @@
 
 #include "archive.h"
 #include "common.h"
+#include "config.h"
 #include "error.h"
 #include "kubesrc.h"
 #include "provisioner.h"
@@ -27,7 +28,7 @@ static const struct imgf_key kubernetes_keys[] = {
 
 static char **binaries(const struct imgf_step *s)
 {
-	char **v = imgf_step_strv(s, "binaries");
+	char **v = imgf_cfg_strv(s->cfg, "binaries");
 	if (!v[0]) {
 		v = strv_push(v, xstrdup("kubeadm"));
 		v = strv_push(v, xstrdup("kubelet"));
@@ -91,8 +92,8 @@ static int kubernetes_stage(struct imgf_step *s, struct imgf_error **err)
 		char *argv[5];
 		version_argv(bins[i], argv);
 		const char *p = json_string_value(json_object_get(s->staged, bins[i]));
-		if (kubesrc_check_binary(s, p, argv, imgf_step_str(s, "version", ""), false, err) <
-		    0)
+		if (kubesrc_check_binary(s, p, argv, imgf_cfg_str(s->cfg, "version", ""), false,
+					 err) < 0)
 			return imgf_error_prefix(err, "%s", bins[i]);
 	}
 	return 0;
@@ -122,7 +123,7 @@ static int kubernetes_run(struct imgf_step *s, struct imgf_target *t, struct img
 			r = prov_tar_add_data_file(
 				s, w, "kubernetes/10-kubeadm.conf",
 				"/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", 0644, err);
-		if (r == 0 && imgf_step_bool(s, "enable", true))
+		if (r == 0 && imgf_cfg_bool(s->cfg, "enable", true))
 			r = prov_tar_enable_unit(w, "kubelet.service",
 						 "/etc/systemd/system/kubelet.service",
 						 "multi-user.target", err);
@@ -130,7 +131,7 @@ static int kubernetes_run(struct imgf_step *s, struct imgf_target *t, struct img
 	if (prov_tar_put(w, path, t, r, err) < 0)
 		return -1;
 
-	const char *version = imgf_step_str(s, "version", "");
+	const char *version = imgf_cfg_str(s->cfg, "version", "");
 	for (size_t i = 0; bins[i]; i++) {
 		char *argv[5];
 		version_argv(bins[i], argv);

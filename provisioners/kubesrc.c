@@ -10,9 +10,10 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "build.h"
 #include "common.h"
+#include "config.h"
 #include "digest.h"
-#include "engine.h"
 #include "error.h"
 #include "kubesrc.h"
 #include "log.h"
@@ -26,7 +27,7 @@
 
 static const char *source_name(const struct imgf_step *s)
 {
-	return imgf_step_str(s, "kubernetes_source", "release");
+	return imgf_cfg_str(s->cfg, "kubernetes_source", "release");
 }
 
 enum kubesrc_type kubesrc_type_of(const struct imgf_step *s)
@@ -41,7 +42,7 @@ enum kubesrc_type kubesrc_type_of(const struct imgf_step *s)
 
 const char *kubesrc_arch(const struct imgf_step *s)
 {
-	const char *a = imgf_step_str(s, "arch", NULL);
+	const char *a = imgf_cfg_str(s->cfg, "arch", NULL);
 	if (!a)
 		a = imgf_step_var(s, "arch");
 	return a && *a ? a : "amd64";
@@ -105,7 +106,7 @@ static char *local_find(const char *dir, const char *arch, const char *name)
 
 char *kubesrc_local_find(const struct imgf_step *s, const char *name)
 {
-	_cleanup_free_ char *dir = abs_path(imgf_step_str(s, "local_dir", ""));
+	_cleanup_free_ char *dir = abs_path(imgf_cfg_str(s->cfg, "local_dir", ""));
 	return local_find(dir, kubesrc_arch(s), name);
 }
 
@@ -129,9 +130,9 @@ int kubesrc_validate(struct imgf_step *s, const char *const *need, const char *c
 	if (!str_is_shell_word(kubesrc_arch(s)))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "arch: '%s' is not valid",
 				      kubesrc_arch(s));
-	const char *src = imgf_step_str(s, "source", "");
-	const char *tarball = imgf_step_str(s, "tarball", "");
-	const char *dir = imgf_step_str(s, "local_dir", "");
+	const char *src = imgf_cfg_str(s->cfg, "source", "");
+	const char *tarball = imgf_cfg_str(s->cfg, "tarball", "");
+	const char *dir = imgf_cfg_str(s->cfg, "local_dir", "");
 	switch (kubesrc_type_of(s)) {
 	case KUBESRC_RELEASE:
 		if (!*src)
@@ -180,7 +181,7 @@ int kubesrc_validate(struct imgf_step *s, const char *const *need, const char *c
 
 void kubesrc_inputs(struct imgf_step *s, const char *const *names)
 {
-	const char *src = imgf_step_str(s, "source", "");
+	const char *src = imgf_cfg_str(s->cfg, "source", "");
 	switch (kubesrc_type_of(s)) {
 	case KUBESRC_RELEASE:
 		for (size_t i = 0; names[i]; i++) {
@@ -190,8 +191,8 @@ void kubesrc_inputs(struct imgf_step *s, const char *const *names)
 		}
 		return;
 	case KUBESRC_TARBALL: {
-		const char *tarball = imgf_step_str(s, "tarball", "");
-		const char *ck = imgf_step_str(s, "tarball_checksum", "");
+		const char *tarball = imgf_cfg_str(s->cfg, "tarball", "");
+		const char *ck = imgf_cfg_str(s->cfg, "tarball_checksum", "");
 		if (!is_url(tarball) && !*ck)
 			return; /* a local file: hashed at stage time */
 		_cleanup_free_ char *a = is_url(tarball) ? NULL : abs_path(tarball);
@@ -267,7 +268,7 @@ static int stage_tarball(struct imgf_step *s, const char *const *need, const cha
 {
 	const struct imgf_input *in = imgf_step_input(s, TARBALL_INPUT);
 	_cleanup_free_ char *path =
-		in ? xstrdup(in->path) : abs_path(imgf_step_str(s, "tarball", ""));
+		in ? xstrdup(in->path) : abs_path(imgf_cfg_str(s->cfg, "tarball", ""));
 	if (!in && record_local(s, path_basename(path), path, err) < 0)
 		return -1;
 	_cleanup_free_ char *dir = xasprintf("%s/kube-%zu", s->build->stage_dir, s->index);
@@ -281,7 +282,7 @@ static int stage_tarball(struct imgf_step *s, const char *const *need, const cha
 static int stage_local(struct imgf_step *s, const char *const *need, const char *const *may,
 		       json_t *out, struct imgf_error **err)
 {
-	_cleanup_free_ char *dir = abs_path(imgf_step_str(s, "local_dir", ""));
+	_cleanup_free_ char *dir = abs_path(imgf_cfg_str(s->cfg, "local_dir", ""));
 	for (int pass = 0; pass < 2; pass++) {
 		const char *const *names = pass ? may : need;
 		for (size_t i = 0; names && names[i]; i++) {

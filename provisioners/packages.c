@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "config.h"
 #include "error.h"
 #include "provisioner.h"
 #include "target.h"
@@ -19,7 +20,7 @@ static const struct imgf_key packages_keys[] = {
 /* Entries may hold several names separated by spaces, so one variable can carry a list. */
 static char **package_list(const struct imgf_step *s)
 {
-	_cleanup_strv_ char **raw = imgf_step_strv(s, "packages");
+	_cleanup_strv_ char **raw = imgf_cfg_strv(s->cfg, "packages");
 	char **v = xcalloc(1, sizeof(*v));
 	for (size_t i = 0; raw[i]; i++) {
 		char *save = NULL;
@@ -32,7 +33,7 @@ static char **package_list(const struct imgf_step *s)
 
 static int packages_validate(struct imgf_step *s, struct imgf_error **err)
 {
-	const char *m = imgf_step_str(s, "manager", "auto");
+	const char *m = imgf_cfg_str(s->cfg, "manager", "auto");
 	if (strcmp(m, "auto") && strcmp(m, "apt") && strcmp(m, "dnf"))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "manager: '%s' is not one of 'auto', 'apt', 'dnf'", m);
@@ -45,9 +46,9 @@ static int packages_run(struct imgf_step *s, struct imgf_target *t, struct imgf_
 {
 	_cleanup_strv_ char **pkgs = package_list(s);
 	_cleanup_free_ char *script = NULL;
-	if (prov_packages_script(pkgs, imgf_step_bool(s, "update", true),
-				 imgf_step_bool(s, "clean", true),
-				 imgf_step_str(s, "manager", "auto"), &script, err) < 0)
+	if (prov_packages_script(pkgs, imgf_cfg_bool(s->cfg, "update", true),
+				 imgf_cfg_bool(s->cfg, "clean", true),
+				 imgf_cfg_str(s->cfg, "manager", "auto"), &script, err) < 0)
 		return -1;
 	return imgf_target_sh(t, s->label, script, NULL, err);
 }

@@ -1,5 +1,6 @@
 /* runc: the release binary into /usr/local/sbin/runc. */
 #include "common.h"
+#include "config.h"
 #include "error.h"
 #include "provisioner.h"
 #include "target.h"
@@ -15,18 +16,18 @@ static const struct imgf_key runc_keys[] = {
 static int runc_inputs(struct imgf_step *s, struct imgf_error **err)
 {
 	(void)err;
-	imgf_step_add_input(s, "runc", imgf_step_str(s, "url", ""),
-			    imgf_step_str(s, "checksum", ""), "url", "checksum");
+	imgf_step_add_input(s, "runc", imgf_cfg_str(s->cfg, "url", ""),
+			    imgf_cfg_str(s->cfg, "checksum", ""), "url", "checksum");
 	return 0;
 }
 
 static int runc_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
-	const char *dest = imgf_step_str(s, "destination", "/usr/local/sbin/runc");
+	const char *dest = imgf_cfg_str(s->cfg, "destination", "/usr/local/sbin/runc");
 	if (imgf_target_put_file(t, imgf_step_input(s, "runc")->path, dest, 0755, err) < 0)
 		return -1;
 	char *argv[] = {(char *)dest, "--version", NULL};
-	return prov_check_version(s, t, argv, imgf_step_str(s, "version", NULL), err);
+	return prov_check_version(s, t, argv, imgf_cfg_str(s->cfg, "version", NULL), err);
 }
 
 const struct imgf_provisioner_ops imgf_runc_provisioner = {

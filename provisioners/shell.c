@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "error.h"
 #include "provisioner.h"
 #include "strbuf.h"
@@ -19,13 +20,13 @@ static const struct imgf_key shell_keys[] = {
 static int shell_validate(struct imgf_step *s, struct imgf_error **err)
 {
 	bool has_inline = json_object_get(s->cfg, "inline") != NULL;
-	const char *script = imgf_step_str(s, "script", NULL);
+	const char *script = imgf_cfg_str(s->cfg, "script", NULL);
 	if (has_inline == (script != NULL))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "give exactly one of 'inline' or 'script'");
 	if (script && access(script, R_OK) < 0)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "script: '%s' cannot be read", script);
-	_cleanup_strv_ char **env = imgf_step_strv(s, "env");
+	_cleanup_strv_ char **env = imgf_cfg_strv(s->cfg, "env");
 	for (size_t i = 0; env[i]; i++)
 		if (!strchr(env[i], '=') || env[i][0] == '=')
 			return imgf_error_set(err, IMGF_EXIT_FAIL, "env: '%s' is not NAME=VALUE",
@@ -35,10 +36,10 @@ static int shell_validate(struct imgf_step *s, struct imgf_error **err)
 
 static int shell_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
-	_cleanup_strv_ char **env = imgf_step_strv(s, "env");
-	const char *script = imgf_step_str(s, "script", NULL);
+	_cleanup_strv_ char **env = imgf_cfg_strv(s->cfg, "env");
+	const char *script = imgf_cfg_str(s->cfg, "script", NULL);
 	if (!script) {
-		_cleanup_strv_ char **lines = imgf_step_strv(s, "inline");
+		_cleanup_strv_ char **lines = imgf_cfg_strv(s->cfg, "inline");
 		struct strbuf sb = STRBUF_INIT;
 		for (size_t i = 0; lines[i]; i++)
 			strbuf_addf(&sb, "%s\n", lines[i]);

@@ -31,8 +31,8 @@ char *imgf_builder_names(void)
 
 void imgf_artifact_release(struct imgf_artifact *a)
 {
-	free(a->builder_type);
 	free(a->id);
+	free(a->disk);
 	strv_free(a->files);
 	json_decref(a->extra);
 	memset(a, 0, sizeof(*a));

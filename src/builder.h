@@ -21,8 +21,8 @@ struct imgf_target;
 struct imgf_build;
 
 struct imgf_artifact {
-	char *builder_type;
 	char *id;      /* docker image ID, or the disk file's path */
+	char *disk;    /* the disk image in the output dir, for post-processors (NULL: none) */
 	char **files;  /* output files relative to the build's output dir (NULL-terminated) */
 	json_t *extra; /* builder-specific manifest data (may be NULL) */
 };

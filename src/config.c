@@ -726,3 +726,45 @@ const char *imgf_config_var(const struct imgf_config *c, const char *name)
 {
 	return json_string_value(json_object_get(c->vars, name));
 }
+
+const char *imgf_cfg_str(json_t *obj, const char *key, const char *def)
+{
+	json_t *v = json_object_get(obj, key);
+	return json_is_string(v) ? json_string_value(v) : def;
+}
+
+bool imgf_cfg_bool(json_t *obj, const char *key, bool def)
+{
+	json_t *v = json_object_get(obj, key);
+	if (json_is_boolean(v))
+		return json_is_true(v);
+	if (json_is_string(v))
+		return !strcmp(json_string_value(v), "true");
+	return def;
+}
+
+long imgf_cfg_int(json_t *obj, const char *key, long def)
+{
+	json_t *v = json_object_get(obj, key);
+	if (json_is_integer(v))
+		return (long)json_integer_value(v);
+	if (json_is_string(v))
+		return strtol(json_string_value(v), NULL, 10);
+	return def;
+}
+
+char **imgf_cfg_strv(json_t *obj, const char *key)
+{
+	char **v = xcalloc(1, sizeof(*v));
+	json_t *j = json_object_get(obj, key);
+	if (json_is_string(j))
+		return strv_push(v, xstrdup(json_string_value(j)));
+	size_t i;
+	json_t *e;
+	json_array_foreach(j, i, e)
+	{
+		if (json_is_string(e))
+			v = strv_push(v, xstrdup(json_string_value(e)));
+	}
+	return v;
+}

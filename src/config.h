@@ -10,6 +10,7 @@
 #ifndef IMGF_CONFIG_H
 #define IMGF_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -62,5 +63,16 @@ int imgf_interpolate_json(json_t *in, json_t *vars, const char *where, json_t **
 			  struct imgf_error **err);
 /* The first variable `{{ name }}` referenced in a template string (newly allocated) or NULL. */
 char *imgf_template_first_var(const char *tmpl);
+
+/*
+ * Reading a config object (a builder's, a provisioner step's, a post-processor's) after its
+ * key check (keys.h), `def` when the key is absent: a string; a bool (true/false, or the
+ * strings "true"/"false" a variable makes); a whole number (or a string of digits); a string
+ * list as a NULL-terminated vector (a single string counts as one; never NULL, caller frees).
+ */
+const char *imgf_cfg_str(json_t *obj, const char *key, const char *def);
+bool imgf_cfg_bool(json_t *obj, const char *key, bool def);
+long imgf_cfg_int(json_t *obj, const char *key, long def);
+char **imgf_cfg_strv(json_t *obj, const char *key);
 
 #endif

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "build.h"
 #include "builder.h"
 #include "checksum.h"
 #include "engine.h"
@@ -15,87 +16,12 @@
 #include "log.h"
 #include "manifest.h"
 #include "mirror.h"
-#include "ova.h"
 #include "parallel.h"
+#include "postprocessor.h"
 #include "provisioner.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
-
-/* Post-processors and their keys, checked like a builder's or a provisioner's. */
-static const struct imgf_key manifest_pp_keys[] = {{NULL, 0, false}};
-static const struct imgf_key ova_pp_keys[] = {
-	{"custom_properties", IMGF_KEY_OBJECT, false},
-	{NULL, 0, false},
-};
-static const struct {
-	const char *type;
-	const struct imgf_key *keys;
-} post_processors[] = {
-	{"manifest", manifest_pp_keys},
-	{"ova", ova_pp_keys},
-};
-
-static int validate_ova(struct imgf_build *b, json_t *pp, struct imgf_error **err);
-
-const char *imgf_build_var(const struct imgf_build *b, const char *name)
-{
-	return imgf_config_var(b->config, name);
-}
-
-void imgf_build_record_input(struct imgf_build *b, const char *name, const char *url,
-			     const char *sha256)
-{
-	json_array_append_new(
-		b->inputs, json_pack("{s:s,s:s,s:s}", "name", name, "url", url, "sha256", sha256));
-	_cleanup_free_ char *label = xasprintf("io.imgforge.input.%s", name);
-	_cleanup_free_ char *value = xasprintf("sha256:%s", sha256);
-	json_object_set_new(b->labels, label, json_string(value));
-}
-
-void imgf_build_record_local_input(struct imgf_build *b, const char *name, const char *path,
-				   const char *sha256)
-{
-	json_array_append_new(b->inputs, json_pack("{s:s,s:s,s:s,s:b}", "name", name, "path", path,
-						   "sha256", sha256, "local", 1));
-	_cleanup_free_ char *label = xasprintf("io.imgforge.input.%s", name);
-	_cleanup_free_ char *value = xasprintf("sha256:%s", sha256);
-	json_object_set_new(b->labels, label, json_string(value));
-}
-
-double imgf_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-void imgf_build_phase(const struct imgf_build *b, const char *phase, double seconds)
-{
-	imgf_event("phase",
-		   json_pack("{s:s,s:s,s:f}", "image", b->def->name, "phase", phase, "seconds",
-			     seconds),
-		   NULL);
-	log_debug("%s: %s took %.1fs", b->def->name, phase, seconds);
-}
-
-int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err)
-{
-	const char *name = imgf_config_var(c, "build_name");
-	const char *kv = imgf_config_var(c, "kubernetes_semver");
-	if (!name || !kv)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "%s: variables 'build_name' and 'kubernetes_semver' must be "
-				      "defined",
-				      c->path);
-	if (strchr(name, '/') || strchr(kv, '/') || !*name || !*kv)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "%s: build_name '%s' and kubernetes_semver '%s' must be "
-				      "non-empty and contain no '/'",
-				      c->path, name, kv);
-	*out = xasprintf("%s+kube-%s", name, kv);
-	return 0;
-}
 
 static bool in_list(char **list, const char *name)
 {
@@ -276,28 +202,8 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 		if (max_size && step_max_size(s, max_size, err) < 0)
 			return -1;
 	}
-	size_t i;
-	json_t *pp;
-	json_array_foreach(def->post_processors, i, pp)
-	{
-		const char *t = json_string_value(json_object_get(pp, "type"));
-		const struct imgf_key *keys = NULL;
-		for (size_t k = 0; t && k < ARRAY_SIZE(post_processors) && !keys; k++)
-			if (!strcmp(t, post_processors[k].type))
-				keys = post_processors[k].keys;
-		if (!keys)
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "%s: post_processors[%zu].type: unknown "
-					      "post-processor '%s' (known post-processors: "
-					      "'manifest', 'ova')",
-					      def->file, i, t ? t : "");
-		_cleanup_free_ char *where =
-			xasprintf("%s: post_processors[%zu] (%s)", def->file, i, t);
-		if (imgf_keys_check(pp, keys, where, err) < 0)
-			return -1;
-		if (!strcmp(t, "ova") && validate_ova(b, pp, err) < 0)
-			return imgf_error_prefix(err, "%s", where);
-	}
+	if (imgf_post_processors_validate(b, err) < 0)
+		return -1;
 	/* Checksum forms are checked here so `validate` catches them without fetching. */
 	for (size_t k = 0; k < b->nsteps; k++) {
 		struct imgf_step *s = &b->steps[k];
@@ -350,111 +256,6 @@ static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_er
 				     "seconds", (json_int_t)(time(NULL) - t0)),
 			   NULL);
 	}
-	return 0;
-}
-
-static json_t *custom_data(const struct imgf_config *c)
-{
-	static const char *const names[] = {"build_name",	 "kubernetes_semver",
-					    "kubernetes_series", "containerd_version",
-					    "runc_version",	 "kubernetes_cni_semver",
-					    "crictl_version",	 "distro_name",
-					    "distro_version",	 "arch",
-					    "upload_bucket"};
-	json_t *cd = json_object();
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		const char *v = imgf_config_var(c, names[i]);
-		if (v)
-			json_object_set_new(cd, names[i], json_string(v));
-	}
-	return cd;
-}
-
-/*
- * The ova post-processor's options from the build: the output name and the custom
- * properties (the post-processor's own over the variable's JSON object). The disk and the
- * output directory are left for the caller; *props and *name are the caller's to free.
- */
-static int ova_opts_init(struct imgf_build *b, json_t *pp, struct imgf_ova_opts *o, json_t **props,
-			 char **name, struct imgf_error **err)
-{
-	*props = NULL;
-	*name = NULL;
-	if (imgf_build_dir_name(b->config, name, err) < 0)
-		return -1;
-	json_t *p = json_object();
-	const char *pv = imgf_build_var(b, "ovf_custom_properties");
-	if (pv && *pv) {
-		json_t *j = json_loads(pv, 0, NULL);
-		if (!json_is_object(j)) {
-			json_decref(j);
-			json_decref(p);
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "variable 'ovf_custom_properties': expected a JSON "
-					      "object of strings, got '%s'",
-					      pv);
-		}
-		json_object_update(p, j);
-		json_decref(j);
-	}
-	json_t *own = json_object_get(pp, "custom_properties");
-	if (json_is_object(own))
-		json_object_update(p, own);
-	const char *sde = getenv("SOURCE_DATE_EPOCH");
-	*o = (struct imgf_ova_opts){
-		.name = *name,
-		.vars = b->config->vars,
-		.custom_properties = p,
-		.build_timestamp = sde && *sde ? strtoll(sde, NULL, 10) : (int64_t)time(NULL),
-	};
-	*props = p;
-	return 0;
-}
-
-/* What post_ova() will check, checked before anything is built. */
-static int validate_ova(struct imgf_build *b, json_t *pp, struct imgf_error **err)
-{
-	/* Only the qemu builder makes a disk image; the docker builder makes an Engine image. */
-	if (strcmp(b->builder->name, "qemu") != 0)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "post-processor 'ova' needs a disk image; the %s builder "
-				      "does not make one",
-				      b->builder->name);
-	struct imgf_ova_opts o;
-	json_t *props;
-	_cleanup_free_ char *name = NULL;
-	int r = ova_opts_init(b, pp, &o, &props, &name, err);
-	if (r == 0)
-		r = imgf_ova_validate(&o, err);
-	json_decref(props);
-	return r;
-}
-
-/* ova: the disk artifact as NAME.ova (+ .sha256) beside it in the output directory. */
-static int post_ova(struct imgf_build *b, json_t *pp, struct imgf_artifact *art,
-		    struct imgf_error **err)
-{
-	if (!art->id || access(art->id, R_OK) < 0)
-		return imgf_error_set(
-			err, IMGF_EXIT_FAIL,
-			"post-processor 'ova' needs a disk image; the %s builder made "
-			"'%s'",
-			b->builder->name, art->id ? art->id : "nothing");
-	struct imgf_ova_opts o;
-	json_t *props;
-	_cleanup_free_ char *name = NULL;
-	if (ova_opts_init(b, pp, &o, &props, &name, err) < 0)
-		return imgf_error_prefix(err, "post-processor 'ova'");
-	o.disk = art->id;
-	o.out_dir = b->out_dir;
-	char **files = NULL;
-	int r = imgf_ova_write(&o, &files, err);
-	json_decref(props);
-	if (r < 0)
-		return imgf_error_prefix(err, "post-processor 'ova'");
-	for (size_t i = 0; files && files[i]; i++)
-		art->files = strv_push(art->files, xstrdup(files[i]));
-	strv_free(files);
 	return 0;
 }
 
@@ -571,34 +372,18 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 	}
 	if (b->builder->commit(b, t, &art, err) < 0)
 		goto out;
-	size_t pi;
-	json_t *pp;
-	json_array_foreach(b->def->post_processors, pi, pp)
-	{
-		const char *ptype = json_string_value(json_object_get(pp, "type"));
-		if (ptype && !strcmp(ptype, "ova") && post_ova(b, pp, &art, err) < 0) {
-			remove_outputs(b, &art);
-			goto out;
-		}
-	}
-
 	artifact_id = final_path(b, final_dir, art.id ? art.id : "");
-	json_t *entry = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "name", b->def->name, "builder_type",
-				  b->builder->name, "build_time", (json_int_t)start, "artifact_id",
-				  artifact_id, "custom_data", custom_data(b->config), "inputs",
-				  json_deep_copy(b->inputs));
-	json_t *files = json_array();
-	for (size_t i = 0; art.files && art.files[i]; i++) {
-		_cleanup_free_ char *p = path_join(b->out_dir, art.files[i]);
-		struct stat st;
-		json_array_append_new(files,
-				      json_pack("{s:s,s:I}", "name", art.files[i], "size",
-						(json_int_t)(stat(p, &st) == 0 ? st.st_size : 0)));
+	struct imgf_pp_ctx pc = {
+		.build = b,
+		.art = &art,
+		.artifact_id = artifact_id,
+		.start = start,
+		.manifest = manifest,
+	};
+	if (imgf_post_processors_run(&pc, err) < 0) {
+		remove_outputs(b, &art);
+		goto out;
 	}
-	json_object_set_new(entry, "files", files);
-	if (art.extra)
-		json_object_update(entry, art.extra);
-	json_array_append_new(json_object_get(manifest, "builds"), entry);
 	imgf_event("build-done",
 		   json_pack("{s:s,s:s,s:I}", "image", b->def->name, "artifact_id", artifact_id,
 			     "seconds", (json_int_t)(time(NULL) - start)),

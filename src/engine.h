@@ -7,10 +7,7 @@
 
 #include <jansson.h>
 
-#include "config.h"
-#include "fetch.h"
-#include "provisioner.h"
-
+struct imgf_config;
 struct imgf_error;
 
 enum imgf_on_error {
@@ -29,45 +26,11 @@ struct imgf_build_opts {
 	unsigned parallel_builds; /* images built at once; 0 = all the selected ones */
 };
 
-/* One image being built. */
-struct imgf_build {
-	const struct imgf_config *config;
-	const struct imgf_image_def *def;
-	const struct imgf_build_opts *opts;
-	const struct imgf_builder_ops *builder;
-	json_t *builder_cfg;
-	struct imgf_step *steps;
-	size_t nsteps;
-	struct imgf_fetch_opts fetch;
-	char *cache_dir;
-	char *stage_dir; /* host temp dir for this build, removed at the end */
-	char *out_dir;	 /* output/BUILD_NAME+kube-VERSION */
-	json_t *labels;	 /* name -> value, filled by the engine for the artifact */
-	json_t *inputs;	 /* [{name, url, sha256}] every artifact used, for the manifest */
-	void *builder_priv;
-};
-
-const char *imgf_build_var(const struct imgf_build *b, const char *name);
-/* A timed phase of a build, as a "phase" event (and a debug line): for benchmarks. */
-void imgf_build_phase(const struct imgf_build *b, const char *phase, double seconds);
-/* Seconds since an arbitrary start, monotonic. */
-double imgf_now(void);
-/* Record an artifact the build used (manifest inputs[] and the image's labels). */
-void imgf_build_record_input(struct imgf_build *b, const char *name, const char *url,
-			     const char *sha256);
-/* Record a local file the build used, which has no upstream checksum: {name, path, sha256,
- * local: true} in the manifest. */
-void imgf_build_record_local_input(struct imgf_build *b, const char *name, const char *path,
-				   const char *sha256);
-
 /* Validate (and with !opts->validate_only, build) the selected images of a config. */
 int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *opts,
 		    struct imgf_error **err);
 
 /* Everything `inspect` shows, as JSON. */
 json_t *imgf_engine_inspect(const struct imgf_config *c, const struct imgf_build_opts *opts);
-
-/* The output directory name for a config: BUILD_NAME+kube-KUBERNETES_VERSION. */
-int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err);
 
 #endif

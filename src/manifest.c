@@ -43,3 +43,10 @@ int imgf_manifest_read(const char *dir, json_t **out, struct imgf_error **err)
 	*out = m;
 	return 0;
 }
+
+char *imgf_output_name(const char *build_name, const char *kube_version)
+{
+	if (!*build_name || !*kube_version || strchr(build_name, '/') || strchr(kube_version, '/'))
+		return NULL;
+	return xasprintf("%s+kube-%s", build_name, kube_version);
+}

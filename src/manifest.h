@@ -16,4 +16,11 @@ int imgf_manifest_write(json_t *manifest, const char *dir, struct imgf_error **e
 /* Read and check DIR/manifest.json (for image-upload and tests). */
 int imgf_manifest_read(const char *dir, json_t **out, struct imgf_error **err);
 
+/*
+ * BUILD_NAME+kube-KUBERNETES_VERSION (newly allocated): the name of a build's output directory
+ * and of the objects image-upload makes of its artifacts; NULL when a part is empty or holds
+ * a '/'.
+ */
+char *imgf_output_name(const char *build_name, const char *kube_version);
+
 #endif

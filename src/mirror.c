@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "build.h"
 #include "checksum.h"
 #include "config.h"
 #include "digest.h"
-#include "engine.h"
 #include "error.h"
 #include "fetch.h"
 #include "log.h"
@@ -228,8 +228,8 @@ static int mirror_inputs(struct mirror *m, struct imgf_build *b, struct imgf_inp
 /* The builder's own download (the qemu builder's base image), as an input. */
 static int mirror_builder(struct mirror *m, struct imgf_build *b, struct imgf_error **err)
 {
-	const char *url = json_string_value(json_object_get(b->builder_cfg, "base_image_url"));
-	const char *ck = json_string_value(json_object_get(b->builder_cfg, "base_image_checksum"));
+	const char *url = imgf_cfg_str(b->builder_cfg, "base_image_url", NULL);
+	const char *ck = imgf_cfg_str(b->builder_cfg, "base_image_checksum", NULL);
 	if (!url || !ck || url[0] == '/' || str_has_prefix(url, "file://"))
 		return 0;
 	json_t *raw = json_object_get(b->def->raw, "builder");
@@ -258,7 +258,7 @@ static int mirror_images(struct mirror *m, struct imgf_build *b, struct imgf_ste
 	char **refs = s->ops->pulls(s, &mirrors, err);
 	if (!refs)
 		return -1;
-	const char *arch = imgf_step_str(s, "arch", NULL);
+	const char *arch = imgf_cfg_str(s->cfg, "arch", NULL);
 	if (!arch)
 		arch = imgf_build_var(b, "arch");
 	int r = 0;

@@ -1,9 +1,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build.h"
 #include "config.h"
 #include "data.h"
-#include "engine.h"
 #include "error.h"
 #include "provisioner.h"
 #include "strbuf.h"
@@ -69,38 +69,6 @@ const struct imgf_input *imgf_step_input(const struct imgf_step *s, const char *
 		if (!strcmp(s->inputs[i].name, name))
 			return &s->inputs[i];
 	return NULL;
-}
-
-const char *imgf_step_str(const struct imgf_step *s, const char *key, const char *def)
-{
-	json_t *v = json_object_get(s->cfg, key);
-	return json_is_string(v) ? json_string_value(v) : def;
-}
-
-bool imgf_step_bool(const struct imgf_step *s, const char *key, bool def)
-{
-	json_t *v = json_object_get(s->cfg, key);
-	if (json_is_boolean(v))
-		return json_is_true(v);
-	if (json_is_string(v))
-		return !strcmp(json_string_value(v), "true");
-	return def;
-}
-
-char **imgf_step_strv(const struct imgf_step *s, const char *key)
-{
-	char **v = xcalloc(1, sizeof(*v));
-	json_t *j = json_object_get(s->cfg, key);
-	if (json_is_string(j))
-		return strv_push(v, xstrdup(json_string_value(j)));
-	size_t i;
-	json_t *e;
-	json_array_foreach(j, i, e)
-	{
-		if (json_is_string(e))
-			v = strv_push(v, xstrdup(json_string_value(e)));
-	}
-	return v;
 }
 
 const char *imgf_step_var(const struct imgf_step *s, const char *name)

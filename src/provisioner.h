@@ -65,11 +65,7 @@ struct imgf_input *imgf_step_add_input(struct imgf_step *s, const char *name, co
 /* The verified input by name (after fetching) or NULL. */
 const struct imgf_input *imgf_step_input(const struct imgf_step *s, const char *name);
 
-/* Config accessors (after the key check): a string or `def`; a bool ("true"/"false" too). */
-const char *imgf_step_str(const struct imgf_step *s, const char *key, const char *def);
-bool imgf_step_bool(const struct imgf_step *s, const char *key, bool def);
-/* A string list as a NULL-terminated vector (a single string counts as one), never NULL. */
-char **imgf_step_strv(const struct imgf_step *s, const char *key);
+/* The step's config (s->cfg) is read with config.h's imgf_cfg_str/_bool/_int/_strv. */
 /* A variable of the build (NULL when undefined). */
 const char *imgf_step_var(const struct imgf_step *s, const char *name);
 /* A provisioner data file (provisioners/NAME/FILE) with {{ vars }} interpolated. */

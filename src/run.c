@@ -36,14 +36,7 @@ static char *argv_text(char *const *argv)
 			strbuf_addstr(&sb, a);
 			continue;
 		}
-		strbuf_addch(&sb, '\'');
-		for (; *a; a++) {
-			if (*a == '\'')
-				strbuf_addstr(&sb, "'\\''");
-			else
-				strbuf_addch(&sb, *a);
-		}
-		strbuf_addch(&sb, '\'');
+		strbuf_add_shell_quoted(&sb, a);
 	}
 	return strbuf_detach(&sb, NULL);
 }

@@ -135,3 +135,26 @@ void strbuf_add_xml(struct strbuf *sb, const char *s)
 		}
 	}
 }
+
+void strbuf_add_shell_quoted(struct strbuf *sb, const char *s)
+{
+	strbuf_addch(sb, '\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			strbuf_addstr(sb, "'\\''");
+		else
+			strbuf_addch(sb, *s);
+	}
+	strbuf_addch(sb, '\'');
+}
+
+char *shell_quote_argv(char *const *argv)
+{
+	struct strbuf sb = STRBUF_INIT;
+	for (size_t i = 0; argv[i]; i++) {
+		if (i)
+			strbuf_addch(&sb, ' ');
+		strbuf_add_shell_quoted(&sb, argv[i]);
+	}
+	return strbuf_detach(&sb, NULL);
+}

@@ -33,5 +33,9 @@ void strbuf_reset(struct strbuf *sb);
 /* Append s escaped for XML text and attribute values (&<>"' and tab, newline, return). */
 void strbuf_add_xml(struct strbuf *sb, const char *s);
 void strbuf_trim_trailing_newline(struct strbuf *sb);
+/* Append s quoted for sh, as one word whatever it holds: 'it'\''s', '' for the empty string. */
+void strbuf_add_shell_quoted(struct strbuf *sb, const char *s);
+/* An argv as one sh command line, every word quoted (newly allocated). */
+char *shell_quote_argv(char *const *argv);
 
 #endif

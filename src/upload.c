@@ -206,8 +206,8 @@ static int plan_build(struct upload_plan *p, const struct imgf_upload_opts *o, c
 		}
 		it.size = (uint64_t)st.st_size;
 		it.bucket = xstrdup(bucket);
-		it.object = xasprintf("%s/%s/%s+kube-%s.%s", channel, version, build_name, version,
-				      ext);
+		_cleanup_free_ char *stem = imgf_output_name(build_name, version);
+		it.object = xasprintf("%s/%s/%s.%s", channel, version, stem, ext);
 		it.sidecar = xasprintf("%s.sha256", it.object);
 		/* Packer appends a build per run: the same file twice is one upload */
 		int clash = 0;

@@ -81,4 +81,25 @@ test_expect_success "the image lands in an --output-dir on another filesystem (t
 	test "$(work_dirs)" -eq "$before_dirs"
 '
 
+# The post-processors through the engine: checksum (unlisted) sums the disk first, ova adds
+# the .ova and its sidecar, manifest (listed, runs once) lists every file in that order.
+test_expect_success "post-processors: the disk's and the OVA's sidecars, one manifest entry listing both in order" '
+	base=$TMP/base.raw &&
+	"$IMGF" build --var qemu_base_image_url="$base" \
+		--var qemu_base_image_checksum="sha256:$(sha256sum "$base" | cut -d" " -f1)" \
+		--output-dir "$TMP/out-ova" "$F/qemu-minimal-ova.json" >"$TMP/ova.log" 2>&1 ||
+		{ tail -n 30 "$TMP/ova.log"; exit 1; }
+	n=test-qemu-minimal+kube-v1.31.2 &&
+	o=$TMP/out-ova/$n &&
+	test "$(cat "$o/$n.qcow2.sha256")" = "$(sha256sum "$o/$n.qcow2" | cut -d" " -f1)" &&
+	test "$(cat "$o/$n.ova.sha256")" = "$(sha256sum "$o/$n.ova" | cut -d" " -f1)" &&
+	test "$(jq -r ".builds | length" "$o/manifest.json")" = 1 &&
+	test "$(jq -r ".builds[0].files | map(.name) | join(\" \")" "$o/manifest.json")" = \
+		"$n.qcow2 $n.qcow2.sha256 $n.ova $n.ova.sha256" &&
+	test "$(jq -r ".builds[0].sha256" "$o/manifest.json")" = "$(cat "$o/$n.qcow2.sha256")" &&
+	test "$(jq -r ".builds[0].files[1].size" "$o/manifest.json")" = 65 &&
+	test "$(ls -A "$o" | LC_ALL=C sort | tr "\n" " ")" = \
+		"manifest.json $n.ova $n.ova.sha256 $n.qcow2 $n.qcow2.sha256 "
+'
+
 test_done

@@ -317,3 +317,41 @@ TEST(invalid_utf8_in_a_var_is_named_not_undefined)
 	rm_rf(dir, NULL);
 	free(path);
 }
+
+TEST(config_accessors_read_each_type_and_fall_back_to_the_default)
+{
+	json_t *o = json_pack("{s:s,s:b,s:s,s:s,s:I,s:s,s:[s,i,s],s:s,s:n}", "str", "x", "yes", 1,
+			      "no_s", "false", "yes_s", "true", "n", (json_int_t)2048, "n_s", "512",
+			      "list", "a", 3, "b", "one", "only", "null");
+	CHECK_STR(imgf_cfg_str(o, "str", "d"), "x");
+	CHECK_STR(imgf_cfg_str(o, "absent", "d"), "d");
+	CHECK_STR(imgf_cfg_str(o, "n", "d"), "d"); /* not a string */
+	CHECK(imgf_cfg_str(o, "absent", NULL) == NULL);
+	CHECK(imgf_cfg_str(NULL, "str", NULL) == NULL);
+
+	CHECK(imgf_cfg_bool(o, "yes", false));
+	CHECK(imgf_cfg_bool(o, "yes_s", false)); /* a variable's "true" */
+	CHECK(!imgf_cfg_bool(o, "no_s", true));
+	CHECK(imgf_cfg_bool(o, "absent", true));
+	CHECK(!imgf_cfg_bool(o, "absent", false));
+	CHECK(imgf_cfg_bool(o, "null", true));
+
+	CHECK(imgf_cfg_int(o, "n", 1) == 2048);
+	CHECK(imgf_cfg_int(o, "n_s", 1) == 512);
+	CHECK(imgf_cfg_int(o, "absent", 7) == 7);
+
+	char **v = imgf_cfg_strv(o, "list");
+	CHECK(strv_len(v) == 2);
+	if (strv_len(v) == 2) {
+		CHECK_STR(v[0], "a");
+		CHECK_STR(v[1], "b");
+	}
+	strv_free(v);
+	v = imgf_cfg_strv(o, "one");
+	CHECK(strv_len(v) == 1 && !strcmp(v[0], "only"));
+	strv_free(v);
+	v = imgf_cfg_strv(o, "absent");
+	CHECK(v != NULL && v[0] == NULL);
+	strv_free(v);
+	json_decref(o);
+}

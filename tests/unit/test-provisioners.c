@@ -6,7 +6,7 @@
  * after fetching; the tests are about placement and errors, not the real binaries.
  */
 #include "archive.h"
-#include "engine.h"
+#include "build.h"
 #include "provisioner.h"
 #include "rootfs.h"
 

@@ -1,0 +1,54 @@
+/*
+ * One image being built: what the engine hands its builder, provisioner steps and
+ * post-processors. The engine (engine.h) plans and runs builds; this header is what they may
+ * use of one, so none of them needs the engine's header.
+ */
+#ifndef IMGF_BUILD_H
+#define IMGF_BUILD_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "fetch.h"
+
+struct imgf_builder_ops;
+struct imgf_build_opts;
+struct imgf_error;
+struct imgf_step;
+
+struct imgf_build {
+	const struct imgf_config *config;
+	const struct imgf_image_def *def;
+	const struct imgf_build_opts *opts;
+	const struct imgf_builder_ops *builder;
+	json_t *builder_cfg;
+	struct imgf_step *steps;
+	size_t nsteps;
+	struct imgf_fetch_opts fetch;
+	char *cache_dir;
+	char *stage_dir; /* host temp dir for this build, removed at the end */
+	char *out_dir;	 /* output/BUILD_NAME+kube-VERSION */
+	json_t *labels;	 /* name -> value, filled by the engine for the artifact */
+	json_t *inputs;	 /* [{name, url, sha256}] every artifact used, for the manifest */
+};
+
+const char *imgf_build_var(const struct imgf_build *b, const char *name);
+/* A timed phase of a build, as a "phase" event (and a debug line): for benchmarks. */
+void imgf_build_phase(const struct imgf_build *b, const char *phase, double seconds);
+/* Seconds since an arbitrary start, monotonic. */
+double imgf_now(void);
+/* Record an artifact the build used (manifest inputs[] and the image's labels). */
+void imgf_build_record_input(struct imgf_build *b, const char *name, const char *url,
+			     const char *sha256);
+/* Record a local file the build used, which has no upstream checksum: {name, path, sha256,
+ * local: true} in the manifest. */
+void imgf_build_record_local_input(struct imgf_build *b, const char *name, const char *path,
+				   const char *sha256);
+
+/* The output directory name for a config: BUILD_NAME+kube-KUBERNETES_VERSION (see
+ * imgf_output_name), from its variables build_name and kubernetes_semver. */
+int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err);
+
+#endif
