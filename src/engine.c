@@ -16,6 +16,7 @@
 #include "mirror.h"
 #include "ova.h"
 #include "provisioner.h"
+#include "stepcache.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -144,6 +145,7 @@ static void build_release(struct imgf_build *b)
 		json_decref(s->staged);
 	}
 	free(b->steps);
+	imgf_stepcache_free(b->cache);
 	json_decref(b->builder_cfg);
 	json_decref(b->labels);
 	json_decref(b->inputs);
@@ -314,6 +316,10 @@ static int fetch_and_stage(struct imgf_build *b, struct imgf_error **err)
 {
 	for (size_t i = 0; i < b->nsteps; i++) {
 		struct imgf_step *s = &b->steps[i];
+		if (b->cache && i < b->cache->hit) {
+			imgf_stepcache_replay(b, i); /* not run: nothing to fetch or stage */
+			continue;
+		}
 		if (s->ninputs) {
 			if (imgf_fetch_all(s->inputs, s->ninputs, &b->fetch, err) < 0)
 				return imgf_error_prefix(err, "step '%s'", s->label);
@@ -327,12 +333,28 @@ static int fetch_and_stage(struct imgf_build *b, struct imgf_error **err)
 	return 0;
 }
 
+/* A step the cache holds: said, not run. */
+static void log_cached(struct imgf_build *b, size_t i)
+{
+	struct imgf_step *s = &b->steps[i];
+	_cleanup_free_ char *hit = xasprintf("%s: step %zu/%zu: %s: cached (%.12s)", b->def->name,
+					     i + 1, b->nsteps, s->label, b->cache->keys[i]);
+	imgf_event("step-cached",
+		   json_pack("{s:s,s:i,s:s,s:s}", "image", b->def->name, "index", (int)i + 1,
+			     "step", s->label, "key", b->cache->keys[i]),
+		   hit);
+}
+
 static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_error **err)
 {
 	for (size_t i = 0; i < b->nsteps; i++) {
 		struct imgf_step *s = &b->steps[i];
 		if (imgf_interrupted)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		if (b->cache && i < b->cache->hit) {
+			log_cached(b, i);
+			continue;
+		}
 		_cleanup_free_ char *msg =
 			xasprintf("%s: step %zu/%zu: %s", b->def->name, i + 1, b->nsteps, s->label);
 		imgf_event("step-start",
@@ -347,6 +369,7 @@ static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_er
 			   json_pack("{s:s,s:s,s:I}", "image", b->def->name, "step", s->label,
 				     "seconds", (json_int_t)(time(NULL) - t0)),
 			   NULL);
+		imgf_stepcache_step_done(b, t, i);
 	}
 	return 0;
 }
@@ -509,6 +532,10 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 			    json_string(imgf_build_var(b, "build_name")));
 
 	double t0 = imgf_now();
+	if (imgf_stepcache_open(b, err) < 0)
+		goto out;
+	imgf_build_phase(b, "cache-lookup", imgf_now() - t0);
+	t0 = imgf_now();
 	if (fetch_and_stage(b, err) < 0)
 		goto out;
 	imgf_build_phase(b, "fetch", imgf_now() - t0);
@@ -516,21 +543,33 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
 	}
-	t0 = imgf_now();
-	if (b->builder->prepare(b, &t, err) < 0)
+	imgf_stepcache_final_key(b);
+	int reused = imgf_stepcache_reuse(b, &art, err);
+	if (reused < 0)
 		goto out;
-	imgf_build_phase(b, "launch", imgf_now() - t0);
-	t->stage_dir = b->stage_dir;
-	t0 = imgf_now();
-	if (run_steps(b, t, err) < 0)
-		goto out;
-	imgf_build_phase(b, "provision", imgf_now() - t0);
-	if (imgf_interrupted) {
-		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
-		goto out;
+	if (reused) {
+		for (size_t i = 0; i < b->nsteps; i++)
+			log_cached(b, i);
+		log_info("%s: nothing changed: the artifact built before is given out again",
+			 b->def->name);
+	} else {
+		t0 = imgf_now();
+		if (b->builder->prepare(b, &t, err) < 0)
+			goto out;
+		imgf_build_phase(b, "launch", imgf_now() - t0);
+		t->stage_dir = b->stage_dir;
+		t0 = imgf_now();
+		if (run_steps(b, t, err) < 0)
+			goto out;
+		imgf_build_phase(b, "provision", imgf_now() - t0);
+		if (imgf_interrupted) {
+			imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+			goto out;
+		}
+		if (b->builder->commit(b, t, &art, err) < 0)
+			goto out;
+		imgf_stepcache_keep_artifact(b, &art);
 	}
-	if (b->builder->commit(b, t, &art, err) < 0)
-		goto out;
 	size_t pi;
 	json_t *pp;
 	json_array_foreach(b->def->post_processors, pi, pp)

@@ -23,6 +23,7 @@ struct imgf_build_opts {
 	char **except; /* image names */
 	enum imgf_on_error on_error;
 	bool force;
+	bool no_cache; /* run every step (their cache entries are refreshed, none is reused) */
 	const char *output_dir; /* parent of BUILD_NAME+kube-VERSION, default "output" */
 	bool validate_only;
 	const char *mirror_dir; /* `imgforge mirror`: fetch every input into it, build nothing */
@@ -44,6 +45,7 @@ struct imgf_build {
 	json_t *labels;	 /* name -> value, filled by the engine for the artifact */
 	json_t *inputs;	 /* [{name, url, sha256}] every artifact used, for the manifest */
 	void *builder_priv;
+	struct imgf_stepcache *cache; /* NULL: nothing cached (src/stepcache.h) */
 };
 
 const char *imgf_build_var(const struct imgf_build *b, const char *name);
