@@ -333,18 +333,6 @@ static int fetch_and_stage(struct imgf_build *b, struct imgf_error **err)
 	return 0;
 }
 
-/* A step the cache holds: said, not run. */
-static void log_cached(struct imgf_build *b, size_t i)
-{
-	struct imgf_step *s = &b->steps[i];
-	_cleanup_free_ char *hit = xasprintf("%s: step %zu/%zu: %s: cached (%.12s)", b->def->name,
-					     i + 1, b->nsteps, s->label, b->cache->keys[i]);
-	imgf_event("step-cached",
-		   json_pack("{s:s,s:i,s:s,s:s}", "image", b->def->name, "index", (int)i + 1,
-			     "step", s->label, "key", b->cache->keys[i]),
-		   hit);
-}
-
 static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_error **err)
 {
 	for (size_t i = 0; i < b->nsteps; i++) {
@@ -352,7 +340,7 @@ static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_er
 		if (imgf_interrupted)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		if (b->cache && i < b->cache->hit) {
-			log_cached(b, i);
+			imgf_stepcache_say_cached(b, i);
 			continue;
 		}
 		_cleanup_free_ char *msg =
@@ -547,29 +535,25 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 	int reused = imgf_stepcache_reuse(b, &art, err);
 	if (reused < 0)
 		goto out;
-	if (reused) {
-		for (size_t i = 0; i < b->nsteps; i++)
-			log_cached(b, i);
-		log_info("%s: nothing changed: the artifact built before is given out again",
-			 b->def->name);
-	} else {
-		t0 = imgf_now();
-		if (b->builder->prepare(b, &t, err) < 0)
-			goto out;
-		imgf_build_phase(b, "launch", imgf_now() - t0);
-		t->stage_dir = b->stage_dir;
-		t0 = imgf_now();
-		if (run_steps(b, t, err) < 0)
-			goto out;
-		imgf_build_phase(b, "provision", imgf_now() - t0);
-		if (imgf_interrupted) {
-			imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
-			goto out;
-		}
-		if (b->builder->commit(b, t, &art, err) < 0)
-			goto out;
-		imgf_stepcache_keep_artifact(b, &art);
+	if (reused)
+		goto built; /* nothing changed: the artifact built before */
+	t0 = imgf_now();
+	if (b->builder->prepare(b, &t, err) < 0)
+		goto out;
+	imgf_build_phase(b, "launch", imgf_now() - t0);
+	t->stage_dir = b->stage_dir;
+	t0 = imgf_now();
+	if (run_steps(b, t, err) < 0)
+		goto out;
+	imgf_build_phase(b, "provision", imgf_now() - t0);
+	if (imgf_interrupted) {
+		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		goto out;
 	}
+	if (b->builder->commit(b, t, &art, err) < 0)
+		goto out;
+	imgf_stepcache_keep_artifact(b, &art);
+built:;
 	size_t pi;
 	json_t *pp;
 	json_array_foreach(b->def->post_processors, pi, pp)

@@ -94,6 +94,15 @@ static int expected_digest(struct imgf_build *b, const struct imgf_input *in, js
 	return r < 0 ? imgf_error_prefix(err, "input '%s'", in->name) : 0;
 }
 
+int imgf_stepcache_input_digest(struct imgf_build *b, const struct imgf_input *in, char **out,
+				struct imgf_error **err)
+{
+	json_t *lists = json_object();
+	int r = expected_digest(b, in, lists, out, err);
+	json_decref(lists);
+	return r;
+}
+
 /* The step's provisioner data files as it would read them: interpolated, digested. */
 static json_t *data_digests(struct imgf_step *s)
 {
@@ -274,6 +283,17 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 	return 0;
 }
 
+void imgf_stepcache_say_cached(struct imgf_build *b, size_t i)
+{
+	struct imgf_step *s = &b->steps[i];
+	_cleanup_free_ char *hit = xasprintf("%s: step %zu/%zu: %s: cached (%.12s)", b->def->name,
+					     i + 1, b->nsteps, s->label, b->cache->keys[i]);
+	imgf_event("step-cached",
+		   json_pack("{s:s,s:i,s:s,s:s}", "image", b->def->name, "index", (int)i + 1,
+			     "step", s->label, "key", b->cache->keys[i]),
+		   hit);
+}
+
 const char *imgf_stepcache_from(const struct imgf_build *b)
 {
 	if (!b->cache || !b->cache->hit)
@@ -370,6 +390,10 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 	const char *id = json_string_value(json_object_get(e, "id"));
 	if (b->builder->cache_reuse(b, id, out, err) < 0)
 		return -1;
+	for (size_t i = 0; i < b->nsteps; i++)
+		imgf_stepcache_say_cached(b, i);
+	log_info("%s: nothing changed: the artifact built before is given out again",
+		 b->def->name);
 	return 1;
 }
 

@@ -27,6 +27,7 @@ struct imgf_build;
 struct imgf_error;
 struct imgf_target;
 struct imgf_artifact;
+struct imgf_input;
 
 struct imgf_stepcache {
 	char *dir;	/* CACHE/steps */
@@ -44,6 +45,12 @@ struct imgf_stepcache {
 int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err);
 void imgf_stepcache_free(struct imgf_stepcache *c);
 
+/* What an input will be before it is fetched, "ALG:HEX" (a checksum list is read): for a
+ * builder's cache_base. */
+int imgf_stepcache_input_digest(struct imgf_build *b, const struct imgf_input *in, char **out,
+				struct imgf_error **err);
+/* Say that step i comes from the cache (a line and a "step-cached" event). */
+void imgf_stepcache_say_cached(struct imgf_build *b, size_t i);
 /* The builder's id of the state the target starts from (NULL: the base). */
 const char *imgf_stepcache_from(const struct imgf_build *b);
 /* Replay what the cached steps recorded (their inputs, for the manifest and labels): called
@@ -53,7 +60,7 @@ void imgf_stepcache_replay(struct imgf_build *b, size_t step);
 void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_t i);
 /* The final key from the build's labels (call once every input is recorded). */
 void imgf_stepcache_final_key(struct imgf_build *b);
-/* Give out the cached artifact: 1 when done, 0 when it must be built. */
+/* Give out the cached artifact (saying so): 1 when done, 0 when it must be built. */
 int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct imgf_error **err);
 /* Record the committed artifact under the final key. */
 void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifact *art);
