@@ -694,8 +694,8 @@ static int base_image(struct imgf_build *b, struct docker *d, json_t **info,
 }
 
 /* A build container from `from` (the base image, or a cached step's image), started. */
-static int create_container(struct imgf_build *b, struct docker *d, const char *from,
-			    char **id, char **name_out, struct imgf_error **err)
+static int create_container(struct imgf_build *b, struct docker *d, const char *from, char **id,
+			    char **name_out, struct imgf_error **err)
 {
 	char rnd[9];
 	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
@@ -1119,9 +1119,9 @@ static int docker_cache_save(struct imgf_build *b, struct imgf_target *t, const 
 			     const char *step, char **id, int64_t *size, struct imgf_error **err)
 {
 	struct docker_target *dt = (struct docker_target *)t;
-	json_t *config = json_pack("{s:{s:s,s:s,s:s}}", "Labels", CACHE_KEY_LABEL, key,
-				   "io.imgforge.cache.step", step, "io.imgforge.cache.image",
-				   b->def->name);
+	json_t *config =
+		json_pack("{s:{s:s,s:s,s:s}}", "Labels", CACHE_KEY_LABEL, key,
+			  "io.imgforge.cache.step", step, "io.imgforge.cache.image", b->def->name);
 	_cleanup_free_ char *from = NULL;
 	json_t *old = NULL;
 	if (docker_json(dt->d, "GET", NULL, &old, NULL, err, "/containers/%s/json", dt->id) < 0) {
@@ -1171,9 +1171,8 @@ static int docker_cache_check(struct imgf_build *b, const char *key, const char 
 	if (r < 0 || !info)
 		return r;
 	const char *got = json_string_value(json_object_get(info, "Id"));
-	const char *label = json_string_value(
-		json_object_get(json_object_get(json_object_get(info, "Config"), "Labels"),
-				CACHE_KEY_LABEL));
+	const char *label = json_string_value(json_object_get(
+		json_object_get(json_object_get(info, "Config"), "Labels"), CACHE_KEY_LABEL));
 	/* A step's image must say which key it holds; the artifact is the ID it was. */
 	bool ok = got && !strcmp(got, id) && (final || (label && !strcmp(label, key)));
 	json_decref(info);
@@ -1197,10 +1196,10 @@ static int docker_cache_drop(const char *id, bool final, struct imgf_error **err
 		_cleanup_free_ char *q = url_escape(id);
 		r = docker_json(d, "DELETE", NULL, NULL, &st, err, "/images/%s", q);
 		if (r == 0 && st >= 300 && st != 404)
-			r = imgf_error_set(err, IMGF_EXIT_FAIL,
-					   "remove image '%.19s': docker engine answered %ld%s", id,
-					   st,
-					   st == 409 ? " (an image or container still uses it)" : "");
+			r = imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"remove image '%.19s': docker engine answered %ld%s", id, st,
+				st == 409 ? " (an image or container still uses it)" : "");
 	}
 	json_decref(info);
 	docker_free(d);
@@ -1220,8 +1219,8 @@ static int docker_cache_reuse(struct imgf_build *b, const char *id, struct imgf_
 		_cleanup_free_ char *qi = url_escape(id);
 		_cleanup_free_ char *qr = url_escape(repo);
 		_cleanup_free_ char *qt = url_escape(tg);
-		int r = docker_json(d, "POST", NULL, NULL, NULL, err, "/images/%s/tag?repo=%s&tag=%s",
-				    qi, qr, qt);
+		int r = docker_json(d, "POST", NULL, NULL, NULL, err,
+				    "/images/%s/tag?repo=%s&tag=%s", qi, qr, qt);
 		docker_free(d);
 		if (r < 0)
 			return imgf_error_prefix(err, "tag '%s'", tag);

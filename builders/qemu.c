@@ -484,7 +484,8 @@ static int launch(struct imgf_build *b, struct qemu_target *qt, bool grow, struc
 	char **roots = guestfs_inspect_os(g);
 	if (!roots || !roots[0]) {
 		strv_free(roots);
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "base image '%s': no operating system found",
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "base image '%s': no operating system found",
 				      cfg_str(b, "base_image_url", ""));
 	}
 	_cleanup_free_ char *root = xstrdup(roots[0]);
@@ -530,9 +531,8 @@ static int prepare_from_cache(struct imgf_build *b, const char *from, struct img
 	if (work_dir_make(qt, err) < 0)
 		return -1;
 	qt->base_format = xstrdup("qcow2");
-	char *create[] = {"qemu-img", "create",	  "-q", "-f",	     "qcow2",
-			  "-F",	      "qcow2",	  "-b", (char *)from, qt->overlay,
-			  NULL};
+	char *create[] = {"qemu-img", "create", "-q",	      "-f",	   "qcow2", "-F",
+			  "qcow2",    "-b",	(char *)from, qt->overlay, NULL};
 	if (imgf_run(create, NULL, err) < 0)
 		return -1;
 	log_info("%s: the disk starts from the cached step disk '%s' (%zu step%s)", b->def->name,
@@ -652,8 +652,8 @@ static int qemu_cache_save(struct imgf_build *b, struct imgf_target *t, const ch
 		r = imgf_sidecar_write(dest, hex, err);
 	if (r == 0 && stat(dest, &st) < 0)
 		r = imgf_error_errno(err, errno, "stat '%s'", dest);
-	char *create[] = {"qemu-img", "create",	  "-q", "-f", "qcow2",	   "-F",
-			  "qcow2",    "-b",	  dest, qt->overlay, NULL};
+	char *create[] = {"qemu-img", "create", "-q", "-f",	   "qcow2", "-F",
+			  "qcow2",    "-b",	dest, qt->overlay, NULL};
 	/* The build goes on whether or not the disk could be kept. */
 	if (r < 0) {
 		struct imgf_error *e = NULL;
@@ -685,8 +685,8 @@ static int qemu_cache_check(struct imgf_build *b, const char *key, const char *i
 	(void)err;
 	if (final || access(id, R_OK) < 0)
 		return 0;
-	char *info_argv[] = {"qemu-img", "info", "--backing-chain", "--output=json", (char *)id,
-			     NULL};
+	char *info_argv[] = {"qemu-img",      "info",	  "--backing-chain",
+			     "--output=json", (char *)id, NULL};
 	struct strbuf out = STRBUF_INIT;
 	struct imgf_error *e = NULL;
 	json_t *chain = NULL;

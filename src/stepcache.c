@@ -136,15 +136,14 @@ static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char *
 			json_decref(inputs);
 			return -1;
 		}
-		json_array_append_new(inputs,
-				      json_pack("{s:s,s:s}", "name", s->inputs[j].name, "digest", d));
+		json_array_append_new(
+			inputs, json_pack("{s:s,s:s}", "name", s->inputs[j].name, "digest", d));
 		free(d);
 	}
 	const char *arch = imgf_step_var(s, "arch");
 	*key = digest_json(json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:s}", "prev", prev, "imgforge",
-				     IMGF_VERSION, "type", s->ops->name, "config", s->cfg,
-				     "inputs", inputs, "data", data_digests(s), "arch",
-				     arch ? arch : ""));
+				     IMGF_VERSION, "type", s->ops->name, "config", s->cfg, "inputs",
+				     inputs, "data", data_digests(s), "arch", arch ? arch : ""));
 	return 0;
 }
 
@@ -202,8 +201,8 @@ static void entry_write(const struct imgf_stepcache *c, json_t *entry)
 }
 
 /* The entry for `key` when its builder state is there and intact; a damaged one is removed. */
-static int lookup(struct imgf_build *b, const char *key, bool final, const char *what,
-		  json_t **out, struct imgf_error **err)
+static int lookup(struct imgf_build *b, const char *key, bool final, const char *what, json_t **out,
+		  struct imgf_error **err)
 {
 	struct imgf_stepcache *c = b->cache;
 	_cleanup_free_ char *path = entry_path(c, key);
@@ -226,10 +225,10 @@ static int lookup(struct imgf_build *b, const char *key, bool final, const char 
 		log_warn("%s: %s: the cache entry %.12s is missing or damaged: it is removed and "
 			 "built again",
 			 b->def->name, what, key);
-		imgf_event("cache-damaged",
-			   json_pack("{s:s,s:s,s:s}", "image", b->def->name, "step", what, "key",
-				     key),
-			   NULL);
+		imgf_event(
+			"cache-damaged",
+			json_pack("{s:s,s:s,s:s}", "image", b->def->name, "step", what, "key", key),
+			NULL);
 		unlink(path);
 		json_decref(entry);
 		return 0;
@@ -254,9 +253,9 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 	c->found = xcalloc(b->nsteps + 1, sizeof(json_t *));
 	c->mark = json_array_size(b->inputs);
 
-	_cleanup_free_ char *prev = digest_json(
-		json_pack("{s:s,s:s,s:O,s:s}", "imgforge", IMGF_VERSION, "builder",
-			  b->builder->name, "config", b->builder_cfg, "base", base));
+	_cleanup_free_ char *prev =
+		digest_json(json_pack("{s:s,s:s,s:O,s:s}", "imgforge", IMGF_VERSION, "builder",
+				      b->builder->name, "config", b->builder_cfg, "base", base));
 	json_t *lists = json_object();
 	for (size_t i = 0; i < b->nsteps; i++) {
 		if (step_key(&b->steps[i], prev, lists, &c->keys[i], err) < 0) {
@@ -369,10 +368,10 @@ void imgf_stepcache_final_key(struct imgf_build *b)
 		return;
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	const char *last = b->nsteps ? c->keys[b->nsteps - 1] : "";
-	c->final_key = digest_json(json_pack(
-		"{s:s,s:s,s:O,s:O,s:O,s:s}", "prev", last, "imgforge", IMGF_VERSION, "builder",
-		b->builder_cfg, "labels", b->labels, "post_processors", b->def->post_processors,
-		"source_date_epoch", sde ? sde : ""));
+	c->final_key = digest_json(json_pack("{s:s,s:s,s:O,s:O,s:O,s:s}", "prev", last, "imgforge",
+					     IMGF_VERSION, "builder", b->builder_cfg, "labels",
+					     b->labels, "post_processors", b->def->post_processors,
+					     "source_date_epoch", sde ? sde : ""));
 }
 
 int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct imgf_error **err)
@@ -392,8 +391,7 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 		return -1;
 	for (size_t i = 0; i < b->nsteps; i++)
 		imgf_stepcache_say_cached(b, i);
-	log_info("%s: nothing changed: the artifact built before is given out again",
-		 b->def->name);
+	log_info("%s: nothing changed: the artifact built before is given out again", b->def->name);
 	return 1;
 }
 
@@ -530,10 +528,10 @@ int imgf_stepcache_ls(const char *cache_dir, bool json, struct imgf_error **err)
 		human_size(total, sz, sizeof(sz));
 		printf("%zu entr%s, %s\n", n, n == 1 ? "y" : "ies", sz);
 	} else {
-		imgf_event("cache-total",
-			   json_pack("{s:I,s:I}", "entries", (json_int_t)n, "size",
-				     (json_int_t)total),
-			   NULL);
+		imgf_event(
+			"cache-total",
+			json_pack("{s:I,s:I}", "entries", (json_int_t)n, "size", (json_int_t)total),
+			NULL);
 	}
 	entries_free(e, n);
 	return 0;
@@ -574,7 +572,8 @@ int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older
 			if (!e[i].j)
 				continue;
 			int64_t used = json_integer_value(json_object_get(e[i].j, "used"));
-			uint64_t size = (uint64_t)json_integer_value(json_object_get(e[i].j, "size"));
+			uint64_t size =
+				(uint64_t)json_integer_value(json_object_get(e[i].j, "size"));
 			bool old = older_than_s >= 0 && now - used > older_than_s;
 			bool over = max_size != UINT64_MAX && total > max_size;
 			if (!all && !old && !over)
