@@ -1,5 +1,6 @@
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,81 @@ static json_t *data_digests(struct imgf_step *s)
 	return out;
 }
 
+/* Config keys that may name host files a step reads (a token starting with '/' or '.'). */
+static const char *const host_path_keys[] = {
+	"source", "script", "local_dir", "tarball", "additional_images", NULL};
+
+#define HASH_WHOLE_MAX (256ull << 20) /* bigger files are known by size, times and inode */
+
+/* One regular file: its sha256, or past HASH_WHOLE_MAX what stat says of it. */
+static char *file_fingerprint(const char *path, const struct stat *st)
+{
+	char hex[IMGF_DIGEST_HEX_MAX];
+	struct imgf_error *e = NULL;
+	if ((uint64_t)st->st_size <= HASH_WHOLE_MAX &&
+	    imgf_digest_file(path, IMGF_SHA256, hex, &e) == 0)
+		return xasprintf("sha256:%s", hex);
+	imgf_error_free(e);
+	return xasprintf("stat:%lld:%lld.%09ld:%lld.%09ld:%llu", (long long)st->st_size,
+			 (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+			 (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec,
+			 (unsigned long long)st->st_ino);
+}
+
+static struct strbuf *tree_listing; /* nftw has no user pointer */
+
+static int tree_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_F)
+		strbuf_addf(tree_listing, "%s %lld %lld.%09ld %o\n", path, (long long)st->st_size,
+			    (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+			    (unsigned)st->st_mode);
+	else if (type == FTW_SL || type == FTW_SLN || type == FTW_D)
+		strbuf_addf(tree_listing, "%s %o\n", path, (unsigned)st->st_mode);
+	return 0;
+}
+
+/* A directory: every entry's name, size, mtime and mode (contents are not read). */
+static char *tree_fingerprint(const char *path)
+{
+	struct strbuf sb = STRBUF_INIT;
+	tree_listing = &sb;
+	nftw(path, tree_entry, 16, FTW_PHYS);
+	tree_listing = NULL;
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, sb.buf, sb.len, hex);
+	strbuf_release(&sb);
+	return xasprintf("tree:%s", hex);
+}
+
+/* The host files and directories a step's config names, each with its fingerprint. */
+static json_t *local_digests(const struct imgf_step *s)
+{
+	json_t *out = json_object();
+	const char *dir = json_string_value(json_object_get(s->cfg, "direction"));
+	for (size_t k = 0; host_path_keys[k]; k++) {
+		if (!strcmp(host_path_keys[k], "source") && dir && !strcmp(dir, "download"))
+			continue; /* a path in the target */
+		const char *v = json_string_value(json_object_get(s->cfg, host_path_keys[k]));
+		_cleanup_free_ char *copy = xstrdup(v ? v : "");
+		char *save = NULL;
+		for (char *tok = strtok_r(copy, " ,\t\n", &save); tok;
+		     tok = strtok_r(NULL, " ,\t\n", &save)) {
+			struct stat st;
+			if ((tok[0] != '/' && tok[0] != '.') || stat(tok, &st) < 0)
+				continue;
+			char *fp = S_ISDIR(st.st_mode)	 ? tree_fingerprint(tok)
+				   : S_ISREG(st.st_mode) ? file_fingerprint(tok, &st)
+							 : NULL;
+			if (fp)
+				json_object_set_new(out, tok, json_string(fp));
+			free(fp);
+		}
+	}
+	return out;
+}
+
 static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char **key,
 		    struct imgf_error **err)
 {
@@ -141,9 +217,10 @@ static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char *
 		free(d);
 	}
 	const char *arch = imgf_step_var(s, "arch");
-	*key = digest_json(json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:s}", "prev", prev, "imgforge",
+	*key = digest_json(json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s}", "prev", prev, "imgforge",
 				     IMGF_VERSION, "type", s->ops->name, "config", s->cfg, "inputs",
-				     inputs, "data", data_digests(s), "arch", arch ? arch : ""));
+				     inputs, "data", data_digests(s), "local", local_digests(s),
+				     "arch", arch ? arch : ""));
 	return 0;
 }
 

@@ -3,7 +3,8 @@
 # step that writes a variable) before `kind`. A rebuild with nothing changed runs no step and
 # gives out the same image; changing the variable reruns only that step and those after it,
 # and gives what a build without the cache gives; a damaged entry is built again; `imgforge
-# cache ls` and `cache prune` list and remove entries and their images.
+# cache ls` and `cache prune` list and remove entries and their images; a host file a step
+# copies is part of its key.
 . "$(dirname "$0")/../lib/harness.sh"
 docker_up "step cache"
 fixtures_up "step cache"
@@ -100,6 +101,38 @@ test_expect_success "cache ls --json: one event per entry with key, step, size a
 	test "$(jq -r "select(.event == \"cache-entry\") | .step" "$TMP/ls.json" | grep -cx marker)" = 2 &&
 	jq -r "select(.event == \"cache-entry\" and .step == \"packages\") | .size > 0 and .age >= 0 and (.key | length) == 64" "$TMP/ls.json" >"$TMP/ls.check" &&
 	test "$(cat "$TMP/ls.check")" = true
+'
+
+# A small image whose second step copies a host file.
+mkdir -p "$TMP/local"
+cat >"$TMP/local/config.json" <<EOF
+{"variables": {"build_name": "t1235-local", "kubernetes_semver": "v1.31.2"},
+ "images": ["image.json"]}
+EOF
+cat >"$TMP/local/image.json" <<EOF
+{"name": "local", "builder": {"type": "docker", "image": "{{ docker_base_image }}"},
+ "provisioners": [{"type": "shell", "inline": ["true"]},
+   {"type": "file", "source": "$TMP/local/payload", "destination": "/payload"}],
+ "post_processors": [{"type": "manifest"}]}
+EOF
+local_build() { # LOG
+	"$IMGF" build --force --var docker_base_image="$BASE" --output-dir "$TMP/local/out" \
+		"$TMP/local/config.json" >"$TMP/$1.log" 2>&1 || { tail -n 20 "$TMP/$1.log"; return 1; }
+	id=$(jq -r ".builds[0].artifact_id" "$TMP/local/out/t1235-local+kube-v1.31.2/manifest.json")
+	echo "docker rmi -f $id" >>"$TMP/local/rmi"
+	docker run --rm --entrypoint cat "$id" /payload
+}
+at_exit "sh '$TMP/local/rmi'"
+
+test_expect_success "a host file a step copies is part of its key: changed, the step runs again" '
+	echo a >"$TMP/local/payload" &&
+	test "$(local_build local1)" = a &&
+	test "$(local_build local2)" = a &&
+	grep -q "local: step 2/2: file: cached" "$TMP/local2.log" &&
+	echo b >"$TMP/local/payload" &&
+	test "$(local_build local3)" = b &&
+	grep -q "local: step 1/2: shell: cached" "$TMP/local3.log" &&
+	grep -qx "==> local: step 2/2: file" "$TMP/local3.log"
 '
 
 test_expect_success "cache prune: --older-than keeps what was just used; --max-size 0 removes all" '
