@@ -652,7 +652,8 @@ int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older
 			uint64_t size =
 				(uint64_t)json_integer_value(json_object_get(e[i].j, "size"));
 			bool old = older_than_s >= 0 && now - used > older_than_s;
-			bool over = max_size != UINT64_MAX && total > max_size;
+			/* --max-size 0 empties the cache, records of no size too */
+			bool over = max_size != UINT64_MAX && (total > max_size || max_size == 0);
 			if (!all && !old && !over)
 				continue;
 			struct imgf_error *de = NULL;

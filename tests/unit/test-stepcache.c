@@ -65,8 +65,9 @@ TEST(prune_max_size_removes_the_least_recently_used_first)
 	CHECK(!has_entry(dir, "old"));
 	CHECK(has_entry(dir, "mid"));
 	CHECK(has_entry(dir, "new"));
+	put_entry(dir, "empty", 0, 50); /* a step that changed nothing */
 	CHECK(imgf_stepcache_prune(dir, 0, -1, &err) == 0);
-	CHECK(!has_entry(dir, "mid") && !has_entry(dir, "new"));
+	CHECK(!has_entry(dir, "mid") && !has_entry(dir, "new") && !has_entry(dir, "empty"));
 	rm_rf(dir, NULL);
 }
 
