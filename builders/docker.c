@@ -22,6 +22,7 @@
 #include "log.h"
 #include "registry.h"
 #include "squash.h"
+#include "stepcache.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -652,6 +653,65 @@ static void remove_container(struct docker *d, const char *id)
 	imgf_error_free(e);
 }
 
+/* The base image, present (pulled per `pull`), recorded as the input "base-image" once. */
+static int base_image(struct imgf_build *b, struct docker *d, json_t **info,
+		      struct imgf_error **err)
+{
+	const char *image = imgf_cfg_str(b->builder_cfg, "image", "");
+	/* The base is for the build's arch: a foreign one runs through binfmt_misc. */
+	const char *arch = imgf_build_var(b, "arch");
+	arch = arch && *arch ? arch : NULL;
+	if (ensure_image(d, image, imgf_cfg_str(b->builder_cfg, "pull", "missing"), arch, info,
+			 err) < 0)
+		return -1;
+	const char *base_arch = json_string_value(json_object_get(*info, "Architecture"));
+	if (arch && base_arch && strcmp(base_arch, arch)) {
+		json_decref(*info);
+		*info = NULL;
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "base image '%s' is linux/%s, the build is for linux/%s (the "
+				      "'arch' variable): give an image for %s",
+				      image, base_arch, arch, arch);
+	}
+	const char *base_id = json_string_value(json_object_get(*info, "Id"));
+	base_id = base_id ? base_id : "";
+	size_t i;
+	json_t *in;
+	json_array_foreach(b->inputs, i, in)
+	{
+		const char *name = json_string_value(json_object_get(in, "name"));
+		if (name && !strcmp(name, "base-image"))
+			return 0;
+	}
+	imgf_build_record_input(b, "base-image", image,
+				str_has_prefix(base_id, "sha256:") ? base_id + 7 : base_id);
+	return 0;
+}
+
+/* A build container from `from` (the base image, or a cached step's image), started. */
+static int create_container(struct imgf_build *b, struct docker *d, const char *from, char **id,
+			    char **name_out, struct imgf_error **err)
+{
+	char rnd[9];
+	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
+	_cleanup_free_ char *name = xasprintf("imgforge-%s-%s", b->def->name, rnd);
+	json_t *host = json_pack("{s:o,s:o,s:s}", "CapAdd", cfg_list(b, "cap_add", "SYS_ADMIN"),
+				 "SecurityOpt", cfg_list(b, "security_opt", "seccomp=unconfined"),
+				 "NetworkMode", imgf_cfg_str(b->builder_cfg, "network", "host"));
+	json_t *req = json_pack("{s:s,s:[s,s],s:[s],s:{s:s},s:o}", "Image", from, "Entrypoint",
+				"sleep", "infinity", "Env", DEFAULT_PATH, "Labels",
+				"io.imgforge.build", b->def->name, "HostConfig", host);
+	json_t *created = NULL;
+	_cleanup_free_ char *qname = url_escape(name);
+	if (docker_json(d, "POST", req, &created, NULL, err, "/containers/create?name=%s", qname) <
+	    0)
+		return imgf_error_prefix(err, "create build container from '%s'", from);
+	*id = xstrdup(json_string_value(json_object_get(created, "Id")) ?: "");
+	*name_out = xstrdup(name);
+	json_decref(created);
+	return 0;
+}
+
 static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct imgf_error **err)
 {
 	struct docker *d;
@@ -662,46 +722,22 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct
 	const char *arch = imgf_build_var(b, "arch");
 	arch = arch && *arch ? arch : NULL;
 	json_t *base = NULL;
-	if (ensure_image(d, image, imgf_cfg_str(b->builder_cfg, "pull", "missing"), arch, &base,
-			 err) < 0) {
+	if (base_image(b, d, &base, err) < 0) {
 		docker_free(d);
 		return -1;
 	}
-	const char *base_arch = json_string_value(json_object_get(base, "Architecture"));
-	if (arch && base_arch && strcmp(base_arch, arch)) {
-		imgf_error_set(err, IMGF_EXIT_FAIL,
-			       "base image '%s' is linux/%s, the build is for linux/%s (the 'arch' "
-			       "variable): give an image for %s",
-			       image, base_arch, arch, arch);
-		json_decref(base);
+	/* From the deepest cached step when there is one; the commit's defaults are still the
+	 * base image's config. */
+	const char *from = imgf_stepcache_from(b);
+	_cleanup_free_ char *cid = NULL, *name = NULL;
+	if (create_container(b, d, from ? from : image, &cid, &name, err) < 0) {
 		docker_free(d);
+		json_decref(base);
 		return -1;
-	}
-	const char *base_id = json_string_value(json_object_get(base, "Id"));
-	base_id = base_id ? base_id : "";
-	imgf_build_record_input(b, "base-image", image,
-				str_has_prefix(base_id, "sha256:") ? base_id + 7 : base_id);
-
-	char rnd[9];
-	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
-	_cleanup_free_ char *name = xasprintf("imgforge-%s-%s", b->def->name, rnd);
-	json_t *host = json_pack("{s:o,s:o,s:s}", "CapAdd", cfg_list(b, "cap_add", "SYS_ADMIN"),
-				 "SecurityOpt", cfg_list(b, "security_opt", "seccomp=unconfined"),
-				 "NetworkMode", imgf_cfg_str(b->builder_cfg, "network", "host"));
-	json_t *req = json_pack("{s:s,s:[s,s],s:[s],s:{s:s},s:o}", "Image", image, "Entrypoint",
-				"sleep", "infinity", "Env", DEFAULT_PATH, "Labels",
-				"io.imgforge.build", b->def->name, "HostConfig", host);
-	json_t *created = NULL;
-	_cleanup_free_ char *qname = url_escape(name);
-	if (docker_json(d, "POST", req, &created, NULL, err, "/containers/create?name=%s", qname) <
-	    0) {
-		docker_free(d);
-		json_decref(base);
-		return imgf_error_prefix(err, "create build container from '%s'", image);
 	}
 	struct docker_target *dt = xcalloc(1, sizeof(*dt));
 	dt->d = d;
-	dt->id = xstrdup(json_string_value(json_object_get(created, "Id")) ?: "");
+	dt->id = STEAL_POINTER(&cid);
 	dt->name = xstrdup(name);
 	dt->t.ops = &docker_target_ops;
 	dt->t.priv = dt;
@@ -711,12 +747,15 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct
 		"{s:O?,s:O?,s:O?}", "Architecture", json_object_get(base, "Architecture"), "Os",
 		json_object_get(base, "Os"), "Variant", json_object_get(base, "Variant"));
 	json_decref(base);
-	json_decref(created);
 	*out = &dt->t;
 	imgf_event("target",
 		   json_pack("{s:s,s:s,s:s}", "builder", "docker", "container", name, "id", dt->id),
 		   NULL);
-	log_info("build container '%s' from '%s'", name, image);
+	if (from)
+		log_info("build container '%s' from the cached image %.19s ('%s' and %zu step%s)",
+			 name, from, image, b->cache->hit, b->cache->hit == 1 ? "" : "s");
+	else
+		log_info("build container '%s' from '%s'", name, image);
 	if (docker_json(d, "POST", NULL, NULL, NULL, err, "/containers/%s/start", dt->id) < 0)
 		return imgf_error_prefix(err, "start build container '%s'", name);
 	return 0;
@@ -1001,6 +1040,15 @@ static int squash_commit(struct imgf_build *b, struct docker_target *dt, json_t 
 	return 0;
 }
 
+/* "OS/ARCH[/VARIANT]" of an image inspect reply (or the base_platform subset of one). */
+static char *platform_of(json_t *info)
+{
+	const char *variant = json_string_value(json_object_get(info, "Variant"));
+	return xasprintf("%s/%s%s%s", json_string_value(json_object_get(info, "Os")) ?: "linux",
+			 json_string_value(json_object_get(info, "Architecture")) ?: "amd64",
+			 variant ? "/" : "", variant ? variant : "");
+}
+
 static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_artifact *out,
 			 struct imgf_error **err)
 {
@@ -1017,14 +1065,192 @@ static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct img
 	out->id = STEAL_POINTER(&id);
 	out->files = xcalloc(1, sizeof(char *));
 	/* The image's platform is its base's (a foreign one ran through binfmt_misc). */
-	json_t *p = dt->base_platform;
-	const char *variant = json_string_value(json_object_get(p, "Variant"));
-	_cleanup_free_ char *platform =
-		xasprintf("%s/%s%s%s", json_string_value(json_object_get(p, "Os")) ?: "linux",
-			  json_string_value(json_object_get(p, "Architecture")) ?: "amd64",
-			  variant ? "/" : "", variant ? variant : "");
+	_cleanup_free_ char *platform = platform_of(dt->base_platform);
 	out->extra = json_pack("{s:s?,s:s}", "image", tag, "platform", platform);
 	log_info("committed %s as %s%s%s", t->name, out->id, tag ? " " : "", tag ? tag : "");
+	return 0;
+}
+
+/* ---- the step cache --------------------------------------------------------------------- */
+
+#define CACHE_KEY_LABEL "io.imgforge.cache.key"
+
+static int docker_cache_base(struct imgf_build *b, char **digest, struct imgf_error **err)
+{
+	struct docker *d;
+	if (docker_connect(&d, err) < 0)
+		return -1;
+	json_t *info = NULL;
+	int r = base_image(b, d, &info, err);
+	if (r == 0)
+		*digest = xstrdup(json_string_value(json_object_get(info, "Id")) ?: "");
+	json_decref(info);
+	docker_free(d);
+	return r;
+}
+
+/* An image's inspect reply, or NULL (and 0) when the engine has no such image. */
+static int inspect_image(struct docker *d, const char *id, json_t **out, struct imgf_error **err)
+{
+	long st = 0;
+	_cleanup_free_ char *q = url_escape(id);
+	*out = NULL;
+	if (docker_json(d, "GET", NULL, out, &st, err, "/images/%s/json", q) < 0)
+		return -1;
+	if (st == 404)
+		return 0;
+	if (st != 200) {
+		json_decref(*out);
+		*out = NULL;
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "inspect image '%s': docker engine answered %ld", id, st);
+	}
+	return 0;
+}
+
+static int64_t image_size(struct docker *d, const char *id)
+{
+	json_t *info = NULL;
+	struct imgf_error *e = NULL;
+	int64_t size = 0;
+	if (inspect_image(d, id, &info, &e) == 0 && info)
+		size = json_integer_value(json_object_get(info, "Size"));
+	imgf_error_free(e);
+	json_decref(info);
+	return size;
+}
+
+/*
+ * The state after a step as an untagged image labelled with its key; the next step runs in
+ * a fresh container from it, so each cached image adds only its own step's layer.
+ */
+static int docker_cache_save(struct imgf_build *b, struct imgf_target *t, const char *key,
+			     const char *step, char **id, int64_t *size, struct imgf_error **err)
+{
+	struct docker_target *dt = (struct docker_target *)t;
+	json_t *config =
+		json_pack("{s:{s:s,s:s,s:s}}", "Labels", CACHE_KEY_LABEL, key,
+			  "io.imgforge.cache.step", step, "io.imgforge.cache.image", b->def->name);
+	_cleanup_free_ char *from = NULL;
+	json_t *old = NULL;
+	if (docker_json(dt->d, "GET", NULL, &old, NULL, err, "/containers/%s/json", dt->id) < 0) {
+		json_decref(config);
+		return -1;
+	}
+	from = xstrdup(json_string_value(json_object_get(old, "Image")) ?: "");
+	json_decref(old);
+	_cleanup_free_ char *img = NULL;
+	int r = engine_commit(dt, config, NULL, &img, err);
+	json_decref(config);
+	if (r < 0)
+		return -1;
+	_cleanup_free_ char *cid = NULL, *name = NULL;
+	if (create_container(b, dt->d, img, &cid, &name, err) < 0)
+		return -1;
+	remove_container(dt->d, dt->id);
+	free(dt->id);
+	free(dt->name);
+	free(dt->t.name);
+	dt->id = STEAL_POINTER(&cid);
+	dt->name = STEAL_POINTER(&name);
+	dt->t.name = xasprintf("container '%s'", dt->name);
+	imgf_event("target",
+		   json_pack("{s:s,s:s,s:s}", "builder", "docker", "container", dt->name, "id",
+			     dt->id),
+		   NULL);
+	if (docker_json(dt->d, "POST", NULL, NULL, NULL, err, "/containers/%s/start", dt->id) < 0)
+		return imgf_error_prefix(err, "start build container '%s'", dt->name);
+	*size = image_size(dt->d, img) - image_size(dt->d, from);
+	if (*size < 0)
+		*size = 0;
+	*id = STEAL_POINTER(&img);
+	return 0;
+}
+
+static int docker_cache_check(struct imgf_build *b, const char *key, const char *id, bool final,
+			      struct imgf_error **err)
+{
+	(void)b;
+	struct docker *d;
+	if (docker_connect(&d, err) < 0)
+		return -1;
+	json_t *info = NULL;
+	int r = inspect_image(d, id, &info, err);
+	docker_free(d);
+	if (r < 0 || !info)
+		return r;
+	const char *got = json_string_value(json_object_get(info, "Id"));
+	const char *label = json_string_value(json_object_get(
+		json_object_get(json_object_get(info, "Config"), "Labels"), CACHE_KEY_LABEL));
+	/* A step's image must say which key it holds; the artifact is the ID it was. */
+	bool ok = got && !strcmp(got, id) && (final || (label && !strcmp(label, key)));
+	json_decref(info);
+	return ok ? 1 : 0;
+}
+
+static int docker_cache_drop(const char *id, bool final, struct imgf_error **err)
+{
+	if (final)
+		return 0; /* the artifact is the user's image: only its record goes */
+	struct docker *d;
+	if (docker_connect(&d, err) < 0)
+		return -1;
+	json_t *info = NULL;
+	int r = inspect_image(d, id, &info, err);
+	/* Only a step's image goes, never one the record merely names (a damaged record could
+	 * name any image); its untagged parents that nothing else uses go with it. */
+	json_t *labels = json_object_get(json_object_get(info, "Config"), "Labels");
+	if (r == 0 && info && json_object_get(labels, CACHE_KEY_LABEL)) {
+		long st = 0;
+		_cleanup_free_ char *q = url_escape(id);
+		r = docker_json(d, "DELETE", NULL, NULL, &st, err, "/images/%s", q);
+		if (r == 0 && st >= 300 && st != 404)
+			r = imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"remove image '%.19s': docker engine answered %ld%s", id, st,
+				st == 409 ? " (an image or container still uses it)" : "");
+	}
+	json_decref(info);
+	docker_free(d);
+	return r;
+}
+
+static int docker_cache_reuse(struct imgf_build *b, const char *id, struct imgf_artifact *out,
+			      struct imgf_error **err)
+{
+	const char *tag = imgf_cfg_str(b->builder_cfg, "tag", NULL);
+	struct docker *d;
+	if (docker_connect(&d, err) < 0)
+		return -1;
+	json_t *info = NULL;
+	if (inspect_image(d, id, &info, err) < 0) {
+		docker_free(d);
+		return -1;
+	}
+	if (!json_object_get(info, "Id")) {
+		json_decref(info);
+		docker_free(d);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "cached image '%.19s' is gone", id);
+	}
+	_cleanup_free_ char *platform = platform_of(info);
+	json_decref(info);
+	if (tag) {
+		_cleanup_free_ char *repo = NULL, *tg = NULL;
+		split_tag(tag, &repo, &tg);
+		_cleanup_free_ char *qi = url_escape(id);
+		_cleanup_free_ char *qr = url_escape(repo);
+		_cleanup_free_ char *qt = url_escape(tg);
+		int r = docker_json(d, "POST", NULL, NULL, NULL, err,
+				    "/images/%s/tag?repo=%s&tag=%s", qi, qr, qt);
+		if (r < 0) {
+			docker_free(d);
+			return imgf_error_prefix(err, "tag '%s'", tag);
+		}
+	}
+	docker_free(d);
+	out->id = xstrdup(id);
+	out->files = xcalloc(1, sizeof(char *));
+	out->extra = json_pack("{s:s?,s:s}", "image", tag, "platform", platform);
 	return 0;
 }
 
@@ -1057,4 +1283,9 @@ const struct imgf_builder_ops imgf_docker_builder = {
 	.prepare = docker_prepare,
 	.commit = docker_commit,
 	.cleanup = docker_cleanup,
+	.cache_base = docker_cache_base,
+	.cache_save = docker_cache_save,
+	.cache_check = docker_cache_check,
+	.cache_drop = docker_cache_drop,
+	.cache_reuse = docker_cache_reuse,
 };

@@ -30,6 +30,8 @@
 #include "fetch.h"
 #include "log.h"
 #include "run.h"
+#include "sidecar.h"
+#include "stepcache.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -448,41 +450,118 @@ static int mount_guest(guestfs_h *g, const char *root, bool grow_xfs, struct img
 	return r;
 }
 
+/* The base image as an input: fetched, verified and cached like any other. */
+static void base_input(struct imgf_build *b, struct imgf_input *in)
+{
+	const char *url = imgf_cfg_str(b->builder_cfg, "base_image_url", "");
+	*in = (struct imgf_input){0};
+	in->name = xstrdup("base-image");
+	in->url = url[0] == '/' ? xasprintf("file://%s", url) : xstrdup(url);
+	in->checksum = xstrdup(imgf_cfg_str(b->builder_cfg, "base_image_checksum", ""));
+	in->origin = xstrdup("variable 'qemu_base_image_url'");
+	in->checksum_origin = xstrdup("variable 'qemu_base_image_checksum'");
+}
+
+/* The appliance over the overlay, the guest's filesystems mounted (the root grown to
+ * disk_size first with `grow`). */
+static int launch(struct imgf_build *b, struct qemu_target *qt, bool grow, struct imgf_error **err)
+{
+	guestfs_h *g = guestfs_create();
+	if (!g)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "libguestfs: cannot create a handle");
+	qt->g = g;
+	if (!getenv("LIBGUESTFS_BACKEND"))
+		guestfs_set_backend(g, "direct");
+	guestfs_set_network(g, imgf_cfg_bool(b->builder_cfg, "network", true));
+	guestfs_set_memsize(g, (int)imgf_cfg_int(b->builder_cfg, "appliance_memory_mb", 2048));
+	guestfs_set_smp(g, 2);
+	if (!use_kvm(b))
+		guestfs_set_backend_setting(g, "force_tcg", "1");
+	if (guestfs_add_drive_opts(g, qt->overlay, GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2",
+				   GUESTFS_ADD_DRIVE_OPTS_DISCARD, "besteffort", -1) < 0)
+		return guestfs_fail(g, err, "add the disk");
+	log_info("%s: starting the libguestfs appliance", b->def->name);
+	if (guestfs_launch(g) < 0)
+		return guestfs_fail(g, err, "launch the appliance");
+	char **roots = guestfs_inspect_os(g);
+	if (!roots || !roots[0]) {
+		strv_free(roots);
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "base image '%s': no operating system found",
+				      imgf_cfg_str(b->builder_cfg, "base_image_url", ""));
+	}
+	_cleanup_free_ char *root = xstrdup(roots[0]);
+	strv_free(roots);
+	const char *disk_size = imgf_cfg_str(b->builder_cfg, "disk_size", NULL);
+	int grown = grow && disk_size ? grow_root(g, root, err) : 0;
+	if (grown < 0 || mount_guest(g, root, grown == 1, err) < 0)
+		return -1;
+	if (grow) {
+		_cleanup_free_ char *product = guestfs_inspect_get_product_name(g, root);
+		log_info("%s: %s on %s, disk %s", b->def->name, product ? product : "guest", root,
+			 disk_size ? disk_size : "as the base");
+	}
+	return 0;
+}
+
+static struct qemu_target *target_new(void)
+{
+	struct qemu_target *qt = xcalloc(1, sizeof(*qt));
+	qt->t.ops = &qemu_target_ops;
+	qt->t.priv = qt;
+	return qt;
+}
+
+static int work_dir_make(struct qemu_target *qt, struct imgf_error **err)
+{
+	const char *tmp = getenv("TMPDIR");
+	qt->work_dir = xasprintf("%s/imgforge-qemu-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+	if (!mkdtemp(qt->work_dir))
+		return imgf_error_errno(err, errno, "create '%s'", qt->work_dir);
+	chmod(qt->work_dir, 0711);
+	qt->overlay = path_join(qt->work_dir, "build.qcow2");
+	qt->t.name = xasprintf("disk '%s'", qt->overlay);
+	return 0;
+}
+
+/* An overlay on a cached step's disk (which holds the grown root and every step before). */
+static int prepare_from_cache(struct imgf_build *b, const char *from, struct imgf_target **out,
+			      struct imgf_error **err)
+{
+	struct qemu_target *qt = target_new();
+	*out = &qt->t;
+	if (work_dir_make(qt, err) < 0)
+		return -1;
+	char *create[] = {"qemu-img", "create", "-q",	      "-f",	   "qcow2", "-F",
+			  "qcow2",    "-b",	(char *)from, qt->overlay, NULL};
+	if (imgf_run(create, NULL, err) < 0)
+		return -1;
+	log_info("%s: the disk starts from the cached step disk '%s' (%zu step%s)", b->def->name,
+		 from, b->cache->hit, b->cache->hit == 1 ? "" : "s");
+	return launch(b, qt, false, err);
+}
+
 static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct imgf_error **err)
 {
-	/* The base image is an input like any other: fetched, verified, cached. */
-	struct imgf_input in = {0};
+	const char *from = imgf_stepcache_from(b);
+	if (from)
+		return prepare_from_cache(b, from, out, err);
+	struct imgf_input in;
+	base_input(b, &in);
 	const char *url = imgf_cfg_str(b->builder_cfg, "base_image_url", "");
-	in.name = xstrdup("base-image");
-	in.url = url[0] == '/' ? xasprintf("file://%s", url) : xstrdup(url);
-	in.checksum = xstrdup(imgf_cfg_str(b->builder_cfg, "base_image_checksum", ""));
-	in.origin = xstrdup("variable 'qemu_base_image_url'");
-	in.checksum_origin = xstrdup("variable 'qemu_base_image_checksum'");
 	if (imgf_fetch_all(&in, 1, &b->fetch, err) < 0) {
 		imgf_input_release(&in);
 		return imgf_error_prefix(err, "base image");
 	}
 	imgf_build_record_input(b, "base-image", in.url, in.sha256);
 
-	struct qemu_target *qt = xcalloc(1, sizeof(*qt));
-	qt->t.ops = &qemu_target_ops;
-	qt->t.priv = qt;
+	struct qemu_target *qt = target_new();
 	*out = &qt->t;
 	int r = -1;
 	json_t *info = NULL;
-	_cleanup_free_ char *size = NULL, *root = NULL, *product = NULL;
-	guestfs_h *g = NULL;
-	char **roots = NULL;
-	int grown = 0;
-	const char *tmp = getenv("TMPDIR");
-	qt->work_dir = xasprintf("%s/imgforge-qemu-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
-	if (!mkdtemp(qt->work_dir)) {
-		imgf_error_errno(err, errno, "create '%s'", qt->work_dir);
+	_cleanup_free_ char *size = NULL;
+	if (work_dir_make(qt, err) < 0)
 		goto out;
-	}
-	chmod(qt->work_dir, 0711);
-	qt->overlay = path_join(qt->work_dir, "build.qcow2");
-	qt->t.name = xasprintf("disk '%s'", qt->overlay);
 
 	if (qemu_img_info(in.path, &info, err) < 0)
 		goto out;
@@ -513,50 +592,144 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 			  (char *)fmt, "-b",	 in.path, qt->overlay, size,	NULL};
 	if (imgf_run(create, NULL, err) < 0)
 		goto out;
-
-	g = guestfs_create();
-	if (!g) {
-		imgf_error_set(err, IMGF_EXIT_FAIL, "libguestfs: cannot create a handle");
-		goto out;
-	}
-	qt->g = g;
-	if (!getenv("LIBGUESTFS_BACKEND"))
-		guestfs_set_backend(g, "direct");
-	guestfs_set_network(g, imgf_cfg_bool(b->builder_cfg, "network", true));
-	guestfs_set_memsize(g, (int)imgf_cfg_int(b->builder_cfg, "appliance_memory_mb", 2048));
-	guestfs_set_smp(g, 2);
-	if (!use_kvm(b))
-		guestfs_set_backend_setting(g, "force_tcg", "1");
-	if (guestfs_add_drive_opts(g, qt->overlay, GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2",
-				   GUESTFS_ADD_DRIVE_OPTS_DISCARD, "besteffort", -1) < 0) {
-		guestfs_fail(g, err, "add the disk");
-		goto out;
-	}
-	log_info("%s: starting the libguestfs appliance", b->def->name);
-	if (guestfs_launch(g) < 0) {
-		guestfs_fail(g, err, "launch the appliance");
-		goto out;
-	}
-	roots = guestfs_inspect_os(g);
-	if (!roots || !roots[0]) {
-		strv_free(roots);
-		imgf_error_set(err, IMGF_EXIT_FAIL, "base image '%s': no operating system found",
-			       url);
-		goto out;
-	}
-	root = xstrdup(roots[0]);
-	strv_free(roots);
-	grown = disk_size ? grow_root(g, root, err) : 0;
-	if (grown < 0 || mount_guest(g, root, grown == 1, err) < 0)
-		goto out;
-	product = guestfs_inspect_get_product_name(g, root);
-	log_info("%s: %s on %s, disk %s", b->def->name, product ? product : "guest", root,
-		 disk_size ? disk_size : "as the base");
-	r = 0;
+	r = launch(b, qt, true, err);
 out:
 	json_decref(info);
 	imgf_input_release(&in);
 	return r;
+}
+
+/* ---- the step cache: a chain of qcow2 overlays in CACHE/steps/qemu ------------------------- */
+
+static int qemu_cache_base(struct imgf_build *b, char **digest, struct imgf_error **err)
+{
+	struct imgf_input in;
+	base_input(b, &in);
+	int r = imgf_stepcache_input_digest(b, &in, digest, err);
+	imgf_input_release(&in);
+	return r < 0 ? imgf_error_prefix(err, "base image") : 0;
+}
+
+/* A disk of this cache, which only the cache may remove. */
+static bool cache_owned(const char *path)
+{
+	return strstr(path, "/steps/qemu/") && str_has_suffix(path, ".qcow2");
+}
+
+static void cache_file_remove(const char *path)
+{
+	if (!cache_owned(path))
+		return;
+	_cleanup_free_ char *side = xasprintf("%s.sha256", path);
+	unlink(side);
+	unlink(path);
+}
+
+/*
+ * The overlay after a step becomes the cached disk KEY-RANDOM.qcow2 (its backing file the
+ * previous step's), hashed into a sidecar; the next step works on a new overlay over it,
+ * in a new appliance.
+ */
+static int qemu_cache_save(struct imgf_build *b, struct imgf_target *t, const char *key,
+			   const char *step, char **id, int64_t *size, struct imgf_error **err)
+{
+	(void)step;
+	struct qemu_target *qt = (struct qemu_target *)t;
+	if (guestfs_umount_all(qt->g) < 0 || guestfs_shutdown(qt->g) < 0)
+		return guestfs_fail(qt->g, err, "close the disk");
+	guestfs_close(qt->g);
+	qt->g = NULL;
+	_cleanup_free_ char *dir = xasprintf("%s/steps/qemu", b->cache_dir);
+	if (mkdir_p(dir, 0755, err) < 0)
+		return -1;
+	char rnd[9];
+	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
+	_cleanup_free_ char *dest = xasprintf("%s/%.16s-%s.qcow2", dir, key, rnd);
+	char hex[IMGF_DIGEST_HEX_MAX];
+	struct stat st;
+	int r = move_file(qt->overlay, dest, err);
+	if (r == 0)
+		r = imgf_sidecar_write(dest, hex, err);
+	if (r == 0 && stat(dest, &st) < 0)
+		r = imgf_error_errno(err, errno, "stat '%s'", dest);
+	char *create[] = {"qemu-img", "create", "-q", "-f",	   "qcow2", "-F",
+			  "qcow2",    "-b",	dest, qt->overlay, NULL};
+	/* The build goes on whether or not the disk could be kept. */
+	if (r < 0) {
+		struct imgf_error *e = NULL;
+		if (access(qt->overlay, F_OK) < 0 && access(dest, F_OK) == 0 &&
+		    rename(dest, qt->overlay) < 0)
+			log_warn("%s: the build disk is lost: %s", b->def->name, strerror(errno));
+		else if (launch(b, qt, false, &e) < 0)
+			log_warn("%s: %s", b->def->name, e->msg);
+		imgf_error_free(e);
+		return -1;
+	}
+	*size = st.st_size;
+	*id = xstrdup(dest);
+	if (imgf_run(create, NULL, err) < 0)
+		return -1;
+	return launch(b, qt, false, err);
+}
+
+/*
+ * Intact: every disk of the chain above the base download has the sha256 its sidecar
+ * recorded (the sidecar's stamp spares reading a disk that did not change) and the top
+ * passes `qemu-img check`. A damaged disk of the cache is removed.
+ */
+static int qemu_cache_check(struct imgf_build *b, const char *key, const char *id, bool final,
+			    struct imgf_error **err)
+{
+	(void)b;
+	(void)key;
+	(void)err;
+	if (final || access(id, R_OK) < 0)
+		return 0;
+	char *info_argv[] = {"qemu-img",      "info",	  "--backing-chain",
+			     "--output=json", (char *)id, NULL};
+	struct strbuf out = STRBUF_INIT;
+	struct imgf_error *e = NULL;
+	json_t *chain = NULL;
+	bool ok = imgf_run(info_argv, &out, &e) == 0 &&
+		  json_is_array(chain = json_loads(out.buf, 0, NULL));
+	strbuf_release(&out);
+	size_t i;
+	json_t *img;
+	json_array_foreach(chain, i, img)
+	{
+		const char *file = json_string_value(json_object_get(img, "filename"));
+		if (!ok || !file || !cache_owned(file))
+			continue; /* the base download, verified on its own */
+		char want[IMGF_DIGEST_HEX_MAX], got[IMGF_DIGEST_HEX_MAX];
+		const char *why = NULL;
+		if (imgf_sidecar_reuse(file, want, &why))
+			continue;
+		_cleanup_free_ char *side = xasprintf("%s.sha256", file);
+		_cleanup_free_ char *text = NULL;
+		size_t len = 0;
+		ok = read_file(side, 256, &text, &len, NULL) == 0 && len >= 64 &&
+		     imgf_digest_file(file, IMGF_SHA256, got, NULL) == 0 && !strncmp(text, got, 64);
+		if (!ok)
+			log_warn("'%s' does not have the sha256 its sidecar recorded", file);
+	}
+	json_decref(chain);
+	char *check[] = {"qemu-img", "check", "-q", (char *)id, NULL};
+	if (ok && imgf_run(check, NULL, &e) < 0)
+		ok = false;
+	if (e)
+		log_debug("step cache: '%s': %s", id, e->msg);
+	imgf_error_free(e);
+	if (!ok)
+		cache_file_remove(id);
+	return ok ? 1 : 0;
+}
+
+static int qemu_cache_drop(const char *id, bool final, struct imgf_error **err)
+{
+	(void)err;
+	if (!final)
+		cache_file_remove(id); /* a disk backed by it is then found damaged */
+	return 0;
 }
 
 /* ---- commit: trim, compress, boot check ---------------------------------------------------- */
@@ -927,4 +1100,8 @@ const struct imgf_builder_ops imgf_qemu_builder = {
 	.prepare = qemu_prepare,
 	.commit = qemu_commit,
 	.cleanup = qemu_cleanup,
+	.cache_base = qemu_cache_base,
+	.cache_save = qemu_cache_save,
+	.cache_check = qemu_cache_check,
+	.cache_drop = qemu_cache_drop,
 };

@@ -32,6 +32,7 @@ struct imgf_build {
 	char *out_dir;	 /* output/BUILD_NAME+kube-VERSION */
 	json_t *labels;	 /* name -> value, filled by the engine for the artifact */
 	json_t *inputs;	 /* [{name, url, sha256}] every artifact used, for the manifest */
+	struct imgf_stepcache *cache; /* NULL: nothing cached (src/stepcache.h) */
 };
 
 const char *imgf_build_var(const struct imgf_build *b, const char *name);

@@ -6,11 +6,15 @@
  *   name, prepare, commit, cleanup  MUST be set
  *   keys                            MUST list every config key the builder accepts
  *   validate                        MAY be NULL (nothing beyond the key check)
+ *   cache_base, cache_save,         MAY be NULL all together: the builder keeps no step cache
+ *   cache_check, cache_drop,        (every build runs every step); cache_reuse MAY be NULL
+ *   cache_reuse                     (the artifact is made again from the last step's state)
  */
 #ifndef IMGF_BUILDER_H
 #define IMGF_BUILDER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -39,6 +43,24 @@ struct imgf_builder_ops {
 	/* Always runs once prepare has returned a target. With keep (--on-error=abort after a
 	 * failure) the target stays and its whereabouts are logged; otherwise it is removed. */
 	void (*cleanup)(struct imgf_build *b, struct imgf_target *t, bool keep);
+
+	/* The step cache (src/stepcache.h). The digest of the base, the first link of the key
+	 * chain: docker the base image's ID, qemu the base disk's checksum. */
+	int (*cache_base)(struct imgf_build *b, char **digest, struct imgf_error **err);
+	/* Keep the target's state after a step under `key`; *id names it (an image ID, a
+	 * file), *size is what it adds to the cache in bytes. prepare() starts from such a
+	 * state when imgf_stepcache_from(b) is not NULL. */
+	int (*cache_save)(struct imgf_build *b, struct imgf_target *t, const char *key,
+			  const char *step, char **id, int64_t *size, struct imgf_error **err);
+	/* Whether the state `id` saved under `key` is there and intact (1) or missing or
+	 * damaged (0); a damaged one is removed. Final: the artifact rather than a step. */
+	int (*cache_check)(struct imgf_build *b, const char *key, const char *id, bool final,
+			   struct imgf_error **err);
+	/* Remove a saved state (imgforge cache prune); b is NULL there. */
+	int (*cache_drop)(const char *id, bool final, struct imgf_error **err);
+	/* Give out again the artifact `id` an earlier build committed with the same key. */
+	int (*cache_reuse)(struct imgf_build *b, const char *id, struct imgf_artifact *out,
+			   struct imgf_error **err);
 };
 
 const struct imgf_builder_ops *imgf_builder_find(const char *name);

@@ -19,6 +19,7 @@
 #include "parallel.h"
 #include "postprocessor.h"
 #include "provisioner.h"
+#include "stepcache.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -72,6 +73,7 @@ static void build_release(struct imgf_build *b)
 		json_decref(s->staged);
 	}
 	free(b->steps);
+	imgf_stepcache_free(b->cache);
 	json_decref(b->builder_cfg);
 	json_decref(b->labels);
 	json_decref(b->inputs);
@@ -222,6 +224,10 @@ static int fetch_and_stage(struct imgf_build *b, struct imgf_error **err)
 {
 	for (size_t i = 0; i < b->nsteps; i++) {
 		struct imgf_step *s = &b->steps[i];
+		if (b->cache && i < b->cache->hit) {
+			imgf_stepcache_replay(b, i); /* not run: nothing to fetch or stage */
+			continue;
+		}
 		if (s->ninputs) {
 			if (imgf_fetch_all(s->inputs, s->ninputs, &b->fetch, err) < 0)
 				return imgf_error_prefix(err, "step '%s'", s->label);
@@ -241,6 +247,10 @@ static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_er
 		struct imgf_step *s = &b->steps[i];
 		if (imgf_interrupted)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		if (b->cache && i < b->cache->hit) {
+			imgf_stepcache_say_cached(b, i);
+			continue;
+		}
 		_cleanup_free_ char *msg =
 			xasprintf("%s: step %zu/%zu: %s", b->def->name, i + 1, b->nsteps, s->label);
 		imgf_event("step-start",
@@ -255,6 +265,7 @@ static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_er
 			   json_pack("{s:s,s:s,s:I}", "image", b->def->name, "step", s->label,
 				     "seconds", (json_int_t)(time(NULL) - t0)),
 			   NULL);
+		imgf_stepcache_step_done(b, t, i);
 	}
 	return 0;
 }
@@ -345,6 +356,10 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 			    json_string(imgf_build_var(b, "build_name")));
 
 	double t0 = imgf_now();
+	if (imgf_stepcache_open(b, err) < 0)
+		goto out;
+	imgf_build_phase(b, "cache-lookup", imgf_now() - t0);
+	t0 = imgf_now();
 	if (fetch_and_stage(b, err) < 0)
 		goto out;
 	imgf_build_phase(b, "fetch", imgf_now() - t0);
@@ -352,6 +367,12 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
 	}
+	imgf_stepcache_final_key(b);
+	int reused = imgf_stepcache_reuse(b, &art, err);
+	if (reused < 0)
+		goto out;
+	if (reused)
+		goto built; /* nothing changed: the artifact built before */
 	t0 = imgf_now();
 	if (b->builder->prepare(b, &t, err) < 0)
 		goto out;
@@ -365,13 +386,17 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
 	}
+built:
 	if (outputs_lock_fd >= 0) {
 		if (outputs_lock(b, err) < 0)
 			goto out;
 		locked = true;
 	}
-	if (b->builder->commit(b, t, &art, err) < 0)
-		goto out;
+	if (!reused) {
+		if (b->builder->commit(b, t, &art, err) < 0)
+			goto out;
+		imgf_stepcache_keep_artifact(b, &art);
+	}
 	artifact_id = final_path(b, final_dir, art.id ? art.id : "");
 	struct imgf_pp_ctx pc = {
 		.build = b,

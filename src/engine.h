@@ -20,6 +20,7 @@ struct imgf_build_opts {
 	char **except; /* image names */
 	enum imgf_on_error on_error;
 	bool force;
+	bool no_cache; /* run every step (their cache entries are refreshed, none is reused) */
 	const char *output_dir; /* parent of BUILD_NAME+kube-VERSION, default "output" */
 	bool validate_only;
 	const char *mirror_dir;	  /* `imgforge mirror`: fetch every input into it, build nothing */

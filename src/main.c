@@ -9,10 +9,12 @@
 #include "config.h"
 #include "engine.h"
 #include "error.h"
+#include "fetch.h"
 #include "http.h"
 #include "log.h"
 #include "parallel.h"
 #include "redact.h"
+#include "stepcache.h"
 #include "strbuf.h"
 #include "upload.h"
 #include "util.h"
@@ -33,6 +35,9 @@ enum opt_id {
 	OPT_CI,
 	OPT_RELEASE,
 	OPT_DRY_RUN,
+	OPT_NO_CACHE,
+	OPT_MAX_SIZE,
+	OPT_OLDER_THAN,
 	OPT_HELP,
 };
 
@@ -44,6 +49,7 @@ enum {
 	C_UPLOAD = 8,
 	C_LIST = 16,
 	C_MIRROR = 32,
+	C_CACHE = 64,
 };
 
 struct option_def {
@@ -68,6 +74,12 @@ static const struct option_def options[] = {
 	{OPT_FORCE, "force", false, C_BUILD, "          replace an existing output directory"},
 	{OPT_PARALLEL_BUILDS, "parallel-builds", true, C_BUILD,
 	 "N build N images at once (default: all the selected ones)"},
+	{OPT_NO_CACHE, "no-cache", false, C_BUILD,
+	 "       run every step; reuse nothing from the step cache (it is refreshed)"},
+	{OPT_MAX_SIZE, "max-size", true, C_CACHE,
+	 "N    prune: keep at most N bytes (K, M, G, T), least recently used go first"},
+	{OPT_OLDER_THAN, "older-than", true, C_CACHE,
+	 "D  prune: remove entries unused for D (seconds, or 30m, 12h, 7d, 2w)"},
 	{OPT_OUTPUT_DIR, "output-dir", true, C_BUILD,
 	 "DIR where build directories go (default: output)"},
 	{OPT_KEY_FILE, "key-file", true, C_UPLOAD | C_LIST,
@@ -79,12 +91,14 @@ static const struct option_def options[] = {
 	 "        upload under release/ whatever the version"},
 	{OPT_DRY_RUN, "dry-run", false, C_UPLOAD,
 	 "        say what would be uploaded, upload nothing"},
-	{OPT_JSON, "json", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR,
+	{OPT_JSON, "json", false,
+	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE,
 	 "           machine-readable output: one JSON event per line"},
 	{OPT_VERBOSE, "verbose", false,
-	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR,
+	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE,
 	 "        more log output"},
-	{OPT_HELP, "help", false, C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR,
+	{OPT_HELP, "help", false,
+	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE,
 	 "           this help"},
 };
 
@@ -95,6 +109,8 @@ struct cli {
 	bool json;
 	int verbose;
 	char **configs;
+	uint64_t max_size;  /* cache prune --max-size, UINT64_MAX: none */
+	int64_t older_than; /* cache prune --older-than in seconds, -1: none */
 };
 
 static void cli_release(struct cli *c)
@@ -124,11 +140,12 @@ static int cmd_version(struct cli *c, unsigned bit);
 static int cmd_image_upload(struct cli *c, unsigned bit);
 static int cmd_image_list(struct cli *c, unsigned bit);
 static int cmd_mirror(struct cli *c, unsigned bit);
+static int cmd_cache(struct cli *c, unsigned bit);
 
 static const struct command commands[] = {
 	{"build", cmd_build, C_BUILD,
 	 "imgforge build [--only A,B] [--except C] [--var k=v]... [--var-file F]...\n"
-	 "               [--on-error=cleanup|abort] [--force] [--parallel-builds N]\n"
+	 "               [--on-error=cleanup|abort] [--force] [--parallel-builds N] [--no-cache]\n"
 	 "               [--output-dir DIR] [--json] CONFIG...",
 	 "build the images a config defines"},
 	{"validate", cmd_validate, C_VALIDATE,
@@ -149,6 +166,10 @@ static const struct command commands[] = {
 	 "imgforge mirror [--only A,B] [--except C] [--var k=v]... [--var-file F]... CONFIG... "
 	 "DIR",
 	 "fetch and verify every input into DIR and write DIR/vars.json for offline builds"},
+	{"cache", cmd_cache, C_CACHE,
+	 "imgforge cache ls [--json]\n"
+	 "       imgforge cache prune [--max-size N] [--older-than D]",
+	 "list or prune the step cache (IMGFORGE_CACHE_DIR/steps)"},
 	{"version", cmd_version, 0, "imgforge version", "print the version"},
 };
 
@@ -247,6 +268,23 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 	}
 	case OPT_DRY_RUN:
 		c->upload.dry_run = true;
+		break;
+	case OPT_NO_CACHE:
+		c->build.no_cache = true;
+		break;
+	case OPT_MAX_SIZE:
+		if (imgf_size_parse(val, &c->max_size) < 0)
+			return imgf_error_set(err, IMGF_EXIT_USAGE,
+					      "--max-size '%s': expected a size like 10G (bytes, "
+					      "or K, M, G, T)",
+					      val);
+		break;
+	case OPT_OLDER_THAN:
+		if (imgf_duration_parse(val, &c->older_than) < 0)
+			return imgf_error_set(err, IMGF_EXIT_USAGE,
+					      "--older-than '%s': expected a duration like 7d "
+					      "(seconds, or s, m, h, d, w)",
+					      val);
 		break;
 	case OPT_HELP:
 		break;
@@ -483,6 +521,27 @@ static int cmd_image_list(struct cli *c, unsigned bit)
 	return 0;
 }
 
+static int cmd_cache(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	const char *sub = c->configs && c->configs[0] ? c->configs[0] : "";
+	bool ls = !strcmp(sub, "ls"), prune = !strcmp(sub, "prune");
+	if ((!ls && !prune) || strv_len(c->configs) != 1) {
+		fprintf(stderr, "imgforge cache: expected 'ls' or 'prune' (see 'imgforge cache "
+				"--help')\n");
+		return IMGF_EXIT_USAGE;
+	}
+	if (ls && (c->max_size != UINT64_MAX || c->older_than >= 0)) {
+		fprintf(stderr, "imgforge cache ls: --max-size and --older-than are for 'prune'\n");
+		return IMGF_EXIT_USAGE;
+	}
+	_cleanup_free_ char *dir = imgf_cache_dir_default();
+	struct imgf_error *e = NULL;
+	int r = ls ? imgf_stepcache_ls(dir, c->json, &e)
+		   : imgf_stepcache_prune(dir, c->max_size, c->older_than, &e);
+	return r < 0 ? report(e) : 0;
+}
+
 static int cmd_version(struct cli *c, unsigned bit)
 {
 	(void)c;
@@ -516,7 +575,7 @@ int main(int argc, char **argv)
 		return IMGF_EXIT_USAGE;
 	}
 
-	struct cli c = {0};
+	struct cli c = {.max_size = UINT64_MAX, .older_than = -1};
 	struct imgf_error *e = NULL;
 	int pr = parse_args(&c, cmd, argc - 2, argv + 2, &e);
 	int rc;

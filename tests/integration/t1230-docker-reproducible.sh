@@ -87,7 +87,7 @@ assert txids == [0, 1] and free == 0 and hwm * 4096 == len(b), (txids, free, hwm
 
 # The squash, and its absence, on the small fixture image.
 F=$TOP/tests/fixtures/config
-test_expect_success "squash: false keeps the base image's layers and adds one" '
+test_expect_success "squash: false keeps the base image's layers and adds one per step" '
 	cp "$F"/simple*.json "$F"/base.json "$TMP/" &&
 	sed -i "s|\"type\": \"docker\",|\"type\": \"docker\", \"squash\": false,|" "$TMP/simple-image.json" &&
 	IMGFORGE_CACHE_DIR=$TMP/cache-simple "$IMGF" build --var docker_base_image="$BASE" \
@@ -97,7 +97,7 @@ test_expect_success "squash: false keeps the base image's layers and adds one" '
 	n=$(docker image inspect -f "{{len .RootFS.Layers}}" "$id")
 	base=$(docker image inspect -f "{{len .RootFS.Layers}}" "$BASE")
 	docker rmi -f "$id" >/dev/null
-	test "$n" = $((base + 1)) &&
+	test "$n" = $((base + 2)) &&
 	! grep -q squashed "$TMP/simple.log"
 '
 

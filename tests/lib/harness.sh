@@ -22,6 +22,11 @@ test_at_exit() {
 	for c in "${test_cleanups[@]+"${test_cleanups[@]}"}"; do
 		eval "$c" >/dev/null 2>&1 || true
 	done
+	# The step cache's images of builds under $TMP go with it (tests/integration/t1235).
+	[ -n "${KEEP_TMP:-}" ] || find "$TMP" -type d -name steps -prune 2>/dev/null |
+		while read -r d; do
+			IMGFORGE_CACHE_DIR=$(dirname "$d") "$IMGF" cache prune >/dev/null 2>&1 || true
+		done
 	[ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"
 }
 trap test_at_exit EXIT

@@ -1,0 +1,718 @@
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "builder.h"
+#include "checksum.h"
+#include "config.h"
+#include "data.h"
+#include "digest.h"
+#include "build.h"
+#include "engine.h"
+#include "error.h"
+#include "fetch.h"
+#include "log.h"
+#include "provisioner.h"
+#include "stepcache.h"
+#include "strbuf.h"
+#include "util.h"
+
+#define LIST_MAX (1u << 20)  /* a checksum list */
+#define ENTRY_MAX (8u << 20) /* an index entry */
+
+void imgf_stepcache_free(struct imgf_stepcache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; c->keys && c->keys[i]; i++)
+		json_decref(c->found[i]);
+	strv_free(c->keys);
+	free(c->found);
+	free(c->dir);
+	free(c->final_key);
+	json_decref(c->final_found);
+	free(c);
+}
+
+/* sha256 of the canonical form of a JSON document (sorted keys, compact); steals doc. */
+static char *digest_json(json_t *doc)
+{
+	_cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(doc);
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, text, strlen(text), hex);
+	return xstrdup(hex);
+}
+
+/* The file name a checksum list knows a URL by: its last path component. */
+static char *url_last_component(const char *url)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	size_t len = strcspn(p, "?#");
+	const char *slash = memrchr(p, '/', len);
+	const char *base = slash ? slash + 1 : p + len;
+	return xstrndup(base, (size_t)(p + len - base));
+}
+
+/*
+ * What an input will be, before it is downloaded: "ALG:HEX" from its checksum, reading a
+ * checksum list where the checksum names one (lists are small; the artifact is not fetched).
+ */
+static int expected_digest(struct imgf_build *b, const struct imgf_input *in, json_t *lists,
+			   char **out, struct imgf_error **err)
+{
+	struct imgf_checksum c;
+	if (imgf_checksum_parse(in->checksum, &c, err) < 0)
+		return -1;
+	int r = 0;
+	if (c.is_list) {
+		json_t *text = json_object_get(lists, c.url);
+		if (!text) {
+			struct strbuf sb = STRBUF_INIT;
+			r = imgf_fetch_to_buffer(c.url, LIST_MAX, &b->fetch, &sb, err);
+			if (r == 0) {
+				text = json_stringn(sb.buf, sb.len);
+				json_object_set_new(lists, c.url, text);
+			}
+			strbuf_release(&sb);
+		}
+		if (r == 0) {
+			_cleanup_free_ char *file = url_last_component(in->url);
+			r = imgf_checksum_list_lookup(&c, json_string_value(text),
+						      json_string_length(text), file, err);
+		}
+	}
+	if (r == 0)
+		*out = xasprintf("%s:%s", imgf_digest_alg_name(c.alg), c.hex);
+	imgf_checksum_release(&c);
+	return r < 0 ? imgf_error_prefix(err, "input '%s'", in->name) : 0;
+}
+
+int imgf_stepcache_input_digest(struct imgf_build *b, const struct imgf_input *in, char **out,
+				struct imgf_error **err)
+{
+	json_t *lists = json_object();
+	int r = expected_digest(b, in, lists, out, err);
+	json_decref(lists);
+	return r;
+}
+
+/* The step's provisioner data files as it would read them: interpolated, digested. */
+static json_t *data_digests(struct imgf_step *s)
+{
+	json_t *out = json_object();
+	_cleanup_free_ char *prefix = xasprintf("provisioners/%s/", s->ops->name);
+	for (const struct imgf_data_file *f = imgf_data_files; f->path; f++) {
+		if (!str_has_prefix(f->path, prefix))
+			continue;
+		char hex[IMGF_DIGEST_HEX_MAX];
+		_cleanup_free_ char *text = NULL;
+		struct imgf_error *e = NULL;
+		if (imgf_interpolate((const char *)f->data, s->build->config->vars, f->path, &text,
+				     &e) < 0) {
+			imgf_error_free(e); /* the step itself will say so */
+			imgf_digest_buffer(IMGF_SHA256, f->data, f->size, hex);
+		} else {
+			imgf_digest_buffer(IMGF_SHA256, text, strlen(text), hex);
+		}
+		json_object_set_new(out, f->path, json_string(hex));
+	}
+	return out;
+}
+
+/* Config keys that may name host files a step reads (a token starting with '/' or '.'). */
+static const char *const host_path_keys[] = {
+	"source", "script", "local_dir", "tarball", "additional_images", NULL};
+
+#define HASH_WHOLE_MAX (256ull << 20) /* bigger files are known by size, times and inode */
+
+/* One regular file: its sha256, or past HASH_WHOLE_MAX what stat says of it. */
+static char *file_fingerprint(const char *path, const struct stat *st)
+{
+	char hex[IMGF_DIGEST_HEX_MAX];
+	struct imgf_error *e = NULL;
+	if ((uint64_t)st->st_size <= HASH_WHOLE_MAX &&
+	    imgf_digest_file(path, IMGF_SHA256, hex, &e) == 0)
+		return xasprintf("sha256:%s", hex);
+	imgf_error_free(e);
+	return xasprintf("stat:%lld:%lld.%09ld:%lld.%09ld:%llu", (long long)st->st_size,
+			 (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+			 (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec,
+			 (unsigned long long)st->st_ino);
+}
+
+static struct strbuf *tree_listing; /* nftw has no user pointer */
+
+static int tree_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_F)
+		strbuf_addf(tree_listing, "%s %lld %lld.%09ld %o\n", path, (long long)st->st_size,
+			    (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+			    (unsigned)st->st_mode);
+	else if (type == FTW_SL || type == FTW_SLN || type == FTW_D)
+		strbuf_addf(tree_listing, "%s %o\n", path, (unsigned)st->st_mode);
+	return 0;
+}
+
+/* A directory: every entry's name, size, mtime and mode (contents are not read). */
+static char *tree_fingerprint(const char *path)
+{
+	struct strbuf sb = STRBUF_INIT;
+	tree_listing = &sb;
+	nftw(path, tree_entry, 16, FTW_PHYS);
+	tree_listing = NULL;
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, sb.buf, sb.len, hex);
+	strbuf_release(&sb);
+	return xasprintf("tree:%s", hex);
+}
+
+/* The host files and directories a step's config names, each with its fingerprint. */
+static json_t *local_digests(const struct imgf_step *s)
+{
+	json_t *out = json_object();
+	const char *dir = json_string_value(json_object_get(s->cfg, "direction"));
+	for (size_t k = 0; host_path_keys[k]; k++) {
+		if (!strcmp(host_path_keys[k], "source") && dir && !strcmp(dir, "download"))
+			continue; /* a path in the target */
+		const char *v = json_string_value(json_object_get(s->cfg, host_path_keys[k]));
+		_cleanup_free_ char *copy = xstrdup(v ? v : "");
+		char *save = NULL;
+		for (char *tok = strtok_r(copy, " ,\t\n", &save); tok;
+		     tok = strtok_r(NULL, " ,\t\n", &save)) {
+			struct stat st;
+			if ((tok[0] != '/' && tok[0] != '.') || stat(tok, &st) < 0)
+				continue;
+			char *fp = S_ISDIR(st.st_mode)	 ? tree_fingerprint(tok)
+				   : S_ISREG(st.st_mode) ? file_fingerprint(tok, &st)
+							 : NULL;
+			if (fp)
+				json_object_set_new(out, tok, json_string(fp));
+			free(fp);
+		}
+	}
+	return out;
+}
+
+static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char **key,
+		    struct imgf_error **err)
+{
+	json_t *inputs = json_array();
+	for (size_t j = 0; j < s->ninputs; j++) {
+		char *d = NULL;
+		if (expected_digest(s->build, &s->inputs[j], lists, &d, err) < 0) {
+			json_decref(inputs);
+			return -1;
+		}
+		json_array_append_new(
+			inputs, json_pack("{s:s,s:s}", "name", s->inputs[j].name, "digest", d));
+		free(d);
+	}
+	const char *arch = imgf_step_var(s, "arch");
+	*key = digest_json(json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s}", "prev", prev, "imgforge",
+				     IMGF_VERSION, "type", s->ops->name, "config", s->cfg, "inputs",
+				     inputs, "data", data_digests(s), "local", local_digests(s),
+				     "arch", arch ? arch : ""));
+	return 0;
+}
+
+static char *entry_path(const struct imgf_stepcache *c, const char *key)
+{
+	_cleanup_free_ char *name = xasprintf("%s.json", key);
+	return path_join(c->dir, name);
+}
+
+static void entry_write(const struct imgf_stepcache *c, json_t *entry);
+
+static json_t *entry_load(const char *path)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	struct imgf_error *e = NULL;
+	if (read_file(path, ENTRY_MAX, &text, &len, &e) < 0) {
+		imgf_error_free(e);
+		return NULL;
+	}
+	return json_loadb(text, len, 0, NULL);
+}
+
+/* A new entry for a key (--no-cache refreshes them): the state the old one named goes.
+ * Steals entry. */
+static void entry_replace(struct imgf_build *b, json_t *entry)
+{
+	const char *key = json_string_value(json_object_get(entry, "key"));
+	_cleanup_free_ char *path = entry_path(b->cache, key);
+	json_t *old = entry_load(path);
+	const char *old_id = json_string_value(json_object_get(old, "id"));
+	const char *id = json_string_value(json_object_get(entry, "id"));
+	if (old_id && id && strcmp(old_id, id) != 0 && b->builder->cache_drop) {
+		struct imgf_error *e = NULL;
+		if (b->builder->cache_drop(old_id, json_is_true(json_object_get(old, "final")),
+					   &e) < 0)
+			log_debug("step cache: the replaced state '%s' stays: %s", old_id, e->msg);
+		imgf_error_free(e);
+	}
+	json_decref(old);
+	entry_write(b->cache, entry);
+	json_decref(entry);
+}
+
+static void entry_write(const struct imgf_stepcache *c, json_t *entry)
+{
+	const char *key = json_string_value(json_object_get(entry, "key"));
+	_cleanup_free_ char *path = entry_path(c, key);
+	_cleanup_free_ char *text = json_dumps(entry, JSON_INDENT(1) | JSON_SORT_KEYS);
+	struct imgf_error *e = NULL;
+	if (mkdir_p(c->dir, 0755, &e) < 0 ||
+	    write_file_atomic(path, text, strlen(text), 0644, &e) < 0)
+		log_warn("step cache: cannot record '%s': %s", path, e->msg);
+	imgf_error_free(e);
+}
+
+/* The entry for `key` when its builder state is there and intact; a damaged one is removed. */
+static int lookup(struct imgf_build *b, const char *key, bool final, const char *what, json_t **out,
+		  struct imgf_error **err)
+{
+	struct imgf_stepcache *c = b->cache;
+	_cleanup_free_ char *path = entry_path(c, key);
+	*out = NULL;
+	if (access(path, F_OK) < 0)
+		return 0;
+	json_t *entry = entry_load(path);
+	const char *id = json_string_value(json_object_get(entry, "id"));
+	const char *builder = json_string_value(json_object_get(entry, "builder"));
+	const char *ekey = json_string_value(json_object_get(entry, "key"));
+	int r = 0;
+	if (id && builder && ekey && !strcmp(builder, b->builder->name) && !strcmp(ekey, key) &&
+	    json_is_true(json_object_get(entry, "final")) == final)
+		r = b->builder->cache_check(b, key, id, final, err);
+	if (r < 0) {
+		json_decref(entry);
+		return -1;
+	}
+	if (r == 0) {
+		log_warn("%s: %s: the cache entry %.12s is missing or damaged: it is removed and "
+			 "built again",
+			 b->def->name, what, key);
+		imgf_event(
+			"cache-damaged",
+			json_pack("{s:s,s:s,s:s}", "image", b->def->name, "step", what, "key", key),
+			NULL);
+		unlink(path);
+		json_decref(entry);
+		return 0;
+	}
+	json_object_set_new(entry, "used", json_integer((json_int_t)time(NULL)));
+	entry_write(c, entry);
+	*out = entry;
+	return 1;
+}
+
+int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
+{
+	if (!b->builder->cache_base || !b->builder->cache_save || !b->builder->cache_check)
+		return 0;
+	_cleanup_free_ char *base = NULL;
+	if (b->builder->cache_base(b, &base, err) < 0)
+		return -1;
+	struct imgf_stepcache *c = xcalloc(1, sizeof(*c));
+	b->cache = c;
+	c->dir = path_join(b->cache_dir, "steps");
+	c->keys = xcalloc(b->nsteps + 1, sizeof(char *));
+	c->found = xcalloc(b->nsteps + 1, sizeof(json_t *));
+	c->mark = json_array_size(b->inputs);
+
+	_cleanup_free_ char *prev =
+		digest_json(json_pack("{s:s,s:s,s:O,s:s}", "imgforge", IMGF_VERSION, "builder",
+				      b->builder->name, "config", b->builder_cfg, "base", base));
+	json_t *lists = json_object();
+	for (size_t i = 0; i < b->nsteps; i++) {
+		if (step_key(&b->steps[i], prev, lists, &c->keys[i], err) < 0) {
+			json_decref(lists);
+			return imgf_error_prefix(err, "step cache: %s", b->steps[i].where);
+		}
+		free(prev);
+		prev = xstrdup(c->keys[i]);
+	}
+	json_decref(lists);
+	if (b->opts->no_cache)
+		return 0; /* every step runs, and refreshes its entry */
+	/* The longest cached prefix: the deepest intact entry holds every step before it. */
+	for (size_t i = b->nsteps; i-- > 0;) {
+		json_t *e = NULL;
+		if (lookup(b, c->keys[i], false, b->steps[i].label, &e, err) < 0)
+			return -1;
+		if (e) {
+			c->found[i] = e;
+			c->hit = i + 1;
+			break;
+		}
+	}
+	return 0;
+}
+
+void imgf_stepcache_say_cached(struct imgf_build *b, size_t i)
+{
+	struct imgf_step *s = &b->steps[i];
+	_cleanup_free_ char *hit = xasprintf("%s: step %zu/%zu: %s: cached (%.12s)", b->def->name,
+					     i + 1, b->nsteps, s->label, b->cache->keys[i]);
+	imgf_event("step-cached",
+		   json_pack("{s:s,s:i,s:s,s:s}", "image", b->def->name, "index", (int)i + 1,
+			     "step", s->label, "key", b->cache->keys[i]),
+		   hit);
+}
+
+const char *imgf_stepcache_from(const struct imgf_build *b)
+{
+	if (!b->cache || !b->cache->hit)
+		return NULL;
+	return json_string_value(json_object_get(b->cache->found[b->cache->hit - 1], "id"));
+}
+
+void imgf_stepcache_replay(struct imgf_build *b, size_t step)
+{
+	if (!b->cache || step + 1 != b->cache->hit)
+		return;
+	/* The deepest hit's entry holds what every step up to it recorded. */
+	size_t i;
+	json_t *in;
+	json_array_foreach(json_object_get(b->cache->found[step], "inputs"), i, in)
+	{
+		const char *name = json_string_value(json_object_get(in, "name"));
+		const char *sha = json_string_value(json_object_get(in, "sha256"));
+		if (!name || !sha)
+			continue;
+		if (json_is_true(json_object_get(in, "local")))
+			imgf_build_record_local_input(
+				b, name, json_string_value(json_object_get(in, "path")) ?: "", sha);
+		else
+			imgf_build_record_input(
+				b, name, json_string_value(json_object_get(in, "url")) ?: "", sha);
+	}
+}
+
+/* What the build recorded since the cache opened: every step's inputs so far. */
+static json_t *inputs_so_far(struct imgf_build *b)
+{
+	json_t *out = json_array();
+	for (size_t i = b->cache->mark; i < json_array_size(b->inputs); i++)
+		json_array_append(out, json_array_get(b->inputs, i));
+	return out;
+}
+
+static json_t *entry_new(struct imgf_build *b, const char *key, const char *step, long index,
+			 const char *id, int64_t size, bool final)
+{
+	json_int_t now = (json_int_t)time(NULL);
+	return json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:I,s:I,s:I,s:b,s:o}", "key", key, "image",
+			 b->def->name, "step", step, "index", (json_int_t)index, "builder",
+			 b->builder->name, "id", id, "size", (json_int_t)size, "created", now,
+			 "used", now, "final", final, "inputs", inputs_so_far(b));
+}
+
+void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_t i)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!c)
+		return;
+	struct imgf_step *s = &b->steps[i];
+	_cleanup_free_ char *id = NULL;
+	int64_t size = 0;
+	struct imgf_error *e = NULL;
+	double t0 = imgf_now();
+	if (b->builder->cache_save(b, t, c->keys[i], s->label, &id, &size, &e) < 0) {
+		log_warn("%s: step '%s' is not cached: %s", b->def->name, s->label, e->msg);
+		imgf_error_free(e);
+		return;
+	}
+	imgf_build_phase(b, "cache-save", imgf_now() - t0);
+	entry_replace(b, entry_new(b, c->keys[i], s->label, (long)i, id, size, false));
+	log_debug("%s: step '%s' cached as %.12s (%s)", b->def->name, s->label, c->keys[i], id);
+}
+
+void imgf_stepcache_final_key(struct imgf_build *b)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!c)
+		return;
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	const char *last = b->nsteps ? c->keys[b->nsteps - 1] : "";
+	c->final_key = digest_json(json_pack("{s:s,s:s,s:O,s:O,s:O,s:s}", "prev", last, "imgforge",
+					     IMGF_VERSION, "builder", b->builder_cfg, "labels",
+					     b->labels, "post_processors", b->def->post_processors,
+					     "source_date_epoch", sde ? sde : ""));
+}
+
+int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct imgf_error **err)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!c || !c->final_key || !b->builder->cache_reuse || b->opts->no_cache ||
+	    c->hit != b->nsteps)
+		return 0;
+	json_t *e = NULL;
+	if (lookup(b, c->final_key, true, "artifact", &e, err) < 0)
+		return -1;
+	if (!e)
+		return 0;
+	c->final_found = e;
+	const char *id = json_string_value(json_object_get(e, "id"));
+	if (b->builder->cache_reuse(b, id, out, err) < 0)
+		return -1;
+	for (size_t i = 0; i < b->nsteps; i++)
+		imgf_stepcache_say_cached(b, i);
+	log_info("%s: nothing changed: the artifact built before is given out again", b->def->name);
+	return 1;
+}
+
+void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!c || !c->final_key || !b->builder->cache_reuse || !art->id)
+		return;
+	entry_replace(b, entry_new(b, c->final_key, "(artifact)", -1, art->id, 0, true));
+}
+
+/* ---- imgforge cache ls | prune ----------------------------------------------------------- */
+
+struct entry_ref {
+	char *path;
+	json_t *j;
+};
+
+static int cmp_created(const void *a, const void *b)
+{
+	const struct entry_ref *x = a, *y = b;
+	json_int_t cx = json_integer_value(json_object_get(x->j, "created"));
+	json_int_t cy = json_integer_value(json_object_get(y->j, "created"));
+	return cx < cy ? -1 : cx > cy;
+}
+
+static int cmp_used(const void *a, const void *b)
+{
+	const struct entry_ref *x = a, *y = b;
+	json_int_t cx = json_integer_value(json_object_get(x->j, "used"));
+	json_int_t cy = json_integer_value(json_object_get(y->j, "used"));
+	return cx < cy ? -1 : cx > cy ? 1 : -cmp_created(a, b); /* children before parents */
+}
+
+/* Every readable entry; an unreadable one is removed (it would never be trusted anyway). */
+static int entries_load(const char *cache_dir, struct entry_ref **out, size_t *n,
+			struct imgf_error **err)
+{
+	_cleanup_free_ char *dir = path_join(cache_dir, "steps");
+	*out = NULL;
+	*n = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : imgf_error_errno(err, errno, "open '%s'", dir);
+	size_t alloc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!str_has_suffix(de->d_name, ".json"))
+			continue;
+		char *path = path_join(dir, de->d_name);
+		json_t *j = entry_load(path);
+		if (!json_is_string(json_object_get(j, "key")) ||
+		    !json_is_string(json_object_get(j, "id"))) {
+			log_warn("step cache: '%s' is damaged: removed", path);
+			unlink(path);
+			json_decref(j);
+			free(path);
+			continue;
+		}
+		ALLOC_GROW(*out, *n + 1, alloc);
+		(*out)[(*n)++] = (struct entry_ref){path, j};
+	}
+	closedir(d);
+	return 0;
+}
+
+static void entries_free(struct entry_ref *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(e[i].path);
+		json_decref(e[i].j);
+	}
+	free(e);
+}
+
+static void human_size(int64_t n, char *buf, size_t cap)
+{
+	if (n < 1024)
+		snprintf(buf, cap, "%" PRId64 "B", n);
+	else if (n < (1 << 20))
+		snprintf(buf, cap, "%.1fK", n / 1024.0);
+	else if (n < (1 << 30))
+		snprintf(buf, cap, "%.1fM", n / 1048576.0);
+	else
+		snprintf(buf, cap, "%.1fG", n / 1073741824.0);
+}
+
+static void human_age(int64_t s, char *buf, size_t cap)
+{
+	if (s < 120)
+		snprintf(buf, cap, "%" PRId64 "s", s);
+	else if (s < 7200)
+		snprintf(buf, cap, "%" PRId64 "m", s / 60);
+	else if (s < 172800)
+		snprintf(buf, cap, "%" PRId64 "h", s / 3600);
+	else
+		snprintf(buf, cap, "%" PRId64 "d", s / 86400);
+}
+
+int imgf_stepcache_ls(const char *cache_dir, bool json, struct imgf_error **err)
+{
+	struct entry_ref *e;
+	size_t n;
+	if (entries_load(cache_dir, &e, &n, err) < 0)
+		return -1;
+	qsort(e, n, sizeof(*e), cmp_created);
+	int64_t now = (int64_t)time(NULL), total = 0;
+	if (!json)
+		printf("%-12s  %-16s  %-20s  %-7s  %8s  %6s\n", "KEY", "IMAGE", "STEP", "BUILDER",
+		       "SIZE", "AGE");
+	for (size_t i = 0; i < n; i++) {
+		json_t *j = e[i].j;
+		const char *key = json_string_value(json_object_get(j, "key"));
+		int64_t size = json_integer_value(json_object_get(j, "size"));
+		int64_t age = now - json_integer_value(json_object_get(j, "created"));
+		total += size;
+		if (json) {
+			json_t *ev = json_deep_copy(j);
+			json_object_del(ev, "inputs");
+			json_object_set_new(ev, "age", json_integer((json_int_t)age));
+			imgf_event("cache-entry", ev, NULL);
+			continue;
+		}
+		char sz[32], ag[32];
+		human_size(size, sz, sizeof(sz));
+		human_age(age < 0 ? 0 : age, ag, sizeof(ag));
+		printf("%-12.12s  %-16s  %-20s  %-7s  %8s  %6s\n", key,
+		       json_string_value(json_object_get(j, "image")) ?: "",
+		       json_string_value(json_object_get(j, "step")) ?: "",
+		       json_string_value(json_object_get(j, "builder")) ?: "", sz, ag);
+	}
+	if (!json) {
+		char sz[32];
+		human_size(total, sz, sizeof(sz));
+		printf("%zu entr%s, %s\n", n, n == 1 ? "y" : "ies", sz);
+	} else {
+		imgf_event(
+			"cache-total",
+			json_pack("{s:I,s:I}", "entries", (json_int_t)n, "size", (json_int_t)total),
+			NULL);
+	}
+	entries_free(e, n);
+	return 0;
+}
+
+static int drop_entry(struct entry_ref *e, struct imgf_error **err)
+{
+	const char *builder = json_string_value(json_object_get(e->j, "builder"));
+	const char *id = json_string_value(json_object_get(e->j, "id"));
+	bool final = json_is_true(json_object_get(e->j, "final"));
+	const struct imgf_builder_ops *ops = builder ? imgf_builder_find(builder) : NULL;
+	if (ops && ops->cache_drop && ops->cache_drop(id, final, err) < 0)
+		return -1;
+	if (unlink(e->path) < 0 && errno != ENOENT)
+		return imgf_error_errno(err, errno, "remove '%s'", e->path);
+	return 0;
+}
+
+int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older_than_s,
+			 struct imgf_error **err)
+{
+	struct entry_ref *e;
+	size_t n;
+	if (entries_load(cache_dir, &e, &n, err) < 0)
+		return -1;
+	/* Least recently used first; among equals the newer (a child) before its parent. */
+	qsort(e, n, sizeof(*e), cmp_used);
+	bool all = max_size == UINT64_MAX && older_than_s < 0;
+	int64_t now = (int64_t)time(NULL);
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += (uint64_t)json_integer_value(json_object_get(e[i].j, "size"));
+	size_t removed = 0, kept_busy = 0;
+	uint64_t freed = 0;
+	/* Children go first: an entry a kept child builds on cannot go, and stays. */
+	for (size_t pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			if (!e[i].j)
+				continue;
+			int64_t used = json_integer_value(json_object_get(e[i].j, "used"));
+			uint64_t size =
+				(uint64_t)json_integer_value(json_object_get(e[i].j, "size"));
+			bool old = older_than_s >= 0 && now - used > older_than_s;
+			/* --max-size 0 empties the cache, records of no size too */
+			bool over = max_size != UINT64_MAX && (total > max_size || max_size == 0);
+			if (!all && !old && !over)
+				continue;
+			struct imgf_error *de = NULL;
+			if (drop_entry(&e[i], &de) < 0) {
+				if (pass == 1) {
+					log_warn("step cache: %.12s kept: %s",
+						 json_string_value(json_object_get(e[i].j, "key")),
+						 de->msg);
+					kept_busy++;
+				}
+				imgf_error_free(de);
+				continue;
+			}
+			total -= size;
+			freed += size;
+			removed++;
+			json_decref(e[i].j);
+			e[i].j = NULL;
+		}
+	}
+	char sz[32];
+	human_size((int64_t)freed, sz, sizeof(sz));
+	imgf_event("cache-pruned",
+		   json_pack("{s:I,s:I,s:I}", "removed", (json_int_t)removed, "freed",
+			     (json_int_t)freed, "kept", (json_int_t)kept_busy),
+		   NULL);
+	if (!imgf_log_json())
+		printf("removed %zu entr%s, %s freed\n", removed, removed == 1 ? "y" : "ies", sz);
+	entries_free(e, n);
+	return 0;
+}
+
+int imgf_duration_parse(const char *s, int64_t *out)
+{
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || v < 0)
+		return -1;
+	int64_t mul = 1;
+	if (!*end)
+		mul = 1;
+	else if (!strcmp(end, "s"))
+		mul = 1;
+	else if (!strcmp(end, "m"))
+		mul = 60;
+	else if (!strcmp(end, "h"))
+		mul = 3600;
+	else if (!strcmp(end, "d"))
+		mul = 86400;
+	else if (!strcmp(end, "w"))
+		mul = 604800;
+	else
+		return -1;
+	if (v > INT64_MAX / mul)
+		return -1;
+	*out = (int64_t)v * mul;
+	return 0;
+}
