@@ -575,7 +575,8 @@ int imgf_stepcache_ls(const char *cache_dir, bool json, struct imgf_error **err)
 	size_t n;
 	if (entries_load(cache_dir, &e, &n, err) < 0)
 		return -1;
-	qsort(e, n, sizeof(*e), cmp_created);
+	if (n)
+		qsort(e, n, sizeof(*e), cmp_created);
 	int64_t now = (int64_t)time(NULL), total = 0;
 	if (!json)
 		printf("%-12s  %-16s  %-20s  %-7s  %8s  %6s\n", "KEY", "IMAGE", "STEP", "BUILDER",
@@ -636,7 +637,8 @@ int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older
 	if (entries_load(cache_dir, &e, &n, err) < 0)
 		return -1;
 	/* Least recently used first; among equals the newer (a child) before its parent. */
-	qsort(e, n, sizeof(*e), cmp_used);
+	if (n)
+		qsort(e, n, sizeof(*e), cmp_used);
 	bool all = max_size == UINT64_MAX && older_than_s < 0;
 	int64_t now = (int64_t)time(NULL);
 	uint64_t total = 0;

@@ -55,7 +55,7 @@ test_expect_success "a build from a mirror with credentials: --json events and m
 		>"$TMP/json.out" 2>"$TMP/json.err" || { cat "$TMP/json.err" "$TMP/json.out"; exit 1; }
 	no_secret "$TMP/json.out" "$TMP/json.err" "$MANIFEST" &&
 	grep -q "http://\*\*\*@127.0.0.1:$PORT/runc" "$TMP/json.out" &&
-	test "$(jq -r ".builds[0].inputs[0].url" "$MANIFEST")" = "http://***@127.0.0.1:$PORT/runc"
+	test "$(jq -r ".builds[0].inputs[] | select(.name == \"runc\") | .url" "$MANIFEST")" = "http://***@127.0.0.1:$PORT/runc"
 '
 
 test_expect_success "the human log holds no token" '
