@@ -116,6 +116,9 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 export CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH
 
 mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd)
+# One build of a DIR at a time: a second run waits, then finds the parts cached.
+exec 9>"$DIR/.lock"
+flock 9
 SRC=$DIR/.src
 BUSYBOX=${BUSYBOX:-$SRC/busybox-$ARCH/bin/busybox}
 BIN=$DIR/release/$VERSION/bin/linux/$ARCH

@@ -25,6 +25,14 @@ base_image_ensure() {
 		return 0
 	fi
 	dir="$TEST_CACHE/debootstrap-$key"
+	# One debootstrap at a time per tree (.ci/run starts the arm64 one early, in the background).
+	exec {_base_lock}>"$dir.lock"
+	flock "$_base_lock"
+	if docker image inspect "$tag" >/dev/null 2>&1; then
+		exec {_base_lock}>&-
+		echo "$tag"
+		return 0
+	fi
 	if [ ! -f "$dir.done" ]; then
 		rm -rf "$dir"
 		debootstrap --arch="$arch" --variant=minbase --include="$BASE_IMAGE_PACKAGES" \
@@ -39,6 +47,7 @@ base_image_ensure() {
 	else
 		_base_image_load_foreign "$dir" "$arch" "$tag" || return 1
 	fi
+	exec {_base_lock}>&-
 	echo "$tag"
 }
 
