@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "config.h"
 #include "error.h"
 #include "ova-internal.h"
 #include "util.h"
@@ -95,12 +96,6 @@ static int check_name(const char *name, struct imgf_error **err)
 	return xml_check(name, "name", err);
 }
 
-static const char *var_str(json_t *vars, const char *name)
-{
-	json_t *v = vars ? json_object_get(vars, name) : NULL;
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
 /* A whole number in [1, max] from a variable (a string of digits or a JSON integer). */
 static int var_count(json_t *vars, const char *name, long long def, long long max, long long *out,
 		     struct imgf_error **err)
@@ -149,7 +144,7 @@ static int gather_props(const struct imgf_ova_opts *o, struct ova_spec *s, struc
 			p->value = xasprintf("%" PRId64, o->build_timestamp);
 			continue;
 		}
-		const char *v = var_str(o->vars, builtin_props[i].var);
+		const char *v = imgf_cfg_str(o->vars, builtin_props[i].var, NULL);
 		if (!v)
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
 					      "variable '%s' is not set (the OVF's %s property)",
@@ -200,12 +195,12 @@ static int gather_hardware(const struct imgf_ova_opts *o, struct ova_spec *s,
 	    var_count(o->vars, "ova_memory_mb", OVA_DEFAULT_MEMORY_MB, INT32_MAX, &s->memory_mb,
 		      err) < 0)
 		return -1;
-	s->network = var_str(o->vars, "ova_nic_network");
+	s->network = imgf_cfg_str(o->vars, "ova_nic_network", NULL);
 	if (!s->network || !*s->network)
 		s->network = OVA_DEFAULT_NETWORK;
-	s->os_type = var_str(o->vars, "ova_os_type");
+	s->os_type = imgf_cfg_str(o->vars, "ova_os_type", NULL);
 	if (!s->os_type || !*s->os_type) {
-		const char *distro = var_str(o->vars, "distro_name");
+		const char *distro = imgf_cfg_str(o->vars, "distro_name", NULL);
 		s->os_type = OVA_DEFAULT_OS_TYPE;
 		for (size_t i = 0; distro && i < ARRAY_SIZE(default_os_types); i++) {
 			if (strcmp(distro, default_os_types[i].distro) == 0)

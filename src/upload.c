@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "digest.h"
+#include "config.h"
 #include "error.h"
 #include "gcs.h"
 #include "log.h"
@@ -95,9 +96,10 @@ static bool name_part_ok(const char *s)
 	return true;
 }
 
+/* A custom_data string; an empty one counts as missing. */
 static const char *custom_string(json_t *cd, const char *key)
 {
-	const char *v = json_string_value(json_object_get(cd, key));
+	const char *v = imgf_cfg_str(cd, key, NULL);
 	return v && *v ? v : NULL;
 }
 
