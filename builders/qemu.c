@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <libvirt/virterror.h>
 
 #include "archive.h"
+#include "bolt.h"
 #include "build.h"
 #include "builder.h"
 #include "checksum.h"
@@ -31,6 +33,7 @@
 #include "log.h"
 #include "run.h"
 #include "sidecar.h"
+#include "squash.h"
 #include "stepcache.h"
 #include "strbuf.h"
 #include "target.h"
@@ -873,6 +876,58 @@ static int check_generic(guestfs_h *g, struct imgf_error **err)
 }
 
 /*
+ * containerd's metadata database in the canonical form (bolt.h) the docker builder's squash
+ * gives it too: its page layout follows the order in which the images step's imports freed
+ * and reused pages, and its records carry the build's times. Not a bolt database: kept as it
+ * is, with a warning.
+ */
+static int normalize_bolt(struct imgf_build *b, guestfs_h *g, struct imgf_error **err)
+{
+	static const char path[] = "/var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db";
+	guestfs_push_error_handler(g, NULL, NULL);
+	int is = guestfs_is_file(g, path);
+	guestfs_pop_error_handler(g);
+	if (is <= 0)
+		return 0;
+	int64_t epoch;
+	const char *from;
+	if (imgf_source_date_epoch(&epoch, &from, err) < 0)
+		return -1;
+	int64_t size = guestfs_filesize(g, path);
+	if (size < 0)
+		return guestfs_fail(g, err, "size of containerd's meta.db");
+	if (size > IMGF_BOLT_MAX) {
+		log_warn("%s: '%s' is larger than %u bytes: kept as it is (the image will not be "
+			 "reproducible)",
+			 b->def->name, path, IMGF_BOLT_MAX);
+		return 0;
+	}
+	size_t len = 0;
+	_cleanup_free_ char *raw = guestfs_read_file(g, path, &len);
+	if (!raw)
+		return guestfs_fail(g, err, "read containerd's meta.db");
+	struct strbuf out = STRBUF_INIT;
+	struct imgf_error *e = NULL;
+	if (imgf_bolt_normalize((const unsigned char *)raw, len, epoch, &out, &e) < 0) {
+		log_warn("%s: '%s': %s: kept as it is (the image will not be reproducible)",
+			 b->def->name, path, e->msg);
+		imgf_error_free(e);
+		strbuf_release(&out);
+		return 0;
+	}
+	int r = guestfs_write(g, path, out.buf, out.len) < 0 ||
+				guestfs_utimens(g, path, epoch, 0, epoch, 0) < 0
+			? guestfs_fail(g, err, "write containerd's meta.db")
+			: 0;
+	strbuf_release(&out);
+	if (r == 0)
+		log_info("%s: containerd's meta.db rewritten in canonical form (times clamped to "
+			 "%" PRId64 ", %s)",
+			 b->def->name, epoch, from);
+	return r;
+}
+
+/*
  * What the guest runs once at first boot (cloud-init): the runtime must really work, so
  * besides versions and units it starts a pod sandbox through CRI (containerd, runc and the
  * preloaded pause image, host network, as kubelet starts static pods) and removes it.
@@ -1133,7 +1188,7 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	struct qemu_target *qt = (struct qemu_target *)t;
 	guestfs_h *g = qt->g;
 	double t0 = imgf_now();
-	if (check_generic(g, err) < 0)
+	if (check_generic(g, err) < 0 || normalize_bolt(b, g, err) < 0)
 		return -1;
 	if (guestfs_fstrim(g, "/", -1) < 0)
 		log_warn("fstrim: %s (free space is not trimmed)", guestfs_last_error(g));
