@@ -754,7 +754,7 @@ static int qemu_cache_check(struct imgf_build *b, const char *key, const char *i
 
 static int qemu_cache_drop(const char *id, bool final, struct imgf_error **err)
 {
-	(void)final;
+	(void) final;
 	(void)err;
 	cache_file_remove(id); /* a disk backed by it is then found damaged */
 	return 0;
