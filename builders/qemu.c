@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <libvirt/virterror.h>
 
 #include "archive.h"
+#include "bolt.h"
 #include "build.h"
 #include "builder.h"
 #include "checksum.h"
@@ -31,6 +33,7 @@
 #include "log.h"
 #include "run.h"
 #include "sidecar.h"
+#include "squash.h"
 #include "stepcache.h"
 #include "strbuf.h"
 #include "target.h"
@@ -673,9 +676,37 @@ static int qemu_cache_save(struct imgf_build *b, struct imgf_target *t, const ch
 }
 
 /*
+ * Whether a disk of the cache has the sha256 its sidecar recorded (into hex): the sidecar's
+ * stamp spares reading a disk that did not change; a disk read again and found intact gets
+ * a fresh stamp (a link added or removed moves its ctime).
+ */
+static bool disk_intact(const char *file, char hex[IMGF_DIGEST_HEX_MAX])
+{
+	const char *why = NULL;
+	if (imgf_sidecar_reuse(file, hex, &why))
+		return true;
+	_cleanup_free_ char *side = xasprintf("%s.sha256", file);
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	struct stat st;
+	bool ok = read_file(side, 256, &text, &len, NULL) == 0 && len >= 64 &&
+		  stat(file, &st) == 0 && imgf_digest_file(file, IMGF_SHA256, hex, NULL) == 0 &&
+		  !strncmp(text, hex, 64);
+	if (!ok) {
+		log_warn("'%s' does not have the sha256 its sidecar recorded", file);
+		return false;
+	}
+	struct imgf_error *e = NULL;
+	if (imgf_sidecar_write_hex(file, hex, &st, &e) < 0)
+		log_debug("step cache: '%s': %s", file, e->msg);
+	imgf_error_free(e);
+	return true;
+}
+
+/*
  * Intact: every disk of the chain above the base download has the sha256 its sidecar
- * recorded (the sidecar's stamp spares reading a disk that did not change) and the top
- * passes `qemu-img check`. A damaged disk of the cache is removed.
+ * recorded and the top passes `qemu-img check`; an artifact (final) has its sha256. A
+ * damaged disk of the cache is removed.
  */
 static int qemu_cache_check(struct imgf_build *b, const char *key, const char *id, bool final,
 			    struct imgf_error **err)
@@ -683,8 +714,15 @@ static int qemu_cache_check(struct imgf_build *b, const char *key, const char *i
 	(void)b;
 	(void)key;
 	(void)err;
-	if (final || access(id, R_OK) < 0)
+	char hex[IMGF_DIGEST_HEX_MAX];
+	if (access(id, R_OK) < 0 || !cache_owned(id))
 		return 0;
+	if (final) {
+		if (disk_intact(id, hex))
+			return 1;
+		cache_file_remove(id);
+		return 0;
+	}
 	char *info_argv[] = {"qemu-img",      "info",	  "--backing-chain",
 			     "--output=json", (char *)id, NULL};
 	struct strbuf out = STRBUF_INIT;
@@ -700,17 +738,7 @@ static int qemu_cache_check(struct imgf_build *b, const char *key, const char *i
 		const char *file = json_string_value(json_object_get(img, "filename"));
 		if (!ok || !file || !cache_owned(file))
 			continue; /* the base download, verified on its own */
-		char want[IMGF_DIGEST_HEX_MAX], got[IMGF_DIGEST_HEX_MAX];
-		const char *why = NULL;
-		if (imgf_sidecar_reuse(file, want, &why))
-			continue;
-		_cleanup_free_ char *side = xasprintf("%s.sha256", file);
-		_cleanup_free_ char *text = NULL;
-		size_t len = 0;
-		ok = read_file(side, 256, &text, &len, NULL) == 0 && len >= 64 &&
-		     imgf_digest_file(file, IMGF_SHA256, got, NULL) == 0 && !strncmp(text, got, 64);
-		if (!ok)
-			log_warn("'%s' does not have the sha256 its sidecar recorded", file);
+		ok = disk_intact(file, hex);
 	}
 	json_decref(chain);
 	char *check[] = {"qemu-img", "check", "-q", (char *)id, NULL};
@@ -726,9 +754,109 @@ static int qemu_cache_check(struct imgf_build *b, const char *key, const char *i
 
 static int qemu_cache_drop(const char *id, bool final, struct imgf_error **err)
 {
+	(void) final;
 	(void)err;
-	if (!final)
-		cache_file_remove(id); /* a disk backed by it is then found damaged */
+	cache_file_remove(id); /* a disk backed by it is then found damaged */
+	return 0;
+}
+
+/*
+ * `to` with the bytes of `from`: a hard link where both are on one filesystem, else a copy
+ * (never a rename: the cache keeps its file). *linked says which; an old `to` is replaced.
+ */
+static int link_or_copy(const char *from, const char *to, bool *linked, struct imgf_error **err)
+{
+	if (unlink(to) < 0 && errno != ENOENT)
+		return imgf_error_errno(err, errno, "remove '%s'", to);
+	*linked = link(from, to) == 0;
+	if (*linked)
+		return 0;
+	if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+		return imgf_error_errno(err, errno, "link '%s' to '%s'", from, to);
+	return copy_file_atomic(from, to, err);
+}
+
+/*
+ * The finished image (converted and boot-checked) stays in CACHE/steps/qemu/artifacts with
+ * its stamped sidecar. A link costs nothing; the output's sidecar is written from the same
+ * hash, so the checksum post-processor need not read the image again.
+ */
+static int qemu_cache_keep(struct imgf_build *b, const struct imgf_artifact *art, const char *key,
+			   char **id, int64_t *size, struct imgf_error **err)
+{
+	if (!art->disk)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "no disk image");
+	_cleanup_free_ char *dir = xasprintf("%s/steps/qemu/artifacts", b->cache_dir);
+	if (mkdir_p(dir, 0755, err) < 0)
+		return -1;
+	char rnd[9];
+	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
+	_cleanup_free_ char *dest = xasprintf("%s/%.16s-%s.qcow2", dir, key, rnd);
+	bool linked;
+	char hex[IMGF_DIGEST_HEX_MAX];
+	struct stat st;
+	if (link_or_copy(art->disk, dest, &linked, err) < 0)
+		return -1;
+	int r = imgf_sidecar_write(dest, hex, err);
+	if (r == 0 && stat(dest, &st) < 0)
+		r = imgf_error_errno(err, errno, "stat '%s'", dest);
+	if (r < 0) {
+		cache_file_remove(dest);
+		return -1;
+	}
+	if (linked) {
+		struct imgf_error *e = NULL;
+		if (imgf_sidecar_write_hex(art->disk, hex, &st, &e) < 0)
+			log_debug("%s: %s", b->def->name, e->msg);
+		imgf_error_free(e);
+	}
+	*size = st.st_size;
+	*id = STEAL_POINTER(&dest);
+	return 0;
+}
+
+/* The cached image into the output directory, as qemu_commit names it. */
+static int qemu_cache_reuse(struct imgf_build *b, const char *id, struct imgf_artifact *out,
+			    struct imgf_error **err)
+{
+	char hex[IMGF_DIGEST_HEX_MAX];
+	/* cache_check has just verified it and stamped its sidecar: no second read */
+	if (!disk_intact(id, hex))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "cached image '%s' is damaged", id);
+	_cleanup_free_ char *dir_name = NULL;
+	if (imgf_build_dir_name(b->config, &dir_name, err) < 0)
+		return -1;
+	_cleanup_free_ char *file = xasprintf("%s.qcow2", dir_name);
+	_cleanup_free_ char *image_out = path_join(b->out_dir, file);
+	if (mkdir_p(b->out_dir, 0755, err) < 0)
+		return -1;
+	bool linked;
+	if (link_or_copy(id, image_out, &linked, err) < 0)
+		return imgf_error_prefix(err, "give out the cached image");
+	struct stat st;
+	if (stat(image_out, &st) < 0)
+		return imgf_error_errno(err, errno, "stat '%s'", image_out);
+	if (linked) {
+		/* the link moved the ctime both stamps record */
+		if (imgf_sidecar_write_hex(id, hex, &st, err) < 0 ||
+		    imgf_sidecar_write_hex(image_out, hex, &st, err) < 0)
+			return -1;
+	} else {
+		char got[IMGF_DIGEST_HEX_MAX];
+		if (imgf_sidecar_write(image_out, got, err) < 0)
+			return -1;
+		if (strcmp(got, hex) != 0) {
+			unlink(image_out);
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "the copy of '%s' has sha256 %s, not %s", id, got,
+					      hex);
+		}
+	}
+	log_info("%s: the image is the one built before: '%s' (%s)", b->def->name, image_out,
+		 linked ? "linked" : "copied");
+	out->id = xstrdup(image_out);
+	out->disk = xstrdup(image_out);
+	out->files = strv_push(xcalloc(1, sizeof(char *)), xstrdup(file));
 	return 0;
 }
 
@@ -745,6 +873,58 @@ static int check_generic(guestfs_h *g, struct imgf_error **err)
 				      "(add a sysprep step)",
 				      n);
 	return 0;
+}
+
+/*
+ * containerd's metadata database in the canonical form (bolt.h) the docker builder's squash
+ * gives it too: its page layout follows the order in which the images step's imports freed
+ * and reused pages, and its records carry the build's times. Not a bolt database: kept as it
+ * is, with a warning.
+ */
+static int normalize_bolt(struct imgf_build *b, guestfs_h *g, struct imgf_error **err)
+{
+	static const char path[] = "/var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db";
+	guestfs_push_error_handler(g, NULL, NULL);
+	int is = guestfs_is_file(g, path);
+	guestfs_pop_error_handler(g);
+	if (is <= 0)
+		return 0;
+	int64_t epoch;
+	const char *from;
+	if (imgf_source_date_epoch(&epoch, &from, err) < 0)
+		return -1;
+	int64_t size = guestfs_filesize(g, path);
+	if (size < 0)
+		return guestfs_fail(g, err, "size of containerd's meta.db");
+	if (size > IMGF_BOLT_MAX) {
+		log_warn("%s: '%s' is larger than %u bytes: kept as it is (the image will not be "
+			 "reproducible)",
+			 b->def->name, path, IMGF_BOLT_MAX);
+		return 0;
+	}
+	size_t len = 0;
+	_cleanup_free_ char *raw = guestfs_read_file(g, path, &len);
+	if (!raw)
+		return guestfs_fail(g, err, "read containerd's meta.db");
+	struct strbuf out = STRBUF_INIT;
+	struct imgf_error *e = NULL;
+	if (imgf_bolt_normalize((const unsigned char *)raw, len, epoch, &out, &e) < 0) {
+		log_warn("%s: '%s': %s: kept as it is (the image will not be reproducible)",
+			 b->def->name, path, e->msg);
+		imgf_error_free(e);
+		strbuf_release(&out);
+		return 0;
+	}
+	int r = guestfs_write(g, path, out.buf, out.len) < 0 ||
+				guestfs_utimens(g, path, epoch, 0, epoch, 0) < 0
+			? guestfs_fail(g, err, "write containerd's meta.db")
+			: 0;
+	strbuf_release(&out);
+	if (r == 0)
+		log_info("%s: containerd's meta.db rewritten in canonical form (times clamped to "
+			 "%" PRId64 ", %s)",
+			 b->def->name, epoch, from);
+	return r;
 }
 
 /*
@@ -1008,7 +1188,7 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	struct qemu_target *qt = (struct qemu_target *)t;
 	guestfs_h *g = qt->g;
 	double t0 = imgf_now();
-	if (check_generic(g, err) < 0)
+	if (check_generic(g, err) < 0 || normalize_bolt(b, g, err) < 0)
 		return -1;
 	if (guestfs_fstrim(g, "/", -1) < 0)
 		log_warn("fstrim: %s (free space is not trimmed)", guestfs_last_error(g));
@@ -1104,4 +1284,6 @@ const struct imgf_builder_ops imgf_qemu_builder = {
 	.cache_save = qemu_cache_save,
 	.cache_check = qemu_cache_check,
 	.cache_drop = qemu_cache_drop,
+	.cache_keep = qemu_cache_keep,
+	.cache_reuse = qemu_cache_reuse,
 };

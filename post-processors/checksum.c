@@ -22,7 +22,11 @@ static int checksum_run(struct imgf_pp_ctx *c, struct imgf_error **err)
 	if (!art->disk)
 		return 0;
 	char hex[IMGF_DIGEST_HEX_MAX];
-	if (imgf_sidecar_write(art->disk, hex, err) < 0)
+	const char *why = NULL;
+	/* A builder that hashed the disk already (the step cache) left a stamped sidecar. */
+	if (imgf_sidecar_reuse(art->disk, hex, &why))
+		log_debug("%s: the sidecar of '%s' is current", c->build->def->name, art->disk);
+	else if (imgf_sidecar_write(art->disk, hex, err) < 0)
 		return -1;
 	/* The sidecar goes right after the disk in files[], where a reader looks for it. */
 	const char *disk_name = path_basename(art->disk);

@@ -8,7 +8,8 @@
  *   validate                        MAY be NULL (nothing beyond the key check)
  *   cache_base, cache_save,         MAY be NULL all together: the builder keeps no step cache
  *   cache_check, cache_drop,        (every build runs every step); cache_reuse MAY be NULL
- *   cache_reuse                     (the artifact is made again from the last step's state)
+ *   cache_reuse, cache_keep         (the artifact is made again from the last step's state);
+ *                                   cache_keep MAY be NULL (the artifact's own id is kept)
  */
 #ifndef IMGF_BUILDER_H
 #define IMGF_BUILDER_H
@@ -58,6 +59,10 @@ struct imgf_builder_ops {
 			   struct imgf_error **err);
 	/* Remove a saved state (imgforge cache prune); b is NULL there. */
 	int (*cache_drop)(const char *id, bool final, struct imgf_error **err);
+	/* Keep a committed artifact for cache_reuse under the final `key`: *id names what is
+	 * kept (qemu: a link to the disk in the cache), *size what it adds in bytes. */
+	int (*cache_keep)(struct imgf_build *b, const struct imgf_artifact *art, const char *key,
+			  char **id, int64_t *size, struct imgf_error **err);
 	/* Give out again the artifact `id` an earlier build committed with the same key. */
 	int (*cache_reuse)(struct imgf_build *b, const char *id, struct imgf_artifact *out,
 			   struct imgf_error **err);

@@ -446,6 +446,7 @@ void imgf_stepcache_final_key(struct imgf_build *b)
 		return;
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	const char *last = b->nsteps ? c->keys[b->nsteps - 1] : "";
+	free(c->final_key);
 	c->final_key = digest_json(json_pack("{s:s,s:s,s:O,s:O,s:O,s:s}", "prev", last, "imgforge",
 					     IMGF_VERSION, "builder", b->builder_cfg, "labels",
 					     b->labels, "post_processors", b->def->post_processors,
@@ -478,7 +479,24 @@ void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifa
 	struct imgf_stepcache *c = b->cache;
 	if (!c || !c->final_key || !b->builder->cache_reuse || !art->id)
 		return;
-	entry_replace(b, entry_new(b, c->final_key, "(artifact)", -1, art->id, 0, true));
+	/* Again, from the artifact's labels: what prepare recorded (qemu's base image) is in
+	 * them now, as a rebuild's are replayed from the cached steps before it looks. */
+	imgf_stepcache_final_key(b);
+	_cleanup_free_ char *id = NULL;
+	int64_t size = 0;
+	if (!b->builder->cache_keep) {
+		id = xstrdup(art->id);
+	} else {
+		struct imgf_error *e = NULL;
+		double t0 = imgf_now();
+		if (b->builder->cache_keep(b, art, c->final_key, &id, &size, &e) < 0) {
+			log_warn("%s: the artifact is not cached: %s", b->def->name, e->msg);
+			imgf_error_free(e);
+			return;
+		}
+		imgf_build_phase(b, "cache-save", imgf_now() - t0);
+	}
+	entry_replace(b, entry_new(b, c->final_key, "(artifact)", -1, id, size, true));
 }
 
 /* ---- imgforge cache ls | prune ----------------------------------------------------------- */

@@ -62,7 +62,7 @@ void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_
 void imgf_stepcache_final_key(struct imgf_build *b);
 /* Give out the cached artifact (saying so): 1 when done, 0 when it must be built. */
 int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct imgf_error **err);
-/* Record the committed artifact under the final key. */
+/* Record the committed artifact under the final key, computed again from its labels. */
 void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifact *art);
 
 /* imgforge cache ls: key, image, step, size, age (JSON events with json). */

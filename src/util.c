@@ -337,13 +337,8 @@ static int copy_fd(int in, int out)
 	}
 }
 
-int move_file(const char *from, const char *to, struct imgf_error **err)
+int copy_file_atomic(const char *from, const char *to, struct imgf_error **err)
 {
-	if (rename(from, to) == 0)
-		return 0;
-	if (errno != EXDEV)
-		return imgf_error_errno(err, errno, "move '%s' to '%s'", from, to);
-	/* Another filesystem: a copy beside `to`, renamed into place once it is complete. */
 	_cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		return imgf_error_errno(err, errno, "open '%s'", from);
@@ -366,6 +361,18 @@ int move_file(const char *from, const char *to, struct imgf_error **err)
 		unlink(tmp);
 		return imgf_error_errno(err, e, "copy '%s' to '%s'", from, to);
 	}
+	return 0;
+}
+
+int move_file(const char *from, const char *to, struct imgf_error **err)
+{
+	if (rename(from, to) == 0)
+		return 0;
+	if (errno != EXDEV)
+		return imgf_error_errno(err, errno, "move '%s' to '%s'", from, to);
+	/* Another filesystem: a copy beside `to`, renamed into place once it is complete. */
+	if (copy_file_atomic(from, to, err) < 0)
+		return -1;
 	if (unlink(from) < 0)
 		return imgf_error_errno(err, errno, "remove '%s' after copying it", from);
 	return 0;

@@ -76,6 +76,8 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 /* rename(), or on another filesystem a copy beside `to` renamed into place, then `from`
  * removed: `to` is never seen half-written. */
 int move_file(const char *from, const char *to, struct imgf_error **err);
+/* A copy beside `to` (mode kept, synced), renamed into place once it is complete. */
+int copy_file_atomic(const char *from, const char *to, struct imgf_error **err);
 /* mkstemp in dir with a prefix; returns fd, path in *out. */
 int make_temp_file(const char *dir, const char *prefix, char **out, struct imgf_error **err);
 /* A fresh temp directory under $TMPDIR (or /tmp). */

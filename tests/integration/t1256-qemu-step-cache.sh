@@ -3,7 +3,9 @@
 # check) and two file steps: each step's disk is kept as a qcow2 overlay whose backing file
 # is the previous step's; a rebuild starts from the deepest cached disk and runs nothing, a
 # changed variable reruns only the step that reads it, a disk that no longer has the sha256
-# recorded for it is removed and its step run again.
+# recorded for it is removed and its step run again. The finished image is kept too (a hard
+# link in CACHE/steps/qemu/artifacts): a rebuild with nothing changed gives it out again
+# without an appliance or a VM.
 . "$(dirname "$0")/../lib/harness.sh"
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 # TCG for imgforge (accelerator: tcg) and guestfish alike: the test is about the cache, and
@@ -50,6 +52,10 @@ build() { # LOG [ARGS...]
 ran() { grep -E "qemu-steps: step [0-9]/2: [a-z]+\$" "$TMP/$1.log" | sed 's/.*step //' | tr "\n" " "; }
 cached() { grep -cE "qemu-steps: step [0-9]/2: [a-z]+: cached \(" "$TMP/$1.log" || true; }
 disks() { ls "$IMGFORGE_CACHE_DIR"/steps/qemu/*.qcow2 2>/dev/null | wc -l; }
+artifacts() { ls "$IMGFORGE_CACHE_DIR"/steps/qemu/artifacts/*.qcow2 2>/dev/null | wc -l; }
+artifact_of() { jq -r "select(.final) | \"\\(.created) \\(.id)\"" "$IMGFORGE_CACHE_DIR"/steps/*.json |
+	sort -n | tail -n 1 | cut -d" " -f2; }
+IMG=$OUT/test-qemu-steps+kube-v1.31.2.qcow2
 disk_of() { jq -r --arg s "$1" 'select(.step == $s) | "\(.created) \(.id)"' "$IMGFORGE_CACHE_DIR"/steps/*.json |
 	sort -n | tail -n 1 | cut -d" " -f2; }
 
@@ -63,11 +69,30 @@ test_expect_success "a cold build keeps each step's disk, the second backed by t
 	qemu-img check -q "$OUT/test-qemu-steps+kube-v1.31.2.qcow2"
 '
 
-test_expect_success "a rebuild with nothing changed runs no step and starts from the last disk" '
+test_expect_success "the finished image is kept as an artifact entry, a link to the output" '
+	test "$(artifacts)" = 1 &&
+	art=$(artifact_of) &&
+	test "$(stat -c %i "$art")" = "$(stat -c %i "$IMG")" &&
+	test "$(cat "$art.sha256")" = "$(sha256sum "$IMG" | cut -d" " -f1)" &&
+	test "$(cat "$IMG.sha256")" = "$(cat "$art.sha256")" &&
+	"$IMGF" cache ls >"$TMP/ls.out" &&
+	grep -q "(artifact)" "$TMP/ls.out" &&
+	sha256sum "$IMG" | cut -d" " -f1 >"$TMP/cold.sha" &&
+	jq -S ".builds[0].inputs" "$OUT/manifest.json" >"$TMP/cold.inputs"
+'
+
+test_expect_success "a rebuild with nothing changed gives the image out again: no appliance, no VM" '
 	build warm &&
+	! grep -q "starting the libguestfs appliance" "$TMP/warm.log" &&
 	test -z "$(ran warm)" && test "$(cached warm)" = 2 &&
-	grep -q "starts from the cached step disk '"'"'$(disk_of second)'"'"' (2 steps)" "$TMP/warm.log" &&
-	jq -e ".builds[0].inputs | map(.name) | index(\"base-image\") != null" "$OUT/manifest.json" >/dev/null
+	grep -q "qemu-steps: nothing changed: the artifact built before is given out again" "$TMP/warm.log" &&
+	! grep -q "starts from the cached step disk" "$TMP/warm.log" &&
+	! grep -q "writing the compressed image" "$TMP/warm.log" &&
+	test "$(sha256sum "$IMG" | cut -d" " -f1)" = "$(cat "$TMP/cold.sha")" &&
+	test "$(cat "$IMG.sha256")" = "$(cat "$TMP/cold.sha")" &&
+	jq -S ".builds[0].inputs" "$OUT/manifest.json" >"$TMP/warm.inputs" &&
+	diff -u "$TMP/cold.inputs" "$TMP/warm.inputs" &&
+	test "$(artifacts)" = 1
 '
 
 test_expect_success "changing the variable the second step reads reruns only that step" '
@@ -86,10 +111,33 @@ test_expect_success "a cached disk changed behind the cache is removed and its s
 	test "$(guestfish --ro -a "$OUT/test-qemu-steps+kube-v1.31.2.qcow2" -m /dev/sda cat /etc/a : cat /etc/b | grep . | tr "\n" " ")" = "one two "
 '
 
-test_expect_success "cache prune removes the disks and their sidecars" '
+test_expect_success "a cached image changed behind the cache is removed and the image built again" '
+	art=$(artifact_of) &&
+	printf "x" | dd of="$art" bs=1 seek=70000 conv=notrunc 2>/dev/null &&
+	build artdamaged --var b=two &&
+	grep -q "qemu-steps: artifact: the cache entry [0-9a-f]* is missing or damaged" "$TMP/artdamaged.log" &&
+	grep -q "starts from the cached step disk" "$TMP/artdamaged.log" &&
+	grep -q "writing the compressed image" "$TMP/artdamaged.log" &&
+	test ! -e "$art" &&
+	new=$(artifact_of) && test -e "$new" &&
+	test "$(cat "$new.sha256")" = "$(sha256sum "$new" | cut -d" " -f1)" &&
+	qemu-img check -q "$IMG"
+'
+
+test_expect_success "--no-cache runs every step and replaces the cached image" '
+	old=$(artifact_of) &&
+	build nocache --var b=two --no-cache &&
+	test "$(ran nocache)" = "1/2: first 2/2: second " &&
+	grep -q "writing the compressed image" "$TMP/nocache.log" &&
+	test ! -e "$old" && test -e "$(artifact_of)"
+'
+
+test_expect_success "cache prune removes the disks, the images and their sidecars" '
+	test "$(artifacts)" -ge 1 &&
 	"$IMGF" cache prune >/dev/null &&
-	test "$(disks)" = 0 &&
-	test -z "$(ls "$IMGFORGE_CACHE_DIR"/steps/qemu)"
+	test "$(disks)" = 0 && test "$(artifacts)" = 0 &&
+	test -z "$(find "$IMGFORGE_CACHE_DIR"/steps/qemu -type f)" &&
+	qemu-img check -q "$IMG"
 '
 
 test_done

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The qemu builder writes containerd's metadata database (meta.db) in bolt.h's canonical form,
+# as the docker builder's squash does: two builds whose meta.db hold the same records in
+# different page layouts with different times (tests/fixtures/bolt's a.db and b.db) give the
+# same file, its mtime SOURCE_DATE_EPOCH. On t1255's tiny ext4 root, no boot check.
+. "$(dirname "$0")/../lib/harness.sh"
+export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
+export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+export IMGFORGE_CACHE_DIR=$TMP/cache SOURCE_DATE_EPOCH=1700000000
+why=
+require_cmd qemu-img || why="qemu-img is not installed"
+[ -n "$why" ] || require_cmd mke2fs || why="mke2fs is not installed"
+[ -n "$why" ] || require_cmd guestfish || why="guestfish is not installed"
+[ -n "$why" ] || ls /boot/vmlinuz-* >/dev/null 2>&1 || why="no kernel in /boot for the libguestfs appliance"
+if [ -n "$why" ]; then
+	test_skip "qemu meta.db" "$why"
+	test_done
+fi
+DB=/var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db
+mkdir -p "$TMP/root/etc" "$TMP/root/bin" "$TMP/root/tmp" "$TMP/root${DB%/*}"
+printf 'ID=debian\nVERSION_ID="12"\nNAME="imgforge test root"\n' >"$TMP/root/etc/os-release"
+echo 12.0 >"$TMP/root/etc/debian_version"
+echo "/dev/sda / ext4 defaults 0 1" >"$TMP/root/etc/fstab"
+mke2fs -q -F -t ext4 -d "$TMP/root" "$TMP/base.raw" 64M >/dev/null || die "mke2fs"
+cat >"$TMP/image.json" <<JSON
+{"name": "qemu-bolt",
+ "builder": {"type": "qemu", "base_image_url": "{{ qemu_base_image_url }}",
+             "base_image_checksum": "{{ qemu_base_image_checksum }}", "boot_check": false,
+             "accelerator": "tcg"},
+ "provisioners": [{"type": "file", "source": "{{ db }}", "destination": "$DB"}]}
+JSON
+cat >"$TMP/config.json" <<JSON
+{"variables": {"build_name": "test-qemu-bolt", "kubernetes_semver": "v1.31.2",
+  "qemu_base_image_url": "$TMP/base.raw",
+  "qemu_base_image_checksum": "sha256:$(sha256sum "$TMP/base.raw" | cut -d" " -f1)",
+  "db": "$TOP/tests/fixtures/bolt/a.db"},
+ "images": ["image.json"]}
+JSON
+build() { # N DB
+	"$IMGF" build --no-cache --output-dir "$TMP/out$1" --var db="$2" "$TMP/config.json" \
+		>"$TMP/build$1.log" 2>&1 || { tail -n 30 "$TMP/build$1.log"; return 1; }
+	guestfish --ro -a "$TMP/out$1"/*/*.qcow2 -m /dev/sda download "$DB" "$TMP/meta$1.db" \
+		: stat "$DB" >"$TMP/stat$1"
+}
+
+test_expect_success "meta.db is rewritten in canonical form, its mtime SOURCE_DATE_EPOCH" '
+	build 1 "$TOP/tests/fixtures/bolt/a.db" &&
+	grep -q "meta.db rewritten in canonical form (times clamped to 1700000000" "$TMP/build1.log" &&
+	! cmp -s "$TMP/meta1.db" "$TOP/tests/fixtures/bolt/a.db" &&
+	grep -q "^mtime: 1700000000\$" "$TMP/stat1"
+'
+
+test_expect_success "the same records in another layout give the same file" '
+	build 2 "$TOP/tests/fixtures/bolt/b.db" &&
+	! cmp -s "$TOP/tests/fixtures/bolt/a.db" "$TOP/tests/fixtures/bolt/b.db" &&
+	cmp "$TMP/meta1.db" "$TMP/meta2.db"
+'
+
+test_done
