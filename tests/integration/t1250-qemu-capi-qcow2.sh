@@ -30,6 +30,13 @@ BASE_SUM=$(sha256sum "$VMBASE" | cut -d" " -f1)
 export IMGFORGE_CACHE_DIR=$TMP/cache
 OUT=$TMP/output/debian-12+kube-v1.31.2
 IMG=$OUT/debian-12+kube-v1.31.2.qcow2
+# The builder's work directories go under TMPDIR: one of this script's own, so that builds
+# other scripts run at the same time are not counted (libvirt's qemu must reach it: 0711;
+# libguestfs keeps its appliance cache where it was).
+export LIBGUESTFS_CACHEDIR=${LIBGUESTFS_CACHEDIR:-${TMPDIR:-/var/tmp}}
+QTMP=$(mktemp -d /var/tmp/t1250-work.XXXXXX) && chmod 0711 "$QTMP" || die "mktemp"
+at_exit "rm -rf '$QTMP'"
+export TMPDIR=$QTMP
 work_dirs() { ls -d "${TMPDIR:-/var/tmp}"/imgforge-qemu-* 2>/dev/null | wc -l; }
 domains() { virsh -c qemu:///system list --all --name | grep -c '^imgforge-boot' || true; }
 before_dirs=$(work_dirs)
