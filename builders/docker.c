@@ -666,12 +666,13 @@ static int base_image(struct imgf_build *b, struct docker *d, json_t **info,
 		return -1;
 	const char *base_arch = json_string_value(json_object_get(*info, "Architecture"));
 	if (arch && base_arch && strcmp(base_arch, arch)) {
-		json_decref(*info);
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "base image '%s' is linux/%s, the build is for linux/%s (the 'arch' "
+			       "variable): give an image for %s",
+			       image, base_arch, arch, arch);
+		json_decref(*info); /* base_arch points into it */
 		*info = NULL;
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "base image '%s' is linux/%s, the build is for linux/%s (the "
-				      "'arch' variable): give an image for %s",
-				      image, base_arch, arch, arch);
+		return -1;
 	}
 	const char *base_id = json_string_value(json_object_get(*info, "Id"));
 	base_id = base_id ? base_id : "";
@@ -1075,15 +1076,39 @@ static int docker_commit(struct imgf_build *b, struct imgf_target *t, struct img
 
 #define CACHE_KEY_LABEL "io.imgforge.cache.key"
 
-static int docker_cache_base(struct imgf_build *b, char **digest, struct imgf_error **err)
+/* Whether the base image is at hand as the build will use it: present, for the build's arch,
+ * and not to be pulled again (pull 'always'). */
+static int base_at_hand(struct imgf_build *b, struct docker *d, bool *yes, struct imgf_error **err)
+{
+	*yes = false;
+	if (!strcmp(imgf_cfg_str(b->builder_cfg, "pull", "missing"), "always"))
+		return 0;
+	json_t *info = NULL;
+	long st = 0;
+	_cleanup_free_ char *q = url_escape(imgf_cfg_str(b->builder_cfg, "image", ""));
+	if (docker_json(d, "GET", NULL, &info, &st, err, "/images/%s/json", q) < 0)
+		return -1;
+	const char *arch = imgf_build_var(b, "arch");
+	const char *base_arch = json_string_value(json_object_get(info, "Architecture"));
+	*yes = st == 200 && (!arch || !*arch || !base_arch || !strcmp(arch, base_arch));
+	json_decref(info);
+	return 0;
+}
+
+static int docker_cache_base(struct imgf_build *b, bool pull, char **digest,
+			     struct imgf_error **err)
 {
 	struct docker *d;
 	if (docker_connect(&d, err) < 0)
 		return -1;
 	json_t *info = NULL;
-	int r = base_image(b, d, &info, err);
-	if (r == 0)
-		*digest = xstrdup(json_string_value(json_object_get(info, "Id")) ?: "");
+	bool yes = true;
+	int r = pull ? 0 : base_at_hand(b, d, &yes, err);
+	if (r == 0 && yes) {
+		r = base_image(b, d, &info, err);
+		if (r == 0)
+			*digest = xstrdup(json_string_value(json_object_get(info, "Id")) ?: "");
+	}
 	json_decref(info);
 	docker_free(d);
 	return r;

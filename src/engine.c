@@ -367,6 +367,8 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
 	}
+	if (imgf_stepcache_settle(b, err) < 0)
+		goto out;
 	imgf_stepcache_final_key(b);
 	int reused = imgf_stepcache_reuse(b, &art, err);
 	if (reused < 0)

@@ -317,20 +317,10 @@ static int lookup(struct imgf_build *b, const char *key, bool final, const char 
 	return 1;
 }
 
-int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
+/* Every step's key, from the base's digest on. */
+static int compute_keys(struct imgf_build *b, const char *base, struct imgf_error **err)
 {
-	if (!b->builder->cache_base || !b->builder->cache_save || !b->builder->cache_check)
-		return 0;
-	_cleanup_free_ char *base = NULL;
-	if (b->builder->cache_base(b, &base, err) < 0)
-		return -1;
-	struct imgf_stepcache *c = xcalloc(1, sizeof(*c));
-	b->cache = c;
-	c->dir = path_join(b->cache_dir, "steps");
-	c->keys = xcalloc(b->nsteps + 1, sizeof(char *));
-	c->found = xcalloc(b->nsteps + 1, sizeof(json_t *));
-	c->mark = json_array_size(b->inputs);
-
+	struct imgf_stepcache *c = b->cache;
 	_cleanup_free_ char *prev =
 		digest_json(json_pack("{s:s,s:s,s:O,s:s}", "imgforge", IMGF_VERSION, "builder",
 				      b->builder->name, "config", b->builder_cfg, "base", base));
@@ -344,6 +334,29 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 		prev = xstrdup(c->keys[i]);
 	}
 	json_decref(lists);
+	return 0;
+}
+
+int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
+{
+	if (!b->builder->cache_base || !b->builder->cache_save || !b->builder->cache_check)
+		return 0;
+	_cleanup_free_ char *base = NULL;
+	if (b->builder->cache_base(b, false, &base, err) < 0)
+		return -1;
+	struct imgf_stepcache *c = xcalloc(1, sizeof(*c));
+	b->cache = c;
+	c->dir = path_join(b->cache_dir, "steps");
+	c->keys = xcalloc(b->nsteps + 1, sizeof(char *));
+	c->found = xcalloc(b->nsteps + 1, sizeof(json_t *));
+	c->mark = json_array_size(b->inputs);
+	if (!base) {
+		/* Not at hand: nothing of it can be cached; the keys come once it is. */
+		c->pending = true;
+		return 0;
+	}
+	if (compute_keys(b, base, err) < 0)
+		return -1;
 	if (b->opts->no_cache)
 		return 0; /* every step runs, and refreshes its entry */
 	/* The longest cached prefix: the deepest intact entry holds every step before it. */
@@ -358,6 +371,19 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 		}
 	}
 	return 0;
+}
+
+int imgf_stepcache_settle(struct imgf_build *b, struct imgf_error **err)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!c || !c->pending)
+		return 0;
+	_cleanup_free_ char *base = NULL;
+	if (b->builder->cache_base(b, true, &base, err) < 0)
+		return -1;
+	c->pending = false;
+	/* Every step runs (hit stays 0) and is kept under its key. */
+	return compute_keys(b, base ? base : "", err);
 }
 
 void imgf_stepcache_say_cached(struct imgf_build *b, size_t i)
@@ -404,8 +430,15 @@ void imgf_stepcache_replay(struct imgf_build *b, size_t step)
 static json_t *inputs_so_far(struct imgf_build *b)
 {
 	json_t *out = json_array();
-	for (size_t i = b->cache->mark; i < json_array_size(b->inputs); i++)
-		json_array_append(out, json_array_get(b->inputs, i));
+	for (size_t i = b->cache->mark; i < json_array_size(b->inputs); i++) {
+		/* The base is the builder's to record, each build (imgf_stepcache_settle may
+		 * record it after the steps' inputs). */
+		json_t *in = json_array_get(b->inputs, i);
+		const char *name = json_string_value(json_object_get(in, "name"));
+		if (name && !strcmp(name, "base-image"))
+			continue;
+		json_array_append(out, in);
+	}
 	return out;
 }
 

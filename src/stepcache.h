@@ -37,6 +37,7 @@ struct imgf_stepcache {
 	char *final_key;
 	json_t *final_found; /* the artifact's entry when it can be given out again */
 	size_t mark;	     /* json_array_size(b->inputs) when the cache opened */
+	bool pending;	     /* the base was not at hand: no keys yet (imgf_stepcache_settle) */
 };
 
 /* Compute the keys and find the longest cached prefix (and the artifact) of a build whose
@@ -44,6 +45,9 @@ struct imgf_stepcache {
  * without one. */
 int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err);
 void imgf_stepcache_free(struct imgf_stepcache *c);
+/* After the inputs are fetched: when the base was not at hand at open, get it (the builder
+ * pulls) and compute the keys; every step then runs. */
+int imgf_stepcache_settle(struct imgf_build *b, struct imgf_error **err);
 
 /* What an input will be before it is fetched, "ALG:HEX" (a checksum list is read): for a
  * builder's cache_base. */
