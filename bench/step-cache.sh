@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The step cache, in one run and one empty cache per image: a cold build, a rebuild with
-# nothing changed, and a rebuild after a change the `kubernetes` step reads
-# (kubernetes_http_source spelled with `localhost` instead of 127.0.0.1: same files, another
-# config), which reruns the same steps a kubernetes_semver change does (kind-node: kubernetes,
-# images, kind, sysprep; capi-qcow2: kubernetes, images, sysprep, then the image is written
-# and boot-checked again). The fixture mirror serves one Kubernetes version only, hence that
-# stand-in. Prints the three times and each rebuild's ratio to the cold build.
+# nothing changed, and a rebuild with kubernetes_semver changed (the fixture mirror serves
+# stand-in binaries and images for two versions, FIXTURE_KUBERNETES_VERSION and
+# FIXTURE_KUBERNETES_VERSION_NEXT), which reruns the steps from `kubernetes` on (kind-node:
+# kubernetes, images, kind, sysprep; capi-qcow2: kubernetes, images, sysprep, then the image
+# is written and boot-checked again). Prints the three times and each rebuild's ratio to
+# the cold build, and which steps each run ran.
 #
 #   bench/step-cache.sh [kind-node] [capi-qcow2]     (default: both)
 #   BENCH_BOOT_CHECK=false: capi-qcow2 without the boot check (default true)
@@ -34,8 +34,7 @@ if ! fixtures_build "$FIX" >/dev/null || ! fixtures_serve "$FIX" >/dev/null; the
 fi
 make -s -C "$TOP"
 export SOURCE_DATE_EPOCH=1700000000
-src=$(jq -r .variables.kubernetes_http_source "$FIX/vars.json")
-changed_src=${src/127.0.0.1/localhost}
+NEXT=$FIXTURE_KUBERNETES_VERSION_NEXT
 
 now() { date +%s.%N; }
 timed() { # LOG CMD...: runs CMD into $TMP/LOG.log, prints the seconds it took
@@ -47,15 +46,19 @@ timed() { # LOG CMD...: runs CMD into $TMP/LOG.log, prints the seconds it took
 	echo "$t1 - $t0" | bc
 }
 ran() { grep -cE "$2: step [0-9]+/[0-9]+: [a-z-]+\$" "$TMP/$1.log" || true; }
+ran_names() {
+	grep -oE "$2: step [0-9]+/[0-9]+: [a-z-]+\$" "$TMP/$1.log" | sed 's/.*: //' | paste -sd, - || true
+}
 ratio() { echo "scale=4; $1 / $2" | bc; }
 report() { # IMAGE COLD WARM CHANGED
 	local img=$1
 	echo "$img:"
-	printf '  cold build (empty cache):          %8.2f s  (%s steps run)\n' "$2" "$(ran "$img-cold" "$img")"
-	printf '  rebuild, nothing changed:          %8.2f s  (%s steps run)  ratio %.4f (%.2f%% of cold)\n' \
+	printf '  cold build (empty cache):           %8.2f s  (%s steps run)\n' "$2" "$(ran "$img-cold" "$img")"
+	printf '  rebuild, nothing changed:           %8.2f s  (%s steps run)  ratio %.4f (%.2f%% of cold)\n' \
 		"$3" "$(ran "$img-warm" "$img")" "$(ratio "$3" "$2")" "$(echo "100 * $3 / $2" | bc -l)"
-	printf '  rebuild, kubernetes step changed:  %8.2f s  (%s steps run)  ratio %.4f (%.1f%% of cold)\n' \
-		"$4" "$(ran "$img-changed" "$img")" "$(ratio "$4" "$2")" "$(echo "100 * $4 / $2" | bc -l)"
+	printf '  rebuild, kubernetes_semver changed: %8.2f s  (%s steps run: %s)  ratio %.4f (%.1f%% of cold)\n' \
+		"$4" "$(ran "$img-changed" "$img")" "$(ran_names "$img-changed" "$img")" \
+		"$(ratio "$4" "$2")" "$(echo "100 * $4 / $2" | bc -l)"
 }
 
 kind_node() {
@@ -73,7 +76,7 @@ kind_node() {
 	local cold warm changed
 	cold=$(timed kind-node-cold kind)
 	warm=$(timed kind-node-warm kind)
-	changed=$(timed kind-node-changed kind --var "kubernetes_http_source=$changed_src")
+	changed=$(timed kind-node-changed kind --var "kubernetes_semver=$NEXT")
 	report kind-node "$cold" "$warm" "$changed"
 }
 
@@ -101,7 +104,7 @@ capi_qcow2() {
 	local cold warm changed
 	cold=$(timed capi-qcow2-cold capi)
 	warm=$(timed capi-qcow2-warm capi)
-	changed=$(timed capi-qcow2-changed capi --var "kubernetes_http_source=$changed_src")
+	changed=$(timed capi-qcow2-changed capi --var "kubernetes_semver=$NEXT")
 	echo "(boot check: ${BENCH_BOOT_CHECK:-true}, accelerator: $accel)"
 	report capi-qcow2 "$cold" "$warm" "$changed"
 }

@@ -24,6 +24,9 @@ _FX_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 _FX_TOP=$(cd "$_FX_LIB/../.." && pwd)
 
 FIXTURE_KUBERNETES_VERSION=v1.31.2
+# A second version, served beside the first, for what changes kubernetes_semver
+# (bench/step-cache.sh): its own stand-ins and image tars.
+FIXTURE_KUBERNETES_VERSION_NEXT=v1.31.3
 FIXTURE_CRICTL_VERSION=v1.31.1
 FIXTURE_KUBE_IMAGES=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
 FIXTURE_REGISTRY_IMAGES=(
@@ -116,7 +119,7 @@ _fx_script() {
 }
 
 _fx_kubeadm() {
-	_fx_script "$1" kubeadm "$FIXTURE_KUBERNETES_VERSION" <<'EOF'
+	_fx_script "$1" kubeadm "${2:-$FIXTURE_KUBERNETES_VERSION}" <<'EOF'
 images() {
 	repo=registry.k8s.io
 	kv=$version
@@ -150,7 +153,7 @@ EOF
 }
 
 _fx_kubelet() {
-	_fx_script "$1" kubelet "$FIXTURE_KUBERNETES_VERSION" <<'EOF'
+	_fx_script "$1" kubelet "${2:-$FIXTURE_KUBERNETES_VERSION}" <<'EOF'
 case "$*" in
 --version | --version=true)
 	echo "Kubernetes $version" ;;
@@ -162,7 +165,7 @@ EOF
 }
 
 _fx_kubectl() {
-	_fx_script "$1" kubectl "$FIXTURE_KUBERNETES_VERSION" <<'EOF'
+	_fx_script "$1" kubectl "${2:-$FIXTURE_KUBERNETES_VERSION}" <<'EOF'
 case "$*" in
 "version --client" | "version --client=true")
 	echo "Client Version: $version"
@@ -239,20 +242,21 @@ _fx_build_all() {
 	printf '%s' "$(_fx_sha256 "$d/$f")" >"$d/$f.sha256"
 
 	# Kubernetes: binaries and control-plane image tars, each with a bare-hex .sha256
-	d=$www/release/$FIXTURE_KUBERNETES_VERSION/bin/linux/amd64
-	mkdir -p "$d"
-	_fx_kubeadm "$d/kubeadm"
-	_fx_kubelet "$d/kubelet"
-	_fx_kubectl "$d/kubectl"
-	for img in "${FIXTURE_KUBE_IMAGES[@]}"; do
-		name=registry.k8s.io/$img-amd64:$FIXTURE_KUBERNETES_VERSION
-		"$_FX_PYTHON" "$_FX_LIB/mkimage.py" --out "$dir/oci/$img" --tag "$FIXTURE_KUBERNETES_VERSION" \
-			--name "$name"
-		_fx_skopeo copy -q "oci:$dir/oci/$img:$FIXTURE_KUBERNETES_VERSION" \
-			"docker-archive:$d/$img.tar:$name"
-	done
-	for f in kubeadm kubelet kubectl "${FIXTURE_KUBE_IMAGES[@]/%/.tar}"; do
-		printf '%s' "$(_fx_sha256 "$d/$f")" >"$d/$f.sha256"
+	for kv in "$FIXTURE_KUBERNETES_VERSION" "$FIXTURE_KUBERNETES_VERSION_NEXT"; do
+		d=$www/release/$kv/bin/linux/amd64
+		mkdir -p "$d"
+		_fx_kubeadm "$d/kubeadm" "$kv"
+		_fx_kubelet "$d/kubelet" "$kv"
+		_fx_kubectl "$d/kubectl" "$kv"
+		for img in "${FIXTURE_KUBE_IMAGES[@]}"; do
+			name=registry.k8s.io/$img-amd64:$kv
+			"$_FX_PYTHON" "$_FX_LIB/mkimage.py" --out "$dir/oci/$img-$kv" --tag "$kv" \
+				--name "$name"
+			_fx_skopeo copy -q "oci:$dir/oci/$img-$kv:$kv" "docker-archive:$d/$img.tar:$name"
+		done
+		for f in kubeadm kubelet kubectl "${FIXTURE_KUBE_IMAGES[@]/%/.tar}"; do
+			printf '%s' "$(_fx_sha256 "$d/$f")" >"$d/$f.sha256"
+		done
 	done
 
 	# Registry images, pushed by fixtures_serve
