@@ -604,8 +604,7 @@ out:
 
 /* ---- the step cache: a chain of qcow2 overlays in CACHE/steps/qemu ------------------------- */
 
-static int qemu_cache_base(struct imgf_build *b, bool pull, char **digest,
-			   struct imgf_error **err)
+static int qemu_cache_base(struct imgf_build *b, bool pull, char **digest, struct imgf_error **err)
 {
 	(void)pull; /* the base disk's digest is known before it is fetched */
 	struct imgf_input in;

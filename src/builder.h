@@ -49,8 +49,7 @@ struct imgf_builder_ops {
 	 * chain: docker the base image's ID, qemu the base disk's checksum. Without pull, a
 	 * base that is not at hand (docker: to be pulled) gives *digest NULL: the build asks
 	 * again, with pull, once its inputs are fetched, so a bad input fails first. */
-	int (*cache_base)(struct imgf_build *b, bool pull, char **digest,
-			  struct imgf_error **err);
+	int (*cache_base)(struct imgf_build *b, bool pull, char **digest, struct imgf_error **err);
 	/* Keep the target's state after a step under `key`; *id names it (an image ID, a
 	 * file), *size is what it adds to the cache in bytes. prepare() starts from such a
 	 * state when imgf_stepcache_from(b) is not NULL. */
