@@ -47,11 +47,15 @@ struct imgf_gcs {
 };
 
 /* The body of an upload chunk: a range of the file, hashed as it is read, each byte once. */
+/* md5, sha256 and crc32c of the bytes an upload reads, computed by a worker thread while the
+ * transfer goes on (imgf_gcs_upload_hash_start; without it, in the caller). */
+struct hash_worker;
 struct upload_hash {
 	EVP_MD_CTX *md5;
 	struct imgf_digest sha256;
 	uint32_t crc;
-	uint64_t upto; /* bytes [0, upto) of the file are in the digests */
+	uint64_t upto; /* bytes [0, upto) of the file are in the digests (or queued for them) */
+	struct hash_worker *w;
 };
 
 struct file_body {
@@ -117,5 +121,9 @@ int imgf_gcs_token(struct imgf_gcs *g, struct imgf_error **err);
 
 /* Feed bytes [at, at+n) of the file to the upload's digests, skipping what they have seen. */
 void imgf_gcs_upload_hash_feed(struct upload_hash *h, uint64_t at, const char *buf, size_t n);
+/* Hash on a worker thread from now on (false: it could not start; the caller hashes). */
+bool imgf_gcs_upload_hash_start(struct upload_hash *h);
+/* Wait until everything fed is in the digests, and stop the worker. */
+void imgf_gcs_upload_hash_finish(struct upload_hash *h);
 
 #endif

@@ -308,7 +308,10 @@ _fx_alive() {
 _fx_spawn() {
 	local dir=$1 out=$2 log=$3
 	shift 3
-	"$@" </dev/null >"$out" 2>"$log" &
+	# Emptied here, not by the child's redirections: those happen after `&` returns, and a
+	# caller polling for the port would read the previous server's.
+	: >"$out" && : >"$log" || return 1
+	"$@" </dev/null >>"$out" 2>>"$log" &
 	echo "$!" >>"$dir/pids"
 }
 

@@ -2,7 +2,8 @@
  * The pieces of the GCS client and image-upload that need no server: base64(url), CRC-32C,
  * the checksum forms GCS reports, the service-account key and the RS256 JWT (verified with
  * the public half of a key generated here), gs:// URLs, the channel rule, .sha256 parsing,
- * endpoint selection and download URLs. Uploads themselves are in t1400-image-upload.sh.
+ * endpoint selection and download URLs, an upload's digests (inline and on the hashing
+ * thread). Uploads themselves are in t1400-image-upload.sh.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,7 +16,10 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "crc32c.h"
+#include "digest.h"
 #include "error.h"
+#include "gcs-internal.h"
 #include "gcs.h"
 #include "upload-internal.h"
 #include "util.h"
@@ -625,4 +629,76 @@ __attribute__((destructor)) static void shared_release(void)
 		rm_rf(tmpdir, NULL);
 	free(tmpdir);
 	memset(&k, 0, sizeof(k));
+}
+
+/* md5 (base64), sha256 (hex) and crc32c of what was fed, after finishing the worker. */
+static void upload_hash_result(struct upload_hash *h, char md5[64], char sha[IMGF_DIGEST_HEX_MAX],
+			       uint32_t *crc)
+{
+	imgf_gcs_upload_hash_finish(h);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	CHECK(EVP_DigestFinal_ex(h->md5, md, &n) == 1);
+	char *b = imgf_base64_encode(md, n);
+	snprintf(md5, 64, "%s", b);
+	free(b);
+	imgf_digest_final_hex(&h->sha256, sha);
+	*crc = h->crc;
+	EVP_MD_CTX_free(h->md5);
+	imgf_digest_release(&h->sha256);
+}
+
+static void upload_hash_init(struct upload_hash *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->md5 = EVP_MD_CTX_new();
+	CHECK(h->md5 && EVP_DigestInit_ex(h->md5, EVP_md5(), NULL) == 1);
+	imgf_digest_init(&h->sha256, IMGF_SHA256);
+}
+
+TEST(upload_digests_on_the_hashing_thread_equal_inline_ones_across_resends)
+{
+	/* More than the worker's ring (8 slots of 512 KiB) holds, in pieces of odd sizes, some
+	 * larger than a slot, with ranges sent again as after a resume. */
+	enum {
+		N = 9 * 1024 * 1024 + 12345
+	};
+	unsigned char *data = xmalloc(N);
+	uint64_t x = 0x9E3779B97F4A7C15ULL;
+	for (size_t i = 0; i < N; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		data[i] = (unsigned char)x;
+	}
+	struct upload_hash inl, thr;
+	upload_hash_init(&inl);
+	upload_hash_init(&thr);
+	CHECK(imgf_gcs_upload_hash_start(&thr));
+	static const size_t piece[] = {1, 4093, 524288, 524289, 1500000, 65536, 7};
+	uint64_t at = 0;
+	for (size_t j = 0; at < N; j++) {
+		size_t n = piece[j % ARRAY_SIZE(piece)];
+		if (n > N - at)
+			n = (size_t)(N - at);
+		imgf_gcs_upload_hash_feed(&inl, at, (const char *)data + at, n);
+		imgf_gcs_upload_hash_feed(&thr, at, (const char *)data + at, n);
+		at += n;
+		if (j % 5 == 4 && at > 300000) /* a resume from an earlier offset */
+			at -= 300000;
+	}
+	CHECK(thr.upto == (uint64_t)N && inl.upto == (uint64_t)N);
+	char m1[64], m2[64], s1[IMGF_DIGEST_HEX_MAX], s2[IMGF_DIGEST_HEX_MAX];
+	uint32_t c1, c2;
+	upload_hash_result(&inl, m1, s1, &c1);
+	upload_hash_result(&thr, m2, s2, &c2);
+	CHECK_STR(m1, m2);
+	CHECK_STR(s1, s2);
+	CHECK(c1 == c2);
+	/* and both are the digests of the data, once */
+	char want[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, data, N, want);
+	CHECK_STR(s1, want);
+	CHECK(c1 == imgf_crc32c_update(0, data, N));
+	free(data);
 }
