@@ -138,6 +138,18 @@ void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir)
 	}
 }
 
+int imgf_fetch_checksum_list(const struct imgf_input *in, const char *url, size_t max,
+			     const struct imgf_fetch_opts *o, struct strbuf *out,
+			     struct imgf_error **err)
+{
+	if (imgf_fetch_to_buffer(url, max, o, out, err) == 0)
+		return 0;
+	const char *co = in->checksum_origin ? in->checksum_origin : in->origin;
+	if (co && *err && (*err)->status != IMGF_EXIT_INTERRUPTED)
+		imgf_error_suffix(err, " (URL from %s; point it at a mirror with --var)", co);
+	return imgf_error_prefix(err, "'%s': checksum list", in->name);
+}
+
 void imgf_input_release(struct imgf_input *in)
 {
 	free(in->name);
@@ -932,17 +944,10 @@ static int resolve_checksum(struct imgf_input *in, const struct imgf_fetch_opts 
 				l = &(*lists)[i];
 		if (!l) {
 			struct strbuf text = STRBUF_INIT;
-			if (imgf_fetch_to_buffer(c.url, LIST_MAX, o, &text, err) < 0) {
+			if (imgf_fetch_checksum_list(in, c.url, LIST_MAX, o, &text, err) < 0) {
 				strbuf_release(&text);
 				imgf_checksum_release(&c);
-				const char *co =
-					in->checksum_origin ? in->checksum_origin : in->origin;
-				if (co && *err && (*err)->status != IMGF_EXIT_INTERRUPTED)
-					imgf_error_suffix(err,
-							  " (URL from %s; point it at a mirror "
-							  "with --var)",
-							  co);
-				return imgf_error_prefix(err, "'%s': checksum list", in->name);
+				return -1;
 			}
 			if (imgf_url_unauthenticated(c.url))
 				log_warn("'%s': checksum list '%s' comes over plain http: the "

@@ -71,6 +71,11 @@ int imgf_fetch_all(struct imgf_input *inputs, size_t n, const struct imgf_fetch_
 /* A small document (checksum list, token reply) into memory, capped at `max` bytes. */
 int imgf_fetch_to_buffer(const char *url, size_t max, const struct imgf_fetch_opts *o,
 			 struct strbuf *out, struct imgf_error **err);
+/* The checksum list `url` of input `in` into memory, capped at `max`; a failure names the
+ * input and where the list's URL came from. */
+int imgf_fetch_checksum_list(const struct imgf_input *in, const char *url, size_t max,
+			     const struct imgf_fetch_opts *o, struct strbuf *out,
+			     struct imgf_error **err);
 void imgf_input_release(struct imgf_input *in);
 
 /*

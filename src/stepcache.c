@@ -73,11 +73,13 @@ static int expected_digest(struct imgf_build *b, const struct imgf_input *in, js
 	if (imgf_checksum_parse(in->checksum, &c, err) < 0)
 		return -1;
 	int r = 0;
+	bool named = false; /* the error names the input already */
 	if (c.is_list) {
 		json_t *text = json_object_get(lists, c.url);
 		if (!text) {
 			struct strbuf sb = STRBUF_INIT;
-			r = imgf_fetch_to_buffer(c.url, LIST_MAX, &b->fetch, &sb, err);
+			r = imgf_fetch_checksum_list(in, c.url, LIST_MAX, &b->fetch, &sb, err);
+			named = r < 0;
 			if (r == 0) {
 				text = json_stringn(sb.buf, sb.len);
 				json_object_set_new(lists, c.url, text);
@@ -93,7 +95,7 @@ static int expected_digest(struct imgf_build *b, const struct imgf_input *in, js
 	if (r == 0)
 		*out = xasprintf("%s:%s", imgf_digest_alg_name(c.alg), c.hex);
 	imgf_checksum_release(&c);
-	return r < 0 ? imgf_error_prefix(err, "input '%s'", in->name) : 0;
+	return r < 0 && !named ? imgf_error_prefix(err, "input '%s'", in->name) : r;
 }
 
 int imgf_stepcache_input_digest(struct imgf_build *b, const struct imgf_input *in, char **out,
@@ -404,6 +406,19 @@ const char *imgf_stepcache_from(const struct imgf_build *b)
 	return json_string_value(json_object_get(b->cache->found[b->cache->hit - 1], "id"));
 }
 
+static bool recorded(const struct imgf_build *b, const char *name)
+{
+	size_t i;
+	json_t *in;
+	json_array_foreach(b->inputs, i, in)
+	{
+		const char *n = json_string_value(json_object_get(in, "name"));
+		if (n && !strcmp(n, name))
+			return true;
+	}
+	return false;
+}
+
 void imgf_stepcache_replay(struct imgf_build *b, size_t step)
 {
 	if (!b->cache || step + 1 != b->cache->hit)
@@ -415,8 +430,9 @@ void imgf_stepcache_replay(struct imgf_build *b, size_t step)
 	{
 		const char *name = json_string_value(json_object_get(in, "name"));
 		const char *sha = json_string_value(json_object_get(in, "sha256"));
-		if (!name || !sha)
-			continue;
+		if (!name || !sha || recorded(b, name))
+			continue; /* the docker base: recorded by cache_base, or after the steps'
+				   * inputs when it was pulled (imgf_stepcache_settle) */
 		if (json_is_true(json_object_get(in, "local")))
 			imgf_build_record_local_input(
 				b, name, json_string_value(json_object_get(in, "path")) ?: "", sha);
@@ -430,15 +446,8 @@ void imgf_stepcache_replay(struct imgf_build *b, size_t step)
 static json_t *inputs_so_far(struct imgf_build *b)
 {
 	json_t *out = json_array();
-	for (size_t i = b->cache->mark; i < json_array_size(b->inputs); i++) {
-		/* The base is the builder's to record, each build (imgf_stepcache_settle may
-		 * record it after the steps' inputs). */
-		json_t *in = json_array_get(b->inputs, i);
-		const char *name = json_string_value(json_object_get(in, "name"));
-		if (name && !strcmp(name, "base-image"))
-			continue;
-		json_array_append(out, in);
-	}
+	for (size_t i = b->cache->mark; i < json_array_size(b->inputs); i++)
+		json_array_append(out, json_array_get(b->inputs, i));
 	return out;
 }
 
