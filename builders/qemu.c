@@ -877,12 +877,125 @@ static int check_generic(guestfs_h *g, struct imgf_error **err)
 }
 
 /*
+ * Times after SOURCE_DATE_EPOCH are the build's: every atime and mtime later than it is set to
+ * it, as the docker builder's squash clamps mtimes (ctimes cannot be set). The paths come from
+ * one find0 into a file, read as a stream; each run of names in one directory is stat'ed in
+ * one call, so a large tree costs few round trips and little memory.
+ */
+#define CLAMP_BATCH 256
+
+struct clamp {
+	guestfs_h *g;
+	int64_t epoch;
+	char *dir; /* "/" or "/a/b" */
+	char *names[CLAMP_BATCH + 1];
+	size_t count;
+	size_t changed;
+};
+
+static bool after_epoch(int64_t sec, int64_t nsec, int64_t epoch)
+{
+	return sec > epoch || (sec == epoch && nsec > 0);
+}
+
+static int clamp_flush(struct clamp *c, struct imgf_error **err)
+{
+	if (!c->count)
+		return 0;
+	c->names[c->count] = NULL;
+	struct guestfs_statns_list *l = guestfs_lstatnslist(c->g, c->dir, c->names);
+	int r = l ? 0 : guestfs_fail(c->g, err, "stat the files written");
+	for (uint32_t i = 0; l && r == 0 && i < l->len && i < c->count; i++) {
+		const struct guestfs_statns *st = &l->val[i];
+		bool a = after_epoch(st->st_atime_sec, st->st_atime_nsec, c->epoch);
+		bool m = after_epoch(st->st_mtime_sec, st->st_mtime_nsec, c->epoch);
+		if (st->st_ino == -1 || (!a && !m))
+			continue;
+		_cleanup_free_ char *path = strcmp(c->dir, "/") == 0
+						    ? xasprintf("/%s", c->names[i])
+						    : xasprintf("%s/%s", c->dir, c->names[i]);
+		if (guestfs_utimens(c->g, path, a ? c->epoch : st->st_atime_sec,
+				    a ? 0 : st->st_atime_nsec, m ? c->epoch : st->st_mtime_sec,
+				    m ? 0 : st->st_mtime_nsec) < 0)
+			r = guestfs_fail(c->g, err, "set the times of a file written");
+		else
+			c->changed++;
+	}
+	if (l)
+		guestfs_free_statns_list(l);
+	for (size_t i = 0; i < c->count; i++)
+		free(c->names[i]);
+	c->count = 0;
+	return r;
+}
+
+/* One path from find0 ("a/b/c", relative to "/"): batched with the names of its directory. */
+static int clamp_add(struct clamp *c, const char *rel, struct imgf_error **err)
+{
+	while (*rel == '/')
+		rel++;
+	if (!*rel)
+		return 0;
+	const char *slash = strrchr(rel, '/');
+	_cleanup_free_ char *dir =
+		slash ? xasprintf("/%.*s", (int)(slash - rel), rel) : xstrdup("/");
+	if (c->count == CLAMP_BATCH || (c->dir && strcmp(c->dir, dir) != 0))
+		if (clamp_flush(c, err) < 0)
+			return -1;
+	if (!c->dir || strcmp(c->dir, dir) != 0) {
+		free(c->dir);
+		c->dir = xstrdup(dir);
+	}
+	c->names[c->count++] = xstrdup(slash ? slash + 1 : rel);
+	return 0;
+}
+
+static int clamp_times(struct imgf_build *b, struct qemu_target *qt, int64_t epoch,
+		       const char *from, struct imgf_error **err)
+{
+	_cleanup_free_ char *list = path_join(qt->work_dir, "files.list");
+	if (guestfs_find0(qt->g, "/", list) < 0)
+		return guestfs_fail(qt->g, err, "list the image's files");
+	int r = 0;
+	struct clamp c = {.g = qt->g, .epoch = epoch};
+	FILE *f = fopen(list, "re");
+	if (!f)
+		r = imgf_error_errno(err, errno, "open '%s'", list);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	/* The root itself first: find0 lists what is under it. */
+	if (r == 0) {
+		c.dir = xstrdup("/");
+		c.names[c.count++] = xstrdup(".");
+	}
+	while (r == 0 && (n = getdelim(&line, &cap, '\0', f)) > 0)
+		r = clamp_add(&c, line, err);
+	if (r == 0 && f && ferror(f))
+		r = imgf_error_errno(err, errno, "read '%s'", list);
+	if (r == 0)
+		r = clamp_flush(&c, err);
+	for (size_t i = 0; i < c.count; i++)
+		free(c.names[i]);
+	free(c.dir);
+	free(line);
+	if (f)
+		fclose(f);
+	unlink(list);
+	if (r == 0)
+		log_info("%s: %zu file times clamped to %" PRId64 " (%s)", b->def->name, c.changed,
+			 epoch, from);
+	return r;
+}
+
+/*
  * containerd's metadata database in the canonical form (bolt.h) the docker builder's squash
  * gives it too: its page layout follows the order in which the images step's imports freed
  * and reused pages, and its records carry the build's times. Not a bolt database: kept as it
  * is, with a warning.
  */
-static int normalize_bolt(struct imgf_build *b, guestfs_h *g, struct imgf_error **err)
+static int normalize_bolt(struct imgf_build *b, guestfs_h *g, int64_t epoch, const char *from,
+			  struct imgf_error **err)
 {
 	static const char path[] = "/var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db";
 	guestfs_push_error_handler(g, NULL, NULL);
@@ -890,10 +1003,6 @@ static int normalize_bolt(struct imgf_build *b, guestfs_h *g, struct imgf_error 
 	guestfs_pop_error_handler(g);
 	if (is <= 0)
 		return 0;
-	int64_t epoch;
-	const char *from;
-	if (imgf_source_date_epoch(&epoch, &from, err) < 0)
-		return -1;
 	int64_t size = guestfs_filesize(g, path);
 	if (size < 0)
 		return guestfs_fail(g, err, "size of containerd's meta.db");
@@ -1189,7 +1298,10 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	struct qemu_target *qt = (struct qemu_target *)t;
 	guestfs_h *g = qt->g;
 	double t0 = imgf_now();
-	if (check_generic(g, err) < 0 || normalize_bolt(b, g, err) < 0)
+	int64_t epoch;
+	const char *from;
+	if (check_generic(g, err) < 0 || imgf_source_date_epoch(&epoch, &from, err) < 0 ||
+	    normalize_bolt(b, g, epoch, from, err) < 0 || clamp_times(b, qt, epoch, from, err) < 0)
 		return -1;
 	if (guestfs_fstrim(g, "/", -1) < 0)
 		log_warn("fstrim: %s (free space is not trimmed)", guestfs_last_error(g));

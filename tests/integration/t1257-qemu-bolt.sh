@@ -2,7 +2,8 @@
 # The qemu builder writes containerd's metadata database (meta.db) in bolt.h's canonical form,
 # as the docker builder's squash does: two builds whose meta.db hold the same records in
 # different page layouts with different times (tests/fixtures/bolt's a.db and b.db) give the
-# same file, its mtime SOURCE_DATE_EPOCH. On t1255's tiny ext4 root, no boot check.
+# same file, its mtime SOURCE_DATE_EPOCH. Every other time after SOURCE_DATE_EPOCH is clamped
+# to it too. On t1255's tiny ext4 root, no boot check.
 . "$(dirname "$0")/../lib/harness.sh"
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
@@ -21,6 +22,9 @@ mkdir -p "$TMP/root/etc" "$TMP/root/bin" "$TMP/root/tmp" "$TMP/root${DB%/*}"
 printf 'ID=debian\nVERSION_ID="12"\nNAME="imgforge test root"\n' >"$TMP/root/etc/os-release"
 echo 12.0 >"$TMP/root/etc/debian_version"
 echo "/dev/sda / ext4 defaults 0 1" >"$TMP/root/etc/fstab"
+# Times before SOURCE_DATE_EPOCH are kept; the rest of the base (made now) is clamped.
+echo old >"$TMP/root/etc/old" && touch -d @1000000000 "$TMP/root/etc/old"
+ln -s os-release "$TMP/root/etc/link"
 mke2fs -q -F -t ext4 -d "$TMP/root" "$TMP/base.raw" 64M >/dev/null || die "mke2fs"
 cat >"$TMP/image.json" <<JSON
 {"name": "qemu-bolt",
@@ -54,6 +58,23 @@ test_expect_success "the same records in another layout give the same file" '
 	build 2 "$TOP/tests/fixtures/bolt/b.db" &&
 	! cmp -s "$TOP/tests/fixtures/bolt/a.db" "$TOP/tests/fixtures/bolt/b.db" &&
 	cmp "$TMP/meta1.db" "$TMP/meta2.db"
+'
+
+# "PATH ATIME MTIME" for each path in the first build's image, in one appliance.
+lstat_times() {
+	local p
+	for p in "$@"; do
+		printf "echo %s\nlstatns %s\n" "$p" "$p"
+	done | guestfish --ro -a "$TMP/out1"/*/*.qcow2 -m /dev/sda |
+		awk "/^\// { p = \$1 } /^st_atime_sec:/ { a = \$2 } /^st_mtime_sec:/ { print p, a, \$2 }"
+}
+
+test_expect_success "every atime and mtime after SOURCE_DATE_EPOCH is clamped to it, older ones kept" '
+	grep -q "file times clamped to 1700000000" "$TMP/build1.log" &&
+	lstat_times / /etc /etc/os-release /etc/link /var/lib/containerd "$DB" /etc/old >"$TMP/times" &&
+	cat "$TMP/times" &&
+	test "$(grep -c " 1700000000 1700000000\$" "$TMP/times")" = 6 &&
+	grep -qx "/etc/old 1000000000 1000000000" "$TMP/times"
 '
 
 test_done
