@@ -898,6 +898,42 @@ static bool after_epoch(int64_t sec, int64_t nsec, int64_t epoch)
 	return sec > epoch || (sec == epoch && nsec > 0);
 }
 
+/*
+ * utimens through an immutable or append-only flag (syslinux's ldlinux.sys carries one): the
+ * flag is cleared for the call and set again.
+ */
+static int set_times(guestfs_h *g, const char *path, int64_t as, int64_t an, int64_t ms, int64_t mn,
+		     struct imgf_error **err)
+{
+	guestfs_push_error_handler(g, NULL, NULL);
+	int r = guestfs_utimens(g, path, as, an, ms, mn);
+	_cleanup_free_ char *why =
+		r < 0 ? xstrdup(guestfs_last_error(g) ? guestfs_last_error(g) : "failed") : NULL;
+	_cleanup_free_ char *attrs =
+		r < 0 && guestfs_last_errno(g) == EPERM ? guestfs_get_e2attrs(g, path) : NULL;
+	guestfs_pop_error_handler(g);
+	if (r == 0)
+		return 0;
+	char flags[3] = "";
+	size_t n = 0;
+	if (attrs && strchr(attrs, 'i'))
+		flags[n++] = 'i';
+	if (attrs && strchr(attrs, 'a'))
+		flags[n++] = 'a';
+	flags[n] = '\0';
+	if (!n)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "libguestfs: set the times of '%s': %s",
+				      path, why);
+	if (guestfs_set_e2attrs(g, path, flags, GUESTFS_SET_E2ATTRS_CLEAR, 1, -1) < 0)
+		return guestfs_fail(g, err, "clear a file's immutable flag");
+	r = guestfs_utimens(g, path, as, an, ms, mn) < 0
+		    ? guestfs_fail(g, err, "set the times of an immutable file")
+		    : 0;
+	if (guestfs_set_e2attrs(g, path, flags, -1) < 0 && r == 0)
+		r = guestfs_fail(g, err, "set a file's immutable flag again");
+	return r;
+}
+
 static int clamp_flush(struct clamp *c, struct imgf_error **err)
 {
 	if (!c->count)
@@ -914,10 +950,10 @@ static int clamp_flush(struct clamp *c, struct imgf_error **err)
 		_cleanup_free_ char *path = strcmp(c->dir, "/") == 0
 						    ? xasprintf("/%s", c->names[i])
 						    : xasprintf("%s/%s", c->dir, c->names[i]);
-		if (guestfs_utimens(c->g, path, a ? c->epoch : st->st_atime_sec,
-				    a ? 0 : st->st_atime_nsec, m ? c->epoch : st->st_mtime_sec,
-				    m ? 0 : st->st_mtime_nsec) < 0)
-			r = guestfs_fail(c->g, err, "set the times of a file written");
+		if (set_times(c->g, path, a ? c->epoch : st->st_atime_sec,
+			      a ? 0 : st->st_atime_nsec, m ? c->epoch : st->st_mtime_sec,
+			      m ? 0 : st->st_mtime_nsec, err) < 0)
+			r = -1;
 		else
 			c->changed++;
 	}

@@ -11,6 +11,7 @@ export IMGFORGE_CACHE_DIR=$TMP/cache SOURCE_DATE_EPOCH=1700000000
 why=
 require_cmd qemu-img || why="qemu-img is not installed"
 [ -n "$why" ] || require_cmd mke2fs || why="mke2fs is not installed"
+[ -n "$why" ] || require_cmd debugfs || why="debugfs is not installed"
 [ -n "$why" ] || require_cmd guestfish || why="guestfish is not installed"
 [ -n "$why" ] || ls /boot/vmlinuz-* >/dev/null 2>&1 || why="no kernel in /boot for the libguestfs appliance"
 if [ -n "$why" ]; then
@@ -25,7 +26,13 @@ echo "/dev/sda / ext4 defaults 0 1" >"$TMP/root/etc/fstab"
 # Times before SOURCE_DATE_EPOCH are kept; the rest of the base (made now) is clamped.
 echo old >"$TMP/root/etc/old" && touch -d @1000000000 "$TMP/root/etc/old"
 ln -s os-release "$TMP/root/etc/link"
+echo fixed >"$TMP/root/etc/immutable"
 mke2fs -q -F -t ext4 -d "$TMP/root" "$TMP/base.raw" 64M >/dev/null || die "mke2fs"
+# An immutable file, as syslinux leaves ldlinux.sys: its times are set through the flag.
+flags=$(debugfs -R "stat /etc/immutable" "$TMP/base.raw" 2>/dev/null | sed -n "s/.*Flags: \(0x[0-9a-f]*\).*/\1/p")
+[ -n "$flags" ] || die "debugfs: no flags for /etc/immutable"
+debugfs -w -R "set_inode_field /etc/immutable flags $(printf "0x%x" $((flags | 0x10)))" "$TMP/base.raw" \
+	>/dev/null 2>&1 || die "debugfs: set the immutable flag"
 cat >"$TMP/image.json" <<JSON
 {"name": "qemu-bolt",
  "builder": {"type": "qemu", "base_image_url": "{{ qemu_base_image_url }}",
@@ -69,11 +76,13 @@ lstat_times() {
 		awk "/^\// { p = \$1 } /^st_atime_sec:/ { a = \$2 } /^st_mtime_sec:/ { print p, a, \$2 }"
 }
 
-test_expect_success "every atime and mtime after SOURCE_DATE_EPOCH is clamped to it, older ones kept" '
+test_expect_success "every atime and mtime after SOURCE_DATE_EPOCH is clamped to it (an immutable file too, its flag kept), older ones kept" '
 	grep -q "file times clamped to 1700000000" "$TMP/build1.log" &&
-	lstat_times / /etc /etc/os-release /etc/link /var/lib/containerd "$DB" /etc/old >"$TMP/times" &&
+	lstat_times / /etc /etc/os-release /etc/link /var/lib/containerd "$DB" /etc/immutable /etc/old \
+		>"$TMP/times" &&
 	cat "$TMP/times" &&
-	test "$(grep -c " 1700000000 1700000000\$" "$TMP/times")" = 6 &&
+	test "$(grep -c " 1700000000 1700000000\$" "$TMP/times")" = 7 &&
+	guestfish --ro -a "$TMP/out1"/*/*.qcow2 -m /dev/sda get-e2attrs /etc/immutable | grep -q i &&
 	grep -qx "/etc/old 1000000000 1000000000" "$TMP/times"
 '
 
