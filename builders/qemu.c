@@ -887,7 +887,7 @@ static int check_generic(guestfs_h *g, struct imgf_error **err)
 struct clamp {
 	guestfs_h *g;
 	int64_t epoch;
-	char *dir; /* "/" or "/a/b" */
+	char *dir; /* of the batched names: "/" or "/a/b" */
 	char *names[CLAMP_BATCH + 1];
 	size_t count;
 	size_t changed;
@@ -934,6 +934,13 @@ static int set_times(guestfs_h *g, const char *path, int64_t as, int64_t an, int
 	return r;
 }
 
+static void clamp_drop_names(struct clamp *c)
+{
+	for (size_t i = 0; i < c->count; i++)
+		free(c->names[i]);
+	c->count = 0;
+}
+
 static int clamp_flush(struct clamp *c, struct imgf_error **err)
 {
 	if (!c->count)
@@ -947,9 +954,7 @@ static int clamp_flush(struct clamp *c, struct imgf_error **err)
 		bool m = after_epoch(st->st_mtime_sec, st->st_mtime_nsec, c->epoch);
 		if (st->st_ino == -1 || (!a && !m))
 			continue;
-		_cleanup_free_ char *path = strcmp(c->dir, "/") == 0
-						    ? xasprintf("/%s", c->names[i])
-						    : xasprintf("%s/%s", c->dir, c->names[i]);
+		_cleanup_free_ char *path = path_join(c->dir, c->names[i]);
 		if (set_times(c->g, path, a ? c->epoch : st->st_atime_sec,
 			      a ? 0 : st->st_atime_nsec, m ? c->epoch : st->st_mtime_sec,
 			      m ? 0 : st->st_mtime_nsec, err) < 0)
@@ -959,9 +964,7 @@ static int clamp_flush(struct clamp *c, struct imgf_error **err)
 	}
 	if (l)
 		guestfs_free_statns_list(l);
-	for (size_t i = 0; i < c->count; i++)
-		free(c->names[i]);
-	c->count = 0;
+	clamp_drop_names(c);
 	return r;
 }
 
@@ -973,14 +976,13 @@ static int clamp_add(struct clamp *c, const char *rel, struct imgf_error **err)
 	if (!*rel)
 		return 0;
 	const char *slash = strrchr(rel, '/');
-	_cleanup_free_ char *dir =
-		slash ? xasprintf("/%.*s", (int)(slash - rel), rel) : xstrdup("/");
-	if (c->count == CLAMP_BATCH || (c->dir && strcmp(c->dir, dir) != 0))
-		if (clamp_flush(c, err) < 0)
-			return -1;
-	if (!c->dir || strcmp(c->dir, dir) != 0) {
+	size_t len = slash ? (size_t)(slash - rel) : 0; /* of the parent, without the leading '/' */
+	bool same = strlen(c->dir) == len + 1 && strncmp(c->dir + 1, rel, len) == 0;
+	if ((c->count == CLAMP_BATCH || !same) && clamp_flush(c, err) < 0)
+		return -1;
+	if (!same) {
 		free(c->dir);
-		c->dir = xstrdup(dir);
+		c->dir = xasprintf("/%.*s", (int)len, rel);
 	}
 	c->names[c->count++] = xstrdup(slash ? slash + 1 : rel);
 	return 0;
@@ -993,26 +995,21 @@ static int clamp_times(struct imgf_build *b, struct qemu_target *qt, int64_t epo
 	if (guestfs_find0(qt->g, "/", list) < 0)
 		return guestfs_fail(qt->g, err, "list the image's files");
 	int r = 0;
-	struct clamp c = {.g = qt->g, .epoch = epoch};
+	/* The root itself first: find0 lists what is under it. */
+	struct clamp c = {.g = qt->g, .epoch = epoch, .dir = xstrdup("/")};
+	c.names[c.count++] = xstrdup(".");
 	FILE *f = fopen(list, "re");
 	if (!f)
 		r = imgf_error_errno(err, errno, "open '%s'", list);
 	char *line = NULL;
 	size_t cap = 0;
-	ssize_t n;
-	/* The root itself first: find0 lists what is under it. */
-	if (r == 0) {
-		c.dir = xstrdup("/");
-		c.names[c.count++] = xstrdup(".");
-	}
-	while (r == 0 && (n = getdelim(&line, &cap, '\0', f)) > 0)
+	while (r == 0 && getdelim(&line, &cap, '\0', f) > 0)
 		r = clamp_add(&c, line, err);
-	if (r == 0 && f && ferror(f))
+	if (r == 0 && ferror(f))
 		r = imgf_error_errno(err, errno, "read '%s'", list);
 	if (r == 0)
 		r = clamp_flush(&c, err);
-	for (size_t i = 0; i < c.count; i++)
-		free(c.names[i]);
+	clamp_drop_names(&c);
 	free(c.dir);
 	free(line);
 	if (f)
