@@ -8,7 +8,14 @@
  *                      images have it, tagged registry.k8s.io/NAME:VERSION; kube-proxy's also
  *                      carries the node's own iptables (legacy and nft), conntrack and the
  *                      libraries they need, behind a wrapper that follows the node's mode.
- *   images             registry references, pulled on the host, every blob verified by digest.
+ *   images             registry references, pulled on the host, every blob verified by digest;
+ *                      an entry may hold several (whitespace-separated) or none (a variable
+ *                      left empty: take what kubeadm asks for).
+ *   kubeadm            (default true with archives) ask the target's kubeadm which images
+ *                      `kubeadm config images list` needs for `version`, as kind's node-image
+ *                      build does: one not given is pulled (pause, etcd, CoreDNS), one given at
+ *                      another tag is an error (kubeadm would pull at cluster create), and
+ *                      containerd's empty sandbox_image becomes kubeadm's pause.
  *   additional_images  more of either kind: references, or image tars by path (hashed and
  *                      recorded as local inputs); each must be stored under a tagged name.
  * Inside the target a private containerd runs for the step only.
@@ -28,6 +35,7 @@
 #include "ociimage.h"
 #include "provisioner.h"
 #include "registry.h"
+#include "run.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -43,6 +51,7 @@ static const struct imgf_key images_keys[] = {
 	{"archives", IMGF_KEY_STRING_LIST, false}, /* names under source, e.g. kube-proxy.tar */
 	{"version", IMGF_KEY_STRING, false},	   /* tag of images made from binaries */
 	{"images", IMGF_KEY_STRING_LIST, false},   /* registry references */
+	{"kubeadm", IMGF_KEY_BOOL, false},	   /* preload what kubeadm asks for */
 	/* More images, whitespace-separated: references, or image tars by path (/... or ./...) */
 	{"additional_images", IMGF_KEY_STRING, false},
 	{"namespace", IMGF_KEY_STRING, false}, /* default k8s.io */
@@ -113,20 +122,41 @@ static bool is_path(const char *e)
 	return e[0] == '/' || str_has_prefix(e, "./") || str_has_prefix(e, "../");
 }
 
-/* The additional_images entries (whitespace-separated). */
-static char **additional(const struct imgf_step *s)
+/* Push the words of p (separated by whitespace or commas) onto v. */
+static char **push_words(char **v, const char *p)
 {
-	char **v = xcalloc(1, sizeof(*v));
-	const char *p = imgf_cfg_str(s->cfg, "additional_images", "");
 	while (*p) {
-		size_t sp = strspn(p, " \t\n,");
-		p += sp;
+		p += strspn(p, " \t\n,");
 		size_t n = strcspn(p, " \t\n,");
 		if (n)
 			v = strv_push(v, xstrndup(p, n));
 		p += n;
 	}
 	return v;
+}
+
+/* The additional_images entries (whitespace-separated). */
+static char **additional(const struct imgf_step *s)
+{
+	return push_words(xcalloc(1, sizeof(char *)),
+			  imgf_cfg_str(s->cfg, "additional_images", ""));
+}
+
+/* The `images` references: an entry may hold several, or none (an empty variable). */
+static char **image_refs(const struct imgf_step *s)
+{
+	_cleanup_strv_ char **raw = imgf_cfg_strv(s->cfg, "images");
+	char **v = xcalloc(1, sizeof(*v));
+	for (size_t i = 0; raw[i]; i++)
+		v = push_words(v, raw[i]);
+	return v;
+}
+
+/* Whether the step asks the target's kubeadm for its images (default: with archives). */
+static bool asks_kubeadm(const struct imgf_step *s)
+{
+	_cleanup_strv_ char **archives = imgf_cfg_strv(s->cfg, "archives");
+	return imgf_cfg_bool(s->cfg, "kubeadm", archives[0] != NULL);
 }
 
 /* "kube-apiserver.tar" -> "kube-apiserver" (newly allocated). */
@@ -160,9 +190,9 @@ static bool made_from_binary(const struct imgf_step *s, const char *archive)
 static int images_validate(struct imgf_step *s, struct imgf_error **err)
 {
 	_cleanup_strv_ char **archives = imgf_cfg_strv(s->cfg, "archives");
-	_cleanup_strv_ char **refs = imgf_cfg_strv(s->cfg, "images");
+	_cleanup_strv_ char **refs = image_refs(s);
 	_cleanup_strv_ char **more = additional(s);
-	if (!archives[0] && !refs[0] && !more[0])
+	if (!archives[0] && !refs[0] && !more[0] && !asks_kubeadm(s))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "nothing to preload: give 'archives', 'images' or "
 				      "'additional_images'");
@@ -468,7 +498,7 @@ static int images_stage(struct imgf_step *s, struct imgf_error **err)
 	s->staged = json_array();
 	if (stage_archives(s, err) < 0)
 		return -1;
-	_cleanup_strv_ char **refs = imgf_cfg_strv(s->cfg, "images");
+	_cleanup_strv_ char **refs = image_refs(s);
 	_cleanup_strv_ char **more = additional(s);
 	json_t *mirrors = mirrors_of(s, err);
 	if (!mirrors)
@@ -583,22 +613,140 @@ static int make_proxy_image(struct imgf_step *s, struct imgf_target *t, json_t *
 	return 0;
 }
 
+/* Of `names`, the one with w's registry and repository (at any tag), or NULL. */
+static const char *same_repository(char **names, const struct imgf_image_ref *w)
+{
+	for (size_t i = 0; names[i]; i++) {
+		struct imgf_image_ref got;
+		if (imgf_image_ref_parse(names[i], &got, NULL) < 0)
+			continue;
+		bool same = !strcmp(got.registry, w->registry) &&
+			    !strcmp(got.repository, w->repository);
+		imgf_image_ref_release(&got);
+		if (same)
+			return names[i];
+	}
+	return NULL;
+}
+
+/* Whether an archive (NAME.tar) makes the image: registry.k8s.io/NAME. */
+static bool from_archive(char **archives, const struct imgf_image_ref *w)
+{
+	for (size_t i = 0; archives[i]; i++) {
+		_cleanup_free_ char *comp = component_of(archives[i]);
+		if (!strcmp(w->registry, "registry.k8s.io") && !strcmp(w->repository, comp))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * What kubeadm's image list (`list`: the output of `kubeadm config images list`) asks of a
+ * step that preloads `given`: the archives' images are checked after import; an image given
+ * at another tag (or from another registry) is an error, since kubeadm or the kubelet would
+ * pull what it asks for when a cluster is created; the rest (pause, etcd, CoreDNS whose
+ * variables are empty) are pushed onto *pull. Every name goes into `expect` (may be NULL);
+ * *pause (newly allocated) receives kubeadm's pause image.
+ */
+static int kubeadm_plan(const struct imgf_step *s, const char *list, char **given, char ***pull,
+			struct strbuf *expect, char **pause, struct imgf_error **err)
+{
+	const char *v = imgf_cfg_str(s->cfg, "version", "");
+	_cleanup_strv_ char **want = push_words(xcalloc(1, sizeof(char *)), list);
+	_cleanup_strv_ char **archives = imgf_cfg_strv(s->cfg, "archives");
+	if (!want[0])
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "kubeadm %s lists no images", v);
+	for (size_t i = 0; want[i]; i++) {
+		struct imgf_image_ref w;
+		if (!str_is_shell_word(want[i]) || imgf_image_ref_parse(want[i], &w, NULL) < 0)
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "kubeadm %s lists '%s', which is not an image "
+					      "reference",
+					      v, want[i]);
+		if (expect)
+			strbuf_addf(expect, " %s", want[i]);
+		const char *slash = strrchr(w.repository, '/');
+		if (!strcmp(slash ? slash + 1 : w.repository, "pause") && !*pause)
+			*pause = xstrdup(want[i]);
+		const char *have = same_repository(given, &w);
+		int r = 0;
+		if (have && strcmp(have, want[i]))
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "'%s' is preloaded, but kubeadm %s asks for '%s', which "
+					   "it would pull when a cluster is created (leave the "
+					   "image's variable empty to take kubeadm's)",
+					   have, v, want[i]);
+		else if (!have && !from_archive(archives, &w))
+			*pull = strv_push(*pull, xstrdup(want[i]));
+		imgf_image_ref_release(&w);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The names the staged images will have. */
+static char **staged_names(json_t *staged)
+{
+	char **v = xcalloc(1, sizeof(*v));
+	size_t i, j;
+	json_t *e, *n;
+	json_array_foreach(staged, i, e) json_array_foreach(json_object_get(e, "names"), j, n) v =
+		strv_push(v, xstrdup(json_string_value(n)));
+	return v;
+}
+
+/* Ask the target's kubeadm (kubeadm_plan) and pull what it wants that is not staged yet. */
+static int kubeadm_images(struct imgf_step *s, struct imgf_target *t, struct strbuf *expect,
+			  char **pause, struct imgf_error **err)
+{
+	const char *v = imgf_cfg_str(s->cfg, "version", "");
+	char *argv[] = {"kubeadm", "config", "images", "list", "--kubernetes-version",
+			(char *)v, NULL};
+	_cleanup_free_ char *out = NULL;
+	if (imgf_target_capture(t, s->label, argv, &out, err) < 0)
+		return imgf_error_prefix(err, "ask the target's kubeadm which images %s needs", v);
+	_cleanup_strv_ char **given = staged_names(s->staged);
+	_cleanup_strv_ char **pull = xcalloc(1, sizeof(char *));
+	if (kubeadm_plan(s, out, given, &pull, expect, pause, err) < 0)
+		return -1;
+	json_t *mirrors = mirrors_of(s, err);
+	if (!mirrors)
+		return -1;
+	int r = 0;
+	for (size_t i = 0; pull[i] && r == 0; i++) {
+		log_info("%s: kubeadm %s asks for '%s'", s->label, v, pull[i]);
+		r = stage_pull(s, pull[i], mirrors, err);
+	}
+	json_decref(mirrors);
+	return r;
+}
+
 static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
 	const char *ns = imgf_cfg_str(s->cfg, "namespace", "k8s.io");
 	size_t i;
 	json_t *e;
+	struct strbuf expect = STRBUF_INIT, imports = STRBUF_INIT;
+	_cleanup_free_ char *pause = NULL;
+	if (asks_kubeadm(s) && kubeadm_images(s, t, &expect, &pause, err) < 0) {
+		strbuf_release(&expect);
+		return -1;
+	}
 	json_array_foreach(s->staged, i, e)
 	{
-		if (!json_object_get(e, "tar") && make_proxy_image(s, t, e, err) < 0)
+		if (!json_object_get(e, "tar") && make_proxy_image(s, t, e, err) < 0) {
+			strbuf_release(&expect);
 			return -1;
+		}
 	}
 	char *path;
 	struct imgf_tar *w = prov_tar_new(s, t, &path, err);
-	if (!w)
+	if (!w) {
+		strbuf_release(&expect);
 		return -1;
+	}
 	int r = 0;
-	struct strbuf expect = STRBUF_INIT, imports = STRBUF_INIT;
 	json_array_foreach(s->staged, i, e)
 	{
 		if (r < 0)
@@ -624,49 +772,63 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 
 	/* The names are checked by str_is_shell_word, so they can stand unquoted. */
 	struct strbuf sb = STRBUF_INIT;
-	strbuf_addf(&sb,
-		    "d=%s\n"
-		    "ns=%s\n"
-		    "arch=%s\n"
-		    "expect='%s'\n"
-		    "mkdir -p $d\n"
-		    "cat > $d/config.toml <<EOF\n"
-		    "version = 2\n"
-		    "root = \"/var/lib/containerd\"\n"
-		    "state = \"$d/state\"\n"
-		    "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
-		    "[grpc]\n"
-		    "  address = \"$d/containerd.sock\"\n"
-		    "EOF\n"
-		    "containerd --config $d/config.toml >$d/log 2>&1 &\n"
-		    "pid=$!\n"
-		    "stop() { kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; "
-		    "rm -rf $d %s; }\n"
-		    "trap stop EXIT\n"
-		    "i=0\n"
-		    "while ! ctr --address $d/containerd.sock version >/dev/null 2>&1; do\n"
-		    "  i=$((i + 1))\n"
-		    "  if [ $i -gt 300 ] || ! kill -0 $pid 2>/dev/null; then\n"
-		    "    cat $d/log >&2; echo 'containerd did not start' >&2; exit 1\n"
-		    "  fi\n"
-		    "  sleep 0.1\n"
-		    "done\n"
-		    "c() { ctr --address $d/containerd.sock --namespace $ns \"$@\"; }\n"
-		    "%s"
-		    "# Release tarballs name images NAME-ARCH:TAG; kubeadm wants NAME:TAG.\n"
-		    "for name in $(c images ls -q); do\n"
-		    "  case $name in\n"
-		    "  *-$arch:*) c images tag --force \"$name\" \"$(echo \"$name\" | sed "
-		    "\"s/-$arch:/:/\")\" >/dev/null ;;\n"
-		    "  esac\n"
-		    "done\n"
-		    "names=$(c images ls -q)\n"
-		    "for want in $expect; do\n"
-		    "  echo \"$names\" | grep -qxF \"$want\" || { echo \"image '$want' missing "
-		    "after import\" >&2; exit 1; }\n"
-		    "done\n",
-		    RUN_DIR, ns, arch_of(s), expect.buf + (expect.len ? 1 : 0), IMAGES_DIR,
-		    imports.buf);
+	strbuf_addf(
+		&sb,
+		"d=%s\n"
+		"ns=%s\n"
+		"arch=%s\n"
+		"expect='%s'\n"
+		"mkdir -p $d\n"
+		"cat > $d/config.toml <<EOF\n"
+		"version = 2\n"
+		"root = \"/var/lib/containerd\"\n"
+		"state = \"$d/state\"\n"
+		"disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
+		"[grpc]\n"
+		"  address = \"$d/containerd.sock\"\n"
+		"EOF\n"
+		"containerd --config $d/config.toml >$d/log 2>&1 &\n"
+		"pid=$!\n"
+		"stop() { kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; "
+		"rm -rf $d %s; }\n"
+		"trap stop EXIT\n"
+		"i=0\n"
+		"while ! ctr --address $d/containerd.sock version >/dev/null 2>&1; do\n"
+		"  i=$((i + 1))\n"
+		"  if [ $i -gt 300 ] || ! kill -0 $pid 2>/dev/null; then\n"
+		"    cat $d/log >&2; echo 'containerd did not start' >&2; exit 1\n"
+		"  fi\n"
+		"  sleep 0.1\n"
+		"done\n"
+		"c() { ctr --address $d/containerd.sock --namespace $ns \"$@\"; }\n"
+		"%s"
+		"# Release tarballs name images NAME-ARCH:TAG; kubeadm wants NAME:TAG.\n"
+		"for name in $(c images ls -q); do\n"
+		"  case $name in\n"
+		"  *-$arch:*) c images tag --force \"$name\" \"$(echo \"$name\" | sed "
+		"\"s/-$arch:/:/\")\" >/dev/null ;;\n"
+		"  esac\n"
+		"done\n"
+		"names=$(c images ls -q)\n"
+		"for want in $expect; do\n"
+		"  echo \"$names\" | grep -qxF \"$want\" || { echo \"image '$want' missing "
+		"after import\" >&2; exit 1; }\n"
+		"done\n"
+		"# containerd's sandbox image: kubeadm's pause where the config left it empty;\n"
+		"# whatever it is, it must be preloaded (a pod sandbox would pull it).\n"
+		"f=/etc/containerd/config.toml\n"
+		"pause='%s'\n"
+		"if [ -f $f ]; then\n"
+		"  if [ -n \"$pause\" ] && grep -q '^ *sandbox_image = \"\"' $f; then\n"
+		"    sed -i \"s|^\\( *sandbox_image = \\)\\\"\\\"|\\1\\\"$pause\\\"|\" $f\n"
+		"    echo \"containerd's sandbox image: $pause (kubeadm's pause)\"\n"
+		"  fi\n"
+		"  sb=$(sed -n 's/^ *sandbox_image = \"\\(.*\\)\"$/\\1/p' $f)\n"
+		"  [ -z \"$sb\" ] || echo \"$names\" | grep -qxF \"$sb\" || { echo \"containerd's "
+		"sandbox_image '$sb' is not preloaded\" >&2; exit 1; }\n"
+		"fi\n",
+		RUN_DIR, ns, arch_of(s), expect.buf + (expect.len ? 1 : 0), IMAGES_DIR, imports.buf,
+		pause ? pause : "");
 	if (imgf_cfg_bool(s->cfg, "pin", true))
 		strbuf_addstr(&sb, "for name in $names; do\n"
 				   "  c images label \"$name\" io.cri-containerd.pinned=pinned "
@@ -680,15 +842,61 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	return r;
 }
 
+/* The host path of the build's kubeadm: a release input already fetched (or mirrored), or a
+ * local build's; NULL when neither (a server tarball's is not unpacked on the host). */
+static char *host_kubeadm(struct imgf_step *s)
+{
+	for (size_t k = 0; k < s->build->nsteps; k++) {
+		const struct imgf_input *in = imgf_step_input(&s->build->steps[k], "kubeadm");
+		if (in && in->path)
+			return xstrdup(in->path);
+	}
+	return kubesrc_type_of(s) == KUBESRC_LOCAL ? kubesrc_local_find(s, "kubeadm") : NULL;
+}
+
+/*
+ * For `imgforge mirror`: the references the step pulls, and those kubeadm asks for
+ * (kubeadm_plan) from the build's kubeadm, verified like every input. Unlike a build, which
+ * asks kubeadm inside the target, a mirror has no target: kubeadm runs on the host.
+ */
 static char **images_pulls(struct imgf_step *s, json_t **mirrors, struct imgf_error **err)
 {
 	if (!(*mirrors = mirrors_of(s, err)))
 		return NULL;
-	char **refs = imgf_cfg_strv(s->cfg, "images");
+	char **refs = image_refs(s);
 	_cleanup_strv_ char **more = additional(s);
 	for (size_t i = 0; more[i]; i++)
 		if (!is_path(more[i]))
 			refs = strv_push(refs, xstrdup(more[i]));
+	if (!asks_kubeadm(s))
+		return refs;
+	const char *v = imgf_cfg_str(s->cfg, "version", "");
+	_cleanup_free_ char *kubeadm = host_kubeadm(s);
+	struct strbuf out = STRBUF_INIT;
+	out.max = 1u << 20;
+	_cleanup_free_ char *pause = NULL;
+	char *argv[] = {kubeadm,   "config", "images", "list", "--kubernetes-version",
+			(char *)v, NULL};
+	int r = kubeadm ? imgf_run(argv, &out, err)
+			: imgf_error_set(
+				  err, IMGF_EXIT_FAIL,
+				  "the images kubeadm %s needs are asked of its kubeadm, and "
+				  "this source has none on the host (a server tarball): name "
+				  "them with pause_image, etcd_image and coredns_image",
+				  v);
+	char **pull = xcalloc(1, sizeof(char *));
+	if (r == 0)
+		r = kubeadm_plan(s, out.buf, refs, &pull, NULL, &pause, err);
+	for (size_t i = 0; pull[i]; i++)
+		refs = strv_push(refs, pull[i]);
+	free(pull);
+	strbuf_release(&out);
+	if (r < 0) {
+		strv_free(refs);
+		json_decref(*mirrors);
+		*mirrors = NULL;
+		return NULL;
+	}
 	return refs;
 }
 

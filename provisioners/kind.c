@@ -12,14 +12,60 @@
 #include "config.h"
 #include "error.h"
 #include "provisioner.h"
+#include "strbuf.h"
 #include "target.h"
 #include "util.h"
 
 static const struct imgf_key kind_keys[] = {
 	{"version", IMGF_KEY_STRING, false}, /* written to /kind/version (kind node images) */
 	{"manifests", IMGF_KEY_BOOL, false}, /* default CNI and storage manifests (default true) */
+	{"cni", IMGF_KEY_STRING, false},     /* the default CNI's manifest: kindnetd (default) */
 	{NULL, 0, false},
 };
+
+/* The default CNIs a node image can carry, and the manifest of each. */
+static const struct {
+	const char *name, *manifest;
+} kind_cnis[] = {
+	{"kindnetd", "kind/default-cni.yaml"},
+	{"flannel", "kind/cni-flannel.yaml"},
+};
+
+static const char *cni_manifest(const struct imgf_step *s)
+{
+	const char *cni = imgf_cfg_str(s->cfg, "cni", "kindnetd");
+	for (size_t i = 0; i < sizeof(kind_cnis) / sizeof(kind_cnis[0]); i++)
+		if (!strcmp(cni, kind_cnis[i].name))
+			return kind_cnis[i].manifest;
+	return NULL;
+}
+
+static int kind_validate(struct imgf_step *s, struct imgf_error **err)
+{
+	if (cni_manifest(s))
+		return 0;
+	struct strbuf known = STRBUF_INIT;
+	for (size_t i = 0; i < sizeof(kind_cnis) / sizeof(kind_cnis[0]); i++)
+		strbuf_addf(&known, "%s'%s'", i ? ", " : "", kind_cnis[i].name);
+	imgf_error_set(err, IMGF_EXIT_FAIL, "cni: unknown CNI '%s' (known: %s)",
+		       imgf_cfg_str(s->cfg, "cni", ""), known.buf);
+	strbuf_release(&known);
+	return -1;
+}
+
+/* The default CNI's manifest; kind's own template fields (`{{ .PodSubnet }}`) are kept for
+ * kind, which fills them in at cluster create. */
+static int add_cni_manifest(struct imgf_step *s, struct imgf_tar *w, struct imgf_error **err)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	json_t *kind_fields = json_pack("{s:s}", ".PodSubnet", "{{ .PodSubnet }}");
+	int r = imgf_step_data_with(s, cni_manifest(s), kind_fields, &text, &len, err);
+	json_decref(kind_fields);
+	if (r < 0)
+		return -1;
+	return imgf_tar_add_data(w, text, len, "kind/manifests/default-cni.yaml", 0644, 0, 0, err);
+}
 
 /* Systemd in a container: no units that need real hardware or a console. */
 static const char systemd_script[] =
@@ -72,8 +118,7 @@ static int kind_run(struct imgf_step *s, struct imgf_target *t, struct imgf_erro
 		r = imgf_tar_add_data(w, v, strlen(v), "kind/version", 0644, 0, 0, err);
 	}
 	if (r == 0 && imgf_cfg_bool(s->cfg, "manifests", true)) {
-		r = prov_tar_add_data_file(s, w, "kind/default-cni.yaml",
-					   "/kind/manifests/default-cni.yaml", 0644, err);
+		r = add_cni_manifest(s, w, err);
 		if (r == 0)
 			r = prov_tar_add_data_file(s, w, "kind/default-storage.yaml",
 						   "/kind/manifests/default-storage.yaml", 0644,
@@ -87,5 +132,6 @@ static int kind_run(struct imgf_step *s, struct imgf_target *t, struct imgf_erro
 const struct imgf_provisioner_ops imgf_kind_provisioner = {
 	.name = "kind",
 	.keys = kind_keys,
+	.validate = kind_validate,
 	.run = kind_run,
 };

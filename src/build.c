@@ -1,4 +1,5 @@
 /* What builders, provisioners and post-processors use of the build they run in (build.h). */
+#include <ctype.h>
 #include <string.h>
 #include <time.h>
 
@@ -7,6 +8,7 @@
 #include "error.h"
 #include "log.h"
 #include "manifest.h"
+#include "strbuf.h"
 #include "util.h"
 
 const char *imgf_build_var(const struct imgf_build *b, const char *name)
@@ -48,6 +50,59 @@ void imgf_build_phase(const struct imgf_build *b, const char *phase, double seco
 			     seconds),
 		   NULL);
 	log_debug("%s: %s took %.1fs", b->def->name, phase, seconds);
+}
+
+/* The Kubernetes minors upstream supports now (v1.MINOR); README lists the same. */
+static const unsigned supported_minors[] = {35, 36, 37};
+
+/* Digits at *p, as a number; false when there are none or too many. */
+static bool scan_number(const char **p, unsigned *n)
+{
+	const char *s = *p;
+	unsigned v = 0;
+	while (*s >= '0' && *s <= '9' && s - *p < 6)
+		v = v * 10 + (unsigned)(*s++ - '0');
+	if (s == *p || (*s >= '0' && *s <= '9'))
+		return false;
+	*p = s;
+	*n = v;
+	return true;
+}
+
+int imgf_kube_version_check(const struct imgf_config *c, struct imgf_error **err)
+{
+	const char *kv = imgf_config_var(c, "kubernetes_semver");
+	if (!kv)
+		return 0;
+	const char *p = kv;
+	unsigned major, minor, patch;
+	bool ok = *p++ == 'v' && scan_number(&p, &major) && *p++ == '.' &&
+		  scan_number(&p, &minor) && *p++ == '.' && scan_number(&p, &patch);
+	/* A pre-release or build suffix, as semver writes it: -rc.1, +build.2 */
+	if (ok && (*p == '-' || *p == '+'))
+		for (ok = *++p != '\0'; ok && *p; p++)
+			ok = isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '+';
+	else if (ok)
+		ok = !*p;
+	if (!ok)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: kubernetes_semver '%s' is not a Kubernetes release "
+				      "version: expected vMAJOR.MINOR.PATCH, e.g. v1.37.2",
+				      c->path, kv);
+	struct strbuf list = STRBUF_INIT;
+	size_t n = sizeof(supported_minors) / sizeof(supported_minors[0]);
+	for (size_t i = 0; i < n; i++) {
+		if (major == 1 && minor == supported_minors[i]) {
+			strbuf_release(&list);
+			return 0;
+		}
+		strbuf_addf(&list, "%sv1.%u", i ? ", " : "", supported_minors[i]);
+	}
+	log_warn("kubernetes_semver '%s': v%u.%u is not a Kubernetes minor upstream supports "
+		 "(supported: %s); building it anyway",
+		 kv, major, minor, list.buf);
+	strbuf_release(&list);
+	return 0;
 }
 
 int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err)

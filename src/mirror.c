@@ -211,6 +211,10 @@ static int mirror_inputs(struct mirror *m, struct imgf_build *b, struct imgf_inp
 		point_var(m, in->checksum_origin);
 		if (present(m, in->url, path)) {
 			m->kept++;
+			/* Verified where it lies (a later step may read it: the images step's
+			 * kubeadm). */
+			if (!in->path)
+				in->path = xstrdup(path);
 			if (mirror_list(m, b, in, err) < 0)
 				return imgf_error_prefix(err, "input '%s'", in->name);
 			continue;

@@ -79,11 +79,25 @@ const char *imgf_step_var(const struct imgf_step *s, const char *name)
 int imgf_step_data(const struct imgf_step *s, const char *path, char **out, size_t *len,
 		   struct imgf_error **err)
 {
+	return imgf_step_data_with(s, path, NULL, out, len, err);
+}
+
+int imgf_step_data_with(const struct imgf_step *s, const char *path, json_t *extra, char **out,
+			size_t *len, struct imgf_error **err)
+{
 	_cleanup_free_ char *full = xasprintf("provisioners/%s", path);
 	const struct imgf_data_file *f = imgf_data_find(full);
 	if (!f)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "data file '%s' is not built in", full);
-	if (imgf_interpolate((const char *)f->data, s->build->config->vars, full, out, err) < 0)
+	json_t *vars = s->build->config->vars;
+	if (extra) {
+		vars = json_copy(vars);
+		json_object_update(vars, extra);
+	}
+	int r = imgf_interpolate((const char *)f->data, vars, full, out, err);
+	if (extra)
+		json_decref(vars);
+	if (r < 0)
 		return -1;
 	if (len)
 		*len = strlen(*out);

@@ -71,5 +71,8 @@ const char *imgf_step_var(const struct imgf_step *s, const char *name);
 /* A provisioner data file (provisioners/NAME/FILE) with {{ vars }} interpolated. */
 int imgf_step_data(const struct imgf_step *s, const char *path, char **out, size_t *len,
 		   struct imgf_error **err);
+/* The same, with the variables of `extra` (a JSON object; NULL for none) added. */
+int imgf_step_data_with(const struct imgf_step *s, const char *path, json_t *extra, char **out,
+			size_t *len, struct imgf_error **err);
 
 #endif

@@ -65,7 +65,7 @@ test_expect_success "kind files: /kind/version, manifests, entrypoint, units" '
 		set -e
 		test \"\$(cat /kind/version)\" = v1.31.2
 		grep -q kindnetd /kind/manifests/default-cni.yaml
-		grep -q 127.0.0.1:$FIXTURE_REGISTRY_PORT/kindest/kindnetd /kind/manifests/default-cni.yaml
+		grep -q docker.io/kindest/kindnetd /kind/manifests/default-cni.yaml
 		grep -q local-path-provisioner /kind/manifests/default-storage.yaml
 		test -x /usr/local/bin/entrypoint
 		test \"\$(readlink /sbin/init)\" = /lib/systemd/systemd
@@ -74,7 +74,7 @@ test_expect_success "kind files: /kind/version, manifests, entrypoint, units" '
 		test -f /etc/systemd/system/kubelet.service.d/10-kubeadm.conf
 		test \"\$(readlink /etc/systemd/system/systemd-binfmt.service)\" = /dev/null
 		grep -q SystemdCgroup /etc/containerd/config.toml
-		grep -q 127.0.0.1:$FIXTURE_REGISTRY_PORT/pause:3.10 /etc/containerd/config.toml
+		grep -q sandbox_image.*registry.k8s.io/pause:3.10 /etc/containerd/config.toml
 		test -d /etc/kubernetes/manifests
 		test ! -s /etc/machine-id
 		test -z \"\$(ls /var/lib/apt/lists | grep -v -e lock -e partial)\"
@@ -112,7 +112,7 @@ test_expect_success "every preloaded image is in namespace k8s.io, pinned" '
 		grep -q "^registry.k8s.io/$img:v1.31.2 " "$TMP/images" || { echo "missing $img"; exit 1; }
 	done &&
 	for img in "${FIXTURE_REGISTRY_IMAGES[@]}"; do
-		grep -q "^127.0.0.1:$FIXTURE_REGISTRY_PORT/$img " "$TMP/images" || { echo "missing $img"; exit 1; }
+		grep -q "^$(fixture_canonical "$img") " "$TMP/images" || { echo "missing $img"; exit 1; }
 	done &&
 	# Every named image is pinned; the sha256: entries are the ID references CRI adds at boot.
 	grep -v -e "^REF " -e "^sha256:" "$TMP/images" >"$TMP/named" &&

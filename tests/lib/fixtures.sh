@@ -29,6 +29,9 @@ FIXTURE_KUBERNETES_VERSION=v1.31.2
 FIXTURE_KUBERNETES_VERSION_NEXT=v1.31.3
 FIXTURE_CRICTL_VERSION=v1.31.1
 FIXTURE_KUBE_IMAGES=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+# In the fixture registry at these paths; vars.json maps registry.k8s.io and docker.io to it
+# (registry_mirrors), so builds store them under their canonical names (fixture_canonical).
+# pause, etcd and CoreDNS are what the stand-in kubeadm asks for: builds take them from it.
 FIXTURE_REGISTRY_IMAGES=(
 	pause:3.10
 	etcd:3.5.15-0
@@ -37,6 +40,14 @@ FIXTURE_REGISTRY_IMAGES=(
 	kindest/local-path-provisioner:v20241108-5c6d2daf
 	kindest/local-path-helper:v20241108-5c6d2daf
 )
+
+# A fixture registry path's canonical name: kindest/* on docker.io, the rest registry.k8s.io.
+fixture_canonical() {
+	case $1 in
+	kindest/*) echo "docker.io/$1" ;;
+	*) echo "registry.k8s.io/$1" ;;
+	esac
+}
 
 # The upstream part of a Debian package's version: 1.6.20~ds1-1+deb12u3 -> 1.6.20.
 _fx_deb_version() {
@@ -372,12 +383,10 @@ _fx_write_vars() {
     "crictl_version": "${crv#v}",
     "crictl_url": "$crictl",
     "crictl_checksum": "$crictl.sha256",
-    "pause_image": "127.0.0.1:$rp/pause:3.10",
-    "etcd_image": "127.0.0.1:$rp/etcd:3.5.15-0",
-    "coredns_image": "127.0.0.1:$rp/coredns/coredns:v1.11.3",
-    "kindnetd_image": "127.0.0.1:$rp/kindest/kindnetd:v20241108-5c6d2daf",
-    "local_path_provisioner_image": "127.0.0.1:$rp/kindest/local-path-provisioner:v20241108-5c6d2daf",
-    "local_path_helper_image": "127.0.0.1:$rp/kindest/local-path-helper:v20241108-5c6d2daf"
+    "kindnetd_image": "docker.io/kindest/kindnetd:v20241108-5c6d2daf",
+    "local_path_provisioner_image": "docker.io/kindest/local-path-provisioner:v20241108-5c6d2daf",
+    "local_path_helper_image": "docker.io/kindest/local-path-helper:v20241108-5c6d2daf",
+    "registry_mirrors": "{\"registry.k8s.io\": \"127.0.0.1:$rp\", \"docker.io\": \"127.0.0.1:$rp\"}"
   }
 }
 EOF

@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "build.h"
 #include "config.h"
 #include "error.h"
 #include "manifest.h"
@@ -354,4 +355,32 @@ TEST(config_accessors_read_each_type_and_fall_back_to_the_default)
 	CHECK(v != NULL && v[0] == NULL);
 	strv_free(v);
 	json_decref(o);
+}
+
+TEST(kubernetes_semver_must_be_a_release_version)
+{
+	static const char *const good[] = {"v1.37.2", "v1.35.0-rc.1", "v1.36.5+build.7", "v1.31.2",
+					   "v2.0.0"};
+	static const char *const bad[] = {"1.37.2",   "v1.37", "v1.37.x",  "latest",
+					  "v1.37.2-", "v1..2", "v1.37.2 ", "v1.37.2-rc/1"};
+	struct imgf_config c = {.path = "cfg.json"};
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		c.vars = vars("kubernetes_semver", good[i], NULL, NULL);
+		struct imgf_error *err = NULL;
+		CHECK(imgf_kube_version_check(&c, &err) == 0);
+		if (err)
+			fprintf(stderr, "  %s: %s\n", good[i], err->msg);
+		imgf_error_free(err);
+		json_decref(c.vars);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		c.vars = vars("kubernetes_semver", bad[i], NULL, NULL);
+		struct imgf_error *err = NULL;
+		CHECK(imgf_kube_version_check(&c, &err) < 0);
+		CHECK_ERR(err, "cfg.json: kubernetes_semver");
+		CHECK_ERR(err, bad[i]);
+		CHECK_ERR(err, "expected vMAJOR.MINOR.PATCH");
+		imgf_error_free(err);
+		json_decref(c.vars);
+	}
 }

@@ -27,10 +27,12 @@ static void fixture_init(struct fixture *f, const struct imgf_provisioner_ops *o
 {
 	f->cfg = (struct imgf_config){0};
 	f->cfg.vars = json_pack(
-		"{s:s,s:s,s:s,s:s}", "pause_image", "registry.example/pause:test", "kindnetd_image",
-		"registry.example/kindnetd:test", "local_path_provisioner_image",
+		"{s:s,s:s,s:s,s:s,s:s,s:s}", "pause_image", "registry.example/pause:test",
+		"kindnetd_image", "registry.example/kindnetd:test", "local_path_provisioner_image",
 		"registry.example/local-path-provisioner:test", "local_path_helper_image",
-		"registry.example/local-path-helper:test");
+		"registry.example/local-path-helper:test", "flannel_image",
+		"registry.example/flannel:test", "flannel_cni_plugin_image",
+		"registry.example/flannel-cni-plugin:test");
 	f->build = (struct imgf_build){.config = &f->cfg};
 	f->s = (struct imgf_step){
 		.ops = ops,
@@ -809,6 +811,39 @@ TEST(kind_data_file_with_an_undefined_variable_fails_naming_it)
 	CHECK(step_run(&f, &err) < 0);
 	CHECK_ERR(err, "kindnetd_image");
 	CHECK(absent(&f, "/usr/local/bin/entrypoint")); /* the tar is put whole or not at all */
+	imgf_error_free(err);
+	fixture_release(&f);
+}
+
+TEST(kind_cni_flannel_is_the_default_cni_with_kinds_pod_subnet_field_kept)
+{
+	struct fixture f;
+	FIXTURE_INIT(&f, &imgf_kind_provisioner);
+	_cleanup_free_ char *sd = rootfs_path(&f.r, "/etc/systemd");
+	_cleanup_free_ char *sds = rootfs_path(&f.r, "/etc/systemd/system");
+	CHECK(mkdir(sd, 0755) == 0 && mkdir(sds, 0755) == 0);
+	struct imgf_error *err = NULL;
+	CHECK(step_config(&f, "{\"cni\":\"flannel\"}", &err, NULL) == 0);
+	CHECK(step_run(&f, &err) == 0);
+	report(err);
+	const char *m = "/kind/manifests/default-cni.yaml";
+	CHECK(contains(&f, m, "image: \"registry.example/flannel:test\""));
+	CHECK(contains(&f, m, "image: \"registry.example/flannel-cni-plugin:test\""));
+	/* kind renders the file as a Go template when it carries its marker. */
+	CHECK(contains(&f, m, "would you kindly template this file"));
+	CHECK(contains(&f, m, "\"Network\": \"{{ .PodSubnet }}\""));
+	CHECK(!contains(&f, m, "registry.example/kindnetd"));
+	imgf_error_free(err);
+	fixture_release(&f);
+}
+
+TEST(kind_unknown_cni_is_refused_listing_the_known)
+{
+	struct fixture f;
+	FIXTURE_INIT(&f, &imgf_kind_provisioner);
+	struct imgf_error *err = NULL;
+	CHECK(step_config(&f, "{\"cni\":\"calico\"}", &err, NULL) < 0);
+	CHECK_ERR(err, "cni: unknown CNI 'calico' (known: 'kindnetd', 'flannel')");
 	imgf_error_free(err);
 	fixture_release(&f);
 }
