@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Real Kubernetes figures: the kind node image build (imgforge, shipped config, the from-source
-# mirror of hack/kube-from-source.sh) and `kind create cluster --image` until every node is
-# Ready and every pod is Ready (flannel as the CNI, as in t1500). Then kind's own
+# Real Kubernetes figures: the kind node image build (imgforge, the shipped config/debian-13.json,
+# the from-source mirror of hack/kube-from-source.sh at the shipped versions) and
+# `kind create cluster --image` until every node is Ready and every pod is Ready (the image's
+# default CNI: flannel from the mirror, as in t1500). IMGF_KUBE_VERSION picks another version. Then kind's own
 # `kind build node-image --type file` from the same bits, where this machine allows it: the
 # attempt and its outcome are printed either way.
 set -euo pipefail
@@ -29,10 +30,9 @@ trap cleanup EXIT
 if ! fixtures_build "$FIX" >/dev/null || ! fixtures_serve "$FIX" >/dev/null; then
 	die "fixtures failed"
 fi
-BASE=$(base_image_ensure) || die "base image failed"
+BASE=$(base_image_ensure "" trixie) || die "base image failed"
 make -s -C "$TOP"
 kube_up
-kube_kindnetd_standin
 K="$KUBECTL --kubeconfig $TMP/kubeconfig"
 now() { date +%s.%N; }
 secs() { printf "%.1f" "$(echo "$2 - $1" | bc)"; }
@@ -41,18 +41,17 @@ echo "== imgforge build --only kind-node (cold download cache)"
 t0=$(now)
 IMGFORGE_CACHE_DIR=$TMP/cache "$TOP/imgforge" build --only kind-node --var-file "$KUBE_BUILD_VARS" \
 	--var docker_base_image="$BASE" --var kind_node_image="$TAG" --output-dir "$TMP/out" \
-	"$TOP/config/debian-12.json" >"$TMP/build.log" 2>&1 || { tail -n 30 "$TMP/build.log"; exit 1; }
+	"$TOP/config/debian-13.json" >"$TMP/build.log" 2>&1 || { tail -n 30 "$TMP/build.log"; exit 1; }
 t1=$(now)
 build=$(secs "$t0" "$t1")
 echo "build: $build s; image $(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
 
-echo "== kind create cluster --image $TAG (+ flannel) until all nodes and pods are Ready"
+echo "== kind create cluster --image $TAG ($KUBERNETES_VERSION, kind $KIND_VERSION) until all nodes and pods are Ready"
 kube_kind_config 0 >"$TMP/kind.yaml"
 t2=$(now)
 kind_cmd create cluster --name "$NAME" --image "$TAG" --config "$TMP/kind.yaml" \
 	--kubeconfig "$TMP/kubeconfig" --wait 0s >"$TMP/create.log" 2>&1 || { cat "$TMP/create.log"; exit 1; }
 t3=$(now)
-kube_flannel_up "$NAME" "$TMP/kubeconfig" >/dev/null
 $K wait --for=condition=Ready nodes --all --timeout=300s >/dev/null
 t4=$(now)
 $K wait --for=condition=Ready pods --all -A --timeout=300s >/dev/null

@@ -15,6 +15,8 @@ test_pkgs=(
 	# hack/kube-from-source.sh: the kube-proxy/flannel images carry iptables and conntrack, the
 	# storage helper image busybox
 	iptables conntrack busybox-static
+	# hack/kube-from-source.sh: runc is linked statically with libseccomp, as upstream ships it
+	libseccomp-dev
 	# the VM builder: libvirt + QEMU (TCG without KVM), a kernel for the libguestfs appliance,
 	# guestfish and virt-make-fs for the tests, ssh for hack/image-ssh.sh
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-cloud-amd64 libguestfs-tools

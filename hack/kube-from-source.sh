@@ -57,19 +57,36 @@ done
 VERSION=${1:-$(sed -n 's/.*"kubernetes_semver": *"\([^"]*\)".*/\1/p' "$TOP/config/kubernetes.json")}
 DIR=${2:-}
 
-# Pinned versions of everything that is not Kubernetes itself (the module proxy serves these).
-ETCD_VERSION=v3.5.15
-ETCD_TAG=3.5.15-0
-COREDNS_VERSION=v1.11.3
-PAUSE_TAG=3.10
-CRICTL_VERSION=v1.37.0 # v1.31.x is not served by the module proxy
-KIND_VERSION=v0.25.0
-LOCAL_PATH_VERSION=v0.0.30
-LOCAL_PATH_TAG=v20241108-5c6d2daf # the tag kind v0.25's storage manifest names
-FLANNEL_VERSION=v0.26.1
+# The versions of everything else. What the shipped config names is read from config/ (so the
+# mirror holds exactly what a build with the shipped defaults installs); what kubeadm asks for
+# (etcd, CoreDNS, pause) is read from the kubeadm just built (`kubeadm config images list`).
+# Each one is a parameter: KFS_NAME=VERSION in the environment overrides it, e.g.
+# KFS_CONTAINERD=v2.4.1, KFS_ETCD_TAG=3.6.8-0. An unserved version fails at once, naming the module.
+cfgvar() { # NAME FILE: a string variable of the shipped config
+	sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$TOP/config/$2" | head -n 1
+}
+vprefix() { case $1 in v*) echo "$1" ;; *) echo "v$1" ;; esac; }
+CONTAINERD_VERSION=$(vprefix "${KFS_CONTAINERD:-$(cfgvar containerd_version containerd.json)}")
+RUNC_VERSION=$(vprefix "${KFS_RUNC:-$(cfgvar runc_version containerd.json)}")
+CNI_VERSION=$(vprefix "${KFS_CNI:-$(cfgvar kubernetes_cni_semver cni.json)}")
+CRICTL_VERSION=$(vprefix "${KFS_CRICTL:-$(cfgvar crictl_version containerd.json)}")
+KIND_VERSION=${KFS_KIND:-v0.33.0}
+# Set from kubeadm after the kubernetes part, unless given.
+ETCD_TAG=${KFS_ETCD_TAG:-}
+COREDNS_VERSION=${KFS_COREDNS:-}
+PAUSE_TAG=${KFS_PAUSE_TAG:-}
+# kind's storage images, by the names the shipped config preloads (kind v0.33's tags);
+# rancher's local-path-provisioner v0.0.34 (kind v0.33's) is not served, v0.0.33 is.
+LOCAL_PATH_VERSION=${KFS_LOCAL_PATH:-v0.0.33}
+LOCAL_PATH_TAG=$(cfgvar local_path_provisioner_image common.json)
+LOCAL_PATH_TAG=${LOCAL_PATH_TAG##*:}
+LOCAL_PATH_HELPER_TAG=$(cfgvar local_path_helper_image common.json)
+LOCAL_PATH_HELPER_TAG=${LOCAL_PATH_HELPER_TAG##*:}
+FLANNEL_VERSION=$(cfgvar flannel_image common.json)
+FLANNEL_VERSION=${KFS_FLANNEL:-${FLANNEL_VERSION##*:}}
 # flannel's CNI plugin: github.com/flannel-io/cni-plugin is not served by the module proxy; the
 # same plugin shipped in containernetworking/plugins up to v0.9.1 (plugins/meta/flannel).
-FLANNEL_CNI_VERSION=v0.9.1
+FLANNEL_CNI_VERSION=${KFS_FLANNEL_CNI:-v0.9.1}
 
 die() {
 	echo "kube-from-source: $*" >&2
@@ -145,11 +162,17 @@ part_key() {
 		case $1 in
 		kubernetes) ;;
 		images) declare -f mkimage base_files iptables_tree busybox_tree ;;
-		etcd) declare -f mkimage base_files && echo "$ETCD_VERSION $ETCD_TAG" ;;
+		etcd) declare -f mkimage base_files && echo "$ETCD_TAG" ;;
 		coredns) declare -f mkimage base_files && echo "$COREDNS_VERSION" ;;
 		pause) declare -f mkimage && echo "$PAUSE_TAG" ;;
 		crictl) echo "$CRICTL_VERSION" ;;
-		storage) declare -f mkimage base_files busybox_tree && echo "$LOCAL_PATH_VERSION $LOCAL_PATH_TAG" ;;
+		storage)
+			declare -f mkimage base_files busybox_tree
+			echo "$LOCAL_PATH_VERSION $LOCAL_PATH_TAG $LOCAL_PATH_HELPER_TAG"
+			;;
+		containerd) declare -f tgz && echo "$CONTAINERD_VERSION" ;;
+		runc) echo "$RUNC_VERSION" ;;
+		cni) declare -f tgz && echo "$CNI_VERSION" ;;
 		flannel)
 			declare -f mkimage base_files iptables_tree busybox_tree
 			echo "$FLANNEL_VERSION $FLANNEL_CNI_VERSION"
@@ -158,7 +181,7 @@ part_key() {
 		esac
 		case $1 in
 		images | flannel) cat "$HACK/mkimage.py" "$TOP/provisioners/images/iptables-wrapper" ;;
-		kubernetes | crictl | kind) ;;
+		kubernetes | crictl | kind | containerd | runc | cni) ;;
 		*) cat "$HACK/mkimage.py" ;;
 		esac
 		echo "$1 $VERSION $ARCH"
@@ -259,20 +282,38 @@ build_kubernetes() {
 		die "kubeadm reports '$("$BIN/kubeadm" version -o short)', not $VERSION"
 }
 
-# `go install PKG@VERSION` with upstream's flags (-trimpath, stripped) into DIR. go install
-# refuses GOBIN for a cross build and puts the binary in GOPATH/bin/linux_ARCH: moved from there.
+# `go install PKG@VERSION...` with upstream's flags (-trimpath, stripped) into DIR. go install
+# refuses GOBIN for a cross build and puts binaries in GOPATH/bin/linux_ARCH: moved from there.
 go_install() {
-	local d=$1 pkg name
+	local d=$1 a name
 	shift
 	if [ "$ARCH" = "$HOST_ARCH" ]; then
 		GOBIN=$d "$GO" install -trimpath "$@"
 		return
 	fi
-	pkg=${*: -1}
-	name=${pkg%@*}
-	name=${name##*/}
 	env -u GOBIN "$GO" install -trimpath "$@"
-	mkdir -p "$d" && mv -f "$("$GO" env GOPATH)/bin/linux_$ARCH/$name" "$d/$name"
+	mkdir -p "$d"
+	for a in "$@"; do
+		case $a in
+		-*) continue ;;
+		*@*) name=${a%@*} && name=${name##*/} ;;
+		*) continue ;;
+		esac
+		mv -f "$("$GO" env GOPATH)/bin/linux_$ARCH/$name" "$d/$name"
+	done
+}
+
+# The commit a module version was tagged at (the proxy's .info Origin), for version stamps.
+mod_commit() {
+	sed -n 's/.*"Hash":"\([0-9a-f]*\)".*/\1/p' "$("$GO" env GOMODCACHE)/cache/download/$1/@v/$2.info"
+}
+
+# A reproducible .tar.gz of DIR's members (upstream's release tarballs, without their dates).
+tgz() { # OUT DIR MEMBER...
+	local out=$1 d=$2
+	shift 2
+	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$d" -cf - "$@" |
+		gzip -n >"$out"
 }
 
 # mkimage: python3 hack/mkimage.py with the arch given.
@@ -364,7 +405,7 @@ build_images() {
 }
 
 build_etcd() {
-	local d=$SRC/etcd
+	local d=$SRC/etcd ETCD_VERSION=v${ETCD_TAG%-*}
 	WRAP_IMPORTS=(go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3)
 	mod_fetch go.etcd.io/etcd/server/v3 "$ETCD_VERSION" >/dev/null
 	printf 'module imgforge.local/etcd\n\ngo 1.22\n\nrequire (\n\tgo.etcd.io/etcd/server/v3 %s\n\tgo.etcd.io/etcd/etcdctl/v3 %s\n)\n' \
@@ -425,8 +466,8 @@ build_storage() {
 		--add "$d/local-path-provisioner=/usr/local/bin/local-path-provisioner:0755" \
 		--entrypoint '["/usr/local/bin/local-path-provisioner"]'
 	busybox_tree
-	mkimage --out "$DIR/oci/local-path-helper" --tag "$LOCAL_PATH_TAG" \
-		--name "docker.io/kindest/local-path-helper:$LOCAL_PATH_TAG" --tree "$BUSYBOX_TREE" \
+	mkimage --out "$DIR/oci/local-path-helper" --tag "$LOCAL_PATH_HELPER_TAG" \
+		--name "docker.io/kindest/local-path-helper:$LOCAL_PATH_HELPER_TAG" --tree "$BUSYBOX_TREE" \
 		--cmd '["/bin/sh"]'
 }
 
@@ -457,6 +498,77 @@ build_flannel() {
 		--add "$d/cni/flannel=/flannel:0755"
 }
 
+# containerd as upstream releases it: containerd-V-linux-ARCH.tar.gz holding bin/, with a
+# .sha256sum beside it. Static (CGO off), with upstream's build tags and version stamps.
+build_containerd() {
+	local d=$SRC/containerd v=${CONTAINERD_VERSION#v} out m=github.com/containerd/containerd/v2 c
+	out=$DIR/containerd/v$v
+	rm -rf "$d" && mkdir -p "$d/bin" "$out"
+	mod_fetch "$m" "$CONTAINERD_VERSION" >/dev/null
+	go_install "$d/bin" -tags "no_aufs no_zfs no_btrfs no_devmapper urfave_cli_no_docs" \
+		-ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION \
+		-X $m/version.Revision=$(mod_commit "$m" "$CONTAINERD_VERSION") -X $m/version.Package=$m" \
+		"$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+		"$m/cmd/ctr@$CONTAINERD_VERSION"
+	c=containerd-$v-linux-$ARCH.tar.gz
+	tgz "$out/$c" "$d" bin
+	(cd "$out" && sha256sum "$c" >"$c.sha256sum")
+	"$d/bin/containerd" --version | grep -F " $CONTAINERD_VERSION " ||
+		die "containerd reports '$("$d/bin/containerd" --version)', not $CONTAINERD_VERSION"
+}
+
+# runc as upstream releases it: runc.ARCH, static, with seccomp (Debian's libseccomp-dev), and
+# runc.sha256sum. Upstream's libpathrs tag needs a Rust library Debian does not ship: left out.
+build_runc() {
+	local d=$SRC/runc v=${RUNC_VERSION#v} out m=github.com/opencontainers/runc
+	out=$DIR/runc/$RUNC_VERSION
+	rm -rf "$d" && mkdir -p "$d" "$out"
+	mod_fetch "$m" "$RUNC_VERSION" >/dev/null
+	CGO_ENABLED=1 CC=$CROSS_CC go_install "$d" -tags "seccomp urfave_cli_no_docs netgo osusergo" \
+		-ldflags "-s -w -X main.gitCommit=$(mod_commit "$m" "$RUNC_VERSION") \
+		-linkmode external -extldflags -static" "$m@$RUNC_VERSION"
+	cp "$d/runc" "$out/runc.$ARCH"
+	(cd "$out" && sha256sum "runc.$ARCH" >runc.sha256sum)
+	! ldd "$out/runc.$ARCH" >/dev/null 2>&1 || die "runc.$ARCH is not static"
+	[ "$ARCH" != "$HOST_ARCH" ] || "$out/runc.$ARCH" --version | grep -qx "runc version $v" ||
+		die "runc reports '$("$out/runc.$ARCH" --version | head -n 1)', not $v"
+	[ "$ARCH" != "$HOST_ARCH" ] || "$out/runc.$ARCH" features | grep -q '"enabled": true' ||
+		die "runc.$ARCH was built without seccomp"
+}
+
+# The CNI plugins as upstream releases them: cni-plugins-linux-ARCH-vV.tgz holding ./NAME for
+# every plugin (main, ipam, meta), with its .sha256.
+build_cni() {
+	local d=$SRC/cni out m=github.com/containernetworking/plugins c
+	out=$DIR/cni/$CNI_VERSION
+	rm -rf "$d" && mkdir -p "$d/bin" "$out"
+	mod_fetch "$m" "$CNI_VERSION" >/dev/null
+	go_install "$d/bin" -ldflags "-s -w -X $m/pkg/utils/buildversion.BuildVersion=$CNI_VERSION" \
+		"$m/plugins/main/...@$CNI_VERSION" "$m/plugins/ipam/...@$CNI_VERSION" \
+		"$m/plugins/meta/...@$CNI_VERSION"
+	for c in bridge host-local loopback portmap ptp; do
+		[ -x "$d/bin/$c" ] || die "the CNI plugins $CNI_VERSION built no '$c'"
+	done
+	c=cni-plugins-linux-$ARCH-$CNI_VERSION.tgz
+	(cd "$d/bin" && tgz "$out/$c" . $(ls))
+	(cd "$out" && sha256sum "$c" >"$c.sha256")
+}
+
+# etcd, CoreDNS and pause at what this kubeadm asks for (as kind's node-image build does), unless
+# given (KFS_ETCD_TAG, KFS_COREDNS, KFS_PAUSE_TAG).
+kubeadm_images() {
+	local list
+	[ -x "$BIN/kubeadm" ] || die "build the 'kubernetes' part first (etcd, CoreDNS and pause follow its kubeadm)"
+	list=$("$BIN/kubeadm" config images list --kubernetes-version "$VERSION") ||
+		die "kubeadm config images list --kubernetes-version $VERSION failed"
+	ETCD_TAG=${ETCD_TAG:-$(echo "$list" | sed -n 's#^registry.k8s.io/etcd:##p')}
+	COREDNS_VERSION=${COREDNS_VERSION:-$(echo "$list" | sed -n 's#^registry.k8s.io/coredns/coredns:##p')}
+	PAUSE_TAG=${PAUSE_TAG:-$(echo "$list" | sed -n 's#^registry.k8s.io/pause:##p')}
+	[ -n "$ETCD_TAG" ] && [ -n "$COREDNS_VERSION" ] && [ -n "$PAUSE_TAG" ] ||
+		die "kubeadm $VERSION listed no etcd, coredns or pause image: $list"
+	echo "kube-from-source: kubeadm $VERSION asks for etcd $ETCD_TAG, coredns $COREDNS_VERSION, pause $PAUSE_TAG"
+}
+
 build_kind() {
 	mod_fetch sigs.k8s.io/kind "$KIND_VERSION" >/dev/null
 	go_install "$DIR/bin" "sigs.k8s.io/kind@$KIND_VERSION"
@@ -469,7 +581,11 @@ main() {
 	[ -f "$SRC/go.mod" ] || printf 'module imgforge.local/fetch\n\ngo 1.22\n' >"$SRC/go.mod"
 	t_start=$(date +%s)
 	run_part kubernetes build_kubernetes
+	if want etcd || want coredns || want pause; then kubeadm_images; fi
 	run_part images build_images
+	run_part containerd build_containerd
+	run_part runc build_runc
+	run_part cni build_cni
 	run_part etcd build_etcd
 	run_part coredns build_coredns
 	run_part pause build_pause
@@ -487,7 +603,7 @@ main() {
 	oci/etcd:$ETCD_TAG registry.k8s.io/etcd:$ETCD_TAG
 	oci/coredns:$COREDNS_VERSION registry.k8s.io/coredns/coredns:$COREDNS_VERSION
 	oci/local-path-provisioner:$LOCAL_PATH_TAG docker.io/kindest/local-path-provisioner:$LOCAL_PATH_TAG
-	oci/local-path-helper:$LOCAL_PATH_TAG docker.io/kindest/local-path-helper:$LOCAL_PATH_TAG
+	oci/local-path-helper:$LOCAL_PATH_HELPER_TAG docker.io/kindest/local-path-helper:$LOCAL_PATH_HELPER_TAG
 	oci/flannel:$FLANNEL_VERSION docker.io/flannel/flannel:$FLANNEL_VERSION
 	oci/flannel-cni-plugin:$FLANNEL_CNI_VERSION docker.io/flannel/flannel-cni-plugin:$FLANNEL_CNI_VERSION
 	EOF
@@ -500,6 +616,10 @@ main() {
 	PAUSE_TAG=$PAUSE_TAG
 	KIND_VERSION=$KIND_VERSION
 	LOCAL_PATH_TAG=$LOCAL_PATH_TAG
+	LOCAL_PATH_HELPER_TAG=$LOCAL_PATH_HELPER_TAG
+	CONTAINERD_VERSION=$CONTAINERD_VERSION
+	RUNC_VERSION=$RUNC_VERSION
+	CNI_VERSION=$CNI_VERSION
 	FLANNEL_VERSION=$FLANNEL_VERSION
 	FLANNEL_CNI_VERSION=$FLANNEL_CNI_VERSION
 	EOF

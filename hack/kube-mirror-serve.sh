@@ -5,7 +5,8 @@
 #   hack/kube-mirror-serve.sh [--port PORT] DIR     start (or reuse) the registry, push, write DIR/vars.json
 #   hack/kube-mirror-serve.sh --stop DIR            stop the registry
 #
-# Binaries are read straight from DIR through file:// URLs (kubernetes_http_source, crictl_url);
+# Binaries are read straight from DIR through file:// URLs (kubernetes_http_source, containerd,
+# runc, the CNI plugins, crictl);
 # images come from a loopback registry (Debian's docker-registry, storage in DIR/registry, port
 # PORT, default 5000; 0 picks a free one) as REGISTRY/NAME under the mirror, e.g.
 # 127.0.0.1:5000/registry.k8s.io/etcd:3.5.15-0, and `registry_mirrors` maps each upstream
@@ -106,15 +107,34 @@ if [ "$(cat "$DIR/registry/pushed.key" 2>/dev/null)" != "$key" ]; then
 	echo "$key" >"$DIR/registry/pushed.key"
 fi
 
-crictl=file://$DIR/crictl/$CRICTL_VERSION/crictl-$CRICTL_VERSION-linux-$ARCH.tar.gz
+f=file://$DIR
+crictl=$f/crictl/$CRICTL_VERSION/crictl-$CRICTL_VERSION-linux-$ARCH.tar.gz
+containerd=$f/containerd/$CONTAINERD_VERSION/containerd-${CONTAINERD_VERSION#v}-linux-$ARCH.tar.gz
+cni=$f/cni/$CNI_VERSION/cni-plugins-linux-$ARCH-$CNI_VERSION.tgz
+# The versions are the mirror's (the shipped defaults unless it was built for others); kind's
+# default CNI is flannel, which the mirror has (kindnetd cannot be built here).
 cat >"$DIR/vars.json.tmp" <<EOF
 {
   "variables": {
     "kubernetes_semver": "$KUBERNETES_VERSION",
-    "kubernetes_http_source": "file://$DIR/release",
+    "kubernetes_series": "$(echo "$KUBERNETES_VERSION" | cut -d. -f1-2)",
+    "kubernetes_http_source": "$f/release",
+    "containerd_version": "${CONTAINERD_VERSION#v}",
+    "containerd_url": "$containerd",
+    "containerd_checksum": "file:$containerd.sha256sum",
+    "runc_version": "${RUNC_VERSION#v}",
+    "runc_url": "$f/runc/$RUNC_VERSION/runc.$ARCH",
+    "runc_checksum": "file:$f/runc/$RUNC_VERSION/runc.sha256sum",
+    "kubernetes_cni_semver": "$CNI_VERSION",
+    "kubernetes_cni_url": "$cni",
+    "kubernetes_cni_checksum": "$cni.sha256",
     "crictl_version": "${CRICTL_VERSION#v}",
     "crictl_url": "$crictl",
     "crictl_checksum": "$crictl.sha256",
+    "kind_cni": "flannel",
+    "kind_cni_images": "docker.io/flannel/flannel:$FLANNEL_VERSION docker.io/flannel/flannel-cni-plugin:$FLANNEL_CNI_VERSION",
+    "flannel_image": "docker.io/flannel/flannel:$FLANNEL_VERSION",
+    "flannel_cni_plugin_image": "docker.io/flannel/flannel-cni-plugin:$FLANNEL_CNI_VERSION",
     "registry_mirrors": "{\"registry.k8s.io\": \"$REG/registry.k8s.io\", \"docker.io\": \"$REG/docker.io\"}"
   }
 }

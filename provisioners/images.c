@@ -255,6 +255,12 @@ static int images_validate(struct imgf_step *s, struct imgf_error **err)
 					      "stored under a name",
 					      more[i]);
 	}
+	const char *kv = imgf_cfg_str(s->cfg, "version", "");
+	if (asks_kubeadm(s) && (!*kv || !str_is_shell_word(kv)))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "version: '%s' is not a Kubernetes version (kubeadm is asked "
+				      "which images that version needs; or set 'kubeadm' false)",
+				      kv);
 	const char *ns = imgf_cfg_str(s->cfg, "namespace", "k8s.io");
 	if (!str_is_shell_word(ns))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "namespace: '%s' is not valid", ns);

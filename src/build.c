@@ -69,15 +69,17 @@ static bool scan_number(const char **p, unsigned *n)
 	return true;
 }
 
-int imgf_kube_version_check(const struct imgf_config *c, struct imgf_error **err)
+int imgf_kube_version_check(const struct imgf_config *c, bool warn, struct imgf_error **err)
 {
 	const char *kv = imgf_config_var(c, "kubernetes_semver");
 	if (!kv)
 		return 0;
 	const char *p = kv;
 	unsigned major, minor, patch;
-	bool ok = *p++ == 'v' && scan_number(&p, &major) && *p++ == '.' &&
-		  scan_number(&p, &minor) && *p++ == '.' && scan_number(&p, &patch);
+	if (*p == 'v')
+		p++; /* kubeadm takes 1.37.2 as v1.37.2 */
+	bool ok = scan_number(&p, &major) && *p++ == '.' && scan_number(&p, &minor) &&
+		  *p++ == '.' && scan_number(&p, &patch);
 	/* A pre-release or build suffix, as semver writes it: -rc.1, +build.2 */
 	if (ok && (*p == '-' || *p == '+'))
 		for (ok = *++p != '\0'; ok && *p; p++)
@@ -87,12 +89,13 @@ int imgf_kube_version_check(const struct imgf_config *c, struct imgf_error **err
 	if (!ok)
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "%s: kubernetes_semver '%s' is not a Kubernetes release "
-				      "version: expected vMAJOR.MINOR.PATCH, e.g. v1.37.2",
+				      "version: expected vMAJOR.MINOR.PATCH[-PRE][+BUILD], e.g. "
+				      "v1.37.2",
 				      c->path, kv);
 	struct strbuf list = STRBUF_INIT;
 	size_t n = sizeof(supported_minors) / sizeof(supported_minors[0]);
 	for (size_t i = 0; i < n; i++) {
-		if (major == 1 && minor == supported_minors[i]) {
+		if (!warn || (major == 1 && minor == supported_minors[i])) {
 			strbuf_release(&list);
 			return 0;
 		}

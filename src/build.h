@@ -51,8 +51,8 @@ void imgf_build_record_local_input(struct imgf_build *b, const char *name, const
 /* The output directory name for a config: BUILD_NAME+kube-KUBERNETES_VERSION (see
  * imgf_output_name), from its variables build_name and kubernetes_semver. */
 int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err);
-/* kubernetes_semver: vMAJOR.MINOR.PATCH[-pre][+build] or an error; a minor upstream no longer
- * supports builds with a warning that names the supported ones. */
-int imgf_kube_version_check(const struct imgf_config *c, struct imgf_error **err);
+/* kubernetes_semver: [v]MAJOR.MINOR.PATCH[-pre][+build] or an error; with `warn`, a minor
+ * upstream no longer supports is logged as a warning that names the supported ones. */
+int imgf_kube_version_check(const struct imgf_config *c, bool warn, struct imgf_error **err);
 
 #endif

@@ -586,7 +586,7 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 		imgf_error_set(err, IMGF_EXIT_FAIL, "%s: no image selected", c->path);
 		goto out;
 	}
-	if (imgf_kube_version_check(c, err) < 0)
+	if (imgf_kube_version_check(c, !opts->inspect, err) < 0)
 		goto out;
 	if (opts->validate_only) {
 		r = 0;

@@ -23,6 +23,7 @@ struct imgf_build_opts {
 	bool no_cache; /* run every step (their cache entries are refreshed, none is reused) */
 	const char *output_dir; /* parent of BUILD_NAME+kube-VERSION, default "output" */
 	bool validate_only;
+	bool inspect; /* for `inspect`: its output is the plan, with no warnings among it */
 	const char *mirror_dir;	  /* `imgforge mirror`: fetch every input into it, build nothing */
 	unsigned parallel_builds; /* images built at once; 0 = all the selected ones */
 };

@@ -472,6 +472,7 @@ static int cmd_inspect(struct cli *c, unsigned bit)
 		struct imgf_error *e = NULL;
 		struct imgf_config *cfg = NULL;
 		c->build.validate_only = true;
+		c->build.inspect = true;
 		if (imgf_config_load(c->configs[i], &c->cfg, &cfg, &e) < 0 ||
 		    imgf_engine_run(cfg, &c->build, &e) < 0) {
 			imgf_config_free(cfg);

@@ -180,6 +180,29 @@ test_expect_success "boot_check takes true, false or kubeadm; validate names any
 	expect_err "boot_check: \"maybe\": expected true, false or \"kubeadm\""
 '
 
+test_expect_success "a malformed kubernetes_semver fails validate naming the value and the form" '
+	for v in v1.37 latest "v1.37.2-" v1.x.2; do
+		expect_exit 1 "$IMGF" validate --only kind-node --var "kubernetes_semver=$v" "$TOP/config/debian-13.json" &&
+		expect_err "kubernetes_semver '"'"'$v'"'"' is not a Kubernetes release version: expected vMAJOR.MINOR.PATCH" || exit 1
+	done
+'
+
+test_expect_success "a minor upstream no longer supports validates with a warning naming the supported minors" '
+	expect_exit 0 "$IMGF" validate --only kind-node --var kubernetes_semver=v1.31.2 "$TOP/config/debian-13.json" &&
+	expect_err "kubernetes_semver '"'"'v1.31.2'"'"': v1.31 is not a Kubernetes minor upstream supports (supported: v1.35, v1.36, v1.37)" &&
+	expect_exit 0 "$IMGF" validate --only kind-node "$TOP/config/debian-13.json" &&
+	! grep -F "warning" "$TMP/err"
+'
+
+test_expect_success "the shipped defaults: Kubernetes v1.37, containerd 2.x, Debian 13 for the README's first command" '
+	"$IMGF" inspect --json --only kind-node "$TOP/config/debian-13.json" >"$TMP/i" &&
+	jq -e ".variables.kubernetes_semver.value | test(\"^v1[.]37[.][0-9]+$\")" "$TMP/i" &&
+	jq -e ".variables.containerd_version.value | startswith(\"2.\")" "$TMP/i" &&
+	jq -e ".variables.docker_base_image.value == \"debian:trixie\"" "$TMP/i" &&
+	jq -e "[.variables.pause_image.value, .variables.etcd_image.value, .variables.coredns_image.value] == [\"\", \"\", \"\"]" "$TMP/i" &&
+	grep -F "./imgforge build config/debian-13.json" "$TOP/README.md"
+'
+
 test_expect_success "registry_mirrors must be a JSON object of valid registry: mirror" '
 	expect_exit 1 "$IMGF" validate --only kind-node --var "registry_mirrors=[1]" "$TOP/config/debian-12.json" &&
 	expect_err "provisioners[6] (images): registry_mirrors: '"'"'[1]'"'"' is not a JSON object of registry: mirror" &&
@@ -193,7 +216,7 @@ test_expect_success "registry_mirrors must be a JSON object of valid registry: m
 
 test_expect_success "validate checks the ova post-processor: hardware variables and custom properties" '
 	expect_exit 1 "$IMGF" validate --only capi-ova --var ova_cpus=abc "$TOP/config/ubuntu-2204.json" &&
-	expect_err "post_processors[0] (ova): ova '"'"'ubuntu-2204+kube-v1.31.2'"'"': variable '"'"'ova_cpus'"'"': '"'"'abc'"'"' is not a whole number" &&
+	expect_err "post_processors[0] (ova): ova '"'"'ubuntu-2204+kube-$(jq -r .variables.kubernetes_semver "$TOP/config/kubernetes.json")'"'"': variable '"'"'ova_cpus'"'"': '"'"'abc'"'"' is not a whole number" &&
 	expect_exit 1 "$IMGF" validate --only capi-ova --var ova_cpus=abc \
 		--var ovf_custom_properties="not json" "$TOP/config/ubuntu-2204.json" &&
 	expect_err "post_processors[0] (ova): variable '"'"'ovf_custom_properties'"'"': expected a JSON object of strings, got '"'"'not json'"'"'" &&
@@ -211,7 +234,7 @@ mkdir -p "$TMP/cap"
 head -c 5000 /dev/urandom >"$TMP/cap/blob"
 CAPSUM=$(sha256sum "$TMP/cap/blob" | cut -d" " -f1)
 cat >"$TMP/cap/config.json" <<JSON
-{"variables": {"build_name": "cap", "kubernetes_semver": "v1", "max": "1K"}, "images": ["image.json"]}
+{"variables": {"build_name": "cap", "kubernetes_semver": "v1.37.2", "max": "1K"}, "images": ["image.json"]}
 JSON
 cat >"$TMP/cap/image.json" <<JSON
 {"name": "cap", "builder": {"type": "docker", "image": "imgforge-test/none:1"},

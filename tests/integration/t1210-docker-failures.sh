@@ -117,6 +117,23 @@ test_expect_success "a tampered artifact fails before anything is committed, nam
 	test -z "$(ls -A "$TMP/fresh-cache/tmp" 2>/dev/null)"
 '
 
+test_expect_success "an etcd_image at another tag than kubeadm asks for fails naming both, nothing left" '
+	tag=imgforge-test/etcd-mismatch:t1210-$$
+	# The fixture registry holds etcd at kubeadm'"'"'s tag; the same image at another one too.
+	skopeo --policy "$FIX/policy.json" copy -q --src-tls-verify=false --dest-tls-verify=false \
+		--src-no-creds --dest-no-creds "docker://127.0.0.1:$FIXTURE_REGISTRY_PORT/etcd:3.5.15-0" \
+		"docker://127.0.0.1:$FIXTURE_REGISTRY_PORT/etcd:3.4.0-0" &&
+	expect_exit 1 "$IMGF" build --only kind-node --var-file "$FIX/vars.json" \
+		--var docker_base_image="$BASE" --var kind_node_image="$tag" \
+		--var etcd_image=registry.k8s.io/etcd:3.4.0-0 \
+		--var "kind_base_packages=$BASE_IMAGE_KIND_PACKAGES" \
+		--output-dir "$TMP/output" "$TOP/config/debian-12.json" &&
+	expect_err "'"'"'registry.k8s.io/etcd:3.4.0-0'"'"' is preloaded, but kubeadm v1.31.2 asks for '"'"'registry.k8s.io/etcd:3.5.15-0'"'"'" &&
+	! docker image inspect "$tag" >/dev/null 2>&1 &&
+	no_build_containers kind-node &&
+	test ! -e "$TMP/output/debian-12+kube-v1.31.2"
+'
+
 test_expect_success "SIGINT in the middle of a build leaves no container, image or output" '
 	tag=imgforge-test/interrupted:t1210-$$
 	"$IMGF" build --only kind-node --var-file "$FIX/vars.json" --var docker_base_image="$BASE" \

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # imgforge build --only capi-qcow2: a bootable Debian bookworm qcow2 from debootstrap as the
-# base, real Kubernetes from the from-source mirror (tests/lib/kube.sh) and Debian's
-# containerd/runc/CNI from the fixture mirror as the sources, libguestfs to provision, libvirt
+# base, real Kubernetes, containerd, runc and CNI plugins built from source at the shipped
+# versions (tests/lib/kube.sh) as the sources, libguestfs to provision, libvirt
 # (TCG here) to boot-check, which runs a pod sandbox through containerd and runc. Files are
 # read back with guestfish, not through imgforge. The OVA build (about packaging) uses the
 # fixtures' stand-ins.
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/vm-image.sh"
 . "$TOP/tests/lib/kube.sh"
+TEST_CLAIM=1
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 vm_accel_env
 why=
@@ -28,8 +29,8 @@ kube_up
 VMBASE=$(vm_image_ensure) || die "could not make the VM base image"
 BASE_SUM=$(sha256sum "$VMBASE" | cut -d" " -f1)
 export IMGFORGE_CACHE_DIR=$TMP/cache
-OUT=$TMP/output/debian-12+kube-v1.31.2
-IMG=$OUT/debian-12+kube-v1.31.2.qcow2
+OUT=$TMP/output/debian-12+kube-$KUBE_VERSION
+IMG=$OUT/debian-12+kube-$KUBE_VERSION.qcow2
 # The builder's work directories go under TMPDIR: one of this script's own, so that builds
 # other scripts run at the same time are not counted (libvirt's qemu must reach it: 0711;
 # libguestfs keeps its appliance cache where it was).
@@ -64,7 +65,7 @@ test_expect_success "qemu-img check is clean and the image is compressed qcow2" 
 test_expect_success "the sha256 sidecar, console.log and manifest are in the output dir" '
 	test "$(cat "$IMG.sha256")" = "$(sha256sum "$IMG" | cut -d" " -f1)" &&
 	test -s "$OUT/console.log" && grep -q IMGFORGE-BOOT-CHECK-END "$OUT/console.log" &&
-	jq -e ".builds[0].builder_type == \"qemu\" and (.builds[0].files | map(.name) | index(\"debian-12+kube-v1.31.2.qcow2\") != null)" "$OUT/manifest.json" &&
+	jq -e ".builds[0].builder_type == \"qemu\" and (.builds[0].files | map(.name) | index(\"debian-12+kube-$KUBE_VERSION.qcow2\") != null)" "$OUT/manifest.json" &&
 	jq -e --arg s "$BASE_SUM" ".builds[0].inputs[] | select(.name == \"base-image\" and .sha256 == \$s)" "$OUT/manifest.json"
 '
 

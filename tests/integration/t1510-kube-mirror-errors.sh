@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bad input around the from-source mirror: a Kubernetes version the Go module proxy does not
-# serve fails hack/kube-from-source.sh at once, naming the module and the version; a mirror
+# serve fails hack/kube-from-source.sh at once, naming the module and the version (so does a
+# containerd, runc or CNI version given to it); a mirror
 # missing one binary fails imgforge's build before any container exists, naming the URL and
 # the variable it came from.
 . "$(dirname "$0")/../lib/harness.sh"
@@ -16,6 +17,16 @@ test_expect_success "a version the module proxy does not serve fails early, nami
 	expect_exit 1 bash "$TOP/hack/kube-from-source.sh" --only kubernetes v1.31.99 "$TMP/kfs" &&
 	expect_err "the Go module proxy does not serve module '"'"'k8s.io/kubernetes'"'"' version '"'"'v1.31.99'"'"'" &&
 	test ! -e "$TMP/kfs/release/v1.31.99/bin/linux/amd64/kubeadm"
+'
+
+test_expect_success "every version the harness builds is a parameter: an unserved containerd, runc or CNI fails at once, naming the module" '
+	for p in "containerd KFS_CONTAINERD=v2.99.0 github.com/containerd/containerd/v2 v2.99.0" \
+		"runc KFS_RUNC=1.99.0 github.com/opencontainers/runc v1.99.0" \
+		"cni KFS_CNI=v1.99.0 github.com/containernetworking/plugins v1.99.0"; do
+		set -- $p
+		expect_exit 1 env "$2" bash "$TOP/hack/kube-from-source.sh" --only "$1" "$KUBE_VERSION" "$TMP/kfs-$1" &&
+		expect_err "the Go module proxy does not serve module '"'"'$3'"'"' version '"'"'$4'"'"'" || exit 1
+	done
 '
 
 test_expect_success "a version that is not a release version is refused before anything is fetched" '

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real Kubernetes end to end from a LOCAL build: a directory laid out as `make WHAT=cmd/NAME`
+# Real Kubernetes end to end from a LOCAL build, with the shipped config/debian-12.json: a directory laid out as `make WHAT=cmd/NAME`
 # leaves it (_output/local/bin/linux/amd64) holding only the seven binaries, no image tars. imgforge
 # makes the four control-plane images from the binaries (kube-proxy's with the node's own
 # iptables), and the node passes the same real-cluster test as the release build
@@ -9,6 +9,10 @@
 E2E_WHAT="kind cluster from a local Kubernetes build"
 E2E_BUILD_WHAT=" from a local build's binaries, images made from them, two additional images"
 E2E_VARS=()
+# The shipped debian-12 config (Debian 12 stays supported) on a bookworm base.
+E2E_CONFIG=$TOP/config/debian-12.json
+E2E_SUITE=bookworm
+E2E_OVERRIDES="kubernetes_source kubernetes_local_dir additional_images"
 BINS="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
 
 e2e_before_build() {

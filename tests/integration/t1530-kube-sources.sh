@@ -15,7 +15,6 @@ require_cmd go || {
 	test_done
 }
 kube_up
-kube_kindnetd_standin || die "could not push the kindnetd stand-in"
 export IMGFORGE_CACHE_DIR=$TMP/cache
 TAG=imgforge-test/kind-node:t1530-$$
 at_exit "docker rmi -f $TAG"

@@ -14,7 +14,6 @@ require_cmd go || {
 	test_done
 }
 kube_up
-kube_kindnetd_standin || die "could not push the kindnetd stand-in"
 TAG=imgforge-test/kind-node:t1540-$$
 at_exit "docker rmi -f $TAG"
 M=$TMP/mirror
@@ -49,7 +48,7 @@ test_expect_success "imgforge mirror fetches and verifies every input into DIR a
 	jq -r ".variables.registry_mirrors" "$M/vars.json" | jq -e ".\"registry.k8s.io\" == \"file://$M/images/registry.k8s.io\"" &&
 	test -s "$M/files/${KUBE_DIR#/}/release/$KUBE_VERSION/bin/linux/amd64/kubeadm" &&
 	test -s "$M/files/${KUBE_DIR#/}/release/$KUBE_VERSION/bin/linux/amd64/kubeadm.sha256" &&
-	test -s "$M/images/registry.k8s.io/etcd/3.5.15-0.tar"
+	test -s "$M/images/registry.k8s.io/etcd/$ETCD_TAG.tar"
 '
 
 test_expect_success "a second mirror run fetches nothing" '
@@ -67,7 +66,7 @@ test_expect_success "with every upstream server stopped, the build from the mirr
 	! curl -fsS -m 5 "http://$KUBE_REG/v2/" >/dev/null 2>&1 &&
 	IMGFORGE_CACHE_DIR=$TMP/cache-offline build "$TMP/offline" --var-file "$M/vars.json" \
 		>"$TMP/offline.log" 2>&1 || { tail -n 40 "$TMP/offline.log"; exit 1; }
-	grep -F "from the mirror'"'"'s layout $M/images/registry.k8s.io/etcd/3.5.15-0.tar" "$TMP/offline.log" &&
+	grep -F "from the mirror'"'"'s layout $M/images/registry.k8s.io/etcd/$ETCD_TAG.tar" "$TMP/offline.log" &&
 	digests "$TMP/online" >"$TMP/d-online" && digests "$TMP/offline" >"$TMP/d-offline" &&
 	test "$(wc -l <"$TMP/d-online")" -ge 10 &&
 	diff "$TMP/d-online" "$TMP/d-offline" &&
@@ -75,8 +74,8 @@ test_expect_success "with every upstream server stopped, the build from the mirr
 '
 
 test_expect_success "a tampered blob in the mirror is refused, naming the layout and the blob" '
-	cp "$M/images/registry.k8s.io/pause/3.10.tar" "$TMP/pause.orig" &&
-	python3 - "$M/images/registry.k8s.io/pause/3.10.tar" <<PY
+	cp "$M/images/registry.k8s.io/pause/$PAUSE_TAG.tar" "$TMP/pause.orig" &&
+	python3 - "$M/images/registry.k8s.io/pause/$PAUSE_TAG.tar" <<PY
 import sys, tarfile, io
 p = sys.argv[1]
 src = tarfile.open(p + "", "r")
@@ -94,9 +93,9 @@ for m, data in members:
 out.close()
 PY
 	expect_exit 1 build "$TMP/tampered" --var-file "$M/vars.json" &&
-	expect_err "$M/images/registry.k8s.io/pause/3.10.tar" && expect_err "does not match its digest" &&
+	expect_err "$M/images/registry.k8s.io/pause/$PAUSE_TAG.tar" && expect_err "does not match its digest" &&
 	test -z "$(docker ps -aq --filter label=io.imgforge.build=kind-node)" &&
-	cp "$TMP/pause.orig" "$M/images/registry.k8s.io/pause/3.10.tar"
+	cp "$TMP/pause.orig" "$M/images/registry.k8s.io/pause/$PAUSE_TAG.tar"
 '
 
 test_done

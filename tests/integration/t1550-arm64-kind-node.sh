@@ -48,9 +48,9 @@ layout_tar "$K/oci/pause" "$M/registry.k8s.io/pause/$PAUSE_TAG.tar"
 layout_tar "$K/oci/etcd" "$M/registry.k8s.io/etcd/$ETCD_TAG.tar"
 layout_tar "$K/oci/coredns" "$M/registry.k8s.io/coredns/coredns/$COREDNS_VERSION.tar"
 layout_tar "$K/oci/local-path-provisioner" "$M/docker.io/kindest/local-path-provisioner/$LOCAL_PATH_TAG.tar"
-layout_tar "$K/oci/local-path-helper" "$M/docker.io/kindest/local-path-helper/$LOCAL_PATH_TAG.tar"
+layout_tar "$K/oci/local-path-helper" "$M/docker.io/kindest/local-path-helper/$LOCAL_PATH_HELPER_TAG.tar"
 # kindnetd cannot be built here (t1500 says why) and never runs in these tests: a stand-in.
-KINDNETD_TAG=v20241108-5c6d2daf
+KINDNETD_TAG=$(jq -r .variables.kindnetd_image "$TOP/config/common.json") && KINDNETD_TAG=${KINDNETD_TAG##*:}
 python3 "$TOP/tests/lib/mkimage.py" --out "$TMP/kindnetd" --tag "$KINDNETD_TAG" \
 	--name "docker.io/kindest/kindnetd:$KINDNETD_TAG" --arch arm64 >/dev/null
 layout_tar "$TMP/kindnetd" "$M/docker.io/kindest/kindnetd/$KINDNETD_TAG.tar"

@@ -1,6 +1,7 @@
-# The test base image: Debian bookworm from debootstrap, imported into the Docker Engine,
-# cached by a tag that hashes everything that decides its contents.
-# Usage: base_image_ensure [ARCH]  -> prints the tag (e.g. imgforge-test/debian:bookworm-1a2b3c4d)
+# The test base image: Debian from debootstrap (bookworm, or the SUITE given: trixie for the
+# shipped config/debian-13.json), imported into the Docker Engine, cached by a tag that hashes
+# everything that decides its contents.
+# Usage: base_image_ensure [ARCH [SUITE]]  -> prints the tag (e.g. imgforge-test/debian:bookworm-1a2b3c4d)
 # ARCH other than the machine's (arm64 on amd64) runs debootstrap's second stage through binfmt
 # and qemu-user-static (hack/test-env.sh registers it) and imports the image as linux/ARCH.
 BASE_IMAGE_SUITE=bookworm
@@ -11,20 +12,20 @@ BASE_IMAGE_MIRROR=${IMGF_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE_IMAGE_PACKAGES=systemd,systemd-sysv,dbus,iptables,nftables,iproute2,kmod,libseccomp2,ca-certificates,procps,util-linux,mount,e2fsprogs,conntrack,ethtool,curl,pigz,fuse-overlayfs,bash
 
 base_image_ensure() {
-	local arch=${1:-} key tag dir host
+	local arch=${1:-} suite=${2:-$BASE_IMAGE_SUITE} key tag dir host
 	host=$(dpkg --print-architecture)
 	[ -n "$arch" ] || arch=$host
-	key=$(printf '%s\n' "$BASE_IMAGE_SUITE" "$BASE_IMAGE_PACKAGES" v1 | sha256sum | cut -c1-12)
-	tag="imgforge-test/debian:$BASE_IMAGE_SUITE-$key"
+	key=$(printf '%s\n' "$suite" "$BASE_IMAGE_PACKAGES" v1 | sha256sum | cut -c1-12)
+	tag="imgforge-test/debian:$suite-$key"
 	if [ "$arch" != "$host" ]; then
 		key=$arch-$key
-		tag="imgforge-test/debian:$BASE_IMAGE_SUITE-$key"
+		tag="imgforge-test/debian:$suite-$key"
 	fi
 	if docker image inspect "$tag" >/dev/null 2>&1; then
 		echo "$tag"
 		return 0
 	fi
-	dir="$TEST_CACHE/debootstrap-$key"
+	dir="$TEST_CACHE/debootstrap-$suite-$key"
 	# One debootstrap at a time per tree (.ci/run starts the arm64 one early, in the background).
 	exec {_base_lock}>"$dir.lock"
 	flock "$_base_lock"
@@ -36,7 +37,7 @@ base_image_ensure() {
 	if [ ! -f "$dir.done" ]; then
 		rm -rf "$dir"
 		debootstrap --arch="$arch" --variant=minbase --include="$BASE_IMAGE_PACKAGES" \
-			"$BASE_IMAGE_SUITE" "$dir" "$BASE_IMAGE_MIRROR" >"$dir.log" 2>&1 || {
+			"$suite" "$dir" "$BASE_IMAGE_MIRROR" >"$dir.log" 2>&1 || {
 			tail -n 20 "$dir.log" >&2
 			return 1
 		}

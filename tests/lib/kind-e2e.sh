@@ -1,20 +1,28 @@
 # shellcheck shell=bash
-# The real-Kubernetes end-to-end body shared by t1500 (release binaries) and t1520 (a local
-# build): a kind node image that imgforge builds with the shipped config from the from-source
-# mirror (hack/kube-from-source.sh: real kubeadm, kubelet, kubectl, control-plane images, etcd,
-# CoreDNS, pause, crictl, local-path-provisioner) boots real kind clusters.
-# Only URL, source and image variables are overridden: the mirror's var file, Debian's
-# containerd, runc and CNI plugins from the fixture mirror, the debootstrap base, the output tag.
+# The real-Kubernetes end-to-end body shared by t1500 (the shipped config/debian-13.json, release
+# layout), t1520 (debian-12 from a local build) and `make check-versions` (every supported minor):
+# a kind node image that imgforge builds from the from-source mirror (hack/kube-from-source.sh:
+# real kubeadm, kubelet, kubectl, control-plane images, etcd, CoreDNS, pause, crictl, containerd,
+# runc, the CNI plugins, local-path-provisioner, flannel, all built at the shipped versions)
+# boots real kind clusters with the current kind (v0.33.0).
 #
-# kind runs through tests/lib/kind-docker (this engine refuses --privileged). The default CNI
-# (kindnetd) cannot be built here: the clusters use flannel (tests/fixtures/kube-flannel.yaml)
-# with disableDefaultCNI, and kindnetd's manifest is checked by a server-side dry run. The
-# kindnetd image the build preloads is the fixtures' stand-in (it never runs).
+# What differs from the shipped config is checked, not assumed: only the variables that say
+# where sources come from (the mirror's var file: URLs and checksums of the binaries, the
+# registry mirrors), the base image (debootstrap: no registry here), the output tag, and kind's
+# default CNI (flannel, which the mirror has; kind's kindnetd cannot be built here, so its
+# manifest is checked by a server-side dry run). Everything else, versions included, is the
+# shipped value.
+#
+# kind runs through tests/lib/kind-docker (this engine refuses --privileged). The clusters use
+# the image's default CNI: `kind create cluster` with no CNI options.
 #
 # Set before sourcing: E2E_WHAT (what a skip names), E2E_BUILD_WHAT (the build test's name
-# suffix), E2E_VARS (an array of more build arguments); optionally define e2e_before_build and
-# e2e_after_create.
+# suffix), E2E_VARS (an array of more build arguments), E2E_OVERRIDES (more variable names the
+# test may change besides the source ones); optionally E2E_CONFIG (default config/debian-13.json),
+# E2E_SUITE (the debootstrap base's suite, default trixie), E2E_WORKERS_TOO (0 = the one-node
+# cluster only), and the hooks e2e_before_build and e2e_after_create.
 . "$TOP/tests/lib/kube.sh"
+TEST_CLAIM=1
 docker_up "$E2E_WHAT"
 fixtures_up "$E2E_WHAT"
 require_cmd go || {
@@ -22,6 +30,8 @@ require_cmd go || {
 	test_done
 }
 kube_up
+E2E_CONFIG=${E2E_CONFIG:-$TOP/config/debian-13.json}
+E2E_BASE=$(base_image_ensure "" "${E2E_SUITE:-trixie}") || die "could not make the ${E2E_SUITE:-trixie} base image"
 
 T=${TEST_NAME%%-*}
 TAG=imgforge-test/kind-node:$T-$$
@@ -35,8 +45,6 @@ at_exit "kind_cmd delete cluster --name $C2"
 at_exit "docker rmi -f $TAG $WEB"
 k() { "$KUBECTL" "$@"; }
 
-kube_kindnetd_standin || die "could not push the kindnetd stand-in"
-
 # Until the registry is asked for something, its log holds only startup lines.
 registry_pulls() {
 	grep -c 'GET /v2/[^ ]*/manifests/' "$KUBE_DIR/registry.log" || true
@@ -48,11 +56,32 @@ declare -F e2e_before_build >/dev/null || e2e_before_build() { :; }
 declare -F e2e_after_create >/dev/null || e2e_after_create() { :; }
 e2e_before_build
 
+E2E_ARGS=(--var-file "$KUBE_BUILD_VARS" --var docker_base_image="$E2E_BASE"
+	--var kind_node_image="$TAG" "${E2E_VARS[@]}")
+
+# The variables the test may change: where sources come from, the base, the tag, the CNI.
+E2E_ALLOWED="kubernetes_http_source containerd_url containerd_checksum runc_url runc_checksum
+	kubernetes_cni_url kubernetes_cni_checksum crictl_url crictl_checksum registry_mirrors
+	docker_base_image kind_node_image kind_cni kind_cni_images flannel_cni_plugin_image
+	${E2E_OVERRIDES:-}"
+test_expect_success "the build differs from the shipped $(basename "$E2E_CONFIG") only in source variables" '
+	"$IMGF" inspect --json --only kind-node "$E2E_CONFIG" >"$TMP/shipped.json" &&
+	"$IMGF" inspect --json --only kind-node "${E2E_ARGS[@]}" "$E2E_CONFIG" >"$TMP/test.json" &&
+	jq -r -s ".[0].variables as \$a | .[1].variables as \$b |
+		(\$a + \$b) | keys[] | select(\$a[.].value != \$b[.].value)" \
+		"$TMP/shipped.json" "$TMP/test.json" >"$TMP/changed" &&
+	echo "changed: $(tr "\n" " " <"$TMP/changed")" &&
+	for v in $(cat "$TMP/changed"); do
+		echo " $E2E_ALLOWED " | tr -s " \t\n" " " | grep -qF " $v " ||
+			{ echo "the test changes $v, which is not a source variable"; exit 1; }
+	done
+'
+
 test_expect_success "imgforge builds the kind node image$E2E_BUILD_WHAT" '
-	"$IMGF" build --only kind-node --var-file "$KUBE_BUILD_VARS" \
-		--var docker_base_image="$BASE" --var kind_node_image="$TAG" "${E2E_VARS[@]}" \
-		--output-dir "$TMP/output" "$TOP/config/debian-12.json" >"$TMP/build.log" 2>&1 ||
-		{ tail -n 60 "$TMP/build.log"; exit 1; }
+	t0=$SECONDS
+	"$IMGF" build --only kind-node "${E2E_ARGS[@]}" --output-dir "$TMP/output" "$E2E_CONFIG" \
+		>"$TMP/build.log" 2>&1 || { tail -n 60 "$TMP/build.log"; exit 1; }
+	echo "$((SECONDS - t0))" >"$TMP/took.build" && echo "build: $(cat "$TMP/took.build") s"
 	grep -F "through $KUBE_REG/registry.k8s.io" "$TMP/build.log"
 '
 
@@ -63,7 +92,15 @@ test_expect_success "the node image holds the real binaries at the mirror versio
 		kubelet --version | grep -Fx \"Kubernetes $KUBE_VERSION\"
 		kubectl version --client | grep -F \"Client Version: $KUBE_VERSION\"
 		crictl --version | grep -F ${CRICTL_VERSION#v}
+		containerd --version | grep -F \" $CONTAINERD_VERSION \"
+		ctr --version | grep -F \" $CONTAINERD_VERSION\"
+		test -x /usr/local/bin/containerd-shim-runc-v2
+		runc --version | grep -x \"runc version ${RUNC_VERSION#v}\"
+		runc --version | grep -q \"^seccomp\"
+		test -x /opt/cni/bin/ptp && test -x /opt/cni/bin/portmap
 		grep -q \"restrict_oom_score_adj = false\" /etc/containerd/config.toml
+		grep -q \"sandbox_image = .registry.k8s.io/pause:$PAUSE_TAG.\" /etc/containerd/config.toml
+		grep -q \"would you kindly template this file\" /kind/manifests/default-cni.yaml
 	" >"$TMP/bins.log" 2>&1 || { cat "$TMP/bins.log"; exit 1; }
 '
 
@@ -77,15 +114,16 @@ test_expect_success "a local image to load: busybox httpd" '
 	tar -C "$TMP/web" -c . | docker import --change "CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]" - "$WEB" >/dev/null
 '
 
-# kind create cluster NAME with N workers, then flannel; waits for every node Ready.
+# kind create cluster NAME with N workers and no CNI options (the image's default CNI);
+# waits for every node Ready.
 create_cluster() {
 	local name=$1 workers=$2 t0=$SECONDS
 	kube_kind_config "$workers" >"$TMP/$name.yaml"
 	kind_cmd create cluster --name "$name" --image "$TAG" --config "$TMP/$name.yaml" \
-		--kubeconfig "$KUBECONFIG" --wait 0s >"$TMP/$name-create.log" 2>&1 &&
-		kube_flannel_up "$name" "$KUBECONFIG" >>"$TMP/$name-create.log" 2>&1 ||
+		--kubeconfig "$KUBECONFIG" --wait 0s >"$TMP/$name-create.log" 2>&1 ||
 		{ cat "$TMP/$name-create.log"; return 1; }
 	k wait --for=condition=Ready nodes --all --timeout=300s
+	echo "$((SECONDS - t0))" >"$TMP/took.ready-$name"
 	echo "cluster $name: nodes Ready $((SECONDS - t0)) s after kind create cluster"
 }
 
@@ -104,6 +142,7 @@ all_pods_ready() {
 }
 
 pulls_before=$(registry_pulls)
+t_create=$SECONDS
 
 test_expect_success "kind create cluster with the imgforge image: the node is Ready" '
 	create_cluster "$C1" 0
@@ -123,6 +162,7 @@ test_expect_success "preloaded images keep canonical names, tagged and pinned in
 
 test_expect_success "every kube-system pod runs and is Ready (control plane, etcd, CoreDNS, kube-proxy, CNI, storage)" '
 	all_pods_ready &&
+	echo "$((SECONDS - t_create))" >"$TMP/took.pods" &&
 	k get pods -A --no-headers >"$TMP/pods" &&
 	for p in etcd- kube-apiserver- kube-controller-manager- kube-scheduler- kube-proxy- coredns- kube-flannel-ds-; do
 		grep -q "^kube-system  *$p" "$TMP/pods" || { cat "$TMP/pods"; echo "no $p pod"; exit 1; }
@@ -193,9 +233,14 @@ EOF
 	test "$(k get pvc data -o jsonpath="{.spec.storageClassName}")" = standard
 '
 
-test_expect_success "kind's default CNI (kindnetd) and storage manifests pass a server-side dry run" '
-	for m in default-cni default-storage; do
-		docker exec "$C1-control-plane" cat /kind/manifests/$m.yaml >"$TMP/$m.yaml" &&
+# kindnetd, the shipped default CNI, cannot be built here: its manifest (imgforge's template
+# with the shipped kindnetd_image, the one variable it has) is checked by the API server.
+test_expect_success "kind's kindnetd manifest (the shipped default CNI) and the storage manifest pass a server-side dry run" '
+	kindnetd=$(jq -r .variables.kindnetd_image.value "$TMP/shipped.json") &&
+	sed "s#{{ kindnetd_image }}#$kindnetd#" "$TOP/provisioners/kind/default-cni.yaml" >"$TMP/kindnetd.yaml" &&
+	! grep -F "{{" "$TMP/kindnetd.yaml" &&
+	docker exec "$C1-control-plane" cat /kind/manifests/default-storage.yaml >"$TMP/default-storage.yaml" &&
+	for m in kindnetd default-storage; do
 		k apply --dry-run=server -f "$TMP/$m.yaml" >"$TMP/$m.out" ||
 			{ cat "$TMP/$m.out"; exit 1; }
 		cat "$TMP/$m.out"
@@ -224,6 +269,7 @@ test_expect_success "kind delete cluster removes the nodes and their volumes" '
 	! docker network inspect kind --format "{{range .Containers}}{{.Name}} {{end}}" 2>/dev/null | grep -F "$C1"
 '
 
+if [ "${E2E_WORKERS_TOO:-1}" != 0 ]; then
 test_expect_success "two nodes (kubeadm join): both Ready, a pod on the worker reaches one on the control plane" '
 	create_cluster "$C2" 1 &&
 	all_pods_ready &&
@@ -258,4 +304,11 @@ test_expect_success "kind delete cluster leaves no container, volume or attached
 	for v in $vols; do ! docker volume inspect "$v" >/dev/null 2>&1 || { echo "left: $v"; exit 1; }; done &&
 	test -z "$(docker network inspect kind --format "{{range .Containers}}{{.Name}} {{end}}" 2>/dev/null | tr -d " ")"
 '
+fi
 
+# One row for `make check-versions`' table: version, build s, node Ready s, all pods Ready s.
+if [ -n "${E2E_RESULTS:-}" ]; then
+	printf '%s %s %s %s\n' "$KUBE_VERSION" "$(cat "$TMP/took.build" 2>/dev/null || echo -)" \
+		"$(cat "$TMP/took.ready-$C1" 2>/dev/null || echo -)" \
+		"$(cat "$TMP/took.pods" 2>/dev/null || echo -)" >>"$E2E_RESULTS"
+fi

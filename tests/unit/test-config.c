@@ -359,15 +359,15 @@ TEST(config_accessors_read_each_type_and_fall_back_to_the_default)
 
 TEST(kubernetes_semver_must_be_a_release_version)
 {
-	static const char *const good[] = {"v1.37.2", "v1.35.0-rc.1", "v1.36.5+build.7", "v1.31.2",
-					   "v2.0.0"};
-	static const char *const bad[] = {"1.37.2",   "v1.37", "v1.37.x",  "latest",
+	static const char *const good[] = {"v1.37.2", "v1.35.0-rc.1", "v1.36.5+build.7",
+					   "v1.31.2", "v2.0.0",	      "1.37.2"};
+	static const char *const bad[] = {"1.37",     "v1.37", "v1.37.x",  "latest",
 					  "v1.37.2-", "v1..2", "v1.37.2 ", "v1.37.2-rc/1"};
 	struct imgf_config c = {.path = "cfg.json"};
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
 		c.vars = vars("kubernetes_semver", good[i], NULL, NULL);
 		struct imgf_error *err = NULL;
-		CHECK(imgf_kube_version_check(&c, &err) == 0);
+		CHECK(imgf_kube_version_check(&c, true, &err) == 0);
 		if (err)
 			fprintf(stderr, "  %s: %s\n", good[i], err->msg);
 		imgf_error_free(err);
@@ -376,7 +376,7 @@ TEST(kubernetes_semver_must_be_a_release_version)
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		c.vars = vars("kubernetes_semver", bad[i], NULL, NULL);
 		struct imgf_error *err = NULL;
-		CHECK(imgf_kube_version_check(&c, &err) < 0);
+		CHECK(imgf_kube_version_check(&c, true, &err) < 0);
 		CHECK_ERR(err, "cfg.json: kubernetes_semver");
 		CHECK_ERR(err, bad[i]);
 		CHECK_ERR(err, "expected vMAJOR.MINOR.PATCH");
