@@ -550,7 +550,8 @@ build_cni() {
 		[ -x "$d/bin/$c" ] || die "the CNI plugins $CNI_VERSION built no '$c'"
 	done
 	c=cni-plugins-linux-$ARCH-$CNI_VERSION.tgz
-	(cd "$d/bin" && tgz "$out/$c" . $(ls))
+	# ./NAME members, as upstream's tarball has them
+	tgz "$out/$c" "$d/bin" $(cd "$d/bin" && ls | sed 's#^#./#')
 	(cd "$out" && sha256sum "$c" >"$c.sha256")
 }
 

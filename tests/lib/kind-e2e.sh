@@ -62,7 +62,7 @@ E2E_ARGS=(--var-file "$KUBE_BUILD_VARS" --var docker_base_image="$E2E_BASE"
 # The variables the test may change: where sources come from, the base, the tag, the CNI.
 E2E_ALLOWED="kubernetes_http_source containerd_url containerd_checksum runc_url runc_checksum
 	kubernetes_cni_url kubernetes_cni_checksum crictl_url crictl_checksum registry_mirrors
-	docker_base_image kind_node_image kind_cni kind_cni_images flannel_cni_plugin_image
+	kubernetes_tarball docker_base_image kind_node_image kind_cni kind_cni_images flannel_cni_plugin_image
 	${E2E_OVERRIDES:-}"
 test_expect_success "the build differs from the shipped $(basename "$E2E_CONFIG") only in source variables" '
 	"$IMGF" inspect --json --only kind-node "$E2E_CONFIG" >"$TMP/shipped.json" &&
@@ -96,7 +96,7 @@ test_expect_success "the node image holds the real binaries at the mirror versio
 		ctr --version | grep -F \" $CONTAINERD_VERSION\"
 		test -x /usr/local/bin/containerd-shim-runc-v2
 		runc --version | grep -x \"runc version ${RUNC_VERSION#v}\"
-		runc --version | grep -q \"^seccomp\"
+		runc --version | grep -q \"^libseccomp: \"
 		test -x /opt/cni/bin/ptp && test -x /opt/cni/bin/portmap
 		grep -q \"restrict_oom_score_adj = false\" /etc/containerd/config.toml
 		grep -q \"sandbox_image = .registry.k8s.io/pause:$PAUSE_TAG.\" /etc/containerd/config.toml
