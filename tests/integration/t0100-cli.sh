@@ -268,6 +268,15 @@ test_expect_success "variable download_max_size caps every download without a ma
 	expect_err "variable '\''download_timeout'\'': '\''soon'\'' is not a number of seconds"
 '
 
+test_expect_success "variables extract_max_size and extract_max_entries must be a size and a count" '
+	expect_exit 1 "$IMGF" validate --var extract_max_size=lots "$TMP/cap/config-nomax.json" &&
+	expect_err "--var: variable '\''extract_max_size'\'': '\''lots'\'' is not a size like 16G" &&
+	expect_exit 1 "$IMGF" validate --var extract_max_entries=0 "$TMP/cap/config-nomax.json" &&
+	expect_err "variable '\''extract_max_entries'\'': '\''0'\'' is not a positive number" &&
+	"$IMGF" validate --var extract_max_size=64G --var extract_max_entries=5000000 \
+		"$TMP/cap/config-nomax.json"
+'
+
 test_expect_success "max_size must be a size, on a step that downloads" '
 	expect_exit 1 "$IMGF" validate --var max=lots "$TMP/cap/config.json" &&
 	expect_err "provisioners[0] (runc): max_size: '\''lots'\'' is not a size like 512M" &&
