@@ -620,6 +620,15 @@ static bool cache_owned(const char *path)
 	return strstr(path, "/steps/qemu/") && str_has_suffix(path, ".qcow2");
 }
 
+/* The cache's directories are its owner's only (an older imgforge made them 0755). */
+static int cache_mkdir(const char *dir, struct imgf_error **err)
+{
+	if (mkdir_p(dir, 0700, err) < 0)
+		return -1;
+	chmod(dir, 0700);
+	return 0;
+}
+
 static void cache_file_remove(const char *path)
 {
 	if (!cache_owned(path))
@@ -644,7 +653,7 @@ static int qemu_cache_save(struct imgf_build *b, struct imgf_target *t, const ch
 	guestfs_close(qt->g);
 	qt->g = NULL;
 	_cleanup_free_ char *dir = xasprintf("%s/steps/qemu", b->cache_dir);
-	if (mkdir_p(dir, 0755, err) < 0)
+	if (cache_mkdir(dir, err) < 0)
 		return -1;
 	char rnd[9];
 	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
@@ -788,7 +797,7 @@ static int qemu_cache_keep(struct imgf_build *b, const struct imgf_artifact *art
 	if (!art->disk)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "no disk image");
 	_cleanup_free_ char *dir = xasprintf("%s/steps/qemu/artifacts", b->cache_dir);
-	if (mkdir_p(dir, 0755, err) < 0)
+	if (cache_mkdir(dir, err) < 0)
 		return -1;
 	char rnd[9];
 	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));

@@ -20,7 +20,9 @@
 #include "fetch.h"
 #include "log.h"
 #include "provisioner.h"
+#include "redact.h"
 #include "stepcache.h"
+#include "stepcache-internal.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -261,8 +263,6 @@ static char *entry_path(const struct imgf_stepcache *c, const char *key)
 	return path_join(c->dir, name);
 }
 
-static void entry_write(const struct imgf_stepcache *c, json_t *entry);
-
 static json_t *entry_load(const char *path)
 {
 	_cleanup_free_ char *text = NULL;
@@ -293,18 +293,23 @@ static void entry_replace(struct imgf_build *b, json_t *entry)
 		imgf_error_free(e);
 	}
 	json_decref(old);
-	entry_write(b->cache, entry);
+	imgf_stepcache_entry_write(b->cache->dir, entry);
 	json_decref(entry);
 }
 
-static void entry_write(const struct imgf_stepcache *c, json_t *entry)
+void imgf_stepcache_entry_write(const char *dir, json_t *entry)
 {
 	const char *key = json_string_value(json_object_get(entry, "key"));
-	_cleanup_free_ char *path = entry_path(c, key);
-	_cleanup_free_ char *text = json_dumps(entry, JSON_INDENT(1) | JSON_SORT_KEYS);
+	_cleanup_free_ char *name = xasprintf("%s.json", key);
+	_cleanup_free_ char *path = path_join(dir, name);
+	_cleanup_free_ char *raw = json_dumps(entry, JSON_INDENT(1) | JSON_SORT_KEYS);
+	/* the inputs' URLs may carry credentials; the manifest gets them redacted anyway */
+	_cleanup_free_ char *text = imgf_redact(raw);
 	struct imgf_error *e = NULL;
-	if (mkdir_p(c->dir, 0755, &e) < 0 ||
-	    write_file_atomic(path, text, strlen(text), 0644, &e) < 0)
+	int r = mkdir_p(dir, 0700, &e);
+	if (r == 0)
+		chmod(dir, 0700); /* an older imgforge made it 0755 */
+	if (r < 0 || write_file_atomic(path, text, strlen(text), 0600, &e) < 0)
 		log_warn("step cache: cannot record '%s': %s", path, e->msg);
 	imgf_error_free(e);
 }
@@ -349,7 +354,7 @@ static int lookup(struct imgf_build *b, const char *key, bool final, const char 
 		return 0;
 	}
 	json_object_set_new(entry, "used", json_integer((json_int_t)time(NULL)));
-	entry_write(c, entry);
+	imgf_stepcache_entry_write(c->dir, entry);
 	*out = entry;
 	return 1;
 }

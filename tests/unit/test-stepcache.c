@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "stepcache-internal.h"
 #include "stepcache.h"
 #include "test.h"
 #include "util.h"
@@ -146,6 +147,30 @@ TEST(prune_of_a_planted_record_never_removes_a_file_outside_the_cache)
 	CHECK(!has_entry(dir, "unknown") && !has_entry(dir, "own"));
 	rm_rf(dir, NULL);
 	rm_rf(outside, NULL);
+}
+
+TEST(a_record_keeps_no_credentials_and_only_its_owner_reads_it)
+{
+	_cleanup_free_ char *dir = fresh_dir();
+	_cleanup_free_ char *steps = path_join(dir, "steps");
+	CHECK(mkdir(steps, 0755) == 0); /* as an older imgforge made it */
+	json_t *entry =
+		json_pack("{s:s,s:s,s:s,s:[{s:s,s:s,s:s},{s:s,s:s,s:s}]}", "key", "k1", "id",
+			  "sha256:abc", "builder", "docker", "inputs", "name", "containerd", "url",
+			  "https://user:s3cret@mirror.example/containerd.tar.gz", "sha256", "00",
+			  "name", "runc", "url", "file://user:s3cret@/srv/runc", "sha256", "11");
+	imgf_stepcache_entry_write(steps, entry);
+	json_decref(entry);
+	_cleanup_free_ char *path = path_join(steps, "k1.json");
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	CHECK(read_file(path, 0, &text, &len, NULL) == 0);
+	CHECK(text && !strstr(text, "s3cret") && !strstr(text, "user:"));
+	CHECK(text && strstr(text, "https://***@mirror.example/containerd.tar.gz"));
+	struct stat st;
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600);
+	CHECK(stat(steps, &st) == 0 && (st.st_mode & 07777) == 0700);
+	rm_rf(dir, NULL);
 }
 
 TEST(prune_of_a_missing_cache_is_nothing_to_do)
