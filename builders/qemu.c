@@ -38,6 +38,7 @@
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
+#include "builders/qemu-internal.h"
 
 #define GUEST_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define OUT_FILE "/tmp/.imgforge-exec.out"
@@ -48,7 +49,7 @@
 struct qemu_target {
 	struct imgf_target t;
 	guestfs_h *g;
-	char *work_dir; /* overlay and outputs; 0711 so libvirt's qemu user can reach them */
+	char *work_dir; /* overlay and outputs: 0700, 0711 only while libvirt boots from it */
 	char *overlay;
 };
 
@@ -515,13 +516,27 @@ static struct qemu_target *target_new(void)
 	return qt;
 }
 
-static int work_dir_make(struct qemu_target *qt, struct imgf_error **err)
+/* qemu-img creates files 0644 (umask 022): a disk of the work directory is 0600. */
+static int disk_private(const char *path, struct imgf_error **err)
+{
+	if (chmod(path, 0600) < 0)
+		return imgf_error_errno(err, errno, "chmod '%s'", path);
+	return 0;
+}
+
+int imgf_qemu_work_dir_make(char **out, struct imgf_error **err)
 {
 	const char *tmp = getenv("TMPDIR");
-	qt->work_dir = xasprintf("%s/imgforge-qemu-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
-	if (!mkdtemp(qt->work_dir))
-		return imgf_error_errno(err, errno, "create '%s'", qt->work_dir);
-	chmod(qt->work_dir, 0711);
+	*out = xasprintf("%s/imgforge-qemu-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+	if (!mkdtemp(*out)) /* 0700: the disk being built is no one else's */
+		return imgf_error_errno(err, errno, "create '%s'", *out);
+	return 0;
+}
+
+static int work_dir_make(struct qemu_target *qt, struct imgf_error **err)
+{
+	if (imgf_qemu_work_dir_make(&qt->work_dir, err) < 0)
+		return -1;
 	qt->overlay = path_join(qt->work_dir, "build.qcow2");
 	qt->t.name = xasprintf("disk '%s'", qt->overlay);
 	return 0;
@@ -537,7 +552,7 @@ static int prepare_from_cache(struct imgf_build *b, const char *from, struct img
 		return -1;
 	char *create[] = {"qemu-img", "create", "-q",	      "-f",	   "qcow2", "-F",
 			  "qcow2",    "-b",	(char *)from, qt->overlay, NULL};
-	if (imgf_run(create, NULL, err) < 0)
+	if (imgf_run(create, NULL, err) < 0 || disk_private(qt->overlay, err) < 0)
 		return -1;
 	log_info("%s: the disk starts from the cached step disk '%s' (%zu step%s)", b->def->name,
 		 from, b->cache->hit, b->cache->hit == 1 ? "" : "s");
@@ -593,7 +608,7 @@ static int qemu_prepare(struct imgf_build *b, struct imgf_target **out, struct i
 	size = disk_size ? xstrdup(disk_size) : xasprintf("%lld", vsize);
 	char *create[] = {"qemu-img",  "create", "-q",	  "-f",	       "qcow2", "-F",
 			  (char *)fmt, "-b",	 in.path, qt->overlay, size,	NULL};
-	if (imgf_run(create, NULL, err) < 0)
+	if (imgf_run(create, NULL, err) < 0 || disk_private(qt->overlay, err) < 0)
 		goto out;
 	r = launch(b, qt, true, err);
 out:
@@ -620,6 +635,15 @@ static bool cache_owned(const char *path)
 	return strstr(path, "/steps/qemu/") && str_has_suffix(path, ".qcow2");
 }
 
+/* The cache's directories are its owner's only (an older imgforge made them 0755). */
+static int cache_mkdir(const char *dir, struct imgf_error **err)
+{
+	if (mkdir_p(dir, 0700, err) < 0)
+		return -1;
+	chmod(dir, 0700);
+	return 0;
+}
+
 static void cache_file_remove(const char *path)
 {
 	if (!cache_owned(path))
@@ -644,7 +668,7 @@ static int qemu_cache_save(struct imgf_build *b, struct imgf_target *t, const ch
 	guestfs_close(qt->g);
 	qt->g = NULL;
 	_cleanup_free_ char *dir = xasprintf("%s/steps/qemu", b->cache_dir);
-	if (mkdir_p(dir, 0755, err) < 0)
+	if (cache_mkdir(dir, err) < 0)
 		return -1;
 	char rnd[9];
 	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
@@ -671,7 +695,7 @@ static int qemu_cache_save(struct imgf_build *b, struct imgf_target *t, const ch
 	}
 	*size = st.st_size;
 	*id = xstrdup(dest);
-	if (imgf_run(create, NULL, err) < 0)
+	if (imgf_run(create, NULL, err) < 0 || disk_private(qt->overlay, err) < 0)
 		return -1;
 	return launch(b, qt, false, err);
 }
@@ -788,7 +812,7 @@ static int qemu_cache_keep(struct imgf_build *b, const struct imgf_artifact *art
 	if (!art->disk)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "no disk image");
 	_cleanup_free_ char *dir = xasprintf("%s/steps/qemu/artifacts", b->cache_dir);
-	if (mkdir_p(dir, 0755, err) < 0)
+	if (cache_mkdir(dir, err) < 0)
 		return -1;
 	char rnd[9];
 	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
@@ -1224,15 +1248,15 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 	_cleanup_free_ char *seed = path_join(qt->work_dir, "seed.iso");
 	char *create[] = {"qemu-img", "create", "-q",	       "-f",	"qcow2", "-F",
 			  "qcow2",    "-b",	(char *)image, overlay, NULL};
-	if (imgf_run(create, NULL, err) < 0)
+	if (imgf_run(create, NULL, err) < 0 || disk_private(overlay, err) < 0)
 		return -1;
 	_cleanup_free_ char *script = boot_script(b, mode);
 	struct imgf_cidata cd = {.instance_id = "imgforge-boot-check",
 				 .hostname = "imgforge-boot-check",
 				 .boot_script = script};
-	if (imgf_cidata_write_iso(&cd, seed, err) < 0)
+	if (imgf_cidata_write_iso(&cd, seed, err) < 0 || disk_private(seed, err) < 0)
 		return -1;
-	int fd = open(console, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	int fd = open(console, O_CREAT | O_TRUNC | O_WRONLY, 0600);
 	if (fd >= 0)
 		close(fd);
 
@@ -1251,11 +1275,19 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 			   imgf_cfg_int(b->builder_cfg, "boot_cpus", 2), overlay, seed, console);
 	log_info("%s: boot check: booting '%s' (%s)", b->def->name, name,
 		 kvm ? "kvm" : "qemu, no KVM: this takes minutes");
+	/*
+	 * libvirt's qemu runs as its own user (qemu.conf's user, libvirt-qemu): dynamic
+	 * ownership chowns the disks, the seed and the console to it, but it must still pass
+	 * through the work directory. Search only, while the domain runs: no one may list it,
+	 * and each file in it is 0600.
+	 */
+	chmod(qt->work_dir, 0711);
 	virDomainPtr dom = virDomainCreateXML(conn, xml, 0);
 	if (!dom) {
 		virErrorPtr e = virGetLastError();
 		imgf_error_set(err, IMGF_EXIT_FAIL, "libvirt: start the boot check domain: %s",
 			       e && e->message ? e->message : "failed");
+		chmod(qt->work_dir, 0700);
 		virConnectClose(conn);
 		return -1;
 	}
@@ -1317,6 +1349,7 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 	virDomainDestroy(dom);
 	virDomainFree(dom);
 	virConnectClose(conn);
+	chmod(qt->work_dir, 0700);
 	/* libvirt hands the disk chain to its qemu user; the image is ours again. */
 	if (chown(image, getuid(), getgid()) < 0)
 		log_warn("chown '%s': %s", image, strerror(errno));
@@ -1351,7 +1384,7 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	log_info("%s: writing the compressed image", b->def->name);
 	char *convert[] = {"qemu-img", "convert",   "-q",      "-c", "-O",
 			   "qcow2",    qt->overlay, tmp_image, NULL};
-	if (imgf_run(convert, NULL, err) < 0)
+	if (imgf_run(convert, NULL, err) < 0 || disk_private(tmp_image, err) < 0)
 		return -1;
 	unlink(qt->overlay);
 	imgf_build_phase(b, "compact", imgf_now() - t0);
@@ -1388,6 +1421,10 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	_cleanup_free_ char *image_out = path_join(b->out_dir, file);
 	if (move_file(tmp_image, image_out, err) < 0)
 		return imgf_error_prefix(err, "move the image to the output directory");
+	/* the output is readable as before; only the work copies were not */
+	chmod(image_out, 0644);
+	if (have_console)
+		chmod(console_out, 0644);
 	/* Its .sha256 comes from the checksum post-processor. */
 	out->id = xstrdup(image_out);
 	out->disk = xstrdup(image_out);

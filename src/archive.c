@@ -550,6 +550,53 @@ static int tree_recheck_symlinks(struct tree *tree, const char *archive_path,
 
 /* ---- Reading ---- */
 
+static struct imgf_archive_limits limits = {IMGF_EXTRACT_MAX_SIZE_DEFAULT,
+					    IMGF_EXTRACT_MAX_ENTRIES_DEFAULT};
+
+void imgf_archive_set_limits(const struct imgf_archive_limits *l)
+{
+	limits.max_size = l->max_size ? l->max_size : IMGF_EXTRACT_MAX_SIZE_DEFAULT;
+	limits.max_entries = l->max_entries ? l->max_entries : IMGF_EXTRACT_MAX_ENTRIES_DEFAULT;
+}
+
+/* What an archive has expanded to so far: a small compressed tar can expand without end. */
+struct expansion {
+	uint64_t bytes, entries;
+	uint64_t max_size, max_entries;
+};
+
+static void expansion_init(struct expansion *x)
+{
+	*x = (struct expansion){.max_size = limits.max_size, .max_entries = limits.max_entries};
+}
+
+static int expansion_add(struct expansion *x, const char *archive_path, uint64_t bytes,
+			 uint64_t entries, struct imgf_error **err)
+{
+	x->entries += entries;
+	if (x->entries > x->max_entries)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "archive '%s': more than %llu members; raise the cap with "
+				      "variable 'extract_max_entries'",
+				      archive_path, (unsigned long long)x->max_entries);
+	if (bytes > x->max_size - x->bytes)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "archive '%s': expands to more than %llu bytes; raise the "
+				      "cap with variable 'extract_max_size'",
+				      archive_path, (unsigned long long)x->max_size);
+	x->bytes += bytes;
+	return 0;
+}
+
+/* A member counts once, with its declared size (a sparse member's holes too), before any
+ * of its data is written. */
+static int expansion_member(struct expansion *x, const char *archive_path, struct archive_entry *e,
+			    struct imgf_error **err)
+{
+	int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+	return expansion_add(x, archive_path, size > 0 ? (uint64_t)size : 0, 1, err);
+}
+
 static struct archive *archive_open_read(const char *path, struct imgf_error **err)
 {
 	struct archive *a = archive_read_new();
@@ -605,7 +652,8 @@ static struct archive_entry *member_entry(const struct member *m, struct archive
 
 /* The member's data to disk. Holes (sparse members) become seeks, not zeros written. */
 static int extract_data(struct archive *in, struct archive *disk, const char *archive_path,
-			const struct member *m, int64_t size, struct imgf_error **err)
+			const struct member *m, int64_t size, struct expansion *x,
+			struct imgf_error **err)
 {
 	int64_t end = 0;
 	for (;;) {
@@ -622,6 +670,9 @@ static int extract_data(struct archive *in, struct archive *disk, const char *ar
 		if (off < 0 ||
 		    (size >= 0 && (off > size || (uint64_t)len > (uint64_t)(size - off))))
 			return refuse(err, archive_path, m->raw, "data does not match its size");
+		/* without a declared size (counted already) the data counts as it comes */
+		if (size < 0 && expansion_add(x, archive_path, len, 0, err) < 0)
+			return -1;
 		if (archive_write_data_block(disk, buf, len, off) < ARCHIVE_WARN)
 			return refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
 		end = off + (int64_t)len > end ? off + (int64_t)len : end;
@@ -633,7 +684,7 @@ static int extract_data(struct archive *in, struct archive *disk, const char *ar
 
 static int extract_member(struct archive *in, struct archive *disk, const char *archive_path,
 			  const char *dest, struct archive_entry *in_e, const struct member *m,
-			  unsigned flags, struct imgf_error **err)
+			  unsigned flags, struct expansion *x, struct imgf_error **err)
 {
 	_cleanup_free_ char *path = path_join(dest, m->name);
 	_cleanup_free_ char *link = m->hardlink ? path_join(dest, m->hardlink) : NULL;
@@ -660,7 +711,7 @@ static int extract_member(struct archive *in, struct archive *disk, const char *
 	if (archive_write_header(disk, e) < ARCHIVE_WARN)
 		ret = refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
 	if (ret == 0 && m->type == AE_IFREG)
-		ret = extract_data(in, disk, archive_path, m, size, err);
+		ret = extract_data(in, disk, archive_path, m, size, x, err);
 	if (ret == 0 && archive_write_finish_entry(disk) < ARCHIVE_WARN)
 		ret = refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
 	archive_entry_free(e);
@@ -692,6 +743,8 @@ int imgf_archive_extract_flags(const char *archive_path, const char *dest_dir, u
 	struct tree tree;
 	tree_init(&tree, dirfd, strlen(dest));
 	tree.absolute_ok = flags & IMGF_EXTRACT_ABSOLUTE_SYMLINKS;
+	struct expansion x;
+	expansion_init(&x);
 	int ret = -1;
 	for (;;) {
 		struct archive_entry *e;
@@ -701,9 +754,11 @@ int imgf_archive_extract_flags(const char *archive_path, const char *dest_dir, u
 		if (r == 0)
 			break;
 		struct member m = {0};
-		r = check_member(&tree, archive_path, e, 0, &m, err);
+		r = expansion_member(&x, archive_path, e, err);
 		if (r == 0)
-			r = extract_member(in, disk, archive_path, dest, e, &m, flags, err);
+			r = check_member(&tree, archive_path, e, 0, &m, err);
+		if (r == 0)
+			r = extract_member(in, disk, archive_path, dest, e, &m, flags, &x, err);
 		member_release(&m);
 		if (r < 0)
 			goto out;
@@ -1220,6 +1275,8 @@ static int add_archive(struct imgf_tar *t, const char *archive_path, int strip, 
 	if (!c.in)
 		return -1;
 	tree_init(&c.tree, -1, 0);
+	struct expansion x;
+	expansion_init(&x);
 	int ret = -1;
 	for (;;) {
 		struct archive_entry *e;
@@ -1229,7 +1286,9 @@ static int add_archive(struct imgf_tar *t, const char *archive_path, int strip, 
 		if (r == 0)
 			break;
 		struct member m = {0};
-		r = check_member(&c.tree, archive_path, e, strip, &m, err);
+		r = expansion_member(&x, archive_path, e, err);
+		if (r == 0)
+			r = check_member(&c.tree, archive_path, e, strip, &m, err);
 		if (r == 0)
 			r = copy_member(&c, e, &m, err);
 		member_release(&m);

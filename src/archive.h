@@ -8,9 +8,26 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct imgf_error;
+
+/*
+ * What one archive may expand to, for either reader: the sum of its members' sizes and the
+ * number of its members. A member past either cap is refused before its data is written; the
+ * error names the variable that raises the cap. 0 = the default.
+ */
+struct imgf_archive_limits {
+	uint64_t max_size;    /* variable extract_max_size, default 16 GiB */
+	uint64_t max_entries; /* variable extract_max_entries, default 1,000,000 */
+};
+#define IMGF_EXTRACT_MAX_SIZE_DEFAULT (16ull << 30)
+#define IMGF_EXTRACT_MAX_ENTRIES_DEFAULT 1000000ull
+
+/* The caps of every archive read from now on (the engine sets them once from the config's
+ * variables, before any build starts: all builds of a run share the config's variables). */
+void imgf_archive_set_limits(const struct imgf_archive_limits *l);
 
 /*
  * Extract any archive libarchive reads (tar, tar.gz, ...) into an existing directory.

@@ -16,6 +16,11 @@
 #define YAML_MAX_DEPTH 64
 /* One interpolated string: variables that double each other would otherwise grow without end. */
 #define INTERPOLATED_MAX (1u << 20)
+/* All of a config's interpolated strings (variables and image definitions) together, and its
+ * variables: many variables of INTERPOLATED_MAX each would take gigabytes and minutes. The
+ * shipped configs use a few KiB and under a hundred variables. */
+#define INTERPOLATED_TOTAL_MAX (64u << 20)
+#define VARIABLES_MAX 10000u
 
 static bool is_yaml_path(const char *path)
 {
@@ -291,13 +296,31 @@ int imgf_interpolate(const char *in, json_t *vars, const char *where, char **out
 	return 0;
 }
 
-static int interpolate_json_at(json_t *in, json_t *vars, struct strbuf *path, json_t **out,
-			       struct imgf_error **err)
+/* imgf_interpolate, adding the result's length to *total, which may not pass the cap. */
+static int interpolate_counted(const char *in, json_t *vars, const char *where, size_t *total,
+			       char **out, struct imgf_error **err)
+{
+	if (imgf_interpolate(in, vars, where, out, err) < 0)
+		return -1;
+	*total += strlen(*out);
+	if (*total > INTERPOLATED_TOTAL_MAX) {
+		free(*out);
+		*out = NULL;
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s: the interpolated config is longer than %u bytes in all "
+				      "(the cap for its variables and image definitions together)",
+				      where, INTERPOLATED_TOTAL_MAX);
+	}
+	return 0;
+}
+
+static int interpolate_json_at(json_t *in, json_t *vars, struct strbuf *path, size_t *total,
+			       json_t **out, struct imgf_error **err)
 {
 	size_t mark = path->len;
 	if (json_is_string(in)) {
 		char *s;
-		if (imgf_interpolate(json_string_value(in), vars, path->buf, &s, err) < 0)
+		if (interpolate_counted(json_string_value(in), vars, path->buf, total, &s, err) < 0)
 			return -1;
 		*out = json_string(s);
 		free(s);
@@ -314,7 +337,7 @@ static int interpolate_json_at(json_t *in, json_t *vars, struct strbuf *path, js
 		{
 			json_t *nv;
 			strbuf_addf(path, "[%zu]", i);
-			int r = interpolate_json_at(v, vars, path, &nv, err);
+			int r = interpolate_json_at(v, vars, path, total, &nv, err);
 			path->len = mark;
 			path->buf[mark] = '\0';
 			if (r < 0) {
@@ -334,7 +357,7 @@ static int interpolate_json_at(json_t *in, json_t *vars, struct strbuf *path, js
 		{
 			json_t *nv;
 			strbuf_addf(path, ".%s", k);
-			int r = interpolate_json_at(v, vars, path, &nv, err);
+			int r = interpolate_json_at(v, vars, path, total, &nv, err);
 			path->len = mark;
 			path->buf[mark] = '\0';
 			if (r < 0) {
@@ -350,14 +373,21 @@ static int interpolate_json_at(json_t *in, json_t *vars, struct strbuf *path, js
 	return 0;
 }
 
-int imgf_interpolate_json(json_t *in, json_t *vars, const char *where, json_t **out,
-			  struct imgf_error **err)
+static int interpolate_json_counted(json_t *in, json_t *vars, const char *where, size_t *total,
+				    json_t **out, struct imgf_error **err)
 {
 	struct strbuf path = STRBUF_INIT;
 	strbuf_addstr(&path, where);
-	int r = interpolate_json_at(in, vars, &path, out, err);
+	int r = interpolate_json_at(in, vars, &path, total, out, err);
 	strbuf_release(&path);
 	return r;
+}
+
+int imgf_interpolate_json(json_t *in, json_t *vars, const char *where, json_t **out,
+			  struct imgf_error **err)
+{
+	size_t total = 0;
+	return interpolate_json_counted(in, vars, where, &total, out, err);
 }
 
 /* ---- loading and layering -------------------------------------------------------------- */
@@ -367,6 +397,7 @@ struct loader {
 	json_t *var_from; /* name -> origin */
 	json_t *images;	  /* array of absolute-ish paths, from the last file that set it */
 	char **stack;	  /* files being loaded, for include cycles */
+	size_t total;	  /* bytes interpolated so far (INTERPOLATED_TOTAL_MAX) */
 };
 
 static const char *const config_keys[] = {"include", "variables", "images", NULL};
@@ -439,6 +470,12 @@ static int set_vars(struct loader *ld, json_t *vars, const char *origin, struct 
 					      "%s: variables.%s: not valid UTF-8", origin, k);
 		json_object_set_new(ld->raw_vars, k, js);
 		json_object_set_new(ld->var_from, k, json_string(origin));
+		if (json_object_size(ld->raw_vars) > VARIABLES_MAX)
+			return imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"%s: variables.%s: more than %u variables (the cap for "
+				"a whole config)",
+				origin, k, VARIABLES_MAX);
 	}
 	return 0;
 }
@@ -535,7 +572,7 @@ out:
 
 /* Resolve one variable, following references; `busy` detects cycles. */
 static int resolve_var(const char *name, json_t *raw, json_t *from, json_t *done, json_t *busy,
-		       struct imgf_error **err)
+		       size_t *total, struct imgf_error **err)
 {
 	if (json_object_get(done, name))
 		return 0;
@@ -554,13 +591,13 @@ static int resolve_var(const char *name, json_t *raw, json_t *from, json_t *done
 		if (!scan_ref(s, &nb, &ne))
 			continue;
 		_cleanup_free_ char *ref = xstrndup(nb, (size_t)(ne - nb));
-		if (resolve_var(ref, raw, from, done, busy, err) < 0)
+		if (resolve_var(ref, raw, from, done, busy, total, err) < 0)
 			return -1;
 	}
 	_cleanup_free_ char *where =
 		xasprintf("%s: variables.%s", json_string_value(json_object_get(from, name)), name);
 	char *val;
-	if (imgf_interpolate(tmpl, done, where, &val, err) < 0)
+	if (interpolate_counted(tmpl, done, where, total, &val, err) < 0)
 		return -1;
 	json_t *jv = json_string(val);
 	free(val);
@@ -572,7 +609,7 @@ static int resolve_var(const char *name, json_t *raw, json_t *from, json_t *done
 }
 
 static int load_image_def(struct imgf_config *c, const char *path, struct imgf_image_def *def,
-			  struct imgf_error **err)
+			  size_t *total, struct imgf_error **err)
 {
 	static const char *const image_keys[] = {"name",	 "description",	    "builder",
 						 "provisioners", "post_processors", NULL};
@@ -608,9 +645,11 @@ static int load_image_def(struct imgf_config *c, const char *path, struct imgf_i
 	_cleanup_free_ char *wpp = xasprintf("%s: post_processors", path);
 	json_t *empty = json_array();
 	int r = 0;
-	if (imgf_interpolate_json(b, c->vars, wb, &def->builder, err) < 0 ||
-	    imgf_interpolate_json(p ? p : empty, c->vars, wp, &def->provisioners, err) < 0 ||
-	    imgf_interpolate_json(pp ? pp : empty, c->vars, wpp, &def->post_processors, err) < 0)
+	if (interpolate_json_counted(b, c->vars, wb, total, &def->builder, err) < 0 ||
+	    interpolate_json_counted(p ? p : empty, c->vars, wp, total, &def->provisioners, err) <
+		    0 ||
+	    interpolate_json_counted(pp ? pp : empty, c->vars, wpp, total, &def->post_processors,
+				     err) < 0)
 		r = -1;
 	json_decref(empty);
 	return r;
@@ -657,6 +696,13 @@ int imgf_config_load(const char *path, const struct imgf_config_opts *opts,
 			goto out;
 		}
 		json_object_set_new(ld.var_from, k, json_string("--var"));
+		if (json_object_size(ld.raw_vars) > VARIABLES_MAX) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "--var '%s': more than %u variables (the cap for a whole "
+				       "config)",
+				       k, VARIABLES_MAX);
+			goto out;
+		}
 	}
 
 	c->vars = json_object();
@@ -666,7 +712,7 @@ int imgf_config_load(const char *path, const struct imgf_config_opts *opts,
 	int vr = 0;
 	json_object_foreach(ld.raw_vars, k, v)
 	{
-		if (resolve_var(k, ld.raw_vars, ld.var_from, c->vars, busy, err) < 0) {
+		if (resolve_var(k, ld.raw_vars, ld.var_from, c->vars, busy, &ld.total, err) < 0) {
 			vr = -1;
 			break;
 		}
@@ -681,7 +727,7 @@ int imgf_config_load(const char *path, const struct imgf_config_opts *opts,
 	for (size_t i = 0; i < n; i++) {
 		const char *ip = json_string_value(json_array_get(ld.images, i));
 		c->nimages++;
-		if (load_image_def(c, ip, &c->images[i], err) < 0)
+		if (load_image_def(c, ip, &c->images[i], &ld.total, err) < 0)
 			goto out;
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(c->images[j].name, c->images[i].name)) {

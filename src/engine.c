@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archive.h"
 #include "build.h"
 #include "builder.h"
 #include "checksum.h"
@@ -552,11 +553,40 @@ static int replace_output(const char *staging, const char *out_dir, struct imgf_
 	return 0;
 }
 
+/* Variables extract_max_size and extract_max_entries: what any archive read may expand to. */
+static int archive_settings(const struct imgf_config *c, struct imgf_error **err)
+{
+	struct imgf_archive_limits l = {0};
+	const char *v = imgf_config_var(c, "extract_max_size");
+	if (v && *v && (imgf_size_parse(v, &l.max_size) < 0 || l.max_size == 0))
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"%s: variable 'extract_max_size': '%s' is not a size like 16G "
+			"(bytes, or K, M, G, T)",
+			json_string_value(json_object_get(c->var_from, "extract_max_size")), v);
+	v = imgf_config_var(c, "extract_max_entries");
+	if (v && *v) {
+		char *end;
+		errno = 0;
+		unsigned long long n = *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
+		if (n == 0 || errno || *end)
+			return imgf_error_set(
+				err, IMGF_EXIT_FAIL,
+				"%s: variable 'extract_max_entries': '%s' is not a positive number",
+				json_string_value(
+					json_object_get(c->var_from, "extract_max_entries")),
+				v);
+		l.max_entries = n;
+	}
+	imgf_archive_set_limits(&l);
+	return 0;
+}
+
 int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *opts,
 		    struct imgf_error **err)
 {
 	if (check_selection(c, opts->only, "--only", err) < 0 ||
-	    check_selection(c, opts->except, "--except", err) < 0)
+	    check_selection(c, opts->except, "--except", err) < 0 || archive_settings(c, err) < 0)
 		return -1;
 	_cleanup_free_ char *dir_name = NULL;
 	if (imgf_build_dir_name(c, &dir_name, err) < 0)

@@ -457,7 +457,7 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 {
 	memset(res, 0, sizeof(*res));
 	struct upload u = {.g = g, .bucket = bucket, .object = object, .path = path, .res = res};
-	u.fd = open(path, O_RDONLY | O_CLOEXEC);
+	u.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (u.fd < 0)
 		return imgf_error_errno(err, errno, "open '%s'", path);
 	struct stat st;

@@ -90,7 +90,8 @@ struct imgf_gcs_upload_result {
  * from the local ones the object is deleted and the upload fails. When want_sha256 is non-NULL and
  * the sha256 of the bytes sent (computed in the same pass) differs, the file changed since
  * it was hashed or want_sha256 came from a wrong .sha256: the object is deleted and the
- * upload fails.
+ * upload fails. A symlink
+ * is not followed (ELOOP): image-upload sends only regular files of a build directory.
  */
 int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *object,
 			 const char *path, const char *want_sha256,

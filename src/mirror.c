@@ -33,7 +33,8 @@ struct mirror {
 
 /*
  * Where "SCHEME://" is in s (*scheme: the scheme's first letter) and what follows it,
- * slashes skipped: "file:///srv/x" -> "srv/x". NULL when s holds no "://".
+ * slashes and userinfo skipped: "file:///srv/x" -> "srv/x", "https://u:tok@h/x" -> "h/x"
+ * (credentials become no directory name, no vars.json value). NULL when s holds no "://".
  */
 static const char *after_scheme(const char *s, const char **scheme)
 {
@@ -49,7 +50,22 @@ static const char *after_scheme(const char *s, const char **scheme)
 	p += 3;
 	while (*p == '/')
 		p++;
-	return p;
+	const char *at = memrchr(p, '@', strcspn(p, "/?#"));
+	return at ? at + 1 : p;
+}
+
+/* A URL as index.json knows it: without its userinfo. */
+static char *index_key(const char *url)
+{
+	const char *p = strstr(url, "://");
+	const char *at = p ? memrchr(p + 3, '@', strcspn(p + 3, "/?#")) : NULL;
+	return at ? xasprintf("%.*s%s", (int)(p + 3 - url), url, at + 1) : xstrdup(url);
+}
+
+static void index_set(json_t *index, const char *url, const char *sha256)
+{
+	_cleanup_free_ char *key = index_key(url);
+	json_object_set_new(index, key, json_string(sha256));
 }
 
 /* The part of a URL after "SCHEME://", refused when it could leave DIR/files. */
@@ -149,8 +165,9 @@ static int copy_file(const char *from, const char *to, struct imgf_error **err)
 }
 
 /* Whether the index says `key` is at `path` and the file still hashes the same. */
-static bool present(struct mirror *m, const char *key, const char *path)
+static bool present(struct mirror *m, const char *url, const char *path)
 {
+	_cleanup_free_ char *key = index_key(url);
 	const char *want = json_string_value(json_object_get(m->index, key));
 	char hex[IMGF_DIGEST_HEX_MAX];
 	struct imgf_error *e = NULL;
@@ -166,7 +183,7 @@ static int record(struct mirror *m, const char *key, const char *path, struct im
 	char hex[IMGF_DIGEST_HEX_MAX];
 	if (imgf_digest_file(path, IMGF_SHA256, hex, err) < 0)
 		return -1;
-	json_object_set_new(m->index, key, json_string(hex));
+	index_set(m->index, key, hex);
 	return 0;
 }
 
@@ -222,7 +239,7 @@ static int mirror_inputs(struct mirror *m, struct imgf_build *b, struct imgf_inp
 		if (imgf_fetch_all(in, 1, &b->fetch, err) < 0 ||
 		    copy_file(in->path, path, err) < 0 || mirror_list(m, b, in, err) < 0)
 			return imgf_error_prefix(err, "input '%s'", in->name);
-		json_object_set_new(m->index, in->url, json_string(in->sha256));
+		index_set(m->index, in->url, in->sha256);
 		m->fetched++;
 		log_info("mirror: %s -> %s", in->url, path);
 	}
@@ -326,11 +343,17 @@ int imgf_mirror_builds(const struct imgf_config *c, struct imgf_build *builds, s
 	}
 	_cleanup_free_ char *index_path = path_join(abs, "index.json");
 	json_error_t jerr;
-	m.index = json_load_file(index_path, 0, &jerr);
-	if (!json_is_object(m.index)) {
-		json_decref(m.index);
-		m.index = json_object();
+	json_t *old_index = json_load_file(index_path, 0, &jerr);
+	m.index = json_object();
+	const char *url;
+	json_t *sha;
+	/* an older imgforge kept the userinfo in its keys */
+	json_object_foreach(old_index, url, sha)
+	{
+		if (json_is_string(sha))
+			index_set(m.index, url, json_string_value(sha));
 	}
+	json_decref(old_index);
 	int r = 0;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		struct imgf_build *b = &builds[i];

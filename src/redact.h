@@ -9,8 +9,10 @@
 /*
  * A copy of `text` (newly allocated) with the userinfo of every URL in it replaced by three
  * asterisks: "fetch 'https://u:tok@host/x'" becomes "fetch 'https://" "***@host/x'".
- * docker:// references ("docker://busybox@sha256:...") hold a digest, not credentials, and
- * are left alone.
+ * A path component of a URL that looks like userinfo ("USER:PASS@..."), as a URL turned into
+ * a path holds it ("file:///mirror/files/u:tok@host/x"), is replaced the same way, unless a
+ * digest follows the '@' ("pause:3.10@sha256:..."). docker:// references
+ * ("docker://busybox@sha256:...") hold a digest, not credentials, and are left alone.
  */
 char *imgf_redact(const char *text);
 

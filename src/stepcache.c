@@ -20,7 +20,9 @@
 #include "fetch.h"
 #include "log.h"
 #include "provisioner.h"
+#include "redact.h"
 #include "stepcache.h"
+#include "stepcache-internal.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -227,13 +229,39 @@ static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char *
 	return 0;
 }
 
+/*
+ * A record's id that names a file (has a '/') must resolve inside CACHE/steps/BUILDER, the
+ * only place a builder keeps state: a planted record ("../" in its id, or a path elsewhere)
+ * must not make the cache check, remove or rewrite a file outside it. The directory is
+ * resolved (symlinks and "..") and the last component is a plain name, so what is removed
+ * is the entry of that directory itself.
+ */
+static int record_id_check(const char *cache_dir, const char *builder, const char *id,
+			   struct imgf_error **err)
+{
+	if (!strchr(id, '/'))
+		return 0; /* not a path: a docker image ID */
+	if (!imgf_builder_find(builder))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "id '%s' of unknown builder '%s'", id,
+				      builder);
+	const char *name = path_basename(id);
+	_cleanup_free_ char *own = xasprintf("%s/steps/%s", cache_dir, builder);
+	_cleanup_free_ char *dir = path_dirname(id);
+	_cleanup_free_ char *real_own = realpath(own, NULL);
+	_cleanup_free_ char *real_dir = realpath(dir, NULL);
+	size_t n = real_own ? strlen(real_own) : 0;
+	if (!*name || !strcmp(name, ".") || !strcmp(name, "..") || !real_own || !real_dir ||
+	    strncmp(real_dir, real_own, n) != 0 || (real_dir[n] != '/' && real_dir[n] != '\0'))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "id '%s' is not a file inside '%s'", id,
+				      own);
+	return 0;
+}
+
 static char *entry_path(const struct imgf_stepcache *c, const char *key)
 {
 	_cleanup_free_ char *name = xasprintf("%s.json", key);
 	return path_join(c->dir, name);
 }
-
-static void entry_write(const struct imgf_stepcache *c, json_t *entry);
 
 static json_t *entry_load(const char *path)
 {
@@ -258,24 +286,30 @@ static void entry_replace(struct imgf_build *b, json_t *entry)
 	const char *id = json_string_value(json_object_get(entry, "id"));
 	if (old_id && id && strcmp(old_id, id) != 0 && b->builder->cache_drop) {
 		struct imgf_error *e = NULL;
-		if (b->builder->cache_drop(old_id, json_is_true(json_object_get(old, "final")),
+		if (record_id_check(b->cache_dir, b->builder->name, old_id, &e) < 0 ||
+		    b->builder->cache_drop(old_id, json_is_true(json_object_get(old, "final")),
 					   &e) < 0)
 			log_debug("step cache: the replaced state '%s' stays: %s", old_id, e->msg);
 		imgf_error_free(e);
 	}
 	json_decref(old);
-	entry_write(b->cache, entry);
+	imgf_stepcache_entry_write(b->cache->dir, entry);
 	json_decref(entry);
 }
 
-static void entry_write(const struct imgf_stepcache *c, json_t *entry)
+void imgf_stepcache_entry_write(const char *dir, json_t *entry)
 {
 	const char *key = json_string_value(json_object_get(entry, "key"));
-	_cleanup_free_ char *path = entry_path(c, key);
-	_cleanup_free_ char *text = json_dumps(entry, JSON_INDENT(1) | JSON_SORT_KEYS);
+	_cleanup_free_ char *name = xasprintf("%s.json", key);
+	_cleanup_free_ char *path = path_join(dir, name);
+	_cleanup_free_ char *raw = json_dumps(entry, JSON_INDENT(1) | JSON_SORT_KEYS);
+	/* the inputs' URLs may carry credentials; the manifest gets them redacted anyway */
+	_cleanup_free_ char *text = imgf_redact(raw);
 	struct imgf_error *e = NULL;
-	if (mkdir_p(c->dir, 0755, &e) < 0 ||
-	    write_file_atomic(path, text, strlen(text), 0644, &e) < 0)
+	int r = mkdir_p(dir, 0700, &e);
+	if (r == 0)
+		chmod(dir, 0700); /* an older imgforge made it 0755 */
+	if (r < 0 || write_file_atomic(path, text, strlen(text), 0600, &e) < 0)
 		log_warn("step cache: cannot record '%s': %s", path, e->msg);
 	imgf_error_free(e);
 }
@@ -294,9 +328,15 @@ static int lookup(struct imgf_build *b, const char *key, bool final, const char 
 	const char *builder = json_string_value(json_object_get(entry, "builder"));
 	const char *ekey = json_string_value(json_object_get(entry, "key"));
 	int r = 0;
+	struct imgf_error *outside = NULL;
 	if (id && builder && ekey && !strcmp(builder, b->builder->name) && !strcmp(ekey, key) &&
-	    json_is_true(json_object_get(entry, "final")) == final)
-		r = b->builder->cache_check(b, key, id, final, err);
+	    json_is_true(json_object_get(entry, "final")) == final) {
+		if (record_id_check(b->cache_dir, builder, id, &outside) == 0)
+			r = b->builder->cache_check(b, key, id, final, err);
+		else
+			log_warn("step cache: '%s': %s", path, outside->msg);
+		imgf_error_free(outside);
+	}
 	if (r < 0) {
 		json_decref(entry);
 		return -1;
@@ -314,7 +354,7 @@ static int lookup(struct imgf_build *b, const char *key, bool final, const char 
 		return 0;
 	}
 	json_object_set_new(entry, "used", json_integer((json_int_t)time(NULL)));
-	entry_write(c, entry);
+	imgf_stepcache_entry_write(c->dir, entry);
 	*out = entry;
 	return 1;
 }
@@ -581,16 +621,23 @@ static int entries_load(const char *cache_dir, struct entry_ref **out, size_t *n
 			continue;
 		char *path = path_join(dir, de->d_name);
 		json_t *j = entry_load(path);
-		if (!json_is_string(json_object_get(j, "key")) ||
-		    !json_is_string(json_object_get(j, "id"))) {
+		const char *id = json_string_value(json_object_get(j, "id"));
+		const char *builder = json_string_value(json_object_get(j, "builder"));
+		struct imgf_error *e = NULL;
+		if (!json_is_string(json_object_get(j, "key")) || !id) {
 			log_warn("step cache: '%s' is damaged: removed", path);
-			unlink(path);
-			json_decref(j);
-			free(path);
+		} else if (record_id_check(cache_dir, builder ? builder : "", id, &e) < 0) {
+			/* only the record goes: what it names is not the cache's */
+			log_warn("step cache: '%s' is damaged: removed: %s", path, e->msg);
+			imgf_error_free(e);
+		} else {
+			ALLOC_GROW(*out, *n + 1, alloc);
+			(*out)[(*n)++] = (struct entry_ref){path, j};
 			continue;
 		}
-		ALLOC_GROW(*out, *n + 1, alloc);
-		(*out)[(*n)++] = (struct entry_ref){path, j};
+		unlink(path);
+		json_decref(j);
+		free(path);
 	}
 	closedir(d);
 	return 0;

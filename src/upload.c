@@ -195,16 +195,22 @@ static int plan_build(struct upload_plan *p, const struct imgf_upload_opts *o, c
 			continue;
 		struct upload_item it = {.channel = channel};
 		it.file = artifact_path(dir, name);
+		/* Not followed: a symlink in the build directory could name any file (a key) */
 		struct stat st;
-		if (stat(it.file, &st) < 0 || !S_ISREG(st.st_mode)) {
+		errno = 0;
+		if (lstat(it.file, &st) < 0 || !S_ISREG(st.st_mode)) {
 			int e = errno;
+			bool link = !e && S_ISLNK(st.st_mode);
 			free(it.file);
 			return e ? imgf_error_errno(err, e, "%s: builds[%zu].files: artifact '%s'",
 						    mpath, index, name)
-				 : imgf_error_set(err, IMGF_EXIT_FAIL,
-						  "%s: builds[%zu].files: artifact '%s' is not a "
-						  "regular file",
-						  mpath, index, name);
+				 : imgf_error_set(
+					   err, IMGF_EXIT_FAIL,
+					   "%s: builds[%zu].files: artifact '%s' is %s", mpath,
+					   index, name,
+					   link ? "a symlink (only a regular file of the build "
+						  "directory is uploaded)"
+						: "not a regular file");
 		}
 		it.size = (uint64_t)st.st_size;
 		it.bucket = xstrdup(bucket);

@@ -268,6 +268,48 @@ test_expect_success "variable download_max_size caps every download without a ma
 	expect_err "variable '\''download_timeout'\'': '\''soon'\'' is not a number of seconds"
 '
 
+test_expect_success "variables extract_max_size and extract_max_entries must be a size and a count" '
+	expect_exit 1 "$IMGF" validate --var extract_max_size=lots "$TMP/cap/config-nomax.json" &&
+	expect_err "--var: variable '\''extract_max_size'\'': '\''lots'\'' is not a size like 16G" &&
+	expect_exit 1 "$IMGF" validate --var extract_max_entries=0 "$TMP/cap/config-nomax.json" &&
+	expect_err "variable '\''extract_max_entries'\'': '\''0'\'' is not a positive number" &&
+	"$IMGF" validate --var extract_max_size=64G --var extract_max_entries=5000000 \
+		"$TMP/cap/config-nomax.json"
+'
+
+# imgforge mirror of a URL with credentials, served over HTTP from $TMP/mir/srv.
+mkdir -p "$TMP/mir/srv"
+cp "$TMP/cap/blob" "$TMP/mir/srv/blob"
+python3 -c 'import http.server, os, socketserver, sys
+os.chdir(sys.argv[1])
+s = socketserver.TCPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+print(s.server_address[1], flush=True)
+s.serve_forever()' "$TMP/mir/srv" >"$TMP/mir/port" 2>/dev/null &
+at_exit "kill $!"
+for _ in $(seq 50); do [ -s "$TMP/mir/port" ] && break; sleep 0.1; done
+MIRPORT=$(cat "$TMP/mir/port")
+cat >"$TMP/mir/config.json" <<JSON
+{"variables": {"build_name": "mir", "kubernetes_semver": "v1.37.2",
+               "blob_url": "http://user:s3cret@127.0.0.1:$MIRPORT/blob"},
+ "images": ["image.json"]}
+JSON
+cat >"$TMP/mir/image.json" <<JSON
+{"name": "mir", "builder": {"type": "docker", "image": "imgforge-test/none:1"},
+ "provisioners": [{"type": "runc", "url": "{{ blob_url }}", "checksum": "sha256:$CAPSUM"}]}
+JSON
+
+test_expect_success "mirror keeps no credentials: in no path, vars.json, index.json or log line" '
+	export IMGFORGE_CACHE_DIR="$TMP/mir/cache"
+	M=$TMP/mir/m &&
+	"$IMGF" mirror "$TMP/mir/config.json" "$M" >"$TMP/mir/log" 2>&1 &&
+	test -s "$M/files/127.0.0.1:$MIRPORT/blob" &&
+	jq -e ".variables.blob_url == \"file://$M/files/127.0.0.1:$MIRPORT/blob\"" "$M/vars.json" &&
+	jq -e ".\"http://127.0.0.1:$MIRPORT/blob\" == \"$CAPSUM\"" "$M/index.json" &&
+	! grep -rq s3cret "$M" && ! find "$M" | grep -q s3cret && ! grep -q s3cret "$TMP/mir/log" &&
+	"$IMGF" mirror "$TMP/mir/config.json" "$M" >"$TMP/mir/log2" 2>&1 &&
+	grep -q "mirror: 0 fetched, 1 already there" "$TMP/mir/log2"
+'
+
 test_expect_success "max_size must be a size, on a step that downloads" '
 	expect_exit 1 "$IMGF" validate --var max=lots "$TMP/cap/config.json" &&
 	expect_err "provisioners[0] (runc): max_size: '\''lots'\'' is not a size like 512M" &&

@@ -788,6 +788,83 @@ TEST(extract_sparse_member)
 	playground_release(&p);
 }
 
+/* ---- Expansion caps: a small compressed archive must not fill the disk ---- */
+
+static bool exists(const char *dir, const char *name)
+{
+	_cleanup_free_ char *path = path_join(dir, name);
+	return access(path, F_OK) == 0;
+}
+
+TEST(refuse_a_gzip_bomb_past_extract_max_size)
+{
+	enum {
+		MIB = 1 << 20
+	};
+	char *zeros = xmalloc(MIB + 1);
+	memset(zeros, '0', MIB);
+	zeros[MIB] = '\0';
+	const struct spec bomb[] = {
+		{.name = "a", .data = zeros},
+		{.name = "b", .data = zeros},
+		{.name = "c", .data = zeros}, /* past the cap of 2.5 MiB */
+		{0},
+	};
+	struct playground p;
+	playground_init(&p, "bomb.tar.gz");
+	write_archive(p.archive, true, bomb);
+	CHECK(size_of(p.archive) < 64 * 1024);
+	imgf_archive_set_limits(&(struct imgf_archive_limits){.max_size = 5 * MIB / 2});
+	struct imgf_error *err = NULL;
+	CHECK(imgf_archive_extract(p.archive, p.dest, &err) < 0);
+	CHECK_ERR(err, "bomb.tar.gz': expands to more than 2621440 bytes; raise the cap with "
+		       "variable 'extract_max_size'");
+	CHECK(exists(p.dest, "a") && exists(p.dest, "b") && !exists(p.dest, "c"));
+	imgf_error_clear(&err);
+	struct imgf_tar *t = imgf_tar_open(p.out, &err);
+	CHECK(imgf_tar_add_archive(t, p.archive, 0, NULL, NULL, &err) < 0);
+	CHECK_ERR(err, "variable 'extract_max_size'");
+	imgf_error_free(err);
+	imgf_tar_free(t);
+	imgf_archive_set_limits(&(struct imgf_archive_limits){0}); /* the defaults again */
+	free(zeros);
+	playground_release(&p);
+}
+
+TEST(refuse_an_archive_past_extract_max_entries)
+{
+	const struct spec many[] = {
+		{.name = "d/", .type = AE_IFDIR},
+		{.name = "d/1"},
+		{.name = "d/2"},
+		{.name = "d/3"}, /* the fourth member: past the cap of 3 */
+		{0},
+	};
+	struct playground p;
+	playground_init(&p, "many.tar");
+	write_archive(p.archive, false, many);
+	imgf_archive_set_limits(&(struct imgf_archive_limits){.max_entries = 3});
+	struct imgf_error *err = NULL;
+	CHECK(imgf_archive_extract(p.archive, p.dest, &err) < 0);
+	CHECK_ERR(err, "many.tar': more than 3 members; raise the cap with variable "
+		       "'extract_max_entries'");
+	CHECK(exists(p.dest, "d/2") && !exists(p.dest, "d/3"));
+	imgf_error_clear(&err);
+	struct imgf_tar *t = imgf_tar_open(p.out, &err);
+	CHECK(imgf_tar_add_archive(t, p.archive, 0, NULL, NULL, &err) < 0);
+	CHECK_ERR(err, "variable 'extract_max_entries'");
+	imgf_error_clear(&err);
+	imgf_tar_free(t);
+	/* the defaults take both: kubernetes' server tarball holds image tars of hundreds of MiB */
+	imgf_archive_set_limits(&(struct imgf_archive_limits){0});
+	CHECK(IMGF_EXTRACT_MAX_SIZE_DEFAULT >= (8ull << 30));
+	rm_rf(p.dest, NULL);
+	CHECK(mkdir_p(p.dest, 0755, NULL) == 0);
+	CHECK(imgf_archive_extract(p.archive, p.dest, &err) == 0);
+	imgf_error_free(err);
+	playground_release(&p);
+}
+
 /* ---- Copying into a tar ---- */
 
 static const struct spec containerd_tarball[] = {

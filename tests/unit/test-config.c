@@ -302,6 +302,104 @@ TEST(doubling_variables_hit_the_size_cap_with_file_key_and_cap)
 	strbuf_release(&sb);
 }
 
+/* v15 is 512 KiB (16 bytes doubled 15 times); then `n` variables "{{v15}}{{v15}}" of 1 MiB. */
+static void big_variables(struct strbuf *sb, int n)
+{
+	strbuf_addstr(sb, "\"v0\": \"xxxxxxxxxxxxxxxx\"");
+	for (int i = 1; i <= 15; i++)
+		strbuf_addf(sb, ", \"v%d\": \"{{v%d}}{{v%d}}\"", i, i - 1, i - 1);
+	for (int i = 0; i < n; i++)
+		strbuf_addf(sb, ", \"w%d\": \"{{v15}}{{v15}}\"", i);
+}
+
+TEST(many_variables_of_a_mebibyte_hit_the_total_cap_quickly)
+{
+	/* 3,000 variables of 1 MiB took 3 GB and 19 s before the total was capped */
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "{\"variables\": {");
+	big_variables(&sb, 3000);
+	strbuf_addstr(&sb, "}}");
+	char *path = temp_config("many.json", sb.buf);
+	struct imgf_config *c = NULL;
+	struct imgf_error *err = NULL;
+	time_t t0 = time(NULL);
+	CHECK(imgf_config_load(path, NULL, &c, &err) < 0);
+	CHECK(time(NULL) - t0 < 5);
+	CHECK_ERR(err, ": the interpolated config is longer than 67108864 bytes in all (the cap "
+		       "for its variables and image definitions together)");
+	imgf_error_free(err);
+	imgf_config_free(c);
+	_cleanup_free_ char *dir = path_dirname(path);
+	rm_rf(dir, NULL);
+	free(path);
+	strbuf_release(&sb);
+}
+
+TEST(image_definitions_count_toward_the_total_interpolated_size)
+{
+	/* few variables, but an image that names a 1 MiB one a hundred times */
+	_cleanup_free_ char *dir = NULL;
+	CHECK(make_temp_dir("imgf-config", &dir, NULL) == 0);
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "{\"variables\": {");
+	big_variables(&sb, 1);
+	strbuf_addstr(&sb, "}, \"images\": [\"image.json\"]}");
+	_cleanup_free_ char *path = path_join(dir, "config.json");
+	CHECK(write_file_atomic(path, sb.buf, sb.len, 0644, NULL) == 0);
+	strbuf_reset(&sb);
+	strbuf_addstr(&sb, "{\"name\": \"big\", \"builder\": {\"type\": \"docker\"}, "
+			   "\"provisioners\": [");
+	for (int i = 0; i < 100; i++)
+		strbuf_addf(&sb, "%s{\"type\": \"shell\", \"inline\": \"{{w0}}\"}", i ? ", " : "");
+	strbuf_addstr(&sb, "]}");
+	_cleanup_free_ char *image = path_join(dir, "image.json");
+	CHECK(write_file_atomic(image, sb.buf, sb.len, 0644, NULL) == 0);
+	struct imgf_config *c = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_config_load(path, NULL, &c, &err) < 0);
+	CHECK_ERR(err, "image.json: provisioners[");
+	CHECK_ERR(err, "].inline: the interpolated config is longer than 67108864 bytes in all");
+	imgf_error_free(err);
+	imgf_config_free(c);
+	rm_rf(dir, NULL);
+	strbuf_release(&sb);
+}
+
+TEST(more_than_ten_thousand_variables_is_an_error_naming_the_file)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "{\"variables\": {\"a0\": \"\"");
+	for (int i = 1; i <= 10000; i++)
+		strbuf_addf(&sb, ", \"a%d\": \"\"", i);
+	strbuf_addstr(&sb, "}}");
+	char *path = temp_config("count.json", sb.buf);
+	struct imgf_config *c = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_config_load(path, NULL, &c, &err) < 0);
+	_cleanup_free_ char *want = xasprintf(
+		"%s: variables.a10000: more than 10000 variables (the cap for a whole config)",
+		path);
+	CHECK_ERR(err, want);
+	imgf_error_free(err);
+	imgf_config_free(c);
+	/* 10,000 are fine */
+	strbuf_reset(&sb);
+	strbuf_addstr(&sb, "{\"variables\": {\"a1\": \"\"");
+	for (int i = 2; i <= 10000; i++)
+		strbuf_addf(&sb, ", \"a%d\": \"\"", i);
+	strbuf_addstr(&sb, "}}");
+	CHECK(write_file_atomic(path, sb.buf, sb.len, 0644, NULL) == 0);
+	err = NULL;
+	c = NULL;
+	CHECK(imgf_config_load(path, NULL, &c, &err) == 0);
+	imgf_error_free(err);
+	imgf_config_free(c);
+	_cleanup_free_ char *dir = path_dirname(path);
+	rm_rf(dir, NULL);
+	free(path);
+	strbuf_release(&sb);
+}
+
 TEST(invalid_utf8_in_a_var_is_named_not_undefined)
 {
 	char *path = temp_config("u.json", "{\"variables\": {\"b\": \"{{a}}\"}}");

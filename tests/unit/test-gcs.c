@@ -3,7 +3,7 @@
  * the checksum forms GCS reports, the service-account key and the RS256 JWT (verified with
  * the public half of a key generated here), gs:// URLs, the channel rule, .sha256 parsing,
  * endpoint selection and download URLs, an upload's digests (inline and on the hashing
- * thread). Uploads themselves are in t1400-image-upload.sh.
+ * thread), a symlinked artifact refused. Uploads themselves are in t1400-image-upload.sh.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +22,7 @@
 #include "gcs-internal.h"
 #include "gcs.h"
 #include "upload-internal.h"
+#include "upload.h"
 #include "util.h"
 
 #include "test.h"
@@ -701,4 +702,60 @@ TEST(upload_digests_on_the_hashing_thread_equal_inline_ones_across_resends)
 	CHECK_STR(s1, want);
 	CHECK(c1 == imgf_crc32c_update(0, data, N));
 	free(data);
+}
+
+/* A build directory whose manifest names NAME.qcow2, and a key file outside it. */
+static void symlinked_build(char **dir, char **key)
+{
+	*dir = tmp_path("symlinked-build");
+	*key = tmp_path("service-account.json");
+	CHECK(mkdir_p(*dir, 0755, NULL) == 0);
+	CHECK(write_file_atomic(*key, "{\"private_key\": \"secret\"}", 26, 0600, NULL) == 0);
+	const char *m = "{\"builds\": [{\"name\": \"capi-qcow2\", \"files\": [{\"name\": "
+			"\"ubuntu+kube-v1.31.2.qcow2\"}], \"custom_data\": {\"build_name\": "
+			"\"ubuntu\", \"kubernetes_semver\": \"v1.31.2\", \"upload_bucket\": "
+			"\"capi-images\"}}]}";
+	_cleanup_free_ char *mpath = path_join(*dir, "manifest.json");
+	CHECK(write_file_atomic(mpath, m, strlen(m), 0644, NULL) == 0);
+	_cleanup_free_ char *art = path_join(*dir, "ubuntu+kube-v1.31.2.qcow2");
+	unlink(art);
+	CHECK(symlink(*key, art) == 0);
+}
+
+TEST(image_upload_refuses_a_symlinked_artifact_before_any_request)
+{
+	env_clear();
+	setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:9", 1); /* nothing listens: no request */
+	setenv("IMGFORGE_RETRY_BASE_MS", "1", 1);
+	_cleanup_free_ char *dir = NULL, *key = NULL;
+	symlinked_build(&dir, &key);
+	char *dirs[] = {dir, NULL};
+	struct imgf_upload_opts o = {.dry_run = true};
+	struct imgf_error *err = NULL;
+	CHECK(imgf_upload_run(&o, dirs, &err) < 0);
+	CHECK_ERR(err, "builds[0].files: artifact 'ubuntu+kube-v1.31.2.qcow2' is a symlink");
+	imgf_error_free(err);
+	unsetenv("IMGFORGE_RETRY_BASE_MS");
+	env_clear();
+}
+
+TEST(gcs_upload_does_not_follow_a_symlink_swapped_in_after_the_plan)
+{
+	env_clear();
+	setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:9", 1);
+	setenv("IMGFORGE_RETRY_BASE_MS", "1", 1);
+	_cleanup_free_ char *dir = NULL, *key = NULL;
+	symlinked_build(&dir, &key);
+	_cleanup_free_ char *art = path_join(dir, "ubuntu+kube-v1.31.2.qcow2");
+	struct imgf_gcs *g = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_gcs_open(NULL, &g, &err) == 0);
+	struct imgf_gcs_upload_result res;
+	CHECK(g && imgf_gcs_upload_file(g, "capi-images", "o.qcow2", art, NULL, &res, &err) < 0);
+	CHECK_ERR(err, "open '");
+	CHECK_ERR(err, "Too many levels of symbolic links");
+	imgf_error_free(err);
+	imgf_gcs_free(g);
+	unsetenv("IMGFORGE_RETRY_BASE_MS");
+	env_clear();
 }

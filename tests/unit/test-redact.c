@@ -38,3 +38,22 @@ TEST(urls_without_userinfo_and_other_text_are_unchanged)
 	check_redact("://@x", "://@x");
 	CHECK(imgf_redact(NULL) == NULL);
 }
+
+TEST(userinfo_turned_into_a_path_component_is_replaced_too)
+{
+	/* what an older `imgforge mirror` wrote into vars.json, and builds then recorded */
+	check_redact("file:///srv/mirror/files/user:s3cret@mirror.example/containerd.tar.gz",
+		     "file:///srv/mirror/files/***@mirror.example/containerd.tar.gz");
+	check_redact("'file:///m/files/u:p@h/x' and 'file:///m/files/h/y'",
+		     "'file:///m/files/***@h/x' and 'file:///m/files/h/y'");
+	check_redact("{\"url\":\"file:///m/files/u:p@h/x\"}",
+		     "{\"url\":\"file:///m/files/***@h/x\"}");
+	check_redact("file:https://u:p@h/a/b:c@d/SUMS", "file:https://***@h/a/***@d/SUMS");
+	/* a URL nested in a path has its own authority */
+	check_redact("file:///m/https://tok@h/x", "file:///m/https://***@h/x");
+	/* a digest reference and an '@' without a ':' before it stay */
+	check_redact("https://h/v2/pause:3.10@sha256:abc", "https://h/v2/pause:3.10@sha256:abc");
+	check_redact("file:///srv/a@b/c:d", "file:///srv/a@b/c:d");
+	/* the URL ends at a quote or a blank: what follows is not its path */
+	check_redact("'https://h/x' then a:b@c", "'https://h/x' then a:b@c");
+}
