@@ -153,7 +153,7 @@ test_expect_success "preloaded images keep canonical names, tagged and pinned in
 	"$KUBE_DIR/release/$KUBE_VERSION/bin/linux/amd64/kubeadm" config images list \
 		--kubernetes-version "$KUBE_VERSION" >"$TMP/want" &&
 	for img in $(cat "$TMP/want") docker.io/kindest/local-path-provisioner:$LOCAL_PATH_TAG \
-		docker.io/kindest/local-path-helper:$LOCAL_PATH_TAG; do
+		docker.io/kindest/local-path-helper:$LOCAL_PATH_HELPER_TAG; do
 		grep "^$img " "$TMP/images" | grep -q io.cri-containerd.pinned=pinned ||
 			{ cat "$TMP/images"; echo "missing or unpinned: $img"; exit 1; }
 	done &&
