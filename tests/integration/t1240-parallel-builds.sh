@@ -25,7 +25,7 @@ B=t1240-beta
 # and then exits `beta_exit`.
 cat >"$TMP/par.json" <<EOF
 {
-  "variables": {"build_name": "test-par", "kubernetes_semver": "v1.31.2",
+  "variables": {"build_name": "test-par", "kubernetes_semver": "v1.37.2",
                 "docker_base_image": "$BASE", "slow_seconds": "3", "beta_seconds": "1",
                 "beta_exit": "0"},
   "images": ["alpha.json", "beta.json"]
@@ -63,7 +63,7 @@ remove_images() {
 }
 at_exit "containers_of $A | xargs -r docker rm -f; containers_of $B | xargs -r docker rm -f"
 at_exit remove_images
-OUT=$TMP/output/test-par+kube-v1.31.2
+OUT=$TMP/output/test-par+kube-v1.37.2
 
 test_expect_success "two images build at once: both outputs, events with the image, overlapping" '
 	expect_exit 0 "$IMGF" build --json --output-dir "$TMP/output" "$TMP/par.json" &&
@@ -168,7 +168,7 @@ test_expect_success "--on-error=abort: the failed build keeps its container, the
 	test "$(docker exec "$name" cat /who)" = beta &&
 	docker rm -f "$name" >/dev/null &&
 	test -z "$(containers_of $A)" &&
-	o=$TMP/output-abort/test-par+kube-v1.31.2 &&
+	o=$TMP/output-abort/test-par+kube-v1.37.2 &&
 	test "$(jq -r "[.builds[].name] | join(\" \")" "$o/manifest.json")" = "$A" &&
 	test "$(docker run --rm "$(jq -r ".builds[0].artifact_id" "$o/manifest.json")" cat /who)" = alpha &&
 	! grep -q cancelled "$TMP/err"
