@@ -104,6 +104,19 @@ TEST(the_table_lists_every_post_processor_and_nothing_else)
 	CHECK(imgf_post_processor_find("ova")->when == IMGF_PP_LISTED);
 }
 
+TEST(the_upload_list_is_the_builders_disks_and_the_post_processors_outputs)
+{
+	char **exts = imgf_upload_exts();
+	static const char *const want[] = {"qcow2", "ova"};
+	CHECK(strv_len(exts) == ARRAY_SIZE(want));
+	for (size_t i = 0; i < ARRAY_SIZE(want) && i < strv_len(exts); i++)
+		CHECK_STR(exts[i], want[i]);
+	strv_free(exts);
+	/* the docker builder's artifact is an Engine image, the qemu builder's a disk */
+	CHECK(imgf_docker_builder.disk_ext == NULL);
+	CHECK_STR(imgf_qemu_builder.disk_ext, "qcow2");
+}
+
 TEST(validate_accepts_the_shipped_lists)
 {
 	struct imgf_error *err = validate(&imgf_qemu_builder,
