@@ -1,0 +1,351 @@
+/*
+ * The disk formats beyond qcow2 and ova (post-processors/raw.c, ...), driven as the engine
+ * drives them, through imgf_post_processors_run, on a small qcow2 made with qemu-img and
+ * written to with qemu-io: what each writes is read back with its consumers' tools where
+ * Debian has them (qemu-img info and compare) and independently of imgforge's own code; the
+ * .sha256 and the manifest entry follow; bad keys and an artifact without a disk are refused
+ * with nothing written.
+ *
+ * Without qemu-img or qemu-io the tests that need them are reported as skipped, saying which.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "build.h"
+#include "builder.h"
+#include "digest.h"
+#include "error.h"
+#include "manifest.h"
+#include "postprocessor.h"
+#include "run.h"
+#include "strbuf.h"
+#include "test.h"
+#include "util.h"
+
+extern const struct imgf_builder_ops imgf_docker_builder, imgf_qemu_builder;
+
+#define NAME "ubuntu-2204+kube-v1.31.2"
+#define MiB (1024 * 1024)
+/* 5 MiB and 7 sectors: not a whole MiB, so the vhd's rounding shows */
+#define DISK_SIZE (5 * MiB + 7 * 512)
+
+static bool have_cmd(const char *cmd)
+{
+	const char *path = getenv("PATH");
+	if (!path)
+		return false;
+	_cleanup_free_ char *copy = xstrdup(path);
+	for (char *dir = copy, *next; dir; dir = next) {
+		next = strchr(dir, ':');
+		if (next)
+			*next++ = '\0';
+		_cleanup_free_ char *p = path_join(*dir ? dir : ".", cmd);
+		if (access(p, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* False, with the test marked skipped, when the machine lacks cmd; the caller returns. */
+static bool need(const char *cmd, const char *package)
+{
+	static char why[128];
+	if (have_cmd(cmd))
+		return true;
+	snprintf(why, sizeof(why), "needs '%s' (Debian package %s)", cmd, package);
+	test_skip_reason = why;
+	return false;
+}
+
+/* Run a command that must succeed; its stdout (NUL-terminated). */
+static char *run_ok(char *const *argv)
+{
+	struct strbuf out = STRBUF_INIT;
+	struct imgf_error *err = NULL;
+	if (imgf_run(argv, &out, &err) < 0) {
+		fprintf(stderr, "  %s\n", err->msg);
+		test_failed_flag = 1;
+	}
+	imgf_error_free(err);
+	return strbuf_detach(&out, NULL);
+}
+
+/* `qemu-img info` of a file read as `format`: the format it reports and the virtual size. */
+static int64_t qemu_info(const char *path, const char *format, char **reported)
+{
+	char *argv[] = {"qemu-img",   "info", "--output=json", "-f", (char *)format,
+			(char *)path, NULL};
+	_cleanup_free_ char *out = run_ok(argv);
+	json_t *j = json_loads(out, 0, NULL);
+	CHECK(j != NULL);
+	*reported = xstrdup(j ? json_string_value(json_object_get(j, "format")) : "");
+	int64_t size = j ? json_integer_value(json_object_get(j, "virtual-size")) : -1;
+	json_decref(j);
+	return size;
+}
+
+/* A build of NAME in a temporary output directory under `builder`, with `pps` listed. */
+struct fixture {
+	struct imgf_config cfg;
+	struct imgf_image_def def;
+	struct imgf_build build;
+	struct imgf_artifact art;
+	char *dir;
+	char *disk; /* dir/NAME.qcow2 */
+};
+
+static void fixture_init(struct fixture *f, const struct imgf_builder_ops *builder, const char *pps)
+{
+	*f = (struct fixture){0};
+	f->cfg.path = xstrdup("test.json");
+	f->cfg.vars =
+		json_pack("{s:s,s:s}", "build_name", "ubuntu-2204", "kubernetes_semver", "v1.31.2");
+	f->def.name = xstrdup("capi-formats");
+	f->def.file = xstrdup("images/test.json");
+	f->def.post_processors = json_loads(pps, 0, NULL);
+	CHECK(json_is_array(f->def.post_processors));
+	struct imgf_error *err = NULL;
+	CHECK(make_temp_dir("imgf-test-formats", &f->dir, &err) == 0);
+	imgf_error_free(err);
+	f->build = (struct imgf_build){
+		.config = &f->cfg,
+		.def = &f->def,
+		.builder = builder,
+		.out_dir = xstrdup(f->dir),
+		.inputs = json_array(),
+		.labels = json_object(),
+	};
+	f->art.files = xcalloc(1, sizeof(char *));
+	if (builder != &imgf_qemu_builder) {
+		f->art.id = xstrdup("sha256:0123");
+		return;
+	}
+	/* 1 MiB of 0xab, 64 KiB of 0xcd at 3 MiB, the last sector 0xef; the rest reads as 0 */
+	f->disk = path_join(f->dir, NAME ".qcow2");
+	_cleanup_free_ char *size = xasprintf("%d", DISK_SIZE);
+	_cleanup_free_ char *last = xasprintf("write -P 0xef %d 512", DISK_SIZE - 512);
+	char *create[] = {"qemu-img", "create", "-q", "-f", "qcow2", f->disk, size, NULL};
+	char *w1[] = {"qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 1M", f->disk, NULL};
+	char *w2[] = {"qemu-io", "-f", "qcow2", "-c", "write -P 0xcd 3M 64k", f->disk, NULL};
+	char *w3[] = {"qemu-io", "-f", "qcow2", "-c", last, f->disk, NULL};
+	free(run_ok(create));
+	free(run_ok(w1));
+	free(run_ok(w2));
+	free(run_ok(w3));
+	f->art.id = xstrdup(f->disk);
+	f->art.disk = xstrdup(f->disk);
+	f->art.files = strv_push(f->art.files, xstrdup(NAME ".qcow2"));
+}
+
+static void fixture_release(struct fixture *f)
+{
+	struct imgf_error *err = NULL;
+	CHECK(rm_rf(f->dir, &err) == 0);
+	imgf_error_free(err);
+	free(f->dir);
+	free(f->disk);
+	imgf_artifact_release(&f->art);
+	free(f->build.out_dir);
+	json_decref(f->build.inputs);
+	json_decref(f->build.labels);
+	json_decref(f->def.post_processors);
+	free(f->def.name);
+	free(f->def.file);
+	json_decref(f->cfg.vars);
+	free(f->cfg.path);
+}
+
+/* Validate then run every post-processor of the fixture's image; the run's manifest in *m. */
+static int run(struct fixture *f, json_t **m, struct imgf_error **err)
+{
+	*m = imgf_manifest_new();
+	if (imgf_post_processors_validate(&f->build, err) < 0)
+		return -1;
+	struct imgf_pp_ctx c = {
+		.build = &f->build,
+		.art = &f->art,
+		.artifact_id = f->art.id,
+		.start = 1700000000,
+		.manifest = *m,
+	};
+	return imgf_post_processors_run(&c, err);
+}
+
+/* The names in the fixture's directory, sorted, one per line. */
+static char *dir_listing(const char *dir)
+{
+	struct dirent **ents = NULL;
+	int n = scandir(dir, &ents, NULL, alphasort);
+	struct strbuf sb = STRBUF_INIT;
+	for (int i = 0; i < n; i++) {
+		if (strcmp(ents[i]->d_name, ".") && strcmp(ents[i]->d_name, ".."))
+			strbuf_addf(&sb, "%s\n", ents[i]->d_name);
+		free(ents[i]);
+	}
+	free(ents);
+	return strbuf_detach(&sb, NULL);
+}
+
+/* The file's sha256 computed here, and its .sha256 sidecar says the same. */
+static void check_sidecar(const char *path)
+{
+	char hex[IMGF_DIGEST_HEX_MAX];
+	struct imgf_error *err = NULL;
+	CHECK(imgf_digest_file(path, IMGF_SHA256, hex, &err) == 0);
+	imgf_error_free(err);
+	_cleanup_free_ char *side = xasprintf("%s.sha256", path);
+	_cleanup_free_ char *text = NULL, *want = xasprintf("%s\n", hex);
+	CHECK(read_file(side, 4096, &text, NULL, NULL) == 0);
+	CHECK_STR(text, want);
+}
+
+/* The manifest's entry lists `file` and its .sha256, right after each other, with sizes. */
+static void check_manifest_lists(json_t *m, const char *dir, const char *file)
+{
+	json_t *builds = json_object_get(m, "builds");
+	CHECK(json_array_size(builds) == 1);
+	json_t *files = json_object_get(json_array_get(builds, 0), "files");
+	_cleanup_free_ char *side = xasprintf("%s.sha256", file);
+	_cleanup_free_ char *path = path_join(dir, file);
+	struct stat st;
+	CHECK(stat(path, &st) == 0);
+	bool found = false;
+	for (size_t i = 0; i + 1 < json_array_size(files); i++) {
+		json_t *e = json_array_get(files, i);
+		if (strcmp(json_string_value(json_object_get(e, "name")), file) != 0)
+			continue;
+		found = true;
+		CHECK(json_integer_value(json_object_get(e, "size")) == (json_int_t)st.st_size);
+		CHECK_STR(json_string_value(json_object_get(json_array_get(files, i + 1), "name")),
+			  side);
+	}
+	CHECK(found);
+}
+
+/* ---- raw ---- */
+
+TEST(raw_is_a_sparse_raw_disk_with_the_qcow2s_bytes)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils"))
+		return;
+	struct fixture f;
+	fixture_init(&f, &imgf_qemu_builder, "[{\"type\": \"raw\"}]");
+	json_t *m = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &m, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+
+	_cleanup_free_ char *raw = path_join(f.dir, NAME ".raw");
+	_cleanup_free_ char *fmt = NULL;
+	CHECK(qemu_info(raw, "raw", &fmt) == DISK_SIZE);
+	CHECK_STR(fmt, "raw");
+	/* byte for byte what the guest sees in the qcow2 */
+	char *compare[] = {"qemu-img", "compare", "-q",	  "-f", "qcow2",
+			   "-F",       "raw",	  f.disk, raw,	NULL};
+	free(run_ok(compare));
+	/* sparse: 1 MiB + 64 KiB + 512 of data, the rest holes (blocks are 512 bytes) */
+	struct stat st;
+	CHECK(stat(raw, &st) == 0);
+	CHECK(st.st_size == DISK_SIZE);
+	CHECK((int64_t)st.st_blocks * 512 < 2 * MiB);
+	check_sidecar(raw);
+	check_manifest_lists(m, f.dir, NAME ".raw");
+	_cleanup_free_ char *ls = dir_listing(f.dir);
+	CHECK_STR(ls, NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".raw\n" NAME ".raw.sha256\n");
+	json_decref(m);
+	fixture_release(&f);
+}
+
+/* ---- what every format refuses ---- */
+
+static const char *const formats[] = {"raw"};
+
+TEST(formats_refuse_unknown_keys_before_anything_is_written)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
+		struct fixture f;
+		_cleanup_free_ char *pps =
+			xasprintf("[{\"type\": \"%s\", \"compresion\": \"9\"}]", formats[i]);
+		fixture_init(&f, &imgf_docker_builder, pps);
+		json_t *m = NULL;
+		struct imgf_error *err = NULL;
+		CHECK(run(&f, &m, &err) < 0);
+		_cleanup_free_ char *want = xasprintf(
+			"images/test.json: post_processors[0] (%s): unknown key 'compresion'",
+			formats[i]);
+		CHECK_ERR(err, want);
+		imgf_error_free(err);
+		_cleanup_free_ char *ls = dir_listing(f.dir);
+		CHECK_STR(ls, "");
+		json_decref(m);
+		fixture_release(&f);
+	}
+}
+
+TEST(formats_refuse_a_builder_or_an_artifact_without_a_disk)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
+		struct fixture f;
+		_cleanup_free_ char *pps = xasprintf("[{\"type\": \"%s\"}]", formats[i]);
+		fixture_init(&f, &imgf_docker_builder, pps);
+		/* validate: the docker builder's artifacts carry no disk */
+		struct imgf_error *err = NULL;
+		CHECK(imgf_post_processors_validate(&f.build, &err) < 0);
+		_cleanup_free_ char *want = xasprintf(
+			"images/test.json: post_processors[0] (%s): post-processor '%s' needs a "
+			"disk image; the docker builder does not make one",
+			formats[i], formats[i]);
+		CHECK_ERR(err, want);
+		imgf_error_free(err);
+		/* run: what the artifact is decides, whoever made it */
+		f.build.builder = &imgf_qemu_builder;
+		json_t *m = imgf_manifest_new();
+		struct imgf_pp_ctx c = {
+			.build = &f.build, .art = &f.art, .artifact_id = f.art.id, .manifest = m};
+		err = NULL;
+		CHECK(imgf_post_processors_run(&c, &err) < 0);
+		_cleanup_free_ char *want2 =
+			xasprintf("post-processor '%s' needs a disk image; the qemu builder made "
+				  "'sha256:0123'",
+				  formats[i]);
+		CHECK_ERR(err, want2);
+		imgf_error_free(err);
+		CHECK(json_array_size(json_object_get(m, "builds")) == 0);
+		CHECK(strv_len(f.art.files) == 0);
+		_cleanup_free_ char *ls = dir_listing(f.dir);
+		CHECK_STR(ls, "");
+		json_decref(m);
+		fixture_release(&f);
+	}
+}
+
+TEST(a_disk_qemu_img_cannot_read_leaves_nothing)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils"))
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
+		struct fixture f;
+		_cleanup_free_ char *pps = xasprintf("[{\"type\": \"%s\"}]", formats[i]);
+		fixture_init(&f, &imgf_qemu_builder, pps);
+		CHECK(write_file_atomic(f.disk, "not a qcow2", 11, 0644, NULL) == 0);
+		json_t *m = NULL;
+		struct imgf_error *err = NULL;
+		CHECK(run(&f, &m, &err) < 0);
+		_cleanup_free_ char *want = xasprintf("post-processor '%s': disk '%s': 'qemu-img' "
+						      "exited with status 1",
+						      formats[i], f.disk);
+		CHECK_ERR(err, want);
+		imgf_error_free(err);
+		_cleanup_free_ char *ls = dir_listing(f.dir);
+		CHECK_STR(ls, NAME ".qcow2\n" NAME ".qcow2.sha256\n");
+		json_decref(m);
+		fixture_release(&f);
+	}
+}
