@@ -26,6 +26,7 @@
 #include "strbuf.h"
 #include "test.h"
 #include "util.h"
+#include "vhd.h"
 
 extern const struct imgf_builder_ops imgf_docker_builder, imgf_qemu_builder;
 
@@ -263,9 +264,157 @@ TEST(raw_is_a_sparse_raw_disk_with_the_qcow2s_bytes)
 	fixture_release(&f);
 }
 
+/* ---- vhd ---- */
+
+static uint64_t be(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The last 512 bytes of path. */
+static void read_footer(const char *path, unsigned char f[512])
+{
+	memset(f, 0, 512);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	struct stat st;
+	CHECK(fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= 512);
+	if (fd >= 0)
+		CHECK(pread(fd, f, 512, st.st_size - 512) == 512);
+	if (fd >= 0)
+		close(fd);
+}
+
+#define VHD_SIZE (6 * MiB) /* DISK_SIZE rounded up to a whole MiB */
+
+TEST(vhd_is_a_fixed_vhd_of_a_whole_mib_whose_footer_checks_out)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils"))
+		return;
+	setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
+	struct fixture f;
+	fixture_init(&f, &imgf_qemu_builder, "[{\"type\": \"vhd\"}]");
+	json_t *m = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &m, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+
+	_cleanup_free_ char *vhd = path_join(f.dir, NAME ".vhd");
+	struct stat st;
+	CHECK(stat(vhd, &st) == 0);
+	CHECK(st.st_size == VHD_SIZE + 512);
+	/* qemu reads it as a vpc of the footer's current size, a whole MiB */
+	_cleanup_free_ char *fmt = NULL;
+	CHECK(qemu_info(vhd, "vpc", &fmt) == VHD_SIZE);
+	CHECK_STR(fmt, "vpc");
+	/* the qcow2's bytes, then zeros to the end */
+	char *compare[] = {"qemu-img", "compare", "-q",	  "-f", "qcow2",
+			   "-F",       "vpc",	  f.disk, vhd,	NULL};
+	free(run_ok(compare));
+
+	/* the footer, field by field, as the specification lays it out */
+	unsigned char ft[512];
+	read_footer(vhd, ft);
+	CHECK(memcmp(ft, "conectix", 8) == 0);
+	CHECK(be(ft + 8, 4) == 2);
+	CHECK(be(ft + 12, 4) == 0x00010000);
+	CHECK(be(ft + 16, 8) == UINT64_MAX);
+	CHECK(be(ft + 24, 4) == 1700000000 - 946684800);
+	CHECK(be(ft + 40, 8) == VHD_SIZE); /* original size */
+	CHECK(be(ft + 48, 8) == VHD_SIZE); /* current size */
+	/* CHS for 12288 sectors by the specification's algorithm: 17 sectors, 4 heads */
+	CHECK(be(ft + 56, 2) == 180 && ft[58] == 4 && ft[59] == 17);
+	CHECK(be(ft + 60, 4) == 2); /* fixed */
+	uint32_t sum = 0;
+	for (int i = 0; i < 512; i++)
+		sum += i >= 64 && i < 68 ? 0 : ft[i];
+	CHECK(be(ft + 64, 4) == (uint32_t)~sum);
+	CHECK((ft[68 + 6] & 0xf0) == 0x80); /* unique id: RFC 9562 version 8 */
+	CHECK(ft[84] == 0);		    /* saved state */
+	for (int i = 85; i < 512; i++)
+		CHECK(ft[i] == 0);
+
+	check_sidecar(vhd);
+	check_manifest_lists(m, f.dir, NAME ".vhd");
+	_cleanup_free_ char *ls = dir_listing(f.dir);
+	CHECK_STR(ls, NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".vhd\n" NAME ".vhd.sha256\n");
+	json_decref(m);
+	fixture_release(&f);
+	unsetenv("SOURCE_DATE_EPOCH");
+}
+
+TEST(vhd_geometry_follows_the_specification)
+{
+	struct imgf_vhd_geometry g = imgf_vhd_geometry(6 * MiB);
+	CHECK(g.cylinders == 180 && g.heads == 4 && g.sectors == 17);
+	g = imgf_vhd_geometry(30ULL << 30); /* 62914560 sectors: past 17 and 31 per track */
+	CHECK(g.cylinders == 62415 && g.heads == 16 && g.sectors == 63);
+	g = imgf_vhd_geometry(4ULL << 40); /* past what CHS holds: the largest geometry */
+	CHECK(g.cylinders == 65535 && g.heads == 16 && g.sectors == 255);
+}
+
+/* A VHD whose footer is damaged anywhere it matters is refused, naming what is wrong. */
+TEST(vhd_check_refuses_a_damaged_footer)
+{
+	_cleanup_free_ char *dir = NULL;
+	CHECK(make_temp_dir("imgf-test-vhd", &dir, NULL) == 0);
+	_cleanup_free_ char *path = path_join(dir, "d.vhd");
+	static const struct {
+		int at;
+		unsigned char value;
+		const char *why;
+	} cases[] = {
+		{-1, 0, NULL},
+		{0, 'C', "cookie is not 'conectix'"},
+		{63, 3, "disk type is not 2 (fixed)"},
+		{55, 1, "sizes are not the bytes before the footer"},
+		{100, 1, "checksum does not match"},
+		{67, 0, "checksum does not match"},
+	};
+	unsigned char id[16] = {1, 2, 3};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		unsigned char ft[512];
+		imgf_vhd_footer(ft, MiB, 1700000000, id);
+		if (cases[i].at >= 0)
+			ft[cases[i].at] = cases[i].value;
+		int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		CHECK(fd >= 0);
+		CHECK(ftruncate(fd, MiB) == 0);
+		CHECK(pwrite(fd, ft, 512, MiB) == 512);
+		struct imgf_error *err = NULL;
+		int r = imgf_vhd_check(fd, path, &err);
+		if (cases[i].why) {
+			CHECK(r < 0);
+			_cleanup_free_ char *want =
+				xasprintf("not a fixed vhd azure takes: %s", cases[i].why);
+			CHECK_ERR(err, want);
+		} else {
+			CHECK(r == 0 && err == NULL);
+		}
+		imgf_error_free(err);
+		close(fd);
+	}
+	/* a size that is no whole MiB, everything else consistent */
+	unsigned char ft[512];
+	imgf_vhd_footer(ft, MiB + 512, 1700000000, id);
+	int fd = open(path, O_RDWR | O_TRUNC | O_CLOEXEC);
+	CHECK(fd >= 0 && ftruncate(fd, MiB + 512) == 0 && pwrite(fd, ft, 512, MiB + 512) == 512);
+	struct imgf_error *err = NULL;
+	CHECK(imgf_vhd_check(fd, path, &err) < 0);
+	CHECK_ERR(err, "size is not a whole MiB");
+	imgf_error_free(err);
+	close(fd);
+	CHECK(rm_rf(dir, NULL) == 0);
+}
+
 /* ---- what every format refuses ---- */
 
-static const char *const formats[] = {"raw"};
+static const char *const formats[] = {"raw", "vhd"};
 
 TEST(formats_refuse_unknown_keys_before_anything_is_written)
 {
