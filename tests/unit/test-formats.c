@@ -8,6 +8,8 @@
  *
  * Without qemu-img or qemu-io the tests that need them are reported as skipped, saying which.
  */
+#include <archive.h>
+#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -412,9 +414,130 @@ TEST(vhd_check_refuses_a_damaged_footer)
 	CHECK(rm_rf(dir, NULL) == 0);
 }
 
+/* ---- gce ---- */
+
+#define GiB (1024LL * 1024 * 1024)
+
+/*
+ * The .tar.gz read with libarchive: gzip, GNU format, exactly one member, disk.raw, a regular
+ * file of a whole GiB whose bytes are those of `want` (the disk as raw, extended with zeros).
+ */
+static void check_gce_tar(const char *tgz, const char *want)
+{
+	int fd = open(want, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	struct archive *a = archive_read_new();
+	archive_read_support_filter_all(a);
+	archive_read_support_format_all(a);
+	CHECK(archive_read_open_filename(a, tgz, 65536) == ARCHIVE_OK);
+	struct archive_entry *e;
+	int members = 0, r;
+	char *got = xmalloc(1 << 20), *exp = xmalloc(1 << 20);
+	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		members++;
+		CHECK_STR(archive_entry_pathname(e), "disk.raw");
+		CHECK(archive_format(a) == ARCHIVE_FORMAT_TAR_GNUTAR);
+		CHECK(archive_filter_code(a, 0) == ARCHIVE_FILTER_GZIP);
+		CHECK(archive_entry_filetype(e) == AE_IFREG);
+		CHECK(archive_entry_size(e) == GiB);
+		CHECK(archive_entry_mtime(e) == 1700000000);
+		CHECK(archive_entry_uid(e) == 0 && archive_entry_gid(e) == 0);
+		int64_t at = 0;
+		la_ssize_t n;
+		bool same = true;
+		while ((n = archive_read_data(a, got, 1 << 20)) > 0) {
+			same = same && pread(fd, exp, (size_t)n, at) == n &&
+			       memcmp(got, exp, (size_t)n) == 0;
+			at += n;
+		}
+		CHECK(n == 0);
+		CHECK(same);
+		CHECK(at == GiB);
+	}
+	CHECK(r == ARCHIVE_EOF);
+	CHECK(members == 1);
+	free(got);
+	free(exp);
+	archive_read_free(a);
+	if (fd >= 0)
+		close(fd);
+}
+
+TEST(gce_is_a_gnu_tar_gz_holding_only_disk_raw_with_the_disks_bytes)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils"))
+		return;
+	setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
+	struct fixture f;
+	/* level 1 keeps the GiB of zeros quick to squeeze */
+	fixture_init(&f, &imgf_qemu_builder, "[{\"type\": \"gce\", \"compression_level\": \"1\"}]");
+	json_t *m = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &m, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+
+	/* the raw image, made here by qemu-img and extended to the GiB */
+	_cleanup_free_ char *want = xasprintf("%s/want.raw", f.dir);
+	char *convert[] = {"qemu-img", "convert", "-f", "qcow2", "-O", "raw", f.disk, want, NULL};
+	free(run_ok(convert));
+	CHECK(truncate(want, GiB) == 0);
+	_cleanup_free_ char *tgz = path_join(f.dir, NAME ".tar.gz");
+	check_gce_tar(tgz, want);
+	struct stat st;
+	CHECK(stat(tgz, &st) == 0 && st.st_size < 16 * MiB);
+	/* gzip with no time in its header (bytes 4-7), so the same disk gives the same bytes */
+	unsigned char gz[10] = {0};
+	int fd = open(tgz, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && pread(fd, gz, sizeof(gz), 0) == (ssize_t)sizeof(gz));
+	if (fd >= 0)
+		close(fd);
+	CHECK(gz[0] == 0x1f && gz[1] == 0x8b && gz[2] == 8 && be(gz + 4, 4) == 0);
+	/* GNU tar, what GCE's own instructions make the file with, lists the one member */
+	if (have_cmd("tar")) {
+		char *list[] = {"tar", "-tzf", tgz, NULL};
+		_cleanup_free_ char *names = run_ok(list);
+		CHECK_STR(names, "disk.raw\n");
+	}
+	check_sidecar(tgz);
+	check_manifest_lists(m, f.dir, NAME ".tar.gz");
+	CHECK(unlink(want) == 0);
+	_cleanup_free_ char *ls = dir_listing(f.dir);
+	CHECK_STR(ls,
+		  NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".tar.gz\n" NAME ".tar.gz.sha256\n");
+	json_decref(m);
+	fixture_release(&f);
+	unsetenv("SOURCE_DATE_EPOCH");
+}
+
+TEST(gce_refuses_a_compression_level_outside_1_to_9)
+{
+	static const char *const bad[] = {"0", "10", "-1", "\"fast\"", "\"\""};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct fixture f;
+		_cleanup_free_ char *pps =
+			xasprintf("[{\"type\": \"gce\", \"compression_level\": %s}]", bad[i]);
+		fixture_init(&f, &imgf_docker_builder, pps);
+		f.build.builder = &imgf_qemu_builder; /* a disk would be made */
+		struct imgf_error *err = NULL;
+		CHECK(imgf_post_processors_validate(&f.build, &err) < 0);
+		CHECK_ERR(err, "images/test.json: post_processors[0] (gce): ");
+		if (i < 3) {
+			_cleanup_free_ char *want = xasprintf(
+				"compression_level: '%s' is not a gzip level from 1 to 9", bad[i]);
+			CHECK_ERR(err, want);
+		} else {
+			CHECK_ERR(err, "compression_level: expected");
+		}
+		imgf_error_free(err);
+		fixture_release(&f);
+	}
+}
+
 /* ---- what every format refuses ---- */
 
-static const char *const formats[] = {"raw", "vhd"};
+static const char *const formats[] = {"raw", "vhd", "gce"};
 
 TEST(formats_refuse_unknown_keys_before_anything_is_written)
 {

@@ -763,7 +763,7 @@ TEST(image_upload_plans_every_extension_the_builders_and_post_processors_write)
 	setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:9", 1); /* nothing listens: no request */
 	setenv("IMGFORGE_RETRY_BASE_MS", "1", 1);
 	struct imgf_upload_opts o = {.dry_run = true};
-	static const char *const exts[] = {"qcow2", "ova", "raw", "vhd"};
+	static const char *const exts[] = {"qcow2", "ova", "raw", "vhd", "tar.gz"};
 	for (size_t i = 0; i < ARRAY_SIZE(exts); i++) {
 		_cleanup_free_ char *dname = xasprintf("listed-%s", exts[i]);
 		_cleanup_free_ char *file = xasprintf("ubuntu+kube-v1.31.2.%s", exts[i]);
@@ -785,8 +785,9 @@ TEST(image_upload_plans_every_extension_the_builders_and_post_processors_write)
 	char *dirs[] = {dir, NULL};
 	struct imgf_error *err = NULL;
 	CHECK(imgf_upload_run(&o, dirs, &err) < 0);
-	CHECK_ERR(err,
-		  "manifest.json: no .qcow2, .ova, .raw or .vhd artifact in any build's files");
+	CHECK_ERR(
+		err,
+		"manifest.json: no .qcow2, .ova, .raw, .vhd or .tar.gz artifact in any build's files");
 	imgf_error_free(err);
 	unsetenv("IMGFORGE_RETRY_BASE_MS");
 	env_clear();
