@@ -1459,6 +1459,7 @@ static void qemu_cleanup(struct imgf_build *b, struct imgf_target *t, bool keep)
 const struct imgf_builder_ops imgf_qemu_builder = {
 	.name = "qemu",
 	.keys = qemu_keys,
+	.disk_ext = "qcow2",
 	.validate = qemu_validate,
 	.prepare = qemu_prepare,
 	.commit = qemu_commit,

@@ -60,12 +60,6 @@ static int ova_opts_init(struct imgf_build *b, json_t *cfg, struct imgf_ova_opts
 /* What ova_run() will check, checked before anything is built. */
 static int ova_validate(struct imgf_build *b, json_t *cfg, struct imgf_error **err)
 {
-	/* Only the qemu builder makes a disk image; the docker builder makes an Engine image. */
-	if (strcmp(b->builder->name, "qemu") != 0)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "post-processor 'ova' needs a disk image; the %s builder "
-				      "does not make one",
-				      b->builder->name);
 	struct imgf_ova_opts o;
 	json_t *props;
 	_cleanup_free_ char *name = NULL;
@@ -80,12 +74,6 @@ static int ova_run(struct imgf_pp_ctx *c, struct imgf_error **err)
 {
 	struct imgf_build *b = c->build;
 	struct imgf_artifact *art = c->art;
-	if (!art->disk || access(art->disk, R_OK) < 0)
-		return imgf_error_set(
-			err, IMGF_EXIT_FAIL,
-			"post-processor 'ova' needs a disk image; the %s builder made "
-			"'%s'",
-			b->builder->name, art->id ? art->id : "nothing");
 	struct imgf_ova_opts o;
 	json_t *props;
 	_cleanup_free_ char *name = NULL;
@@ -108,6 +96,8 @@ const struct imgf_post_processor_ops imgf_ova_post_processor = {
 	.name = "ova",
 	.keys = ova_keys,
 	.when = IMGF_PP_LISTED,
+	.needs_disk = true,
+	.ext = "ova",
 	.validate = ova_validate,
 	.run = ova_run,
 };

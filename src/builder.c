@@ -29,6 +29,15 @@ char *imgf_builder_names(void)
 	return strbuf_detach(&sb, NULL);
 }
 
+char **imgf_builder_disk_exts(void)
+{
+	char **v = xcalloc(1, sizeof(*v));
+	for (size_t i = 0; i < ARRAY_SIZE(builders); i++)
+		if (builders[i]->disk_ext)
+			v = strv_push(v, xstrdup(builders[i]->disk_ext));
+	return v;
+}
+
 void imgf_artifact_release(struct imgf_artifact *a)
 {
 	free(a->id);

@@ -6,6 +6,9 @@
  *   name, prepare, commit, cleanup  MUST be set
  *   keys                            MUST list every config key the builder accepts
  *   validate                        MAY be NULL (nothing beyond the key check)
+ *   disk_ext                        MAY be NULL: its artifacts carry no disk; else they do
+ *                                   (imgf_artifact.disk, OUTPUT/NAME.EXT), which post-processors
+ *                                   that convert a disk need and image-upload sends
  *   cache_base, cache_save,         MAY be NULL all together: the builder keeps no step cache
  *   cache_check, cache_drop,        (every build runs every step); cache_reuse MAY be NULL
  *   cache_reuse, cache_keep         (the artifact is made again from the last step's state);
@@ -35,6 +38,7 @@ struct imgf_artifact {
 struct imgf_builder_ops {
 	const char *name;
 	const struct imgf_key *keys;
+	const char *disk_ext;
 	int (*validate)(struct imgf_build *b, struct imgf_error **err);
 	/* Make the target from the base (config in b->builder_cfg). */
 	int (*prepare)(struct imgf_build *b, struct imgf_target **out, struct imgf_error **err);
@@ -73,6 +77,8 @@ struct imgf_builder_ops {
 const struct imgf_builder_ops *imgf_builder_find(const char *name);
 /* "'docker', 'qemu'" for messages (newly allocated). */
 char *imgf_builder_names(void);
+/* Every builder's disk_ext that is set, in table order (NULL-terminated, newly allocated). */
+char **imgf_builder_disk_exts(void);
 void imgf_artifact_release(struct imgf_artifact *a);
 
 #endif

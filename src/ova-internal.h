@@ -1,7 +1,7 @@
 /*
  * What the parts of the OVA post-processor share: ova.c (the tar, the work on a second core,
- * putting it together), ovf.c (the inputs and the OVF descriptor), vmdk.c (qemu-img and the
- * vmdk's CID). Not for other users.
+ * putting it together), ovf.c (the inputs and the OVF descriptor), vmdk.c (the vmdk's CID;
+ * qemu-img runs through qemuimg.h). Not for other users.
  */
 #ifndef IMGF_OVA_INTERNAL_H
 #define IMGF_OVA_INTERNAL_H
@@ -44,13 +44,6 @@ int imgf_ova_spec_gather(const struct imgf_ova_opts *o, struct ova_spec *s,
 /* The OVF descriptor for s (its disk fields filled from qemu-img) into sb. */
 void imgf_ovf_build(const struct ova_spec *s, struct strbuf *sb);
 
-/* The disk's format and virtual size (qemu-img info) into s. */
-int imgf_vmdk_disk_info(const char *disk, struct ova_spec *s, struct imgf_error **err);
-/* The bytes of the disk that hold data (qemu-img map) into s->populated. */
-int imgf_vmdk_disk_populated(const char *disk, struct ova_spec *s, struct imgf_error **err);
-/* qemu-img convert the disk into a streamOptimized vmdk. */
-int imgf_vmdk_convert(const char *disk, const struct ova_spec *s, const char *vmdk,
-		      struct imgf_error **err);
 /* Replace the vmdk's random CID by one derived from the name and timestamp. */
 int imgf_vmdk_fix_cid(const char *vmdk, const struct ova_spec *s, struct imgf_error **err);
 

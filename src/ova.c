@@ -1,5 +1,5 @@
 /*
- * The OVA post-processor (see ova.h): qemu-img makes the streamOptimized VMDK (vmdk.c), the
+ * The OVA post-processor (see ova.h): qemu-img makes the streamOptimized VMDK (qemuimg.h), the
  * OVF descriptor comes from ovf.c, the rest is written here, the tar through libarchive.
  *
  * Work happens in a private directory inside out_dir (".NAME.ova.XXXXXX"): the vmdk in it can
@@ -46,7 +46,7 @@
 #include "log.h"
 #include "ova-internal.h"
 #include "ova.h"
-#include "run.h"
+#include "qemuimg.h"
 #include "sidecar.h"
 #include "strbuf.h"
 #include "util.h"
@@ -90,7 +90,8 @@ struct map_job {
 static void *map_job_run(void *arg)
 {
 	struct map_job *j = arg;
-	j->r = imgf_vmdk_disk_populated(j->disk, j->s, &j->err);
+	j->r = imgf_qemu_img_populated(j->disk, j->s->disk_format, j->s->capacity, &j->s->populated,
+				       &j->err);
 	return NULL;
 }
 
@@ -399,12 +400,15 @@ static int ova_hash_and_flush(int fd, const char *ova_path, char *hex, struct st
 static int vmdk_make(const struct imgf_ova_opts *o, struct ova_spec *s, const char *disk,
 		     const char *vmdk, struct imgf_error **err)
 {
-	if (imgf_vmdk_disk_info(disk, s, err) < 0)
+	if (imgf_qemu_img_info(disk, &s->disk_format, &s->capacity, err) < 0)
 		return imgf_error_prefix(err, "disk '%s'", o->disk);
 	struct map_job mj = {.disk = disk, .s = s};
 	pthread_t tid;
 	bool started = job_start(&tid, map_job_run, &mj);
-	int r = imgf_vmdk_convert(disk, s, vmdk, err);
+	/* adapter_type only fills the descriptor's ddb.adapterType; lsilogic is what VMware
+	 * writes for SCSI disks, pvscsi ones included. */
+	int r = imgf_qemu_img_convert(disk, s->disk_format, "vmdk",
+				      "subformat=streamOptimized,adapter_type=lsilogic", vmdk, err);
 	job_join(started, tid);
 	if (r == 0 && mj.r < 0)
 		r = job_error(mj.err, err);

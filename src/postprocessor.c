@@ -1,20 +1,22 @@
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "build.h"
+#include "builder.h"
 #include "error.h"
 #include "postprocessor.h"
 #include "strbuf.h"
 #include "util.h"
 
 extern const struct imgf_post_processor_ops imgf_checksum_post_processor,
-	imgf_manifest_post_processor, imgf_ova_post_processor;
+	imgf_manifest_post_processor, imgf_ova_post_processor, imgf_raw_post_processor,
+	imgf_vhd_post_processor, imgf_gce_post_processor;
 
-/* Every post-processor, one line each; FIRST and LAST ones run in this order. */
+/* Every post-processor (clang-format packs the lines); FIRST and LAST ones run in this order. */
 static const struct imgf_post_processor_ops *const post_processors[] = {
-	&imgf_checksum_post_processor,
-	&imgf_manifest_post_processor,
-	&imgf_ova_post_processor,
+	&imgf_checksum_post_processor, &imgf_manifest_post_processor, &imgf_ova_post_processor,
+	&imgf_raw_post_processor,      &imgf_vhd_post_processor,      &imgf_gce_post_processor,
 };
 
 const struct imgf_post_processor_ops *imgf_post_processor_find(const char *name)
@@ -31,6 +33,26 @@ char *imgf_post_processor_names(void)
 	for (size_t i = 0; i < ARRAY_SIZE(post_processors); i++)
 		strbuf_addf(&sb, "%s'%s'", i ? ", " : "", post_processors[i]->name);
 	return strbuf_detach(&sb, NULL);
+}
+
+static char **strv_push_new(char **v, const char *s)
+{
+	for (size_t i = 0; v[i]; i++)
+		if (!strcmp(v[i], s))
+			return v;
+	return strv_push(v, xstrdup(s));
+}
+
+char **imgf_upload_exts(void)
+{
+	_cleanup_strv_ char **disks = imgf_builder_disk_exts();
+	char **v = xcalloc(1, sizeof(*v));
+	for (size_t i = 0; disks[i]; i++)
+		v = strv_push_new(v, disks[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(post_processors); i++)
+		if (post_processors[i]->ext)
+			v = strv_push_new(v, post_processors[i]->ext);
+	return v;
 }
 
 int imgf_post_processors_validate(struct imgf_build *b, struct imgf_error **err)
@@ -52,6 +74,11 @@ int imgf_post_processors_validate(struct imgf_build *b, struct imgf_error **err)
 		_cleanup_free_ char *where = xasprintf("%s: post_processors[%zu] (%s)", file, i, t);
 		if (imgf_keys_check(pp, ops->keys, where, err) < 0)
 			return -1;
+		if (ops->needs_disk && !b->builder->disk_ext)
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "%s: post-processor '%s' needs a disk image; the %s "
+					      "builder does not make one",
+					      where, ops->name, b->builder->name);
 		if (ops->validate && ops->validate(b, pp, err) < 0)
 			return imgf_error_prefix(err, "%s", where);
 	}
@@ -61,6 +88,13 @@ int imgf_post_processors_validate(struct imgf_build *b, struct imgf_error **err)
 static int run_one(const struct imgf_post_processor_ops *ops, struct imgf_pp_ctx *c, json_t *cfg,
 		   struct imgf_error **err)
 {
+	/* What the builder made decides, whichever builder it was. */
+	if (ops->needs_disk && (!c->art->disk || access(c->art->disk, R_OK) < 0))
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "post-processor '%s' needs a disk image; the %s builder made "
+				      "'%s'",
+				      ops->name, c->build->builder->name,
+				      c->art->id ? c->art->id : "nothing");
 	c->cfg = cfg;
 	int r = ops->run(c, err);
 	c->cfg = NULL;

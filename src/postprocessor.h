@@ -9,10 +9,16 @@
  *   when              IMGF_PP_LISTED: runs where an image's post_processors list it;
  *                     IMGF_PP_FIRST / IMGF_PP_LAST: runs for every image, before / after the
  *                     listed ones, whether listed or not (listing it changes nothing)
+ *   needs_disk        MAY be set: it converts the artifact's disk. Listing it for a builder
+ *                     whose artifacts carry none (no disk_ext, builder.h) fails validate; an
+ *                     artifact without a readable disk fails before its run is called
+ *   ext               MAY be NULL: the extension of the file it writes (OUTPUT/NAME.EXT, with
+ *                     NAME.EXT.sha256), which image-upload sends (imgf_upload_exts)
  */
 #ifndef IMGF_POSTPROCESSOR_H
 #define IMGF_POSTPROCESSOR_H
 
+#include <stdbool.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -43,6 +49,8 @@ struct imgf_post_processor_ops {
 	const char *name;
 	const struct imgf_key *keys;
 	enum imgf_pp_when when;
+	bool needs_disk;
+	const char *ext;
 	int (*validate)(struct imgf_build *b, json_t *cfg, struct imgf_error **err);
 	int (*run)(struct imgf_pp_ctx *c, struct imgf_error **err);
 };
@@ -50,6 +58,13 @@ struct imgf_post_processor_ops {
 const struct imgf_post_processor_ops *imgf_post_processor_find(const char *name);
 /* "'checksum', 'manifest', 'ova'" for messages (newly allocated). */
 char *imgf_post_processor_names(void);
+
+/*
+ * The extensions of the files image-upload sends and image-list shows (NULL-terminated, newly
+ * allocated): the disks builders make (disk_ext, which the checksum post-processor sums) and
+ * what post-processors write (ext), each once, in table order.
+ */
+char **imgf_upload_exts(void);
 
 /* Check an image's post_processors list: types, keys and each one's validate. */
 int imgf_post_processors_validate(struct imgf_build *b, struct imgf_error **err);

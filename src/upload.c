@@ -17,6 +17,7 @@
 #include "gcs.h"
 #include "log.h"
 #include "manifest.h"
+#include "postprocessor.h"
 #include "redact.h"
 #include "sidecar.h"
 #include "strbuf.h"
@@ -25,8 +26,6 @@
 #include "util.h"
 
 #define SIDECAR_MAX 4096 /* a .sha256 object is one line */
-
-static const char *const artifact_exts[] = {"ova", "qcow2"};
 
 struct upload_item {
 	char *file; /* local path */
@@ -42,6 +41,7 @@ struct upload_plan {
 	struct upload_item *items;
 	size_t n, alloc;
 	char **buckets; /* distinct, NULL-terminated */
+	char **exts;	/* what is uploaded: imgf_upload_exts() */
 };
 
 static void upload_plan_release(struct upload_plan *p)
@@ -54,6 +54,7 @@ static void upload_plan_release(struct upload_plan *p)
 	}
 	free(p->items);
 	strv_free(p->buckets);
+	strv_free(p->exts);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -103,14 +104,25 @@ static const char *custom_string(json_t *cd, const char *key)
 	return v && *v ? v : NULL;
 }
 
-static const char *artifact_ext(const char *name)
+/* The extension in exts (imgf_upload_exts) that name has, or NULL: not an artifact. */
+static const char *artifact_ext(char *const *exts, const char *name)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(artifact_exts); i++) {
-		_cleanup_free_ char *suffix = xasprintf(".%s", artifact_exts[i]);
+	for (size_t i = 0; exts[i]; i++) {
+		_cleanup_free_ char *suffix = xasprintf(".%s", exts[i]);
 		if (str_has_suffix(name, suffix) && strlen(name) > strlen(suffix))
-			return artifact_exts[i];
+			return exts[i];
 	}
 	return NULL;
+}
+
+/* ".qcow2, .ova or .raw" for messages (newly allocated). */
+static char *exts_text(char *const *exts)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t n = strv_len(exts);
+	for (size_t i = 0; i < n; i++)
+		strbuf_addf(&sb, "%s.%s", i == 0 ? "" : i + 1 == n ? " or " : ", ", exts[i]);
+	return strbuf_detach(&sb, NULL);
 }
 
 /* The local file of a manifest entry: always in BUILD_DIR. Packer writes names relative to
@@ -190,7 +202,7 @@ static int plan_build(struct upload_plan *p, const struct imgf_upload_opts *o, c
 	json_array_foreach(files, i, f)
 	{
 		const char *name = json_string_value(json_object_get(f, "name"));
-		const char *ext = name ? artifact_ext(name) : NULL;
+		const char *ext = name ? artifact_ext(p->exts, name) : NULL;
 		if (!ext)
 			continue;
 		struct upload_item it = {.channel = channel};
@@ -272,9 +284,11 @@ static int plan_dir(struct upload_plan *p, const struct imgf_upload_opts *o, con
 			break;
 	}
 	json_decref(m);
-	if (r == 0 && p->n == before)
+	if (r == 0 && p->n == before) {
+		_cleanup_free_ char *known = exts_text(p->exts);
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "%s: no .ova or .qcow2 artifact in any build's files", mpath);
+				      "%s: no %s artifact in any build's files", mpath, known);
+	}
 	return r;
 }
 
@@ -384,7 +398,7 @@ int imgf_upload_run(const struct imgf_upload_opts *o, char *const *build_dirs,
 			err, IMGF_EXIT_USAGE,
 			"image-upload: no BUILD_DIR given (see 'imgforge image-upload "
 			"--help')");
-	struct upload_plan plan = {0};
+	struct upload_plan plan = {.exts = imgf_upload_exts()};
 	struct imgf_gcs *g = NULL;
 	int r = -1;
 	for (size_t i = 0; build_dirs[i]; i++)
@@ -430,6 +444,7 @@ int imgf_image_list(const struct imgf_upload_opts *o, const char *gs_url, struct
 	_cleanup_free_ char *bucket = NULL, *prefix = NULL;
 	if (imgf_gs_url_parse(gs_url, &bucket, &prefix, err) < 0)
 		return -1;
+	_cleanup_strv_ char **exts = imgf_upload_exts();
 	struct imgf_gcs *g = NULL;
 	if (imgf_gcs_open(o->key_file, &g, err) < 0)
 		return -1;
@@ -452,7 +467,7 @@ int imgf_image_list(const struct imgf_upload_opts *o, const char *gs_url, struct
 	json_array_foreach(items, i, it)
 	{
 		const char *name = json_string_value(json_object_get(it, "name"));
-		if (!name || !artifact_ext(name))
+		if (!name || !artifact_ext(exts, name))
 			continue;
 		const char *size = json_string_value(json_object_get(it, "size"));
 		_cleanup_free_ char *side = xasprintf("%s.sha256", name);
@@ -482,8 +497,10 @@ int imgf_image_list(const struct imgf_upload_opts *o, const char *gs_url, struct
 		shown++;
 	}
 	json_decref(byname);
-	if (r == 0 && !shown)
-		log_info("no .ova or .qcow2 objects under gs://%s/%s", bucket, prefix);
+	if (r == 0 && !shown) {
+		_cleanup_free_ char *known = exts_text(exts);
+		log_info("no %s objects under gs://%s/%s", known, bucket, prefix);
+	}
 out:
 	json_decref(items);
 	imgf_gcs_free(g);

@@ -2,8 +2,9 @@
  * imgforge image-upload and image-list: build outputs to a GCS-style bucket, the way
  * image-builder's image-upload did it, with resumable, verified uploads.
  *
- *   gs://BUCKET/{release|ci}/KUBERNETES_VERSION/BUILD_NAME+kube-KUBERNETES_VERSION.{ova,qcow2}
- *   and beside each its .sha256 (bare hex), written last.
+ *   gs://BUCKET/{release|ci}/KUBERNETES_VERSION/BUILD_NAME+kube-KUBERNETES_VERSION.EXT
+ *   and beside each its .sha256 (bare hex), written last. EXT is each of imgf_upload_exts
+ *   (postprocessor.h): the builders' disks (qcow2) and the post-processors' outputs (ova, ...).
  */
 #ifndef IMGF_UPLOAD_H
 #define IMGF_UPLOAD_H

@@ -1,6 +1,6 @@
 /*
- * The OVA's disk: qemu-img (info, map, convert to a streamOptimized vmdk) and the CID in the
- * vmdk's embedded descriptor.
+ * The OVA's disk: the CID in the embedded descriptor of the vmdk qemu-img wrote (qemuimg.h
+ * runs qemu-img).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -11,139 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "digest.h"
 #include "error.h"
 #include "log.h"
 #include "ova-internal.h"
-#include "run.h"
 #include "util.h"
 
-#define QEMU_INFO_MAX (1024 * 1024)
-#define QEMU_MAP_MAX (64 * 1024 * 1024)
 #define VMDK_SECTOR 512
 #define VMDK_DESC_MAX (1024 * 1024)
-
-/* ---- qemu-img ---- */
-
-/*
- * The format a file's name says, or NULL to let qemu-img probe. Probing a raw disk is unsafe
- * (the guest wrote its first sector and could make it look like a qcow2 with a backing file
- * on the host), so .raw and .qcow2 are taken at their word. ".img" says nothing: cloud
- * images by that name are qcow2.
- */
-static const char *disk_format_from_name(const char *path)
-{
-	if (str_has_suffix(path, ".qcow2"))
-		return "qcow2";
-	if (str_has_suffix(path, ".raw"))
-		return "raw";
-	return NULL;
-}
-
-static int qemu_img_json(char *const *argv, size_t max, json_t **out, struct imgf_error **err)
-{
-	struct strbuf sb = STRBUF_INIT;
-	sb.max = max;
-	int r = imgf_run(argv, &sb, err);
-	if (r == 0) {
-		json_error_t jerr;
-		*out = json_loadb(sb.buf, sb.len, 0, &jerr);
-		if (!*out)
-			r = imgf_error_set(err, IMGF_EXIT_FAIL, "'%s %s' printed bad JSON: %s",
-					   argv[0], argv[1], jerr.text);
-	}
-	strbuf_release(&sb);
-	return r;
-}
-
-static int json_u64(json_t *obj, const char *key, uint64_t *out)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		return -1;
-	*out = (uint64_t)json_integer_value(v);
-	return 0;
-}
-
-/* Capacity and format from `qemu-img info`. */
-int imgf_vmdk_disk_info(const char *disk, struct ova_spec *s, struct imgf_error **err)
-{
-	const char *fmt = disk_format_from_name(disk);
-	char *argv[7] = {"qemu-img", "info", "--output=json"};
-	size_t argc = 3;
-	if (fmt) {
-		argv[argc++] = "-f";
-		argv[argc++] = (char *)fmt;
-	}
-	argv[argc++] = (char *)disk;
-	argv[argc] = NULL;
-	json_t *info = NULL;
-	if (qemu_img_json(argv, QEMU_INFO_MAX, &info, err) < 0)
-		return -1;
-	const char *probed = json_string_value(json_object_get(info, "format"));
-	int r = 0;
-	if (json_u64(info, "virtual-size", &s->capacity) < 0 || !probed)
-		r = imgf_error_set(err, IMGF_EXIT_FAIL,
-				   "'qemu-img info' gave no virtual-size or format");
-	else
-		s->disk_format = fmt ? fmt : (strcmp(probed, "qcow2") == 0 ? "qcow2" : "raw");
-	if (r == 0 && !fmt && strcmp(probed, "qcow2") != 0 && strcmp(probed, "raw") != 0)
-		r = imgf_error_set(
-			err, IMGF_EXIT_FAIL,
-			"format '%s' is not supported (qcow2 or raw; a name ending in .qcow2 or "
-			".raw says which)",
-			probed);
-	json_decref(info);
-	return r;
-}
-
-/* The bytes holding data, from `qemu-img map` (backing files included): the OVF's
- * populatedSize, which vSphere uses to estimate the space a thin-provisioned copy takes. */
-int imgf_vmdk_disk_populated(const char *disk, struct ova_spec *s, struct imgf_error **err)
-{
-	char *argv[] = {"qemu-img",   "map", "--output=json", "-f", (char *)s->disk_format,
-			(char *)disk, NULL};
-	json_t *map = NULL;
-	if (qemu_img_json(argv, QEMU_MAP_MAX, &map, err) < 0)
-		return -1;
-	int r = 0;
-	uint64_t sum = 0;
-	size_t i;
-	json_t *ext;
-	if (!json_is_array(map))
-		r = imgf_error_set(err, IMGF_EXIT_FAIL, "'qemu-img map' did not print a list");
-	json_array_foreach(map, i, ext)
-	{
-		uint64_t len;
-		if (r < 0)
-			break;
-		if (json_u64(ext, "length", &len) < 0) {
-			r = imgf_error_set(err, IMGF_EXIT_FAIL,
-					   "'qemu-img map' printed an extent without a length");
-			break;
-		}
-		if (json_is_true(json_object_get(ext, "data")) &&
-		    !json_is_true(json_object_get(ext, "zero")))
-			sum += len;
-	}
-	json_decref(map);
-	s->populated = sum < s->capacity ? sum : s->capacity;
-	return r;
-}
-
-int imgf_vmdk_convert(const char *disk, const struct ova_spec *s, const char *vmdk,
-		      struct imgf_error **err)
-{
-	/* adapter_type only fills the descriptor's ddb.adapterType; lsilogic is what VMware
-	 * writes for SCSI disks, pvscsi ones included. */
-	char *argv[] = {
-		"qemu-img",   "convert",    "-f", (char *)s->disk_format,
-		"-O",	      "vmdk",	    "-o", "subformat=streamOptimized,adapter_type=lsilogic",
-		(char *)disk, (char *)vmdk, NULL};
-	return imgf_run(argv, NULL, err);
-}
 
 /* ---- The vmdk's descriptor CID ---- */
 

@@ -739,6 +739,60 @@ TEST(image_upload_refuses_a_symlinked_artifact_before_any_request)
 	env_clear();
 }
 
+/* A build directory whose manifest names `files` (a JSON list of names), nothing else in it. */
+static char *listed_build(const char *name, const char *files)
+{
+	char *dir = tmp_path(name);
+	CHECK(mkdir_p(dir, 0755, NULL) == 0);
+	_cleanup_free_ char *m =
+		xasprintf("{\"builds\": [{\"name\": \"capi\", \"files\": %s, \"custom_data\": "
+			  "{\"build_name\": \"ubuntu\", \"kubernetes_semver\": \"v1.31.2\", "
+			  "\"upload_bucket\": \"capi-images\"}}]}",
+			  files);
+	_cleanup_free_ char *mpath = path_join(dir, "manifest.json");
+	CHECK(write_file_atomic(mpath, m, strlen(m), 0644, NULL) == 0);
+	return dir;
+}
+
+/* The planner takes what the post-processors write: each extension of imgf_upload_exts is
+ * picked up (its symlink refused while planning, before any request), and a build with none
+ * of them names them all. */
+TEST(image_upload_plans_every_extension_the_builders_and_post_processors_write)
+{
+	env_clear();
+	setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:9", 1); /* nothing listens: no request */
+	setenv("IMGFORGE_RETRY_BASE_MS", "1", 1);
+	struct imgf_upload_opts o = {.dry_run = true};
+	static const char *const exts[] = {"qcow2", "ova", "raw", "vhd", "tar.gz"};
+	for (size_t i = 0; i < ARRAY_SIZE(exts); i++) {
+		_cleanup_free_ char *dname = xasprintf("listed-%s", exts[i]);
+		_cleanup_free_ char *file = xasprintf("ubuntu+kube-v1.31.2.%s", exts[i]);
+		_cleanup_free_ char *files = xasprintf("[{\"name\": \"console.log\"}, "
+						       "{\"name\": \"%s\"}]",
+						       file);
+		_cleanup_free_ char *dir = listed_build(dname, files);
+		_cleanup_free_ char *art = path_join(dir, file);
+		CHECK(symlink("/etc/hostname", art) == 0);
+		char *dirs[] = {dir, NULL};
+		struct imgf_error *err = NULL;
+		CHECK(imgf_upload_run(&o, dirs, &err) < 0);
+		_cleanup_free_ char *want = xasprintf("artifact '%s' is a symlink", file);
+		CHECK_ERR(err, want);
+		imgf_error_free(err);
+	}
+	_cleanup_free_ char *dir = listed_build("listed-none", "[{\"name\": \"console.log\"}, "
+							       "{\"name\": \"disk.img\"}]");
+	char *dirs[] = {dir, NULL};
+	struct imgf_error *err = NULL;
+	CHECK(imgf_upload_run(&o, dirs, &err) < 0);
+	CHECK_ERR(
+		err,
+		"manifest.json: no .qcow2, .ova, .raw, .vhd or .tar.gz artifact in any build's files");
+	imgf_error_free(err);
+	unsetenv("IMGFORGE_RETRY_BASE_MS");
+	env_clear();
+}
+
 TEST(gcs_upload_does_not_follow_a_symlink_swapped_in_after_the_plan)
 {
 	env_clear();

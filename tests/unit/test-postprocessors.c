@@ -83,7 +83,7 @@ static struct imgf_error *validate(const struct imgf_builder_ops *builder, const
 
 TEST(the_table_lists_every_post_processor_and_nothing_else)
 {
-	static const char *const names[] = {"checksum", "manifest", "ova"};
+	static const char *const names[] = {"checksum", "manifest", "ova", "raw", "vhd", "gce"};
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		const struct imgf_post_processor_ops *ops = imgf_post_processor_find(names[i]);
 		CHECK(ops != NULL);
@@ -96,12 +96,28 @@ TEST(the_table_lists_every_post_processor_and_nothing_else)
 	CHECK(imgf_post_processor_find("") == NULL);
 	CHECK(imgf_post_processor_find(NULL) == NULL);
 	char *known = imgf_post_processor_names();
-	CHECK_STR(known, "'checksum', 'manifest', 'ova'");
+	CHECK_STR(known, "'checksum', 'manifest', 'ova', 'raw', 'vhd', 'gce'");
 	free(known);
 	/* checksum before, manifest after whatever the image lists */
 	CHECK(imgf_post_processor_find("checksum")->when == IMGF_PP_FIRST);
 	CHECK(imgf_post_processor_find("manifest")->when == IMGF_PP_LAST);
 	CHECK(imgf_post_processor_find("ova")->when == IMGF_PP_LISTED);
+	CHECK(imgf_post_processor_find("raw")->when == IMGF_PP_LISTED);
+	CHECK(imgf_post_processor_find("vhd")->when == IMGF_PP_LISTED);
+	CHECK(imgf_post_processor_find("gce")->when == IMGF_PP_LISTED);
+}
+
+TEST(the_upload_list_is_the_builders_disks_and_the_post_processors_outputs)
+{
+	char **exts = imgf_upload_exts();
+	static const char *const want[] = {"qcow2", "ova", "raw", "vhd", "tar.gz"};
+	CHECK(strv_len(exts) == ARRAY_SIZE(want));
+	for (size_t i = 0; i < ARRAY_SIZE(want) && i < strv_len(exts); i++)
+		CHECK_STR(exts[i], want[i]);
+	strv_free(exts);
+	/* the docker builder's artifact is an Engine image, the qemu builder's a disk */
+	CHECK(imgf_docker_builder.disk_ext == NULL);
+	CHECK_STR(imgf_qemu_builder.disk_ext, "qcow2");
 }
 
 TEST(validate_accepts_the_shipped_lists)
@@ -130,8 +146,9 @@ TEST(validate_accepts_the_shipped_lists)
 TEST(validate_names_unknown_types_and_keys)
 {
 	struct imgf_error *err = validate(&imgf_qemu_builder, "[{\"type\": \"ovf\"}]", "{}");
-	CHECK_ERR(err, "images/test.json: post_processors[0].type: unknown post-processor 'ovf' "
-		       "(known post-processors: 'checksum', 'manifest', 'ova')");
+	CHECK_ERR(err,
+		  "images/test.json: post_processors[0].type: unknown post-processor 'ovf' "
+		  "(known post-processors: 'checksum', 'manifest', 'ova', 'raw', 'vhd', 'gce')");
 	imgf_error_free(err);
 	err = validate(&imgf_qemu_builder, "[{\"type\": \"manifest\"}, {\"name\": \"x\"}]", "{}");
 	CHECK_ERR(err, "post_processors[1].type: unknown post-processor ''");
