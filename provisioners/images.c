@@ -707,8 +707,16 @@ static int kubeadm_images(struct imgf_step *s, struct imgf_target *t, struct str
 			  char **pause, struct imgf_error **err)
 {
 	const char *v = imgf_cfg_str(s->cfg, "version", "");
-	char *argv[] = {"kubeadm", "config", "images", "list", "--kubernetes-version",
-			(char *)v, NULL};
+	/* kubeadm defaults the node name from the hostname and refuses one that is no DNS name:
+	 * the libguestfs appliance's is "(none)". Only that kernel's name is changed, not the
+	 * image's (the version is a shell word, checked by validate). */
+	_cleanup_free_ char *script =
+		xasprintf("case $(cat /proc/sys/kernel/hostname 2>/dev/null) in\n"
+			  "*[!a-z0-9.-]*) echo imgforge-build >/proc/sys/kernel/hostname ;;\n"
+			  "esac\n"
+			  "exec kubeadm config images list --kubernetes-version %s\n",
+			  v);
+	char *argv[] = {"/bin/sh", "-c", script, NULL};
 	_cleanup_free_ char *out = NULL;
 	if (imgf_target_capture(t, s->label, argv, &out, err) < 0)
 		return imgf_error_prefix(err, "ask the target's kubeadm which images %s needs", v);
