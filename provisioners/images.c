@@ -20,6 +20,7 @@
  *                      recorded as local inputs); each must be stored under a tagged name.
  * Inside the target a private containerd runs for the step only.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -868,6 +869,26 @@ static char *host_kubeadm(struct imgf_step *s)
 	return kubesrc_type_of(s) == KUBESRC_LOCAL ? kubesrc_local_find(s, "kubeadm") : NULL;
 }
 
+/* `kubeadm config images list` of a verified kubeadm on the host: from a private copy, since
+ * a cached download is read-only and not executable. */
+static int run_host_kubeadm(const char *kubeadm, const char *v, struct strbuf *out,
+			    struct imgf_error **err)
+{
+	_cleanup_free_ char *dir = NULL;
+	if (make_temp_dir("imgforge-kubeadm", &dir, err) < 0)
+		return -1;
+	_cleanup_free_ char *bin = path_join(dir, "kubeadm");
+	char *argv[] = {bin, "config", "images", "list", "--kubernetes-version", (char *)v, NULL};
+	int r = copy_file_atomic(kubeadm, bin, err);
+	if (r == 0 && chmod(bin, 0700) < 0)
+		r = imgf_error_errno(err, errno, "chmod '%s'", bin);
+	if (r == 0)
+		r = imgf_run(argv, out, err);
+	unlink(bin);
+	rmdir(dir);
+	return r;
+}
+
 /*
  * For `imgforge mirror`: the references the step pulls, and those kubeadm asks for
  * (kubeadm_plan) from the build's kubeadm, verified like every input. Unlike a build, which
@@ -889,9 +910,7 @@ static char **images_pulls(struct imgf_step *s, json_t **mirrors, struct imgf_er
 	struct strbuf out = STRBUF_INIT;
 	out.max = 1u << 20;
 	_cleanup_free_ char *pause = NULL;
-	char *argv[] = {kubeadm,   "config", "images", "list", "--kubernetes-version",
-			(char *)v, NULL};
-	int r = kubeadm ? imgf_run(argv, &out, err)
+	int r = kubeadm ? run_host_kubeadm(kubeadm, v, &out, err)
 			: imgf_error_set(
 				  err, IMGF_EXIT_FAIL,
 				  "the images kubeadm %s needs are asked of its kubeadm, and "
