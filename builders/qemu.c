@@ -1134,7 +1134,21 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			"  modprobe br_netfilter 2>/dev/null; modprobe overlay 2>/dev/null\n"
 			"  sysctl -qw net.ipv4.ip_forward=1\n"
 			"  t0=$(date +%%s)\n"
-			"  kubeadm init --kubernetes-version %s --pod-network-cidr 10.244.0.0/16 "
+			/* Under TCG a control plane takes longer to answer than kubeadm's default
+			 * four minutes: longer waits where kubeadm takes them (v1beta4, v1.31+). */
+			"  c=/tmp/imgforge-kubeadm.yaml\n"
+			"  printf '%%s\\n' 'apiVersion: kubeadm.k8s.io/v1beta4' 'kind: InitConfiguration' "
+			"'timeouts:' '  controlPlaneComponentHealthCheck: 15m0s' "
+			"'  kubeletHealthCheck: 15m0s' '  kubernetesAPICall: 5m0s' "
+			"'  tlsBootstrap: 15m0s' '---' 'apiVersion: kubeadm.k8s.io/v1beta4' "
+			"'kind: ClusterConfiguration' 'kubernetesVersion: %s' 'networking:' "
+			"'  podSubnet: 10.244.0.0/16' >$c\n"
+			"  if kubeadm config validate --config $c >/dev/null 2>&1; then\n"
+			"    args=\"--config $c\"\n"
+			"  else\n"
+			"    args=\"--kubernetes-version %s --pod-network-cidr 10.244.0.0/16\"\n"
+			"  fi\n"
+			"  kubeadm init $args "
 			"--ignore-preflight-errors=NumCPU,Mem,HTTPProxyCIDR,SystemVerification "
 			"--skip-token-print || return 1\n"
 			"  say \"IMGFORGE-TIME kubeadm-init $(($(date +%%s) - t0))s\"\n"
@@ -1157,7 +1171,7 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			"  say \"IMGFORGE-TIME pods-ready $(($(date +%%s) - t0))s\"\n"
 			"  k get pods -A -o wide >$out\n"
 			"}\n",
-			kv ? kv : "");
+			kv ? kv : "", kv ? kv : "");
 	strbuf_addf(&sb,
 		    "say " CHECK_BEGIN "\n"
 		    "i=0; while [ $i -lt 120 ] && ! systemctl is-active -q containerd; do "

@@ -14,6 +14,13 @@ require_cmd go || {
 	test_done
 }
 kube_up
+# containerd, runc and the CNI plugins over HTTP (the fixture mirror's), so the mirror fetches
+# from a server that is stopped later; the rest from the from-source mirror. (No node boots
+# here: t1500 and t1520 boot the from-source containerd and runc.)
+jq -s '{variables: (.[1].variables + (.[0].variables | with_entries(select(.key |
+		test("^(containerd|runc|kubernetes_cni)_")))))}' \
+	"$FIX/vars.json" "$KUBE_BUILD_VARS" >"$TMP/kube-vars.json" || die "jq failed"
+KUBE_BUILD_VARS=$TMP/kube-vars.json
 TAG=imgforge-test/kind-node:t1540-$$
 at_exit "docker rmi -f $TAG"
 M=$TMP/mirror
