@@ -7,6 +7,10 @@
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
 . "$(dirname "$0")/../lib/harness.sh"
 fixtures_up "registry pulls"
+# The shared fixtures' auth proxy may have served other scripts: this one reads its own.
+AUTHLOG=$TMP/authproxy.log
+at_exit 'kill $(cat "$TMP/authproxy.pids") 2>/dev/null'
+fixtures_private_auth_proxy "$FIX" "$AUTHLOG" "$TMP/authproxy.pids" || die "the auth proxy did not come up"
 REG=127.0.0.1:$FIXTURE_REGISTRY_PORT
 # `make check` builds it (into IMGF_BUILD_DIR, with its flags); standalone runs build it here.
 B=${IMGF_BUILD_DIR:-build}
@@ -24,10 +28,10 @@ test_expect_success "the client pulls and verifies every kind of image" '
 '
 
 test_expect_success "the authenticated pull used an anonymous token, retried a 503 and followed the CDN redirect" '
-	grep -qx "GET /token?service=imgforge-fixture&scope=repository%3Apause%3Apull 200" "$FIX/authproxy.log"
-	grep -qE "^GET /v2/pause/blobs/sha256:[0-9a-f]{64} 503$" "$FIX/authproxy.log"
-	grep -qE "^GET /cdn/v2/pause/blobs/sha256:[0-9a-f]{64} 200$" "$FIX/authproxy.log"
-	! grep -q " 400$" "$FIX/authproxy.log" || exit 1
+	grep -qx "GET /token?service=imgforge-fixture&scope=repository%3Apause%3Apull 200" "$AUTHLOG"
+	grep -qE "^GET /v2/pause/blobs/sha256:[0-9a-f]{64} 503$" "$AUTHLOG"
+	grep -qE "^GET /cdn/v2/pause/blobs/sha256:[0-9a-f]{64} 200$" "$AUTHLOG"
+	! grep -q " 400$" "$AUTHLOG" || exit 1
 '
 
 test_expect_success "the layout tar holds exactly oci-layout, index.json and the blobs" '

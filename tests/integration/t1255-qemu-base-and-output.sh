@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# lane: vm
 # The qemu builder's edges that need no real OS: a base image that names another host file
 # is refused before anything is made, and the finished image reaches an --output-dir on
 # another filesystem (a tmpfs mounted here) than the work directory. The base is a tiny ext4
@@ -7,7 +8,13 @@
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 vm_accel_env
 F=$TOP/tests/fixtures/config
-work_dirs() { ls -d "${TMPDIR:-/var/tmp}"/imgforge-qemu-* 2>/dev/null | wc -l; }
+# The builder's work directories under a TMPDIR of this script's own, so that qemu builds of
+# other scripts running at the same time are not counted.
+QTMP=$(mktemp -d /var/tmp/t1255-work.XXXXXX) && chmod 0711 "$QTMP" || die "mktemp"
+at_exit "rm -rf '$QTMP'"
+export LIBGUESTFS_CACHEDIR=${LIBGUESTFS_CACHEDIR:-${TMPDIR:-/var/tmp}}
+export TMPDIR=$QTMP
+work_dirs() { ls -d "$TMPDIR"/imgforge-qemu-* 2>/dev/null | wc -l; }
 export IMGFORGE_CACHE_DIR=$TMP/cache
 if ! require_cmd qemu-img; then
 	test_skip "qemu base and output" "qemu-img is not installed"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# lane: vm
 # The OVA as other tools read it. GNU tar and sha256sum agree with its layout, .mf and
 # .sha256; Debian's virt-v2v (-i ova) parses the OVF (name, memory, vCPUs, the disk on SCSI,
 # the vmxnet3 NIC), checks the .mf against the members and refuses a tampered one; and, when

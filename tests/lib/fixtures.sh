@@ -8,6 +8,8 @@
 #   fixtures_serve DIR      # HTTP server + registry on 127.0.0.1, DIR/vars.json,
 #                           # exports FIXTURE_HTTP_PORT, FIXTURE_REGISTRY_PORT and
 #                           # FIXTURE_AUTH_REGISTRY_PORT (the registry behind bearer tokens)
+#   fixtures_attach DIR     # use the running servers another script started from DIR (same
+#                           # exports as serve); status 1 when they are not all answering
 #   fixtures_stop DIR       # stop what serve started; safe to call twice (use it in a trap)
 #
 # DIR/www holds:
@@ -460,6 +462,47 @@ fixtures_serve() {
 
 	_fx_write_vars "$dir" "$hp" "$rp" || return 1
 	export FIXTURE_HTTP_PORT=$hp FIXTURE_REGISTRY_PORT=$rp FIXTURE_AUTH_REGISTRY_PORT=$ap
+}
+
+# Use the servers another script started from DIR (tests/lib/harness.sh shares them): succeeds,
+# with the same FIXTURE_* ports exported as fixtures_serve, only when all of them answer.
+fixtures_attach() {
+	local dir=${1:?usage: fixtures_attach DIR} hp rp ap pid
+	dir=$(cd "$dir" 2>/dev/null && pwd) && [ -s "$dir/pids" ] && [ -f "$dir/vars.json" ] || return 1
+	while read -r pid; do
+		_fx_alive "$pid" || return 1
+	done <"$dir/pids"
+	_FX_DIR=$dir
+	_fx_versions
+	_fx_python
+	hp=$(_fx_port_from "$dir/httpd.port")
+	rp=$(grep -ohE 'listening on 127\.0\.0\.1:[0-9]+' "$dir/registry.err" "$dir/registry.log" \
+		2>/dev/null | head -n 1 | sed 's/.*://')
+	ap=$(_fx_port_from "$dir/authproxy.port")
+	[ -n "$hp" ] && [ -n "$rp" ] && [ -n "$ap" ] &&
+		curl -s -o /dev/null "http://127.0.0.1:$hp/" &&
+		curl -fs -o /dev/null "http://127.0.0.1:$rp/v2/" || return 1
+	export FIXTURE_HTTP_PORT=$hp FIXTURE_REGISTRY_PORT=$rp FIXTURE_AUTH_REGISTRY_PORT=$ap
+	echo "fixtures_attach: servers of $dir (http $hp, registry $rp, auth proxy $ap)"
+}
+
+# A private auth proxy in front of DIR's registry, for a script that reads what it saw: its
+# own log (LOG, the proxy's "METHOD PATH STATUS" lines) and its own first-GET 503s. Exports
+# FIXTURE_AUTH_REGISTRY_PORT; its pid is appended to PIDFILE for the caller to stop.
+fixtures_private_auth_proxy() {
+	local dir=${1:?usage: fixtures_private_auth_proxy DIR LOG PIDFILE} log=$2 pidfile=$3 ap i
+	_fx_python
+	: >"$log" && : >"$log.port" || return 1
+	"$_FX_PYTHON" "$_FX_TOP/tests/fixtures/registry-auth-proxy.py" \
+		--upstream "127.0.0.1:$FIXTURE_REGISTRY_PORT" --log "$log" </dev/null >"$log.port" 2>"$log.err" &
+	echo "$!" >>"$pidfile"
+	for ((i = 0; i < 200; i++)); do
+		ap=$(_fx_port_from "$log.port")
+		[ -n "$ap" ] && break
+		sleep 0.05
+	done
+	[ -n "$ap" ] || { tail -n 5 "$log.err" >&2; return 1; }
+	export FIXTURE_AUTH_REGISTRY_PORT=$ap
 }
 
 fixtures_stop() {

@@ -11,6 +11,9 @@ TEST_NAME=$(basename "$0" .sh)
 TEST_CACHE=${IMGF_TEST_CACHE:-/var/tmp/imgforge-test-cache}
 mkdir -p "$TEST_CACHE"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/$TEST_NAME.XXXXXX")
+# A step and download cache of the script's own unless it names one: scripts of other lanes
+# run at the same time (tests/lib/run-integration.sh).
+export IMGFORGE_CACHE_DIR=${IMGFORGE_CACHE_DIR:-$TMP/cache}
 test_count=0
 test_passed=0
 test_failed=0
@@ -62,7 +65,7 @@ test_expect_success() {
 	fi
 }
 
-# A script whose tests prove a claim (a node works: tests/lib/kind-e2e.sh, t1250) sets
+# A script whose tests prove a claim (a node works: tests/lib/kind-e2e.sh, t1290) sets
 # TEST_CLAIM=1: in CI (CI=true) a prerequisite missing there is a failure, not a skip.
 test_skip() {
 	test_count=$((test_count + 1))
@@ -117,8 +120,42 @@ vm_accel_env() {
 	[ ! -e /dev/kvm ] || bash "$TOP/hack/kvm-usable.sh" || export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
 }
 
-# The fixture mirror and registry on loopback for this script (tests/lib/fixtures.sh), stopped
-# at exit; sets FIX. Skips the whole script, saying why, when the machine lacks what it needs.
+# Servers that scripts running at once (make check's lanes, tests/lib/run-integration.sh) share:
+# the first user starts them, the last one stops them. Each user is a pid file in DIR/holders;
+# DIR/holders.lock serialises starting, attaching and stopping.
+#   shared_acquire DIR   lock; drop holders that are gone; returns 0 if others still hold DIR
+#   shared_hold DIR      record this script as a holder, then unlock
+#   shared_release DIR   forget this script; returns 0 (still locked) when it was the last
+#   shared_unlock        release the lock taken by shared_acquire or shared_release
+shared_acquire() {
+	local f
+	mkdir -p "$1/holders" || return 1
+	exec {_SHARED_FD}>"$1/holders.lock" && flock "$_SHARED_FD" || return 1
+	for f in "$1"/holders/*; do
+		[ -e "$f" ] || continue
+		kill -0 "${f##*/}" 2>/dev/null || rm -f "$f"
+	done
+	[ -n "$(ls -A "$1/holders")" ]
+}
+shared_unlock() {
+	[ -n "${_SHARED_FD:-}" ] || return 0
+	flock -u "$_SHARED_FD"
+	exec {_SHARED_FD}>&-
+	_SHARED_FD=
+}
+shared_hold() {
+	: >"$1/holders/$$"
+	shared_unlock
+}
+shared_release() {
+	shared_acquire "$1" >/dev/null 2>&1
+	rm -f "$1/holders/$$"
+	[ -z "$(ls -A "$1/holders" 2>/dev/null)" ]
+}
+
+# The fixture mirror and registry on loopback for this script (tests/lib/fixtures.sh), shared
+# with scripts running at once and stopped by the last of them; sets FIX. Skips the whole script,
+# saying why, when the machine lacks what it needs.
 fixtures_up() {
 	. "$TOP/tests/lib/fixtures.sh"
 	local why
@@ -127,15 +164,29 @@ fixtures_up() {
 		test_done
 	fi
 	FIX=$TEST_CACHE/fixtures
+	mkdir -p "$FIX"
+	at_exit "fixtures_release"
+	if shared_acquire "$FIX" && fixtures_attach "$FIX" >>"$TMP/fixtures.log" 2>&1; then
+		shared_hold "$FIX"
+		return 0
+	fi
 	fixtures_build "$FIX" >"$TMP/fixtures.log" 2>&1 || {
+		shared_unlock
 		cat "$TMP/fixtures.log"
 		die "fixtures_build failed"
 	}
-	at_exit "fixtures_stop '$FIX'"
 	fixtures_serve "$FIX" >>"$TMP/fixtures.log" 2>&1 || {
+		shared_unlock
 		cat "$TMP/fixtures.log"
 		die "fixtures_serve failed"
 	}
+	shared_hold "$FIX"
+}
+fixtures_release() {
+	if shared_release "$FIX"; then
+		fixtures_stop "$FIX"
+	fi
+	shared_unlock
 }
 
 # A reachable Docker Engine and the debootstrap base image (tests/lib/base-image.sh); sets

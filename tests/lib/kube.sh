@@ -21,17 +21,28 @@ kube_up() {
 		die "hack/kube-from-source.sh $KUBE_VERSION $KUBE_DIR failed"
 	fi
 	say "kube-from-source: $((SECONDS - t0)) s ($(grep -c cached "$TMP/kube-from-source.log") parts cached)"
-	at_exit "bash '$TOP/hack/kube-mirror-serve.sh' --stop '$KUBE_DIR'"
+	# The registry is shared with scripts running at once; the last one stops it.
+	at_exit "kube_release"
+	shared_acquire "$KUBE_DIR"
 	bash "$TOP/hack/kube-mirror-serve.sh" --port 0 "$KUBE_DIR" >"$TMP/kube-serve.log" 2>&1 || {
+		shared_unlock
 		cat "$TMP/kube-serve.log"
 		die "hack/kube-mirror-serve.sh failed"
 	}
+	shared_hold "$KUBE_DIR"
 	KUBE_REG=127.0.0.1:$(cat "$KUBE_DIR/registry.port")
 	KIND=$KUBE_DIR/bin/kind
 	KUBECTL=$KUBE_DIR/release/$KUBE_VERSION/bin/linux/amd64/kubectl
 	KUBE_BUILD_VARS=$KUBE_DIR/vars.json
 	# shellcheck disable=SC1091
 	. "$KUBE_DIR/versions.env"
+}
+
+kube_release() {
+	if shared_release "$KUBE_DIR"; then
+		bash "$TOP/hack/kube-mirror-serve.sh" --stop "$KUBE_DIR"
+	fi
+	shared_unlock
 }
 
 kube_kind_config() {

@@ -1,6 +1,6 @@
 /*
  * builders/qemu.c pieces that need neither an appliance nor libvirt: the work directory in a
- * shared TMPDIR is its owner's only. (Builds and boot checks are in t1250-t1257.)
+ * shared TMPDIR is its owner's only. (Builds and boot checks are in t1255-t1290.)
  */
 #include <stdlib.h>
 #include <sys/stat.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# lane: vm
 # imgforge build --only capi-qcow2: a bootable Debian bookworm qcow2 from debootstrap as the
 # base, real Kubernetes, containerd, runc and CNI plugins built from source at the shipped
 # versions (tests/lib/kube.sh) as the sources, libguestfs to provision, libvirt
@@ -35,7 +36,7 @@ IMG=$OUT/debian-12+kube-$KUBE_VERSION.qcow2
 # other scripts run at the same time are not counted (libvirt's qemu must reach it: 0711;
 # libguestfs keeps its appliance cache where it was).
 export LIBGUESTFS_CACHEDIR=${LIBGUESTFS_CACHEDIR:-${TMPDIR:-/var/tmp}}
-QTMP=$(mktemp -d /var/tmp/t1250-work.XXXXXX) && chmod 0711 "$QTMP" || die "mktemp"
+QTMP=$(mktemp -d /var/tmp/t1290-work.XXXXXX) && chmod 0711 "$QTMP" || die "mktemp"
 at_exit "rm -rf '$QTMP'"
 export TMPDIR=$QTMP
 work_dirs() { ls -d "${TMPDIR:-/var/tmp}"/imgforge-qemu-* 2>/dev/null | wc -l; }
