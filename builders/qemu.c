@@ -30,6 +30,7 @@
 #include "digest.h"
 #include "error.h"
 #include "fetch.h"
+#include "fsutil.h"
 #include "log.h"
 #include "run.h"
 #include "sidecar.h"

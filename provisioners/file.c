@@ -12,6 +12,7 @@
 #include "common.h"
 #include "config.h"
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 #include "provisioner.h"
 #include "target.h"

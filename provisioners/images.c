@@ -31,6 +31,7 @@
 #include "common.h"
 #include "config.h"
 #include "error.h"
+#include "fsutil.h"
 #include "kubesrc.h"
 #include "log.h"
 #include "ociimage.h"

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "kubesrc.h"
 #include "log.h"
 #include "provisioner.h"

@@ -5,17 +5,22 @@
 #include "strbuf.h"
 #include "util.h"
 
-extern const struct imgf_builder_ops imgf_docker_builder, imgf_qemu_builder;
+/* The builders registered (imgf_plugins_register, src/plugins.c), in that order. */
+static const struct imgf_builder_ops *builders[8];
+static size_t nbuilders;
 
-/* Every builder, one line each. */
-static const struct imgf_builder_ops *const builders[] = {
-	&imgf_docker_builder,
-	&imgf_qemu_builder,
-};
+void imgf_builder_register(const struct imgf_builder_ops *ops)
+{
+	if (imgf_builder_find(ops->name))
+		return;
+	if (nbuilders == ARRAY_SIZE(builders))
+		abort();
+	builders[nbuilders++] = ops;
+}
 
 const struct imgf_builder_ops *imgf_builder_find(const char *name)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(builders); i++)
+	for (size_t i = 0; i < nbuilders; i++)
 		if (!strcmp(builders[i]->name, name))
 			return builders[i];
 	return NULL;
@@ -24,7 +29,7 @@ const struct imgf_builder_ops *imgf_builder_find(const char *name)
 char *imgf_builder_names(void)
 {
 	struct strbuf sb = STRBUF_INIT;
-	for (size_t i = 0; i < ARRAY_SIZE(builders); i++)
+	for (size_t i = 0; i < nbuilders; i++)
 		strbuf_addf(&sb, "%s'%s'", i ? ", " : "", builders[i]->name);
 	return strbuf_detach(&sb, NULL);
 }
@@ -32,7 +37,7 @@ char *imgf_builder_names(void)
 char **imgf_builder_disk_exts(void)
 {
 	char **v = xcalloc(1, sizeof(*v));
-	for (size_t i = 0; i < ARRAY_SIZE(builders); i++)
+	for (size_t i = 0; i < nbuilders; i++)
 		if (builders[i]->disk_ext)
 			v = strv_push(v, xstrdup(builders[i]->disk_ext));
 	return v;

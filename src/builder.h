@@ -74,6 +74,8 @@ struct imgf_builder_ops {
 			   struct imgf_error **err);
 };
 
+/* Make a builder known by its name (a second one of the same name is ignored). */
+void imgf_builder_register(const struct imgf_builder_ops *ops);
 const struct imgf_builder_ops *imgf_builder_find(const char *name);
 /* "'docker', 'qemu'" for messages (newly allocated). */
 char *imgf_builder_names(void);

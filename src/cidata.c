@@ -8,6 +8,7 @@
 
 #include "cidata.h"
 #include "error.h"
+#include "fsutil.h"
 #include "run.h"
 #include "strbuf.h"
 #include "util.h"

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "fsutil.h"
 #include "strbuf.h"
 #include "util.h"
 

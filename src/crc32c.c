@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base64.h"
 #include "crc32c.h"
-#include "gcs.h"
 #include "util.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

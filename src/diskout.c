@@ -12,6 +12,7 @@
 #include "digest.h"
 #include "diskout.h"
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 #include "postprocessor.h"
 #include "qemuimg.h"

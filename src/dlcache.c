@@ -8,6 +8,7 @@
 
 #include "dlcache.h"
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 #include "util.h"
 

@@ -14,6 +14,7 @@
 #include "checksum.h"
 #include "engine.h"
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 #include "manifest.h"
 #include "mirror.h"

@@ -20,6 +20,7 @@
 #include "dlcache.h"
 #include "error.h"
 #include "fetch.h"
+#include "fsutil.h"
 #include "http.h"
 #include "log.h"
 #include "strbuf.h"

@@ -1,6 +1,7 @@
 /*
- * What the parts of the GCS client share (gcs.c: the client and its requests, gcs-auth.c:
- * the key, the JWT and the token, gcs-upload.c: resumable uploads). Not for other users.
+ * What the parts of the GCS client share (gcs-request.c: requests, gcs.c: the client,
+ * gcs-auth.c: the key, the JWT and the token, gcs-upload.c: resumable uploads, gcs-hash.c:
+ * their digests). Not for other users.
  */
 #ifndef IMGF_GCS_INTERNAL_H
 #define IMGF_GCS_INTERNAL_H
@@ -44,6 +45,9 @@ struct imgf_gcs {
 	uint64_t chunk; /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
 	char errbuf[CURL_ERROR_SIZE];
 	struct imgf_http_progress progress; /* of the running upload (label NULL: none) */
+	/* Puts a valid access token in `token` when there is a key (imgf_gcs_token; a hook, so
+	 * that requests do not depend on the authentication that makes requests of its own). */
+	int (*token_fetch)(struct imgf_gcs *g, struct imgf_error **err);
 };
 
 /* The body of an upload chunk: a range of the file, hashed as it is read, each byte once. */

@@ -99,10 +99,6 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 
 /* ---- pieces exposed for unit tests ---- */
 
-/* Base64 (standard, padded) and base64url (no padding) of data; newly allocated. */
-char *imgf_base64_encode(const void *data, size_t len);
-char *imgf_base64url_encode(const void *data, size_t len);
-
 struct imgf_gcs_key {
 	char *client_email;
 	char *token_uri;

@@ -13,6 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "parallel.h"
+#include "plugins.h"
 #include "redact.h"
 #include "stepcache.h"
 #include "strbuf.h"
@@ -555,6 +556,7 @@ static int cmd_version(struct cli *c, unsigned bit)
 
 int main(int argc, char **argv)
 {
+	imgf_plugins_register();
 	if (argc < 2) {
 		usage_all(stderr);
 		return IMGF_EXIT_USAGE;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "manifest.h"
 #include "redact.h"
 #include "util.h"

@@ -13,6 +13,7 @@
 #include "digest.h"
 #include "error.h"
 #include "fetch.h"
+#include "fsutil.h"
 #include "log.h"
 #include "mirror.h"
 #include "provisioner.h"

@@ -17,6 +17,7 @@
 #include "archive.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "ociimage.h"
 #include "strbuf.h"
 #include "util.h"

@@ -43,6 +43,7 @@
 
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 #include "ova-internal.h"
 #include "ova.h"

@@ -9,19 +9,23 @@
 #include "strbuf.h"
 #include "util.h"
 
-extern const struct imgf_post_processor_ops imgf_checksum_post_processor,
-	imgf_manifest_post_processor, imgf_ova_post_processor, imgf_raw_post_processor,
-	imgf_vhd_post_processor, imgf_gce_post_processor;
+/* The post-processors registered (imgf_plugins_register, src/plugins.c), in that order:
+ * FIRST and LAST ones run in this order. */
+static const struct imgf_post_processor_ops *post_processors[32];
+static size_t npost_processors;
 
-/* Every post-processor (clang-format packs the lines); FIRST and LAST ones run in this order. */
-static const struct imgf_post_processor_ops *const post_processors[] = {
-	&imgf_checksum_post_processor, &imgf_manifest_post_processor, &imgf_ova_post_processor,
-	&imgf_raw_post_processor,      &imgf_vhd_post_processor,      &imgf_gce_post_processor,
-};
+void imgf_post_processor_register(const struct imgf_post_processor_ops *ops)
+{
+	if (imgf_post_processor_find(ops->name))
+		return;
+	if (npost_processors == ARRAY_SIZE(post_processors))
+		abort();
+	post_processors[npost_processors++] = ops;
+}
 
 const struct imgf_post_processor_ops *imgf_post_processor_find(const char *name)
 {
-	for (size_t i = 0; name && i < ARRAY_SIZE(post_processors); i++)
+	for (size_t i = 0; name && i < npost_processors; i++)
 		if (!strcmp(post_processors[i]->name, name))
 			return post_processors[i];
 	return NULL;
@@ -30,7 +34,7 @@ const struct imgf_post_processor_ops *imgf_post_processor_find(const char *name)
 char *imgf_post_processor_names(void)
 {
 	struct strbuf sb = STRBUF_INIT;
-	for (size_t i = 0; i < ARRAY_SIZE(post_processors); i++)
+	for (size_t i = 0; i < npost_processors; i++)
 		strbuf_addf(&sb, "%s'%s'", i ? ", " : "", post_processors[i]->name);
 	return strbuf_detach(&sb, NULL);
 }
@@ -49,7 +53,7 @@ char **imgf_upload_exts(void)
 	char **v = xcalloc(1, sizeof(*v));
 	for (size_t i = 0; disks[i]; i++)
 		v = strv_push_new(v, disks[i]);
-	for (size_t i = 0; i < ARRAY_SIZE(post_processors); i++)
+	for (size_t i = 0; i < npost_processors; i++)
 		if (post_processors[i]->ext)
 			v = strv_push_new(v, post_processors[i]->ext);
 	return v;
@@ -105,7 +109,7 @@ static int run_always(enum imgf_pp_when when, struct imgf_pp_ctx *c, struct imgf
 {
 	json_t *empty = json_object();
 	int r = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(post_processors) && r == 0; i++)
+	for (size_t i = 0; i < npost_processors && r == 0; i++)
 		if (post_processors[i]->when == when)
 			r = run_one(post_processors[i], c, empty, err);
 	json_decref(empty);

@@ -55,6 +55,8 @@ struct imgf_post_processor_ops {
 	int (*run)(struct imgf_pp_ctx *c, struct imgf_error **err);
 };
 
+/* Make a post-processor known by its name (a second one of the same name is ignored). */
+void imgf_post_processor_register(const struct imgf_post_processor_ops *ops);
 const struct imgf_post_processor_ops *imgf_post_processor_find(const char *name);
 /* "'checksum', 'manifest', 'ova'" for messages (newly allocated). */
 char *imgf_post_processor_names(void);

@@ -9,22 +9,22 @@
 #include "strbuf.h"
 #include "util.h"
 
-extern const struct imgf_provisioner_ops imgf_shell_provisioner, imgf_file_provisioner,
-	imgf_packages_provisioner, imgf_containerd_provisioner, imgf_runc_provisioner,
-	imgf_cni_provisioner, imgf_crictl_provisioner, imgf_kubernetes_provisioner,
-	imgf_images_provisioner, imgf_kind_provisioner, imgf_sysprep_provisioner;
+/* The provisioners registered (imgf_plugins_register, src/plugins.c). */
+static const struct imgf_provisioner_ops *provisioners[32];
+static size_t nprovisioners;
 
-/* Every provisioner, one line each. */
-static const struct imgf_provisioner_ops *const provisioners[] = {
-	&imgf_shell_provisioner,      &imgf_file_provisioner,	    &imgf_packages_provisioner,
-	&imgf_containerd_provisioner, &imgf_runc_provisioner,	    &imgf_cni_provisioner,
-	&imgf_crictl_provisioner,     &imgf_kubernetes_provisioner, &imgf_images_provisioner,
-	&imgf_kind_provisioner,	      &imgf_sysprep_provisioner,
-};
+void imgf_provisioner_register(const struct imgf_provisioner_ops *ops)
+{
+	if (imgf_provisioner_find(ops->name))
+		return;
+	if (nprovisioners == ARRAY_SIZE(provisioners))
+		abort();
+	provisioners[nprovisioners++] = ops;
+}
 
 const struct imgf_provisioner_ops *imgf_provisioner_find(const char *name)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(provisioners); i++)
+	for (size_t i = 0; i < nprovisioners; i++)
 		if (!strcmp(provisioners[i]->name, name))
 			return provisioners[i];
 	return NULL;
@@ -33,7 +33,7 @@ const struct imgf_provisioner_ops *imgf_provisioner_find(const char *name)
 char *imgf_provisioner_names(void)
 {
 	struct strbuf sb = STRBUF_INIT;
-	for (size_t i = 0; i < ARRAY_SIZE(provisioners); i++)
+	for (size_t i = 0; i < nprovisioners; i++)
 		strbuf_addf(&sb, "%s'%s'", i ? ", " : "", provisioners[i]->name);
 	return strbuf_detach(&sb, NULL);
 }

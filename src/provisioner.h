@@ -51,6 +51,8 @@ struct imgf_provisioner_ops {
 	char **(*pulls)(struct imgf_step *s, json_t **mirrors, struct imgf_error **err);
 };
 
+/* Make a provisioner known by its name (a second one of the same name is ignored). */
+void imgf_provisioner_register(const struct imgf_provisioner_ops *ops);
 const struct imgf_provisioner_ops *imgf_provisioner_find(const char *name);
 char *imgf_provisioner_names(void);
 

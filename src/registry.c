@@ -21,6 +21,7 @@
 #include "dlcache.h"
 #include "error.h"
 #include "fetch.h"
+#include "fsutil.h"
 #include "http.h"
 #include "log.h"
 #include "ociimage.h"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 #include "sidecar.h"
 #include "util.h"

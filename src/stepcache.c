@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "error.h"
 #include "fetch.h"
+#include "fsutil.h"
 #include "log.h"
 #include "provisioner.h"
 #include "redact.h"

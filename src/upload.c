@@ -14,6 +14,7 @@
 #include "digest.h"
 #include "config.h"
 #include "error.h"
+#include "fsutil.h"
 #include "gcs.h"
 #include "log.h"
 #include "manifest.h"

@@ -23,6 +23,7 @@
 
 #include "dirtarget.h"
 #include "error.h"
+#include "fsutil.h"
 #include "target.h"
 #include "test.h"
 #include "util.h"

@@ -20,6 +20,7 @@
 
 #include "archive.h"
 #include "error.h"
+#include "fsutil.h"
 #include "strbuf.h"
 #include "test.h"
 #include "util.h"

@@ -11,6 +11,7 @@
 
 #include "bolt.h"
 #include "error.h"
+#include "fsutil.h"
 #include "strbuf.h"
 #include "test.h"
 #include "util.h"

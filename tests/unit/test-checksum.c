@@ -5,6 +5,7 @@
 #include "checksum.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "util.h"
 
 #include "test.h"

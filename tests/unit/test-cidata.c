@@ -6,6 +6,7 @@
 #include "cidata.h"
 #include "config.h"
 #include "error.h"
+#include "fsutil.h"
 #include "strbuf.h"
 #include "test.h"
 #include "util.h"

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "archive.h"
+#include "fsutil.h"
 #include "rootfs.h"
 #include "strbuf.h"
 

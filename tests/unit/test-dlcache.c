@@ -12,6 +12,7 @@
 #include "digest.h"
 #include "dlcache.h"
 #include "error.h"
+#include "fsutil.h"
 #include "util.h"
 
 #include "test.h"

@@ -18,6 +18,7 @@
 #include "digest.h"
 #include "error.h"
 #include "fetch.h"
+#include "fsutil.h"
 #include "strbuf.h"
 #include "util.h"
 

@@ -22,6 +22,7 @@
 #include "builder.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "manifest.h"
 #include "postprocessor.h"
 #include "run.h"

@@ -16,9 +16,11 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "base64.h"
 #include "crc32c.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "gcs-internal.h"
 #include "gcs.h"
 #include "upload-internal.h"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "http.h"
 #include "strbuf.h"
 #include "util.h"

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "test.h"
 #include "util.h"
 

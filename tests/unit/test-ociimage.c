@@ -8,6 +8,7 @@
 #include "archive.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "ociimage.h"
 #include "test.h"
 #include "util.h"

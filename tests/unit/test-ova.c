@@ -26,6 +26,7 @@
 
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "ova.h"
 #include "run.h"
 #include "sidecar.h"

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 #include "parallel.h"
 #include "test.h"

@@ -11,6 +11,7 @@
 #include "builder.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "manifest.h"
 #include "postprocessor.h"
 #include "test.h"

@@ -7,6 +7,7 @@
  */
 #include "archive.h"
 #include "build.h"
+#include "fsutil.h"
 #include "provisioner.h"
 #include "rootfs.h"
 

@@ -7,6 +7,7 @@
 
 #include "builders/qemu-internal.h"
 #include "error.h"
+#include "fsutil.h"
 #include "test.h"
 #include "util.h"
 

@@ -15,6 +15,7 @@
 
 #include "error.h"
 #include "fetch.h"
+#include "fsutil.h"
 #include "registry.h"
 #include "util.h"
 

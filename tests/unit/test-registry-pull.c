@@ -14,6 +14,7 @@
 #include "digest.h"
 #include "error.h"
 #include "fetch.h"
+#include "fsutil.h"
 #include "registry.h"
 #include "util.h"
 #include "test.h"

@@ -14,6 +14,7 @@
 
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "sidecar.h"
 #include "test.h"
 #include "util.h"

@@ -15,6 +15,7 @@
 
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "squash.h"
 #include "strbuf.h"
 #include "test.h"

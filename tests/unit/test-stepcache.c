@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "stepcache-internal.h"
 #include "stepcache.h"
 #include "test.h"

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugins.h"
+
 struct test_case {
 	const char *name;
 	void (*fn)(void);
@@ -67,6 +69,7 @@ const char *test_skip_reason;
 int main(int argc, char **argv)
 {
 	int passed = 0, failed = 0, skipped = 0;
+	imgf_plugins_register();
 	for (const struct test_case *t = __start_imgf_tests; t < __stop_imgf_tests; t++) {
 		if (argc > 1 && !strstr(t->name, argv[1]))
 			continue;
