@@ -363,9 +363,7 @@ static int stage_archives(struct imgf_step *s, struct imgf_error **err)
 		}
 		_cleanup_free_ char *comp = component_of(archives[i]);
 		const char *bin = json_string_value(json_object_get(paths, comp));
-		char *argv[] = {comp, "--version", NULL};
-		r = kubesrc_check_binary(s, bin, argv, imgf_cfg_str(s->cfg, "version", ""), true,
-					 err);
+		r = kubesrc_check_binary(s, bin, imgf_cfg_str(s->cfg, "version", ""), true, err);
 		if (r < 0) {
 			imgf_error_prefix(err, "%s", comp);
 			break;
