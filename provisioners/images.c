@@ -15,7 +15,9 @@
  *                      `kubeadm config images list` needs for `version`, as kind's node-image
  *                      build does: one not given is pulled (pause, etcd, CoreDNS), one given at
  *                      another tag is an error (kubeadm would pull at cluster create), and
- *                      containerd's empty sandbox_image becomes kubeadm's pause.
+ *                      containerd's empty sandbox_image becomes kubeadm's pause. `imgforge
+ *                      mirror` has no target, and runs no kubeadm on the host: it needs pause,
+ *                      etcd and CoreDNS named.
  *   additional_images  more of either kind: references, or image tars by path (hashed and
  *                      recorded as local inputs); each must be stored under a tagged name.
  * Inside the target a private containerd runs for the step only.
@@ -36,7 +38,6 @@
 #include "ociimage.h"
 #include "provisioner.h"
 #include "registry.h"
-#include "run.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -855,42 +856,36 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	return r;
 }
 
-/* The host path of the build's kubeadm: a release input already fetched (or mirrored), or a
- * local build's; NULL when neither (a server tarball's is not unpacked on the host). */
-static char *host_kubeadm(struct imgf_step *s)
+/* Of the images kubeadm asks for beside the control plane's, those `refs` names none of (by
+ * repository name): the shipped configs' variables for them, space-separated. */
+static char *kubeadm_missing(char **refs)
 {
-	for (size_t k = 0; k < s->build->nsteps; k++) {
-		const struct imgf_input *in = imgf_step_input(&s->build->steps[k], "kubeadm");
-		if (in && in->path)
-			return xstrdup(in->path);
+	static const struct {
+		const char *repo, *var;
+	} kinds[] = {
+		{"pause", "pause_image"}, {"etcd", "etcd_image"}, {"coredns", "coredns_image"}};
+	struct strbuf sb = STRBUF_INIT;
+	for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
+		bool have = false;
+		for (size_t i = 0; refs[i] && !have; i++) {
+			struct imgf_image_ref r;
+			if (imgf_image_ref_parse(refs[i], &r, NULL) < 0)
+				continue;
+			const char *slash = strrchr(r.repository, '/');
+			have = !strcmp(slash ? slash + 1 : r.repository, kinds[k].repo);
+			imgf_image_ref_release(&r);
+		}
+		if (!have)
+			strbuf_addf(&sb, "%s%s", sb.len ? ", " : "", kinds[k].var);
 	}
-	return kubesrc_type_of(s) == KUBESRC_LOCAL ? kubesrc_local_find(s, "kubeadm") : NULL;
-}
-
-/* `kubeadm config images list` of a verified kubeadm on the host: from a private copy, since
- * a cached download is read-only and not executable. */
-static int run_host_kubeadm(const char *kubeadm, const char *v, struct strbuf *out,
-			    struct imgf_error **err)
-{
-	_cleanup_free_ char *dir = NULL;
-	if (make_temp_dir("imgforge-kubeadm", &dir, err) < 0)
-		return -1;
-	_cleanup_free_ char *bin = path_join(dir, "kubeadm");
-	char *argv[] = {bin, "config", "images", "list", "--kubernetes-version", (char *)v, NULL};
-	int r = copy_file_atomic(kubeadm, bin, err);
-	if (r == 0 && chmod(bin, 0700) < 0)
-		r = imgf_error_errno(err, errno, "chmod '%s'", bin);
-	if (r == 0)
-		r = imgf_run(argv, out, err);
-	unlink(bin);
-	rmdir(dir);
-	return r;
+	return strbuf_detach(&sb, NULL);
 }
 
 /*
- * For `imgforge mirror`: the references the step pulls, and those kubeadm asks for
- * (kubeadm_plan) from the build's kubeadm, verified like every input. Unlike a build, which
- * asks kubeadm inside the target, a mirror has no target: kubeadm runs on the host.
+ * For `imgforge mirror`: the references the step pulls. A mirror has no target to ask kubeadm
+ * in, and runs nothing from a download on the host: where a build would take kubeadm's pause,
+ * etcd and CoreDNS, the mirror needs them named (a build from the mirror still asks its
+ * target's kubeadm, and refuses an image kubeadm does not want).
  */
 static char **images_pulls(struct imgf_step *s, json_t **mirrors, struct imgf_error **err)
 {
@@ -904,31 +899,20 @@ static char **images_pulls(struct imgf_step *s, json_t **mirrors, struct imgf_er
 	if (!asks_kubeadm(s))
 		return refs;
 	const char *v = imgf_cfg_str(s->cfg, "version", "");
-	_cleanup_free_ char *kubeadm = host_kubeadm(s);
-	struct strbuf out = STRBUF_INIT;
-	out.max = 1u << 20;
-	_cleanup_free_ char *pause = NULL;
-	int r = kubeadm ? run_host_kubeadm(kubeadm, v, &out, err)
-			: imgf_error_set(
-				  err, IMGF_EXIT_FAIL,
-				  "the images kubeadm %s needs are asked of its kubeadm, and "
-				  "this source has none on the host (a server tarball): name "
-				  "them with pause_image, etcd_image and coredns_image",
-				  v);
-	char **pull = xcalloc(1, sizeof(char *));
-	if (r == 0)
-		r = kubeadm_plan(s, out.buf, refs, &pull, NULL, &pause, err);
-	for (size_t i = 0; pull[i]; i++)
-		refs = strv_push(refs, pull[i]);
-	free(pull);
-	strbuf_release(&out);
-	if (r < 0) {
-		strv_free(refs);
-		json_decref(*mirrors);
-		*mirrors = NULL;
-		return NULL;
-	}
-	return refs;
+	_cleanup_free_ char *missing = kubeadm_missing(refs);
+	if (!*missing)
+		return refs;
+	imgf_error_set(err, IMGF_EXIT_FAIL,
+		       "kubeadm %s's images: a mirror has no target to ask kubeadm in, and "
+		       "imgforge runs no downloaded binary on the host; set %s to what "
+		       "`kubeadm config images list --kubernetes-version %s` prints (a build "
+		       "from the mirror checks them against its target's kubeadm), or set the "
+		       "step's 'kubeadm' false",
+		       v, missing, v);
+	strv_free(refs);
+	json_decref(*mirrors);
+	*mirrors = NULL;
+	return NULL;
 }
 
 const struct imgf_provisioner_ops imgf_images_provisioner = {
