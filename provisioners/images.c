@@ -454,13 +454,17 @@ static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
 	char digest[72] = "";
 	const char *mirror = json_string_value(json_object_get(mirrors, ref.registry));
 	int r;
+	/* Stored under NAME:TAG (a pinned digest is checked, not kept in the name). */
+	_cleanup_free_ char *name =
+		ref.tag ? xasprintf("%s/%s:%s", ref.registry, ref.repository, ref.tag)
+			: xstrdup(ref.full);
 	if (mirror && str_has_prefix(mirror, "file://")) {
-		/* A layout `imgforge mirror` wrote: read in place, every blob checked. */
-		free(tar);
-		tar = xasprintf("%s/%s/%s.tar", mirror + strlen("file://"), ref.repository,
-				ref.tag ? ref.tag : "");
-		log_info("%s: '%s' from the mirror's layout %s", s->label, ref.full, tar);
-		r = imgf_oci_verify(tar, arch_of(s), digest, err);
+		/* A layout `imgforge mirror` wrote (or anyone could have): containerd is given a
+		 * layout written here from the blobs verified as they were read, named here. */
+		_cleanup_free_ char *layout = xasprintf("%s/%s/%s.tar", mirror + strlen("file://"),
+							ref.repository, ref.tag ? ref.tag : "");
+		log_info("%s: '%s' from the mirror's layout %s", s->label, ref.full, layout);
+		r = imgf_oci_import_layout(layout, arch_of(s), name, tar, digest, err);
 		if (r == 0 && ref.digest && strcmp(ref.digest, digest))
 			r = imgf_error_set(err, IMGF_EXIT_FAIL,
 					   "'%s' pins %s, the mirror's layout holds %s", refstr,
@@ -472,17 +476,9 @@ static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
 					   digest, err);
 	}
 	if (r == 0) {
-		/* Stored under NAME:TAG (a pinned digest is checked, not kept in the name). */
-		_cleanup_free_ char *name =
-			ref.tag ? xasprintf("%s/%s:%s", ref.registry, ref.repository, ref.tag)
-				: xstrdup(ref.full);
-		json_t *entry = json_pack("{s:s,s:[s]}", "tar", tar, "names", name);
-		/* A layout may name its image by tag alone (org.opencontainers.image.ref.name,
-		 * as skopeo and most tools write it): ctr gives it the repository. */
-		if (mirror && str_has_prefix(mirror, "file://"))
-			json_object_set_new(entry, "base",
-					    json_sprintf("%s/%s", ref.registry, ref.repository));
-		json_array_append_new(s->staged, entry);
+		/* After import, containerd must hold this manifest under this name. */
+		json_array_append_new(s->staged, json_pack("{s:s,s:[s],s:s}", "tar", tar, "names",
+							   name, "digest", digest));
 		/* The URL says where the bytes came from; the name is the canonical one. */
 		_cleanup_free_ char *url = mirror ? xasprintf("docker://%s/%s", mirror,
 							      ref.full + strlen(ref.registry) + 1)
@@ -741,7 +737,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	const char *ns = imgf_cfg_str(s->cfg, "namespace", "k8s.io");
 	size_t i;
 	json_t *e;
-	struct strbuf expect = STRBUF_INIT, imports = STRBUF_INIT;
+	struct strbuf expect = STRBUF_INIT, imports = STRBUF_INIT, held = STRBUF_INIT;
 	_cleanup_free_ char *pause = NULL;
 	if (asks_kubeadm(s) && kubeadm_images(s, t, &expect, &pause, err) < 0) {
 		strbuf_release(&expect);
@@ -765,11 +761,15 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	{
 		if (r < 0)
 			break;
+		strbuf_addf(&imports, "c images import --no-unpack --all-platforms %s/%03zu.tar\n",
+			    IMAGES_DIR, i);
 		/* The names are checked by str_is_shell_word, so they can stand unquoted. */
-		const char *base = json_string_value(json_object_get(e, "base"));
-		strbuf_addf(&imports,
-			    "c images import --no-unpack --all-platforms%s%s %s/%03zu.tar\n",
-			    base ? " --base-name " : "", base ? base : "", IMAGES_DIR, i);
+		const char *digest = json_string_value(json_object_get(e, "digest"));
+		if (digest)
+			strbuf_addf(
+				&held, "held %s %s\n",
+				json_string_value(json_array_get(json_object_get(e, "names"), 0)),
+				digest);
 		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR_REL, i);
 		r = imgf_tar_add_file(w, json_string_value(json_object_get(e, "tar")), dest, 0600,
 				      0, 0, err);
@@ -781,6 +781,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	if (prov_tar_put(w, path, t, r, err) < 0) {
 		strbuf_release(&expect);
 		strbuf_release(&imports);
+		strbuf_release(&held);
 		return -1;
 	}
 
@@ -828,6 +829,14 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 		"  echo \"$names\" | grep -qxF \"$want\" || { echo \"image '$want' missing "
 		"after import\" >&2; exit 1; }\n"
 		"done\n"
+		"# What was verified on the host is what containerd holds under its name.\n"
+		"held() {\n"
+		"  got=$(c images ls | awk -v n=\"$1\" '$1 == n {print $3}')\n"
+		"  [ \"$got\" = \"$2\" ] || { echo \"containerd holds '$1' at '${got:-nothing}', "
+		"not the verified $2\" >&2; exit 1; }\n"
+		"  echo \"containerd holds $1 at $2, as verified\"\n"
+		"}\n"
+		"%s"
 		"# containerd's sandbox image: kubeadm's pause where the config left it empty;\n"
 		"# whatever it is, it must be preloaded (a pod sandbox would pull it).\n"
 		"f=/etc/containerd/config.toml\n"
@@ -842,7 +851,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 		"sandbox_image '$sb' is not preloaded\" >&2; exit 1; }\n"
 		"fi\n",
 		RUN_DIR, ns, arch_of(s), expect.buf + (expect.len ? 1 : 0), IMAGES_DIR, imports.buf,
-		pause ? pause : "");
+		held.buf, pause ? pause : "");
 	if (imgf_cfg_bool(s->cfg, "pin", true))
 		strbuf_addstr(&sb, "for name in $names; do\n"
 				   "  c images label \"$name\" io.cri-containerd.pinned=pinned "
@@ -853,6 +862,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	strbuf_release(&sb);
 	strbuf_release(&expect);
 	strbuf_release(&imports);
+	strbuf_release(&held);
 	return r;
 }
 

@@ -6,7 +6,9 @@
 # cache, a build with that var file succeeds and records the same input digests as a networked
 # build. A second mirror run fetches nothing. The mirror runs no kubeadm on the host: kubeadm's
 # pause, etcd and CoreDNS are named (a mirror without them fails, naming the variables), and
-# the build from the mirror checks them against its target's kubeadm.
+# the build from the mirror checks them against its target's kubeadm. containerd is given
+# layouts written from the mirror's verified blobs, and holds each verified digest under its
+# name after the import.
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/kube.sh"
 docker_up "imgforge mirror"
@@ -88,6 +90,7 @@ test_expect_success "with every upstream server stopped, the build from the mirr
 	IMGFORGE_CACHE_DIR=$TMP/cache-offline build "$TMP/offline" --var-file "$M/vars.json" \
 		>"$TMP/offline.log" 2>&1 || { tail -n 40 "$TMP/offline.log"; exit 1; }
 	grep -F "from the mirror'"'"'s layout $M/images/registry.k8s.io/etcd/$ETCD_TAG.tar" "$TMP/offline.log" &&
+	grep -E "containerd holds registry.k8s.io/etcd:$ETCD_TAG at sha256:[0-9a-f]{64}, as verified" "$TMP/offline.log" &&
 	digests "$TMP/online" >"$TMP/d-online" && digests "$TMP/offline" >"$TMP/d-offline" &&
 	test "$(wc -l <"$TMP/d-online")" -ge 10 &&
 	diff "$TMP/d-online" "$TMP/d-offline" &&
