@@ -15,7 +15,9 @@
  *                      `kubeadm config images list` needs for `version`, as kind's node-image
  *                      build does: one not given is pulled (pause, etcd, CoreDNS), one given at
  *                      another tag is an error (kubeadm would pull at cluster create), and
- *                      containerd's empty sandbox_image becomes kubeadm's pause.
+ *                      containerd's empty sandbox_image becomes kubeadm's pause. `imgforge
+ *                      mirror` has no target, and runs no kubeadm on the host: it needs pause,
+ *                      etcd and CoreDNS named.
  *   additional_images  more of either kind: references, or image tars by path (hashed and
  *                      recorded as local inputs); each must be stored under a tagged name.
  * Inside the target a private containerd runs for the step only.
@@ -37,7 +39,6 @@
 #include "ociimage.h"
 #include "provisioner.h"
 #include "registry.h"
-#include "run.h"
 #include "strbuf.h"
 #include "target.h"
 #include "util.h"
@@ -364,9 +365,7 @@ static int stage_archives(struct imgf_step *s, struct imgf_error **err)
 		}
 		_cleanup_free_ char *comp = component_of(archives[i]);
 		const char *bin = json_string_value(json_object_get(paths, comp));
-		char *argv[] = {comp, "--version", NULL};
-		r = kubesrc_check_binary(s, bin, argv, imgf_cfg_str(s->cfg, "version", ""), true,
-					 err);
+		r = kubesrc_check_binary(s, bin, imgf_cfg_str(s->cfg, "version", ""), true, err);
 		if (r < 0) {
 			imgf_error_prefix(err, "%s", comp);
 			break;
@@ -456,13 +455,17 @@ static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
 	char digest[72] = "";
 	const char *mirror = json_string_value(json_object_get(mirrors, ref.registry));
 	int r;
+	/* Stored under NAME:TAG (a pinned digest is checked, not kept in the name). */
+	_cleanup_free_ char *name =
+		ref.tag ? xasprintf("%s/%s:%s", ref.registry, ref.repository, ref.tag)
+			: xstrdup(ref.full);
 	if (mirror && str_has_prefix(mirror, "file://")) {
-		/* A layout `imgforge mirror` wrote: read in place, every blob checked. */
-		free(tar);
-		tar = xasprintf("%s/%s/%s.tar", mirror + strlen("file://"), ref.repository,
-				ref.tag ? ref.tag : "");
-		log_info("%s: '%s' from the mirror's layout %s", s->label, ref.full, tar);
-		r = imgf_oci_verify(tar, arch_of(s), digest, err);
+		/* A layout `imgforge mirror` wrote (or anyone could have): containerd is given a
+		 * layout written here from the blobs verified as they were read, named here. */
+		_cleanup_free_ char *layout = xasprintf("%s/%s/%s.tar", mirror + strlen("file://"),
+							ref.repository, ref.tag ? ref.tag : "");
+		log_info("%s: '%s' from the mirror's layout %s", s->label, ref.full, layout);
+		r = imgf_oci_import_layout(layout, arch_of(s), name, tar, digest, err);
 		if (r == 0 && ref.digest && strcmp(ref.digest, digest))
 			r = imgf_error_set(err, IMGF_EXIT_FAIL,
 					   "'%s' pins %s, the mirror's layout holds %s", refstr,
@@ -474,17 +477,9 @@ static int stage_pull(struct imgf_step *s, const char *refstr, json_t *mirrors,
 					   digest, err);
 	}
 	if (r == 0) {
-		/* Stored under NAME:TAG (a pinned digest is checked, not kept in the name). */
-		_cleanup_free_ char *name =
-			ref.tag ? xasprintf("%s/%s:%s", ref.registry, ref.repository, ref.tag)
-				: xstrdup(ref.full);
-		json_t *entry = json_pack("{s:s,s:[s]}", "tar", tar, "names", name);
-		/* A layout may name its image by tag alone (org.opencontainers.image.ref.name,
-		 * as skopeo and most tools write it): ctr gives it the repository. */
-		if (mirror && str_has_prefix(mirror, "file://"))
-			json_object_set_new(entry, "base",
-					    json_sprintf("%s/%s", ref.registry, ref.repository));
-		json_array_append_new(s->staged, entry);
+		/* After import, containerd must hold this manifest under this name. */
+		json_array_append_new(s->staged, json_pack("{s:s,s:[s],s:s}", "tar", tar, "names",
+							   name, "digest", digest));
 		/* The URL says where the bytes came from; the name is the canonical one. */
 		_cleanup_free_ char *url = mirror ? xasprintf("docker://%s/%s", mirror,
 							      ref.full + strlen(ref.registry) + 1)
@@ -743,7 +738,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	const char *ns = imgf_cfg_str(s->cfg, "namespace", "k8s.io");
 	size_t i;
 	json_t *e;
-	struct strbuf expect = STRBUF_INIT, imports = STRBUF_INIT;
+	struct strbuf expect = STRBUF_INIT, imports = STRBUF_INIT, held = STRBUF_INIT;
 	_cleanup_free_ char *pause = NULL;
 	if (asks_kubeadm(s) && kubeadm_images(s, t, &expect, &pause, err) < 0) {
 		strbuf_release(&expect);
@@ -767,11 +762,15 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	{
 		if (r < 0)
 			break;
+		strbuf_addf(&imports, "c images import --no-unpack --all-platforms %s/%03zu.tar\n",
+			    IMAGES_DIR, i);
 		/* The names are checked by str_is_shell_word, so they can stand unquoted. */
-		const char *base = json_string_value(json_object_get(e, "base"));
-		strbuf_addf(&imports,
-			    "c images import --no-unpack --all-platforms%s%s %s/%03zu.tar\n",
-			    base ? " --base-name " : "", base ? base : "", IMAGES_DIR, i);
+		const char *digest = json_string_value(json_object_get(e, "digest"));
+		if (digest)
+			strbuf_addf(
+				&held, "held %s %s\n",
+				json_string_value(json_array_get(json_object_get(e, "names"), 0)),
+				digest);
 		_cleanup_free_ char *dest = xasprintf("%s/%03zu.tar", IMAGES_DIR_REL, i);
 		r = imgf_tar_add_file(w, json_string_value(json_object_get(e, "tar")), dest, 0600,
 				      0, 0, err);
@@ -783,6 +782,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	if (prov_tar_put(w, path, t, r, err) < 0) {
 		strbuf_release(&expect);
 		strbuf_release(&imports);
+		strbuf_release(&held);
 		return -1;
 	}
 
@@ -830,6 +830,14 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 		"  echo \"$names\" | grep -qxF \"$want\" || { echo \"image '$want' missing "
 		"after import\" >&2; exit 1; }\n"
 		"done\n"
+		"# What was verified on the host is what containerd holds under its name.\n"
+		"held() {\n"
+		"  got=$(c images ls | awk -v n=\"$1\" '$1 == n {print $3}')\n"
+		"  [ \"$got\" = \"$2\" ] || { echo \"containerd holds '$1' at '${got:-nothing}', "
+		"not the verified $2\" >&2; exit 1; }\n"
+		"  echo \"containerd holds $1 at $2, as verified\"\n"
+		"}\n"
+		"%s"
 		"# containerd's sandbox image: kubeadm's pause where the config left it empty;\n"
 		"# whatever it is, it must be preloaded (a pod sandbox would pull it).\n"
 		"f=/etc/containerd/config.toml\n"
@@ -844,7 +852,7 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 		"sandbox_image '$sb' is not preloaded\" >&2; exit 1; }\n"
 		"fi\n",
 		RUN_DIR, ns, arch_of(s), expect.buf + (expect.len ? 1 : 0), IMAGES_DIR, imports.buf,
-		pause ? pause : "");
+		held.buf, pause ? pause : "");
 	if (imgf_cfg_bool(s->cfg, "pin", true))
 		strbuf_addstr(&sb, "for name in $names; do\n"
 				   "  c images label \"$name\" io.cri-containerd.pinned=pinned "
@@ -855,45 +863,40 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 	strbuf_release(&sb);
 	strbuf_release(&expect);
 	strbuf_release(&imports);
+	strbuf_release(&held);
 	return r;
 }
 
-/* The host path of the build's kubeadm: a release input already fetched (or mirrored), or a
- * local build's; NULL when neither (a server tarball's is not unpacked on the host). */
-static char *host_kubeadm(struct imgf_step *s)
+/* Of the images kubeadm asks for beside the control plane's, those `refs` names none of (by
+ * repository name): the shipped configs' variables for them, space-separated. */
+static char *kubeadm_missing(char **refs)
 {
-	for (size_t k = 0; k < s->build->nsteps; k++) {
-		const struct imgf_input *in = imgf_step_input(&s->build->steps[k], "kubeadm");
-		if (in && in->path)
-			return xstrdup(in->path);
+	static const struct {
+		const char *repo, *var;
+	} kinds[] = {
+		{"pause", "pause_image"}, {"etcd", "etcd_image"}, {"coredns", "coredns_image"}};
+	struct strbuf sb = STRBUF_INIT;
+	for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
+		bool have = false;
+		for (size_t i = 0; refs[i] && !have; i++) {
+			struct imgf_image_ref r;
+			if (imgf_image_ref_parse(refs[i], &r, NULL) < 0)
+				continue;
+			const char *slash = strrchr(r.repository, '/');
+			have = !strcmp(slash ? slash + 1 : r.repository, kinds[k].repo);
+			imgf_image_ref_release(&r);
+		}
+		if (!have)
+			strbuf_addf(&sb, "%s%s", sb.len ? ", " : "", kinds[k].var);
 	}
-	return kubesrc_type_of(s) == KUBESRC_LOCAL ? kubesrc_local_find(s, "kubeadm") : NULL;
-}
-
-/* `kubeadm config images list` of a verified kubeadm on the host: from a private copy, since
- * a cached download is read-only and not executable. */
-static int run_host_kubeadm(const char *kubeadm, const char *v, struct strbuf *out,
-			    struct imgf_error **err)
-{
-	_cleanup_free_ char *dir = NULL;
-	if (make_temp_dir("imgforge-kubeadm", &dir, err) < 0)
-		return -1;
-	_cleanup_free_ char *bin = path_join(dir, "kubeadm");
-	char *argv[] = {bin, "config", "images", "list", "--kubernetes-version", (char *)v, NULL};
-	int r = copy_file_atomic(kubeadm, bin, err);
-	if (r == 0 && chmod(bin, 0700) < 0)
-		r = imgf_error_errno(err, errno, "chmod '%s'", bin);
-	if (r == 0)
-		r = imgf_run(argv, out, err);
-	unlink(bin);
-	rmdir(dir);
-	return r;
+	return strbuf_detach(&sb, NULL);
 }
 
 /*
- * For `imgforge mirror`: the references the step pulls, and those kubeadm asks for
- * (kubeadm_plan) from the build's kubeadm, verified like every input. Unlike a build, which
- * asks kubeadm inside the target, a mirror has no target: kubeadm runs on the host.
+ * For `imgforge mirror`: the references the step pulls. A mirror has no target to ask kubeadm
+ * in, and runs nothing from a download on the host: where a build would take kubeadm's pause,
+ * etcd and CoreDNS, the mirror needs them named (a build from the mirror still asks its
+ * target's kubeadm, and refuses an image kubeadm does not want).
  */
 static char **images_pulls(struct imgf_step *s, json_t **mirrors, struct imgf_error **err)
 {
@@ -907,31 +910,20 @@ static char **images_pulls(struct imgf_step *s, json_t **mirrors, struct imgf_er
 	if (!asks_kubeadm(s))
 		return refs;
 	const char *v = imgf_cfg_str(s->cfg, "version", "");
-	_cleanup_free_ char *kubeadm = host_kubeadm(s);
-	struct strbuf out = STRBUF_INIT;
-	out.max = 1u << 20;
-	_cleanup_free_ char *pause = NULL;
-	int r = kubeadm ? run_host_kubeadm(kubeadm, v, &out, err)
-			: imgf_error_set(
-				  err, IMGF_EXIT_FAIL,
-				  "the images kubeadm %s needs are asked of its kubeadm, and "
-				  "this source has none on the host (a server tarball): name "
-				  "them with pause_image, etcd_image and coredns_image",
-				  v);
-	char **pull = xcalloc(1, sizeof(char *));
-	if (r == 0)
-		r = kubeadm_plan(s, out.buf, refs, &pull, NULL, &pause, err);
-	for (size_t i = 0; pull[i]; i++)
-		refs = strv_push(refs, pull[i]);
-	free(pull);
-	strbuf_release(&out);
-	if (r < 0) {
-		strv_free(refs);
-		json_decref(*mirrors);
-		*mirrors = NULL;
-		return NULL;
-	}
-	return refs;
+	_cleanup_free_ char *missing = kubeadm_missing(refs);
+	if (!*missing)
+		return refs;
+	imgf_error_set(err, IMGF_EXIT_FAIL,
+		       "kubeadm %s's images: a mirror has no target to ask kubeadm in, and "
+		       "imgforge runs no downloaded binary on the host; set %s to what "
+		       "`kubeadm config images list --kubernetes-version %s` prints (a build "
+		       "from the mirror checks them against its target's kubeadm), or set the "
+		       "step's 'kubeadm' false",
+		       v, missing, v);
+	strv_free(refs);
+	json_decref(*mirrors);
+	*mirrors = NULL;
+	return NULL;
 }
 
 const struct imgf_provisioner_ops imgf_images_provisioner = {

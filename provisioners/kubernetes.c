@@ -2,8 +2,8 @@
  * kubernetes: kubeadm, kubelet and kubectl into /usr/bin from a release tree
  * (SOURCE/NAME with SOURCE/NAME.sha256, as dl.k8s.io lays them out), a server tarball or a
  * local build (kubesrc.h), kubelet.service and its kubeadm drop-in, /etc/kubernetes/manifests;
- * each binary's version is checked (a tarball's or local build's on the host too, before the
- * target exists, when the host can run it).
+ * each binary's version is checked in the target (a tarball's or local build's also on the host,
+ * before the target exists, by reading the file: nothing is run on the host).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +79,8 @@ static void version_argv(const char *bin, char *argv[5])
 	}
 }
 
-/* Host paths of the binaries; those not from a release are checked here, before the target. */
+/* Host paths of the binaries; those not from a release are checked here, before the target,
+ * by reading their files (none is run on the host); run() asks each again in the target. */
 static int kubernetes_stage(struct imgf_step *s, struct imgf_error **err)
 {
 	_cleanup_strv_ char **bins = binaries(s);
@@ -89,11 +90,8 @@ static int kubernetes_stage(struct imgf_step *s, struct imgf_error **err)
 	if (kubesrc_type_of(s) == KUBESRC_RELEASE)
 		return 0;
 	for (size_t i = 0; bins[i]; i++) {
-		char *argv[5];
-		version_argv(bins[i], argv);
 		const char *p = json_string_value(json_object_get(s->staged, bins[i]));
-		if (kubesrc_check_binary(s, p, argv, imgf_cfg_str(s->cfg, "version", ""), false,
-					 err) < 0)
+		if (kubesrc_check_binary(s, p, imgf_cfg_str(s->cfg, "version", ""), false, err) < 0)
 			return imgf_error_prefix(err, "%s", bins[i]);
 	}
 	return 0;

@@ -62,11 +62,13 @@ json_t *kubesrc_stage(struct imgf_step *s, const char *const *need, const char *
 char *kubesrc_local_find(const struct imgf_step *s, const char *name);
 
 /*
- * For binaries not from an upstream release: check the ELF is for the step's arch and, when
- * the host can run it, that `argv` (argv[0] replaced by path) prints `version`. With
- * `want_static`, a dynamically linked binary is refused (it goes into an image alone).
+ * For binaries not from an upstream release: check the ELF is for the step's arch and that the
+ * Go binary carries `version` (its build information's -X k8s.io/component-base/version.
+ * gitVersion, or, for a -trimpath build, the linker's -X stamp in its data; gobuildinfo.h).
+ * Nothing is run: a binary without a readable version is refused, saying what was expected.
+ * With `want_static`, a dynamically linked binary is refused (it goes into an image alone).
  */
-int kubesrc_check_binary(struct imgf_step *s, const char *path, char **argv, const char *version,
+int kubesrc_check_binary(struct imgf_step *s, const char *path, const char *version,
 			 bool want_static, struct imgf_error **err);
 
 #endif

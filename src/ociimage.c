@@ -4,6 +4,7 @@
  * and each file is read once to hash it and once to copy it into the layout.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,8 +294,35 @@ out:
 /* A small blob (manifest, config) kept while the layout is hashed, parsed once verified. */
 #define SMALL_BLOB_MAX (256u * 1024)
 
-int imgf_oci_verify(const char *tar, const char *arch, char manifest_digest[72],
-		    struct imgf_error **err)
+/* Whether a member name is plain: relative, no "." or ".." component, no empty one (a
+ * directory's trailing '/' aside). containerd cleans names before it reads them; a name it
+ * would clean differently from the verifier's reading is refused. */
+static bool plain_member_name(const char *name)
+{
+	if (!*name || name[0] == '/')
+		return false;
+	for (const char *p = name; *p;) {
+		size_t n = strcspn(p, "/");
+		if ((n == 0 && p[n]) || (n == 1 && p[0] == '.') ||
+		    (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return true;
+}
+
+/*
+ * One pass over a layout tar: every blobs/sha256/HEX member hashed against HEX (the first of a
+ * name; with `blob_dir`, its bytes kept there as the file HEX, written as they were hashed),
+ * index.json read (only one), names checked. Then the index names one manifest, and the
+ * manifest's config and layers are verified blobs. On success *manifest (a new reference) is
+ * the manifest, *mt its media type.
+ */
+static int read_layout(const char *tar, const char *arch, const char *blob_dir,
+		       char manifest_digest[72], json_t **manifest_out, char **mt,
+		       struct imgf_error **err)
 {
 	struct archive *a = archive_read_new();
 	archive_read_support_format_tar(a);
@@ -314,8 +342,19 @@ int imgf_oci_verify(const char *tar, const char *arch, char manifest_digest[72],
 		const char *name = archive_entry_pathname(e);
 		if (str_has_prefix(name, "./"))
 			name += 2;
+		if (!plain_member_name(name) && strcmp(name, "")) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "image tar '%s': member '%s' is not a plain name (absolute, "
+				       "or with a '.', '..' or empty component)",
+				       tar, archive_entry_pathname(e));
+			goto out;
+		}
 		if (!strcmp(name, "index.json")) {
-			json_decref(index);
+			if (index) {
+				imgf_error_set(err, IMGF_EXIT_FAIL,
+					       "image tar '%s': index.json appears twice", tar);
+				goto out;
+			}
 			if (!(index = member_json(a, e, tar, name, err)))
 				goto out;
 			continue;
@@ -323,19 +362,45 @@ int imgf_oci_verify(const char *tar, const char *arch, char manifest_digest[72],
 		if (!str_has_prefix(name, "blobs/sha256/") || archive_entry_filetype(e) != AE_IFREG)
 			continue;
 		const char *want = name + strlen("blobs/sha256/");
+		if (!str_is_hex(want, strlen(want)) || strlen(want) != 64) {
+			imgf_error_set(err, IMGF_EXIT_FAIL,
+				       "image tar '%s': blob name '%s' is not a sha256 digest", tar,
+				       name);
+			goto out;
+		}
+		if (json_object_get(verified, want)) {
+			imgf_error_set(err, IMGF_EXIT_FAIL, "image tar '%s': blob %s appears twice",
+				       tar, want);
+			goto out;
+		}
 		bool keep = archive_entry_size(e) <= (la_int64_t)SMALL_BLOB_MAX;
 		strbuf_reset(&small);
+		FILE *f = NULL;
+		_cleanup_free_ char *bpath = blob_dir ? path_join(blob_dir, want) : NULL;
+		if (bpath && !(f = fopen(bpath, "wxe"))) {
+			imgf_error_errno(err, errno, "create '%s'", bpath);
+			goto out;
+		}
 		struct imgf_digest d;
 		imgf_digest_init(&d, IMGF_SHA256);
 		la_ssize_t k;
+		bool wrote = true;
 		while ((k = archive_read_data(a, buf, 1 << 16)) > 0) {
 			imgf_digest_update(&d, buf, (size_t)k);
 			if (keep)
 				strbuf_add(&small, buf, (size_t)k);
+			if (f && fwrite(buf, 1, (size_t)k, f) != (size_t)k)
+				wrote = false;
 		}
 		char hex[IMGF_DIGEST_HEX_MAX];
 		imgf_digest_final_hex(&d, hex);
 		imgf_digest_release(&d);
+		if (f && fclose(f) != 0)
+			wrote = false;
+		if (!wrote) {
+			imgf_error_errno(err, errno, "write '%s'", bpath);
+			goto out;
+		}
 		if (k < 0 || strcmp(hex, want)) {
 			imgf_error_set(err, IMGF_EXIT_FAIL,
 				       "image tar '%s': blob %s %s (got sha256 %s)", tar, want,
@@ -397,7 +462,15 @@ int imgf_oci_verify(const char *tar, const char *arch, char manifest_digest[72],
 			       got ? got : "(no architecture)", arch);
 		goto out;
 	}
+	if (mt) {
+		const char *t = json_string_value(json_object_get(manifest, "mediaType"));
+		if (!t)
+			t = json_string_value(json_object_get(json_array_get(ms, 0), "mediaType"));
+		*mt = xstrdup(t ? t : MT_MANIFEST);
+	}
 	snprintf(manifest_digest, 72, "%s", md);
+	if (manifest_out)
+		*manifest_out = json_incref(manifest);
 	ret = 0;
 out:
 	free(buf);
@@ -408,4 +481,64 @@ out:
 	json_decref(verified);
 	archive_read_free(a);
 	return ret;
+}
+
+int imgf_oci_verify(const char *tar, const char *arch, char manifest_digest[72],
+		    struct imgf_error **err)
+{
+	return read_layout(tar, arch, NULL, manifest_digest, NULL, NULL, err);
+}
+
+int imgf_oci_import_layout(const char *tar, const char *arch, const char *name, const char *out_tar,
+			   char manifest_digest[72], struct imgf_error **err)
+{
+	_cleanup_free_ char *dir = path_dirname(out_tar);
+	_cleanup_free_ char *tmpl = xasprintf("%s/.blobs-XXXXXX", dir);
+	if (!mkdtemp(tmpl))
+		return imgf_error_errno(err, errno, "create a directory in '%s'", dir);
+	json_t *manifest = NULL;
+	_cleanup_free_ char *mt = NULL;
+	int r = read_layout(tar, arch, tmpl, manifest_digest, &manifest, &mt, err);
+	if (r == 0) {
+		/* The manifest, its config and its layers: nothing else of the tar. */
+		json_t *layers = json_object_get(manifest, "layers");
+		size_t n = 2 + json_array_size(layers);
+		struct imgf_oci_blob *blobs = xcalloc(n, sizeof(*blobs));
+		char **paths = xcalloc(n, sizeof(*paths));
+		const char *digests[3] = {manifest_digest,
+					  json_string_value(json_object_get(
+						  json_object_get(manifest, "config"), "digest")),
+					  NULL};
+		for (size_t i = 0; i < n; i++) {
+			const char *dg = i < 2 ? digests[i]
+					       : json_string_value(json_object_get(
+							 json_array_get(layers, i - 2), "digest"));
+			paths[i] = path_join(tmpl, dg + 7);
+			blobs[i] = (struct imgf_oci_blob){.digest = dg, .path = paths[i]};
+		}
+		struct stat st;
+		json_int_t msize = stat(paths[0], &st) == 0 ? (json_int_t)st.st_size : 0;
+		json_t *ann = json_pack("{s:s}", "io.containerd.image.name", name);
+		if (ref_tag(name))
+			json_object_set_new(ann, "org.opencontainers.image.ref.name",
+					    json_string(ref_tag(name)));
+		json_t *idx =
+			json_pack("{s:i,s:s,s:[{s:s,s:s,s:I,s:o}]}", "schemaVersion", 2,
+				  "mediaType", MT_INDEX, "manifests", "mediaType", mt, "digest",
+				  manifest_digest, "size", msize, "annotations", ann);
+		_cleanup_free_ char *idx_json = json_dumps(idx, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(idx);
+		r = imgf_oci_layout_write(out_tar, idx_json, blobs, n, err);
+		for (size_t i = 0; i < n; i++)
+			free(paths[i]);
+		free(paths);
+		free(blobs);
+	}
+	json_decref(manifest);
+	struct imgf_error *rm_err = NULL;
+	rm_rf(tmpl, &rm_err);
+	imgf_error_free(rm_err);
+	if (r < 0)
+		imgf_error_prefix(err, "image '%s'", name);
+	return r;
 }

@@ -57,10 +57,23 @@ int imgf_image_tar_names(const char *tar, char ***names, struct imgf_error **err
 /*
  * Check an OCI layout tar (as imgforge writes them): every blobs/sha256/HEX member hashes to
  * HEX, index.json names one manifest, that manifest, its config and its layers are verified
- * blobs, and (when arch is not NULL) the config is for linux/ARCH. On success manifest_digest
- * receives "sha256:HEX".
+ * blobs, and (when arch is not NULL) the config is for linux/ARCH. Every member name must be
+ * plain (no absolute name, no ".", ".." or empty component) and index.json appear once. On
+ * success manifest_digest receives "sha256:HEX".
  */
 int imgf_oci_verify(const char *tar, const char *arch, char manifest_digest[72],
 		    struct imgf_error **err);
+
+/*
+ * What `ctr images import` is given of a layout tar not written by imgforge (a file://
+ * mirror's): the tar is read once, checked as imgf_oci_verify does, its blobs kept as they are
+ * hashed; out_tar is then a new layout of exactly those bytes: oci-layout, an index.json
+ * written here naming only the verified manifest, under `name` (io.containerd.image.name, and
+ * the tag as org.opencontainers.image.ref.name), and the manifest, config and layer blobs.
+ * Nothing else of the tar (a manifest.json, other index entries or annotations, other blobs)
+ * is carried over. manifest_digest receives "sha256:HEX".
+ */
+int imgf_oci_import_layout(const char *tar, const char *arch, const char *name, const char *out_tar,
+			   char manifest_digest[72], struct imgf_error **err);
 
 #endif

@@ -5,7 +5,9 @@
 # taken. A tarball without kubelet, a local directory without kubelet, an unknown source type, a
 # local binary whose version disagrees with kubernetes_semver and a dynamically linked binary to
 # make an image of each fail in `validate` or before any container exists, naming what was
-# expected. (A local build booting a real cluster is t1520.)
+# expected. No binary from a tarball or local build runs on the host: versions are read from
+# the files (the Go build information, or the linker's -X stamp of a -trimpath build). (A local
+# build booting a real cluster is t1520.)
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/kube.sh"
 docker_up "Kubernetes sources"
@@ -51,6 +53,10 @@ test_expect_success "a kind node image from a server tarball by URL, checksum be
 		>"$TMP/build.log" 2>&1 || { tail -n 40 "$TMP/build.log"; exit 1; }
 	grep -F "kubernetes: 3 file(s) from kubernetes-server-linux-amd64.tar.gz, nothing else unpacked" "$TMP/build.log" &&
 	grep -F "images: 4 file(s) from kubernetes-server-linux-amd64.tar.gz, nothing else unpacked" "$TMP/build.log" &&
+	for b in kubeadm kubelet kubectl; do
+		grep -F "kubernetes: $b: version $KUBE_VERSION (its -X version stamp" "$TMP/build.log" &&
+			grep -F "read from the file, not run)" "$TMP/build.log" || { echo "$b not read"; exit 1; }
+	done &&
 	for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
 		grep -q "registry.k8s.io/$c:$KUBE_VERSION " "$TMP/build.log" || { echo "no $c image"; exit 1; }
 	done &&
@@ -93,7 +99,7 @@ test_expect_success "a local binary whose version disagrees with kubernetes_semv
 	expect_exit 1 build --var kubernetes_source=local --var kubernetes_local_dir="$TMP/local" \
 		--var kubernetes_semver=v1.36.99 &&
 	expect_err "kubeadm" &&
-	expect_err "reports version '"'"'$KUBE_VERSION'"'"', expected '"'"'v1.36.99'"'"' (kubernetes_semver)" &&
+	expect_err "carries version '"'"'$KUBE_VERSION'"'"' (its -X version stamp), expected '"'"'v1.36.99'"'"' (kubernetes_semver)" &&
 	no_build_container
 '
 

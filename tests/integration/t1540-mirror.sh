@@ -4,7 +4,11 @@
 # registry images from the loopback registry) is fetched and verified into DIR, with DIR/vars.json
 # pointing every source variable at it. With the upstream servers STOPPED and an empty download
 # cache, a build with that var file succeeds and records the same input digests as a networked
-# build. A second mirror run fetches nothing.
+# build. A second mirror run fetches nothing. The mirror runs no kubeadm on the host: kubeadm's
+# pause, etcd and CoreDNS are named (a mirror without them fails, naming the variables), and
+# the build from the mirror checks them against its target's kubeadm. containerd is given
+# layouts written from the mirror's verified blobs, and holds each verified digest under its
+# name after the import.
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/kube.sh"
 docker_up "imgforge mirror"
@@ -34,6 +38,11 @@ build() { # OUTPUT-DIR more arguments... (OFFLINE=1: in a network namespace of i
 		--output-dir "$out" "$TOP/config/debian-12.json"
 }
 
+# kubeadm's pause, etcd and CoreDNS (what hack/kube-from-source.sh built), for the mirror.
+KUBEADM_IMAGES=(--var "pause_image=registry.k8s.io/pause:$PAUSE_TAG"
+	--var "etcd_image=registry.k8s.io/etcd:$ETCD_TAG"
+	--var "coredns_image=registry.k8s.io/coredns/coredns:$COREDNS_VERSION")
+
 # name sha256 of every input a manifest records, sorted.
 digests() {
 	jq -r '.builds[].inputs[] | "\(.name) \(.sha256)"' "$1"/*/manifest.json | sort
@@ -45,8 +54,15 @@ test_expect_success "a networked build, for reference" '
 	docker rmi -f "$TAG" >/dev/null
 '
 
+test_expect_success "a mirror without pause, etcd and CoreDNS named fails naming the variables, running no kubeadm" '
+	IMGFORGE_CACHE_DIR=$TMP/cache-nokubeadm expect_exit 1 "$IMGF" mirror --only kind-node \
+		--var-file "$KUBE_BUILD_VARS" "$TOP/config/debian-12.json" "$TMP/m0" &&
+	expect_err "set pause_image, etcd_image, coredns_image to what \`kubeadm config images list --kubernetes-version $KUBE_VERSION\` prints" &&
+	expect_err "runs no downloaded binary on the host"
+'
+
 test_expect_success "imgforge mirror fetches and verifies every input into DIR and writes vars.json" '
-	IMGFORGE_CACHE_DIR=$TMP/cache-mirror "$IMGF" mirror --only kind-node \
+	IMGFORGE_CACHE_DIR=$TMP/cache-mirror "$IMGF" mirror --only kind-node "${KUBEADM_IMAGES[@]}" \
 		--var-file "$KUBE_BUILD_VARS" "$TOP/config/debian-12.json" "$M" >"$TMP/m1.log" 2>&1 ||
 		{ cat "$TMP/m1.log"; exit 1; }
 	cat "$TMP/m1.log" &&
@@ -60,7 +76,7 @@ test_expect_success "imgforge mirror fetches and verifies every input into DIR a
 '
 
 test_expect_success "a second mirror run fetches nothing" '
-	IMGFORGE_CACHE_DIR=$TMP/cache-mirror2 "$IMGF" mirror --only kind-node \
+	IMGFORGE_CACHE_DIR=$TMP/cache-mirror2 "$IMGF" mirror --only kind-node "${KUBEADM_IMAGES[@]}" \
 		--var-file "$KUBE_BUILD_VARS" "$TOP/config/debian-12.json" "$M" >"$TMP/m2.log" 2>&1 ||
 		{ cat "$TMP/m2.log"; exit 1; }
 	grep -E "mirror: 0 fetched, [1-9][0-9]* already there" "$TMP/m2.log" &&
@@ -78,6 +94,7 @@ test_expect_success "with no upstream server reachable (unshare -n), the build f
 	IMGFORGE_CACHE_DIR=$TMP/cache-offline OFFLINE=1 build "$TMP/offline" \
 		--var-file "$M/vars.json" >"$TMP/offline.log" 2>&1 || { tail -n 40 "$TMP/offline.log"; exit 1; }
 	grep -F "from the mirror'"'"'s layout $M/images/registry.k8s.io/etcd/$ETCD_TAG.tar" "$TMP/offline.log" &&
+	grep -E "containerd holds registry.k8s.io/etcd:$ETCD_TAG at sha256:[0-9a-f]{64}, as verified" "$TMP/offline.log" &&
 	digests "$TMP/online" >"$TMP/d-online" && digests "$TMP/offline" >"$TMP/d-offline" &&
 	test "$(wc -l <"$TMP/d-online")" -ge 10 &&
 	diff "$TMP/d-online" "$TMP/d-offline" &&
