@@ -1,6 +1,6 @@
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +110,7 @@ int imgf_stepcache_input_digest(struct imgf_build *b, const struct imgf_input *i
 }
 
 /* The step's provisioner data files as it would read them: interpolated, digested. */
-static json_t *data_digests(struct imgf_step *s)
+static json_t *data_digests(const struct imgf_step *s)
 {
 	json_t *out = json_object();
 	_cleanup_free_ char *prefix = xasprintf("provisioners/%s/", s->ops->name);
@@ -132,20 +132,23 @@ static json_t *data_digests(struct imgf_step *s)
 	return out;
 }
 
-/* Config keys that may name host files a step reads (a token starting with '/' or '.'). */
-static const char *const host_path_keys[] = {
-	"source", "script", "local_dir", "tarball", "additional_images", NULL};
+#define HASH_WHOLE_MAX (256ull << 20) /* a bigger file is known by size, times and inode */
+#define TREE_HASH_MAX (2ull << 30)    /* a directory's files past this many bytes: likewise */
 
-#define HASH_WHOLE_MAX (256ull << 20) /* bigger files are known by size, times and inode */
-
-/* One regular file: its sha256, or past HASH_WHOLE_MAX what stat says of it. */
-static char *file_fingerprint(const char *path, const struct stat *st)
+/*
+ * One regular file: its sha256; past HASH_WHOLE_MAX, or once *budget (bytes still to hash)
+ * is spent, what stat says of it (a write moves its ctime, which nothing sets back).
+ */
+static char *file_fingerprint(const char *path, const struct stat *st, uint64_t *budget)
 {
 	char hex[IMGF_DIGEST_HEX_MAX];
 	struct imgf_error *e = NULL;
-	if ((uint64_t)st->st_size <= HASH_WHOLE_MAX &&
-	    imgf_digest_file(path, IMGF_SHA256, hex, &e) == 0)
+	uint64_t size = (uint64_t)st->st_size;
+	if (size <= HASH_WHOLE_MAX && size <= *budget &&
+	    imgf_digest_file(path, IMGF_SHA256, hex, &e) == 0) {
+		*budget -= size;
 		return xasprintf("sha256:%s", hex);
+	}
 	imgf_error_free(e);
 	return xasprintf("stat:%lld:%lld.%09ld:%lld.%09ld:%llu", (long long)st->st_size,
 			 (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
@@ -153,61 +156,90 @@ static char *file_fingerprint(const char *path, const struct stat *st)
 			 (unsigned long long)st->st_ino);
 }
 
-static struct strbuf *tree_listing; /* nftw has no user pointer */
-
-static int tree_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static int cmp_str(const void *a, const void *b)
 {
-	(void)ftw;
-	if (type == FTW_F)
-		strbuf_addf(tree_listing, "%s %lld %lld.%09ld %o\n", path, (long long)st->st_size,
-			    (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
-			    (unsigned)st->st_mode);
-	else if (type == FTW_SL || type == FTW_SLN || type == FTW_D)
-		strbuf_addf(tree_listing, "%s %o\n", path, (unsigned)st->st_mode);
-	return 0;
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A directory: every entry's name, size, mtime and mode (contents are not read). */
+/* Every entry under dir, in name order, as [name relative to the top, mode, what it holds]:
+ * a file's fingerprint, a symlink's target (links are not followed). */
+static void tree_walk(const char *dir, const char *rel, json_t *list, uint64_t *budget)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		json_array_append_new(list, json_pack("[s,s]", rel, strerror(errno)));
+		return;
+	}
+	char **names = NULL;
+	size_t n = 0, alloc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		ALLOC_GROW(names, n + 1, alloc);
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d); /* before going down: a deep tree holds no descriptors */
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *path = path_join(dir, names[i]);
+		_cleanup_free_ char *name =
+			*rel ? xasprintf("%s/%s", rel, names[i]) : xstrdup(names[i]);
+		struct stat st;
+		char *what = NULL;
+		if (lstat(path, &st) < 0) {
+			what = xstrdup(strerror(errno));
+			st.st_mode = 0;
+		} else if (S_ISREG(st.st_mode)) {
+			what = file_fingerprint(path, &st, budget);
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t len = readlink(path, target, sizeof(target) - 1);
+			what = xstrndup(target, len < 0 ? 0 : (size_t)len);
+		}
+		json_array_append_new(
+			list, json_pack("[s,i,s]", name, (int)st.st_mode, what ? what : ""));
+		free(what);
+		if (S_ISDIR(st.st_mode))
+			tree_walk(path, name, list, budget);
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* A directory by content: every entry's name, mode and fingerprint (tree_walk). */
 static char *tree_fingerprint(const char *path)
 {
-	struct strbuf sb = STRBUF_INIT;
-	tree_listing = &sb;
-	nftw(path, tree_entry, 16, FTW_PHYS);
-	tree_listing = NULL;
-	char hex[IMGF_DIGEST_HEX_MAX];
-	imgf_digest_buffer(IMGF_SHA256, sb.buf, sb.len, hex);
-	strbuf_release(&sb);
+	json_t *list = json_array();
+	uint64_t budget = TREE_HASH_MAX;
+	tree_walk(path, "", list, &budget);
+	_cleanup_free_ char *hex = digest_json(list);
 	return xasprintf("tree:%s", hex);
 }
 
-/* The host files and directories a step's config names, each with its fingerprint. */
+/*
+ * The host files and directories the step reads (its provisioner says which keys name them),
+ * each with its fingerprint; a path that is not there says so (the step fails on it).
+ */
 static json_t *local_digests(const struct imgf_step *s)
 {
 	json_t *out = json_object();
-	const char *dir = json_string_value(json_object_get(s->cfg, "direction"));
-	for (size_t k = 0; host_path_keys[k]; k++) {
-		if (!strcmp(host_path_keys[k], "source") && dir && !strcmp(dir, "download"))
-			continue; /* a path in the target */
-		const char *v = json_string_value(json_object_get(s->cfg, host_path_keys[k]));
-		_cleanup_free_ char *copy = xstrdup(v ? v : "");
-		char *save = NULL;
-		for (char *tok = strtok_r(copy, " ,\t\n", &save); tok;
-		     tok = strtok_r(NULL, " ,\t\n", &save)) {
-			struct stat st;
-			if ((tok[0] != '/' && tok[0] != '.') || stat(tok, &st) < 0)
-				continue;
-			char *fp = S_ISDIR(st.st_mode)	 ? tree_fingerprint(tok)
-				   : S_ISREG(st.st_mode) ? file_fingerprint(tok, &st)
-							 : NULL;
-			if (fp)
-				json_object_set_new(out, tok, json_string(fp));
-			free(fp);
-		}
+	_cleanup_strv_ char **paths = imgf_step_host_paths(s);
+	for (size_t i = 0; paths[i]; i++) {
+		struct stat st;
+		uint64_t budget = HASH_WHOLE_MAX;
+		char *fp = stat(paths[i], &st) < 0 ? xasprintf("missing:%s", strerror(errno))
+			   : S_ISDIR(st.st_mode)   ? tree_fingerprint(paths[i])
+			   : S_ISREG(st.st_mode)   ? file_fingerprint(paths[i], &st, &budget)
+						   : xasprintf("mode:%o", (unsigned)st.st_mode);
+		json_object_set_new(out, paths[i], json_string(fp));
+		free(fp);
 	}
 	return out;
 }
 
-static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char **key,
+static int step_key(const struct imgf_step *s, const char *prev, json_t *lists, char **key,
 		    struct imgf_error **err)
 {
 	json_t *inputs = json_array();
@@ -227,6 +259,15 @@ static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char *
 				     inputs, "data", data_digests(s), "local", local_digests(s),
 				     "arch", arch ? arch : ""));
 	return 0;
+}
+
+int imgf_stepcache_step_key(const struct imgf_step *s, const char *prev, char **key,
+			    struct imgf_error **err)
+{
+	json_t *lists = json_object();
+	int r = step_key(s, prev, lists, key, err);
+	json_decref(lists);
+	return r;
 }
 
 /*

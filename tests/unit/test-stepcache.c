@@ -2,7 +2,9 @@
  * src/stepcache.c: `imgforge cache prune` picks entries by age and by size (least recently
  * used first) and removes unreadable ones; --older-than parses durations. The entries here
  * name a builder that does not exist, so only their records go (t1235 covers the images).
+ * A step's key holds every host path its provisioner says it reads, however it is written.
  */
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -10,9 +12,13 @@
 
 #include <jansson.h>
 
+#include "build.h"
+#include "config.h"
 #include "error.h"
+#include "provisioner.h"
 #include "stepcache-internal.h"
 #include "stepcache.h"
+#include "strbuf.h"
 #include "test.h"
 #include "util.h"
 
@@ -195,4 +201,230 @@ TEST(duration_parse)
 	CHECK(imgf_duration_parse("d", &v) < 0);
 	CHECK(imgf_duration_parse("99999999999999999999", &v) < 0);
 	CHECK(imgf_duration_parse("9999999999999999w", &v) < 0);
+}
+
+/* ---- what a step's key holds -------------------------------------------------------------- */
+
+/* A step of provisioner `prov` with the config `json`, in a build with no variables. */
+struct keyed_step {
+	struct imgf_config cfg;
+	struct imgf_build build;
+	struct imgf_step s;
+};
+
+static void keyed_step_init(struct keyed_step *k, const char *prov, const char *json)
+{
+	k->cfg = (struct imgf_config){.vars = json_object()};
+	k->build = (struct imgf_build){.config = &k->cfg};
+	k->s = (struct imgf_step){.ops = imgf_provisioner_find(prov), .build = &k->build};
+	CHECK(k->s.ops != NULL);
+	k->s.cfg = json_loads(json, 0, NULL);
+	CHECK(k->s.cfg != NULL);
+}
+
+static void keyed_step_release(struct keyed_step *k)
+{
+	json_decref(k->s.cfg);
+	json_decref(k->cfg.vars);
+}
+
+static char *key_of(struct keyed_step *k)
+{
+	char *key = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_step_key(&k->s, "prev", &key, &err) == 0);
+	imgf_error_free(err);
+	return key ? key : xstrdup("");
+}
+
+/* Write `text` to path (making its directory), keeping the mtime of the file it replaces:
+ * only the content tells the two apart. */
+static void put_same_time(const char *path, const char *text)
+{
+	_cleanup_free_ char *dir = path_dirname(path);
+	CHECK(mkdir_p(dir, 0755, NULL) == 0);
+	struct stat st;
+	bool had = stat(path, &st) == 0;
+	CHECK(write_file_atomic(path, text, strlen(text), 0644, NULL) == 0);
+	if (had) {
+		struct timespec ts[2] = {st.st_atim, st.st_mtim};
+		CHECK(utimensat(AT_FDCWD, path, ts, 0) == 0);
+	}
+}
+
+/* A scratch directory made the working directory (relative paths resolve there). */
+static char *enter_scratch(char **old_cwd)
+{
+	*old_cwd = getcwd(NULL, 0);
+	char *dir = fresh_dir();
+	CHECK(chdir(dir) == 0);
+	return dir;
+}
+
+static void leave_scratch(char *dir, char *old_cwd)
+{
+	CHECK(chdir(old_cwd) == 0);
+	rm_rf(dir, NULL);
+	free(dir);
+	free(old_cwd);
+}
+
+TEST(key_changes_with_a_relative_source_files_content)
+{
+	char *cwd;
+	char *dir = enter_scratch(&cwd);
+	put_same_time("files/motd", "hello\n");
+	struct keyed_step k;
+	keyed_step_init(&k, "file", "{\"source\": \"files/motd\", \"destination\": \"/etc/motd\"}");
+	_cleanup_free_ char *before = key_of(&k);
+	put_same_time("files/motd", "HELLO\n"); /* same size, same mtime */
+	_cleanup_free_ char *after = key_of(&k);
+	CHECK(strcmp(before, after) != 0);
+	/* the same file written another way is the same content */
+	keyed_step_release(&k);
+	keyed_step_init(&k, "file",
+			"{\"source\": \"./files/motd\", \"destination\": \"/etc/motd\"}");
+	_cleanup_free_ char *dotted = key_of(&k);
+	put_same_time("files/motd", "hello\n");
+	_cleanup_free_ char *dotted_after = key_of(&k);
+	CHECK(strcmp(dotted, dotted_after) != 0);
+	keyed_step_release(&k);
+	leave_scratch(dir, cwd);
+}
+
+/* Every key a provisioner types as a host path, with a config that reads it: `path` is
+ * changed between two keys (a file, or a file inside the directory `dir`). */
+static const struct {
+	const char *prov, *key, *json, *path;
+} host_path_cases[] = {
+	{"file", "source", "{\"source\": \"in/f\", \"destination\": \"/f\"}", "in/f"},
+	{"file", "source", "{\"source\": \"tree\", \"destination\": \"/t\"}", "tree/a/b"},
+	{"shell", "script", "{\"script\": \"scripts/s.sh\"}", "scripts/s.sh"},
+	{"kubernetes", "tarball",
+	 "{\"kubernetes_source\": \"tarball\", \"tarball\": \"k/server.tar.gz\", \"version\": "
+	 "\"v1.31.2\"}",
+	 "k/server.tar.gz"},
+	{"kubernetes", "local_dir",
+	 "{\"kubernetes_source\": \"local\", \"local_dir\": \"kube\", \"version\": \"v1.31.2\"}",
+	 "kube/_output/bin/kubeadm"},
+	{"images", "tarball",
+	 "{\"kubernetes_source\": \"tarball\", \"tarball\": \"k/server.tar.gz\"}",
+	 "k/server.tar.gz"},
+	{"images", "local_dir", "{\"kubernetes_source\": \"local\", \"local_dir\": \"kube\"}",
+	 "kube/_output/release-images/amd64/kube-proxy.tar"},
+	{"images", "additional_images",
+	 "{\"additional_images\": \"registry.example/x:1 ./tars/extra.tar\"}", "tars/extra.tar"},
+};
+
+TEST(key_changes_with_the_content_of_every_host_path_key)
+{
+	char *cwd;
+	char *dir = enter_scratch(&cwd);
+	for (size_t i = 0; i < ARRAY_SIZE(host_path_cases); i++) {
+		put_same_time(host_path_cases[i].path, "one\n");
+		struct keyed_step k;
+		keyed_step_init(&k, host_path_cases[i].prov, host_path_cases[i].json);
+		_cleanup_free_ char *before = key_of(&k);
+		put_same_time(host_path_cases[i].path, "two\n");
+		_cleanup_free_ char *after = key_of(&k);
+		if (!strcmp(before, after))
+			fprintf(stderr, "  %s: %s: '%s' changed, the key did not\n",
+				host_path_cases[i].prov, host_path_cases[i].key,
+				host_path_cases[i].path);
+		CHECK(strcmp(before, after) != 0);
+		keyed_step_release(&k);
+	}
+	leave_scratch(dir, cwd);
+}
+
+TEST(every_key_typed_as_a_host_path_has_a_case_above)
+{
+	_cleanup_free_ char *names = imgf_provisioner_names(); /* "'shell', 'file', …" */
+	for (char *p = names; (p = strchr(p, '\'')); p++) {
+		char *end = strchr(p + 1, '\'');
+		_cleanup_free_ char *name = xstrndup(p + 1, (size_t)(end - p - 1));
+		p = end;
+		const struct imgf_provisioner_ops *ops = imgf_provisioner_find(name);
+		for (const struct imgf_key *key = ops->keys; key->name; key++) {
+			if (key->type != IMGF_KEY_HOST_PATH &&
+			    key->type != IMGF_KEY_HOST_PATH_WORDS)
+				continue;
+			bool found = false;
+			for (size_t i = 0; i < ARRAY_SIZE(host_path_cases); i++)
+				found |= !strcmp(host_path_cases[i].prov, name) &&
+					 !strcmp(host_path_cases[i].key, key->name);
+			if (!found)
+				fprintf(stderr, "  %s: %s: no case\n", name, key->name);
+			CHECK(found);
+		}
+	}
+}
+
+TEST(a_directory_is_keyed_by_its_files_content_and_links)
+{
+	char *cwd;
+	char *dir = enter_scratch(&cwd);
+	put_same_time("kube/_output/bin/kubelet", "aaaa");
+	put_same_time("kube/hack/notes", "bbbb");
+	struct keyed_step k;
+	keyed_step_init(&k, "kubernetes",
+			"{\"kubernetes_source\": \"local\", \"local_dir\": \"kube\", "
+			"\"version\": \"v1.31.2\"}");
+	_cleanup_free_ char *k1 = key_of(&k);
+	_cleanup_free_ char *k1_again = key_of(&k);
+	CHECK_STR(k1, k1_again);
+	put_same_time("kube/hack/notes", "cccc"); /* deep, same size and mtime */
+	_cleanup_free_ char *k2 = key_of(&k);
+	CHECK(strcmp(k1, k2) != 0);
+	CHECK(symlink("bin/kubelet", "kube/_output/link") == 0);
+	_cleanup_free_ char *k3 = key_of(&k);
+	CHECK(strcmp(k2, k3) != 0);
+	CHECK(unlink("kube/_output/link") == 0 && symlink("bin/other", "kube/_output/link") == 0);
+	_cleanup_free_ char *k4 = key_of(&k);
+	CHECK(strcmp(k3, k4) != 0);
+	CHECK(chmod("kube/hack/notes", 0600) == 0);
+	_cleanup_free_ char *k5 = key_of(&k);
+	CHECK(strcmp(k4, k5) != 0);
+	keyed_step_release(&k);
+	leave_scratch(dir, cwd);
+}
+
+TEST(host_paths_are_only_what_the_step_reads_on_the_host)
+{
+	struct {
+		const char *prov, *json, *want;
+	} cases[] = {
+		/* a download's source is in the target */
+		{"file",
+		 "{\"source\": \"/etc/os-release\", \"destination\": \"out\", "
+		 "\"direction\": \"download\"}",
+		 ""},
+		{"file", "{\"source\": \"rel/f\", \"destination\": \"/f\"}", "rel/f,"},
+		/* a URL is no host path; a source other than the key's reads none */
+		{"kubernetes",
+		 "{\"kubernetes_source\": \"tarball\", \"tarball\": "
+		 "\"https://dl.example/k.tar.gz\", \"local_dir\": \"kube\"}",
+		 ""},
+		{"kubernetes",
+		 "{\"kubernetes_source\": \"release\", \"source\": "
+		 "\"https://dl.example/bin\", \"tarball\": \"k.tar.gz\"}",
+		 ""},
+		{"images",
+		 "{\"kubernetes_source\": \"local\", \"local_dir\": \"kube\", "
+		 "\"additional_images\": \"a/b:1, ./c.tar ../d.tar\\n/e.tar f.tar\"}",
+		 "kube,./c.tar,../d.tar,/e.tar,"},
+		/* containerd's source is a kind of install, not a path */
+		{"containerd", "{\"source\": \"./package\"}", ""},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct keyed_step k;
+		keyed_step_init(&k, cases[i].prov, cases[i].json);
+		_cleanup_strv_ char **paths = imgf_step_host_paths(&k.s);
+		struct strbuf sb = STRBUF_INIT;
+		for (size_t j = 0; paths[j]; j++)
+			strbuf_addf(&sb, "%s,", paths[j]);
+		CHECK_STR(sb.buf, cases[i].want);
+		strbuf_release(&sb);
+		keyed_step_release(&k);
+	}
 }
