@@ -1,10 +1,12 @@
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +37,12 @@ void imgf_stepcache_free(struct imgf_stepcache *c)
 		return;
 	for (size_t i = 0; c->keys && c->keys[i]; i++)
 		json_decref(c->found[i]);
+	for (size_t i = 0; c->use && i < c->nuse; i++)
+		if (c->use[i] >= 0)
+			close(c->use[i]);
+	free(c->use);
+	if (c->final_use >= 0)
+		close(c->final_use);
 	strv_free(c->keys);
 	free(c->found);
 	free(c->dir);
@@ -271,6 +279,94 @@ int imgf_stepcache_step_key(const struct imgf_step *s, const char *prev, char **
 }
 
 /*
+ * Twin builds — the same builder and steps, as capi-qcow2 and capi-ova built in parallel —
+ * have the same keys, so they meet in the cache. Two flock()s per key keep one from
+ * destroying what the other uses:
+ *   CACHE/steps/KEY.save  exclusive while a build looks for, saves and records a state under
+ *                         KEY: the twin that comes second waits, finds the first one's entry
+ *                         and goes on from its state (cache_adopt) rather than replacing it;
+ *   CACHE/steps/KEY.use   shared by every build that stands on KEY's state (the cached steps
+ *                         it starts from, each step it saves or adopts, the artifact it gives
+ *                         out) until the build ends; a state is removed only by whoever takes
+ *                         it exclusively without waiting, else it stays (prune keeps the
+ *                         entry; --no-cache's new entry carries it as "superseded").
+ */
+static char *lock_path(const char *dir, const char *key, const char *what)
+{
+	_cleanup_free_ char *name = xasprintf("%s.%s", key, what);
+	return path_join(dir, name);
+}
+
+/*
+ * flock(op) on DIR/KEY.WHAT, made if missing. A remover unlinks it while holding it, so the
+ * lock counts only on the file still at that path. Returns the descriptor, or -1 with errno
+ * (EWOULDBLOCK: held elsewhere, with LOCK_NB; EINTR: interrupted).
+ */
+static int lock_take(const char *dir, const char *key, const char *what, int op)
+{
+	_cleanup_free_ char *path = lock_path(dir, key, what);
+	struct imgf_error *e = NULL;
+	if (mkdir_p(dir, 0700, &e) < 0) {
+		imgf_error_free(e);
+		return -1;
+	}
+	for (int tries = 0; tries < 10; tries++) {
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -1;
+		int r;
+		while ((r = flock(fd, op)) < 0 && errno == EINTR && !imgf_interrupted)
+			;
+		if (r < 0) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		struct stat a, b;
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return fd;
+		close(fd);
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+/* Remove DIR/KEY.WHAT unless someone holds it (it is made again when next needed). */
+static void lock_remove(const char *dir, const char *key, const char *what)
+{
+	int fd = lock_take(dir, key, what, LOCK_EX | LOCK_NB);
+	if (fd < 0)
+		return;
+	_cleanup_free_ char *path = lock_path(dir, key, what);
+	unlink(path);
+	close(fd);
+}
+
+/* Stand on key's state until the build ends (a shared KEY.use); *slot keeps the lock. */
+static void use_take(const struct imgf_stepcache *c, int *slot, const char *key)
+{
+	if (*slot >= 0)
+		return;
+	*slot = lock_take(c->dir, key, "use", LOCK_SH);
+	if (*slot < 0)
+		log_debug("step cache: cannot lock '%.12s': %s", key, strerror(errno));
+}
+
+/* The save lock of key: the caller waits (saying so) while a twin build holds it. */
+static int save_lock(const struct imgf_build *b, const char *key, const char *what)
+{
+	int fd = lock_take(b->cache->dir, key, "save", LOCK_EX | LOCK_NB);
+	if (fd < 0 && errno == EWOULDBLOCK) {
+		log_info("%s: %s: waiting for another build that is caching the same state (%.12s)",
+			 b->def->name, what, key);
+		fd = lock_take(b->cache->dir, key, "save", LOCK_EX);
+	}
+	return fd;
+}
+
+/*
  * A record's id that names a file (has a '/') must resolve inside CACHE/steps/BUILDER, the
  * only place a builder keeps state: a planted record ("../" in its id, or a path elsewhere)
  * must not make the cache check, remove or rewrite a file outside it. The directory is
@@ -316,8 +412,39 @@ static json_t *entry_load(const char *path)
 	return json_loadb(text, len, 0, NULL);
 }
 
-/* A new entry for a key (--no-cache refreshes them): the state the old one named goes.
- * Steals entry. */
+/* Remove a state an entry named, checked to be the cache's (a failure only says so). */
+static void state_drop(const struct imgf_builder_ops *ops, const char *cache_dir,
+		       const char *builder, const char *id, bool final)
+{
+	struct imgf_error *e = NULL;
+	if (record_id_check(cache_dir, builder, id, &e) < 0 ||
+	    (ops && ops->cache_drop && ops->cache_drop(id, final, &e) < 0))
+		log_debug("step cache: the state '%s' stays: %s", id, e->msg);
+	imgf_error_free(e);
+}
+
+/* The states an entry names besides its own: those of entries it replaced while another
+ * build stood on them. */
+static void superseded_drop(const struct imgf_builder_ops *ops, const char *cache_dir,
+			    const char *builder, json_t *entry)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(entry, "superseded"), i, v)
+	{
+		const char *id = json_string_value(json_object_get(v, "id"));
+		if (id)
+			state_drop(ops, cache_dir, builder, id,
+				   json_is_true(json_object_get(v, "final")));
+	}
+}
+
+/*
+ * A new entry for a key (--no-cache refreshes them, or the old one was not intact): the state
+ * the old one named goes, unless a build stands on it — then it stays, and the new entry
+ * carries it under "superseded" until the entry is replaced or pruned when nobody does.
+ * Steals entry.
+ */
 static void entry_replace(struct imgf_build *b, json_t *entry)
 {
 	const char *key = json_string_value(json_object_get(entry, "key"));
@@ -325,13 +452,26 @@ static void entry_replace(struct imgf_build *b, json_t *entry)
 	json_t *old = entry_load(path);
 	const char *old_id = json_string_value(json_object_get(old, "id"));
 	const char *id = json_string_value(json_object_get(entry, "id"));
-	if (old_id && id && strcmp(old_id, id) != 0 && b->builder->cache_drop) {
-		struct imgf_error *e = NULL;
-		if (record_id_check(b->cache_dir, b->builder->name, old_id, &e) < 0 ||
-		    b->builder->cache_drop(old_id, json_is_true(json_object_get(old, "final")),
-					   &e) < 0)
-			log_debug("step cache: the replaced state '%s' stays: %s", old_id, e->msg);
-		imgf_error_free(e);
+	if (old_id) {
+		bool final = json_is_true(json_object_get(old, "final"));
+		bool same = id && !strcmp(old_id, id);
+		int fd = lock_take(b->cache->dir, key, "use", LOCK_EX | LOCK_NB);
+		if (fd >= 0) {
+			if (!same)
+				state_drop(b->builder, b->cache_dir, b->builder->name, old_id,
+					   final);
+			superseded_drop(b->builder, b->cache_dir, b->builder->name, old);
+			close(fd);
+		} else {
+			json_t *keep = json_object_get(old, "superseded");
+			keep = json_is_array(keep) ? json_deep_copy(keep) : json_array();
+			if (!same)
+				json_array_append_new(
+					keep, json_pack("{s:s,s:b}", "id", old_id, "final", final));
+			json_object_set_new(entry, "superseded", keep);
+			log_info("%s: the cached state '%s' stays while another build uses it",
+				 b->def->name, old_id);
+		}
 	}
 	json_decref(old);
 	imgf_stepcache_entry_write(b->cache->dir, entry);
@@ -355,15 +495,10 @@ void imgf_stepcache_entry_write(const char *dir, json_t *entry)
 	imgf_error_free(e);
 }
 
-/* The entry for `key` when its builder state is there and intact; a damaged one is removed. */
-static int lookup(struct imgf_build *b, const char *key, bool final, const char *what, json_t **out,
-		  struct imgf_error **err)
+static int lookup_locked(struct imgf_build *b, const char *key, bool final, const char *what,
+			 const char *path, json_t **out, struct imgf_error **err)
 {
 	struct imgf_stepcache *c = b->cache;
-	_cleanup_free_ char *path = entry_path(c, key);
-	*out = NULL;
-	if (access(path, F_OK) < 0)
-		return 0;
 	json_t *entry = entry_load(path);
 	const char *id = json_string_value(json_object_get(entry, "id"));
 	const char *builder = json_string_value(json_object_get(entry, "builder"));
@@ -400,6 +535,27 @@ static int lookup(struct imgf_build *b, const char *key, bool final, const char 
 	return 1;
 }
 
+/*
+ * The entry for `key` when its builder state is there and intact; a damaged one is removed.
+ * The caller stands on the key (use_take) first, so what is found stays; the entry is read
+ * and rewritten under the key's save lock (taken here unless `saving` says it is held), so
+ * it never undoes what a twin build records meanwhile.
+ */
+static int lookup(struct imgf_build *b, const char *key, bool final, bool saving, const char *what,
+		  json_t **out, struct imgf_error **err)
+{
+	struct imgf_stepcache *c = b->cache;
+	_cleanup_free_ char *path = entry_path(c, key);
+	*out = NULL;
+	if (access(path, F_OK) < 0)
+		return 0;
+	int save = saving ? -1 : save_lock(b, key, what);
+	int r = lookup_locked(b, key, final, what, path, out, err);
+	if (save >= 0)
+		close(save);
+	return r;
+}
+
 /* Every step's key, from the base's digest on. */
 static int compute_keys(struct imgf_build *b, const char *base, struct imgf_error **err)
 {
@@ -433,6 +589,11 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 	c->keys = xcalloc(b->nsteps + 1, sizeof(char *));
 	c->found = xcalloc(b->nsteps + 1, sizeof(json_t *));
 	c->mark = json_array_size(b->inputs);
+	c->nuse = b->nsteps;
+	c->use = xcalloc(b->nsteps + 1, sizeof(int));
+	for (size_t i = 0; i < b->nsteps; i++)
+		c->use[i] = -1;
+	c->final_use = -1;
 	if (!base) {
 		/* Not at hand: nothing of it can be cached; the keys come once it is. */
 		c->pending = true;
@@ -442,18 +603,27 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 		return -1;
 	if (b->opts->no_cache)
 		return 0; /* every step runs, and refreshes its entry */
+	/* Standing on every key while looking: the chain found stays while the build uses it. */
+	for (size_t i = 0; i < b->nsteps; i++)
+		use_take(c, &c->use[i], c->keys[i]);
 	/* The longest cached prefix: the deepest intact entry holds every step before it. */
+	int r = 0;
 	for (size_t i = b->nsteps; i-- > 0;) {
 		json_t *e = NULL;
-		if (lookup(b, c->keys[i], false, b->steps[i].label, &e, err) < 0)
-			return -1;
+		if ((r = lookup(b, c->keys[i], false, false, b->steps[i].label, &e, err)) < 0)
+			break;
 		if (e) {
 			c->found[i] = e;
 			c->hit = i + 1;
 			break;
 		}
 	}
-	return 0;
+	for (size_t i = c->hit; i < b->nsteps; i++) {
+		if (c->use[i] >= 0)
+			close(c->use[i]);
+		c->use[i] = -1;
+	}
+	return r < 0 ? -1 : 0;
 }
 
 int imgf_stepcache_settle(struct imgf_build *b, struct imgf_error **err)
@@ -542,12 +712,61 @@ static json_t *entry_new(struct imgf_build *b, const char *key, const char *step
 			 "used", now, "final", final, "inputs", inputs_so_far(b));
 }
 
+/* Step i's state as a twin build cached it (entry e, stolen): the target goes on from it. */
+static void step_share(struct imgf_build *b, struct imgf_target *t, size_t i, json_t *e)
+{
+	struct imgf_stepcache *c = b->cache;
+	struct imgf_step *s = &b->steps[i];
+	const char *id = json_string_value(json_object_get(e, "id"));
+	struct imgf_error *err = NULL;
+	if (!b->builder->cache_adopt) {
+		log_info("%s: step '%s' is cached by another build (%.12s): this one goes on "
+			 "with its own state, not kept",
+			 b->def->name, s->label, c->keys[i]);
+	} else if (b->builder->cache_adopt(b, t, id, &err) < 0) {
+		log_warn("%s: step '%s': cannot go on from the state another build cached: %s",
+			 b->def->name, s->label, err->msg);
+	} else {
+		log_info("%s: step '%s' is cached by another build with the same steps (%.12s): "
+			 "going on from its state",
+			 b->def->name, s->label, c->keys[i]);
+		imgf_event("step-shared",
+			   json_pack("{s:s,s:i,s:s,s:s,s:s}", "image", b->def->name, "index",
+				     (int)i + 1, "step", s->label, "key", c->keys[i], "id", id),
+			   NULL);
+	}
+	imgf_error_free(err);
+	json_decref(c->found[i]);
+	c->found[i] = e;
+}
+
 void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_t i)
 {
 	struct imgf_stepcache *c = b->cache;
 	if (!c)
 		return;
 	struct imgf_step *s = &b->steps[i];
+	int save = save_lock(b, c->keys[i], s->label);
+	if (save < 0) {
+		log_warn("%s: step '%s' is not cached: cannot lock its key: %s", b->def->name,
+			 s->label, strerror(errno));
+		return;
+	}
+	if (!b->opts->no_cache) {
+		/* A twin build may have cached it meanwhile: one entry, shared. */
+		use_take(c, &c->use[i], c->keys[i]);
+		json_t *e = NULL;
+		struct imgf_error *le = NULL;
+		if (lookup(b, c->keys[i], false, true, s->label, &e, &le) < 0) {
+			log_warn("%s: step '%s': %s", b->def->name, s->label, le->msg);
+			imgf_error_free(le);
+		}
+		if (e) {
+			step_share(b, t, i, e);
+			close(save);
+			return;
+		}
+	}
 	_cleanup_free_ char *id = NULL;
 	int64_t size = 0;
 	struct imgf_error *e = NULL;
@@ -555,10 +774,13 @@ void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_
 	if (b->builder->cache_save(b, t, c->keys[i], s->label, &id, &size, &e) < 0) {
 		log_warn("%s: step '%s' is not cached: %s", b->def->name, s->label, e->msg);
 		imgf_error_free(e);
+		close(save);
 		return;
 	}
 	imgf_build_phase(b, "cache-save", imgf_now() - t0);
 	entry_replace(b, entry_new(b, c->keys[i], s->label, (long)i, id, size, false));
+	use_take(c, &c->use[i], c->keys[i]);
+	close(save);
 	log_debug("%s: step '%s' cached as %.12s (%s)", b->def->name, s->label, c->keys[i], id);
 }
 
@@ -583,7 +805,8 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 	    c->hit != b->nsteps)
 		return 0;
 	json_t *e = NULL;
-	if (lookup(b, c->final_key, true, "artifact", &e, err) < 0)
+	use_take(c, &c->final_use, c->final_key); /* what is given out stays meanwhile */
+	if (lookup(b, c->final_key, true, false, "artifact", &e, err) < 0)
 		return -1;
 	if (!e)
 		return 0;
@@ -597,6 +820,8 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 	return 1;
 }
 
+static void keep_artifact(struct imgf_build *b, const struct imgf_artifact *art);
+
 void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
 {
 	struct imgf_stepcache *c = b->cache;
@@ -605,6 +830,40 @@ void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifa
 	/* Again, from the artifact's labels: what prepare recorded (qemu's base image) is in
 	 * them now, as a rebuild's are replayed from the cached steps before it looks. */
 	imgf_stepcache_final_key(b);
+	if (c->final_use >= 0) /* reuse's look at the key before: this one may differ */
+		close(c->final_use);
+	c->final_use = -1;
+	int save = save_lock(b, c->final_key, "artifact");
+	if (save < 0) {
+		log_warn("%s: the artifact is not cached: cannot lock its key: %s", b->def->name,
+			 strerror(errno));
+		return;
+	}
+	if (!b->opts->no_cache) {
+		/* A twin build may have kept the same artifact meanwhile: that one stays. */
+		use_take(c, &c->final_use, c->final_key);
+		json_t *e = NULL;
+		struct imgf_error *le = NULL;
+		if (lookup(b, c->final_key, true, true, "artifact", &e, &le) < 0) {
+			log_warn("%s: artifact: %s", b->def->name, le->msg);
+			imgf_error_free(le);
+		}
+		if (e) {
+			log_info("%s: the artifact is cached already by another build (%.12s)",
+				 b->def->name, c->final_key);
+			json_decref(e);
+			close(save);
+			return;
+		}
+	}
+	keep_artifact(b, art);
+	close(save);
+}
+
+/* imgf_stepcache_keep_artifact under the final key's save lock. */
+static void keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
+{
+	struct imgf_stepcache *c = b->cache;
 	_cleanup_free_ char *id = NULL;
 	int64_t size = 0;
 	if (!b->builder->cache_keep) {
@@ -764,17 +1023,61 @@ int imgf_stepcache_ls(const char *cache_dir, bool json, struct imgf_error **err)
 	return 0;
 }
 
-static int drop_entry(struct entry_ref *e, struct imgf_error **err)
+/* An entry and the states it names, unless a running build stands on them. */
+static int drop_entry(const char *cache_dir, struct entry_ref *e, struct imgf_error **err)
 {
 	const char *builder = json_string_value(json_object_get(e->j, "builder"));
 	const char *id = json_string_value(json_object_get(e->j, "id"));
+	const char *key = json_string_value(json_object_get(e->j, "key"));
 	bool final = json_is_true(json_object_get(e->j, "final"));
 	const struct imgf_builder_ops *ops = builder ? imgf_builder_find(builder) : NULL;
+	_cleanup_free_ char *dir = path_join(cache_dir, "steps");
+	int use = lock_take(dir, key, "use", LOCK_EX | LOCK_NB);
+	if (use < 0)
+		return errno == EWOULDBLOCK
+			       ? imgf_error_set(err, IMGF_EXIT_FAIL, "a running build uses it")
+			       : imgf_error_errno(err, errno, "lock '%s.use'", key);
+	int r = 0;
 	if (ops && ops->cache_drop && ops->cache_drop(id, final, err) < 0)
-		return -1;
-	if (unlink(e->path) < 0 && errno != ENOENT)
-		return imgf_error_errno(err, errno, "remove '%s'", e->path);
-	return 0;
+		r = -1;
+	if (r == 0)
+		superseded_drop(ops, cache_dir, builder ? builder : "", e->j);
+	if (r == 0 && unlink(e->path) < 0 && errno != ENOENT)
+		r = imgf_error_errno(err, errno, "remove '%s'", e->path);
+	if (r == 0) {
+		lock_remove(dir, key, "save");
+		_cleanup_free_ char *use_path = lock_path(dir, key, "use");
+		unlink(use_path); /* held: nobody takes it meanwhile (lock_take checks) */
+	}
+	close(use);
+	return r;
+}
+
+/* The lock files of keys that have no entry any more, unless held. */
+static void locks_sweep(const char *cache_dir)
+{
+	_cleanup_free_ char *dir = path_join(cache_dir, "steps");
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	char **keys = NULL;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *dot = strrchr(de->d_name, '.');
+		if (!dot || (strcmp(dot, ".use") && strcmp(dot, ".save")))
+			continue;
+		_cleanup_free_ char *key = xstrndup(de->d_name, (size_t)(dot - de->d_name));
+		_cleanup_free_ char *entry = xasprintf("%s/%s.json", dir, key);
+		if (access(entry, F_OK) < 0)
+			keys = strv_push(keys, xasprintf("%s%s", key, dot));
+	}
+	closedir(d);
+	for (size_t i = 0; keys && keys[i]; i++) {
+		char *dot = strrchr(keys[i], '.');
+		*dot = '\0';
+		lock_remove(dir, keys[i], dot + 1);
+	}
+	strv_free(keys);
 }
 
 int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older_than_s,
@@ -808,7 +1111,7 @@ int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older
 			if (!all && !old && !over)
 				continue;
 			struct imgf_error *de = NULL;
-			if (drop_entry(&e[i], &de) < 0) {
+			if (drop_entry(cache_dir, &e[i], &de) < 0) {
 				if (pass == 1) {
 					log_warn("step cache: %.12s kept: %s",
 						 json_string_value(json_object_get(e[i].j, "key")),
@@ -825,6 +1128,7 @@ int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older
 			e[i].j = NULL;
 		}
 	}
+	locks_sweep(cache_dir);
 	char sz[32];
 	human_size((int64_t)freed, sz, sizeof(sz));
 	imgf_event("cache-pruned",

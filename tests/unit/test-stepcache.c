@@ -4,6 +4,7 @@
  * name a builder that does not exist, so only their records go (t1235 covers the images).
  * A step's key holds every host path its provisioner says it reads, however it is written.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -13,7 +14,9 @@
 #include <jansson.h>
 
 #include "build.h"
+#include "builder.h"
 #include "config.h"
+#include "engine.h"
 #include "error.h"
 #include "provisioner.h"
 #include "stepcache-internal.h"
@@ -427,4 +430,248 @@ TEST(host_paths_are_only_what_the_step_reads_on_the_host)
 		strbuf_release(&sb);
 		keyed_step_release(&k);
 	}
+}
+
+/* ---- twin builds: one entry per key, and no state removed under a build ----------------- */
+
+/* A builder whose states are names: what it saved, adopted and dropped is counted. */
+static char saved[8][64], adopted[8][64], dropped[8][64];
+static size_t nsaved, nadopted, ndropped;
+
+static void note(char list[8][64], size_t *n, const char *what)
+{
+	if (*n < 8)
+		snprintf(list[(*n)++], 64, "%s", what);
+}
+
+static bool noted(char list[8][64], size_t n, const char *what)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(list[i], what))
+			return true;
+	return false;
+}
+
+static int fake_base(struct imgf_build *b, bool pull, char **digest, struct imgf_error **err)
+{
+	*digest = xstrdup("base");
+	return 0;
+}
+
+static int fake_save(struct imgf_build *b, struct imgf_target *t, const char *key, const char *step,
+		     char **id, int64_t *size, struct imgf_error **err)
+{
+	*id = xasprintf("%s-%.6s", b->def->name, key);
+	*size = 1;
+	note(saved, &nsaved, *id);
+	return 0;
+}
+
+static int fake_adopt(struct imgf_build *b, struct imgf_target *t, const char *id,
+		      struct imgf_error **err)
+{
+	note(adopted, &nadopted, id);
+	return 0;
+}
+
+static int fake_check(struct imgf_build *b, const char *key, const char *id, bool final,
+		      struct imgf_error **err)
+{
+	return noted(saved, nsaved, id) && !noted(dropped, ndropped, id);
+}
+
+static int fake_drop(const char *id, bool final, struct imgf_error **err)
+{
+	note(dropped, &ndropped, id);
+	return 0;
+}
+
+static const struct imgf_builder_ops fake_builder = {
+	.name = "fake",
+	.cache_base = fake_base,
+	.cache_save = fake_save,
+	.cache_adopt = fake_adopt,
+	.cache_check = fake_check,
+	.cache_drop = fake_drop,
+};
+
+/* An image of two shell steps, the same for every image: twins. */
+struct twin {
+	struct imgf_config cfg;
+	struct imgf_image_def def;
+	struct imgf_build_opts opts;
+	struct imgf_build b;
+	struct imgf_step steps[2];
+};
+
+static void twin_open(struct twin *t, const char *name, const char *cache_dir, bool no_cache)
+{
+	memset(t, 0, sizeof(*t));
+	t->cfg.vars = json_object();
+	t->def.name = (char *)name;
+	t->opts.no_cache = no_cache;
+	t->b = (struct imgf_build){.config = &t->cfg,
+				   .def = &t->def,
+				   .opts = &t->opts,
+				   .builder = &fake_builder,
+				   .builder_cfg = json_object(),
+				   .steps = t->steps,
+				   .nsteps = 2,
+				   .cache_dir = (char *)cache_dir,
+				   .inputs = json_array(),
+				   .labels = json_object()};
+	for (size_t i = 0; i < 2; i++)
+		t->steps[i] = (struct imgf_step){
+			.ops = imgf_provisioner_find("shell"),
+			.build = &t->b,
+			.index = i,
+			.label = i ? "second" : "first",
+			.cfg = json_pack("{s:[s]}", "inline", i ? "echo two" : "echo one"),
+		};
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_open(&t->b, &err) == 0);
+	imgf_error_free(err);
+	CHECK(t->b.cache != NULL);
+}
+
+/* The build ends: its locks go with its cache. */
+static void twin_close(struct twin *t)
+{
+	imgf_stepcache_free(t->b.cache);
+	t->b.cache = NULL;
+	for (size_t i = 0; i < 2; i++)
+		json_decref(t->steps[i].cfg);
+	json_decref(t->b.builder_cfg);
+	json_decref(t->b.inputs);
+	json_decref(t->b.labels);
+	json_decref(t->cfg.vars);
+}
+
+static json_t *entry_of(const char *dir, const char *key)
+{
+	_cleanup_free_ char *path = xasprintf("%s/steps/%s.json", dir, key);
+	return json_load_file(path, 0, NULL);
+}
+
+static const char *id_of(json_t *entry)
+{
+	return json_string_value(json_object_get(entry, "id"));
+}
+
+static void fake_reset(void)
+{
+	nsaved = nadopted = ndropped = 0;
+}
+
+/* How many entries the cache holds. */
+static size_t entries_in(const char *dir)
+{
+	_cleanup_free_ char *steps = path_join(dir, "steps");
+	size_t n = 0;
+	DIR *d = opendir(steps);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		n += str_has_suffix(de->d_name, ".json");
+	if (d)
+		closedir(d);
+	return n;
+}
+
+TEST(twin_builds_share_each_steps_entry_and_never_drop_each_others_state)
+{
+	fake_reset();
+	_cleanup_free_ char *dir = fresh_dir();
+	struct twin a, b;
+	twin_open(&a, "capi-qcow2", dir, false);
+	twin_open(&b, "capi-ova", dir, false);
+	CHECK_STR(a.b.cache->keys[0], b.b.cache->keys[0]);
+	CHECK(a.b.cache->hit == 0 && b.b.cache->hit == 0);
+	/* both ran the first step; a saves first, b goes on from a's state */
+	imgf_stepcache_step_done(&a.b, NULL, 0);
+	imgf_stepcache_step_done(&b.b, NULL, 0);
+	/* the second step: b is first this time */
+	imgf_stepcache_step_done(&b.b, NULL, 1);
+	imgf_stepcache_step_done(&a.b, NULL, 1);
+	CHECK(nsaved == 2 && ndropped == 0);
+	json_t *e0 = entry_of(dir, a.b.cache->keys[0]);
+	json_t *e1 = entry_of(dir, a.b.cache->keys[1]);
+	CHECK(e0 && e1 && noted(adopted, nadopted, id_of(e0)) &&
+	      noted(adopted, nadopted, id_of(e1)));
+	CHECK(e0 && str_has_prefix(id_of(e0), "capi-qcow2-"));
+	CHECK(e1 && str_has_prefix(id_of(e1), "capi-ova-"));
+	json_decref(e0);
+	json_decref(e1);
+	/* prune while they run: every entry stays, in use */
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_prune(dir, UINT64_MAX, -1, &err) == 0);
+	CHECK(entries_in(dir) == 2);
+	twin_close(&a);
+	CHECK(imgf_stepcache_prune(dir, UINT64_MAX, -1, &err) == 0);
+	CHECK(entries_in(dir) == 2); /* b still stands on both */
+	twin_close(&b);
+	CHECK(imgf_stepcache_prune(dir, UINT64_MAX, -1, &err) == 0);
+	CHECK(entries_in(dir) == 0);
+	/* and no lock file outlives its entry */
+	_cleanup_free_ char *steps = path_join(dir, "steps");
+	DIR *d = opendir(steps);
+	struct dirent *de;
+	size_t left = 0;
+	while (d && (de = readdir(d)))
+		left += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	CHECK(left == 0);
+	imgf_error_free(err);
+	rm_rf(dir, NULL);
+}
+
+TEST(no_cache_replaces_an_entry_but_not_the_state_a_running_build_stands_on)
+{
+	fake_reset();
+	_cleanup_free_ char *dir = fresh_dir();
+	struct twin a, b;
+	twin_open(&a, "first", dir, false);
+	imgf_stepcache_step_done(&a.b, NULL, 0);
+	twin_open(&b, "again", dir, true); /* --no-cache */
+	imgf_stepcache_step_done(&b.b, NULL, 0);
+	CHECK(nsaved == 2 && ndropped == 0 && nadopted == 0);
+	json_t *e = entry_of(dir, a.b.cache->keys[0]);
+	CHECK(e && str_has_prefix(id_of(e), "again-"));
+	json_t *sup = json_array_get(json_object_get(e, "superseded"), 0);
+	CHECK(sup && str_has_prefix(id_of(sup), "first-"));
+	json_decref(e);
+	twin_close(&a);
+	twin_close(&b);
+	/* nobody stands on either now: the next --no-cache build drops both */
+	struct twin c;
+	twin_open(&c, "third", dir, true);
+	imgf_stepcache_step_done(&c.b, NULL, 0);
+	CHECK(ndropped == 2 && noted(dropped, ndropped, saved[0]) &&
+	      noted(dropped, ndropped, saved[1]));
+	e = entry_of(dir, c.b.cache->keys[0]);
+	CHECK(e && !json_object_get(e, "superseded"));
+	json_decref(e);
+	twin_close(&c);
+	rm_rf(dir, NULL);
+}
+
+TEST(a_build_standing_on_cached_steps_keeps_them_from_prune)
+{
+	fake_reset();
+	_cleanup_free_ char *dir = fresh_dir();
+	struct twin a, warm;
+	twin_open(&a, "cold", dir, false);
+	imgf_stepcache_step_done(&a.b, NULL, 0);
+	imgf_stepcache_step_done(&a.b, NULL, 1);
+	twin_close(&a);
+	twin_open(&warm, "warm", dir, false);
+	CHECK(warm.b.cache->hit == 2);
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_prune(dir, 0, -1, &err) == 0);
+	CHECK(entries_in(dir) == 2);
+	twin_close(&warm);
+	CHECK(imgf_stepcache_prune(dir, 0, -1, &err) == 0);
+	CHECK(entries_in(dir) == 0);
+	imgf_error_free(err);
+	rm_rf(dir, NULL);
 }
