@@ -1145,6 +1145,29 @@ static int64_t image_size(struct docker *d, const char *id)
 	return size;
 }
 
+/* The build goes on in a fresh container from `image`; the old container goes. */
+static int continue_from(struct imgf_build *b, struct docker_target *dt, const char *image,
+			 struct imgf_error **err)
+{
+	_cleanup_free_ char *cid = NULL, *name = NULL;
+	if (create_container(b, dt->d, image, &cid, &name, err) < 0)
+		return -1;
+	remove_container(dt->d, dt->id);
+	free(dt->id);
+	free(dt->name);
+	free(dt->t.name);
+	dt->id = STEAL_POINTER(&cid);
+	dt->name = STEAL_POINTER(&name);
+	dt->t.name = xasprintf("container '%s'", dt->name);
+	imgf_event("target",
+		   json_pack("{s:s,s:s,s:s}", "builder", "docker", "container", dt->name, "id",
+			     dt->id),
+		   NULL);
+	if (docker_json(dt->d, "POST", NULL, NULL, NULL, err, "/containers/%s/start", dt->id) < 0)
+		return imgf_error_prefix(err, "start build container '%s'", dt->name);
+	return 0;
+}
+
 /*
  * The state after a step as an untagged image labelled with its key; the next step runs in
  * a fresh container from it, so each cached image adds only its own step's layer.
@@ -1167,28 +1190,24 @@ static int docker_cache_save(struct imgf_build *b, struct imgf_target *t, const 
 	_cleanup_free_ char *img = NULL;
 	int r = engine_commit(dt, config, NULL, &img, err);
 	json_decref(config);
-	if (r < 0)
+	if (r < 0 || continue_from(b, dt, img, err) < 0)
 		return -1;
-	_cleanup_free_ char *cid = NULL, *name = NULL;
-	if (create_container(b, dt->d, img, &cid, &name, err) < 0)
-		return -1;
-	remove_container(dt->d, dt->id);
-	free(dt->id);
-	free(dt->name);
-	free(dt->t.name);
-	dt->id = STEAL_POINTER(&cid);
-	dt->name = STEAL_POINTER(&name);
-	dt->t.name = xasprintf("container '%s'", dt->name);
-	imgf_event("target",
-		   json_pack("{s:s,s:s,s:s}", "builder", "docker", "container", dt->name, "id",
-			     dt->id),
-		   NULL);
-	if (docker_json(dt->d, "POST", NULL, NULL, NULL, err, "/containers/%s/start", dt->id) < 0)
-		return imgf_error_prefix(err, "start build container '%s'", dt->name);
 	*size = image_size(dt->d, img) - image_size(dt->d, from);
 	if (*size < 0)
 		*size = 0;
 	*id = STEAL_POINTER(&img);
+	return 0;
+}
+
+/* The image a twin build cached for the same step: the build goes on in a container from
+ * it, its own container (and what the step did in it) goes. */
+static int docker_cache_adopt(struct imgf_build *b, struct imgf_target *t, const char *id,
+			      struct imgf_error **err)
+{
+	struct docker_target *dt = (struct docker_target *)t;
+	if (continue_from(b, dt, id, err) < 0)
+		return -1;
+	log_info("build container '%s' goes on from the cached image %.19s", dt->name, id);
 	return 0;
 }
 
@@ -1310,6 +1329,7 @@ const struct imgf_builder_ops imgf_docker_builder = {
 	.cleanup = docker_cleanup,
 	.cache_base = docker_cache_base,
 	.cache_save = docker_cache_save,
+	.cache_adopt = docker_cache_adopt,
 	.cache_check = docker_cache_check,
 	.cache_drop = docker_cache_drop,
 	.cache_reuse = docker_cache_reuse,

@@ -702,6 +702,38 @@ static int qemu_cache_save(struct imgf_build *b, struct imgf_target *t, const ch
 }
 
 /*
+ * The disk a twin build cached for the same step replaces this build's: a new overlay over
+ * it, in a new appliance. On failure the build goes on with its own disk.
+ */
+static int qemu_cache_adopt(struct imgf_build *b, struct imgf_target *t, const char *id,
+			    struct imgf_error **err)
+{
+	struct qemu_target *qt = (struct qemu_target *)t;
+	if (guestfs_umount_all(qt->g) < 0 || guestfs_shutdown(qt->g) < 0)
+		return guestfs_fail(qt->g, err, "close the disk");
+	guestfs_close(qt->g);
+	qt->g = NULL;
+	_cleanup_free_ char *next = path_join(qt->work_dir, "adopt.qcow2");
+	char *create[] = {"qemu-img", "create", "-q",	    "-f", "qcow2", "-F",
+			  "qcow2",    "-b",	(char *)id, next, NULL};
+	int r = imgf_run(create, NULL, err);
+	if (r == 0)
+		r = disk_private(next, err);
+	if (r == 0 && rename(next, qt->overlay) < 0)
+		r = imgf_error_errno(err, errno, "rename '%s'", next);
+	if (r < 0) {
+		unlink(next);
+		struct imgf_error *e = NULL;
+		if (launch(b, qt, false, &e) < 0)
+			log_warn("%s: %s", b->def->name, e->msg);
+		imgf_error_free(e);
+		return -1;
+	}
+	log_info("%s: the disk goes on from the cached step disk '%s'", b->def->name, id);
+	return launch(b, qt, false, err);
+}
+
+/*
  * Whether a disk of the cache has the sha256 its sidecar recorded (into hex): the sidecar's
  * stamp spares reading a disk that did not change; a disk read again and found intact gets
  * a fresh stamp (a link added or removed moves its ctime).
@@ -1483,6 +1515,7 @@ const struct imgf_builder_ops imgf_qemu_builder = {
 	.cleanup = qemu_cleanup,
 	.cache_base = qemu_cache_base,
 	.cache_save = qemu_cache_save,
+	.cache_adopt = qemu_cache_adopt,
 	.cache_check = qemu_cache_check,
 	.cache_drop = qemu_cache_drop,
 	.cache_keep = qemu_cache_keep,

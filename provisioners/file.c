@@ -19,7 +19,7 @@
 #include "util.h"
 
 static const struct imgf_key file_keys[] = {
-	{"source", IMGF_KEY_STRING, false},	/* host file or directory */
+	{"source", IMGF_KEY_HOST_PATH, false},	/* host file or directory */
 	{"content", IMGF_KEY_STRING, false},	/* or the file's content inline */
 	{"destination", IMGF_KEY_STRING, true}, /* absolute path in the target */
 	{"mode", IMGF_KEY_STRING, false},	/* octal, e.g. "0644" */
@@ -41,6 +41,12 @@ static int parse_mode(const char *s, mode_t *mode)
 static bool is_download(const struct imgf_step *s)
 {
 	return !strcmp(imgf_cfg_str(s->cfg, "direction", "upload"), "download");
+}
+
+/* With direction download, `source` is a path in the target. */
+static bool file_reads_host(const struct imgf_step *s, const char *key)
+{
+	return strcmp(key, "source") != 0 || !is_download(s);
 }
 
 static int file_validate(struct imgf_step *s, struct imgf_error **err)
@@ -126,5 +132,6 @@ const struct imgf_provisioner_ops imgf_file_provisioner = {
 	.name = "file",
 	.keys = file_keys,
 	.validate = file_validate,
+	.reads_host = file_reads_host,
 	.run = file_run,
 };

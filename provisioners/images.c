@@ -56,7 +56,7 @@ static const struct imgf_key images_keys[] = {
 	{"images", IMGF_KEY_STRING_LIST, false},   /* registry references */
 	{"kubeadm", IMGF_KEY_BOOL, false},	   /* preload what kubeadm asks for */
 	/* More images, whitespace-separated: references, or image tars by path (/... or ./...) */
-	{"additional_images", IMGF_KEY_STRING, false},
+	{"additional_images", IMGF_KEY_HOST_PATH_WORDS, false},
 	{"namespace", IMGF_KEY_STRING, false}, /* default k8s.io */
 	{"arch", IMGF_KEY_STRING, false},      /* platform to pull, default the 'arch' variable */
 	{"pin", IMGF_KEY_BOOL, false},	       /* label io.cri-containerd.pinned (default true) */
@@ -122,7 +122,7 @@ static const char *arch_of(const struct imgf_step *s)
 /* An additional_images entry that names a file rather than a registry reference. */
 static bool is_path(const char *e)
 {
-	return e[0] == '/' || str_has_prefix(e, "./") || str_has_prefix(e, "../");
+	return imgf_word_is_path(e);
 }
 
 /* Push the words of p (separated by whitespace or commas) onto v. */
@@ -934,4 +934,5 @@ const struct imgf_provisioner_ops imgf_images_provisioner = {
 	.stage = images_stage,
 	.run = images_run,
 	.pulls = images_pulls,
+	.reads_host = kubesrc_reads_host,
 };

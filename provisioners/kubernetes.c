@@ -145,5 +145,6 @@ const struct imgf_provisioner_ops imgf_kubernetes_provisioner = {
 	.validate = kubernetes_validate,
 	.inputs = kubernetes_inputs,
 	.stage = kubernetes_stage,
+	.reads_host = kubesrc_reads_host,
 	.run = kubernetes_run,
 };

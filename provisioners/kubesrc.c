@@ -104,6 +104,15 @@ static char *local_find(const char *dir, const char *arch, const char *name)
 	return best;
 }
 
+bool kubesrc_reads_host(const struct imgf_step *s, const char *key)
+{
+	if (!strcmp(key, "tarball"))
+		return kubesrc_type_of(s) == KUBESRC_TARBALL;
+	if (!strcmp(key, "local_dir"))
+		return kubesrc_type_of(s) == KUBESRC_LOCAL;
+	return true;
+}
+
 char *kubesrc_local_find(const struct imgf_step *s, const char *name)
 {
 	_cleanup_free_ char *dir = abs_path(imgf_cfg_str(s->cfg, "local_dir", ""));

@@ -25,8 +25,8 @@ struct imgf_step;
 /* clang-format off */
 #define KUBESRC_KEYS \
 	{"kubernetes_source", IMGF_KEY_STRING, false}, {"source", IMGF_KEY_STRING, false}, \
-	{"tarball", IMGF_KEY_STRING, false}, {"tarball_checksum", IMGF_KEY_STRING, false}, \
-	{"local_dir", IMGF_KEY_STRING, false}
+	{"tarball", IMGF_KEY_HOST_PATH, false}, {"tarball_checksum", IMGF_KEY_STRING, false}, \
+	{"local_dir", IMGF_KEY_HOST_PATH, false}
 /* clang-format on */
 
 enum kubesrc_type {
@@ -36,6 +36,10 @@ enum kubesrc_type {
 };
 
 enum kubesrc_type kubesrc_type_of(const struct imgf_step *s);
+
+/* For the provisioner's reads_host: `tarball` and `local_dir` name host paths the step reads
+ * only with the source that takes them. */
+bool kubesrc_reads_host(const struct imgf_step *s, const char *key);
 
 /* The step's GOARCH ("arch" key, else the 'arch' variable, else amd64). */
 const char *kubesrc_arch(const struct imgf_step *s);

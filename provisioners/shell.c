@@ -12,7 +12,7 @@
 
 static const struct imgf_key shell_keys[] = {
 	{"inline", IMGF_KEY_STRING_LIST, false}, /* commands, run in one `sh -e` */
-	{"script", IMGF_KEY_STRING, false},	 /* a host script file */
+	{"script", IMGF_KEY_HOST_PATH, false},	 /* a host script file */
 	{"env", IMGF_KEY_STRING_LIST, false},	 /* K=V */
 	{NULL, 0, false},
 };

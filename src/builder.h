@@ -13,6 +13,8 @@
  *   cache_check, cache_drop,        (every build runs every step); cache_reuse MAY be NULL
  *   cache_reuse, cache_keep         (the artifact is made again from the last step's state);
  *                                   cache_keep MAY be NULL (the artifact's own id is kept)
+ *   cache_adopt                     MAY be NULL: a build whose step a twin build has just
+ *                                   cached goes on with its own state, which is not kept
  */
 #ifndef IMGF_BUILDER_H
 #define IMGF_BUILDER_H
@@ -62,6 +64,11 @@ struct imgf_builder_ops {
 	/* Whether the state `id` saved under `key` is there and intact (1) or missing or
 	 * damaged (0); a damaged one is removed. Final: the artifact rather than a step. */
 	int (*cache_check)(struct imgf_build *b, const char *key, const char *id, bool final,
+			   struct imgf_error **err);
+	/* Make the target go on from the state `id` another build saved under the same key (as
+	 * if this build had started from it) rather than keep its own: what the step did to
+	 * the target is dropped, and the next step starts from `id`, as after cache_save. */
+	int (*cache_adopt)(struct imgf_build *b, struct imgf_target *t, const char *id,
 			   struct imgf_error **err);
 	/* Remove a saved state (imgforge cache prune); b is NULL there. */
 	int (*cache_drop)(const char *id, bool final, struct imgf_error **err);

@@ -9,6 +9,8 @@ static const char *type_name(enum imgf_key_type t)
 {
 	switch (t) {
 	case IMGF_KEY_STRING:
+	case IMGF_KEY_HOST_PATH:
+	case IMGF_KEY_HOST_PATH_WORDS:
 		return "a string";
 	case IMGF_KEY_BOOL:
 		return "true or false";
@@ -28,6 +30,8 @@ static bool type_ok(json_t *v, enum imgf_key_type t)
 {
 	switch (t) {
 	case IMGF_KEY_STRING:
+	case IMGF_KEY_HOST_PATH:
+	case IMGF_KEY_HOST_PATH_WORDS:
 		return json_is_string(v);
 	case IMGF_KEY_BOOL:
 		/* Interpolation yields strings, so "true"/"false" count. */

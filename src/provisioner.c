@@ -71,6 +71,37 @@ const struct imgf_input *imgf_step_input(const struct imgf_step *s, const char *
 	return NULL;
 }
 
+bool imgf_word_is_path(const char *word)
+{
+	return word[0] == '/' || str_has_prefix(word, "./") || str_has_prefix(word, "../");
+}
+
+char **imgf_step_host_paths(const struct imgf_step *s)
+{
+	char **v = xcalloc(1, sizeof(*v));
+	for (const struct imgf_key *k = s->ops->keys; k->name; k++) {
+		if (k->type != IMGF_KEY_HOST_PATH && k->type != IMGF_KEY_HOST_PATH_WORDS)
+			continue;
+		const char *val = json_string_value(json_object_get(s->cfg, k->name));
+		if (!val || !*val || (s->ops->reads_host && !s->ops->reads_host(s, k->name)))
+			continue;
+		if (k->type == IMGF_KEY_HOST_PATH) {
+			if (!strstr(val, "://"))
+				v = strv_push(v, xstrdup(val));
+			continue;
+		}
+		for (const char *p = val; *p;) {
+			p += strspn(p, " \t\n,");
+			size_t n = strcspn(p, " \t\n,");
+			_cleanup_free_ char *w = xstrndup(p, n);
+			if (n && imgf_word_is_path(w))
+				v = strv_push(v, STEAL_POINTER(&w));
+			p += n;
+		}
+	}
+	return v;
+}
+
 const char *imgf_step_var(const struct imgf_step *s, const char *name)
 {
 	return imgf_build_var(s->build, name);

@@ -10,6 +10,10 @@
  *                     target exists
  *   stage             MAY be NULL: host-side work after inputs are verified and before the
  *                     target exists (e.g. pulling registry images); no target access
+ *   reads_host        MAY be NULL: every key the keys table types IMGF_KEY_HOST_PATH(_WORDS)
+ *                     names host paths the step reads whenever it is set; else whether that
+ *                     key does in this step's config (file's `source` with direction
+ *                     download is a path in the target)
  */
 #ifndef IMGF_PROVISIONER_H
 #define IMGF_PROVISIONER_H
@@ -49,6 +53,7 @@ struct imgf_provisioner_ops {
 	/* Optional: the registry references the step pulls (NULL-terminated, newly allocated)
 	 * and, in *mirrors, the registry_mirrors it pulls them through; for `imgforge mirror`. */
 	char **(*pulls)(struct imgf_step *s, json_t **mirrors, struct imgf_error **err);
+	bool (*reads_host)(const struct imgf_step *s, const char *key);
 };
 
 /* Make a provisioner known by its name (a second one of the same name is ignored). */
@@ -66,6 +71,16 @@ struct imgf_input *imgf_step_add_input(struct imgf_step *s, const char *name, co
 				       const char *checksum_key);
 /* The verified input by name (after fetching) or NULL. */
 const struct imgf_input *imgf_step_input(const struct imgf_step *s, const char *name);
+
+/*
+ * The host files and directories the step reads, as its config writes them (relative ones
+ * are relative to the working directory, as the provisioners open them): the values of the
+ * keys its provisioner types IMGF_KEY_HOST_PATH, and the words written as paths of those it
+ * types IMGF_KEY_HOST_PATH_WORDS. NULL-terminated, newly allocated; for the step cache's key.
+ */
+char **imgf_step_host_paths(const struct imgf_step *s);
+/* A word of an IMGF_KEY_HOST_PATH_WORDS value that names a host path: /…, ./… or ../… */
+bool imgf_word_is_path(const char *word);
 
 /* The step's config (s->cfg) is read with config.h's imgf_cfg_str/_bool/_int/_strv. */
 /* A variable of the build (NULL when undefined). */

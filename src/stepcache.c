@@ -1,10 +1,12 @@
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +38,12 @@ void imgf_stepcache_free(struct imgf_stepcache *c)
 		return;
 	for (size_t i = 0; c->keys && c->keys[i]; i++)
 		json_decref(c->found[i]);
+	for (size_t i = 0; c->use && i < c->nuse; i++)
+		if (c->use[i] >= 0)
+			close(c->use[i]);
+	free(c->use);
+	if (c->final_use >= 0)
+		close(c->final_use);
 	strv_free(c->keys);
 	free(c->found);
 	free(c->dir);
@@ -111,7 +119,7 @@ int imgf_stepcache_input_digest(struct imgf_build *b, const struct imgf_input *i
 }
 
 /* The step's provisioner data files as it would read them: interpolated, digested. */
-static json_t *data_digests(struct imgf_step *s)
+static json_t *data_digests(const struct imgf_step *s)
 {
 	json_t *out = json_object();
 	_cleanup_free_ char *prefix = xasprintf("provisioners/%s/", s->ops->name);
@@ -133,20 +141,23 @@ static json_t *data_digests(struct imgf_step *s)
 	return out;
 }
 
-/* Config keys that may name host files a step reads (a token starting with '/' or '.'). */
-static const char *const host_path_keys[] = {
-	"source", "script", "local_dir", "tarball", "additional_images", NULL};
+#define HASH_WHOLE_MAX (256ull << 20) /* a bigger file is known by size, times and inode */
+#define TREE_HASH_MAX (2ull << 30)    /* a directory's files past this many bytes: likewise */
 
-#define HASH_WHOLE_MAX (256ull << 20) /* bigger files are known by size, times and inode */
-
-/* One regular file: its sha256, or past HASH_WHOLE_MAX what stat says of it. */
-static char *file_fingerprint(const char *path, const struct stat *st)
+/*
+ * One regular file: its sha256; past HASH_WHOLE_MAX, or once *budget (bytes still to hash)
+ * is spent, what stat says of it (a write moves its ctime, which nothing sets back).
+ */
+static char *file_fingerprint(const char *path, const struct stat *st, uint64_t *budget)
 {
 	char hex[IMGF_DIGEST_HEX_MAX];
 	struct imgf_error *e = NULL;
-	if ((uint64_t)st->st_size <= HASH_WHOLE_MAX &&
-	    imgf_digest_file(path, IMGF_SHA256, hex, &e) == 0)
+	uint64_t size = (uint64_t)st->st_size;
+	if (size <= HASH_WHOLE_MAX && size <= *budget &&
+	    imgf_digest_file(path, IMGF_SHA256, hex, &e) == 0) {
+		*budget -= size;
 		return xasprintf("sha256:%s", hex);
+	}
 	imgf_error_free(e);
 	return xasprintf("stat:%lld:%lld.%09ld:%lld.%09ld:%llu", (long long)st->st_size,
 			 (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
@@ -154,61 +165,90 @@ static char *file_fingerprint(const char *path, const struct stat *st)
 			 (unsigned long long)st->st_ino);
 }
 
-static struct strbuf *tree_listing; /* nftw has no user pointer */
-
-static int tree_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static int cmp_str(const void *a, const void *b)
 {
-	(void)ftw;
-	if (type == FTW_F)
-		strbuf_addf(tree_listing, "%s %lld %lld.%09ld %o\n", path, (long long)st->st_size,
-			    (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
-			    (unsigned)st->st_mode);
-	else if (type == FTW_SL || type == FTW_SLN || type == FTW_D)
-		strbuf_addf(tree_listing, "%s %o\n", path, (unsigned)st->st_mode);
-	return 0;
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A directory: every entry's name, size, mtime and mode (contents are not read). */
+/* Every entry under dir, in name order, as [name relative to the top, mode, what it holds]:
+ * a file's fingerprint, a symlink's target (links are not followed). */
+static void tree_walk(const char *dir, const char *rel, json_t *list, uint64_t *budget)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		json_array_append_new(list, json_pack("[s,s]", rel, strerror(errno)));
+		return;
+	}
+	char **names = NULL;
+	size_t n = 0, alloc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		ALLOC_GROW(names, n + 1, alloc);
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d); /* before going down: a deep tree holds no descriptors */
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *path = path_join(dir, names[i]);
+		_cleanup_free_ char *name =
+			*rel ? xasprintf("%s/%s", rel, names[i]) : xstrdup(names[i]);
+		struct stat st;
+		char *what = NULL;
+		if (lstat(path, &st) < 0) {
+			what = xstrdup(strerror(errno));
+			st.st_mode = 0;
+		} else if (S_ISREG(st.st_mode)) {
+			what = file_fingerprint(path, &st, budget);
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t len = readlink(path, target, sizeof(target) - 1);
+			what = xstrndup(target, len < 0 ? 0 : (size_t)len);
+		}
+		json_array_append_new(
+			list, json_pack("[s,i,s]", name, (int)st.st_mode, what ? what : ""));
+		free(what);
+		if (S_ISDIR(st.st_mode))
+			tree_walk(path, name, list, budget);
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* A directory by content: every entry's name, mode and fingerprint (tree_walk). */
 static char *tree_fingerprint(const char *path)
 {
-	struct strbuf sb = STRBUF_INIT;
-	tree_listing = &sb;
-	nftw(path, tree_entry, 16, FTW_PHYS);
-	tree_listing = NULL;
-	char hex[IMGF_DIGEST_HEX_MAX];
-	imgf_digest_buffer(IMGF_SHA256, sb.buf, sb.len, hex);
-	strbuf_release(&sb);
+	json_t *list = json_array();
+	uint64_t budget = TREE_HASH_MAX;
+	tree_walk(path, "", list, &budget);
+	_cleanup_free_ char *hex = digest_json(list);
 	return xasprintf("tree:%s", hex);
 }
 
-/* The host files and directories a step's config names, each with its fingerprint. */
+/*
+ * The host files and directories the step reads (its provisioner says which keys name them),
+ * each with its fingerprint; a path that is not there says so (the step fails on it).
+ */
 static json_t *local_digests(const struct imgf_step *s)
 {
 	json_t *out = json_object();
-	const char *dir = json_string_value(json_object_get(s->cfg, "direction"));
-	for (size_t k = 0; host_path_keys[k]; k++) {
-		if (!strcmp(host_path_keys[k], "source") && dir && !strcmp(dir, "download"))
-			continue; /* a path in the target */
-		const char *v = json_string_value(json_object_get(s->cfg, host_path_keys[k]));
-		_cleanup_free_ char *copy = xstrdup(v ? v : "");
-		char *save = NULL;
-		for (char *tok = strtok_r(copy, " ,\t\n", &save); tok;
-		     tok = strtok_r(NULL, " ,\t\n", &save)) {
-			struct stat st;
-			if ((tok[0] != '/' && tok[0] != '.') || stat(tok, &st) < 0)
-				continue;
-			char *fp = S_ISDIR(st.st_mode)	 ? tree_fingerprint(tok)
-				   : S_ISREG(st.st_mode) ? file_fingerprint(tok, &st)
-							 : NULL;
-			if (fp)
-				json_object_set_new(out, tok, json_string(fp));
-			free(fp);
-		}
+	_cleanup_strv_ char **paths = imgf_step_host_paths(s);
+	for (size_t i = 0; paths[i]; i++) {
+		struct stat st;
+		uint64_t budget = HASH_WHOLE_MAX;
+		char *fp = stat(paths[i], &st) < 0 ? xasprintf("missing:%s", strerror(errno))
+			   : S_ISDIR(st.st_mode)   ? tree_fingerprint(paths[i])
+			   : S_ISREG(st.st_mode)   ? file_fingerprint(paths[i], &st, &budget)
+						   : xasprintf("mode:%o", (unsigned)st.st_mode);
+		json_object_set_new(out, paths[i], json_string(fp));
+		free(fp);
 	}
 	return out;
 }
 
-static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char **key,
+static int step_key(const struct imgf_step *s, const char *prev, json_t *lists, char **key,
 		    struct imgf_error **err)
 {
 	json_t *inputs = json_array();
@@ -228,6 +268,103 @@ static int step_key(struct imgf_step *s, const char *prev, json_t *lists, char *
 				     inputs, "data", data_digests(s), "local", local_digests(s),
 				     "arch", arch ? arch : ""));
 	return 0;
+}
+
+int imgf_stepcache_step_key(const struct imgf_step *s, const char *prev, char **key,
+			    struct imgf_error **err)
+{
+	json_t *lists = json_object();
+	int r = step_key(s, prev, lists, key, err);
+	json_decref(lists);
+	return r;
+}
+
+/*
+ * Twin builds — the same builder and steps, as capi-qcow2 and capi-ova built in parallel —
+ * have the same keys, so they meet in the cache. Two flock()s per key keep one from
+ * destroying what the other uses:
+ *   CACHE/steps/KEY.save  exclusive while a build looks for, saves and records a state under
+ *                         KEY: the twin that comes second waits, finds the first one's entry
+ *                         and goes on from its state (cache_adopt) rather than replacing it;
+ *   CACHE/steps/KEY.use   shared by every build that stands on KEY's state (the cached steps
+ *                         it starts from, each step it saves or adopts, the artifact it gives
+ *                         out) until the build ends; a state is removed only by whoever takes
+ *                         it exclusively without waiting, else it stays (prune keeps the
+ *                         entry; --no-cache's new entry carries it as "superseded").
+ */
+static char *lock_path(const char *dir, const char *key, const char *what)
+{
+	_cleanup_free_ char *name = xasprintf("%s.%s", key, what);
+	return path_join(dir, name);
+}
+
+/*
+ * flock(op) on DIR/KEY.WHAT, made if missing. A remover unlinks it while holding it, so the
+ * lock counts only on the file still at that path. Returns the descriptor, or -1 with errno
+ * (EWOULDBLOCK: held elsewhere, with LOCK_NB; EINTR: interrupted).
+ */
+static int lock_take(const char *dir, const char *key, const char *what, int op)
+{
+	_cleanup_free_ char *path = lock_path(dir, key, what);
+	struct imgf_error *e = NULL;
+	if (mkdir_p(dir, 0700, &e) < 0) {
+		imgf_error_free(e);
+		return -1;
+	}
+	for (int tries = 0; tries < 10; tries++) {
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -1;
+		int r;
+		while ((r = flock(fd, op)) < 0 && errno == EINTR && !imgf_interrupted)
+			;
+		if (r < 0) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		struct stat a, b;
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return fd;
+		close(fd);
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+/* Remove DIR/KEY.WHAT unless someone holds it (it is made again when next needed). */
+static void lock_remove(const char *dir, const char *key, const char *what)
+{
+	int fd = lock_take(dir, key, what, LOCK_EX | LOCK_NB);
+	if (fd < 0)
+		return;
+	_cleanup_free_ char *path = lock_path(dir, key, what);
+	unlink(path);
+	close(fd);
+}
+
+/* Stand on key's state until the build ends (a shared KEY.use); *slot keeps the lock. */
+static void use_take(const struct imgf_stepcache *c, int *slot, const char *key)
+{
+	if (*slot >= 0)
+		return;
+	*slot = lock_take(c->dir, key, "use", LOCK_SH);
+	if (*slot < 0)
+		log_debug("step cache: cannot lock '%.12s': %s", key, strerror(errno));
+}
+
+/* The save lock of key: the caller waits (saying so) while a twin build holds it. */
+static int save_lock(const struct imgf_build *b, const char *key, const char *what)
+{
+	int fd = lock_take(b->cache->dir, key, "save", LOCK_EX | LOCK_NB);
+	if (fd < 0 && errno == EWOULDBLOCK) {
+		log_info("%s: %s: waiting for another build that is caching the same state (%.12s)",
+			 b->def->name, what, key);
+		fd = lock_take(b->cache->dir, key, "save", LOCK_EX);
+	}
+	return fd;
 }
 
 /*
@@ -276,8 +413,39 @@ static json_t *entry_load(const char *path)
 	return json_loadb(text, len, 0, NULL);
 }
 
-/* A new entry for a key (--no-cache refreshes them): the state the old one named goes.
- * Steals entry. */
+/* Remove a state an entry named, checked to be the cache's (a failure only says so). */
+static void state_drop(const struct imgf_builder_ops *ops, const char *cache_dir,
+		       const char *builder, const char *id, bool final)
+{
+	struct imgf_error *e = NULL;
+	if (record_id_check(cache_dir, builder, id, &e) < 0 ||
+	    (ops && ops->cache_drop && ops->cache_drop(id, final, &e) < 0))
+		log_debug("step cache: the state '%s' stays: %s", id, e->msg);
+	imgf_error_free(e);
+}
+
+/* The states an entry names besides its own: those of entries it replaced while another
+ * build stood on them. */
+static void superseded_drop(const struct imgf_builder_ops *ops, const char *cache_dir,
+			    const char *builder, json_t *entry)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(entry, "superseded"), i, v)
+	{
+		const char *id = json_string_value(json_object_get(v, "id"));
+		if (id)
+			state_drop(ops, cache_dir, builder, id,
+				   json_is_true(json_object_get(v, "final")));
+	}
+}
+
+/*
+ * A new entry for a key (--no-cache refreshes them, or the old one was not intact): the state
+ * the old one named goes, unless a build stands on it — then it stays, and the new entry
+ * carries it under "superseded" until the entry is replaced or pruned when nobody does.
+ * Steals entry.
+ */
 static void entry_replace(struct imgf_build *b, json_t *entry)
 {
 	const char *key = json_string_value(json_object_get(entry, "key"));
@@ -285,13 +453,26 @@ static void entry_replace(struct imgf_build *b, json_t *entry)
 	json_t *old = entry_load(path);
 	const char *old_id = json_string_value(json_object_get(old, "id"));
 	const char *id = json_string_value(json_object_get(entry, "id"));
-	if (old_id && id && strcmp(old_id, id) != 0 && b->builder->cache_drop) {
-		struct imgf_error *e = NULL;
-		if (record_id_check(b->cache_dir, b->builder->name, old_id, &e) < 0 ||
-		    b->builder->cache_drop(old_id, json_is_true(json_object_get(old, "final")),
-					   &e) < 0)
-			log_debug("step cache: the replaced state '%s' stays: %s", old_id, e->msg);
-		imgf_error_free(e);
+	if (old_id) {
+		bool final = json_is_true(json_object_get(old, "final"));
+		bool same = id && !strcmp(old_id, id);
+		int fd = lock_take(b->cache->dir, key, "use", LOCK_EX | LOCK_NB);
+		if (fd >= 0) {
+			if (!same)
+				state_drop(b->builder, b->cache_dir, b->builder->name, old_id,
+					   final);
+			superseded_drop(b->builder, b->cache_dir, b->builder->name, old);
+			close(fd);
+		} else {
+			json_t *keep = json_object_get(old, "superseded");
+			keep = json_is_array(keep) ? json_deep_copy(keep) : json_array();
+			if (!same)
+				json_array_append_new(
+					keep, json_pack("{s:s,s:b}", "id", old_id, "final", final));
+			json_object_set_new(entry, "superseded", keep);
+			log_info("%s: the cached state '%s' stays while another build uses it",
+				 b->def->name, old_id);
+		}
 	}
 	json_decref(old);
 	imgf_stepcache_entry_write(b->cache->dir, entry);
@@ -315,15 +496,10 @@ void imgf_stepcache_entry_write(const char *dir, json_t *entry)
 	imgf_error_free(e);
 }
 
-/* The entry for `key` when its builder state is there and intact; a damaged one is removed. */
-static int lookup(struct imgf_build *b, const char *key, bool final, const char *what, json_t **out,
-		  struct imgf_error **err)
+static int lookup_locked(struct imgf_build *b, const char *key, bool final, const char *what,
+			 const char *path, json_t **out, struct imgf_error **err)
 {
 	struct imgf_stepcache *c = b->cache;
-	_cleanup_free_ char *path = entry_path(c, key);
-	*out = NULL;
-	if (access(path, F_OK) < 0)
-		return 0;
 	json_t *entry = entry_load(path);
 	const char *id = json_string_value(json_object_get(entry, "id"));
 	const char *builder = json_string_value(json_object_get(entry, "builder"));
@@ -360,6 +536,27 @@ static int lookup(struct imgf_build *b, const char *key, bool final, const char 
 	return 1;
 }
 
+/*
+ * The entry for `key` when its builder state is there and intact; a damaged one is removed.
+ * The caller stands on the key (use_take) first, so what is found stays; the entry is read
+ * and rewritten under the key's save lock (taken here unless `saving` says it is held), so
+ * it never undoes what a twin build records meanwhile.
+ */
+static int lookup(struct imgf_build *b, const char *key, bool final, bool saving, const char *what,
+		  json_t **out, struct imgf_error **err)
+{
+	struct imgf_stepcache *c = b->cache;
+	_cleanup_free_ char *path = entry_path(c, key);
+	*out = NULL;
+	if (access(path, F_OK) < 0)
+		return 0;
+	int save = saving ? -1 : save_lock(b, key, what);
+	int r = lookup_locked(b, key, final, what, path, out, err);
+	if (save >= 0)
+		close(save);
+	return r;
+}
+
 /* Every step's key, from the base's digest on. */
 static int compute_keys(struct imgf_build *b, const char *base, struct imgf_error **err)
 {
@@ -393,6 +590,11 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 	c->keys = xcalloc(b->nsteps + 1, sizeof(char *));
 	c->found = xcalloc(b->nsteps + 1, sizeof(json_t *));
 	c->mark = json_array_size(b->inputs);
+	c->nuse = b->nsteps;
+	c->use = xcalloc(b->nsteps + 1, sizeof(int));
+	for (size_t i = 0; i < b->nsteps; i++)
+		c->use[i] = -1;
+	c->final_use = -1;
 	if (!base) {
 		/* Not at hand: nothing of it can be cached; the keys come once it is. */
 		c->pending = true;
@@ -402,18 +604,27 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 		return -1;
 	if (b->opts->no_cache)
 		return 0; /* every step runs, and refreshes its entry */
+	/* Standing on every key while looking: the chain found stays while the build uses it. */
+	for (size_t i = 0; i < b->nsteps; i++)
+		use_take(c, &c->use[i], c->keys[i]);
 	/* The longest cached prefix: the deepest intact entry holds every step before it. */
+	int r = 0;
 	for (size_t i = b->nsteps; i-- > 0;) {
 		json_t *e = NULL;
-		if (lookup(b, c->keys[i], false, b->steps[i].label, &e, err) < 0)
-			return -1;
+		if ((r = lookup(b, c->keys[i], false, false, b->steps[i].label, &e, err)) < 0)
+			break;
 		if (e) {
 			c->found[i] = e;
 			c->hit = i + 1;
 			break;
 		}
 	}
-	return 0;
+	for (size_t i = c->hit; i < b->nsteps; i++) {
+		if (c->use[i] >= 0)
+			close(c->use[i]);
+		c->use[i] = -1;
+	}
+	return r < 0 ? -1 : 0;
 }
 
 int imgf_stepcache_settle(struct imgf_build *b, struct imgf_error **err)
@@ -502,12 +713,61 @@ static json_t *entry_new(struct imgf_build *b, const char *key, const char *step
 			 "used", now, "final", final, "inputs", inputs_so_far(b));
 }
 
+/* Step i's state as a twin build cached it (entry e, stolen): the target goes on from it. */
+static void step_share(struct imgf_build *b, struct imgf_target *t, size_t i, json_t *e)
+{
+	struct imgf_stepcache *c = b->cache;
+	struct imgf_step *s = &b->steps[i];
+	const char *id = json_string_value(json_object_get(e, "id"));
+	struct imgf_error *err = NULL;
+	if (!b->builder->cache_adopt) {
+		log_info("%s: step '%s' is cached by another build (%.12s): this one goes on "
+			 "with its own state, not kept",
+			 b->def->name, s->label, c->keys[i]);
+	} else if (b->builder->cache_adopt(b, t, id, &err) < 0) {
+		log_warn("%s: step '%s': cannot go on from the state another build cached: %s",
+			 b->def->name, s->label, err->msg);
+	} else {
+		log_info("%s: step '%s' is cached by another build with the same steps (%.12s): "
+			 "going on from its state",
+			 b->def->name, s->label, c->keys[i]);
+		imgf_event("step-shared",
+			   json_pack("{s:s,s:i,s:s,s:s,s:s}", "image", b->def->name, "index",
+				     (int)i + 1, "step", s->label, "key", c->keys[i], "id", id),
+			   NULL);
+	}
+	imgf_error_free(err);
+	json_decref(c->found[i]);
+	c->found[i] = e;
+}
+
 void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_t i)
 {
 	struct imgf_stepcache *c = b->cache;
 	if (!c)
 		return;
 	struct imgf_step *s = &b->steps[i];
+	int save = save_lock(b, c->keys[i], s->label);
+	if (save < 0) {
+		log_warn("%s: step '%s' is not cached: cannot lock its key: %s", b->def->name,
+			 s->label, strerror(errno));
+		return;
+	}
+	if (!b->opts->no_cache) {
+		/* A twin build may have cached it meanwhile: one entry, shared. */
+		use_take(c, &c->use[i], c->keys[i]);
+		json_t *e = NULL;
+		struct imgf_error *le = NULL;
+		if (lookup(b, c->keys[i], false, true, s->label, &e, &le) < 0) {
+			log_warn("%s: step '%s': %s", b->def->name, s->label, le->msg);
+			imgf_error_free(le);
+		}
+		if (e) {
+			step_share(b, t, i, e);
+			close(save);
+			return;
+		}
+	}
 	_cleanup_free_ char *id = NULL;
 	int64_t size = 0;
 	struct imgf_error *e = NULL;
@@ -515,10 +775,13 @@ void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_
 	if (b->builder->cache_save(b, t, c->keys[i], s->label, &id, &size, &e) < 0) {
 		log_warn("%s: step '%s' is not cached: %s", b->def->name, s->label, e->msg);
 		imgf_error_free(e);
+		close(save);
 		return;
 	}
 	imgf_build_phase(b, "cache-save", imgf_now() - t0);
 	entry_replace(b, entry_new(b, c->keys[i], s->label, (long)i, id, size, false));
+	use_take(c, &c->use[i], c->keys[i]);
+	close(save);
 	log_debug("%s: step '%s' cached as %.12s (%s)", b->def->name, s->label, c->keys[i], id);
 }
 
@@ -543,7 +806,8 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 	    c->hit != b->nsteps)
 		return 0;
 	json_t *e = NULL;
-	if (lookup(b, c->final_key, true, "artifact", &e, err) < 0)
+	use_take(c, &c->final_use, c->final_key); /* what is given out stays meanwhile */
+	if (lookup(b, c->final_key, true, false, "artifact", &e, err) < 0)
 		return -1;
 	if (!e)
 		return 0;
@@ -557,6 +821,8 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 	return 1;
 }
 
+static void keep_artifact(struct imgf_build *b, const struct imgf_artifact *art);
+
 void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
 {
 	struct imgf_stepcache *c = b->cache;
@@ -565,6 +831,40 @@ void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifa
 	/* Again, from the artifact's labels: what prepare recorded (qemu's base image) is in
 	 * them now, as a rebuild's are replayed from the cached steps before it looks. */
 	imgf_stepcache_final_key(b);
+	if (c->final_use >= 0) /* reuse's look at the key before: this one may differ */
+		close(c->final_use);
+	c->final_use = -1;
+	int save = save_lock(b, c->final_key, "artifact");
+	if (save < 0) {
+		log_warn("%s: the artifact is not cached: cannot lock its key: %s", b->def->name,
+			 strerror(errno));
+		return;
+	}
+	if (!b->opts->no_cache) {
+		/* A twin build may have kept the same artifact meanwhile: that one stays. */
+		use_take(c, &c->final_use, c->final_key);
+		json_t *e = NULL;
+		struct imgf_error *le = NULL;
+		if (lookup(b, c->final_key, true, true, "artifact", &e, &le) < 0) {
+			log_warn("%s: artifact: %s", b->def->name, le->msg);
+			imgf_error_free(le);
+		}
+		if (e) {
+			log_info("%s: the artifact is cached already by another build (%.12s)",
+				 b->def->name, c->final_key);
+			json_decref(e);
+			close(save);
+			return;
+		}
+	}
+	keep_artifact(b, art);
+	close(save);
+}
+
+/* imgf_stepcache_keep_artifact under the final key's save lock. */
+static void keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
+{
+	struct imgf_stepcache *c = b->cache;
 	_cleanup_free_ char *id = NULL;
 	int64_t size = 0;
 	if (!b->builder->cache_keep) {
@@ -724,17 +1024,61 @@ int imgf_stepcache_ls(const char *cache_dir, bool json, struct imgf_error **err)
 	return 0;
 }
 
-static int drop_entry(struct entry_ref *e, struct imgf_error **err)
+/* An entry and the states it names, unless a running build stands on them. */
+static int drop_entry(const char *cache_dir, struct entry_ref *e, struct imgf_error **err)
 {
 	const char *builder = json_string_value(json_object_get(e->j, "builder"));
 	const char *id = json_string_value(json_object_get(e->j, "id"));
+	const char *key = json_string_value(json_object_get(e->j, "key"));
 	bool final = json_is_true(json_object_get(e->j, "final"));
 	const struct imgf_builder_ops *ops = builder ? imgf_builder_find(builder) : NULL;
+	_cleanup_free_ char *dir = path_join(cache_dir, "steps");
+	int use = lock_take(dir, key, "use", LOCK_EX | LOCK_NB);
+	if (use < 0)
+		return errno == EWOULDBLOCK
+			       ? imgf_error_set(err, IMGF_EXIT_FAIL, "a running build uses it")
+			       : imgf_error_errno(err, errno, "lock '%s.use'", key);
+	int r = 0;
 	if (ops && ops->cache_drop && ops->cache_drop(id, final, err) < 0)
-		return -1;
-	if (unlink(e->path) < 0 && errno != ENOENT)
-		return imgf_error_errno(err, errno, "remove '%s'", e->path);
-	return 0;
+		r = -1;
+	if (r == 0)
+		superseded_drop(ops, cache_dir, builder ? builder : "", e->j);
+	if (r == 0 && unlink(e->path) < 0 && errno != ENOENT)
+		r = imgf_error_errno(err, errno, "remove '%s'", e->path);
+	if (r == 0) {
+		lock_remove(dir, key, "save");
+		_cleanup_free_ char *use_path = lock_path(dir, key, "use");
+		unlink(use_path); /* held: nobody takes it meanwhile (lock_take checks) */
+	}
+	close(use);
+	return r;
+}
+
+/* The lock files of keys that have no entry any more, unless held. */
+static void locks_sweep(const char *cache_dir)
+{
+	_cleanup_free_ char *dir = path_join(cache_dir, "steps");
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	char **keys = NULL;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *dot = strrchr(de->d_name, '.');
+		if (!dot || (strcmp(dot, ".use") && strcmp(dot, ".save")))
+			continue;
+		_cleanup_free_ char *key = xstrndup(de->d_name, (size_t)(dot - de->d_name));
+		_cleanup_free_ char *entry = xasprintf("%s/%s.json", dir, key);
+		if (access(entry, F_OK) < 0)
+			keys = strv_push(keys, xasprintf("%s%s", key, dot));
+	}
+	closedir(d);
+	for (size_t i = 0; keys && keys[i]; i++) {
+		char *dot = strrchr(keys[i], '.');
+		*dot = '\0';
+		lock_remove(dir, keys[i], dot + 1);
+	}
+	strv_free(keys);
 }
 
 int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older_than_s,
@@ -768,7 +1112,7 @@ int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older
 			if (!all && !old && !over)
 				continue;
 			struct imgf_error *de = NULL;
-			if (drop_entry(&e[i], &de) < 0) {
+			if (drop_entry(cache_dir, &e[i], &de) < 0) {
 				if (pass == 1) {
 					log_warn("step cache: %.12s kept: %s",
 						 json_string_value(json_object_get(e[i].j, "key")),
@@ -785,6 +1129,7 @@ int imgf_stepcache_prune(const char *cache_dir, uint64_t max_size, int64_t older
 			e[i].j = NULL;
 		}
 	}
+	locks_sweep(cache_dir);
 	char sz[32];
 	human_size((int64_t)freed, sz, sizeof(sz));
 	imgf_event("cache-pruned",

@@ -10,9 +10,13 @@
  * the final key: a build with nothing changed gives out the artifact it made before.
  *
  * Index: CACHE/steps/KEY.json, one per entry: {key, image, step, index, builder, id, size,
- * created, used, final, inputs}. An entry whose builder state is missing or damaged (a
- * label that does not match, a disk that fails its check) is removed and rebuilt, never
- * trusted.
+ * created, used, final, inputs, superseded}. An entry whose builder state is missing or
+ * damaged (a label that does not match, a disk that fails its check) is removed and rebuilt,
+ * never trusted.
+ *
+ * Builds running at once share the cache: one key has one entry, and a state is never removed
+ * while another build stands on it (CACHE/steps/KEY.save and KEY.use, see stepcache.c). A
+ * build that finishes a step a twin build has just cached goes on from the twin's state.
  */
 #ifndef IMGF_STEPCACHE_H
 #define IMGF_STEPCACHE_H
@@ -38,6 +42,10 @@ struct imgf_stepcache {
 	json_t *final_found; /* the artifact's entry when it can be given out again */
 	size_t mark;	     /* json_array_size(b->inputs) when the cache opened */
 	bool pending;	     /* the base was not at hand: no keys yet (imgf_stepcache_settle) */
+	int *use;	     /* per step: the shared lock on KEY.use while the build stands on
+			      * that key's state, else -1 (see stepcache.c) */
+	size_t nuse;
+	int final_use; /* the same for the final key */
 };
 
 /* Compute the keys and find the longest cached prefix (and the artifact) of a build whose

@@ -268,4 +268,76 @@ test_expect_success "a failed docker build cancels the VM build, which leaves no
 	test -z "$(ls -A "$IMGFORGE_CACHE_DIR/tmp" 2>/dev/null)"
 '
 
+# Twins: two images with the same builder and steps (as capi-qcow2 and capi-ova) built at once
+# share each step's cache entry; neither save removes the image the other build stands on.
+TA=t1240-twin-a
+TB=t1240-twin-b
+for t in $TA $TB; do
+	cat >"$TMP/$t.json" <<EOF
+{
+  "name": "$t",
+  "builder": {"type": "docker", "image": "{{ docker_base_image }}", "squash": false},
+  "provisioners": [
+    {"type": "shell", "name": "one", "inline": ["sleep 2", "echo one > /one"]},
+    {"type": "shell", "name": "two", "inline": ["sleep 1", "echo two > /two"]}
+  ]
+}
+EOF
+done
+jq --arg a "$TA.json" --arg b "$TB.json" '.images = [$a, $b]' "$TMP/par.json" >"$TMP/twins.json"
+remove_twins() {
+	for t in $TA $TB; do
+		docker images -q --filter "label=io.imgforge.image=$t" | xargs -r docker rmi -f
+		docker images -q --filter "label=io.imgforge.cache.image=$t" | xargs -r docker rmi -f
+	done
+}
+at_exit "containers_of $TA | xargs -r docker rm -f; containers_of $TB | xargs -r docker rm -f"
+at_exit remove_twins
+TC=$TMP/twin-cache
+
+test_expect_success "twin images built at once share each step's entry, none removed under the other" '
+	IMGFORGE_CACHE_DIR=$TC expect_exit 0 "$IMGF" build --parallel-builds 2 --force \
+		--output-dir "$TMP/output-twins" "$TMP/twins.json" &&
+	cat "$TMP/err" &&
+	for i in 0 1; do
+		id=$(jq -r ".builds[$i].artifact_id" "$TMP/output-twins/test-par+kube-v1.37.2/manifest.json")
+		test "$(docker run --rm "$id" cat /one /two | tr "\n" " ")" = "one two " || exit 1
+	done &&
+	test "$(jq -r "select(.final == false) | .key" "$TC"/steps/*.json | sort -u | wc -l)" = 2 &&
+	test "$(jq -r "select(.final == false) | .id" "$TC"/steps/*.json | wc -l)" = 2 &&
+	for id in $(jq -r ".id" "$TC"/steps/*.json); do
+		docker image inspect "$id" >/dev/null || exit 1
+	done &&
+	shared=$(grep -c "is cached by another build with the same steps" "$TMP/err" || true) &&
+	hits=$(grep -cE "t1240-twin-[ab]: step [0-9]/2: [a-z]+: cached \(" "$TMP/err" || true) &&
+	test $((shared + hits)) -ge 2 &&
+	! grep -q "missing or damaged" "$TMP/err" &&
+	test -z "$(containers_of $TA)" && test -z "$(containers_of $TB)" &&
+	# one step image per key: nothing saved twice and left behind
+	for t in $TA $TB; do
+		docker images -aq --no-trunc --filter "label=io.imgforge.cache.image=$t"
+	done | sort -u >"$TMP/twin-cached" &&
+	for t in $TA $TB; do
+		docker images -aq --no-trunc --filter "label=io.imgforge.image=$t"
+	done | sort -u >"$TMP/twin-final" &&
+	test "$(comm -23 "$TMP/twin-cached" "$TMP/twin-final" | wc -l)" = 2
+'
+
+test_expect_success "twins: a rebuild gives both out again; prune leaves no image and no lock" '
+	IMGFORGE_CACHE_DIR=$TC expect_exit 0 "$IMGF" build --parallel-builds 2 --force \
+		--output-dir "$TMP/output-twins" "$TMP/twins.json" &&
+	grep -q "$TA: nothing changed" "$TMP/err" && grep -q "$TB: nothing changed" "$TMP/err" &&
+	ids=$(jq -r "select(.final == false) | .id" "$TC"/steps/*.json) &&
+	# squash: false images are the step images'"'"' children: the images go first, their
+	# cached parents stay for prune
+	for t in $TA $TB; do
+		docker images -q --filter "label=io.imgforge.image=$t" | xargs -r docker rmi --no-prune -f >/dev/null
+	done &&
+	IMGFORGE_CACHE_DIR=$TC expect_exit 0 "$IMGF" cache prune &&
+	test -z "$(find "$TC/steps" -type f)" &&
+	for id in $ids; do
+		! docker image inspect "$id" >/dev/null 2>&1 || exit 1
+	done
+'
+
 test_done

@@ -2,7 +2,10 @@
  * src/stepcache.c: `imgforge cache prune` picks entries by age and by size (least recently
  * used first) and removes unreadable ones; --older-than parses durations. The entries here
  * name a builder that does not exist, so only their records go (t1235 covers the images).
+ * A step's key holds every host path its provisioner says it reads, however it is written.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -10,10 +13,16 @@
 
 #include <jansson.h>
 
+#include "build.h"
+#include "builder.h"
+#include "config.h"
+#include "engine.h"
 #include "error.h"
 #include "fsutil.h"
+#include "provisioner.h"
 #include "stepcache-internal.h"
 #include "stepcache.h"
+#include "strbuf.h"
 #include "test.h"
 #include "util.h"
 
@@ -196,4 +205,474 @@ TEST(duration_parse)
 	CHECK(imgf_duration_parse("d", &v) < 0);
 	CHECK(imgf_duration_parse("99999999999999999999", &v) < 0);
 	CHECK(imgf_duration_parse("9999999999999999w", &v) < 0);
+}
+
+/* ---- what a step's key holds -------------------------------------------------------------- */
+
+/* A step of provisioner `prov` with the config `json`, in a build with no variables. */
+struct keyed_step {
+	struct imgf_config cfg;
+	struct imgf_build build;
+	struct imgf_step s;
+};
+
+static void keyed_step_init(struct keyed_step *k, const char *prov, const char *json)
+{
+	k->cfg = (struct imgf_config){.vars = json_object()};
+	k->build = (struct imgf_build){.config = &k->cfg};
+	k->s = (struct imgf_step){.ops = imgf_provisioner_find(prov), .build = &k->build};
+	CHECK(k->s.ops != NULL);
+	k->s.cfg = json_loads(json, 0, NULL);
+	CHECK(k->s.cfg != NULL);
+}
+
+static void keyed_step_release(struct keyed_step *k)
+{
+	json_decref(k->s.cfg);
+	json_decref(k->cfg.vars);
+}
+
+static char *key_of(struct keyed_step *k)
+{
+	char *key = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_step_key(&k->s, "prev", &key, &err) == 0);
+	imgf_error_free(err);
+	return key ? key : xstrdup("");
+}
+
+/* Write `text` to path (making its directory), keeping the mtime of the file it replaces:
+ * only the content tells the two apart. */
+static void put_same_time(const char *path, const char *text)
+{
+	_cleanup_free_ char *dir = path_dirname(path);
+	CHECK(mkdir_p(dir, 0755, NULL) == 0);
+	struct stat st;
+	bool had = stat(path, &st) == 0;
+	CHECK(write_file_atomic(path, text, strlen(text), 0644, NULL) == 0);
+	if (had) {
+		struct timespec ts[2] = {st.st_atim, st.st_mtim};
+		CHECK(utimensat(AT_FDCWD, path, ts, 0) == 0);
+	}
+}
+
+/* A scratch directory made the working directory (relative paths resolve there). */
+static char *enter_scratch(char **old_cwd)
+{
+	*old_cwd = getcwd(NULL, 0);
+	char *dir = fresh_dir();
+	CHECK(chdir(dir) == 0);
+	return dir;
+}
+
+static void leave_scratch(char *dir, char *old_cwd)
+{
+	CHECK(chdir(old_cwd) == 0);
+	rm_rf(dir, NULL);
+	free(dir);
+	free(old_cwd);
+}
+
+TEST(key_changes_with_a_relative_source_files_content)
+{
+	char *cwd;
+	char *dir = enter_scratch(&cwd);
+	put_same_time("files/motd", "hello\n");
+	struct keyed_step k;
+	keyed_step_init(&k, "file", "{\"source\": \"files/motd\", \"destination\": \"/etc/motd\"}");
+	_cleanup_free_ char *before = key_of(&k);
+	put_same_time("files/motd", "HELLO\n"); /* same size, same mtime */
+	_cleanup_free_ char *after = key_of(&k);
+	CHECK(strcmp(before, after) != 0);
+	/* the same file written another way is the same content */
+	keyed_step_release(&k);
+	keyed_step_init(&k, "file",
+			"{\"source\": \"./files/motd\", \"destination\": \"/etc/motd\"}");
+	_cleanup_free_ char *dotted = key_of(&k);
+	put_same_time("files/motd", "hello\n");
+	_cleanup_free_ char *dotted_after = key_of(&k);
+	CHECK(strcmp(dotted, dotted_after) != 0);
+	keyed_step_release(&k);
+	leave_scratch(dir, cwd);
+}
+
+/* Every key a provisioner types as a host path, with a config that reads it: `path` is
+ * changed between two keys (a file, or a file inside the directory `dir`). */
+static const struct {
+	const char *prov, *key, *json, *path;
+} host_path_cases[] = {
+	{"file", "source", "{\"source\": \"in/f\", \"destination\": \"/f\"}", "in/f"},
+	{"file", "source", "{\"source\": \"tree\", \"destination\": \"/t\"}", "tree/a/b"},
+	{"shell", "script", "{\"script\": \"scripts/s.sh\"}", "scripts/s.sh"},
+	{"kubernetes", "tarball",
+	 "{\"kubernetes_source\": \"tarball\", \"tarball\": \"k/server.tar.gz\", \"version\": "
+	 "\"v1.31.2\"}",
+	 "k/server.tar.gz"},
+	{"kubernetes", "local_dir",
+	 "{\"kubernetes_source\": \"local\", \"local_dir\": \"kube\", \"version\": \"v1.31.2\"}",
+	 "kube/_output/bin/kubeadm"},
+	{"images", "tarball",
+	 "{\"kubernetes_source\": \"tarball\", \"tarball\": \"k/server.tar.gz\"}",
+	 "k/server.tar.gz"},
+	{"images", "local_dir", "{\"kubernetes_source\": \"local\", \"local_dir\": \"kube\"}",
+	 "kube/_output/release-images/amd64/kube-proxy.tar"},
+	{"images", "additional_images",
+	 "{\"additional_images\": \"registry.example/x:1 ./tars/extra.tar\"}", "tars/extra.tar"},
+};
+
+TEST(key_changes_with_the_content_of_every_host_path_key)
+{
+	char *cwd;
+	char *dir = enter_scratch(&cwd);
+	for (size_t i = 0; i < ARRAY_SIZE(host_path_cases); i++) {
+		put_same_time(host_path_cases[i].path, "one\n");
+		struct keyed_step k;
+		keyed_step_init(&k, host_path_cases[i].prov, host_path_cases[i].json);
+		_cleanup_free_ char *before = key_of(&k);
+		put_same_time(host_path_cases[i].path, "two\n");
+		_cleanup_free_ char *after = key_of(&k);
+		if (!strcmp(before, after))
+			fprintf(stderr, "  %s: %s: '%s' changed, the key did not\n",
+				host_path_cases[i].prov, host_path_cases[i].key,
+				host_path_cases[i].path);
+		CHECK(strcmp(before, after) != 0);
+		keyed_step_release(&k);
+	}
+	leave_scratch(dir, cwd);
+}
+
+TEST(every_key_typed_as_a_host_path_has_a_case_above)
+{
+	_cleanup_free_ char *names = imgf_provisioner_names(); /* "'shell', 'file', …" */
+	for (char *p = names; (p = strchr(p, '\'')); p++) {
+		char *end = strchr(p + 1, '\'');
+		_cleanup_free_ char *name = xstrndup(p + 1, (size_t)(end - p - 1));
+		p = end;
+		const struct imgf_provisioner_ops *ops = imgf_provisioner_find(name);
+		for (const struct imgf_key *key = ops->keys; key->name; key++) {
+			if (key->type != IMGF_KEY_HOST_PATH &&
+			    key->type != IMGF_KEY_HOST_PATH_WORDS)
+				continue;
+			bool found = false;
+			for (size_t i = 0; i < ARRAY_SIZE(host_path_cases); i++)
+				found |= !strcmp(host_path_cases[i].prov, name) &&
+					 !strcmp(host_path_cases[i].key, key->name);
+			if (!found)
+				fprintf(stderr, "  %s: %s: no case\n", name, key->name);
+			CHECK(found);
+		}
+	}
+}
+
+TEST(a_directory_is_keyed_by_its_files_content_and_links)
+{
+	char *cwd;
+	char *dir = enter_scratch(&cwd);
+	put_same_time("kube/_output/bin/kubelet", "aaaa");
+	put_same_time("kube/hack/notes", "bbbb");
+	struct keyed_step k;
+	keyed_step_init(&k, "kubernetes",
+			"{\"kubernetes_source\": \"local\", \"local_dir\": \"kube\", "
+			"\"version\": \"v1.31.2\"}");
+	_cleanup_free_ char *k1 = key_of(&k);
+	_cleanup_free_ char *k1_again = key_of(&k);
+	CHECK_STR(k1, k1_again);
+	put_same_time("kube/hack/notes", "cccc"); /* deep, same size and mtime */
+	_cleanup_free_ char *k2 = key_of(&k);
+	CHECK(strcmp(k1, k2) != 0);
+	CHECK(symlink("bin/kubelet", "kube/_output/link") == 0);
+	_cleanup_free_ char *k3 = key_of(&k);
+	CHECK(strcmp(k2, k3) != 0);
+	CHECK(unlink("kube/_output/link") == 0 && symlink("bin/other", "kube/_output/link") == 0);
+	_cleanup_free_ char *k4 = key_of(&k);
+	CHECK(strcmp(k3, k4) != 0);
+	CHECK(chmod("kube/hack/notes", 0600) == 0);
+	_cleanup_free_ char *k5 = key_of(&k);
+	CHECK(strcmp(k4, k5) != 0);
+	keyed_step_release(&k);
+	leave_scratch(dir, cwd);
+}
+
+TEST(host_paths_are_only_what_the_step_reads_on_the_host)
+{
+	struct {
+		const char *prov, *json, *want;
+	} cases[] = {
+		/* a download's source is in the target */
+		{"file",
+		 "{\"source\": \"/etc/os-release\", \"destination\": \"out\", "
+		 "\"direction\": \"download\"}",
+		 ""},
+		{"file", "{\"source\": \"rel/f\", \"destination\": \"/f\"}", "rel/f,"},
+		/* a URL is no host path; a source other than the key's reads none */
+		{"kubernetes",
+		 "{\"kubernetes_source\": \"tarball\", \"tarball\": "
+		 "\"https://dl.example/k.tar.gz\", \"local_dir\": \"kube\"}",
+		 ""},
+		{"kubernetes",
+		 "{\"kubernetes_source\": \"release\", \"source\": "
+		 "\"https://dl.example/bin\", \"tarball\": \"k.tar.gz\"}",
+		 ""},
+		{"images",
+		 "{\"kubernetes_source\": \"local\", \"local_dir\": \"kube\", "
+		 "\"additional_images\": \"a/b:1, ./c.tar ../d.tar\\n/e.tar f.tar\"}",
+		 "kube,./c.tar,../d.tar,/e.tar,"},
+		/* containerd's source is a kind of install, not a path */
+		{"containerd", "{\"source\": \"./package\"}", ""},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct keyed_step k;
+		keyed_step_init(&k, cases[i].prov, cases[i].json);
+		_cleanup_strv_ char **paths = imgf_step_host_paths(&k.s);
+		struct strbuf sb = STRBUF_INIT;
+		for (size_t j = 0; paths[j]; j++)
+			strbuf_addf(&sb, "%s,", paths[j]);
+		CHECK_STR(sb.buf, cases[i].want);
+		strbuf_release(&sb);
+		keyed_step_release(&k);
+	}
+}
+
+/* ---- twin builds: one entry per key, and no state removed under a build ----------------- */
+
+/* A builder whose states are names: what it saved, adopted and dropped is counted. */
+static char saved[8][64], adopted[8][64], dropped[8][64];
+static size_t nsaved, nadopted, ndropped;
+
+static void note(char list[8][64], size_t *n, const char *what)
+{
+	if (*n < 8)
+		snprintf(list[(*n)++], 64, "%s", what);
+}
+
+static bool noted(char list[8][64], size_t n, const char *what)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(list[i], what))
+			return true;
+	return false;
+}
+
+static int fake_base(struct imgf_build *b, bool pull, char **digest, struct imgf_error **err)
+{
+	*digest = xstrdup("base");
+	return 0;
+}
+
+static int fake_save(struct imgf_build *b, struct imgf_target *t, const char *key, const char *step,
+		     char **id, int64_t *size, struct imgf_error **err)
+{
+	*id = xasprintf("%s-%.6s", b->def->name, key);
+	*size = 1;
+	note(saved, &nsaved, *id);
+	return 0;
+}
+
+static int fake_adopt(struct imgf_build *b, struct imgf_target *t, const char *id,
+		      struct imgf_error **err)
+{
+	note(adopted, &nadopted, id);
+	return 0;
+}
+
+static int fake_check(struct imgf_build *b, const char *key, const char *id, bool final,
+		      struct imgf_error **err)
+{
+	return noted(saved, nsaved, id) && !noted(dropped, ndropped, id);
+}
+
+static int fake_drop(const char *id, bool final, struct imgf_error **err)
+{
+	note(dropped, &ndropped, id);
+	return 0;
+}
+
+static const struct imgf_builder_ops fake_builder = {
+	.name = "fake",
+	.cache_base = fake_base,
+	.cache_save = fake_save,
+	.cache_adopt = fake_adopt,
+	.cache_check = fake_check,
+	.cache_drop = fake_drop,
+};
+
+/* An image of two shell steps, the same for every image: twins. */
+struct twin {
+	struct imgf_config cfg;
+	struct imgf_image_def def;
+	struct imgf_build_opts opts;
+	struct imgf_build b;
+	struct imgf_step steps[2];
+};
+
+static void twin_open(struct twin *t, const char *name, const char *cache_dir, bool no_cache)
+{
+	memset(t, 0, sizeof(*t));
+	t->cfg.vars = json_object();
+	t->def.name = (char *)name;
+	t->opts.no_cache = no_cache;
+	t->b = (struct imgf_build){.config = &t->cfg,
+				   .def = &t->def,
+				   .opts = &t->opts,
+				   .builder = &fake_builder,
+				   .builder_cfg = json_object(),
+				   .steps = t->steps,
+				   .nsteps = 2,
+				   .cache_dir = (char *)cache_dir,
+				   .inputs = json_array(),
+				   .labels = json_object()};
+	for (size_t i = 0; i < 2; i++)
+		t->steps[i] = (struct imgf_step){
+			.ops = imgf_provisioner_find("shell"),
+			.build = &t->b,
+			.index = i,
+			.label = i ? "second" : "first",
+			.cfg = json_pack("{s:[s]}", "inline", i ? "echo two" : "echo one"),
+		};
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_open(&t->b, &err) == 0);
+	imgf_error_free(err);
+	CHECK(t->b.cache != NULL);
+}
+
+/* The build ends: its locks go with its cache. */
+static void twin_close(struct twin *t)
+{
+	imgf_stepcache_free(t->b.cache);
+	t->b.cache = NULL;
+	for (size_t i = 0; i < 2; i++)
+		json_decref(t->steps[i].cfg);
+	json_decref(t->b.builder_cfg);
+	json_decref(t->b.inputs);
+	json_decref(t->b.labels);
+	json_decref(t->cfg.vars);
+}
+
+static json_t *entry_of(const char *dir, const char *key)
+{
+	_cleanup_free_ char *path = xasprintf("%s/steps/%s.json", dir, key);
+	return json_load_file(path, 0, NULL);
+}
+
+static const char *id_of(json_t *entry)
+{
+	return json_string_value(json_object_get(entry, "id"));
+}
+
+static void fake_reset(void)
+{
+	nsaved = nadopted = ndropped = 0;
+}
+
+/* How many entries the cache holds. */
+static size_t entries_in(const char *dir)
+{
+	_cleanup_free_ char *steps = path_join(dir, "steps");
+	size_t n = 0;
+	DIR *d = opendir(steps);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		n += str_has_suffix(de->d_name, ".json");
+	if (d)
+		closedir(d);
+	return n;
+}
+
+TEST(twin_builds_share_each_steps_entry_and_never_drop_each_others_state)
+{
+	fake_reset();
+	_cleanup_free_ char *dir = fresh_dir();
+	struct twin a, b;
+	twin_open(&a, "capi-qcow2", dir, false);
+	twin_open(&b, "capi-ova", dir, false);
+	CHECK_STR(a.b.cache->keys[0], b.b.cache->keys[0]);
+	CHECK(a.b.cache->hit == 0 && b.b.cache->hit == 0);
+	/* both ran the first step; a saves first, b goes on from a's state */
+	imgf_stepcache_step_done(&a.b, NULL, 0);
+	imgf_stepcache_step_done(&b.b, NULL, 0);
+	/* the second step: b is first this time */
+	imgf_stepcache_step_done(&b.b, NULL, 1);
+	imgf_stepcache_step_done(&a.b, NULL, 1);
+	CHECK(nsaved == 2 && ndropped == 0);
+	json_t *e0 = entry_of(dir, a.b.cache->keys[0]);
+	json_t *e1 = entry_of(dir, a.b.cache->keys[1]);
+	CHECK(e0 && e1 && noted(adopted, nadopted, id_of(e0)) &&
+	      noted(adopted, nadopted, id_of(e1)));
+	CHECK(e0 && str_has_prefix(id_of(e0), "capi-qcow2-"));
+	CHECK(e1 && str_has_prefix(id_of(e1), "capi-ova-"));
+	json_decref(e0);
+	json_decref(e1);
+	/* prune while they run: every entry stays, in use */
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_prune(dir, UINT64_MAX, -1, &err) == 0);
+	CHECK(entries_in(dir) == 2);
+	twin_close(&a);
+	CHECK(imgf_stepcache_prune(dir, UINT64_MAX, -1, &err) == 0);
+	CHECK(entries_in(dir) == 2); /* b still stands on both */
+	twin_close(&b);
+	CHECK(imgf_stepcache_prune(dir, UINT64_MAX, -1, &err) == 0);
+	CHECK(entries_in(dir) == 0);
+	/* and no lock file outlives its entry */
+	_cleanup_free_ char *steps = path_join(dir, "steps");
+	DIR *d = opendir(steps);
+	struct dirent *de;
+	size_t left = 0;
+	while (d && (de = readdir(d)))
+		left += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	CHECK(left == 0);
+	imgf_error_free(err);
+	rm_rf(dir, NULL);
+}
+
+TEST(no_cache_replaces_an_entry_but_not_the_state_a_running_build_stands_on)
+{
+	fake_reset();
+	_cleanup_free_ char *dir = fresh_dir();
+	struct twin a, b;
+	twin_open(&a, "first", dir, false);
+	imgf_stepcache_step_done(&a.b, NULL, 0);
+	twin_open(&b, "again", dir, true); /* --no-cache */
+	imgf_stepcache_step_done(&b.b, NULL, 0);
+	CHECK(nsaved == 2 && ndropped == 0 && nadopted == 0);
+	json_t *e = entry_of(dir, a.b.cache->keys[0]);
+	CHECK(e && str_has_prefix(id_of(e), "again-"));
+	json_t *sup = json_array_get(json_object_get(e, "superseded"), 0);
+	CHECK(sup && str_has_prefix(id_of(sup), "first-"));
+	json_decref(e);
+	twin_close(&a);
+	twin_close(&b);
+	/* nobody stands on either now: the next --no-cache build drops both */
+	struct twin c;
+	twin_open(&c, "third", dir, true);
+	imgf_stepcache_step_done(&c.b, NULL, 0);
+	CHECK(ndropped == 2 && noted(dropped, ndropped, saved[0]) &&
+	      noted(dropped, ndropped, saved[1]));
+	e = entry_of(dir, c.b.cache->keys[0]);
+	CHECK(e && !json_object_get(e, "superseded"));
+	json_decref(e);
+	twin_close(&c);
+	rm_rf(dir, NULL);
+}
+
+TEST(a_build_standing_on_cached_steps_keeps_them_from_prune)
+{
+	fake_reset();
+	_cleanup_free_ char *dir = fresh_dir();
+	struct twin a, warm;
+	twin_open(&a, "cold", dir, false);
+	imgf_stepcache_step_done(&a.b, NULL, 0);
+	imgf_stepcache_step_done(&a.b, NULL, 1);
+	twin_close(&a);
+	twin_open(&warm, "warm", dir, false);
+	CHECK(warm.b.cache->hit == 2);
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_prune(dir, 0, -1, &err) == 0);
+	CHECK(entries_in(dir) == 2);
+	twin_close(&warm);
+	CHECK(imgf_stepcache_prune(dir, 0, -1, &err) == 0);
+	CHECK(entries_in(dir) == 0);
+	imgf_error_free(err);
+	rm_rf(dir, NULL);
 }
