@@ -1232,6 +1232,8 @@ static int normalize_bolt(struct imgf_build *b, guestfs_h *g, int64_t epoch, con
 static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 {
 	const char *kv = imgf_build_var(b, "kubernetes_semver");
+	const char *fw = firmware(b);
+	bool uefi = fw && !strcmp(fw, "uefi");
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_addstr(
 		&sb,
@@ -1312,8 +1314,12 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 		    "check kubelet-version 'kubelet --version | grep -qF %s'\n"
 		    "check kubectl-version 'kubectl version --client | grep -qF %s'\n"
 		    "check crictl-version 'crictl --version'\n"
-		    "check pause-sandbox sandbox\n",
-		    kv ? kv : "", kv ? kv : "", kv ? kv : "");
+		    "check pause-sandbox sandbox\n"
+		    /* The kernel was started by the firmware asked for: UEFI leaves
+		     * /sys/firmware/efi, BIOS does not. */
+		    "check firmware-%s '%s -d /sys/firmware/efi'\n",
+		    kv ? kv : "", kv ? kv : "", kv ? kv : "", uefi ? "uefi" : "bios",
+		    uefi ? "test" : "test !");
 	if (mode == BOOT_KUBEADM)
 		strbuf_addstr(&sb, "check kubeadm-node-ready kubeadm_up\n");
 	strbuf_addstr(&sb, "say " CHECK_END "\n");
@@ -1433,7 +1439,8 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 				      e && e->message ? e->message : "failed");
 	}
 	bool kvm = use_kvm(b);
-	bool uefi = !strcmp(firmware(b), "uefi");
+	const char *fw = firmware(b);
+	bool uefi = fw && !strcmp(fw, "uefi");
 	if (uefi && nvram_copy(nvram, err) < 0) {
 		virConnectClose(conn);
 		return -1;
