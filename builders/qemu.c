@@ -46,6 +46,10 @@
 #define STATUS_FILE "/tmp/.imgforge-exec.status"
 #define CHECK_BEGIN "IMGFORGE-BOOT-CHECK-BEGIN"
 #define CHECK_END "IMGFORGE-BOOT-CHECK-END"
+/* UEFI for the boot check: Debian's ovmf package (4 MiB flash, no Secure Boot, so it runs on
+ * the i440fx machine without SMM). */
+#define OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
+#define OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
 struct qemu_target {
 	struct imgf_target t;
@@ -68,6 +72,8 @@ static const struct imgf_key qemu_keys[] = {
 	{"boot_cpus", IMGF_KEY_INT, false},	 /* default 2 */
 	/* auto (default): KVM where it works, else TCG; kvm; tcg (libguestfs and the boot check) */
 	{"accelerator", IMGF_KEY_STRING, false},
+	/* bios (default) or uefi: what the image boots with (the boot check, the OVF) */
+	{"firmware", IMGF_KEY_STRING, false},
 	{NULL, 0, false},
 };
 
@@ -226,8 +232,32 @@ static bool name_valid(const char *name)
 	return true;
 }
 
+/* firmware: "bios" or "uefi" (NULL for anything else). */
+static const char *firmware(const struct imgf_build *b)
+{
+	const char *f = imgf_cfg_str(b->builder_cfg, "firmware", "bios");
+	if (!strcmp(f, "bios"))
+		return "bios";
+	if (!strcmp(f, "uefi"))
+		return "uefi";
+	return NULL;
+}
+
 static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 {
+	const char *fw = firmware(b);
+	if (!fw)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "firmware: '%s': expected bios or uefi",
+				      imgf_cfg_str(b->builder_cfg, "firmware", ""));
+	/* The boot check runs on this host (the disks are local files): OVMF must be here. */
+	if (!strcmp(fw, "uefi") && boot_mode(b) != BOOT_NONE)
+		for (const char *const *f = (const char *const[]){OVMF_CODE, OVMF_VARS, NULL}; *f;
+		     f++)
+			if (access(*f, R_OK) != 0)
+				return imgf_error_errno(err, errno,
+							"firmware: uefi: the boot check boots "
+							"with OVMF (Debian's ovmf package): '%s'",
+							*f);
 	if (boot_mode(b) < 0) {
 		json_t *v = json_object_get(b->builder_cfg, "boot_check");
 		_cleanup_free_ char *text = json_dumps(v, JSON_ENCODE_ANY);
@@ -391,7 +421,87 @@ static int qemu_img_info(const char *path, json_t **out, struct imgf_error **err
 	return r;
 }
 
-/* Grow the root partition (when it is the disk's last) and its filesystem to the disk. */
+static int cmp_part_start(const void *a, const void *b)
+{
+	const struct imgf_qemu_part *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int imgf_qemu_grow_plan(const struct imgf_qemu_part *parts, size_t n, int root, const char *table,
+			uint64_t disk_bytes, uint64_t sector_size, struct imgf_qemu_grow *out,
+			struct imgf_error **err)
+{
+	bool gpt = !strcmp(table, "gpt");
+	if (!gpt && strcmp(table, "msdos"))
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"root partition %d: partition table '%s': expected gpt or msdos", root,
+			table);
+	if (sector_size < 512 || sector_size % 512 || disk_bytes / sector_size < 64)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "a disk of %" PRIu64 " bytes in %" PRIu64 "-byte sectors",
+				      disk_bytes, sector_size);
+	_cleanup_free_ struct imgf_qemu_part *sorted = xcalloc(n ? n : 1, sizeof(*sorted));
+	memcpy(sorted, parts, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), cmp_part_start);
+	/* The layout by position, for the messages: "14 at sector 2048, 15 at 4096, ..." */
+	struct strbuf layout = STRBUF_INIT;
+	const struct imgf_qemu_part *rp = NULL, *after = NULL;
+	for (size_t i = 0; i < n; i++) {
+		strbuf_addf(&layout, "%s%d at sector %" PRIu64 "%s", i ? ", " : "", sorted[i].num,
+			    sorted[i].start / sector_size, sorted[i].num == root ? " (root)" : "");
+		if (sorted[i].num == root)
+			rp = &sorted[i];
+		else if (rp && !after)
+			after = &sorted[i];
+	}
+	int r = 0;
+	if (!rp) {
+		r = imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"root partition %d is not in the %s partition table (by position: "
+			"%s)",
+			root, table, layout.buf);
+	} else if (after) {
+		r = imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"the root filesystem cannot grow to disk_size: its partition %d is "
+			"not the last on the disk, partition %d follows it (%s, by "
+			"position: %s); move the root last or build without disk_size",
+			root, after->num, table, layout.buf);
+	} else if (!gpt && root > 4) {
+		r = imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"the root filesystem cannot grow to disk_size: its partition %d is an "
+			"MBR logical partition (msdos, by position: %s)",
+			root, layout.buf);
+	}
+	if (r < 0) {
+		strbuf_release(&layout);
+		return r;
+	}
+	strbuf_release(&layout);
+	uint64_t total = disk_bytes / sector_size;
+	uint64_t start = rp->start / sector_size, end = rp->end / sector_size;
+	/* GPT keeps its backup header and a 16 KiB entry array in the disk's last sectors;
+	 * an MBR entry holds a 32-bit sector count. */
+	uint64_t last = gpt ? total - 2 - 16384 / sector_size : total - 1;
+	if (!gpt && last - start > UINT32_MAX - 1)
+		last = start + UINT32_MAX - 1;
+	if (end >= last)
+		return 0;
+	out->partnum = root;
+	out->end_sector = last;
+	return 1;
+}
+
+/*
+ * Grow the root partition and its filesystem into the space disk_size adds. The root is what
+ * inspection found mounted at / (`root`); it grows only when it is the last partition on the
+ * disk by position (Debian's and Ubuntu's cloud images number it 1 and place it after
+ * partitions 14, 15 and 16); otherwise the build fails here, before the disk is written.
+ * 1: an xfs root, which grows once mounted (see mount_guest).
+ */
 static int grow_root(guestfs_h *g, const char *root, struct imgf_error **err)
 {
 	int partnum = guestfs_part_to_partnum(g, root);
@@ -402,23 +512,39 @@ static int grow_root(guestfs_h *g, const char *root, struct imgf_error **err)
 	_cleanup_free_ char *dev = guestfs_part_to_dev(g, root);
 	if (!dev)
 		return guestfs_fail(g, err, "find the root disk");
-	struct guestfs_partition_list *parts = guestfs_part_list(g, dev);
-	if (!parts)
+	_cleanup_free_ char *ptype = guestfs_part_get_parttype(g, dev);
+	if (!ptype)
+		return guestfs_fail(g, err, "read the partition table type");
+	int64_t disk_bytes = guestfs_blockdev_getsize64(g, dev);
+	int sector = guestfs_blockdev_getss(g, dev);
+	if (disk_bytes < 0 || sector < 0)
+		return guestfs_fail(g, err, "read the disk's size");
+	struct guestfs_partition_list *list = guestfs_part_list(g, dev);
+	if (!list)
 		return guestfs_fail(g, err, "list partitions");
-	bool last = true;
-	for (uint32_t i = 0; i < parts->len; i++)
-		if (parts->val[i].part_num > partnum)
-			last = false;
-	guestfs_free_partition_list(parts);
-	if (!last) {
-		log_warn("root partition '%s' is not the last one; not growing it", root);
+	struct imgf_qemu_part *parts = xcalloc(list->len ? list->len : 1, sizeof(*parts));
+	for (uint32_t i = 0; i < list->len; i++)
+		parts[i] = (struct imgf_qemu_part){.num = list->val[i].part_num,
+						   .start = list->val[i].part_start,
+						   .end = list->val[i].part_end};
+	struct imgf_qemu_grow plan;
+	int r = imgf_qemu_grow_plan(parts, list->len, partnum, ptype, (uint64_t)disk_bytes,
+				    (uint64_t)sector, &plan, err);
+	guestfs_free_partition_list(list);
+	free(parts);
+	if (r < 0)
+		return -1;
+	if (r == 0) {
+		log_info("root partition %d ends at the disk's end already; not growing it",
+			 partnum);
 		return 0;
 	}
-	_cleanup_free_ char *ptype = guestfs_part_get_parttype(g, dev);
-	if (ptype && !strcmp(ptype, "gpt") && guestfs_part_expand_gpt(g, dev) < 0)
+	if (!strcmp(ptype, "gpt") && guestfs_part_expand_gpt(g, dev) < 0)
 		return guestfs_fail(g, err, "move the GPT backup header to the disk's end");
-	if (guestfs_part_resize(g, dev, partnum, -1) < 0)
+	if (guestfs_part_resize(g, dev, partnum, (int64_t)plan.end_sector) < 0)
 		return guestfs_fail(g, err, "grow the root partition");
+	log_info("root partition %d (%s) grown to end at sector %" PRIu64, partnum, ptype,
+		 plan.end_sector);
 	_cleanup_free_ char *fs = guestfs_vfs_type(g, root);
 	if (fs && str_has_prefix(fs, "ext")) {
 		if (guestfs_e2fsck(g, root, GUESTFS_E2FSCK_FORCEALL, 1, -1) < 0 ||
@@ -499,7 +625,10 @@ static int launch(struct imgf_build *b, struct qemu_target *qt, bool grow, struc
 	strv_free(roots);
 	const char *disk_size = imgf_cfg_str(b->builder_cfg, "disk_size", NULL);
 	int grown = grow && disk_size ? grow_root(g, root, err) : 0;
-	if (grown < 0 || mount_guest(g, root, grown == 1, err) < 0)
+	if (grown < 0)
+		return imgf_error_prefix(err, "base image '%s'",
+					 imgf_cfg_str(b->builder_cfg, "base_image_url", ""));
+	if (mount_guest(g, root, grown == 1, err) < 0)
 		return -1;
 	if (grow) {
 		_cleanup_free_ char *product = guestfs_inspect_get_product_name(g, root);
@@ -914,6 +1043,7 @@ static int qemu_cache_reuse(struct imgf_build *b, const char *id, struct imgf_ar
 		 linked ? "linked" : "copied");
 	out->id = xstrdup(image_out);
 	out->disk = xstrdup(image_out);
+	out->firmware = firmware(b);
 	out->files = strv_push(xcalloc(1, sizeof(char *)), xstrdup(file));
 	return 0;
 }
@@ -1135,6 +1265,8 @@ static int normalize_bolt(struct imgf_build *b, guestfs_h *g, int64_t epoch, con
 static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 {
 	const char *kv = imgf_build_var(b, "kubernetes_semver");
+	const char *fw = firmware(b);
+	bool uefi = fw && !strcmp(fw, "uefi");
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_addstr(
 		&sb,
@@ -1215,8 +1347,12 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 		    "check kubelet-version 'kubelet --version | grep -qF %s'\n"
 		    "check kubectl-version 'kubectl version --client | grep -qF %s'\n"
 		    "check crictl-version 'crictl --version'\n"
-		    "check pause-sandbox sandbox\n",
-		    kv ? kv : "", kv ? kv : "", kv ? kv : "");
+		    "check pause-sandbox sandbox\n"
+		    /* The kernel was started by the firmware asked for: UEFI leaves
+		     * /sys/firmware/efi, BIOS does not. */
+		    "check firmware-%s '%s -d /sys/firmware/efi'\n",
+		    kv ? kv : "", kv ? kv : "", kv ? kv : "", uefi ? "uefi" : "bios",
+		    uefi ? "test" : "test !");
 	if (mode == BOOT_KUBEADM)
 		strbuf_addstr(&sb, "check kubeadm-node-ready kubeadm_up\n");
 	strbuf_addstr(&sb, "say " CHECK_END "\n");
@@ -1253,33 +1389,40 @@ static char *tail_lines(const char *path, int n)
 	return r;
 }
 
-/* The boot check's libvirt domain; names and paths are escaped as XML text. */
-static char *domain_xml(bool kvm, const char *name, long memory_mb, long cpus, const char *disk,
-			const char *seed, const char *console)
+char *imgf_qemu_domain_xml(const struct imgf_qemu_domain *d)
 {
 	struct strbuf sb = STRBUF_INIT;
-	strbuf_addf(&sb, "<domain type='%s'>\n  <name>", kvm ? "kvm" : "qemu");
-	strbuf_add_xml(&sb, name);
+	strbuf_addf(&sb, "<domain type='%s'>\n  <name>", d->kvm ? "kvm" : "qemu");
+	strbuf_add_xml(&sb, d->name);
 	strbuf_addf(&sb,
 		    "</name>\n"
 		    "  <memory unit='MiB'>%ld</memory>\n"
 		    "  <vcpu>%ld</vcpu>\n"
-		    "  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>\n"
-		    "  <features><acpi/><apic/></features>\n"
-		    "  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>\n"
-		    "  <devices>\n"
-		    "    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-		    "<source file='",
-		    memory_mb, cpus);
-	strbuf_add_xml(&sb, disk);
+		    "  <os><type arch='x86_64' machine='pc'>hvm</type>",
+		    d->memory_mb, d->cpus);
+	if (d->loader) {
+		/* OVMF's code read-only; its variables in the domain's own copy. */
+		strbuf_addstr(&sb, "\n    <loader readonly='yes' secure='no' type='pflash'>");
+		strbuf_add_xml(&sb, d->loader);
+		strbuf_addstr(&sb, "</loader>\n    <nvram>");
+		strbuf_add_xml(&sb, d->nvram);
+		strbuf_addstr(&sb, "</nvram>\n    ");
+	}
+	strbuf_addstr(&sb, "<boot dev='hd'/></os>\n"
+			   "  <features><acpi/><apic/></features>\n"
+			   "  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>\n"
+			   "  <devices>\n"
+			   "    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+			   "<source file='");
+	strbuf_add_xml(&sb, d->disk);
 	strbuf_addstr(&sb, "'/><target dev='vda' bus='virtio'/></disk>\n"
 			   "    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
 			   "<source file='");
-	strbuf_add_xml(&sb, seed);
+	strbuf_add_xml(&sb, d->seed);
 	strbuf_addstr(&sb, "'/><target dev='hdc' bus='ide'/><readonly/></disk>\n"
 			   "    <interface type='user'><model type='virtio'/></interface>\n"
 			   "    <serial type='file'><source path='");
-	strbuf_add_xml(&sb, console);
+	strbuf_add_xml(&sb, d->console);
 	strbuf_addstr(&sb, "'/><target port='0'/></serial>\n"
 			   "    <rng model='virtio'><backend model='random'>/dev/urandom</backend>"
 			   "</rng>\n"
@@ -1288,11 +1431,24 @@ static char *domain_xml(bool kvm, const char *name, long memory_mb, long cpus, c
 	return strbuf_detach(&sb, NULL);
 }
 
+/* The domain's own copy of OVMF's variable store, 0600 in the work directory. */
+static int nvram_copy(const char *to, struct imgf_error **err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	if (read_file(OVMF_VARS, 64 * 1024 * 1024, &text, &len, err) < 0)
+		return imgf_error_prefix(err, "firmware: uefi");
+	int r = write_file_atomic(to, text, len, 0600, err);
+	free(text);
+	return r;
+}
+
 static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *image,
 		      const char *console, enum boot_mode mode, struct imgf_error **err)
 {
 	_cleanup_free_ char *overlay = path_join(qt->work_dir, "boot.qcow2");
 	_cleanup_free_ char *seed = path_join(qt->work_dir, "seed.iso");
+	_cleanup_free_ char *nvram = path_join(qt->work_dir, "nvram.fd");
 	char *create[] = {"qemu-img", "create", "-q",	       "-f",	"qcow2", "-F",
 			  "qcow2",    "-b",	(char *)image, overlay, NULL};
 	if (imgf_run(create, NULL, err) < 0 || disk_private(overlay, err) < 0)
@@ -1316,12 +1472,27 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 				      e && e->message ? e->message : "failed");
 	}
 	bool kvm = use_kvm(b);
+	const char *fw = firmware(b);
+	bool uefi = fw && !strcmp(fw, "uefi");
+	if (uefi && nvram_copy(nvram, err) < 0) {
+		virConnectClose(conn);
+		return -1;
+	}
 	_cleanup_free_ char *name = xasprintf("imgforge-boot-%s-%d", b->def->name, (int)getpid());
-	_cleanup_free_ char *xml =
-		domain_xml(kvm, name, imgf_cfg_int(b->builder_cfg, "boot_memory_mb", 2048),
-			   imgf_cfg_int(b->builder_cfg, "boot_cpus", 2), overlay, seed, console);
-	log_info("%s: boot check: booting '%s' (%s)", b->def->name, name,
-		 kvm ? "kvm" : "qemu, no KVM: this takes minutes");
+	struct imgf_qemu_domain d = {
+		.kvm = kvm,
+		.name = name,
+		.memory_mb = imgf_cfg_int(b->builder_cfg, "boot_memory_mb", 2048),
+		.cpus = imgf_cfg_int(b->builder_cfg, "boot_cpus", 2),
+		.disk = overlay,
+		.seed = seed,
+		.console = console,
+		.loader = uefi ? OVMF_CODE : NULL,
+		.nvram = uefi ? nvram : NULL,
+	};
+	_cleanup_free_ char *xml = imgf_qemu_domain_xml(&d);
+	log_info("%s: boot check: booting '%s' (%s, %s)", b->def->name, name,
+		 uefi ? "UEFI" : "BIOS", kvm ? "kvm" : "qemu, no KVM: this takes minutes");
 	/*
 	 * libvirt's qemu runs as its own user (qemu.conf's user, libvirt-qemu): dynamic
 	 * ownership chowns the disks, the seed and the console to it, but it must still pass
@@ -1336,6 +1507,7 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 			       e && e->message ? e->message : "failed");
 		chmod(qt->work_dir, 0700);
 		virConnectClose(conn);
+		unlink(nvram);
 		return -1;
 	}
 	/* kubeadm init alone took 386 s under TCG here (v1.37.2): its mode gets twice as long. */
@@ -1404,6 +1576,7 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 		log_warn("chown '%s': %s", image, strerror(errno));
 	unlink(overlay);
 	unlink(seed);
+	unlink(nvram);
 	return r;
 }
 
@@ -1477,6 +1650,7 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	/* Its .sha256 comes from the checksum post-processor. */
 	out->id = xstrdup(image_out);
 	out->disk = xstrdup(image_out);
+	out->firmware = firmware(b);
 	out->files = strv_push(xcalloc(1, sizeof(char *)), xstrdup(file));
 	if (have_console)
 		out->files = strv_push(out->files, xstrdup("console.log"));

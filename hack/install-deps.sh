@@ -21,6 +21,10 @@ test_pkgs=(
 	# guestfish and virt-make-fs for the tests, ssh for hack/image-ssh.sh
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-cloud-amd64 libguestfs-tools
 	openssh-client
+	# firmware: uefi boot checks boot OVMF; the GPT test bases (tests/lib/vm-image.sh) are laid
+	# out with sgdisk, their ESP made with mkfs.fat and filled with mtools (grub comes from the
+	# guest's own packages)
+	ovmf gdisk dosfstools mtools
 	# the OVA tests: xmllint for the OVF, virt-v2v as an OVA reader
 	libxml2-utils virt-v2v
 	# arm64 node images: arm64 binaries run through binfmt_misc (hack/test-env.sh registers it);

@@ -81,6 +81,7 @@ static int ova_run(struct imgf_pp_ctx *c, struct imgf_error **err)
 		return imgf_error_prefix(err, "post-processor 'ova'");
 	o.disk = art->disk;
 	o.out_dir = b->out_dir;
+	o.firmware = art->firmware;
 	char **files = NULL;
 	int r = imgf_ova_write(&o, &files, err);
 	json_decref(props);

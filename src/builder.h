@@ -35,6 +35,8 @@ struct imgf_artifact {
 	char *disk;    /* the disk image in the output dir, for post-processors (NULL: none) */
 	char **files;  /* output files relative to the build's output dir (NULL-terminated) */
 	json_t *extra; /* builder-specific manifest data (may be NULL) */
+	/* What the disk boots with: "bios" or "uefi" (a static string; NULL: no disk) */
+	const char *firmware;
 };
 
 struct imgf_builder_ops {

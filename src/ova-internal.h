@@ -6,6 +6,7 @@
 #ifndef IMGF_OVA_INTERNAL_H
 #define IMGF_OVA_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ova.h"
@@ -29,6 +30,7 @@ struct ova_spec {
 	const char *network;
 	const char *os_type;
 	int os_id;
+	bool efi;
 	struct ova_prop *props;
 	size_t nprops;
 	int64_t timestamp;

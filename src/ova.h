@@ -23,6 +23,7 @@ struct imgf_ova_opts {
 				      ova_os_type (defaults when absent) */
 	json_t *custom_properties; /* ovf_custom_properties: object key -> string, or NULL */
 	int64_t build_timestamp;   /* BUILD_TIMESTAMP (SOURCE_DATE_EPOCH when set) */
+	const char *firmware;	   /* "bios" (or NULL) or "uefi": the OVF says efi for uefi */
 };
 
 /* Write NAME.ova and NAME.ova.sha256 into out_dir; the intermediate .vmdk/.ovf/.mf are

@@ -229,6 +229,10 @@ int imgf_ova_spec_gather(const struct imgf_ova_opts *o, struct ova_spec *s, stru
 				      o->build_timestamp);
 	if (gather_props(o, s, err) < 0 || gather_hardware(o, s, err) < 0)
 		return -1;
+	if (o->firmware && strcmp(o->firmware, "bios") && strcmp(o->firmware, "uefi"))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "firmware '%s': expected bios or uefi",
+				      o->firmware);
+	s->efi = o->firmware && !strcmp(o->firmware, "uefi");
 	return 0;
 }
 
@@ -348,8 +352,12 @@ void imgf_ovf_build(const struct ova_spec *s, struct strbuf *sb)
 			  "        <rasd:InstanceID>5</rasd:InstanceID>\n"
 			  "        <rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType>\n"
 			  "        <rasd:ResourceType>10</rasd:ResourceType>\n"
-			  "      </Item>\n"
-			  "    </VirtualHardwareSection>\n");
+			  "      </Item>\n");
+	/* As vSphere exports a UEFI VM (and virt-v2v -i ova reads it); BIOS is the default. */
+	if (s->efi)
+		strbuf_addstr(sb, "      <vmw:Config ovf:required=\"false\" vmw:key=\"firmware\" "
+				  "vmw:value=\"efi\"/>\n");
+	strbuf_addstr(sb, "    </VirtualHardwareSection>\n");
 
 	strbuf_addstr(sb, "    <ProductSection ovf:required=\"false\">\n"
 			  "      <Info>Kubernetes node image</Info>\n");

@@ -51,4 +51,20 @@ test_expect_success "qemu: arch other than amd64 is refused (the VM is qemu-syst
 	expect_exit 0 "$IMGF" validate --only kind-node --var arch=arm64 "$TOP/config/debian-12.json"
 '
 
+test_expect_success "qemu: firmware other than bios or uefi is refused, naming it; bios and uefi are taken" '
+	for fw in efi BIOS "" "uefi;reboot"; do
+		expect_exit 1 "$IMGF" validate --var "firmware=$fw" "$TOP/config/debian-13.json" || exit 1
+		expect_err "capi-qcow2.json: builder (qemu): firmware: '"'"'$fw'"'"': expected bios or uefi" || exit 1
+	done
+	expect_exit 0 "$IMGF" validate --var firmware=bios "$TOP/config/debian-13.json" &&
+	expect_exit 0 "$IMGF" validate --var firmware=uefi --var boot_check=false "$TOP/config/debian-13.json"
+'
+
+test_expect_success "qemu: a refused firmware leaves nothing behind (build stops before any fetch)" '
+	export IMGFORGE_CACHE_DIR=$TMP/fw-cache
+	expect_exit 1 "$IMGF" build --var firmware=efi --output-dir "$TMP/fw-out" "$TOP/config/debian-13.json" &&
+	expect_err "firmware: '"'"'efi'"'"': expected bios or uefi" &&
+	test ! -e "$TMP/fw-out" && test -z "$(ls -A "$TMP/fw-cache" 2>/dev/null)"
+'
+
 test_done

@@ -109,4 +109,71 @@ test_expect_success "post-processors: the disk's and the OVA's sidecars, one man
 		"manifest.json $n.ova $n.ova.sha256 $n.qcow2 $n.qcow2.sha256 "
 '
 
+# Growing the root into disk_size on GPT disks shaped like the cloud images (sgdisk writes the
+# table into a sparse file, mke2fs -d the root in place): Ubuntu 24.04's layout, whose root p1
+# comes after p14, p15 and a /boot p16, grows (numbering would have left it small); a root with
+# a partition after it fails before anything is written, naming the layout. (Debian's
+# genericcloud layout grows in t1250, from the GPT base it boots.)
+if ! require_cmd sgdisk; then
+	test_skip "the root grows by position on GPT" "sgdisk is not installed (gdisk)"
+	test_done
+fi
+# gpt_disk FILE SHAPE: bootpart (p14, p15, p16 /boot, p1 root last) or root-not-last (p14,
+# p15, p1 root, p2 after it); 128 MiB.
+gpt_disk() {
+	local f=$1 shape=$2 root_start=40960 root_end=0 s
+	rm -f "$f" && truncate -s 128M "$f"
+	local parts=(-n 14:2048:4095 -t 14:EF02 -n 15:4096:20479 -t 15:EF00)
+	if [ "$shape" = bootpart ]; then
+		parts+=(-n 16:20480:40959 -t 16:EA00)
+	else
+		root_start=20480 root_end=$((root_start + 131072 - 1))
+		parts+=(-n 2:$((root_end + 1)):0 -t 2:8300)
+	fi
+	parts+=(-n 1:$root_start:$root_end -t 1:8304)
+	sgdisk -Z "${parts[@]}" "$f" >/dev/null || return 1
+	s=$(sgdisk -i 1 "$f" | sed -nE "s/^Last sector: ([0-9]+).*/\1/p")
+	printf "LABEL=root / ext4 defaults 0 1\n" >"$TMP/root/etc/fstab"
+	if [ "$shape" = bootpart ]; then
+		printf "LABEL=boot /boot ext4 defaults 0 2\n" >>"$TMP/root/etc/fstab"
+		mkdir -p "$TMP/boot" && echo kernel >"$TMP/boot/vmlinuz"
+		mke2fs -q -F -t ext4 -L boot -d "$TMP/boot" -E offset=$((20480 * 512)),nodiscard "$f" 10240 || return 1
+	fi
+	mke2fs -q -F -t ext4 -L root -d "$TMP/root" -E offset=$((root_start * 512)),nodiscard \
+		"$f" $(((s + 1 - root_start) / 2)) || return 1
+	test "$(stat -c %s "$f")" -eq $((128 * 1024 * 1024))
+}
+grow_with() { # BASE OUTPUT
+	expect_exit "${WANT:-0}" "$IMGF" build --var qemu_base_image_url="$1" \
+		--var qemu_base_image_checksum="sha256:$(sha256sum "$1" | cut -d" " -f1)" \
+		--output-dir "$2" "$F/qemu-grow.json"
+}
+mkdir -p "$TMP/root/boot"
+
+test_expect_success "Ubuntu 24.04's layout (/boot p16 before root p1): p1 grows to the last usable sector, the others stay" '
+	gpt_disk "$TMP/bootpart.raw" bootpart &&
+	before=$(sgdisk -p "$TMP/bootpart.raw" | grep -E "^ +1[46] ") &&
+	grow_with "$TMP/bootpart.raw" "$TMP/out-grow" &&
+	grep "root partition 1 (gpt) grown to end at sector" "$TMP/err" &&
+	img=$TMP/out-grow/test-qemu-grow+kube-v1.31.2/test-qemu-grow+kube-v1.31.2.qcow2 &&
+	qemu-img convert -O raw "$img" "$TMP/grown.raw" &&
+	test "$(stat -c %s "$TMP/grown.raw")" -eq $((512 * 1024 * 1024)) &&
+	sgdisk -v "$TMP/grown.raw" | tee "$TMP/verify" && grep -q "No problems found" "$TMP/verify" &&
+	sgdisk -i 1 "$TMP/grown.raw" | grep -x "Last sector: $((512 * 2048 - 34)) (at 512.0 MiB)" &&
+	test "$(sgdisk -p "$TMP/grown.raw" | grep -E "^ +1[46] ")" = "$before" &&
+	guestfish --ro -a "$TMP/grown.raw" run : mount /dev/sda1 / : statvfs / >"$TMP/statvfs" &&
+	size=$(awk "/^bsize:/ {b=\$2} /^blocks:/ {n=\$2} END {print b*n}" "$TMP/statvfs") &&
+	test "$size" -gt $((400 * 1024 * 1024))
+'
+
+test_expect_success "a root with a partition after it fails before anything is written, naming the layout" '
+	gpt_disk "$TMP/notlast.raw" root-not-last &&
+	sum=$(sha256sum "$TMP/notlast.raw" | cut -d" " -f1) &&
+	WANT=1 grow_with "$TMP/notlast.raw" "$TMP/out-notlast" &&
+	expect_err "the root filesystem cannot grow to disk_size: its partition 1 is not the last on the disk, partition 2 follows it (gpt, by position: 14 at sector 2048, 15 at sector 4096, 1 at sector 20480 (root), 2 at sector 151552)" &&
+	expect_err "base image '"'"'$TMP/notlast.raw'"'"'" &&
+	test ! -e "$TMP/out-notlast" && test "$(work_dirs)" -eq "$before_dirs" &&
+	test "$(sha256sum "$TMP/notlast.raw" | cut -d" " -f1)" = "$sum"
+'
+
 test_done

@@ -2,9 +2,10 @@
 # lane: vm
 # The OVA as other tools read it. GNU tar and sha256sum agree with its layout, .mf and
 # .sha256; Debian's virt-v2v (-i ova) parses the OVF (name, memory, vCPUs, the disk on SCSI,
-# the vmxnet3 NIC), checks the .mf against the members and refuses a tampered one; and, when
-# the libguestfs appliance starts here, opens the vmdk inside the tar and gets as far as
-# inspecting it (the test disk holds no operating system, so inspection is where it stops).
+# the vmxnet3 NIC, firmware bios; uefi from a UEFI image's vmw:firmware efi), checks the .mf
+# against the members and refuses a tampered one; and, when the libguestfs appliance starts
+# here, opens the vmdk inside the tar and gets as far as inspecting it (the test disk holds no
+# operating system, so inspection is where it stops).
 # The OVA is written by tests/unit/test-ova.c (IMGF_TEST_KEEP_OVA=DIR).
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
 . "$(dirname "$0")/../lib/harness.sh"
@@ -57,6 +58,17 @@ test_expect_success "virt-v2v parses the OVF and accepts the manifest" '
 	grep -qE "^ *nr vCPUs: 4$" "$TMP/source"
 	grep -qE "^	0 \[scsi\]$" "$TMP/source"
 	grep -qF "Bridge \"Lab & <Net>\" [vmxnet3]" "$TMP/source"
+	grep -qE "^ *firmware: bios$" "$TMP/source"
+'
+
+test_expect_success "virt-v2v reads firmware uefi from a UEFI image's OVF (vmw:firmware efi)" '
+	mkdir -p "$TMP/uefi"
+	IMGF_TEST_KEEP_OVA_UEFI=$TMP/uefi "$OVA_TEST" ova_declares_uefi_firmware >"$TMP/unit-uefi.log" 2>&1 ||
+		{ cat "$TMP/unit-uefi.log"; exit 1; }
+	virt-v2v -i ova "$TMP/uefi/$NAME.ova" -o null --print-source >"$TMP/source-uefi" 2>&1 ||
+		{ cat "$TMP/source-uefi"; exit 1; }
+	grep -E "^ *firmware:" "$TMP/source-uefi"
+	grep -qE "^ *firmware: uefi$" "$TMP/source-uefi"
 '
 
 test_expect_success "virt-v2v refuses the OVA once a digest in its .mf is changed" '

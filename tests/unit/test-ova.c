@@ -479,6 +479,8 @@ TEST(ova_descriptor_agrees_with_the_disk)
 		check_xpath(ovf, type, "string");
 	}
 	check_xpath(ovf, "count(//" EL("Property") ")", "8");
+	/* BIOS, the default, is not declared. */
+	check_xpath(ovf, "count(//" EL("VirtualHardwareSection") "/" EL("Config") ")", "0");
 
 	json_decref(disk_info);
 	json_decref(vmdk_info);
@@ -549,6 +551,76 @@ TEST(ova_is_reproducible)
 	if (keep && *keep)
 		fprintf(stderr, "  kept '%s/%s.ova'\n", keep, NAME);
 	fixture_release(&f);
+}
+
+/*
+ * firmware uefi: the VirtualHardwareSection says vmw:firmware efi, as vSphere exports a UEFI
+ * VM. IMGF_TEST_KEEP_OVA_UEFI=DIR keeps the OVA in DIR (t1300 hands it to virt-v2v).
+ */
+TEST(ova_declares_uefi_firmware)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("xmllint", "libxml2-utils"))
+		return;
+	struct fixture f;
+	fixture_init(&f);
+	const char *keep = getenv("IMGF_TEST_KEEP_OVA_UEFI");
+	if (keep && *keep) {
+		struct imgf_error *e = NULL;
+		CHECK(mkdir_p(keep, 0755, &e) == 0);
+		imgf_error_free(e);
+		f.opts.out_dir = keep;
+	}
+	f.opts.firmware = "uefi";
+	struct imgf_error *err = NULL;
+	CHECK(imgf_ova_write(&f.opts, NULL, &err) == 0);
+	imgf_error_free(err);
+	_cleanup_free_ char *ova = path_join(f.opts.out_dir, NAME ".ova");
+	struct member m[4] = {0};
+	size_t n = read_ova(ova, f.base, m, ARRAY_SIZE(m));
+	CHECK(n == 3);
+	if (n == 3) {
+		const char *ovf = m[0].path;
+		check_xpath(ovf,
+			    "count(/" EL("Envelope") "/" EL("VirtualSystem") "/" EL(
+				    "VirtualHardwareSection") "/" EL("Config") ")",
+			    "1");
+		const char *cfg = "//" EL("VirtualHardwareSection") "/" EL("Config");
+		_cleanup_free_ char *key = xasprintf("%s/" AT("key"), cfg);
+		_cleanup_free_ char *value = xasprintf("%s/" AT("value"), cfg);
+		_cleanup_free_ char *required = xasprintf("%s/" AT("required"), cfg);
+		check_xpath(ovf, key, "firmware");
+		check_xpath(ovf, value, "efi");
+		check_xpath(ovf, required, "false");
+		/* in VMware's namespace, as vSphere reads it */
+		_cleanup_free_ char *ns = xasprintf("namespace-uri(%s/" AT("key") ")", cfg);
+		check_xpath(ovf, ns, "http://www.vmware.com/schema/ovf");
+	}
+	members_free(m, n);
+	if (keep && *keep)
+		fprintf(stderr, "  kept '%s/%s.ova'\n", keep, NAME);
+	fixture_release(&f);
+}
+
+TEST(ova_firmware_other_than_bios_or_uefi_is_refused)
+{
+	struct imgf_ova_opts o = {
+		.name = NAME,
+		.firmware = "efi",
+		.build_timestamp = TIMESTAMP,
+	};
+	json_t *vars = json_pack("{s:s,s:s,s:s,s:s,s:s}", "distro_name", "ubuntu", "distro_version",
+				 "22.04", "kubernetes_semver", "v1.31.2", "containerd_version",
+				 "2.0.0", "kubernetes_cni_semver", "v1.5.1");
+	o.vars = vars;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_ova_validate(&o, &err) < 0);
+	CHECK_ERR(err, "firmware 'efi': expected bios or uefi");
+	imgf_error_free(err);
+	err = NULL;
+	o.firmware = "uefi";
+	CHECK(imgf_ova_validate(&o, &err) == 0);
+	imgf_error_free(err);
+	json_decref(vars);
 }
 
 static long long vmdk_cid(const char *vmdk)
