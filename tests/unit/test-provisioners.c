@@ -683,10 +683,20 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 		"/var/lib/containerd",
 		"/var/lib/containerd/io.containerd.grpc.v1.introspection",
 		"/var/cache",
-		"/var/cache/ldconfig"};
+		"/var/cache/ldconfig",
+		"/var/lib/systemd",
+		"/etc/iscsi",
+		"/usr",
+		"/usr/lib",
+		"/usr/lib/open-iscsi",
+		"/etc/nvme",
+		"/var/lib/dhcp",
+		"/var/lib/cloud",
+		"/var/lib/cloud/data",
+		"/var/lib/cloud/seed"};
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		_cleanup_free_ char *d = rootfs_path(&f.r, dirs[i]);
-		CHECK(mkdir(d, 0755) == 0);
+		CHECK(mkdir(d, 0755) == 0 || errno == EEXIST); /* the root has /usr/lib */
 	}
 	static const char *const files[] = {
 		"/etc/machine-id",
@@ -701,15 +711,37 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 		"/etc/ssh/sshd_config",
 		"/var/lib/containerd/io.containerd.grpc.v1.introspection/uuid",
 		"/var/cache/ldconfig/aux-cache",
+		"/var/lib/systemd/random-seed",
+		"/var/lib/systemd/credential.secret",
+		"/etc/iscsi/initiatorname.iscsi",
+		"/etc/nvme/hostnqn",
+		"/etc/nvme/hostid",
+		"/var/lib/dhcp/dhclient.eth0.leases",
+		"/var/lib/cloud/data/instance-id",
+		"/var/lib/cloud/seed/meta-data",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		_cleanup_free_ char *p = rootfs_path(&f.r, files[i]);
 		rootfs_write_host(p, "something\n", 0644);
 	}
+	/* Debian's: iscsid makes a name before it starts when the file says so */
+	_cleanup_free_ char *checks = rootfs_path(&f.r, "/usr/lib/open-iscsi/startup-checks.sh");
+	rootfs_write_host(checks, "if grep -q \"^GenerateName=yes\" $NAMEFILE ; then\n", 0755);
 	struct imgf_error *err = NULL;
 	CHECK(step_config(&f, "{}", &err, NULL) == 0);
 	CHECK(step_run(&f, &err) == 0);
 	report(err);
+	CHECK(has(&f, "/etc/iscsi/initiatorname.iscsi", S_IFREG, 0600));
+	CHECK(contains(&f, "/etc/iscsi/initiatorname.iscsi", "\nGenerateName=yes\n"));
+	_cleanup_free_ char *iname = rootfs_read(&f.r, "/etc/iscsi/initiatorname.iscsi");
+	CHECK(iname && !strstr(iname, "something"));
+	CHECK(absent(&f, "/var/lib/systemd/random-seed"));
+	CHECK(absent(&f, "/var/lib/systemd/credential.secret"));
+	CHECK(absent(&f, "/etc/nvme/hostnqn"));
+	CHECK(absent(&f, "/etc/nvme/hostid"));
+	CHECK(absent(&f, "/var/lib/dhcp/dhclient.eth0.leases"));
+	CHECK(absent(&f, "/var/lib/cloud/data"));
+	CHECK(has(&f, "/var/lib/cloud/seed/meta-data", S_IFREG, 0644)); /* the seed stays */
 	CHECK(has(&f, "/etc/machine-id", S_IFREG, 0));
 	_cleanup_free_ char *mid = rootfs_read(&f.r, "/etc/machine-id");
 	CHECK_STR(mid, "");
@@ -726,6 +758,23 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 	CHECK(absent(&f, "/var/tmp/junk"));
 	CHECK(has(&f, "/etc/ssh/sshd_config", S_IFREG, 0644)); /* config stays */
 	CHECK(has(&f, "/var/log/apt", S_IFDIR, 0));
+	imgf_error_free(err);
+	fixture_release(&f);
+}
+
+TEST(sysprep_removes_the_iscsi_initiator_name_where_iscsid_makes_one_when_missing)
+{
+	struct fixture f;
+	FIXTURE_INIT(&f, &imgf_sysprep_provisioner);
+	_cleanup_free_ char *d = rootfs_path(&f.r, "/etc/iscsi");
+	CHECK(mkdir(d, 0755) == 0);
+	_cleanup_free_ char *p = rootfs_path(&f.r, "/etc/iscsi/initiatorname.iscsi");
+	rootfs_write_host(p, "InitiatorName=iqn.1994-05.com.redhat:1234\n", 0644);
+	struct imgf_error *err = NULL;
+	CHECK(step_config(&f, "{}", &err, NULL) == 0);
+	CHECK(step_run(&f, &err) == 0);
+	report(err);
+	CHECK(absent(&f, "/etc/iscsi/initiatorname.iscsi"));
 	imgf_error_free(err);
 	fixture_release(&f);
 }
