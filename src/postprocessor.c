@@ -11,12 +11,14 @@
 
 extern const struct imgf_post_processor_ops imgf_checksum_post_processor,
 	imgf_manifest_post_processor, imgf_ova_post_processor, imgf_raw_post_processor,
-	imgf_vhd_post_processor, imgf_gce_post_processor;
+	imgf_vhd_post_processor, imgf_gce_post_processor, imgf_sbom_post_processor,
+	imgf_provenance_post_processor;
 
 /* Every post-processor (clang-format packs the lines); FIRST and LAST ones run in this order. */
 static const struct imgf_post_processor_ops *const post_processors[] = {
-	&imgf_checksum_post_processor, &imgf_manifest_post_processor, &imgf_ova_post_processor,
-	&imgf_raw_post_processor,      &imgf_vhd_post_processor,      &imgf_gce_post_processor,
+	&imgf_checksum_post_processor, &imgf_sbom_post_processor, &imgf_provenance_post_processor,
+	&imgf_manifest_post_processor, &imgf_ova_post_processor,  &imgf_raw_post_processor,
+	&imgf_vhd_post_processor,      &imgf_gce_post_processor,
 };
 
 const struct imgf_post_processor_ops *imgf_post_processor_find(const char *name)
