@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "build.h"
 #include "common.h"
 #include "error.h"
 #include "log.h"
@@ -73,6 +74,45 @@ int prov_check_version(struct imgf_step *s, struct imgf_target *t, char *const *
 	return r;
 }
 
+/*
+ * apt downloads into a directory of its own (so the Debian images' docker-clean hook, which
+ * empties /var/cache/apt/archives after each dpkg run, leaves the files) and each downloaded
+ * .deb is recorded, before it goes, as a line of PRV_RECORD: package, version, architecture
+ * (from apt's name for the file), the file's sha256 (apt checked it against the signed
+ * index), its URL and the archive (URL and suite/component, from apt-cache madison).
+ */
+#define PRV_DEBS "/var/cache/imgforge-debs"
+#define PRV_RECORD PRV_DEBS "/record.tsv"
+
+static const char apt_install_fn[] =
+	"apt_install() {\n"
+	"  export DEBIAN_FRONTEND=noninteractive\n"
+	"  if [ \"$update\" = 1 ]; then apt-get update -q; fi\n"
+	"  d=" PRV_DEBS "\n"
+	"  rm -rf $d; mkdir -p $d/partial\n"
+	"  o=\"-y -q --no-install-recommends -o Dir::Cache::Archives=$d/\"\n"
+	"  apt-get install $o --print-uris $missing >$d/uris.all\n"
+	"  grep \"^'\" $d/uris.all >$d/uris || true\n"
+	"  apt-get install $o $missing\n"
+	"  : >$d/record.tsv\n"
+	"  while read -r url file size hash; do\n"
+	"    url=${url#\\'}; url=${url%\\'}\n"
+	"    if [ ! -f \"$d/$file\" ]; then\n"
+	"      echo \"apt downloaded '$file' but it is not in $d\" >&2; exit 1\n"
+	"    fi\n"
+	/* apt names the file PACKAGE_VERSION_ARCH.deb, the epoch's ':' as %3a */
+	"    b=${file%.deb}; v=${b#*_}; a=${v##*_}; v=$(echo \"${v%_*}\" | sed 's/%3a/:/g')\n"
+	"    set -- \"${b%%_*}\" \"$v\" \"$a\"\n"
+	"    sum=$(sha256sum \"$d/$file\"); sum=${sum%% *}\n"
+	"    src=$(apt-cache madison \"$1\" | awk -F' [|] ' -v v=\"$2\" "
+	"'{ gsub(/^ +| +$/, \"\", $2) } $2 == v && / Packages$/ "
+	"{ sub(/ [^ ]+ Packages$/, \"\", $3); print $3; exit }')\n"
+	"    printf '%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' \"$1\" \"$2\" \"$3\" \"$sum\" \"$url\" "
+	"\"$src\" >>$d/record.tsv\n"
+	"  done <$d/uris\n"
+	"  rm -f $d/*.deb $d/uris.all $d/uris\n"
+	"}\n";
+
 int prov_packages_script(char *const *pkgs, bool update, bool clean, const char *manager,
 			 char **out, struct imgf_error **err)
 {
@@ -86,34 +126,31 @@ int prov_packages_script(char *const *pkgs, bool update, bool clean, const char 
 		strbuf_addf(&list, " %s", pkgs[i]);
 	}
 	struct strbuf sb = STRBUF_INIT;
-	strbuf_addf(&sb,
-		    "pkgs='%s'\n"
-		    "manager='%s'\n"
-		    "if [ \"$manager\" = auto ]; then\n"
-		    "  if command -v apt-get >/dev/null 2>&1; then manager=apt\n"
-		    "  elif command -v dnf >/dev/null 2>&1; then manager=dnf\n"
-		    "  else echo 'no apt-get or dnf in the target' >&2; exit 1; fi\n"
-		    "fi\n"
-		    "missing=\n"
-		    "for p in $pkgs; do\n"
-		    "  case $manager in\n"
-		    "  apt) dpkg-query -W -f='${Status}' \"${p%%%%=*}\" 2>/dev/null | grep -q "
-		    "'install ok installed' || missing=\"$missing $p\" ;;\n"
-		    "  dnf) rpm -q \"$p\" >/dev/null 2>&1 || missing=\"$missing $p\" ;;\n"
-		    "  esac\n"
-		    "done\n"
-		    "if [ -n \"$missing\" ]; then\n"
-		    "  echo \"installing:$missing\"\n"
-		    "  case $manager in\n"
-		    "  apt) export DEBIAN_FRONTEND=noninteractive\n"
-		    "       %s"
-		    "       apt-get install -y -q --no-install-recommends $missing ;;\n"
-		    "  dnf) dnf install -y -q $missing ;;\n"
-		    "  esac\n"
-		    "else\n"
-		    "  echo 'all packages already installed'\n"
-		    "fi\n",
-		    list.buf + (list.len ? 1 : 0), manager, update ? "apt-get update -q\n" : "");
+	strbuf_addf(&sb, "pkgs='%s'\nmanager='%s'\nupdate=%d\n", list.buf + (list.len ? 1 : 0),
+		    manager, update ? 1 : 0);
+	strbuf_addstr(&sb, apt_install_fn);
+	strbuf_addstr(&sb, "if [ \"$manager\" = auto ]; then\n"
+			   "  if command -v apt-get >/dev/null 2>&1; then manager=apt\n"
+			   "  elif command -v dnf >/dev/null 2>&1; then manager=dnf\n"
+			   "  else echo 'no apt-get or dnf in the target' >&2; exit 1; fi\n"
+			   "fi\n"
+			   "missing=\n"
+			   "for p in $pkgs; do\n"
+			   "  case $manager in\n"
+			   "  apt) dpkg-query -W -f='${Status}' \"${p%%=*}\" 2>/dev/null | grep -q "
+			   "'install ok installed' || missing=\"$missing $p\" ;;\n"
+			   "  dnf) rpm -q \"$p\" >/dev/null 2>&1 || missing=\"$missing $p\" ;;\n"
+			   "  esac\n"
+			   "done\n"
+			   "if [ -n \"$missing\" ]; then\n"
+			   "  echo \"installing:$missing\"\n"
+			   "  case $manager in\n"
+			   "  apt) apt_install ;;\n"
+			   "  dnf) dnf install -y -q $missing ;;\n"
+			   "  esac\n"
+			   "else\n"
+			   "  echo 'all packages already installed'\n"
+			   "fi\n");
 	if (clean)
 		strbuf_addstr(&sb, "case $manager in\n"
 				   "apt) apt-get clean; rm -rf /var/lib/apt/lists/* ;;\n"
@@ -121,5 +158,91 @@ int prov_packages_script(char *const *pkgs, bool update, bool clean, const char 
 				   "esac\n");
 	strbuf_release(&list);
 	*out = strbuf_detach(&sb, NULL);
+	return 0;
+}
+
+static bool field_ok(const char *f)
+{
+	return *f && !strpbrk(f, " \t\r\n");
+}
+
+int prov_packages_parse(const char *text, json_t **out, struct imgf_error **err)
+{
+	json_t *list = json_array();
+	size_t lineno = 0;
+	for (const char *p = text; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		_cleanup_free_ char *line = xstrndup(p, len);
+		p += len + (nl ? 1 : 0);
+		lineno++;
+		if (!*line)
+			continue;
+		char *f[6] = {0};
+		size_t n = 0;
+		char *save = line;
+		for (char *tab; n < 6; n++) {
+			f[n] = save;
+			if (!(tab = strchr(save, '\t'))) {
+				n++;
+				break;
+			}
+			*tab = '\0';
+			save = tab + 1;
+		}
+		/* the archive is the one field that may hold a space ("URL suite/component") */
+		if (n != 6 || strchr(f[5], '\t'))
+			goto bad;
+		for (size_t k = 0; k < 5; k++)
+			if (!field_ok(f[k]))
+				goto bad;
+		if (strlen(f[3]) != 64 || !str_is_hex(f[3], 64)) {
+			json_decref(list);
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "package record line %zu: '%s': not a sha256", lineno,
+					      f[3]);
+		}
+		json_t *e = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "kind", "deb", "package",
+				      f[0], "version", f[1], "architecture", f[2], "sha256", f[3],
+				      "url", f[4], "archive", f[5]);
+		json_object_set_new(e, "name", json_sprintf("deb:%s:%s", f[0], f[2]));
+		json_array_append_new(list, e);
+		continue;
+	bad:
+		json_decref(list);
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "package record line %zu: expected package, version, "
+				      "architecture, sha256, URL and archive separated by tabs",
+				      lineno);
+	}
+	*out = list;
+	return 0;
+}
+
+int prov_packages_install(struct imgf_step *s, struct imgf_target *t, char *const *pkgs,
+			  bool update, bool clean, const char *manager, struct imgf_error **err)
+{
+	_cleanup_free_ char *script = NULL;
+	if (prov_packages_script(pkgs, update, clean, manager, &script, err) < 0 ||
+	    imgf_target_sh(t, s->label, script, NULL, err) < 0)
+		return -1;
+	char *argv[] = {"/bin/sh", "-c",
+			"if [ -f " PRV_RECORD " ]; then cat " PRV_RECORD "; fi; rm -rf " PRV_DEBS,
+			NULL};
+	_cleanup_free_ char *text = NULL;
+	json_t *list = NULL;
+	if (imgf_target_capture(t, s->label, argv, &text, err) < 0 ||
+	    prov_packages_parse(text, &list, err) < 0)
+		return imgf_error_prefix(err, "record the installed packages");
+	size_t i;
+	json_t *e;
+	json_array_foreach(list, i, e)
+	{
+		imgf_build_record_package(s->build, json_incref(e));
+	}
+	if (json_array_size(list))
+		log_info("%s: %zu package file(s) recorded with their sha256", s->label,
+			 json_array_size(list));
+	json_decref(list);
 	return 0;
 }

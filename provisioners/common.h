@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 struct imgf_error;
 struct imgf_step;
 struct imgf_target;
@@ -29,8 +31,18 @@ int prov_tar_enable_unit(struct imgf_tar *w, const char *unit, const char *unit_
 int prov_check_version(struct imgf_step *s, struct imgf_target *t, char *const *argv,
 		       const char *want, struct imgf_error **err);
 /* A shell script that installs packages with apt or dnf, whichever the target has, only
- * when missing, and cleans the package lists afterwards. Names are checked first. */
+ * when missing, and cleans the package lists afterwards. Names are checked first. With apt
+ * it keeps a record of every .deb it downloaded (see prov_packages_install). */
 int prov_packages_script(char *const *pkgs, bool update, bool clean, const char *manager,
 			 char **out, struct imgf_error **err);
+/*
+ * Install with that script and record each .deb apt downloaded in the build's inputs
+ * (imgf_build_record_package): {name "deb:PKG:ARCH", kind "deb", package, version,
+ * architecture, sha256 of the file, url, archive}. dnf's packages are not recorded.
+ */
+int prov_packages_install(struct imgf_step *s, struct imgf_target *t, char *const *pkgs,
+			  bool update, bool clean, const char *manager, struct imgf_error **err);
+/* The record's lines (PKG VERSION ARCH SHA256 URL ARCHIVE, tab-separated) as that list. */
+int prov_packages_parse(const char *text, json_t **out, struct imgf_error **err);
 
 #endif

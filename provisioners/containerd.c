@@ -56,9 +56,7 @@ static int containerd_run(struct imgf_step *s, struct imgf_target *t, struct img
 	const char *bin = "/usr/local/bin/containerd";
 	if (from_package(s)) {
 		char *pkgs[] = {"containerd", NULL};
-		_cleanup_free_ char *script = NULL;
-		if (prov_packages_script(pkgs, true, true, "auto", &script, err) < 0 ||
-		    imgf_target_sh(t, s->label, script, NULL, err) < 0)
+		if (prov_packages_install(s, t, pkgs, true, true, "auto", err) < 0)
 			return -1;
 		unit_path = "/lib/systemd/system/containerd.service";
 		bin = "containerd";

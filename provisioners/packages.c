@@ -1,4 +1,5 @@
-/* packages: install distro packages with apt or dnf (detected), then clean the lists. */
+/* packages: install distro packages with apt or dnf (detected), record each .deb (name,
+ * version, architecture, sha256, archive) in the manifest's inputs, then clean the lists. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,12 +46,9 @@ static int packages_validate(struct imgf_step *s, struct imgf_error **err)
 static int packages_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error **err)
 {
 	_cleanup_strv_ char **pkgs = package_list(s);
-	_cleanup_free_ char *script = NULL;
-	if (prov_packages_script(pkgs, imgf_cfg_bool(s->cfg, "update", true),
-				 imgf_cfg_bool(s->cfg, "clean", true),
-				 imgf_cfg_str(s->cfg, "manager", "auto"), &script, err) < 0)
-		return -1;
-	return imgf_target_sh(t, s->label, script, NULL, err);
+	return prov_packages_install(s, t, pkgs, imgf_cfg_bool(s->cfg, "update", true),
+				     imgf_cfg_bool(s->cfg, "clean", true),
+				     imgf_cfg_str(s->cfg, "manager", "auto"), err);
 }
 
 const struct imgf_provisioner_ops imgf_packages_provisioner = {

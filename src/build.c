@@ -36,6 +36,15 @@ void imgf_build_record_local_input(struct imgf_build *b, const char *name, const
 	json_object_set_new(b->labels, label, json_string(value));
 }
 
+void imgf_build_record_package(struct imgf_build *b, json_t *entry)
+{
+	if (!b->inputs) {
+		json_decref(entry);
+		return;
+	}
+	json_array_append_new(b->inputs, entry);
+}
+
 double imgf_now(void)
 {
 	struct timespec ts;

@@ -48,6 +48,10 @@ void imgf_build_record_input(struct imgf_build *b, const char *name, const char 
 void imgf_build_record_local_input(struct imgf_build *b, const char *name, const char *path,
 				   const char *sha256);
 
+/* Record a distro package the build installed (a manifest input of kind "deb", see
+ * provisioners/common.h); takes the reference. No label: an image holds hundreds. */
+void imgf_build_record_package(struct imgf_build *b, json_t *entry);
+
 /* The output directory name for a config: BUILD_NAME+kube-KUBERNETES_VERSION (see
  * imgf_output_name), from its variables build_name and kubernetes_semver. */
 int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err);

@@ -7,6 +7,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "digest.h"
 #include "error.h"
 #include "fsutil.h"
 #include "strbuf.h"
@@ -399,7 +400,21 @@ struct loader {
 	json_t *images;	  /* array of absolute-ish paths, from the last file that set it */
 	char **stack;	  /* files being loaded, for include cycles */
 	size_t total;	  /* bytes interpolated so far (INTERPOLATED_TOTAL_MAX) */
+	json_t *files;	  /* imgf_config.files */
 };
+
+/* A file the config was read from, with its sha256 (for provenance). */
+static void note_file(json_t *files, const char *path, const char *role)
+{
+	char hex[IMGF_DIGEST_HEX_MAX];
+	struct imgf_error *e = NULL;
+	if (imgf_digest_file(path, IMGF_SHA256, hex, &e) < 0) {
+		imgf_error_free(e); /* it was just read: only a race gets here */
+		return;
+	}
+	json_array_append_new(
+		files, json_pack("{s:s,s:s,s:s}", "path", path, "role", role, "sha256", hex));
+}
 
 static const char *const config_keys[] = {"include", "variables", "images", NULL};
 
@@ -493,6 +508,7 @@ static int load_file(struct loader *ld, const char *path, int depth, struct imgf
 	json_t *doc;
 	if (imgf_config_parse_file(path, &doc, err) < 0)
 		return -1;
+	note_file(ld->files, path, depth ? "include" : "config");
 	int r = -1;
 	ld->stack = strv_push(ld->stack, xstrdup(path));
 	_cleanup_free_ char *dir = path_dirname(path);
@@ -617,6 +633,7 @@ static int load_image_def(struct imgf_config *c, const char *path, struct imgf_i
 	json_t *doc;
 	if (imgf_config_parse_file(path, &doc, err) < 0)
 		return -1;
+	note_file(c->files, path, "image");
 	def->file = xstrdup(path);
 	def->raw = doc;
 	if (!json_is_object(doc))
@@ -662,9 +679,11 @@ int imgf_config_load(const char *path, const struct imgf_config_opts *opts,
 	struct loader ld = {
 		.raw_vars = json_object(),
 		.var_from = json_object(),
+		.files = json_array(),
 	};
 	struct imgf_config *c = xcalloc(1, sizeof(*c));
 	c->path = xstrdup(path);
+	c->files = json_incref(ld.files);
 	int r = -1;
 
 	if (load_file(&ld, path, 0, err) < 0)
@@ -674,6 +693,7 @@ int imgf_config_load(const char *path, const struct imgf_config_opts *opts,
 		json_t *doc;
 		if (imgf_config_parse_file(vf, &doc, err) < 0)
 			goto out;
+		note_file(ld.files, vf, "var-file");
 		/* A var file is either {"variables": {...}} or a flat object of variables. */
 		json_t *vars = json_is_object(doc) && json_object_get(doc, "variables")
 				       ? json_object_get(doc, "variables")
@@ -744,6 +764,7 @@ out:
 	json_decref(ld.raw_vars);
 	json_decref(ld.var_from);
 	json_decref(ld.images);
+	json_decref(ld.files);
 	strv_free(ld.stack);
 	imgf_config_free(c);
 	return r;
@@ -765,6 +786,7 @@ void imgf_config_free(struct imgf_config *c)
 	free(c->images);
 	json_decref(c->vars);
 	json_decref(c->var_from);
+	json_decref(c->files);
 	free(c->path);
 	free(c);
 }

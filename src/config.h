@@ -30,6 +30,8 @@ struct imgf_config {
 	char *path;	  /* the top-level file */
 	json_t *vars;	  /* name -> string, fully interpolated */
 	json_t *var_from; /* name -> where its winning value was set ("FILE" or "--var") */
+	json_t *files;	  /* every file read, in order: [{path, role, sha256}], role "config",
+			   * "include", "var-file" or "image" (for provenance) */
 	struct imgf_image_def *images;
 	size_t nimages;
 };

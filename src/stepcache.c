@@ -685,7 +685,10 @@ void imgf_stepcache_replay(struct imgf_build *b, size_t step)
 		if (!name || !sha || recorded(b, name))
 			continue; /* the docker base: recorded by cache_base, or after the steps'
 				   * inputs when it was pulled (imgf_stepcache_settle) */
-		if (json_is_true(json_object_get(in, "local")))
+		const char *kind = json_string_value(json_object_get(in, "kind"));
+		if (kind && !strcmp(kind, "deb"))
+			imgf_build_record_package(b, json_deep_copy(in));
+		else if (json_is_true(json_object_get(in, "local")))
 			imgf_build_record_local_input(
 				b, name, json_string_value(json_object_get(in, "path")) ?: "", sha);
 		else

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "attest.h"
 #include "digest.h"
 #include "config.h"
 #include "error.h"
@@ -163,6 +164,61 @@ static void plan_add_bucket(struct upload_plan *p, const char *bucket)
 	p->buckets = strv_push(p->buckets, xstrdup(bucket));
 }
 
+/* A regular file of the build directory (a symlink there could name any file, a key). */
+static int plan_stat(const char *path, const char *name, const char *mpath, size_t index,
+		     uint64_t *size, struct imgf_error **err)
+{
+	struct stat st;
+	errno = 0;
+	if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+		return 0;
+	}
+	int e = errno;
+	bool link = !e && S_ISLNK(st.st_mode);
+	return e ? imgf_error_errno(err, e, "%s: builds[%zu].files: artifact '%s'", mpath, index,
+				    name)
+		 : imgf_error_set(err, IMGF_EXIT_FAIL, "%s: builds[%zu].files: artifact '%s' is %s",
+				  mpath, index, name,
+				  link ? "a symlink (only a regular file of the build directory is "
+					 "uploaded)"
+				       : "not a regular file");
+}
+
+/*
+ * The build's SBOM and provenance (attest.h), each to be uploaded beside the artifact `art`
+ * as ARTIFACT_OBJECT.spdx.json and .provenance.json, before the artifact, so the artifact's
+ * .sha256, written last, says all of them are there.
+ */
+static int plan_attestations(struct upload_plan *p, const char *dir, json_t *files,
+			     const struct upload_item *art, const char *mpath, size_t index,
+			     struct imgf_error **err)
+{
+	static const char *const suffixes[] = {IMGF_SBOM_SUFFIX, IMGF_PROVENANCE_SUFFIX};
+	size_t i;
+	json_t *f;
+	json_array_foreach(files, i, f)
+	{
+		const char *name = json_string_value(json_object_get(f, "name"));
+		for (size_t k = 0; name && k < ARRAY_SIZE(suffixes); k++) {
+			if (!str_has_suffix(name, suffixes[k]))
+				continue;
+			struct upload_item it = {.channel = art->channel};
+			it.file = artifact_path(dir, name);
+			if (plan_stat(it.file, name, mpath, index, &it.size, err) < 0) {
+				free(it.file);
+				return -1;
+			}
+			it.bucket = xstrdup(art->bucket);
+			it.object = xasprintf("%s%s", art->object, suffixes[k]);
+			it.sidecar = xasprintf("%s.sha256", it.object);
+			ALLOC_GROW(p->items, p->n + 1, p->alloc);
+			p->items[p->n++] = it;
+		}
+	}
+	return 0;
+}
+
 static int plan_build(struct upload_plan *p, const struct imgf_upload_opts *o, const char *dir,
 		      json_t *build, const char *mpath, size_t index, struct imgf_error **err)
 {
@@ -209,23 +265,10 @@ static int plan_build(struct upload_plan *p, const struct imgf_upload_opts *o, c
 		struct upload_item it = {.channel = channel};
 		it.file = artifact_path(dir, name);
 		/* Not followed: a symlink in the build directory could name any file (a key) */
-		struct stat st;
-		errno = 0;
-		if (lstat(it.file, &st) < 0 || !S_ISREG(st.st_mode)) {
-			int e = errno;
-			bool link = !e && S_ISLNK(st.st_mode);
+		if (plan_stat(it.file, name, mpath, index, &it.size, err) < 0) {
 			free(it.file);
-			return e ? imgf_error_errno(err, e, "%s: builds[%zu].files: artifact '%s'",
-						    mpath, index, name)
-				 : imgf_error_set(
-					   err, IMGF_EXIT_FAIL,
-					   "%s: builds[%zu].files: artifact '%s' is %s", mpath,
-					   index, name,
-					   link ? "a symlink (only a regular file of the build "
-						  "directory is uploaded)"
-						: "not a regular file");
+			return -1;
 		}
-		it.size = (uint64_t)st.st_size;
 		it.bucket = xstrdup(bucket);
 		_cleanup_free_ char *stem = imgf_output_name(build_name, version);
 		it.object = xasprintf("%s/%s/%s.%s", channel, version, stem, ext);
@@ -249,6 +292,13 @@ static int plan_build(struct upload_plan *p, const struct imgf_upload_opts *o, c
 			if (clash < 0)
 				return -1;
 			continue;
+		}
+		if (plan_attestations(p, dir, files, &it, mpath, index, err) < 0) {
+			free(it.file);
+			free(it.bucket);
+			free(it.object);
+			free(it.sidecar);
+			return -1;
 		}
 		ALLOC_GROW(p->items, p->n + 1, p->alloc);
 		p->items[p->n++] = it;

@@ -208,6 +208,34 @@ test_expect_success "--dry-run prints the plan and writes nothing" '
 	test "$(grep -c "^up to date: " "$TMP/out")" = 2
 '
 
+BA=imgf-t1400-att-$RUN
+mkbucket "$BA"
+ATT=$TMP/att/$N
+mkbuild "$ATT" ubuntu-2204 v1.31.2 "$BA" 16
+echo "{\"spdxVersion\": \"SPDX-2.3\"}" >"$ATT/capi-qcow2.spdx.json"
+echo "{\"_type\": \"https://in-toto.io/Statement/v1\"}" >"$ATT/capi-qcow2.provenance.json"
+jq ".builds[0].files += [{name: \"capi-qcow2.spdx.json\"}, {name: \"capi-qcow2.provenance.json\"}]" \
+	"$ATT/manifest.json" >"$ATT/m.json" && mv "$ATT/m.json" "$ATT/manifest.json"
+
+test_expect_success "the SBOM and provenance go up beside each artifact, before its .sha256" '
+	expect_exit 0 "$IMGF" image-upload "$ATT" &&
+	for ext in ova qcow2; do
+		for s in "" .spdx.json .provenance.json; do
+			printf "%s\n" "$OBJ.$ext$s" "$OBJ.$ext$s.sha256"
+		done
+	done | LC_ALL=C sort | diff -u - <(objects "$BA") &&
+	for ext in ova qcow2; do
+		get "$BA" "$OBJ.$ext.spdx.json" | cmp - "$ATT/capi-qcow2.spdx.json" &&
+		get "$BA" "$OBJ.$ext.provenance.json" | cmp - "$ATT/capi-qcow2.provenance.json" &&
+		a=$(grep -nF "uploaded: gs://$BA/$OBJ.$ext (" "$TMP/out" | cut -d: -f1) &&
+		s=$(grep -nF "uploaded: gs://$BA/$OBJ.$ext.spdx.json (" "$TMP/out" | cut -d: -f1) &&
+		p=$(grep -nF "uploaded: gs://$BA/$OBJ.$ext.provenance.json (" "$TMP/out" | cut -d: -f1) &&
+		test "$s" -lt "$a" && test "$p" -lt "$a" || exit 1
+	done &&
+	expect_exit 0 "$IMGF" image-list "gs://$BA/" &&
+	! grep -q -e spdx -e provenance "$TMP/out"
+'
+
 test_expect_success "a missing manifest is a precise error and nothing is uploaded, even from the good directory" '
 	mkdir -p "$TMP/empty" &&
 	expect_exit 1 "$IMGF" image-upload "$TMP/dry" "$TMP/empty" &&

@@ -34,7 +34,7 @@ static const char *const rootfs_applets[] = {
 	"sh",	 "ls",	  "mkdir",    "rm",    "cat",	"chmod", "ln",	  "echo",     "printf",
 	"test",	 "[",	  "true",     "false", "touch", "find",	 "env",	  "grep",     "sed",
 	"head",	 "id",	  "mv",	      "cp",    "stat",	"sleep", "wc",	  "basename", "dirname",
-	"mount", "mknod", "readlink", "kill",  "pwd",	"tr",	 "uname",
+	"mount", "mknod", "readlink", "kill",  "pwd",	"tr",	 "uname", "awk",      "sha256sum",
 };
 
 struct rootfs {

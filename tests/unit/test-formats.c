@@ -180,6 +180,9 @@ static int run(struct fixture *f, json_t **m, struct imgf_error **err)
 	return imgf_post_processors_run(&c, err);
 }
 
+/* What the sbom and provenance post-processors write for every image (attest.h). */
+#define ATTESTATIONS "capi-formats.provenance.json\ncapi-formats.spdx.json\n"
+
 /* The names in the fixture's directory, sorted, one per line. */
 static char *dir_listing(const char *dir)
 {
@@ -262,7 +265,8 @@ TEST(raw_is_a_sparse_raw_disk_with_the_qcow2s_bytes)
 	check_sidecar(raw);
 	check_manifest_lists(m, f.dir, NAME ".raw");
 	_cleanup_free_ char *ls = dir_listing(f.dir);
-	CHECK_STR(ls, NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".raw\n" NAME ".raw.sha256\n");
+	CHECK_STR(ls, ATTESTATIONS NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".raw\n" NAME
+					".raw.sha256\n");
 	json_decref(m);
 	fixture_release(&f);
 }
@@ -345,7 +349,8 @@ TEST(vhd_is_a_fixed_vhd_of_a_whole_mib_whose_footer_checks_out)
 	check_sidecar(vhd);
 	check_manifest_lists(m, f.dir, NAME ".vhd");
 	_cleanup_free_ char *ls = dir_listing(f.dir);
-	CHECK_STR(ls, NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".vhd\n" NAME ".vhd.sha256\n");
+	CHECK_STR(ls, ATTESTATIONS NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".vhd\n" NAME
+					".vhd.sha256\n");
 	json_decref(m);
 	fixture_release(&f);
 	unsetenv("SOURCE_DATE_EPOCH");
@@ -505,8 +510,8 @@ TEST(gce_is_a_gnu_tar_gz_holding_only_disk_raw_with_the_disks_bytes)
 	check_manifest_lists(m, f.dir, NAME ".tar.gz");
 	CHECK(unlink(want) == 0);
 	_cleanup_free_ char *ls = dir_listing(f.dir);
-	CHECK_STR(ls,
-		  NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".tar.gz\n" NAME ".tar.gz.sha256\n");
+	CHECK_STR(ls, ATTESTATIONS NAME ".qcow2\n" NAME ".qcow2.sha256\n" NAME ".tar.gz\n" NAME
+					".tar.gz.sha256\n");
 	json_decref(m);
 	fixture_release(&f);
 	unsetenv("SOURCE_DATE_EPOCH");

@@ -84,7 +84,8 @@ static struct imgf_error *validate(const struct imgf_builder_ops *builder, const
 
 TEST(the_table_lists_every_post_processor_and_nothing_else)
 {
-	static const char *const names[] = {"checksum", "manifest", "ova", "raw", "vhd", "gce"};
+	static const char *const names[] = {"checksum", "sbom", "provenance", "manifest",
+					    "ova",	"raw",	"vhd",	      "gce"};
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		const struct imgf_post_processor_ops *ops = imgf_post_processor_find(names[i]);
 		CHECK(ops != NULL);
@@ -97,10 +98,14 @@ TEST(the_table_lists_every_post_processor_and_nothing_else)
 	CHECK(imgf_post_processor_find("") == NULL);
 	CHECK(imgf_post_processor_find(NULL) == NULL);
 	char *known = imgf_post_processor_names();
-	CHECK_STR(known, "'checksum', 'manifest', 'ova', 'raw', 'vhd', 'gce'");
+	CHECK_STR(known, "'checksum', 'sbom', 'provenance', 'manifest', 'ova', 'raw', 'vhd', "
+			 "'gce'");
 	free(known);
-	/* checksum before, manifest after whatever the image lists */
+	/* checksum before, sbom, provenance and manifest (in that order) after whatever the
+	 * image lists */
 	CHECK(imgf_post_processor_find("checksum")->when == IMGF_PP_FIRST);
+	CHECK(imgf_post_processor_find("sbom")->when == IMGF_PP_LAST);
+	CHECK(imgf_post_processor_find("provenance")->when == IMGF_PP_LAST);
 	CHECK(imgf_post_processor_find("manifest")->when == IMGF_PP_LAST);
 	CHECK(imgf_post_processor_find("ova")->when == IMGF_PP_LISTED);
 	CHECK(imgf_post_processor_find("raw")->when == IMGF_PP_LISTED);
@@ -149,7 +154,8 @@ TEST(validate_names_unknown_types_and_keys)
 	struct imgf_error *err = validate(&imgf_qemu_builder, "[{\"type\": \"ovf\"}]", "{}");
 	CHECK_ERR(err,
 		  "images/test.json: post_processors[0].type: unknown post-processor 'ovf' "
-		  "(known post-processors: 'checksum', 'manifest', 'ova', 'raw', 'vhd', 'gce')");
+		  "(known post-processors: 'checksum', 'sbom', 'provenance', 'manifest', 'ova', "
+		  "'raw', 'vhd', 'gce')");
 	imgf_error_free(err);
 	err = validate(&imgf_qemu_builder, "[{\"type\": \"manifest\"}, {\"name\": \"x\"}]", "{}");
 	CHECK_ERR(err, "post_processors[1].type: unknown post-processor ''");
@@ -254,11 +260,13 @@ TEST(checksum_writes_the_disks_sidecar_right_after_it_and_manifest_records_it_on
 	_cleanup_free_ char *text = NULL;
 	CHECK(read_file(side, 4096, &text, NULL, NULL) == 0);
 	CHECK_STR(text, ABC_SHA256 "\n");
-	CHECK(strv_len(art.files) == 3);
-	if (strv_len(art.files) == 3) {
+	CHECK(strv_len(art.files) == 5);
+	if (strv_len(art.files) == 5) {
 		CHECK_STR(art.files[0], "disk.qcow2");
 		CHECK_STR(art.files[1], "disk.qcow2.sha256");
 		CHECK_STR(art.files[2], "console.log");
+		CHECK_STR(art.files[3], "capi-ova.spdx.json");
+		CHECK_STR(art.files[4], "capi-ova.provenance.json");
 	}
 	/* listed or not, one entry per image */
 	json_t *builds = json_object_get(m, "builds");
@@ -273,7 +281,7 @@ TEST(checksum_writes_the_disks_sidecar_right_after_it_and_manifest_records_it_on
 			  json_object_get(json_object_get(e, "custom_data"), "kubernetes_semver")),
 		  "v1.31.2");
 	json_t *files = json_object_get(e, "files");
-	CHECK(json_array_size(files) == 3);
+	CHECK(json_array_size(files) == 5);
 	CHECK_STR(json_string_value(json_object_get(json_array_get(files, 1), "name")),
 		  "disk.qcow2.sha256");
 	CHECK(json_integer_value(json_object_get(json_array_get(files, 0), "size")) == 3);
@@ -292,7 +300,7 @@ TEST(an_artifact_without_a_disk_gets_no_sidecar_and_still_a_manifest_entry)
 	struct imgf_error *err = NULL;
 	CHECK(run(&f, &art, m, &err) == 0);
 	imgf_error_free(err);
-	CHECK(strv_len(art.files) == 1);
+	CHECK(strv_len(art.files) == 3); /* console.log, the SBOM, the provenance */
 	json_t *e = json_array_get(json_object_get(m, "builds"), 0);
 	CHECK(json_array_size(json_object_get(m, "builds")) == 1);
 	CHECK_STR(json_string_value(json_object_get(e, "builder_type")), "docker");
@@ -352,5 +360,225 @@ TEST(output_name_is_build_name_kube_version_for_build_and_upload)
 	CHECK(imgf_build_dir_name(&f.cfg, &dir, &err) < 0);
 	CHECK_ERR(err, "test.json: variables 'build_name' and 'kubernetes_semver' must be defined");
 	imgf_error_free(err);
+	fixture_release(&f);
+}
+
+/* ---- sbom and provenance ---------------------------------------------------------------- */
+
+#define HEX64(c)                                                                                  \
+	c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c \
+		c c c c c c c c c c c c c c c c c c c
+
+static json_t *load_json(const char *dir, const char *name, char **text)
+{
+	_cleanup_free_ char *p = path_join(dir, name);
+	CHECK(read_file(p, 1 << 20, text, NULL, NULL) == 0);
+	json_t *j = *text ? json_loads(*text, 0, NULL) : NULL;
+	CHECK(j != NULL);
+	return j;
+}
+
+/* The package of an SBOM whose name is `name`, or NULL. */
+static json_t *spdx_package(json_t *doc, const char *name)
+{
+	size_t i;
+	json_t *p;
+	json_array_foreach(json_object_get(doc, "packages"), i, p)
+	{
+		const char *n = json_string_value(json_object_get(p, "name"));
+		if (n && !strcmp(n, name))
+			return p;
+	}
+	return NULL;
+}
+
+static const char *purl_of(json_t *pkg)
+{
+	json_t *ref = json_array_get(json_object_get(pkg, "externalRefs"), 0);
+	if (strcmp(json_string_value(json_object_get(ref, "referenceType")) ?: "", "purl"))
+		return NULL;
+	return json_string_value(json_object_get(ref, "referenceLocator"));
+}
+
+static bool has_relationship(json_t *doc, const char *from, const char *type, const char *to)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(doc, "relationships"), i, r)
+	{
+		if (!strcmp(json_string_value(json_object_get(r, "spdxElementId")) ?: "", from) &&
+		    !strcmp(json_string_value(json_object_get(r, "relationshipType")) ?: "",
+			    type) &&
+		    !strcmp(json_string_value(json_object_get(r, "relatedSpdxElement")) ?: "", to))
+			return true;
+	}
+	return false;
+}
+
+TEST(sbom_and_provenance_describe_the_artifact_and_every_input)
+{
+	setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
+	struct fixture f;
+	struct imgf_artifact art;
+	run_fixture_init(&f, &imgf_qemu_builder, "[]", &art);
+	json_object_set_new(f.cfg.vars, "registry_password", json_string("hunter2"));
+	f.cfg.files = json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:s}]", "path", "test.json", "role",
+				"config", "sha256", HEX64("f"), "path", "vars.json", "role",
+				"var-file", "sha256", HEX64("9"));
+	json_t *in = f.build.inputs;
+	json_array_append_new(in, json_pack("{s:s,s:s,s:s}", "name", "base-image", "url",
+					    "https://cloud.example/debian.qcow2", "sha256",
+					    HEX64("a")));
+	json_array_append_new(in, json_pack("{s:s,s:s,s:s}", "name", "containerd", "url",
+					    "https://user:tok@mirror.example/containerd.tgz",
+					    "sha256", HEX64("b")));
+	json_array_append_new(in, json_pack("{s:s,s:s,s:s}", "name", "registry.k8s.io/pause:3.10",
+					    "url", "docker://registry.k8s.io/pause:3.10", "sha256",
+					    HEX64("c")));
+	json_array_append_new(
+		in, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "name", "deb:libstdc++6:amd64",
+			      "kind", "deb", "package", "libstdc++6", "version", "1:12.2.0-14",
+			      "architecture", "amd64", "sha256", HEX64("d"), "url",
+			      "http://deb.example/debian/pool/main/g/gcc-12/libstdc++6.deb",
+			      "archive", "http://deb.example/debian bookworm/main"));
+	json_array_append_new(in, json_pack("{s:s,s:s,s:s,s:b}", "name", "kubeadm", "path",
+					    "/src/kubeadm", "sha256", HEX64("e"), "local", 1));
+	json_t *m = imgf_manifest_new();
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &art, m, &err) == 0);
+	CHECK(err == NULL);
+	imgf_error_free(err);
+
+	/* the manifest lists both files */
+	json_t *files = json_object_get(json_array_get(json_object_get(m, "builds"), 0), "files");
+	CHECK_STR(json_string_value(json_object_get(json_array_get(files, 3), "name")),
+		  "capi-ova.spdx.json");
+	CHECK_STR(json_string_value(json_object_get(json_array_get(files, 4), "name")),
+		  "capi-ova.provenance.json");
+
+	_cleanup_free_ char *text = NULL;
+	json_t *doc = load_json(f.dir, "capi-ova.spdx.json", &text);
+	CHECK(!strstr(text, "tok@")); /* URL credentials redacted */
+	CHECK_STR(json_string_value(json_object_get(doc, "spdxVersion")), "SPDX-2.3");
+	CHECK_STR(json_string_value(json_object_get(doc, "dataLicense")), "CC0-1.0");
+	CHECK_STR(json_string_value(json_object_get(doc, "SPDXID")), "SPDXRef-DOCUMENT");
+	CHECK_STR(json_string_value(json_object_get(doc, "name")), "capi-ova");
+	CHECK(str_has_prefix(json_string_value(json_object_get(doc, "documentNamespace")) ?: "",
+			     "urn:imgforge:spdx:"));
+	json_t *ci = json_object_get(doc, "creationInfo");
+	CHECK_STR(json_string_value(json_object_get(ci, "created")), "2023-11-14T22:13:20Z");
+	CHECK(str_has_prefix(json_string_value(json_array_get(json_object_get(ci, "creators"), 0))
+				     ?: "",
+			     "Tool: imgforge-"));
+	/* every package has the fields SPDX 2.3 requires */
+	size_t i;
+	json_t *p;
+	json_array_foreach(json_object_get(doc, "packages"), i, p)
+	{
+		CHECK(str_has_prefix(json_string_value(json_object_get(p, "SPDXID")) ?: "",
+				     "SPDXRef-"));
+		CHECK(json_string_value(json_object_get(p, "name")) != NULL);
+		CHECK(json_string_value(json_object_get(p, "downloadLocation")) != NULL);
+		CHECK(json_is_false(json_object_get(p, "filesAnalyzed")));
+	}
+	CHECK(json_array_size(json_object_get(doc, "packages")) == 6); /* the disk + 5 inputs */
+	json_t *disk = spdx_package(doc, "disk.qcow2");
+	CHECK(disk != NULL);
+	const char *disk_id = json_string_value(json_object_get(disk, "SPDXID")) ?: "";
+	CHECK_STR(json_string_value(json_object_get(
+			  json_array_get(json_object_get(disk, "checksums"), 0), "checksumValue")),
+		  ABC_SHA256);
+	CHECK(has_relationship(doc, "SPDXRef-DOCUMENT", "DESCRIBES", disk_id));
+	json_t *deb = spdx_package(doc, "libstdc++6");
+	CHECK_STR(purl_of(deb), "pkg:deb/ubuntu/libstdc%2B%2B6@1%3A12.2.0-14?arch=amd64&distro="
+				"ubuntu-22.04");
+	CHECK_STR(json_string_value(json_object_get(deb, "versionInfo")), "1:12.2.0-14");
+	CHECK(has_relationship(doc, disk_id, "CONTAINS",
+			       json_string_value(json_object_get(deb, "SPDXID")) ?: ""));
+	json_t *pause = spdx_package(doc, "registry.k8s.io/pause:3.10");
+	CHECK_STR(purl_of(pause),
+		  "pkg:oci/pause@sha256%3A" HEX64("c") "?repository_url="
+						       "registry.k8s.io/pause&tag=3.10");
+	json_t *ctd = spdx_package(doc, "containerd");
+	CHECK_STR(json_string_value(json_object_get(ctd, "downloadLocation")),
+		  "https://***@mirror.example/containerd.tgz");
+	json_t *kubeadm = spdx_package(doc, "kubeadm");
+	CHECK_STR(json_string_value(json_object_get(kubeadm, "versionInfo")), "v1.31.2");
+	CHECK_STR(json_string_value(json_object_get(kubeadm, "downloadLocation")), "NOASSERTION");
+	json_t *base = spdx_package(doc, "base-image");
+	CHECK(has_relationship(doc, disk_id, "DESCENDANT_OF",
+			       json_string_value(json_object_get(base, "SPDXID")) ?: ""));
+	json_decref(doc);
+
+	_cleanup_free_ char *ptext = NULL;
+	json_t *st = load_json(f.dir, "capi-ova.provenance.json", &ptext);
+	CHECK(!strstr(ptext, "hunter2") && !strstr(ptext, "tok@"));
+	CHECK_STR(json_string_value(json_object_get(st, "_type")),
+		  "https://in-toto.io/Statement/v1");
+	CHECK_STR(json_string_value(json_object_get(st, "predicateType")),
+		  "https://slsa.dev/provenance/v1");
+	json_t *sub = json_array_get(json_object_get(st, "subject"), 0);
+	CHECK_STR(json_string_value(json_object_get(sub, "name")), "disk.qcow2");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(sub, "digest"), "sha256")),
+		  ABC_SHA256);
+	json_t *pred = json_object_get(st, "predicate");
+	json_t *def = json_object_get(pred, "buildDefinition");
+	json_t *ext = json_object_get(def, "externalParameters");
+	CHECK_STR(json_string_value(
+			  json_object_get(json_object_get(ext, "variables"), "registry_password")),
+		  "***");
+	CHECK_STR(json_string_value(
+			  json_object_get(json_object_get(ext, "variables"), "kubernetes_semver")),
+		  "v1.31.2");
+	CHECK_STR(json_string_value(json_array_get(json_object_get(ext, "var_files"), 0)),
+		  "vars.json");
+	json_t *deps = json_object_get(def, "resolvedDependencies");
+	CHECK(json_array_size(deps) == 7); /* two config files, five inputs */
+	CHECK_STR(json_string_value(json_object_get(json_array_get(deps, 0), "uri")), "test.json");
+	CHECK_STR(json_string_value(json_object_get(
+			  json_object_get(json_array_get(deps, 0), "digest"), "sha256")),
+		  HEX64("f"));
+	CHECK_STR(json_string_value(json_object_get(
+			  json_object_get(json_array_get(deps, 5), "annotations"), "version")),
+		  "1:12.2.0-14");
+	json_t *run_details = json_object_get(pred, "runDetails");
+	CHECK(str_has_prefix(
+		json_string_value(json_object_get(json_object_get(run_details, "builder"), "id"))
+			?: "",
+		"urn:imgforge:builder:imgforge@"));
+	json_t *md = json_object_get(run_details, "metadata");
+	CHECK_STR(json_string_value(json_object_get(md, "startedOn")), "2023-11-14T22:13:20Z");
+	CHECK(json_string_value(json_object_get(md, "finishedOn")) != NULL);
+	json_decref(st);
+
+	json_decref(f.cfg.files);
+	json_decref(m);
+	imgf_artifact_release(&art);
+	fixture_release(&f);
+	unsetenv("SOURCE_DATE_EPOCH");
+}
+
+TEST(sbom_of_a_docker_image_names_the_engine_image_id)
+{
+	struct fixture f;
+	struct imgf_artifact art;
+	run_fixture_init(&f, &imgf_docker_builder, "[]", &art);
+	f.build.builder_cfg = json_pack("{s:s}", "tag", "kindest/node:test");
+	json_t *m = imgf_manifest_new();
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &art, m, &err) == 0);
+	imgf_error_free(err);
+	_cleanup_free_ char *text = NULL;
+	json_t *doc = load_json(f.dir, "capi-ova.spdx.json", &text);
+	json_t *img = spdx_package(doc, "kindest/node:test");
+	CHECK(img != NULL);
+	CHECK_STR(json_string_value(json_object_get(
+			  json_array_get(json_object_get(img, "checksums"), 0), "checksumValue")),
+		  "0123");
+	CHECK_STR(json_string_value(json_object_get(img, "primaryPackagePurpose")), "CONTAINER");
+	json_decref(doc);
+	json_decref(f.build.builder_cfg);
+	json_decref(m);
+	imgf_artifact_release(&art);
 	fixture_release(&f);
 }

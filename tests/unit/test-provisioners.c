@@ -8,13 +8,14 @@
 #include "archive.h"
 #include "build.h"
 #include "fsutil.h"
+#include "provisioners/common.h"
 #include "provisioner.h"
 #include "rootfs.h"
 
 extern const struct imgf_provisioner_ops imgf_shell_provisioner, imgf_file_provisioner,
 	imgf_containerd_provisioner, imgf_runc_provisioner, imgf_cni_provisioner,
 	imgf_crictl_provisioner, imgf_kubernetes_provisioner, imgf_kind_provisioner,
-	imgf_sysprep_provisioner;
+	imgf_sysprep_provisioner, imgf_packages_provisioner;
 
 /* A step of one provisioner against a fresh root, with the variables its data files use. */
 struct fixture {
@@ -667,6 +668,94 @@ TEST(kubernetes_validate_refuses_an_unknown_binary)
 	fixture_release(&f);
 }
 
+/* ---- packages ------------------------------------------------------------------------ */
+
+/* Stand-ins for apt's tools: one package, jq, with an epoch in its version. */
+static void apt_stand_ins(struct fixture *f, const char *madison_version)
+{
+	static const char apt_get[] =
+		"#!/bin/sh\n"
+		"dir=\n"
+		"for a; do case $a in Dir::Cache::Archives=*) dir=${a#*=} ;; esac; done\n"
+		"case \" $* \" in\n"
+		"*' --print-uris '*) echo 'Reading package lists...'\n"
+		"  echo \"'http://deb.example/debian/pool/main/j/jq/jq_1.6-2.1_amd64.deb' "
+		"jq_1%3a1.6-2.1_amd64.deb 5 SHA256:0000\" ;;\n"
+		"*' install '*) printf 'a deb\\n' >\"$dir/jq_1%3a1.6-2.1_amd64.deb\" ;;\n"
+		"esac\n";
+	struct {
+		const char *name, *text;
+	} tools[] = {
+		{"apt-get", apt_get},
+		{"dpkg-query", "#!/bin/sh\nexit 1\n"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(tools); i++) {
+		_cleanup_free_ char *path = xasprintf("/bin/%s", tools[i].name);
+		_cleanup_free_ char *p = rootfs_path(&f->r, path);
+		rootfs_write_host(p, tools[i].text, 0755);
+	}
+	_cleanup_free_ char *madison = xasprintf(
+		"#!/bin/sh\n"
+		"echo '        jq | %s | http://deb.example/debian bookworm/main amd64 Packages'\n"
+		"echo '        jq | %s | http://deb.example/debian bookworm/main Sources'\n",
+		madison_version, madison_version);
+	_cleanup_free_ char *p = rootfs_path(&f->r, "/bin/apt-cache");
+	rootfs_write_host(p, madison, 0755);
+}
+
+TEST(packages_records_each_downloaded_deb_with_version_sha256_and_archive)
+{
+	struct fixture f;
+	FIXTURE_INIT(&f, &imgf_packages_provisioner);
+	apt_stand_ins(&f, "1:1.6-2.1");
+	f.build.inputs = json_array();
+	struct imgf_error *err = NULL;
+	CHECK(step_config(&f, "{\"packages\": [\"jq\"], \"manager\": \"apt\"}", &err, NULL) == 0);
+	CHECK(step_run(&f, &err) == 0);
+	report(err);
+	CHECK(json_array_size(f.build.inputs) == 1);
+	json_t *e = json_array_get(f.build.inputs, 0);
+	CHECK_STR(json_string_value(json_object_get(e, "name")), "deb:jq:amd64");
+	CHECK_STR(json_string_value(json_object_get(e, "kind")), "deb");
+	CHECK_STR(json_string_value(json_object_get(e, "package")), "jq");
+	CHECK_STR(json_string_value(json_object_get(e, "version")), "1:1.6-2.1");
+	CHECK_STR(json_string_value(json_object_get(e, "architecture")), "amd64");
+	/* the file's own sha256 ("a deb\n"), not the index's */
+	CHECK_STR(json_string_value(json_object_get(e, "sha256")),
+		  "11f77417336937428376a47b1a665232e9d102797be862bafe8e75acfce8b103");
+	CHECK_STR(json_string_value(json_object_get(e, "url")),
+		  "http://deb.example/debian/pool/main/j/jq/jq_1.6-2.1_amd64.deb");
+	CHECK_STR(json_string_value(json_object_get(e, "archive")),
+		  "http://deb.example/debian bookworm/main");
+	CHECK(absent(&f, "/var/cache/imgforge-debs")); /* nothing of the record is left */
+	imgf_error_free(err);
+	json_decref(f.build.inputs);
+	fixture_release(&f);
+}
+
+TEST(packages_record_parse_refuses_a_bad_line_naming_it)
+{
+	static const char *sum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	_cleanup_free_ char *good =
+		xasprintf("jq\t1.6\tamd64\t%s\thttp://a/jq.deb\thttp://a x/main\n", sum);
+	json_t *list = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(prov_packages_parse(good, &list, &err) == 0);
+	CHECK(json_array_size(list) == 1);
+	json_decref(list);
+	CHECK(prov_packages_parse("", &list, &err) == 0 && json_array_size(list) == 0);
+	json_decref(list);
+	_cleanup_free_ char *short_sum =
+		xasprintf("%sjq\t1.6\tamd64\tabc\thttp://a/jq.deb\tx\n", good);
+	CHECK(prov_packages_parse(short_sum, &list, &err) < 0);
+	CHECK_ERR(err, "package record line 2: 'abc': not a sha256");
+	imgf_error_free(err);
+	err = NULL;
+	CHECK(prov_packages_parse("jq\t1.6\tamd64\n", &list, &err) < 0);
+	CHECK_ERR(err, "package record line 1: expected package, version, architecture, sha256");
+	imgf_error_free(err);
+}
+
 /* ---- sysprep ------------------------------------------------------------------------- */
 
 TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
@@ -684,10 +773,20 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 		"/var/lib/containerd",
 		"/var/lib/containerd/io.containerd.grpc.v1.introspection",
 		"/var/cache",
-		"/var/cache/ldconfig"};
+		"/var/cache/ldconfig",
+		"/var/lib/systemd",
+		"/etc/iscsi",
+		"/usr",
+		"/usr/lib",
+		"/usr/lib/open-iscsi",
+		"/etc/nvme",
+		"/var/lib/dhcp",
+		"/var/lib/cloud",
+		"/var/lib/cloud/data",
+		"/var/lib/cloud/seed"};
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		_cleanup_free_ char *d = rootfs_path(&f.r, dirs[i]);
-		CHECK(mkdir(d, 0755) == 0);
+		CHECK(mkdir(d, 0755) == 0 || errno == EEXIST); /* the root has /usr/lib */
 	}
 	static const char *const files[] = {
 		"/etc/machine-id",
@@ -702,15 +801,37 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 		"/etc/ssh/sshd_config",
 		"/var/lib/containerd/io.containerd.grpc.v1.introspection/uuid",
 		"/var/cache/ldconfig/aux-cache",
+		"/var/lib/systemd/random-seed",
+		"/var/lib/systemd/credential.secret",
+		"/etc/iscsi/initiatorname.iscsi",
+		"/etc/nvme/hostnqn",
+		"/etc/nvme/hostid",
+		"/var/lib/dhcp/dhclient.eth0.leases",
+		"/var/lib/cloud/data/instance-id",
+		"/var/lib/cloud/seed/meta-data",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		_cleanup_free_ char *p = rootfs_path(&f.r, files[i]);
 		rootfs_write_host(p, "something\n", 0644);
 	}
+	/* Debian's: iscsid makes a name before it starts when the file says so */
+	_cleanup_free_ char *checks = rootfs_path(&f.r, "/usr/lib/open-iscsi/startup-checks.sh");
+	rootfs_write_host(checks, "if grep -q \"^GenerateName=yes\" $NAMEFILE ; then\n", 0755);
 	struct imgf_error *err = NULL;
 	CHECK(step_config(&f, "{}", &err, NULL) == 0);
 	CHECK(step_run(&f, &err) == 0);
 	report(err);
+	CHECK(has(&f, "/etc/iscsi/initiatorname.iscsi", S_IFREG, 0600));
+	CHECK(contains(&f, "/etc/iscsi/initiatorname.iscsi", "\nGenerateName=yes\n"));
+	_cleanup_free_ char *iname = rootfs_read(&f.r, "/etc/iscsi/initiatorname.iscsi");
+	CHECK(iname && !strstr(iname, "something"));
+	CHECK(absent(&f, "/var/lib/systemd/random-seed"));
+	CHECK(absent(&f, "/var/lib/systemd/credential.secret"));
+	CHECK(absent(&f, "/etc/nvme/hostnqn"));
+	CHECK(absent(&f, "/etc/nvme/hostid"));
+	CHECK(absent(&f, "/var/lib/dhcp/dhclient.eth0.leases"));
+	CHECK(absent(&f, "/var/lib/cloud/data"));
+	CHECK(has(&f, "/var/lib/cloud/seed/meta-data", S_IFREG, 0644)); /* the seed stays */
 	CHECK(has(&f, "/etc/machine-id", S_IFREG, 0));
 	_cleanup_free_ char *mid = rootfs_read(&f.r, "/etc/machine-id");
 	CHECK_STR(mid, "");
@@ -727,6 +848,23 @@ TEST(sysprep_empties_machine_id_and_removes_keys_logs_history_and_tmp)
 	CHECK(absent(&f, "/var/tmp/junk"));
 	CHECK(has(&f, "/etc/ssh/sshd_config", S_IFREG, 0644)); /* config stays */
 	CHECK(has(&f, "/var/log/apt", S_IFDIR, 0));
+	imgf_error_free(err);
+	fixture_release(&f);
+}
+
+TEST(sysprep_removes_the_iscsi_initiator_name_where_iscsid_makes_one_when_missing)
+{
+	struct fixture f;
+	FIXTURE_INIT(&f, &imgf_sysprep_provisioner);
+	_cleanup_free_ char *d = rootfs_path(&f.r, "/etc/iscsi");
+	CHECK(mkdir(d, 0755) == 0);
+	_cleanup_free_ char *p = rootfs_path(&f.r, "/etc/iscsi/initiatorname.iscsi");
+	rootfs_write_host(p, "InitiatorName=iqn.1994-05.com.redhat:1234\n", 0644);
+	struct imgf_error *err = NULL;
+	CHECK(step_config(&f, "{}", &err, NULL) == 0);
+	CHECK(step_run(&f, &err) == 0);
+	report(err);
+	CHECK(absent(&f, "/etc/iscsi/initiatorname.iscsi"));
 	imgf_error_free(err);
 	fixture_release(&f);
 }
