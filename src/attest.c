@@ -9,6 +9,7 @@
 #include "config.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "postprocessor.h"
 #include "provisioner.h"
 #include "redact.h"

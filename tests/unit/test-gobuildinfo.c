@@ -15,6 +15,7 @@
 
 #include "build.h"
 #include "error.h"
+#include "fsutil.h"
 #include "gobuildinfo.h"
 #include "provisioner.h"
 #include "provisioners/kubesrc.h"

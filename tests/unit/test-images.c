@@ -14,6 +14,7 @@
 #include "archive.h"
 #include "build.h"
 #include "error.h"
+#include "fsutil.h"
 #include "ociimage.h"
 #include "provisioner.h"
 #include "test.h"
