@@ -431,6 +431,9 @@ void imgf_attest_release(struct imgf_attest *a)
 
 int imgf_attest_write(struct imgf_pp_ctx *c, json_t *doc, const char *name, struct imgf_error **err)
 {
+	/* A docker build writes nothing else there: the directory may not exist yet. */
+	if (mkdir_p(c->build->out_dir, 0755, err) < 0)
+		return -1;
 	_cleanup_free_ char *path = path_join(c->build->out_dir, name);
 	_cleanup_free_ char *raw = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
 	if (!raw)
