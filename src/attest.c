@@ -163,15 +163,18 @@ static json_t *input_package(const struct imgf_attest *a, json_t *in, size_t n)
 	if (version)
 		json_object_set_new(p, "versionInfo", json_string(version));
 	bool local = json_is_true(json_object_get(in, "local"));
-	json_object_set_new(p, "downloadLocation",
-			    json_string(url && !local ? url : "NOASSERTION"));
+	/* the docker builder's base is an Engine image name, not a place to download from */
+	bool located = url && !local && strstr(url, "://");
+	json_object_set_new(p, "downloadLocation", json_string(located ? url : "NOASSERTION"));
+	if (url && !located && !local)
+		json_object_set_new(p, "sourceInfo", json_sprintf("the image '%s'", url));
 	if (local)
 		json_object_set_new(p, "sourceInfo",
 				    json_sprintf("a local file: %s", str_of(in, "path") ?: ""));
 	if (url && str_has_prefix(url, "docker://") && strcmp(name, "base-image")) {
 		json_object_set_new(p, "primaryPackagePurpose", json_string("CONTAINER"));
 		json_object_set_new(p, "externalRefs", purl_ref(purl_oci(name, sha)));
-	} else if (!local && url) {
+	} else if (located) {
 		struct strbuf sb = STRBUF_INIT;
 		strbuf_addstr(&sb, "pkg:generic/");
 		purl_add(&sb, name);

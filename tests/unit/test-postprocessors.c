@@ -569,6 +569,9 @@ TEST(sbom_of_a_docker_image_names_the_engine_image_id)
 	struct imgf_artifact art;
 	run_fixture_init(&f, &imgf_docker_builder, "[]", &art);
 	f.build.builder_cfg = json_pack("{s:s}", "tag", "kindest/node:test");
+	json_array_append_new(f.build.inputs,
+			      json_pack("{s:s,s:s,s:s}", "name", "base-image", "url",
+					"debian:bookworm", "sha256", "0456"));
 	/* a docker build writes no file of its own: the output directory is not there yet */
 	free(f.build.out_dir);
 	f.build.out_dir = path_join(f.dir, "out");
@@ -585,6 +588,9 @@ TEST(sbom_of_a_docker_image_names_the_engine_image_id)
 			  json_array_get(json_object_get(img, "checksums"), 0), "checksumValue")),
 		  "0123");
 	CHECK_STR(json_string_value(json_object_get(img, "primaryPackagePurpose")), "CONTAINER");
+	json_t *base = spdx_package(doc, "base-image"); /* an Engine image, not a URL */
+	CHECK_STR(json_string_value(json_object_get(base, "downloadLocation")), "NOASSERTION");
+	CHECK(json_object_get(base, "externalRefs") == NULL);
 	json_decref(doc);
 	json_decref(f.build.builder_cfg);
 	json_decref(m);
