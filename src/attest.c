@@ -164,15 +164,18 @@ static json_t *input_package(const struct imgf_attest *a, json_t *in, size_t n)
 	if (version)
 		json_object_set_new(p, "versionInfo", json_string(version));
 	bool local = json_is_true(json_object_get(in, "local"));
-	json_object_set_new(p, "downloadLocation",
-			    json_string(url && !local ? url : "NOASSERTION"));
+	/* the docker builder's base is an Engine image name, not a place to download from */
+	bool located = url && !local && strstr(url, "://");
+	json_object_set_new(p, "downloadLocation", json_string(located ? url : "NOASSERTION"));
+	if (url && !located && !local)
+		json_object_set_new(p, "sourceInfo", json_sprintf("the image '%s'", url));
 	if (local)
 		json_object_set_new(p, "sourceInfo",
 				    json_sprintf("a local file: %s", str_of(in, "path") ?: ""));
 	if (url && str_has_prefix(url, "docker://") && strcmp(name, "base-image")) {
 		json_object_set_new(p, "primaryPackagePurpose", json_string("CONTAINER"));
 		json_object_set_new(p, "externalRefs", purl_ref(purl_oci(name, sha)));
-	} else if (!local && url) {
+	} else if (located) {
 		struct strbuf sb = STRBUF_INIT;
 		strbuf_addstr(&sb, "pkg:generic/");
 		purl_add(&sb, name);
@@ -432,6 +435,9 @@ void imgf_attest_release(struct imgf_attest *a)
 
 int imgf_attest_write(struct imgf_pp_ctx *c, json_t *doc, const char *name, struct imgf_error **err)
 {
+	/* A docker build writes nothing else there: the directory may not exist yet. */
+	if (mkdir_p(c->build->out_dir, 0755, err) < 0)
+		return -1;
 	_cleanup_free_ char *path = path_join(c->build->out_dir, name);
 	_cleanup_free_ char *raw = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
 	if (!raw)

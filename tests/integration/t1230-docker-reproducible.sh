@@ -9,6 +9,7 @@
 docker_up "reproducible kind node image"
 fixtures_up "reproducible kind node image"
 TAG=imgforge-test/kind-node:t1230-$$
+SYFT=$(command -v syft || true) # hack/install-deps.sh installs it
 export SOURCE_DATE_EPOCH=1700000000
 build() { # NAME: output and download cache of their own
 	IMGFORGE_CACHE_DIR=$TMP/cache-$1 "$IMGF" build --only kind-node --var-file "$FIX/vars.json" \
@@ -19,7 +20,11 @@ build() { # NAME: output and download cache of their own
 	echo "$id" >"$TMP/$1.id"
 	# The image as the engine holds it, unpacked: manifest.json, config, layer(s).
 	mkdir -p "$TMP/save-$1"
-	docker save "$id" | tar -x -C "$TMP/save-$1"
+	if [ "$1" = one ] && [ -n "$SYFT" ]; then # syft reads the image as docker save wrote it
+		docker save -o "$TMP/one.tar" "$id" && tar -xf "$TMP/one.tar" -C "$TMP/save-one" || return 1
+	else
+		docker save "$id" | tar -x -C "$TMP/save-$1"
+	fi
 	# A later build with the same tag leaves this one untagged: remove it by ID.
 	docker rmi -f "$id" >/dev/null 2>&1 || true
 }
@@ -73,6 +78,33 @@ test_expect_success "the shipped packages are in, with no per-machine identity l
 	! tar -tf "$l" | grep -E -x -e "etc/ssh/ssh_host_.*" -e var/lib/systemd/random-seed \
 		-e var/lib/systemd/credential.secret -e var/lib/dbus/machine-id -e "etc/nvme/host(nqn|id)"
 '
+
+# Checked by a tool no one here wrote: syft's dpkg cataloger on the image, and syft's SPDX
+# reader (spdx/tools-golang) on imgforge's SBOM.
+if [ -n "$SYFT" ]; then
+	test_expect_success "syft finds every Debian package of the SBOM at its version, and reads the SBOM as SPDX" '
+		sbom=$TMP/out-one/debian-12+kube-v1.31.2/kind-node.spdx.json &&
+		jq -e --arg id "$(cut -d: -f2 "$TMP/one.id")" \
+			"any(.packages[]; .checksums[0].checksumValue == \$id and .primaryPackagePurpose == \"CONTAINER\")" "$sbom" &&
+		jq -r ".packages[] | select(((.externalRefs // [])[0].referenceLocator // \"\") | startswith(\"pkg:deb/\")) | \"\(.name) \(.versionInfo)\"" \
+			"$sbom" | LC_ALL=C sort -u >"$TMP/sbom.debs" &&
+		test "$(wc -l <"$TMP/sbom.debs")" -ge 20 &&
+		"$SYFT" scan "docker-archive:$TMP/one.tar" -q --override-default-catalogers dpkg \
+			-o "syft-json=$TMP/syft.json" &&
+		jq -r ".artifacts[] | select(.type == \"deb\") | \"\(.name) \(.version)\"" "$TMP/syft.json" |
+			LC_ALL=C sort -u >"$TMP/syft.debs" &&
+		LC_ALL=C comm -23 "$TMP/sbom.debs" "$TMP/syft.debs" >"$TMP/missing" &&
+		if [ -s "$TMP/missing" ]; then
+			echo "in the SBOM but not found by syft:" && cat "$TMP/missing" && exit 1
+		fi &&
+		"$SYFT" convert "$sbom" -q -o "syft-json=$TMP/converted.json" &&
+		jq -r ".artifacts[] | select((.purl // \"\") | startswith(\"pkg:deb/\")) | \"\(.name) \(.version)\"" \
+			"$TMP/converted.json" | LC_ALL=C sort -u | diff -u "$TMP/sbom.debs" -
+	'
+	rm -f "$TMP/one.tar"
+else
+	test_skip "syft finds every Debian package of the SBOM" "no syft on PATH (hack/install-deps.sh installs it)"
+fi
 
 sleep 2 # another second on the clock: nothing may depend on when the build ran
 

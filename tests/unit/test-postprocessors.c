@@ -378,6 +378,12 @@ static json_t *load_json(const char *dir, const char *name, char **text)
 	return j;
 }
 
+static void report_err(const struct imgf_error *err)
+{
+	if (err)
+		fprintf(stderr, "  error: %s\n", err->msg);
+}
+
 /* The package of an SBOM whose name is `name`, or NULL. */
 static json_t *spdx_package(json_t *doc, const char *name)
 {
@@ -564,18 +570,28 @@ TEST(sbom_of_a_docker_image_names_the_engine_image_id)
 	struct imgf_artifact art;
 	run_fixture_init(&f, &imgf_docker_builder, "[]", &art);
 	f.build.builder_cfg = json_pack("{s:s}", "tag", "kindest/node:test");
+	json_array_append_new(f.build.inputs,
+			      json_pack("{s:s,s:s,s:s}", "name", "base-image", "url",
+					"debian:bookworm", "sha256", "0456"));
+	/* a docker build writes no file of its own: the output directory is not there yet */
+	free(f.build.out_dir);
+	f.build.out_dir = path_join(f.dir, "out");
 	json_t *m = imgf_manifest_new();
 	struct imgf_error *err = NULL;
 	CHECK(run(&f, &art, m, &err) == 0);
+	report_err(err);
 	imgf_error_free(err);
 	_cleanup_free_ char *text = NULL;
-	json_t *doc = load_json(f.dir, "capi-ova.spdx.json", &text);
+	json_t *doc = load_json(f.build.out_dir, "capi-ova.spdx.json", &text);
 	json_t *img = spdx_package(doc, "kindest/node:test");
 	CHECK(img != NULL);
 	CHECK_STR(json_string_value(json_object_get(
 			  json_array_get(json_object_get(img, "checksums"), 0), "checksumValue")),
 		  "0123");
 	CHECK_STR(json_string_value(json_object_get(img, "primaryPackagePurpose")), "CONTAINER");
+	json_t *base = spdx_package(doc, "base-image"); /* an Engine image, not a URL */
+	CHECK_STR(json_string_value(json_object_get(base, "downloadLocation")), "NOASSERTION");
+	CHECK(json_object_get(base, "externalRefs") == NULL);
 	json_decref(doc);
 	json_decref(f.build.builder_cfg);
 	json_decref(m);
