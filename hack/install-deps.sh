@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install every build and test dependency of imgforge from Debian's packages.
 # Idempotent: packages already present are not reinstalled; safe to run twice.
-# Also installs the GCS emulator the upload tests need (fake-gcs-server) and the SBOM tool t1230
-# checks against (syft), both pinned, with `go install`.
+# Also installs the GCS emulator the upload tests need (fake-gcs-server, pinned, with `go install`).
+# The SBOM tool t1230 checks against (syft) is hack/install-syft.sh: a long build, which .ci/run
+# starts in the background and t1230 waits for.
 set -euo pipefail
 
 build_pkgs=(
@@ -90,25 +91,4 @@ else
 	$SUDO env GOBIN="$fake_gcs_bindir" "$go" install \
 		"github.com/fsouza/fake-gcs-server@$fake_gcs_version"
 	echo "$fake_gcs_version" | $SUDO tee "$fake_gcs_stamp" >/dev/null
-fi
-
-# syft, the SBOM tool t1230 checks imgforge's SBOM against (its SPDX reader is spdx/tools-golang).
-# Not packaged by Debian; built from the Go module proxy like fake-gcs-server, and kept: a stamp
-# records the version, so only a new machine or a bump of the pin builds it again (about 25 min
-# of a loaded 2-core machine the first time, most of it compiling).
-syft_version=v1.57.2
-syft_bindir=${SYFT_BINDIR:-/usr/local/bin}
-syft_stamp=$syft_bindir/.syft.version
-if [ -x "$syft_bindir/syft" ] && [ "$(cat "$syft_stamp" 2>/dev/null)" = "$syft_version" ]; then
-	echo "install-deps: syft $syft_version is installed"
-else
-	go=$(command -v go || true)
-	[ -n "$go" ] || [ ! -x /usr/local/go/bin/go ] || go=/usr/local/go/bin/go
-	[ -n "$go" ] || {
-		echo "install-deps: syft needs Go (not found on PATH nor in /usr/local/go/bin)" >&2
-		exit 1
-	}
-	echo "install-deps: installing syft $syft_version into $syft_bindir"
-	$SUDO env GOBIN="$syft_bindir" "$go" install "github.com/anchore/syft/cmd/syft@$syft_version"
-	echo "$syft_version" | $SUDO tee "$syft_stamp" >/dev/null
 fi
