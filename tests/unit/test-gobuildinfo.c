@@ -416,6 +416,12 @@ static bool go_build(const char *dir, const char *name, bool trimpath, const cha
 		imgf_error_free(err);
 		return false;
 	}
+	if (!getenv("HOME") && !getenv("GOCACHE")) { /* go needs a cache and a GOPATH */
+		_cleanup_free_ char *cache = path_join(dir, "gocache");
+		_cleanup_free_ char *gopath = path_join(dir, "gopath");
+		setenv("GOCACHE", cache, 1);
+		setenv("GOPATH", gopath, 1);
+	}
 	setenv("CGO_ENABLED", "0", 1);
 	setenv("GOTOOLCHAIN", "local", 1);
 	setenv("GOFLAGS", "-mod=mod", 1);
