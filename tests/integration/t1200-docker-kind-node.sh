@@ -20,6 +20,8 @@ build() {
 
 test_expect_success "imgforge build --only kind-node succeeds" '
 	build >"$TMP/build.log" 2>&1 || { tail -n 60 "$TMP/build.log"; exit 1; }
+	# containerd holds each pulled image at the manifest digest verified on the host
+	grep -E "containerd holds registry.k8s.io/pause:3.10 at sha256:[0-9a-f]{64}, as verified" "$TMP/build.log"
 	docker image inspect "$TAG" >"$TMP/inspect.json"
 '
 
