@@ -1415,11 +1415,13 @@ char *imgf_qemu_domain_xml(const struct imgf_qemu_domain *d)
 			   "    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
 			   "<source file='");
 	strbuf_add_xml(&sb, d->disk);
+	/* The NoCloud seed on virtio too: an IDE CD-ROM went undetected (no sr0, so no seed) in
+	 * a UEFI boot check on a loaded TCG host; cloud-init finds the label on any disk. */
 	strbuf_addstr(&sb, "'/><target dev='vda' bus='virtio'/></disk>\n"
-			   "    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+			   "    <disk type='file' device='disk'><driver name='qemu' type='raw'/>"
 			   "<source file='");
 	strbuf_add_xml(&sb, d->seed);
-	strbuf_addstr(&sb, "'/><target dev='hdc' bus='ide'/><readonly/></disk>\n"
+	strbuf_addstr(&sb, "'/><target dev='vdb' bus='virtio'/><readonly/></disk>\n"
 			   "    <interface type='user'><model type='virtio'/></interface>\n"
 			   "    <serial type='file'><source path='");
 	strbuf_add_xml(&sb, d->console);

@@ -113,7 +113,7 @@ test_expect_success "post-processors: the disk's and the OVA's sidecars, one man
 # table into a sparse file, mke2fs -d the root in place): Ubuntu 24.04's layout, whose root p1
 # comes after p14, p15 and a /boot p16, grows (numbering would have left it small); a root with
 # a partition after it fails before anything is written, naming the layout. (Debian's
-# genericcloud layout grows in t1250, from the GPT base it boots.)
+# genericcloud layout grows in t1290, from the GPT base it boots.)
 if ! require_cmd sgdisk; then
 	test_skip "the root grows by position on GPT" "sgdisk is not installed (gdisk)"
 	test_done

@@ -138,9 +138,12 @@ vm_gpt_make() {
 		[ "$shape" != bootpart ] || echo 'LABEL=boot /boot ext4 defaults 0 2'
 		echo 'LABEL=UEFI /boot/efi vfat umask=0077 0 2'
 	} >"$r/etc/fstab"
-	printf 'auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n' \
+	# IPv4 DHCP only: trixie's cloud-init (25.1) falls back to DHCPv6 too, which QEMU's user
+	# network never answers, and ifup then holds networking.service to its 5-minute timeout.
+	printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' \
 		>"$r/etc/network/interfaces"
-	echo 'datasource_list: [ NoCloud, None ]' >"$r/etc/cloud/cloud.cfg.d/99-imgforge-test.cfg"
+	printf 'datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n' \
+		>"$r/etc/cloud/cloud.cfg.d/99-imgforge-test.cfg"
 	mkdir -p "$r/boot/efi"
 	truncate -s 3G "$raw" || return 1
 	sectors=$(($(stat -c %s "$raw") / 512))

@@ -177,6 +177,10 @@ TEST(domain_bios_has_no_loader_and_uefi_names_ovmf_and_its_own_nvram)
 	CHECK(strstr(bios, "<domain type='qemu'>") != NULL);
 	CHECK(strstr(bios, "<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>"));
 	CHECK(strstr(bios, "loader") == NULL && strstr(bios, "nvram") == NULL);
+	/* the seed is a read-only virtio disk, not an IDE CD-ROM */
+	CHECK(strstr(bios, "<source file='/w/seed.iso'/><target dev='vdb' bus='virtio'/>"
+			   "<readonly/>") != NULL);
+	CHECK(strstr(bios, "bus='ide'") == NULL);
 	d.loader = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 	d.nvram = "/w/a&b'/nvram.fd";
 	d.kvm = true;
