@@ -90,7 +90,7 @@ test_expect_success "the image lands in an --output-dir on another filesystem (t
 
 # The post-processors through the engine: checksum (unlisted) sums the disk first, ova adds
 # the .ova and its sidecar, manifest (listed, runs once) lists every file in that order.
-test_expect_success "post-processors: the disk's and the OVA's sidecars, one manifest entry listing both in order" '
+test_expect_success "post-processors: the disk's and the OVA's sidecars, the SBOM and provenance, one manifest entry listing them in order" '
 	base=$TMP/base.raw &&
 	"$IMGF" build --var qemu_base_image_url="$base" \
 		--var qemu_base_image_checksum="sha256:$(sha256sum "$base" | cut -d" " -f1)" \
@@ -101,12 +101,13 @@ test_expect_success "post-processors: the disk's and the OVA's sidecars, one man
 	test "$(cat "$o/$n.qcow2.sha256")" = "$(sha256sum "$o/$n.qcow2" | cut -d" " -f1)" &&
 	test "$(cat "$o/$n.ova.sha256")" = "$(sha256sum "$o/$n.ova" | cut -d" " -f1)" &&
 	test "$(jq -r ".builds | length" "$o/manifest.json")" = 1 &&
+	a=qemu-minimal-ova &&
 	test "$(jq -r ".builds[0].files | map(.name) | join(\" \")" "$o/manifest.json")" = \
-		"$n.qcow2 $n.qcow2.sha256 $n.ova $n.ova.sha256" &&
+		"$n.qcow2 $n.qcow2.sha256 $n.ova $n.ova.sha256 $a.spdx.json $a.provenance.json" &&
 	test "$(jq -r ".builds[0].sha256" "$o/manifest.json")" = "$(cat "$o/$n.qcow2.sha256")" &&
 	test "$(jq -r ".builds[0].files[1].size" "$o/manifest.json")" = 65 &&
 	test "$(ls -A "$o" | LC_ALL=C sort | tr "\n" " ")" = \
-		"manifest.json $n.ova $n.ova.sha256 $n.qcow2 $n.qcow2.sha256 "
+		"manifest.json $a.provenance.json $a.spdx.json $n.ova $n.ova.sha256 $n.qcow2 $n.qcow2.sha256 "
 '
 
 # Growing the root into disk_size on GPT disks shaped like the cloud images (sgdisk writes the
