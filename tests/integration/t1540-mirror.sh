@@ -87,10 +87,10 @@ test_expect_success "a second mirror run fetches nothing" '
 # loopback, and nothing listens there), so no upstream server, the test ones included, is
 # reachable; the Docker Engine is a socket path. The servers keep running for other scripts.
 test_expect_success "with no upstream server reachable (unshare -n), the build from the mirror gives the same input digests" '
-	curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$FIXTURE_HTTP_PORT/" &&
-	curl -fsS -m 5 -o /dev/null "http://$KUBE_REG/v2/" &&
-	! unshare -n curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$FIXTURE_HTTP_PORT/" 2>/dev/null &&
-	! unshare -n curl -fsS -m 5 -o /dev/null "http://$KUBE_REG/v2/" 2>/dev/null &&
+	curl -sS -m 5 -o /dev/null "http://127.0.0.1:$FIXTURE_HTTP_PORT/" &&
+	curl -sS -m 5 -o /dev/null "http://$KUBE_REG/v2/" &&
+	! unshare -n curl -sS -m 5 -o /dev/null "http://127.0.0.1:$FIXTURE_HTTP_PORT/" 2>/dev/null &&
+	! unshare -n curl -sS -m 5 -o /dev/null "http://$KUBE_REG/v2/" 2>/dev/null &&
 	IMGFORGE_CACHE_DIR=$TMP/cache-offline OFFLINE=1 build "$TMP/offline" \
 		--var-file "$M/vars.json" >"$TMP/offline.log" 2>&1 || { tail -n 40 "$TMP/offline.log"; exit 1; }
 	grep -F "from the mirror'"'"'s layout $M/images/registry.k8s.io/etcd/$ETCD_TAG.tar" "$TMP/offline.log" &&
