@@ -43,7 +43,8 @@ alive() {
 if [ -n "$STOP" ]; then
 	if alive; then
 		kill "$(cat "$DIR/registry.pid")"
-		for _ in $(seq 1 50); do alive || break; sleep 0.1; done
+		for _ in $(seq 1 200); do alive || break; sleep 0.1; done
+		! alive || kill -KILL "$(cat "$DIR/registry.pid")" 2>/dev/null || true
 	fi
 	rm -f "$DIR/registry.pid" "$DIR/registry.port"
 	exit 0
@@ -77,11 +78,13 @@ EOF
 	nohup docker-registry serve "$DIR/registry.yml" </dev/null >"$DIR/registry.log" 2>&1 &
 	echo $! >"$DIR/registry.pid"
 	got=
-	for _ in $(seq 1 200); do
+	# Up to 30 s on a loaded machine. Until the child has exec'ed, its command line is still
+	# this script's: only its death ends the wait early, not alive()'s command-line check.
+	for _ in $(seq 1 600); do
 		got=$(grep -ohE 'listening on 127\.0\.0\.1:[0-9]+' "$DIR/registry.log" | head -n 1 |
 			sed 's/.*://' || true)
 		[ -n "$got" ] && ping "$got" && break
-		alive || break
+		kill -0 "$(cat "$DIR/registry.pid")" 2>/dev/null || break
 		sleep 0.05
 	done
 	[ -n "$got" ] && ping "$got" || {
