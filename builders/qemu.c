@@ -1276,7 +1276,7 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 		"|| echo \"$*\" >/dev/console 2>/dev/null || true; }\n"
 		"check() { if (eval \"$2\") >/tmp/imgforge-check.log 2>&1; then "
 		"say \"IMGFORGE-CHECK $1 ok\"; else say \"IMGFORGE-CHECK $1 FAILED\"; "
-		"sed 's/^/IMGFORGE-LOG /' /tmp/imgforge-check.log | tail -n 20 >$out; fi; }\n"
+		"sed 's/^/IMGFORGE-LOG /' /tmp/imgforge-check.log | tail -n 40 >$out; fi; }\n"
 		"sandbox() {\n"
 		/* As kubelet asks: host network, and a cgroup parent that is a systemd slice
 		 * (containerd runs runc with the systemd cgroup driver). */
@@ -1303,9 +1303,10 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			 * four minutes: longer waits where kubeadm takes them (v1beta4, v1.31+). */
 			"  c=/tmp/imgforge-kubeadm.yaml\n"
 			"  printf '%%s\\n' 'apiVersion: kubeadm.k8s.io/v1beta4' 'kind: InitConfiguration' "
-			"'timeouts:' '  controlPlaneComponentHealthCheck: 15m0s' "
-			"'  kubeletHealthCheck: 15m0s' '  kubernetesAPICall: 5m0s' "
-			"'  tlsBootstrap: 15m0s' '---' 'apiVersion: kubeadm.k8s.io/v1beta4' "
+			"'timeouts:' '  controlPlaneComponentHealthCheck: 20m0s' "
+			"'  kubeletHealthCheck: 20m0s' '  kubernetesAPICall: 10m0s' "
+			"'  etcdAPICall: 10m0s' '  tlsBootstrap: 20m0s' "
+			"'---' 'apiVersion: kubeadm.k8s.io/v1beta4' "
 			"'kind: ClusterConfiguration' 'kubernetesVersion: %s' 'networking:' "
 			"'  podSubnet: 10.244.0.0/16' >$c\n"
 			"  if kubeadm config validate --config $c >/dev/null 2>&1; then\n"
@@ -1313,9 +1314,15 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			"  else\n"
 			"    args=\"--kubernetes-version %s --pod-network-cidr 10.244.0.0/16\"\n"
 			"  fi\n"
+			/* What a failure needs to be understood: the containers and kubelet's last
+			 * words (the check prints the last lines of all this). */
+			"  diag() { echo '--- containers:'; crictl ps -a 2>&1 | cut -c1-150; "
+			"echo '--- kubelet:'; journalctl -u kubelet --no-pager 2>&1 | tail -n 8 | "
+			"cut -c1-300; echo \"--- load: $(cat /proc/loadavg), up $(cut -d' ' -f1 "
+			"/proc/uptime)s\"; }\n"
 			"  kubeadm init $args "
 			"--ignore-preflight-errors=NumCPU,Mem,HTTPProxyCIDR,SystemVerification "
-			"--skip-token-print || return 1\n"
+			"--skip-token-print || { diag; return 1; }\n"
 			"  say \"IMGFORGE-TIME kubeadm-init $(($(date +%%s) - t0))s\"\n"
 			"  mkdir -p /etc/cni/net.d\n"
 			"  printf '%%s' '{\"cniVersion\":\"0.4.0\",\"name\":\"imgforge\",\"plugins\":"
@@ -1324,7 +1331,7 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			"\"routes\":[{\"dst\":\"0.0.0.0/0\"}]}},{\"type\":\"portmap\","
 			"\"capabilities\":{\"portMappings\":true}}]}' >/etc/cni/net.d/10-imgforge.conflist\n"
 			"  k() { kubectl --kubeconfig /etc/kubernetes/admin.conf \"$@\"; }\n"
-			"  k wait --for=condition=Ready node --all --timeout=600s || return 1\n"
+			"  k wait --for=condition=Ready node --all --timeout=600s || { diag; return 1; }\n"
 			"  say \"IMGFORGE-TIME node-ready $(($(date +%%s) - t0))s\"\n"
 			/* The add-ons too: kube-proxy on the node, CoreDNS on the pod network. */
 			"  for w in daemonset/kube-proxy deployment/coredns; do\n"
@@ -1512,9 +1519,10 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 		unlink(nvram);
 		return -1;
 	}
-	/* kubeadm init alone took 386 s under TCG here (v1.37.2): its mode gets twice as long. */
+	/* kubeadm init alone took 386 s under TCG on an idle host here (v1.37.2), and more
+	 * than three times that beside other CPU-bound work: its mode gets three times as long. */
 	long timeout =
-		imgf_cfg_int(b->builder_cfg, "boot_timeout", mode == BOOT_KUBEADM ? 1800 : 900);
+		imgf_cfg_int(b->builder_cfg, "boot_timeout", mode == BOOT_KUBEADM ? 2700 : 900);
 	time_t start = time(NULL);
 	int r = -1;
 	for (;;) {
@@ -1681,10 +1689,16 @@ static void qemu_cleanup(struct imgf_build *b, struct imgf_target *t, bool keep)
 	free(qt);
 }
 
+/* What only the boot check reads: a UEFI check of an image built for BIOS reruns no step. */
+static const char *const qemu_late_keys[] = {
+	"boot_check", "boot_timeout", "boot_memory_mb", "boot_cpus", "firmware", NULL,
+};
+
 const struct imgf_builder_ops imgf_qemu_builder = {
 	.name = "qemu",
 	.keys = qemu_keys,
 	.disk_ext = "qcow2",
+	.late_keys = qemu_late_keys,
 	.validate = qemu_validate,
 	.prepare = qemu_prepare,
 	.commit = qemu_commit,

@@ -15,6 +15,10 @@
  *                                   cache_keep MAY be NULL (the artifact's own id is kept)
  *   cache_adopt                     MAY be NULL: a build whose step a twin build has just
  *                                   cached goes on with its own state, which is not kept
+ *   late_keys                       MAY be NULL: the config keys that act only once the steps
+ *                                   have run (qemu's boot check, the firmware the image boots
+ *                                   with); they are left out of every step's cache key (not
+ *                                   of the finished image's), so changing one reruns no step
  */
 #ifndef IMGF_BUILDER_H
 #define IMGF_BUILDER_H
@@ -43,6 +47,7 @@ struct imgf_builder_ops {
 	const char *name;
 	const struct imgf_key *keys;
 	const char *disk_ext;
+	const char *const *late_keys; /* NULL-terminated */
 	int (*validate)(struct imgf_build *b, struct imgf_error **err);
 	/* Make the target from the base (config in b->builder_cfg). */
 	int (*prepare)(struct imgf_build *b, struct imgf_target **out, struct imgf_error **err);

@@ -561,9 +561,13 @@ static int lookup(struct imgf_build *b, const char *key, bool final, bool saving
 static int compute_keys(struct imgf_build *b, const char *base, struct imgf_error **err)
 {
 	struct imgf_stepcache *c = b->cache;
+	/* The builder's config as the steps see it: without the keys that act after them. */
+	json_t *cfg = json_deep_copy(b->builder_cfg);
+	for (const char *const *k = b->builder->late_keys; k && *k; k++)
+		json_object_del(cfg, *k);
 	_cleanup_free_ char *prev =
-		digest_json(json_pack("{s:s,s:s,s:O,s:s}", "imgforge", IMGF_VERSION, "builder",
-				      b->builder->name, "config", b->builder_cfg, "base", base));
+		digest_json(json_pack("{s:s,s:s,s:o,s:s}", "imgforge", IMGF_VERSION, "builder",
+				      b->builder->name, "config", cfg, "base", base));
 	json_t *lists = json_object();
 	for (size_t i = 0; i < b->nsteps; i++) {
 		if (step_key(&b->steps[i], prev, lists, &c->keys[i], err) < 0) {

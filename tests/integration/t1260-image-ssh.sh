@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # lane: vm
 # make -C cloudinit and hack/image-ssh.sh: boot a VM image with the seed and run a command
-# over SSH as the seeded user (the test VM base image stands in for a build's qcow2).
+# over SSH as the seeded user (the Debian 13 GPT test base, booted under BIOS, stands in for
+# a build's qcow2).
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/vm-image.sh"
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 vm_accel_env
-for c in qemu-system-x86_64 ssh ssh-keygen genisoimage virt-make-fs; do
+TEST_CLAIM=1
+for c in qemu-system-x86_64 ssh ssh-keygen genisoimage sgdisk; do
 	require_cmd $c || { test_skip "image-ssh" "$c is not installed"; test_done; }
 done
-VMBASE=$(vm_image_ensure) || die "could not make the VM base image"
+VMBASE=$(vm_image_gpt_ensure genericcloud) || die "could not make the GPT VM base image"
 mkdir -p "$TMP/build"
 ln -s "$VMBASE" "$TMP/build/test+kube-v1.31.2.qcow2"
 ssh-keygen -q -t ed25519 -N "" -f "$TMP/key" -C imgforge-test
@@ -27,7 +29,7 @@ test_expect_success "hack/image-ssh.sh boots the image and runs a command over S
 		timeout 900 bash "$TOP/hack/image-ssh.sh" "$TMP/build" "id -un; cat /etc/debian_version" \
 		>"$TMP/ssh.out" 2>"$TMP/ssh.err" || { cat "$TMP/ssh.err" "$TMP/ssh.out"; exit 1; }
 	cat "$TMP/ssh.out"
-	grep -qx capv "$TMP/ssh.out" && grep -q "^12" "$TMP/ssh.out"
+	grep -qx capv "$TMP/ssh.out" && grep -q "^13" "$TMP/ssh.out"
 '
 
 test_expect_success "the image was not written (qemu ran with -snapshot) and qemu is gone" '

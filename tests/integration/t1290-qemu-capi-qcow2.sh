@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # lane: vm
-# imgforge build --only capi-qcow2: a bootable Debian bookworm qcow2 from debootstrap as the
-# base, real Kubernetes, containerd, runc and CNI plugins built from source at the shipped
-# versions (tests/lib/kube.sh) as the sources, libguestfs to provision, libvirt
-# (TCG here) to boot-check, which runs a pod sandbox through containerd and runc. Files are
-# read back with guestfish, not through imgforge. The OVA build (about packaging) uses the
-# fixtures' stand-ins.
+# imgforge build --only capi-qcow2 from config/debian-13.json on a base laid out as Debian's
+# genericcloud image (tests/lib/vm-image.sh: Debian 13, GPT, p14 BIOS boot, p15 ESP, p1 root
+# last on the disk by position, grub for BIOS and UEFI, cloud-init), real Kubernetes,
+# containerd, runc and CNI plugins built from source at the shipped versions (tests/lib/kube.sh)
+# as the sources, libguestfs to provision, libvirt (TCG here) to boot-check: under BIOS with
+# kubeadm init to a Ready node (a pod sandbox through containerd and runc first), then the same
+# image under UEFI (OVMF), whose steps all come from the step cache (the firmware is read by
+# the boot check only). Files and partitions are read back with guestfish, not through
+# imgforge. The OVA build (about packaging) uses the fixtures' stand-ins.
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/vm-image.sh"
 . "$TOP/tests/lib/kube.sh"
@@ -27,11 +30,11 @@ require_cmd go || {
 	test_done
 }
 kube_up
-VMBASE=$(vm_image_ensure) || die "could not make the VM base image"
+VMBASE=$(vm_image_gpt_ensure genericcloud) || die "could not make the GPT VM base image"
 BASE_SUM=$(sha256sum "$VMBASE" | cut -d" " -f1)
 export IMGFORGE_CACHE_DIR=$TMP/cache
-OUT=$TMP/output/debian-12+kube-$KUBE_VERSION
-IMG=$OUT/debian-12+kube-$KUBE_VERSION.qcow2
+OUT=$TMP/output/debian-13+kube-$KUBE_VERSION
+IMG=$OUT/debian-13+kube-$KUBE_VERSION.qcow2
 # The builder's work directories go under TMPDIR: one of this script's own, so that builds
 # other scripts run at the same time are not counted (libvirt's qemu must reach it: 0711;
 # libguestfs keeps its appliance cache where it was).
@@ -43,18 +46,44 @@ work_dirs() { ls -d "${TMPDIR:-/var/tmp}"/imgforge-qemu-* 2>/dev/null | wc -l; }
 domains() { virsh -c qemu:///system list --all --name | grep -c '^imgforge-boot' || true; }
 before_dirs=$(work_dirs)
 
-test_expect_success "imgforge build --only capi-qcow2 succeeds; the boot check runs a pod sandbox and kubeadm init to a Ready node" '
+# On failure, the boot check's own lines first (the guest's log of a failed check is there).
+build_failed() {
+	grep "boot check" "$1" | tail -n 60
+	echo "--- the log's last lines:"
+	tail -n 30 "$1"
+	return 1
+}
+
+test_expect_success "imgforge build --only capi-qcow2 succeeds; under BIOS the boot check runs a pod sandbox and kubeadm init to a Ready node" '
 	"$IMGF" build --only capi-qcow2 --var-file "$KUBE_BUILD_VARS" \
 		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
 		--var disk_size=4G --var boot_check=kubeadm --output-dir "$TMP/output" \
-		"$TOP/config/debian-12.json" >"$TMP/build.log" 2>&1 || { tail -n 80 "$TMP/build.log"; exit 1; }
+		"$TOP/config/debian-13.json" >"$TMP/build.log" 2>&1 || build_failed "$TMP/build.log"
 	grep "boot check" "$TMP/build.log"
 	grep -q "boot check: containerd-active ok" "$TMP/build.log" &&
 	grep -q "boot check: kubeadm-version ok" "$TMP/build.log" &&
 	grep -q "boot check: pause-sandbox ok" "$TMP/build.log" &&
+	grep -q "boot check: firmware-bios ok" "$TMP/build.log" &&
 	grep -q "boot check: kubeadm-node-ready ok" "$TMP/build.log" &&
 	grep "boot check: kubeadm-init [0-9]*s" "$TMP/build.log" &&
 	grep "boot check: pods-ready [0-9]*s" "$TMP/build.log"
+'
+
+test_expect_success "the same image under UEFI (OVMF): every step from the cache, the boot check runs a pod sandbox" '
+	"$IMGF" build --only capi-qcow2 --var-file "$KUBE_BUILD_VARS" \
+		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
+		--var disk_size=4G --var firmware=uefi --output-dir "$TMP/output-uefi" \
+		"$TOP/config/debian-13.json" >"$TMP/uefi.log" 2>&1 || build_failed "$TMP/uefi.log"
+	grep "boot check" "$TMP/uefi.log"
+	steps=$(grep -cE "capi-qcow2: step [0-9]+/[0-9]+: " "$TMP/uefi.log") &&
+	cached=$(grep -cE "capi-qcow2: step [0-9]+/[0-9]+: [^ ]+: cached \(" "$TMP/uefi.log") &&
+	echo "steps: $steps lines, $cached cached" &&
+	test "$cached" -gt 0 && test "$cached" -eq "$steps" &&
+	grep -q "boot check: booting .* (UEFI," "$TMP/uefi.log" &&
+	grep -q "boot check: firmware-uefi ok" "$TMP/uefi.log" &&
+	grep -q "boot check: containerd-active ok" "$TMP/uefi.log" &&
+	grep -q "boot check: pause-sandbox ok" "$TMP/uefi.log" &&
+	! grep -q "boot check: .* FAILED" "$TMP/uefi.log"
 '
 
 test_expect_success "qemu-img check is clean and the image is compressed qcow2" '
@@ -66,7 +95,7 @@ test_expect_success "qemu-img check is clean and the image is compressed qcow2" 
 test_expect_success "the sha256 sidecar, console.log and manifest are in the output dir" '
 	test "$(cat "$IMG.sha256")" = "$(sha256sum "$IMG" | cut -d" " -f1)" &&
 	test -s "$OUT/console.log" && grep -q IMGFORGE-BOOT-CHECK-END "$OUT/console.log" &&
-	jq -e ".builds[0].builder_type == \"qemu\" and (.builds[0].files | map(.name) | index(\"debian-12+kube-$KUBE_VERSION.qcow2\") != null)" "$OUT/manifest.json" &&
+	jq -e ".builds[0].builder_type == \"qemu\" and (.builds[0].files | map(.name) | index(\"debian-13+kube-$KUBE_VERSION.qcow2\") != null)" "$OUT/manifest.json" &&
 	jq -e --arg s "$BASE_SUM" ".builds[0].inputs[] | select(.name == \"base-image\" and .sha256 == \$s)" "$OUT/manifest.json"
 '
 
@@ -98,6 +127,10 @@ if [ -f "$IMG" ]; then
 		echo "glob-expand /etc/ssh/ssh_host_*"
 		echo "echo STATVFS"
 		echo "statvfs /"
+		echo "echo PARTS"
+		echo "part-list /dev/sda"
+		echo "echo SECTORS"
+		echo "blockdev-getsz /dev/sda"
 	} | guestfish --ro -a "$IMG" -i >"$TMP/readback" 2>&1
 fi
 after() { awk -v m="$1" '$0 == m {getline; print; exit}' "$TMP/readback"; }
@@ -119,9 +152,20 @@ test_expect_success "sysprep left no machine-id content and no SSH host keys" '
 	test "$(after SSHKEYS)" = STATVFS
 '
 
-test_expect_success "the root filesystem grew to the disk size" '
+test_expect_success "the root (p1, last by position) grew to the disk size; p14 and p15 are as they were" '
 	size=$(awk "/^STATVFS/ {f=1} f && /^bsize:/ {b=\$2} f && /^blocks:/ {n=\$2} END {print b*n}" "$TMP/readback") &&
-	test "$size" -gt $((3500 * 1024 * 1024))
+	echo "root filesystem: $size bytes" &&
+	test "$size" -gt $((3500 * 1024 * 1024)) &&
+	parts=$(awk "/^PARTS/ {f=1; next} /^SECTORS/ {f=0} f" "$TMP/readback" |
+		awk "/part_num:/ {n=\$2} /part_start:/ {s=\$2} /part_end:/ {print n, s, \$2}" | sort -n) &&
+	echo "$parts" &&
+	sectors=$(after SECTORS) &&
+	test "$(echo "$parts" | cut -d" " -f1 | tr "\n" " ")" = "1 14 15 " &&
+	test "$(echo "$parts" | awk "\$1 == 14 {print \$2, \$3}")" = "$((2048 * 512)) $((4096 * 512 - 1))" &&
+	test "$(echo "$parts" | awk "\$1 == 15 {print \$2, \$3}")" = "$((4096 * 512)) $((258048 * 512 - 1))" &&
+	test "$(echo "$parts" | awk "\$1 == 1 {print \$2}")" = "$((262144 * 512))" &&
+	end=$(echo "$parts" | awk "\$1 == 1 {print \$3}") &&
+	test "$end" -gt $(((sectors - 34 - 2048) * 512)) && test "$end" -lt $(((sectors - 33) * 512))
 '
 
 test_expect_success "the base image is unchanged" '
@@ -136,10 +180,10 @@ test_expect_success "imgforge build --only capi-ova writes the OVA beside the di
 	"$IMGF" build --only capi-ova --var-file "$FIX/vars.json" \
 		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
 		--var boot_check=false --var "ovf_custom_properties={\"PURPOSE\": \"test\"}" \
-		--output-dir "$TMP/output-ova" "$TOP/config/debian-12.json" \
+		--output-dir "$TMP/output-ova" "$TOP/config/debian-13.json" \
 		>"$TMP/ova.log" 2>&1 || { tail -n 40 "$TMP/ova.log"; exit 1; }
-	o=$TMP/output-ova/debian-12+kube-v1.31.2
-	n=debian-12+kube-v1.31.2
+	o=$TMP/output-ova/debian-13+kube-v1.31.2
+	n=debian-13+kube-v1.31.2
 	test "$(tar -tf "$o/$n.ova" | tr "\n" " ")" = "$n.ovf $n.mf $n.vmdk " &&
 	test "$(cat "$o/$n.ova.sha256")" = "$(sha256sum "$o/$n.ova" | cut -d" " -f1)" &&
 	tar -xOf "$o/$n.ova" "$n.ovf" | grep -q "ovf:key=\"KUBERNETES_SEMVER\"" &&

@@ -100,7 +100,17 @@ vm_gpt_tree() {
 	echo "$dir"
 }
 
+# One maker at a time (.ci/run starts the genericcloud one early, in the background): the
+# others wait, then find it made.
 vm_image_gpt_ensure() {
+	mkdir -p "$TEST_CACHE" || return 1
+	(
+		flock 9 || exit 1
+		_vm_image_gpt_ensure "$@"
+	) 9>"$TEST_CACHE/vm-gpt.lock"
+}
+
+_vm_image_gpt_ensure() {
 	local shape=${1:-genericcloud} dir key img raw stage
 	case $shape in genericcloud | bootpart) ;; *) echo "vm_image_gpt_ensure: shape '$shape'" >&2; return 1 ;; esac
 	dir=$(vm_gpt_tree) || return 1

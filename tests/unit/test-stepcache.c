@@ -505,7 +505,17 @@ struct twin {
 	struct imgf_step steps[2];
 };
 
+/* With a builder and its config (taken) of the test's own. */
+static void twin_open_with(struct twin *t, const char *name, const char *cache_dir, bool no_cache,
+			   const struct imgf_builder_ops *builder, json_t *cfg);
+
 static void twin_open(struct twin *t, const char *name, const char *cache_dir, bool no_cache)
+{
+	twin_open_with(t, name, cache_dir, no_cache, &fake_builder, json_object());
+}
+
+static void twin_open_with(struct twin *t, const char *name, const char *cache_dir, bool no_cache,
+			   const struct imgf_builder_ops *builder, json_t *cfg)
 {
 	memset(t, 0, sizeof(*t));
 	t->cfg.vars = json_object();
@@ -514,8 +524,8 @@ static void twin_open(struct twin *t, const char *name, const char *cache_dir, b
 	t->b = (struct imgf_build){.config = &t->cfg,
 				   .def = &t->def,
 				   .opts = &t->opts,
-				   .builder = &fake_builder,
-				   .builder_cfg = json_object(),
+				   .builder = builder,
+				   .builder_cfg = cfg,
 				   .steps = t->steps,
 				   .nsteps = 2,
 				   .cache_dir = (char *)cache_dir,
@@ -674,5 +684,54 @@ TEST(a_build_standing_on_cached_steps_keeps_them_from_prune)
 	CHECK(imgf_stepcache_prune(dir, 0, -1, &err) == 0);
 	CHECK(entries_in(dir) == 0);
 	imgf_error_free(err);
+	rm_rf(dir, NULL);
+}
+
+static const char *const fake_late_keys[] = {"boot", "firmware", NULL};
+
+static const struct imgf_builder_ops fake_late_builder = {
+	.name = "fake",
+	.late_keys = fake_late_keys,
+	.cache_base = fake_base,
+	.cache_save = fake_save,
+	.cache_adopt = fake_adopt,
+	.cache_check = fake_check,
+	.cache_drop = fake_drop,
+};
+
+TEST(a_late_builder_key_changes_no_step_key_but_the_final_one)
+{
+	fake_reset();
+	_cleanup_free_ char *dir = fresh_dir();
+	struct twin bios, uefi, bigger;
+	twin_open_with(&bios, "bios", dir, false, &fake_late_builder,
+		       json_pack("{s:s,s:s,s:b}", "disk", "4G", "firmware", "bios", "boot", 1));
+	twin_open_with(&uefi, "uefi", dir, false, &fake_late_builder,
+		       json_pack("{s:s,s:s,s:s}", "disk", "4G", "firmware", "uefi", "boot", "x"));
+	twin_open_with(&bigger, "bigger", dir, false, &fake_late_builder,
+		       json_pack("{s:s,s:s,s:b}", "disk", "8G", "firmware", "bios", "boot", 1));
+	for (size_t i = 0; i < 2; i++) {
+		CHECK_STR(bios.b.cache->keys[i], uefi.b.cache->keys[i]);
+		CHECK(strcmp(bios.b.cache->keys[i], bigger.b.cache->keys[i]) != 0);
+	}
+	json_t *pps = json_array();
+	bios.def.post_processors = uefi.def.post_processors = pps;
+	imgf_stepcache_final_key(&bios.b);
+	imgf_stepcache_final_key(&uefi.b);
+	json_decref(pps);
+	CHECK(strcmp(bios.b.cache->final_key, uefi.b.cache->final_key) != 0);
+	/* The same late key on a builder that does not declare it late is in the step keys. */
+	struct twin plain;
+	twin_open_with(&plain, "plain", dir, false, &fake_builder,
+		       json_pack("{s:s,s:s,s:s}", "disk", "4G", "firmware", "uefi", "boot", "x"));
+	struct twin plain2;
+	twin_open_with(&plain2, "plain2", dir, false, &fake_builder,
+		       json_pack("{s:s,s:s,s:b}", "disk", "4G", "firmware", "bios", "boot", 1));
+	CHECK(strcmp(plain.b.cache->keys[0], plain2.b.cache->keys[0]) != 0);
+	twin_close(&bios);
+	twin_close(&uefi);
+	twin_close(&bigger);
+	twin_close(&plain);
+	twin_close(&plain2);
 	rm_rf(dir, NULL);
 }
