@@ -1320,6 +1320,15 @@ static void docker_cleanup(struct imgf_build *b, struct imgf_target *t, bool kee
 	free(dt);
 }
 
+static const struct imgf_builder_cache_ops docker_cache = {
+	.base = docker_cache_base,
+	.save = docker_cache_save,
+	.adopt = docker_cache_adopt,
+	.check = docker_cache_check,
+	.drop = docker_cache_drop,
+	.reuse = docker_cache_reuse,
+};
+
 const struct imgf_builder_ops imgf_docker_builder = {
 	.name = "docker",
 	.keys = docker_keys,
@@ -1327,10 +1336,5 @@ const struct imgf_builder_ops imgf_docker_builder = {
 	.prepare = docker_prepare,
 	.commit = docker_commit,
 	.cleanup = docker_cleanup,
-	.cache_base = docker_cache_base,
-	.cache_save = docker_cache_save,
-	.cache_adopt = docker_cache_adopt,
-	.cache_check = docker_cache_check,
-	.cache_drop = docker_cache_drop,
-	.cache_reuse = docker_cache_reuse,
+	.cache = &docker_cache,
 };

@@ -1694,20 +1694,24 @@ static const char *const qemu_late_keys[] = {
 	"boot_check", "boot_timeout", "boot_memory_mb", "boot_cpus", "firmware", NULL,
 };
 
+static const struct imgf_builder_cache_ops qemu_cache = {
+	.late_keys = qemu_late_keys,
+	.base = qemu_cache_base,
+	.save = qemu_cache_save,
+	.adopt = qemu_cache_adopt,
+	.check = qemu_cache_check,
+	.drop = qemu_cache_drop,
+	.keep = qemu_cache_keep,
+	.reuse = qemu_cache_reuse,
+};
+
 const struct imgf_builder_ops imgf_qemu_builder = {
 	.name = "qemu",
 	.keys = qemu_keys,
 	.disk_ext = "qcow2",
-	.late_keys = qemu_late_keys,
 	.validate = qemu_validate,
 	.prepare = qemu_prepare,
 	.commit = qemu_commit,
 	.cleanup = qemu_cleanup,
-	.cache_base = qemu_cache_base,
-	.cache_save = qemu_cache_save,
-	.cache_adopt = qemu_cache_adopt,
-	.cache_check = qemu_cache_check,
-	.cache_drop = qemu_cache_drop,
-	.cache_keep = qemu_cache_keep,
-	.cache_reuse = qemu_cache_reuse,
+	.cache = &qemu_cache,
 };

@@ -9,16 +9,10 @@
  *   disk_ext                        MAY be NULL: its artifacts carry no disk; else they do
  *                                   (imgf_artifact.disk, OUTPUT/NAME.EXT), which post-processors
  *                                   that convert a disk need and image-upload sends
- *   cache_base, cache_save,         MAY be NULL all together: the builder keeps no step cache
- *   cache_check, cache_drop,        (every build runs every step); cache_reuse MAY be NULL
- *   cache_reuse, cache_keep         (the artifact is made again from the last step's state);
- *                                   cache_keep MAY be NULL (the artifact's own id is kept)
- *   cache_adopt                     MAY be NULL: a build whose step a twin build has just
- *                                   cached goes on with its own state, which is not kept
- *   late_keys                       MAY be NULL: the config keys that act only once the steps
- *                                   have run (qemu's boot check, the firmware the image boots
- *                                   with); they are left out of every step's cache key (not
- *                                   of the finished image's), so changing one reruns no step
+ *   cache                           MAY be NULL: the builder keeps no step cache (every build
+ *                                   runs every step); else its hooks (struct
+ *                                   imgf_builder_cache_ops below), which src/stepcache.c alone
+ *                                   calls
  */
 #ifndef IMGF_BUILDER_H
 #define IMGF_BUILDER_H
@@ -43,11 +37,54 @@ struct imgf_artifact {
 	const char *firmware;
 };
 
+/*
+ * The step cache's hooks (src/stepcache.h), apart from what every builder implements:
+ *   base, save, check, drop  MUST be set
+ *   adopt                    MAY be NULL: a build whose step a twin build has just cached goes
+ *                            on with its own state, which is not kept
+ *   reuse                    MAY be NULL: the artifact is made again from the last step's state
+ *   keep                     MAY be NULL: the artifact's own id is kept
+ *   late_keys                MAY be NULL: the config keys that act only once the steps have
+ *                            run (qemu's boot check, the firmware the image boots with); they
+ *                            are left out of every step's cache key (not of the finished
+ *                            image's), so changing one reruns no step
+ */
+struct imgf_builder_cache_ops {
+	const char *const *late_keys; /* NULL-terminated */
+	/* The digest of the base, the first link of the key chain: docker the base image's ID,
+	 * qemu the base disk's checksum. Without pull, a base that is not at hand (docker: to
+	 * be pulled) gives *digest NULL: the build asks again, with pull, once its inputs are
+	 * fetched, so a bad input fails first. */
+	int (*base)(struct imgf_build *b, bool pull, char **digest, struct imgf_error **err);
+	/* Keep the target's state after a step under `key`; *id names it (an image ID, a
+	 * file), *size is what it adds to the cache in bytes. prepare() starts from such a
+	 * state when imgf_stepcache_from(b) is not NULL. */
+	int (*save)(struct imgf_build *b, struct imgf_target *t, const char *key, const char *step,
+		    char **id, int64_t *size, struct imgf_error **err);
+	/* Whether the state `id` saved under `key` is there and intact (1) or missing or
+	 * damaged (0); a damaged one is removed. Final: the artifact rather than a step. */
+	int (*check)(struct imgf_build *b, const char *key, const char *id, bool final,
+		     struct imgf_error **err);
+	/* Make the target go on from the state `id` another build saved under the same key (as
+	 * if this build had started from it) rather than keep its own: what the step did to
+	 * the target is dropped, and the next step starts from `id`, as after save. */
+	int (*adopt)(struct imgf_build *b, struct imgf_target *t, const char *id,
+		     struct imgf_error **err);
+	/* Remove a saved state (imgforge cache prune); b is NULL there. */
+	int (*drop)(const char *id, bool final, struct imgf_error **err);
+	/* Keep a committed artifact for reuse under the final `key`: *id names what is kept
+	 * (qemu: a link to the disk in the cache), *size what it adds in bytes. */
+	int (*keep)(struct imgf_build *b, const struct imgf_artifact *art, const char *key,
+		    char **id, int64_t *size, struct imgf_error **err);
+	/* Give out again the artifact `id` an earlier build committed with the same key. */
+	int (*reuse)(struct imgf_build *b, const char *id, struct imgf_artifact *out,
+		     struct imgf_error **err);
+};
+
 struct imgf_builder_ops {
 	const char *name;
 	const struct imgf_key *keys;
 	const char *disk_ext;
-	const char *const *late_keys; /* NULL-terminated */
 	int (*validate)(struct imgf_build *b, struct imgf_error **err);
 	/* Make the target from the base (config in b->builder_cfg). */
 	int (*prepare)(struct imgf_build *b, struct imgf_target **out, struct imgf_error **err);
@@ -57,35 +94,7 @@ struct imgf_builder_ops {
 	/* Always runs once prepare has returned a target. With keep (--on-error=abort after a
 	 * failure) the target stays and its whereabouts are logged; otherwise it is removed. */
 	void (*cleanup)(struct imgf_build *b, struct imgf_target *t, bool keep);
-
-	/* The step cache (src/stepcache.h). The digest of the base, the first link of the key
-	 * chain: docker the base image's ID, qemu the base disk's checksum. Without pull, a
-	 * base that is not at hand (docker: to be pulled) gives *digest NULL: the build asks
-	 * again, with pull, once its inputs are fetched, so a bad input fails first. */
-	int (*cache_base)(struct imgf_build *b, bool pull, char **digest, struct imgf_error **err);
-	/* Keep the target's state after a step under `key`; *id names it (an image ID, a
-	 * file), *size is what it adds to the cache in bytes. prepare() starts from such a
-	 * state when imgf_stepcache_from(b) is not NULL. */
-	int (*cache_save)(struct imgf_build *b, struct imgf_target *t, const char *key,
-			  const char *step, char **id, int64_t *size, struct imgf_error **err);
-	/* Whether the state `id` saved under `key` is there and intact (1) or missing or
-	 * damaged (0); a damaged one is removed. Final: the artifact rather than a step. */
-	int (*cache_check)(struct imgf_build *b, const char *key, const char *id, bool final,
-			   struct imgf_error **err);
-	/* Make the target go on from the state `id` another build saved under the same key (as
-	 * if this build had started from it) rather than keep its own: what the step did to
-	 * the target is dropped, and the next step starts from `id`, as after cache_save. */
-	int (*cache_adopt)(struct imgf_build *b, struct imgf_target *t, const char *id,
-			   struct imgf_error **err);
-	/* Remove a saved state (imgforge cache prune); b is NULL there. */
-	int (*cache_drop)(const char *id, bool final, struct imgf_error **err);
-	/* Keep a committed artifact for cache_reuse under the final `key`: *id names what is
-	 * kept (qemu: a link to the disk in the cache), *size what it adds in bytes. */
-	int (*cache_keep)(struct imgf_build *b, const struct imgf_artifact *art, const char *key,
-			  char **id, int64_t *size, struct imgf_error **err);
-	/* Give out again the artifact `id` an earlier build committed with the same key. */
-	int (*cache_reuse)(struct imgf_build *b, const char *id, struct imgf_artifact *out,
-			   struct imgf_error **err);
+	const struct imgf_builder_cache_ops *cache;
 };
 
 /* Make a builder known by its name (a second one of the same name is ignored). */

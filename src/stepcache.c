@@ -419,7 +419,7 @@ static void state_drop(const struct imgf_builder_ops *ops, const char *cache_dir
 {
 	struct imgf_error *e = NULL;
 	if (record_id_check(cache_dir, builder, id, &e) < 0 ||
-	    (ops && ops->cache_drop && ops->cache_drop(id, final, &e) < 0))
+	    (ops && ops->cache && ops->cache->drop(id, final, &e) < 0))
 		log_debug("step cache: the state '%s' stays: %s", id, e->msg);
 	imgf_error_free(e);
 }
@@ -509,7 +509,7 @@ static int lookup_locked(struct imgf_build *b, const char *key, bool final, cons
 	if (id && builder && ekey && !strcmp(builder, b->builder->name) && !strcmp(ekey, key) &&
 	    json_is_true(json_object_get(entry, "final")) == final) {
 		if (record_id_check(b->cache_dir, builder, id, &outside) == 0)
-			r = b->builder->cache_check(b, key, id, final, err);
+			r = b->builder->cache->check(b, key, id, final, err);
 		else
 			log_warn("step cache: '%s': %s", path, outside->msg);
 		imgf_error_free(outside);
@@ -563,7 +563,7 @@ static int compute_keys(struct imgf_build *b, const char *base, struct imgf_erro
 	struct imgf_stepcache *c = b->cache;
 	/* The builder's config as the steps see it: without the keys that act after them. */
 	json_t *cfg = json_deep_copy(b->builder_cfg);
-	for (const char *const *k = b->builder->late_keys; k && *k; k++)
+	for (const char *const *k = b->builder->cache->late_keys; k && *k; k++)
 		json_object_del(cfg, *k);
 	_cleanup_free_ char *prev =
 		digest_json(json_pack("{s:s,s:s,s:o,s:s}", "imgforge", IMGF_VERSION, "builder",
@@ -583,10 +583,11 @@ static int compute_keys(struct imgf_build *b, const char *base, struct imgf_erro
 
 int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 {
-	if (!b->builder->cache_base || !b->builder->cache_save || !b->builder->cache_check)
+	const struct imgf_builder_cache_ops *ops = b->builder->cache;
+	if (!ops || !ops->base || !ops->save || !ops->check || !ops->drop)
 		return 0;
 	_cleanup_free_ char *base = NULL;
-	if (b->builder->cache_base(b, false, &base, err) < 0)
+	if (b->builder->cache->base(b, false, &base, err) < 0)
 		return -1;
 	struct imgf_stepcache *c = xcalloc(1, sizeof(*c));
 	b->cache = c;
@@ -637,7 +638,7 @@ int imgf_stepcache_settle(struct imgf_build *b, struct imgf_error **err)
 	if (!c || !c->pending)
 		return 0;
 	_cleanup_free_ char *base = NULL;
-	if (b->builder->cache_base(b, true, &base, err) < 0)
+	if (b->builder->cache->base(b, true, &base, err) < 0)
 		return -1;
 	c->pending = false;
 	/* Every step runs (hit stays 0) and is kept under its key. */
@@ -727,11 +728,11 @@ static void step_share(struct imgf_build *b, struct imgf_target *t, size_t i, js
 	struct imgf_step *s = &b->steps[i];
 	const char *id = json_string_value(json_object_get(e, "id"));
 	struct imgf_error *err = NULL;
-	if (!b->builder->cache_adopt) {
+	if (!b->builder->cache->adopt) {
 		log_info("%s: step '%s' is cached by another build (%.12s): this one goes on "
 			 "with its own state, not kept",
 			 b->def->name, s->label, c->keys[i]);
-	} else if (b->builder->cache_adopt(b, t, id, &err) < 0) {
+	} else if (b->builder->cache->adopt(b, t, id, &err) < 0) {
 		log_warn("%s: step '%s': cannot go on from the state another build cached: %s",
 			 b->def->name, s->label, err->msg);
 	} else {
@@ -779,7 +780,7 @@ void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_
 	int64_t size = 0;
 	struct imgf_error *e = NULL;
 	double t0 = imgf_now();
-	if (b->builder->cache_save(b, t, c->keys[i], s->label, &id, &size, &e) < 0) {
+	if (b->builder->cache->save(b, t, c->keys[i], s->label, &id, &size, &e) < 0) {
 		log_warn("%s: step '%s' is not cached: %s", b->def->name, s->label, e->msg);
 		imgf_error_free(e);
 		close(save);
@@ -809,7 +810,7 @@ void imgf_stepcache_final_key(struct imgf_build *b)
 int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct imgf_error **err)
 {
 	struct imgf_stepcache *c = b->cache;
-	if (!c || !c->final_key || !b->builder->cache_reuse || b->opts->no_cache ||
+	if (!c || !c->final_key || !b->builder->cache->reuse || b->opts->no_cache ||
 	    c->hit != b->nsteps)
 		return 0;
 	json_t *e = NULL;
@@ -820,7 +821,7 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 		return 0;
 	c->final_found = e;
 	const char *id = json_string_value(json_object_get(e, "id"));
-	if (b->builder->cache_reuse(b, id, out, err) < 0)
+	if (b->builder->cache->reuse(b, id, out, err) < 0)
 		return -1;
 	for (size_t i = 0; i < b->nsteps; i++)
 		imgf_stepcache_say_cached(b, i);
@@ -833,7 +834,7 @@ static void keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
 void imgf_stepcache_keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
 {
 	struct imgf_stepcache *c = b->cache;
-	if (!c || !c->final_key || !b->builder->cache_reuse || !art->id)
+	if (!c || !c->final_key || !b->builder->cache->reuse || !art->id)
 		return;
 	/* Again, from the artifact's labels: what prepare recorded (qemu's base image) is in
 	 * them now, as a rebuild's are replayed from the cached steps before it looks. */
@@ -874,12 +875,12 @@ static void keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
 	struct imgf_stepcache *c = b->cache;
 	_cleanup_free_ char *id = NULL;
 	int64_t size = 0;
-	if (!b->builder->cache_keep) {
+	if (!b->builder->cache->keep) {
 		id = xstrdup(art->id);
 	} else {
 		struct imgf_error *e = NULL;
 		double t0 = imgf_now();
-		if (b->builder->cache_keep(b, art, c->final_key, &id, &size, &e) < 0) {
+		if (b->builder->cache->keep(b, art, c->final_key, &id, &size, &e) < 0) {
 			log_warn("%s: the artifact is not cached: %s", b->def->name, e->msg);
 			imgf_error_free(e);
 			return;
@@ -1046,7 +1047,7 @@ static int drop_entry(const char *cache_dir, struct entry_ref *e, struct imgf_er
 			       ? imgf_error_set(err, IMGF_EXIT_FAIL, "a running build uses it")
 			       : imgf_error_errno(err, errno, "lock '%s.use'", key);
 	int r = 0;
-	if (ops && ops->cache_drop && ops->cache_drop(id, final, err) < 0)
+	if (ops && ops->cache && ops->cache->drop(id, final, err) < 0)
 		r = -1;
 	if (r == 0)
 		superseded_drop(ops, cache_dir, builder ? builder : "", e->j);

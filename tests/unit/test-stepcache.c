@@ -487,13 +487,17 @@ static int fake_drop(const char *id, bool final, struct imgf_error **err)
 	return 0;
 }
 
+static const struct imgf_builder_cache_ops fake_cache = {
+	.base = fake_base,
+	.save = fake_save,
+	.adopt = fake_adopt,
+	.check = fake_check,
+	.drop = fake_drop,
+};
+
 static const struct imgf_builder_ops fake_builder = {
 	.name = "fake",
-	.cache_base = fake_base,
-	.cache_save = fake_save,
-	.cache_adopt = fake_adopt,
-	.cache_check = fake_check,
-	.cache_drop = fake_drop,
+	.cache = &fake_cache,
 };
 
 /* An image of two shell steps, the same for every image: twins. */
@@ -689,14 +693,18 @@ TEST(a_build_standing_on_cached_steps_keeps_them_from_prune)
 
 static const char *const fake_late_keys[] = {"boot", "firmware", NULL};
 
+static const struct imgf_builder_cache_ops fake_late_cache = {
+	.late_keys = fake_late_keys,
+	.base = fake_base,
+	.save = fake_save,
+	.adopt = fake_adopt,
+	.check = fake_check,
+	.drop = fake_drop,
+};
+
 static const struct imgf_builder_ops fake_late_builder = {
 	.name = "fake",
-	.late_keys = fake_late_keys,
-	.cache_base = fake_base,
-	.cache_save = fake_save,
-	.cache_adopt = fake_adopt,
-	.cache_check = fake_check,
-	.cache_drop = fake_drop,
+	.cache = &fake_late_cache,
 };
 
 TEST(a_late_builder_key_changes_no_step_key_but_the_final_one)
