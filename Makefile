@@ -81,13 +81,21 @@ $(B)/data.o: $(GEN_DATA) $(B)/.flags
 
 $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBIMGF) $(OBJS_PLUG)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -iquote tests/unit -o $@ $< $(filter %/httpd.o,$^) $(OBJS_PLUG) \
+	$(CC) $(ALL_CFLAGS) -iquote tests/unit -o $@ $< $(filter %/httpd.o %/dirtarget.o,$^) $(OBJS_PLUG) \
 		$(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
 
 # The tests that talk to the test HTTP server (tests/unit/httpd.h) link it.
 UNIT_HTTPD_TESTS := $(addprefix $(B)/tests/,test-http test-fetch test-registry-http)
 $(UNIT_HTTPD_TESTS): $(B)/tests/httpd.o
 $(B)/tests/httpd.o: tests/unit/httpd.c tests/unit/httpd.h $(wildcard src/*.h) $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -iquote tests/unit -c -o $@ $<
+
+# The tests that run provisioners without Docker link the directory target
+# (tests/unit/dirtarget.h), a test-only target, not part of imgforge.
+UNIT_DIR_TESTS := $(addprefix $(B)/tests/,test-dirtarget test-provisioners)
+$(UNIT_DIR_TESTS): $(B)/tests/dirtarget.o
+$(B)/tests/dirtarget.o: tests/unit/dirtarget.c tests/unit/dirtarget.h $(wildcard src/*.h) $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -iquote tests/unit -c -o $@ $<
 

@@ -1,5 +1,5 @@
 /*
- * A tiny system root for the directory target (src/dirtarget.h): the host's static busybox
+ * A tiny system root for the directory target (tests/unit/dirtarget.h): the host's static busybox
  * as /bin/busybox with the applets the provisioners' scripts use linked beside it, /dev,
  * /proc, /sys, /tmp and /etc. Each test makes its own in a fresh temp directory:
  *

@@ -1,5 +1,5 @@
 /*
- * src/dirtarget.c: the target contract (src/target.h) on a directory: exec runs inside the
+ * tests/unit/dirtarget.c: the target contract (src/target.h) on a directory: exec runs inside the
  * root and leaves nothing running or mounted; put_tar keeps modes, owners and setuid bits and
  * refuses what the checked extraction refuses; get_tar names members by the last component;
  * every path resolves inside the root.

@@ -1,5 +1,5 @@
 /*
- * The provisioners on the directory target (src/dirtarget.h), with no Docker and no
+ * The provisioners on the directory target (tests/unit/dirtarget.h), with no Docker and no
  * libguestfs: where each puts its files, with which modes, what it enables, what its scripts
  * do inside the target, and how it fails. Inputs are small stand-ins made here (shell scripts
  * that print a version, tars of them), set as the step's verified inputs as the engine would

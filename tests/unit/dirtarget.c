@@ -1,10 +1,10 @@
 /*
- * The directory target (dirtarget.h). A command runs three processes deep: this one; the
- * namespace's init, cloned into new mount and PID namespaces, which mounts /dev, /proc and
- * /sys under the root, chroots and reaps; and the command. When the command ends its init
- * exits, the kernel kills whatever else runs in the namespace, and the mounts go with it.
- * Everything the children need is prepared before the clone, so they only make system calls
- * (safe in a threaded program) and report a failure as {step, errno} on a pipe.
+ * The directory target (dirtarget.h), for the unit tests only (imgforge has no such builder). A
+ * command runs three processes deep: this one; the namespace's init, cloned into new mount and PID
+ * namespaces, which mounts /dev, /proc and /sys under the root, chroots and reaps; and the command.
+ * When the command ends its init exits, the kernel kills whatever else runs in the namespace, and
+ * the mounts go with it. Everything the children need is prepared before the clone, so they only
+ * make system calls (safe in a threaded program) and report a failure as {step, errno} on a pipe.
  */
 #include <errno.h>
 #include <fcntl.h>
