@@ -15,6 +15,8 @@
  *                                   cache_keep MAY be NULL (the artifact's own id is kept)
  *   cache_adopt                     MAY be NULL: a build whose step a twin build has just
  *                                   cached goes on with its own state, which is not kept
+ *   image_save                      MAY be NULL: its artifacts are no container images (the
+ *                                   push post-processor refuses such a builder)
  */
 #ifndef IMGF_BUILDER_H
 #define IMGF_BUILDER_H
@@ -81,6 +83,11 @@ struct imgf_builder_ops {
 	/* Give out again the artifact `id` an earlier build committed with the same key. */
 	int (*cache_reuse)(struct imgf_build *b, const char *id, struct imgf_artifact *out,
 			   struct imgf_error **err);
+
+	/* Write the image artifact `id` to out_tar as `docker save` does (manifest.json, the
+	 * config, the uncompressed layers); out_tar is removed on failure. */
+	int (*image_save)(struct imgf_build *b, const char *id, const char *out_tar,
+			  struct imgf_error **err);
 };
 
 /* Make a builder known by its name (a second one of the same name is ignored). */
