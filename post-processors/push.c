@@ -8,7 +8,7 @@
  * Keys: ref (REGISTRY/REPO:TAG, required), mount_from (a repository of the same registry whose
  * blobs are mounted rather than uploaded), auth_file (a docker config.json; default
  * $DOCKER_CONFIG/config.json or ~/.docker/config.json when present), tls_verify (default
- * true), ca_file.
+ * true), ca_file. An empty string (a variable left empty) is a key not given.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,13 +32,20 @@ static const struct imgf_key push_keys[] = {
 	{"ca_file", IMGF_KEY_STRING, false},   {NULL, 0, false},
 };
 
+/* A key set to "" (a variable left empty) is a key not set. */
+static const char *opt_str(json_t *cfg, const char *key)
+{
+	const char *v = imgf_cfg_str(cfg, key, NULL);
+	return v && *v ? v : NULL;
+}
+
 static void push_opts(json_t *cfg, struct imgf_push_opts *o)
 {
 	*o = (struct imgf_push_opts){
-		.auth_file = imgf_cfg_str(cfg, "auth_file", NULL),
+		.auth_file = opt_str(cfg, "auth_file"),
 		.tls_no_verify = !imgf_cfg_bool(cfg, "tls_verify", true),
-		.ca_file = imgf_cfg_str(cfg, "ca_file", NULL),
-		.mount_from = imgf_cfg_str(cfg, "mount_from", NULL),
+		.ca_file = opt_str(cfg, "ca_file"),
+		.mount_from = opt_str(cfg, "mount_from"),
 	};
 }
 

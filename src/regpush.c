@@ -223,6 +223,13 @@ int imgf_reg_auth_lookup(const char *path, const char *registry, char **user, ch
 			goto out;
 		}
 	}
+	const char *store = json_string_value(json_object_get(root, "credsStore"));
+	if (store && *store)
+		ret = imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"registry credentials '%s': no auths entry for '%s', and "
+			"credentials store '%s' is not supported (give an auths entry)",
+			path, registry, store);
 out:
 	json_decref(root);
 	return ret;
@@ -592,15 +599,19 @@ static int answer_challenge(struct client *c, const char *www, struct imgf_error
 	} else if (!strcasecmp(ch.scheme, "Basic")) {
 		if (read_creds(c, err) < 0)
 			ret = -1;
+		else if (!c->user && c->auth_file)
+			ret = imgf_error_set(err, IMGF_EXIT_FAIL,
+					     "registry '%s' asks for a user and password, and '%s' "
+					     "has none for it",
+					     c->registry, c->auth_file);
 		else if (!c->user)
 			ret = imgf_error_set(
 				err, IMGF_EXIT_FAIL,
-				"registry '%s' asks for a user and password, and %s%s%s "
-				"has none for it (post-processor key 'auth_file', or "
-				"--auth-file)",
-				c->registry, c->auth_file ? "'" : "",
-				c->auth_file ? c->auth_file : "no docker config.json",
-				c->auth_file ? "'" : "");
+				"registry '%s' asks for a user and password, and there "
+				"is no docker config.json to take them from "
+				"(post-processor key 'auth_file', --auth-file, or "
+				"$DOCKER_CONFIG/config.json)",
+				c->registry);
 		else if (!str_has_prefix(c->base, "https://") &&
 			 !imgf_registry_is_loopback(c->registry))
 			ret = imgf_error_set(
@@ -1206,7 +1217,7 @@ static int index_member(struct client *c, const char *repo, struct member *m,
 		xasprintf("%s/v2/%s/manifests/%s", c->base, m->ref.repository, reference);
 	if (get_doc(c, url, accept, m->ref.digest, &m->manifest, &m->media_type, m->digest, err) <
 	    0)
-		return -1;
+		return imgf_error_prefix(err, "image '%s'", m->ref.full);
 	json_t *root = json_loadb(m->manifest.buf, m->manifest.len, 0, NULL);
 	const char *mt = json_string_value(json_object_get(root, "mediaType"));
 	if (mt) {

@@ -74,7 +74,7 @@ void imgf_reg_challenge_release(struct imgf_reg_challenge *ch);
  * (base64 "user:password") or .username/.password, KEY the host, or with an http(s):// prefix
  * and any path (docker.io: "https://index.docker.io/v1/"). 1 and *user, *password (newly
  * allocated) when found; 0 when the file has no entry for it; < 0 when the file or the entry
- * is unreadable, or names only a credential helper (not supported).
+ * is unreadable, or the credentials are left to a helper or store (not supported).
  */
 int imgf_reg_auth_lookup(const char *config_path, const char *registry, char **user,
 			 char **password, struct imgf_error **err);

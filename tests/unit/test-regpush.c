@@ -113,6 +113,10 @@ TEST(auth_lookup)
 	CHECK(imgf_reg_auth_lookup(path, "gcr.io", &u, &p, &err) < 0);
 	CHECK_ERR(err, "credential helper 'gcloud'");
 	imgf_error_clear(&err);
+	_cleanup_free_ char *store = write_tmp("store.json", "{\"credsStore\": \"desktop\"}");
+	CHECK(imgf_reg_auth_lookup(store, "r.example", &u, &p, &err) < 0);
+	CHECK_ERR(err, "credentials store 'desktop' is not supported");
+	imgf_error_clear(&err);
 	_cleanup_free_ char *broken = write_tmp("broken.json", "{\"auths\": ");
 	CHECK(imgf_reg_auth_lookup(broken, "x", &u, &p, &err) < 0);
 	CHECK_ERR(err, "not a JSON object");
