@@ -681,9 +681,9 @@ static int request(struct client *c, const struct request *q, struct reply *r,
 			_cleanup_free_ char *who =
 				c->user ? xasprintf("the credentials of user '%s'", c->user)
 					: xstrdup("anonymous access");
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "%s '%s': %s: the registry refused %s", q->method,
-					      q->url, st, who);
+			return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': %s: %s refused %s",
+					      q->method, q->url, st,
+					      q->auth ? "the token endpoint" : "the registry", who);
 		} else if (!imgf_http_retry_worth(&policy, attempt, CURLE_OK, r->status)) {
 			return 0;
 		} else {

@@ -5,14 +5,15 @@
 # ID, every layer) and pulled into a second, clean Docker Engine (own data root and socket),
 # where it has the same image ID; a second push sends no blob (the registry's access log has
 # HEADs and the manifest PUT only); against a registry with htpasswd basic auth, a push
-# without credentials and one with a wrong password fail naming why and leave nothing, a good
+# without credentials and one with a wrong password fail naming why and send nothing, a good
 # one succeeds, and one into another repository mounts every blob (POST ?mount=, 201, no
-# upload); an index joins the amd64 image and an arm64 stand-in (pushed by skopeo), and the
-# second engine pulls each platform from it by tag, each with its own image ID. Bearer tokens:
-# tests/unit/test-regpush.c against tests/lib/fakeregistry.py.
+# upload); against a registry with token auth (tests/lib/regtoken.py as its realm) a wrong
+# password is refused by the token endpoint and a good one gets one token for pull and push;
+# an index joins the amd64 image and an arm64 stand-in (pushed by skopeo), and the second
+# engine pulls each platform from it by tag, each with its own image ID.
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
 . "$(dirname "$0")/../lib/harness.sh"
-for c in docker-registry skopeo jq python3 curl dockerd; do
+for c in docker-registry skopeo jq python3 curl dockerd openssl; do
 	if ! require_cmd "$c"; then
 		TEST_CLAIM=1 test_skip "pushing to a registry" "'$c' is not installed (hack/install-deps.sh)"
 		test_done
@@ -27,15 +28,21 @@ TAG=imgforge-test/kind-node:t1245-$$
 at_exit "docker rmi -f $TAG"
 OUT=$TMP/output/debian-12+kube-v1.31.2
 
-# start_registry NAME [HTPASSWD]: docker-registry on a free loopback port, its storage and
-# access log under $TMP/NAME; sets PORT.
+# start_registry NAME [htpasswd=FILE|token=REALM]: docker-registry on a free loopback port,
+# its storage and access log under $TMP/NAME, anonymous or with that auth; sets PORT.
 start_registry() {
 	local d=$TMP/$1 pid
 	mkdir -p "$d/storage"
 	{
 		printf 'version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n'
 		printf '    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:0\n  secret: t1245\n' "$d/storage"
-		[ -z "${2:-}" ] || printf 'auth:\n  htpasswd:\n    realm: t1245\n    path: %s\n' "$2"
+		case ${2:-} in
+		htpasswd=*) printf 'auth:\n  htpasswd:\n    realm: t1245\n    path: %s\n' "${2#*=}" ;;
+		token=*)
+			printf 'auth:\n  token:\n    realm: %s\n    service: t1245\n' "${2#*=}"
+			printf '    issuer: t1245-issuer\n    rootcertbundle: %s\n' "$TMP/token-cert.pem"
+			;;
+		esac
 	} >"$d/config.yml"
 	docker-registry serve "$d/config.yml" </dev/null >"$d/log" 2>&1 &
 	pid=$!
@@ -61,11 +68,25 @@ start_registry anon
 ANON=127.0.0.1:$PORT
 python3 -W ignore -c 'import crypt; print("pusher:" + crypt.crypt("right", crypt.mksalt(crypt.METHOD_BLOWFISH)))' \
 	>"$TMP/htpasswd"
-start_registry basic "$TMP/htpasswd"
+start_registry basic "htpasswd=$TMP/htpasswd"
 BASIC=127.0.0.1:$PORT
+# Bearer tokens from tests/lib/regtoken.py, signed with a key whose self-signed certificate is
+# the registry's rootcertbundle.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/token-key.pem" -out "$TMP/token-cert.pem" \
+	-days 2 -subj /CN=t1245-token >"$TMP/openssl.log" 2>&1 || { cat "$TMP/openssl.log"; die "openssl req failed"; }
+python3 "$TOP/tests/lib/regtoken.py" --key "$TMP/token-key.pem" --cert "$TMP/token-cert.pem" \
+	--issuer t1245-issuer --service t1245 --user pusher --password right --log "$TMP/token.log" \
+	>"$TMP/token.port" 2>"$TMP/token.err" &
+at_exit "kill $!"
+for _ in $(seq 100); do [ -s "$TMP/token.port" ] && break; sleep 0.1; done
+[ -s "$TMP/token.port" ] || { cat "$TMP/token.err"; die "regtoken.py did not start"; }
+start_registry token "token=http://127.0.0.1:$(head -n 1 "$TMP/token.port")/token"
+TOKEN=127.0.0.1:$PORT
 auth_json() { printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$1" "$(printf %s "$2" | base64 -w0)"; }
 auth_json "$BASIC" pusher:right >"$TMP/good.json"
 auth_json "http://$BASIC" pusher:s3cr3t-wrong >"$TMP/wrong.json"
+auth_json "$TOKEN" pusher:right >"$TMP/token-good.json"
+auth_json "$TOKEN" pusher:s3cr3t-wrong >"$TMP/token-wrong.json"
 
 # The shipped debian-12 config with kind-node's post-processors plus a push to {{push_ref}}.
 jq '.post_processors += [{"type": "push", "ref": "{{ push_ref }}", "auth_file": "{{ push_auth_file }}",
@@ -155,6 +176,25 @@ test_expect_success "mount_from: into another repository every blob is mounted, 
 	test "$(count basic "POST /v2/team/node/blobs/uploads/\?mount=sha256:[0-9a-f]{64}&from=kind/node" 201)" -ge 2
 	test "$(count basic "PUT /v2/team/node/blobs")" = 0
 	test "$(count basic "PUT /v2/team/node/manifests/v1" 201)" = 1
+'
+
+test_expect_success "bearer: a wrong password is refused by the token endpoint, naming it and the user" '
+	expect_exit 1 build --var push_ref="$TOKEN/kind/node:v1" --var push_auth_file="$TMP/token-wrong.json" &&
+	expect_err "token from '"'"'http://127.0.0.1:$(head -n 1 "$TMP/token.port")/token'"'"' for user '"'"'pusher'"'"'" &&
+	expect_err "HTTP 401 (UNAUTHORIZED: bad credentials)" &&
+	! grep -q s3cr3t "$TMP/err"
+'
+
+mark token
+test_expect_success "bearer: one token for pull and push of the repository, then the image is pushed" '
+	: >"$TMP/token.log"
+	build --var push_ref="$TOKEN/kind/node:v1" --var push_auth_file="$TMP/token-good.json" \
+		>"$TMP/build5.log" 2>&1 || { tail -n 40 "$TMP/build5.log"; exit 1; }
+	test "$(pushed 0 digest)" = "$DIGEST"
+	test "$(cat "$TMP/token.log")" = "GET /token?service=t1245&scope=repository%3Akind%2Fnode%3Apull%2Cpush 200"
+	test "$(count token "PUT /v2/kind/node/manifests/v1" 201)" = 1
+	skopeo_ inspect --tls-verify=false --creds pusher:right --raw "docker://$TOKEN/kind/node:v1" |
+		sha256sum | grep -q "^${DIGEST#sha256:} "
 '
 
 # An arm64 stand-in (a docker-archive of one small layer, config for linux/arm64) pushed by
