@@ -344,6 +344,7 @@ struct request {
 
 struct reply {
 	long status;
+	CURLcode cc; /* the last attempt's transfer result */
 	struct imgf_http_headers h;
 	struct strbuf body; /* a non-2xx body, for the registry's message */
 	curl_off_t content_length;
@@ -427,7 +428,9 @@ static CURLcode perform(struct client *c, const struct request *q, struct reply 
 	r->status = 0;
 	r->content_length = -1;
 	struct imgf_http_progress prog = {.label = q->label, .upload = true, .total = q->size};
+	/* A blob GET may be sent on to storage (S3, a CDN); our Authorization stays behind. */
 	struct imgf_http_opts ho = {
+		.redir_protocols = !strcmp(q->method, "GET") ? "http,https" : NULL,
 		.tls_ca = c->o->ca_file,
 		.tls_no_verify = c->o->tls_no_verify,
 		.no_proxy = c->no_proxy,
@@ -653,6 +656,7 @@ static int request(struct client *c, const struct request *q, struct reply *r,
 					      q->method, q->url);
 		bool too_large = false;
 		CURLcode cc = perform(c, q, r, &too_large, err);
+		r->cc = cc;
 		if (cc == CURLE_READ_ERROR && err && *err)
 			return -1;
 		_cleanup_free_ char *why = NULL;
@@ -813,15 +817,81 @@ static void upload_cancel(struct client *c, const char *location)
 }
 
 /*
+ * Start an upload of blob b into `repo` (POST), or mount it from `from` when that is not
+ * NULL: 1 when the registry mounted it, 0 and *put the URL to PUT the bytes to.
+ */
+static int blob_session(struct client *c, const char *repo, const struct blob *b, const char *from,
+			bool must_mount, char **put, struct imgf_error **err)
+{
+	_cleanup_free_ char *url = imgf_reg_mount_url(c->base, repo, b->digest, from);
+	struct request q = {.method = "POST", .url = url};
+	struct reply r = REPLY_INIT;
+	int ret = request(c, &q, &r, err);
+	if (ret < 0)
+		goto out;
+	if (from && r.status == 201) {
+		ret = 1;
+		goto out;
+	}
+	const char *loc = imgf_http_header_get(&r.h, "Location");
+	if (r.status != 202 || !loc) {
+		ret = unexpected(
+			&q, &r,
+			from ? "201 (mounted) or 202 with a Location" : "202 with a Location", err);
+	} else if (must_mount) {
+		upload_cancel(c, loc);
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
+				     "registry '%s' did not mount %s from '%s' into '%s'",
+				     c->registry, b->digest, from, repo);
+	} else if (!(*put = imgf_reg_upload_url(c->base, loc, b->digest))) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "POST '%s': unusable Location '%s'", url,
+				     loc);
+	}
+out:
+	reply_release(&r);
+	return ret;
+}
+
+/* The bytes of b in one PUT to `put`; *cc and *status say how a failure came about. */
+static int blob_put(struct client *c, const struct blob *b, const char *put, CURLcode *cc,
+		    long *status, struct imgf_error **err)
+{
+	_cleanup_free_ char *label = xasprintf("push %.19s", b->digest);
+	struct request q = {.method = "PUT",
+			    .url = put,
+			    .content_type = "application/octet-stream",
+			    .data = b->data,
+			    .len = b->data ? b->size : 0,
+			    .path = b->path,
+			    .size = b->size,
+			    .label = b->path ? label : NULL,
+			    .once = true};
+	struct reply r = REPLY_INIT;
+	int ret = request(c, &q, &r, err);
+	*cc = r.cc;
+	*status = r.status;
+	if (ret == 0 && r.status != 201)
+		ret = unexpected(&q, &r, "201", err);
+	const char *said = imgf_http_header_get(&r.h, "Docker-Content-Digest");
+	if (ret == 0 && said && strcmp(said, b->digest) != 0)
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "PUT '%s': the registry stored %s as %s",
+				     put, b->digest, said);
+	reply_release(&r);
+	return ret;
+}
+
+/*
  * Put one blob into `repo`: nothing when it is there, a mount from `from` when the registry
- * allows it, else a POST and one monolithic PUT. `from` may be NULL.
+ * allows it, else a POST and one monolithic PUT. A PUT that fails in a way worth another try
+ * (a dropped connection, 5xx) starts over with a new upload, as its session may be gone.
+ * `from` may be NULL.
  */
 static int push_blob(struct client *c, const char *repo, const struct blob *b, const char *from,
 		     bool must_mount, struct imgf_push_stats *st, struct imgf_error **err)
 {
 	int have = blob_exists(c, repo, b, err);
 	if (have < 0)
-		return -1;
+		return imgf_error_prefix(err, "%s %s", b->what, b->digest);
 	if (st)
 		st->blobs++;
 	if (have) {
@@ -830,73 +900,44 @@ static int push_blob(struct client *c, const char *repo, const struct blob *b, c
 			st->existed++;
 		return 0;
 	}
-	_cleanup_free_ char *url = imgf_reg_mount_url(c->base, repo, b->digest, from);
-	_cleanup_free_ char *put = NULL, *label = NULL;
-	struct request q = {.method = "POST", .url = url};
-	struct reply r = REPLY_INIT;
-	int ret = request(c, &q, &r, err);
-	if (ret < 0)
-		goto out;
-	if (from && r.status == 201) {
-		log_debug("%s %s: mounted from '%s'", b->what, b->digest, from);
-		if (st)
-			st->mounted++;
-		goto out;
+	struct imgf_http_retry policy = {
+		.max_attempts = c->o->max_attempts > 0 ? c->o->max_attempts : 5,
+		.base_ms = c->o->retry_base_ms > 0 ? c->o->retry_base_ms : 1000,
+	};
+	for (int attempt = 1;; attempt++) {
+		_cleanup_free_ char *put = NULL;
+		int m = blob_session(c, repo, b, from, must_mount, &put, err);
+		if (m < 0)
+			break;
+		if (m > 0) {
+			log_debug("%s %s: mounted from '%s'", b->what, b->digest, from);
+			if (st)
+				st->mounted++;
+			return 0;
+		}
+		CURLcode cc = CURLE_OK;
+		long status = 0;
+		if (blob_put(c, b, put, &cc, &status, err) == 0) {
+			log_debug("%s %s: uploaded %llu bytes", b->what, b->digest,
+				  (unsigned long long)b->size);
+			if (st) {
+				st->uploaded++;
+				st->bytes_uploaded += b->size;
+			}
+			return 0;
+		}
+		if (imgf_interrupted || !imgf_http_retry_worth(&policy, attempt, cc, status))
+			break;
+		_cleanup_free_ char *why = xstrdup(err && *err ? (*err)->msg : "failed");
+		imgf_error_clear(err);
+		long wait = imgf_http_retry_delay(&policy, attempt, -1);
+		_cleanup_free_ char *prefix = xasprintf("upload of %s %s", b->what, b->digest);
+		imgf_http_retry_log(&policy, attempt, wait, prefix, why);
+		struct timespec ts = {wait / 1000, (wait % 1000) * 1000000L};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !imgf_interrupted)
+			;
 	}
-	const char *loc = imgf_http_header_get(&r.h, "Location");
-	if (r.status != 202 || !loc) {
-		ret = unexpected(
-			&q, &r,
-			from ? "201 (mounted) or 202 with a Location" : "202 with a Location", err);
-		goto out;
-	}
-	if (must_mount) {
-		upload_cancel(c, loc);
-		ret = imgf_error_set(err, IMGF_EXIT_FAIL,
-				     "registry '%s' did not mount %s from '%s' into '%s'",
-				     c->registry, b->digest, from, repo);
-		goto out;
-	}
-	put = imgf_reg_upload_url(c->base, loc, b->digest);
-	if (!put) {
-		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "POST '%s': unusable Location '%s'", url,
-				     loc);
-		goto out;
-	}
-	label = xasprintf("push %.19s", b->digest);
-	struct request pq = {.method = "PUT",
-			     .url = put,
-			     .content_type = "application/octet-stream",
-			     .data = b->data,
-			     .len = b->data ? b->size : 0,
-			     .path = b->path,
-			     .size = b->size,
-			     .label = b->path ? label : NULL,
-			     .once = true};
-	reply_release(&r);
-	r = (struct reply)REPLY_INIT;
-	if ((ret = request(c, &pq, &r, err)) < 0)
-		goto out;
-	if (r.status != 201) {
-		ret = unexpected(&pq, &r, "201", err);
-		goto out;
-	}
-	const char *said = imgf_http_header_get(&r.h, "Docker-Content-Digest");
-	if (said && strcmp(said, b->digest) != 0) {
-		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "PUT '%s': the registry stored %s as %s",
-				     put, b->digest, said);
-		goto out;
-	}
-	log_debug("%s %s: uploaded %llu bytes", b->what, b->digest, (unsigned long long)b->size);
-	if (st) {
-		st->uploaded++;
-		st->bytes_uploaded += b->size;
-	}
-out:
-	reply_release(&r);
-	if (ret < 0)
-		imgf_error_prefix(err, "%s %s", b->what, b->digest);
-	return ret;
+	return imgf_error_prefix(err, "%s %s", b->what, b->digest);
 }
 
 static int put_manifest(struct client *c, const char *repo, const char *reference,

@@ -3,6 +3,7 @@
 unit tests of imgforge's push client: its request sequences and its authentication.
 
     fakeregistry.py [--port 0] [--log FILE] [--auth none|basic|bearer] [--user U --password P]
+                    [--fail-puts N]
 
 Prints its port (127.0.0.1) on the first stdout line. --auth basic answers 401 with a Basic
 challenge unless the request has the right credentials; --auth bearer answers 401 with a Bearer
@@ -12,7 +13,8 @@ rest; a mount also needs pull on its `from`); the realm wants the user's Basic c
 --user is given. Uploads are POST then PUT ?digest= (the digest checked), or a mount
 (POST ?mount=D&from=R: 201 when R has D); Locations are relative and carry a query of their
 own. A manifest PUT is refused (400 MANIFEST_BLOB_UNKNOWN) unless every blob (or, for an
-index, every manifest) it names is in the repository. The log gets one line per request:
+index, every manifest) it names is in the repository. --fail-puts N answers the first N upload
+PUTs 500 after reading them and forgets their sessions. The log gets one line per request:
 METHOD PATH STATUS (token requests: GET /token?QUERY STATUS).
 """
 
@@ -44,6 +46,7 @@ class Registry:
         self.tokens = {}  # token -> set of (repo, action)
         self.log = open(args.log, "a", encoding="utf-8") if args.log else None
         self.port = 0
+        self.fail_puts = args.fail_puts
 
     def record(self, line):
         if self.log:
@@ -225,6 +228,11 @@ class Handler(BaseHTTPRequestHandler):
             up[1].extend(self.body())
             want = q.get("digest", [""])[0]
             del self.reg.uploads[rest]
+            with self.reg.lock:
+                fail = self.reg.fail_puts > 0
+                self.reg.fail_puts -= 1 if fail else 0
+            if fail:
+                return self.error(500, "UNKNOWN", "injected failure")
             if digest_of(bytes(up[1])) != want:
                 return self.error(400, "DIGEST_INVALID", "digest did not match content")
             self.reg.blobs.setdefault(repo, {})[want] = bytes(up[1])
@@ -242,6 +250,7 @@ def main():
     p.add_argument("--auth", choices=["none", "basic", "bearer"], default="none")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--fail-puts", type=int, default=0)
     args = p.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     srv.daemon_threads = True

@@ -225,12 +225,17 @@ struct fake {
 	char *host; /* "127.0.0.1:PORT" */
 };
 
-static int fake_start(struct fake *f, const char *auth, const char *user, const char *pw)
+static int fake_start_args(struct fake *f, const char *auth, const char *user, const char *pw,
+			   const char *more)
 {
 	static int n;
 	f->log = xasprintf("%s/registry-%d.log", tmp_root(), ++n);
-	const char *args[10] = {"--log", f->log, "--auth", auth};
+	const char *args[12] = {"--log", f->log, "--auth", auth};
 	size_t i = 4;
+	if (more) {
+		args[i++] = "--fail-puts";
+		args[i++] = more;
+	}
 	if (user) {
 		args[i++] = "--user";
 		args[i++] = user;
@@ -241,6 +246,11 @@ static int fake_start(struct fake *f, const char *auth, const char *user, const 
 		return -1;
 	f->host = xasprintf("127.0.0.1:%d", f->srv.port);
 	return 0;
+}
+
+static int fake_start(struct fake *f, const char *auth, const char *user, const char *pw)
+{
+	return fake_start_args(f, auth, user, pw, NULL);
 }
 
 static void fake_stop(struct fake *f)
@@ -421,6 +431,49 @@ TEST(push_basic_auth)
 	_cleanup_free_ char *log = log_take(&f);
 	CHECK(count(log, " 401\n") == 1); /* only the first request is challenged */
 	CHECK(count(log, "PUT /v2/b/node/manifests/v1 201") == 1);
+	fake_stop(&f);
+}
+
+TEST(push_starts_an_upload_over_when_its_put_fails)
+{
+	struct fake f;
+	if (fake_start_args(&f, "none", NULL, NULL, "1") < 0) {
+		CHECK(0);
+		return;
+	}
+	char id[72], digest[72];
+	_cleanup_free_ char *tar = make_archive("retry", "retry\n", "amd64", false, id);
+	_cleanup_free_ char *ref = xasprintf("%s/r/node:v1", f.host);
+	_cleanup_free_ char *work = path_join(tmp_root(), "work5");
+	CHECK(mkdir_p(work, 0700, NULL) == 0);
+	struct imgf_push_opts o = {.max_attempts = 2, .retry_base_ms = 1};
+	struct imgf_push_stats st;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_registry_push_archive(tar, id, ref, work, &o, digest, &st, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	CHECK(st.uploaded == 2);
+	_cleanup_free_ char *log = log_take(&f);
+	/* The first PUT fails: a new session (POST) and PUT; three of each in all. */
+	CHECK(count(log, "PUT /v2/r/node/blobs/uploads/UUID 500") == 1);
+	CHECK(count(log, "POST /v2/r/node/blobs/uploads/ 202") == 3);
+	CHECK(count(log, "PUT /v2/r/node/blobs/uploads/UUID 201") == 2);
+	fake_stop(&f);
+
+	/* With one attempt, the failure is the error, naming the blob and the status. */
+	if (fake_start_args(&f, "none", NULL, NULL, "1") < 0) {
+		CHECK(0);
+		return;
+	}
+	free(ref);
+	ref = xasprintf("%s/r/node:v1", f.host);
+	_cleanup_free_ char *work2 = path_join(tmp_root(), "work6");
+	CHECK(mkdir_p(work2, 0700, NULL) == 0);
+	o.max_attempts = 1;
+	CHECK(imgf_registry_push_archive(tar, id, ref, work2, &o, digest, &st, &err) < 0);
+	CHECK_ERR(err, "layer 0 sha256:");
+	CHECK_ERR(err, "HTTP 500 (UNKNOWN: injected failure), expected 201");
+	imgf_error_clear(&err);
 	fake_stop(&f);
 }
 
