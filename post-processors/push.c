@@ -8,7 +8,9 @@
  * Keys: ref (REGISTRY/REPO:TAG, required), mount_from (a repository of the same registry whose
  * blobs are mounted rather than uploaded), auth_file (a docker config.json; default
  * $DOCKER_CONFIG/config.json or ~/.docker/config.json when present), tls_verify (default
- * true), ca_file. An empty string (a variable left empty) is a key not given.
+ * true), ca_file, compression ("none", the default: the layers as the engine has them,
+ * uncompressed; "gzip") and compression_level (1 to 9, default 6). An empty string (a
+ * variable left empty) is a key not given.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,9 +29,14 @@
 #include "util.h"
 
 static const struct imgf_key push_keys[] = {
-	{"ref", IMGF_KEY_STRING, true},	       {"mount_from", IMGF_KEY_STRING, false},
-	{"auth_file", IMGF_KEY_STRING, false}, {"tls_verify", IMGF_KEY_BOOL, false},
-	{"ca_file", IMGF_KEY_STRING, false},   {NULL, 0, false},
+	{"ref", IMGF_KEY_STRING, true},		/* REGISTRY/REPO:TAG */
+	{"mount_from", IMGF_KEY_STRING, false}, /* a repository of the same registry */
+	{"auth_file", IMGF_KEY_STRING, false},
+	{"tls_verify", IMGF_KEY_BOOL, false},
+	{"ca_file", IMGF_KEY_STRING, false},
+	{"compression", IMGF_KEY_STRING, false},
+	{"compression_level", IMGF_KEY_INT, false},
+	{NULL, 0, false},
 };
 
 /* A key set to "" (a variable left empty) is a key not set. */
@@ -39,7 +46,7 @@ static const char *opt_str(json_t *cfg, const char *key)
 	return v && *v ? v : NULL;
 }
 
-static void push_opts(json_t *cfg, struct imgf_push_opts *o)
+static int push_opts(json_t *cfg, struct imgf_push_opts *o, struct imgf_error **err)
 {
 	*o = (struct imgf_push_opts){
 		.auth_file = opt_str(cfg, "auth_file"),
@@ -47,6 +54,18 @@ static void push_opts(json_t *cfg, struct imgf_push_opts *o)
 		.ca_file = opt_str(cfg, "ca_file"),
 		.mount_from = opt_str(cfg, "mount_from"),
 	};
+	const char *comp = opt_str(cfg, "compression");
+	long level = imgf_cfg_int(cfg, "compression_level", 6);
+	if (comp && strcmp(comp, "none") != 0 && strcmp(comp, "gzip") != 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "compression: '%s' is not 'none' or 'gzip'", comp);
+	if (level < 1 || level > 9)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "compression_level: %ld is not a gzip level from 1 to 9",
+				      level);
+	if (comp && !strcmp(comp, "gzip"))
+		o->gzip_level = (int)level;
+	return 0;
 }
 
 static int push_validate(struct imgf_build *b, json_t *cfg, struct imgf_error **err)
@@ -66,7 +85,8 @@ static int push_validate(struct imgf_build *b, json_t *cfg, struct imgf_error **
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "ref: '%s' names a digest; a push names a tag", ref);
 	struct imgf_push_opts o;
-	push_opts(cfg, &o);
+	if (push_opts(cfg, &o, err) < 0)
+		return -1;
 	if (o.mount_from && !imgf_reg_repository_valid(o.mount_from))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "mount_from: '%s' is not a repository name (a/b, lowercase)",
@@ -83,7 +103,8 @@ static int push_run(struct imgf_pp_ctx *c, struct imgf_error **err)
 	struct imgf_build *b = c->build;
 	const char *ref = imgf_cfg_str(c->cfg, "ref", "");
 	struct imgf_push_opts o;
-	push_opts(c->cfg, &o);
+	if (push_opts(c->cfg, &o, err) < 0)
+		return imgf_error_prefix(err, "post-processor 'push'");
 	_cleanup_free_ char *dir = NULL;
 	if (b->stage_dir) {
 		_cleanup_free_ char *parent = path_join(b->stage_dir, "push");

@@ -11,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 
@@ -35,6 +38,8 @@
 #define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define MT_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
 #define MT_OCI_LAYER "application/vnd.oci.image.layer.v1.tar"
+#define MT_OCI_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define GZIP_BUF (1u << 20)
 #define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
 #define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
 
@@ -1027,6 +1032,7 @@ struct image {
 	struct blob config;
 	struct blob *layers;
 	size_t nlayers;
+	bool gzip; /* the layers are gzip-compressed copies */
 	char *config_json;
 	char *os, *arch, *variant;
 };
@@ -1151,7 +1157,8 @@ static char *image_manifest_json(const struct image *im)
 {
 	json_t *layers = json_array();
 	for (size_t i = 0; i < im->nlayers; i++)
-		json_array_append_new(layers, json_pack("{s:s,s:s,s:I}", "mediaType", MT_OCI_LAYER,
+		json_array_append_new(layers, json_pack("{s:s,s:s,s:I}", "mediaType",
+							im->gzip ? MT_OCI_LAYER_GZIP : MT_OCI_LAYER,
 							"digest", im->layers[i].digest, "size",
 							(json_int_t)im->layers[i].size));
 	json_t *root =
@@ -1161,6 +1168,113 @@ static char *image_manifest_json(const struct image *im)
 	char *s = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	return s;
+}
+
+/* Where a compressed layer goes: its file, hashed and counted on the way. */
+struct gz_sink {
+	int fd;
+	struct imgf_digest d;
+	uint64_t n;
+	int error;
+};
+
+static la_ssize_t gz_write(struct archive *a, void *arg, const void *buf, size_t len)
+{
+	struct gz_sink *s = arg;
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(s->fd, (const char *)buf + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			s->error = errno;
+			archive_set_error(a, errno, "write");
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	imgf_digest_update(&s->d, buf, len);
+	s->n += len;
+	return (la_ssize_t)len;
+}
+
+/*
+ * Replace layer b by a gzip-compressed copy at `out` (libarchive's raw format and gzip filter,
+ * no time or name in the header, no padding: the same layer gives the same bytes), its digest
+ * and size those of the copy.
+ */
+static int gzip_layer(struct blob *b, const char *out, int level, struct imgf_error **err)
+{
+	_cleanup_close_ int in = open(b->path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return imgf_error_errno(err, errno, "open '%s'", b->path);
+	struct gz_sink sink = {.fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
+	if (sink.fd < 0)
+		return imgf_error_errno(err, errno, "create '%s'", out);
+	imgf_digest_init(&sink.d, IMGF_SHA256);
+	struct archive *a = archive_write_new();
+	struct archive_entry *e = archive_entry_new();
+	char opts[64];
+	snprintf(opts, sizeof(opts), "gzip:compression-level=%d,gzip:!timestamp", level);
+	char *buf = xmalloc(GZIP_BUF);
+	int ret = -1;
+	archive_entry_set_pathname(e, "layer.tar");
+	archive_entry_set_filetype(e, AE_IFREG);
+	archive_entry_set_perm(e, 0644);
+	archive_entry_set_size(e, (la_int64_t)b->size);
+	if (archive_write_set_format_raw(a) != ARCHIVE_OK ||
+	    archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
+	    archive_write_set_options(a, opts) != ARCHIVE_OK ||
+	    archive_write_set_bytes_per_block(a, 0) != ARCHIVE_OK ||
+	    archive_write_open(a, &sink, NULL, gz_write, NULL) != ARCHIVE_OK ||
+	    archive_write_header(a, e) != ARCHIVE_OK) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "compress '%s': %s", b->path,
+			       archive_error_string(a));
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(in, buf, GZIP_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			imgf_error_errno(err, errno, "read '%s'", b->path);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (archive_write_data(a, buf, (size_t)n) != n) {
+			imgf_error_set(err, IMGF_EXIT_FAIL, "compress '%s': %s", b->path,
+				       archive_error_string(a));
+			goto out;
+		}
+	}
+	if (archive_write_close(a) != ARCHIVE_OK) {
+		imgf_error_set(err, IMGF_EXIT_FAIL, "compress '%s': %s", b->path,
+			       archive_error_string(a));
+		goto out;
+	}
+	if (close(sink.fd) < 0) {
+		sink.fd = -1;
+		imgf_error_errno(err, errno, "write '%s'", out);
+		goto out;
+	}
+	sink.fd = -1;
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_final_hex(&sink.d, hex);
+	snprintf(b->digest, sizeof(b->digest), "sha256:%.64s", hex);
+	b->size = sink.n;
+	free(b->path);
+	b->path = xstrdup(out);
+	ret = 0;
+out:
+	if (sink.fd >= 0)
+		close(sink.fd);
+	if (ret < 0)
+		unlink(out);
+	imgf_digest_release(&sink.d);
+	archive_entry_free(e);
+	archive_write_free(a);
+	free(buf);
+	return ret;
 }
 
 static int parse_push_ref(const char *ref, struct imgf_image_ref *r, struct imgf_error **err)
@@ -1204,8 +1318,16 @@ int imgf_registry_push_archive(const char *archive, const char *image_id, const 
 		o->mount_from && strcmp(o->mount_from, r.repository) != 0 ? o->mount_from : NULL;
 	if (from)
 		client_scope(&c, from, false);
-	log_info("pushing '%s' (%s/%s, %zu layers) to '%s'", image_id ? image_id : archive, im.os,
-		 im.arch, im.nlayers, r.full);
+	for (size_t i = 0; o->gzip_level > 0 && i < im.nlayers; i++) {
+		_cleanup_free_ char *gz = xasprintf("%s/layer-%zu.tar.gz", work_dir, i);
+		if (gzip_layer(&im.layers[i], gz, o->gzip_level, err) < 0) {
+			imgf_error_prefix(err, "layer %zu", i);
+			goto out;
+		}
+		im.gzip = true;
+	}
+	log_info("pushing '%s' (%s/%s, %zu layers%s) to '%s'", image_id ? image_id : archive, im.os,
+		 im.arch, im.nlayers, im.gzip ? ", gzip" : "", r.full);
 	if (stats)
 		memset(stats, 0, sizeof(*stats));
 	for (size_t i = 0; i < im.nlayers; i++)

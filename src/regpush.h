@@ -24,6 +24,8 @@ struct imgf_push_opts {
 	bool tls_no_verify;	/* HTTPS without verifying the registry (warned about) */
 	const char *ca_file;	/* CA certificates to verify the registry with, or NULL */
 	const char *mount_from; /* a repository of the same registry to mount blobs from */
+	int gzip_level;		/* 1..9: layers pushed gzip-compressed at this level; 0: as they
+				   are (uncompressed tars) */
 	int max_attempts;	/* per request; 0 = 5 */
 	long retry_base_ms;	/* 0 = 1000 */
 };
@@ -39,7 +41,8 @@ struct imgf_push_stats {
 
 /*
  * Push the one image of `archive` (the tar GET /images/{id}/get writes, legacy or OCI
- * flavour) as `ref` ("HOST[:PORT]/REPO:TAG"), as an OCI image manifest. Before anything is
+ * flavour) as `ref` ("HOST[:PORT]/REPO:TAG"), as an OCI image manifest (layers uncompressed, or
+ * gzip-compressed as o->gzip_level says: the image ID is the same either way). Before anything is
  * sent, the config must hash to `image_id` ("sha256:HEX", when not NULL) and each layer to its
  * diff_id in the config. `work_dir` holds the unpacked blobs for the while. On success
  * manifest_digest is the pushed manifest's "sha256:HEX".

@@ -3,7 +3,7 @@
 # docker-registry on loopback ports of this script's own): the kind node image built from the
 # fixtures is pushed anonymously, read back by skopeo (manifest digest, config digest = image
 # ID, every layer) and pulled into a second, clean Docker Engine (own data root and socket),
-# where it has the same image ID; a second push sends no blob (the registry's access log has
+# where it has the same image ID, also when pushed gzip-compressed; a second push sends no blob (the registry's access log has
 # HEADs and the manifest PUT only); against a registry with htpasswd basic auth, a push
 # without credentials and one with a wrong password fail naming why and send nothing, a good
 # one succeeds, and one into another repository mounts every blob (POST ?mount=, 201, no
@@ -90,9 +90,10 @@ auth_json "$TOKEN" pusher:s3cr3t-wrong >"$TMP/token-wrong.json"
 
 # The shipped debian-12 config with kind-node's post-processors plus a push to {{push_ref}}.
 jq '.post_processors += [{"type": "push", "ref": "{{ push_ref }}", "auth_file": "{{ push_auth_file }}",
-	"mount_from": "{{ push_mount_from }}"}]' "$TOP/images/kind-node.json" >"$TMP/kind-node-push.json"
-printf '{"include": ["%s"], "variables": {"push_ref": "", "push_auth_file": "", "push_mount_from": ""},
-	"images": ["kind-node-push.json"]}\n' "$TOP/config/debian-12.json" >"$TMP/push.json"
+	"mount_from": "{{ push_mount_from }}", "compression": "{{ push_compression }}", "compression_level": 1}]' \
+	"$TOP/images/kind-node.json" >"$TMP/kind-node-push.json"
+printf '{"include": ["%s"], "variables": {"push_ref": "", "push_auth_file": "", "push_mount_from": "",
+	"push_compression": ""}, "images": ["kind-node-push.json"]}\n' "$TOP/config/debian-12.json" >"$TMP/push.json"
 build() {
 	"$IMGF" build --force --only kind-node --var-file "$FIX/vars.json" \
 		--var docker_base_image="$BASE" --var kind_node_image="$TAG" \
@@ -139,6 +140,23 @@ test_expect_success "a second push sends no blob: HEADs and the manifest only" '
 	test "$(count anon "PUT /v2/kind/node/blobs")" = 0
 	test "$(count anon "HEAD /v2/kind/node/blobs/sha256:" 200)" -ge 2
 	test "$(count anon "PUT /v2/kind/node/manifests/v1.31.2" 201)" = 1
+'
+
+mark anon
+test_expect_success "compression gzip: the layers go compressed, the image ID stays" '
+	build --var push_ref="$ANON/kind/node:v1.31.2-gzip" --var push_compression=gzip \
+		>"$TMP/build-gz.log" 2>&1 || { tail -n 40 "$TMP/build-gz.log"; exit 1; }
+	skopeo_ inspect --tls-verify=false --raw "docker://$ANON/kind/node:v1.31.2-gzip" >"$TMP/raw-gz.json"
+	test "$(jq -r .config.digest "$TMP/raw-gz.json")" = "$ID"
+	jq -e "[.layers[].mediaType] | unique == [\"application/vnd.oci.image.layer.v1.tar+gzip\"]" "$TMP/raw-gz.json"
+	test "$(jq "[.layers[].size] | add" "$TMP/raw-gz.json")" -lt "$(jq "[.layers[].size] | add" "$TMP/raw.json")"
+	skopeo_ copy -q --src-tls-verify=false "docker://$ANON/kind/node:v1.31.2-gzip" "oci:$TMP/oci-gz:node"
+	i=0
+	for b in $(jq -r ".layers[].digest" "$TMP/raw-gz.json"); do
+		zcat "$TMP/oci-gz/blobs/sha256/${b#sha256:}" | sha256sum | cut -d" " -f1 >"$TMP/diff"
+		test "sha256:$(cat "$TMP/diff")" = "$(sed -n "$((i + 1))p" "$TMP/engine-layers")"
+		i=$((i + 1))
+	done
 '
 
 mark basic
@@ -270,6 +288,11 @@ test_expect_success "a second, empty Docker Engine is up" '
 test_expect_success "the second engine pulls the pushed tag: the same image ID" '
 	d2 pull -q "$ANON/kind/node:v1.31.2"
 	test "$(d2 image inspect -f "{{.Id}}" "$ANON/kind/node:v1.31.2")" = "$ID"
+'
+
+test_expect_success "the second engine pulls the gzip-compressed push: the same image ID" '
+	d2 pull -q "$ANON/kind/node:v1.31.2-gzip"
+	test "$(d2 image inspect -f "{{.Id}}" "$ANON/kind/node:v1.31.2-gzip")" = "$ID"
 '
 
 test_expect_success "the second engine pulls each platform of the index by tag: each its own image ID" '

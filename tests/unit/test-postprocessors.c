@@ -171,6 +171,19 @@ TEST(validate_refuses_a_push_of_a_disk_or_to_a_bad_ref)
 		       "{\"image\": \"x\"}");
 	CHECK_ERR(err, "mount_from: 'Up' is not a repository name");
 	imgf_error_free(err);
+	err = validate(
+		&imgf_docker_builder,
+		"[{\"type\": \"push\", \"ref\": \"r.example/a:b\", \"compression\": \"zstd\"}]",
+		"{\"image\": \"x\"}");
+	CHECK_ERR(err, "compression: 'zstd' is not 'none' or 'gzip'");
+	imgf_error_free(err);
+	err = validate(
+		&imgf_docker_builder,
+		"[{\"type\": \"push\", \"ref\": \"r.example/a:b\", \"compression\": \"gzip\", "
+		"\"compression_level\": 0}]",
+		"{\"image\": \"x\"}");
+	CHECK_ERR(err, "compression_level: 0 is not a gzip level from 1 to 9");
+	imgf_error_free(err);
 	err = validate(&imgf_docker_builder, "[{\"type\": \"push\"}]", "{\"image\": \"x\"}");
 	CHECK_ERR(err, "ref");
 	imgf_error_free(err);

@@ -17,6 +17,7 @@
 #include "base64.h"
 #include "digest.h"
 #include "error.h"
+#include "fetch.h"
 #include "fsutil.h"
 #include "regpush.h"
 #include "strbuf.h"
@@ -473,6 +474,58 @@ TEST(push_starts_an_upload_over_when_its_put_fails)
 	CHECK(imgf_registry_push_archive(tar, id, ref, work2, &o, digest, &st, &err) < 0);
 	CHECK_ERR(err, "layer 0 sha256:");
 	CHECK_ERR(err, "HTTP 500 (UNKNOWN: injected failure), expected 201");
+	imgf_error_clear(&err);
+	fake_stop(&f);
+}
+
+TEST(push_gzip_layers_keep_the_image_id)
+{
+	struct fake f;
+	if (fake_start(&f, "none", NULL, NULL) < 0) {
+		CHECK(0);
+		return;
+	}
+	char id[72], digest[72], digest2[72];
+	_cleanup_free_ char *tar = make_archive("gz", "compress me\n", "amd64", false, id);
+	_cleanup_free_ char *ref = xasprintf("%s/gz/node:v1", f.host);
+	_cleanup_free_ char *work = path_join(tmp_root(), "work7");
+	_cleanup_free_ char *work2 = path_join(tmp_root(), "work8");
+	CHECK(mkdir_p(work, 0700, NULL) == 0 && mkdir_p(work2, 0700, NULL) == 0);
+	struct imgf_push_opts o = {.max_attempts = 1, .gzip_level = 9};
+	struct imgf_push_stats st;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_registry_push_archive(tar, id, ref, work, &o, digest, &st, &err) == 0);
+	/* The compressed copy is the same bytes each time: the second push sends nothing. */
+	CHECK(imgf_registry_push_archive(tar, id, ref, work2, &o, digest2, &st, &err) == 0);
+	CHECK(st.existed == 2 && st.uploaded == 0);
+	CHECK_STR(digest2, digest);
+	struct imgf_fetch_opts fo;
+	imgf_fetch_opts_default(&fo, tmp_root());
+	struct strbuf m = STRBUF_INIT;
+	_cleanup_free_ char *url = xasprintf("%s/v2/gz/node/manifests/v1", f.srv.base);
+	CHECK(imgf_fetch_to_buffer(url, 1 << 20, &fo, &m, &err) == 0);
+	json_t *man = json_loadb(m.buf, m.len, 0, NULL);
+	json_t *l0 = json_array_get(json_object_get(man, "layers"), 0);
+	CHECK_STR(json_string_value(json_object_get(l0, "mediaType")),
+		  "application/vnd.oci.image.layer.v1.tar+gzip");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(man, "config"), "digest")), id);
+	_cleanup_free_ char *gz = path_join(work, "layer-0.tar.gz");
+	char hex[IMGF_DIGEST_HEX_MAX];
+	CHECK(imgf_digest_file(gz, IMGF_SHA256, hex, NULL) == 0);
+	_cleanup_free_ char *want = xasprintf("sha256:%s", hex);
+	CHECK_STR(json_string_value(json_object_get(l0, "digest")), want);
+	/* It unpacks to the layer's file. */
+	_cleanup_free_ char *x = path_join(tmp_root(), "gz-x");
+	CHECK(mkdir_p(x, 0700, NULL) == 0 && imgf_archive_extract(gz, x, NULL) == 0);
+	_cleanup_free_ char *content = NULL;
+	size_t len = 0;
+	_cleanup_free_ char *cpath = path_join(x, "etc/content");
+	CHECK(read_file(cpath, 0, &content, &len, NULL) == 0);
+	CHECK_STR(content, "compress me\n");
+	json_decref(man);
+	strbuf_release(&m);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
 	imgf_error_clear(&err);
 	fake_stop(&f);
 }
