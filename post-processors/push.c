@@ -128,10 +128,17 @@ static int push_run(struct imgf_pp_ctx *c, struct imgf_error **err)
 	rm_rf(dir, NULL);
 	if (ret < 0)
 		return imgf_error_prefix(err, "post-processor 'push'");
-	log_info("%s: pushed '%s' as %s (%u blobs: %u uploaded, %llu bytes; %u already there; "
-		 "%u mounted)",
-		 b->def->name, ref, digest, st.blobs, st.uploaded,
-		 (unsigned long long)st.bytes_uploaded, st.existed, st.mounted);
+	_cleanup_free_ char *human = xasprintf(
+		"%s: pushed '%s' as %s (%u blobs: %u uploaded, %llu bytes; %u already there; "
+		"%u mounted)",
+		b->def->name, ref, digest, st.blobs, st.uploaded,
+		(unsigned long long)st.bytes_uploaded, st.existed, st.mounted);
+	imgf_event("pushed",
+		   json_pack("{s:s,s:s,s:s,s:i,s:i,s:I,s:i,s:i}", "image", b->def->name, "ref", ref,
+			     "digest", digest, "blobs", (int)st.blobs, "uploaded", (int)st.uploaded,
+			     "bytes_uploaded", (json_int_t)st.bytes_uploaded, "existed",
+			     (int)st.existed, "mounted", (int)st.mounted),
+		   human);
 	if (!c->art->extra)
 		c->art->extra = json_object();
 	json_t *pushed = json_object_get(c->art->extra, "pushed");
