@@ -19,6 +19,7 @@
 #include "error.h"
 #include "fetch.h"
 #include "fsutil.h"
+#include "regauth.h"
 #include "regpush.h"
 #include "strbuf.h"
 #include "util.h"
