@@ -123,6 +123,7 @@ static int push_run(struct imgf_pp_ctx *c, struct imgf_error **err)
 	int ret = mkdir_p(work, 0700, err);
 	if (ret == 0)
 		ret = b->builder->image_save(b, c->art->id, tar, err);
+	o.remove_archive = true;
 	if (ret == 0)
 		ret = imgf_registry_push_archive(tar, c->art->id, ref, work, &o, digest, &st, err);
 	rm_rf(dir, NULL);

@@ -1115,6 +1115,8 @@ int imgf_registry_push_archive(const char *archive, const char *image_id, const 
 		imgf_error_prefix(err, "image archive '%s'", archive);
 		goto out_ref;
 	}
+	if (o->remove_archive)
+		unlink(archive);
 	if (client_init(&c, r.registry, o, err) < 0)
 		goto out;
 	client_scope(&c, r.repository, true);

@@ -26,6 +26,7 @@ struct imgf_push_opts {
 	const char *mount_from; /* a repository of the same registry to mount blobs from */
 	int gzip_level;		/* 1..9: layers pushed gzip-compressed at this level; 0: as they
 				   are (uncompressed tars) */
+	bool remove_archive;	/* remove the archive once unpacked (it is as large as the image) */
 	int max_attempts;	/* per request; 0 = 5 */
 	long retry_base_ms;	/* 0 = 1000 */
 };
