@@ -3,8 +3,9 @@
 # docker-registry on loopback ports of this script's own): the kind node image built from the
 # fixtures is pushed anonymously, read back by skopeo (manifest digest, config digest = image
 # ID, every layer) and pulled into a second, clean Docker Engine (own data root and socket),
-# where it has the same image ID, also when pushed gzip-compressed; a second push sends no blob (the registry's access log has
-# HEADs and the manifest PUT only); against a registry with htpasswd basic auth, a push
+# where it has the same image ID, also when pushed gzip-compressed; a second push sends no
+# blob (the registry's access log has HEADs and the manifest PUT only); against a registry
+# with htpasswd basic auth, a push
 # without credentials and one with a wrong password fail naming why and send nothing, a good
 # one succeeds, and one into another repository mounts every blob (POST ?mount=, 201, no
 # upload); against a registry with token auth (tests/lib/regtoken.py as its realm) a wrong
