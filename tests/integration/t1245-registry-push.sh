@@ -5,13 +5,13 @@
 # ID, every layer) and pulled into a second, clean Docker Engine (own data root and socket),
 # where it has the same image ID, also when pushed gzip-compressed; a second push sends no
 # blob (the registry's access log has HEADs and the manifest PUT only); against a registry
-# with htpasswd basic auth, a push
-# without credentials and one with a wrong password fail naming why and send nothing, a good
-# one succeeds, and one into another repository mounts every blob (POST ?mount=, 201, no
-# upload); against a registry with token auth (tests/lib/regtoken.py as its realm) a wrong
-# password is refused by the token endpoint and a good one gets one token for pull and push;
-# an index joins the amd64 image and an arm64 stand-in (pushed by skopeo), and the second
-# engine pulls each platform from it by tag, each with its own image ID.
+# with htpasswd basic auth, a push without credentials and one with a wrong password fail
+# naming why and send nothing, a good one succeeds, and one into another repository mounts
+# every blob (POST ?mount=, 201, no upload); against a registry with token auth
+# (tests/lib/regtoken.py as its realm) a wrong password is refused by the token endpoint and a
+# good one gets one token for pull and push; an index joins the amd64 image and an arm64
+# stand-in (pushed by skopeo), and the second engine pulls each platform from it by tag, each
+# with its own image ID.
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
 . "$(dirname "$0")/../lib/harness.sh"
 for c in docker-registry skopeo jq python3 curl dockerd openssl; do
