@@ -125,9 +125,10 @@ test_expect_success "skopeo reads it back: the manifest digest, the config is th
 	test "$(jq -r .config.digest "$TMP/raw.json")" = "$ID"
 	docker image inspect "$ID" | jq -r ".[0].RootFS.Layers[]" >"$TMP/engine-layers"
 	jq -r ".layers[].digest" "$TMP/raw.json" | diff -u "$TMP/engine-layers" -
-	skopeo_ copy -q --src-tls-verify=false "docker://$ANON/kind/node:v1.31.2" "oci:$TMP/oci:node"
+	# the dir: transport keeps the blobs as they come (an oci: layout would compress them)
+	skopeo_ copy -q --src-tls-verify=false "docker://$ANON/kind/node:v1.31.2" "dir:$TMP/dir"
 	for b in $(jq -r ".layers[].digest, .config.digest" "$TMP/raw.json"); do
-		sha256sum "$TMP/oci/blobs/sha256/${b#sha256:}" | grep -q "^${b#sha256:} "
+		sha256sum "$TMP/dir/${b#sha256:}" | grep -q "^${b#sha256:} "
 	done
 '
 
@@ -151,10 +152,10 @@ test_expect_success "compression gzip: the layers go compressed, the image ID st
 	test "$(jq -r .config.digest "$TMP/raw-gz.json")" = "$ID"
 	jq -e "[.layers[].mediaType] | unique == [\"application/vnd.oci.image.layer.v1.tar+gzip\"]" "$TMP/raw-gz.json"
 	test "$(jq "[.layers[].size] | add" "$TMP/raw-gz.json")" -lt "$(jq "[.layers[].size] | add" "$TMP/raw.json")"
-	skopeo_ copy -q --src-tls-verify=false "docker://$ANON/kind/node:v1.31.2-gzip" "oci:$TMP/oci-gz:node"
+	skopeo_ copy -q --src-tls-verify=false "docker://$ANON/kind/node:v1.31.2-gzip" "dir:$TMP/dir-gz"
 	i=0
 	for b in $(jq -r ".layers[].digest" "$TMP/raw-gz.json"); do
-		zcat "$TMP/oci-gz/blobs/sha256/${b#sha256:}" | sha256sum | cut -d" " -f1 >"$TMP/diff"
+		zcat "$TMP/dir-gz/${b#sha256:}" | sha256sum | cut -d" " -f1 >"$TMP/diff"
 		test "sha256:$(cat "$TMP/diff")" = "$(sed -n "$((i + 1))p" "$TMP/engine-layers")"
 		i=$((i + 1))
 	done
@@ -162,11 +163,12 @@ test_expect_success "compression gzip: the layers go compressed, the image ID st
 
 mark basic
 test_expect_success "basic auth: no credentials fail naming the registry, nothing is pushed" '
+	cp "$OUT/manifest.json" "$TMP/manifest-before.json" &&
 	expect_exit 1 build --var push_ref="$BASIC/kind/node:v1" &&
 	expect_err "post-processor '"'"'push'"'"'" &&
 	expect_err "registry '"'"'$BASIC'"'"' asks for a user and password, and there is no docker config.json" &&
 	test "$(count basic "PUT /v2/")" = 0 &&
-	test "$(pushed 0 ref)" = "$ANON/kind/node:v1.31.2"
+	cmp "$TMP/manifest-before.json" "$OUT/manifest.json"
 '
 
 test_expect_success "basic auth: a wrong password is refused, naming the user and not the password" '
@@ -264,11 +266,13 @@ test_expect_success "push-index refuses two images of one platform" '
 	expect_err "are both for linux/amd64"
 '
 
-# A second Docker Engine, empty: its own data root, exec root, socket and pid file, no bridge,
-# no iptables rules (the registries are on loopback, which it pulls from over plain HTTP).
+# A second Docker Engine, empty: its own config (not /etc/docker/daemon.json), data root, exec
+# root, socket and pid file, no bridge, no iptables rules (the registries are on loopback,
+# which it pulls from over plain HTTP).
 D2=$TMP/dockerd2
 mkdir -p "$D2"
-dockerd --data-root "$D2/data" --exec-root "$D2/exec" --pidfile "$D2/pid" \
+echo "{}" >"$D2/daemon.json"
+dockerd --config-file "$D2/daemon.json" --data-root "$D2/data" --exec-root "$D2/exec" --pidfile "$D2/pid" \
 	--host "unix://$D2/sock" --bridge none --iptables=false --storage-driver vfs \
 	--containerd-namespace "t1245-$$" --containerd-plugins-namespace "t1245-plugins-$$" \
 	</dev/null >"$D2/log" 2>&1 &
