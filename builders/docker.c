@@ -1320,6 +1320,40 @@ static void docker_cleanup(struct imgf_build *b, struct imgf_target *t, bool kee
 	free(dt);
 }
 
+/* The image as GET /images/{id}/get streams it (what `docker save` writes). */
+static int docker_image_save(struct imgf_build *b, const char *id, const char *out_tar,
+			     struct imgf_error **err)
+{
+	struct docker *d = NULL;
+	if (docker_connect(&d, err) < 0)
+		return -1;
+	FILE *f = fopen(out_tar, "wb");
+	if (!f) {
+		docker_free(d);
+		return imgf_error_errno(err, errno, "create '%s'", out_tar);
+	}
+	_cleanup_free_ char *q = url_escape(id);
+	struct docker_call c = {
+		.method = "GET",
+		.on_data = file_sink,
+		.opaque = f,
+		.interruptible = true,
+		.reply = STRBUF_INIT,
+	};
+	c.path = xasprintf("/images/%s/get", q);
+	int r = docker_do(d, &c, err);
+	if (r == 0 && c.status >= 300)
+		r = imgf_error_set(err, IMGF_EXIT_FAIL,
+				   "save image '%s': docker engine answered %ld", id, c.status);
+	if (fclose(f) != 0 && r == 0)
+		r = imgf_error_errno(err, errno, "write '%s'", out_tar);
+	call_release(&c);
+	docker_free(d);
+	if (r < 0)
+		unlink(out_tar);
+	return r;
+}
+
 static const struct imgf_builder_cache_ops docker_cache = {
 	.base = docker_cache_base,
 	.save = docker_cache_save,
@@ -1337,4 +1371,5 @@ const struct imgf_builder_ops imgf_docker_builder = {
 	.commit = docker_commit,
 	.cleanup = docker_cleanup,
 	.cache = &docker_cache,
+	.image_save = docker_image_save,
 };

@@ -1276,7 +1276,7 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 		"|| echo \"$*\" >/dev/console 2>/dev/null || true; }\n"
 		"check() { if (eval \"$2\") >/tmp/imgforge-check.log 2>&1; then "
 		"say \"IMGFORGE-CHECK $1 ok\"; else say \"IMGFORGE-CHECK $1 FAILED\"; "
-		"sed 's/^/IMGFORGE-LOG /' /tmp/imgforge-check.log | tail -n 40 >$out; fi; }\n"
+		"sed 's/^/IMGFORGE-LOG /' /tmp/imgforge-check.log | tail -n 50 >$out; fi; }\n"
 		"sandbox() {\n"
 		/* As kubelet asks: host network, and a cgroup parent that is a systemd slice
 		 * (containerd runs runc with the systemd cgroup driver). */
@@ -1316,10 +1316,14 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			"  fi\n"
 			/* What a failure needs to be understood: the containers and kubelet's last
 			 * words (the check prints the last lines of all this). */
-			"  diag() { echo '--- containers:'; crictl ps -a 2>&1 | cut -c1-150; "
-			"echo '--- kubelet:'; journalctl -u kubelet --no-pager 2>&1 | tail -n 8 | "
-			"cut -c1-300; echo \"--- load: $(cat /proc/loadavg), up $(cut -d' ' -f1 "
-			"/proc/uptime)s\"; }\n"
+			"  diag() { echo '--- pods:'; crictl pods 2>&1 | cut -c1-150; "
+			"echo '--- containers:'; crictl ps -a 2>&1 | cut -c1-150; "
+			"echo '--- kubelet, its errors:'; journalctl -u kubelet --no-pager 2>&1 | "
+			"grep -E '^.{0,80}(E[0-9]{4}|W[0-9]{4}) ' | grep -v 'not registered yet' | "
+			"tail -n 12 | cut -c1-400; "
+			"echo \"--- load: $(cat /proc/loadavg), up $(cut -d' ' -f1 /proc/uptime)s, "
+			"$(free -m | awk '/^Mem/ {print $7}') MiB available, "
+			"$(df -m / | awk 'NR == 2 {print $4}') MiB free on /\"; }\n"
 			"  kubeadm init $args "
 			"--ignore-preflight-errors=NumCPU,Mem,HTTPProxyCIDR,SystemVerification "
 			"--skip-token-print || { diag; return 1; }\n"

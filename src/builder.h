@@ -13,6 +13,8 @@
  *                                   runs every step); else its hooks (struct
  *                                   imgf_builder_cache_ops below), which src/stepcache.c alone
  *                                   calls
+ *   image_save                      MAY be NULL: its artifacts are no container images (the
+ *                                   push post-processor refuses such a builder)
  */
 #ifndef IMGF_BUILDER_H
 #define IMGF_BUILDER_H
@@ -95,6 +97,11 @@ struct imgf_builder_ops {
 	 * failure) the target stays and its whereabouts are logged; otherwise it is removed. */
 	void (*cleanup)(struct imgf_build *b, struct imgf_target *t, bool keep);
 	const struct imgf_builder_cache_ops *cache;
+
+	/* Write the image artifact `id` to out_tar as `docker save` does (manifest.json, the
+	 * config, the uncompressed layers); out_tar is removed on failure. */
+	int (*image_save)(struct imgf_build *b, const char *id, const char *out_tar,
+			  struct imgf_error **err);
 };
 
 /* Make a builder known by its name (a second one of the same name is ignored). */

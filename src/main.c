@@ -15,6 +15,7 @@
 #include "parallel.h"
 #include "plugins.h"
 #include "redact.h"
+#include "regpush.h"
 #include "stepcache.h"
 #include "strbuf.h"
 #include "upload.h"
@@ -39,6 +40,9 @@ enum opt_id {
 	OPT_NO_CACHE,
 	OPT_MAX_SIZE,
 	OPT_OLDER_THAN,
+	OPT_AUTH_FILE,
+	OPT_TLS_VERIFY,
+	OPT_CA_FILE,
 	OPT_HELP,
 };
 
@@ -51,6 +55,7 @@ enum {
 	C_LIST = 16,
 	C_MIRROR = 32,
 	C_CACHE = 64,
+	C_PUSH_INDEX = 128,
 };
 
 struct option_def {
@@ -92,14 +97,21 @@ static const struct option_def options[] = {
 	 "        upload under release/ whatever the version"},
 	{OPT_DRY_RUN, "dry-run", false, C_UPLOAD,
 	 "        say what would be uploaded, upload nothing"},
+	{OPT_AUTH_FILE, "auth-file", true, C_PUSH_INDEX,
+	 "F   registry credentials: a docker config.json (default: $DOCKER_CONFIG/config.json or\n"
+	 "                    ~/.docker/config.json when present)"},
+	{OPT_TLS_VERIFY, "tls-verify", true, C_PUSH_INDEX,
+	 "B  true (default) or false: verify the registry's TLS certificate"},
+	{OPT_CA_FILE, "ca-file", true, C_PUSH_INDEX,
+	 "F     CA certificates to verify the registry with"},
 	{OPT_JSON, "json", false,
-	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE,
+	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE | C_PUSH_INDEX,
 	 "           machine-readable output: one JSON event per line"},
 	{OPT_VERBOSE, "verbose", false,
-	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE,
+	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE | C_PUSH_INDEX,
 	 "        more log output"},
 	{OPT_HELP, "help", false,
-	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE,
+	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE | C_PUSH_INDEX,
 	 "           this help"},
 };
 
@@ -112,6 +124,7 @@ struct cli {
 	char **configs;
 	uint64_t max_size;  /* cache prune --max-size, UINT64_MAX: none */
 	int64_t older_than; /* cache prune --older-than in seconds, -1: none */
+	struct imgf_push_opts push;
 };
 
 static void cli_release(struct cli *c)
@@ -124,6 +137,8 @@ static void cli_release(struct cli *c)
 	free((char *)c->build.output_dir);
 	free((char *)c->upload.key_file);
 	free((char *)c->upload.bucket);
+	free((char *)c->push.auth_file);
+	free((char *)c->push.ca_file);
 }
 
 struct command {
@@ -142,6 +157,7 @@ static int cmd_image_upload(struct cli *c, unsigned bit);
 static int cmd_image_list(struct cli *c, unsigned bit);
 static int cmd_mirror(struct cli *c, unsigned bit);
 static int cmd_cache(struct cli *c, unsigned bit);
+static int cmd_push_index(struct cli *c, unsigned bit);
 
 static const struct command commands[] = {
 	{"build", cmd_build, C_BUILD,
@@ -171,6 +187,9 @@ static const struct command commands[] = {
 	 "imgforge cache ls [--json]\n"
 	 "       imgforge cache prune [--max-size N] [--older-than D]",
 	 "list or prune the step cache (IMGFORGE_CACHE_DIR/steps)"},
+	{"push-index", cmd_push_index, C_PUSH_INDEX,
+	 "imgforge push-index [--auth-file F] [--tls-verify=false] [--ca-file F] REF IMAGE_REF...",
+	 "push an OCI image index joining images already pushed (one per platform) as REF"},
 	{"version", cmd_version, 0, "imgforge version", "print the version"},
 };
 
@@ -286,6 +305,20 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 					      "--older-than '%s': expected a duration like 7d "
 					      "(seconds, or s, m, h, d, w)",
 					      val);
+		break;
+	case OPT_AUTH_FILE:
+		free((char *)c->push.auth_file);
+		c->push.auth_file = xstrdup(val);
+		break;
+	case OPT_CA_FILE:
+		free((char *)c->push.ca_file);
+		c->push.ca_file = xstrdup(val);
+		break;
+	case OPT_TLS_VERIFY:
+		if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0)
+			return imgf_error_set(err, IMGF_EXIT_USAGE,
+					      "--tls-verify '%s': expected 'true' or 'false'", val);
+		c->push.tls_no_verify = !strcmp(val, "false");
 		break;
 	case OPT_HELP:
 		break;
@@ -520,6 +553,26 @@ static int cmd_image_list(struct cli *c, unsigned bit)
 	struct imgf_error *e = NULL;
 	if (imgf_image_list(&c->upload, c->configs[0], &e) < 0)
 		return report(e);
+	return 0;
+}
+
+static int cmd_push_index(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	if (strv_len(c->configs) < 2) {
+		fprintf(stderr, "imgforge push-index: give REF and at least one IMAGE_REF (see "
+				"'imgforge push-index --help')\n");
+		return IMGF_EXIT_USAGE;
+	}
+	struct imgf_error *e = NULL;
+	char digest[72];
+	if (imgf_registry_push_index(c->configs[0], (const char *const *)c->configs + 1, &c->push,
+				     digest, &e) < 0)
+		return report(e);
+	_cleanup_free_ char *human = xasprintf("%s@%s", c->configs[0], digest);
+	imgf_event("pushed", json_pack("{s:s,s:s}", "ref", c->configs[0], "digest", digest), NULL);
+	if (!imgf_log_json())
+		printf("%s\n", human);
 	return 0;
 }
 

@@ -16,7 +16,7 @@ extern const struct imgf_provisioner_ops imgf_shell_provisioner, imgf_file_provi
 extern const struct imgf_post_processor_ops imgf_checksum_post_processor,
 	imgf_manifest_post_processor, imgf_ova_post_processor, imgf_raw_post_processor,
 	imgf_vhd_post_processor, imgf_gce_post_processor, imgf_sbom_post_processor,
-	imgf_provenance_post_processor;
+	imgf_provenance_post_processor, imgf_push_post_processor;
 
 static const struct imgf_builder_ops *const builders[] = {
 	&imgf_docker_builder,
@@ -34,7 +34,7 @@ static const struct imgf_provisioner_ops *const provisioners[] = {
 static const struct imgf_post_processor_ops *const post_processors[] = {
 	&imgf_checksum_post_processor, &imgf_sbom_post_processor, &imgf_provenance_post_processor,
 	&imgf_manifest_post_processor, &imgf_ova_post_processor,  &imgf_raw_post_processor,
-	&imgf_vhd_post_processor,      &imgf_gce_post_processor,
+	&imgf_vhd_post_processor,      &imgf_gce_post_processor,  &imgf_push_post_processor,
 };
 
 void imgf_plugins_register(void)

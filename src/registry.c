@@ -25,6 +25,7 @@
 #include "http.h"
 #include "log.h"
 #include "ociimage.h"
+#include "regauth.h"
 #include "registry.h"
 #include "strbuf.h"
 #include "util.h"
@@ -237,77 +238,6 @@ static char *registry_error_text(const struct strbuf *body)
 	return r;
 }
 
-/*
- * A parsed WWW-Authenticate challenge: `scheme` and up to a few parameters. Values may be
- * quoted strings with backslash escapes (RFC 7235).
- */
-struct challenge {
-	char *scheme;
-	char *realm, *service, *scope;
-};
-
-static void challenge_release(struct challenge *ch)
-{
-	free(ch->scheme);
-	free(ch->realm);
-	free(ch->service);
-	free(ch->scope);
-	memset(ch, 0, sizeof(*ch));
-}
-
-static int parse_challenge(const char *h, struct challenge *ch)
-{
-	memset(ch, 0, sizeof(*ch));
-	const char *p = h;
-	while (*p == ' ')
-		p++;
-	size_t sl = strcspn(p, " ");
-	if (!sl)
-		return -1;
-	ch->scheme = xstrndup(p, sl);
-	p += sl;
-	while (*p) {
-		while (*p == ' ' || *p == ',' || *p == '\t')
-			p++;
-		if (!*p)
-			break;
-		size_t kl = strcspn(p, "= ,");
-		if (!kl || p[kl] != '=')
-			return -1;
-		_cleanup_free_ char *key = xstrndup(p, kl);
-		p += kl + 1;
-		struct strbuf v = STRBUF_INIT;
-		if (*p == '"') {
-			p++;
-			while (*p && *p != '"') {
-				if (*p == '\\' && p[1])
-					p++;
-				strbuf_addch(&v, *p++);
-			}
-			if (*p != '"') {
-				strbuf_release(&v);
-				return -1;
-			}
-			p++;
-		} else {
-			size_t vl = strcspn(p, " ,");
-			strbuf_add(&v, p, vl);
-			p += vl;
-		}
-		char **slot = NULL;
-		if (!strcasecmp(key, "realm"))
-			slot = &ch->realm;
-		else if (!strcasecmp(key, "service"))
-			slot = &ch->service;
-		else if (!strcasecmp(key, "scope"))
-			slot = &ch->scope;
-		if (slot && !*slot)
-			*slot = strbuf_detach(&v, NULL);
-		strbuf_release(&v);
-	}
-	return 0;
-}
-
 static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
 			    struct sink *s, struct reply *r, struct imgf_error **err);
 
@@ -322,26 +252,24 @@ static int pull_timed_out(const struct reg_client *c, const char *url, struct im
 /* Answer a Bearer challenge with an anonymous token from its realm. */
 static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_error **err)
 {
-	struct challenge ch;
-	if (parse_challenge(www_auth, &ch) < 0 || !ch.scheme) {
-		challenge_release(&ch);
+	struct imgf_reg_challenge ch;
+	if (imgf_reg_challenge_parse(www_auth, &ch) < 0)
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "unparsable WWW-Authenticate challenge '%s'", www_auth);
-	}
 	if (strcasecmp(ch.scheme, "Bearer") != 0) {
 		int r = imgf_error_set(
 			err, IMGF_EXIT_FAIL,
 			"registry requires '%s' authentication; only anonymous bearer "
 			"tokens are supported",
 			ch.scheme);
-		challenge_release(&ch);
+		imgf_reg_challenge_release(&ch);
 		return r;
 	}
 	if (!ch.realm ||
 	    !(str_has_prefix(ch.realm, "https://") || str_has_prefix(ch.realm, "http://"))) {
 		int r = imgf_error_set(err, IMGF_EXIT_FAIL,
 				       "bearer challenge without an http(s) realm: '%s'", www_auth);
-		challenge_release(&ch);
+		imgf_reg_challenge_release(&ch);
 		return r;
 	}
 	if (imgf_url_unauthenticated(ch.realm))
@@ -360,7 +288,7 @@ static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_e
 	char *e = curl_easy_escape(c->curl, ch.scope ? ch.scope : c->scope, 0);
 	strbuf_addf(&url, "%cscope=%s", sep, e);
 	curl_free(e);
-	challenge_release(&ch);
+	imgf_reg_challenge_release(&ch);
 
 	struct strbuf body = STRBUF_INIT;
 	body.max = TOKEN_MAX;

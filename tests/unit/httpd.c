@@ -3,41 +3,58 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "httpd.h"
 #include "util.h"
 
-/* tests/lib/httpd.py, from the repo root (where tests run) or next to this source file. */
-static char *httpd_script(void)
+/* tests/lib/NAME, from the repo root (where tests run) or next to this source file. */
+static char *lib_script(const char *name)
 {
-	if (access("tests/lib/httpd.py", R_OK) == 0)
-		return xstrdup("tests/lib/httpd.py");
+	_cleanup_free_ char *here = xasprintf("tests/lib/%s", name);
+	if (access(here, R_OK) == 0)
+		return STEAL_POINTER(&here);
 	_cleanup_free_ char *dir = path_dirname(__FILE__);
-	return xasprintf("%s/../lib/httpd.py", dir);
+	return xasprintf("%s/../lib/%s", dir, name);
 }
 
 int test_httpd_start(struct test_httpd *h, const char *www, const char *log,
 		     const char *const *extra)
 {
-	memset(h, 0, sizeof(*h));
-	_cleanup_free_ char *script = httpd_script();
 	size_t nextra = 0;
 	while (extra && extra[nextra])
 		nextra++;
-	const char **argv = xcalloc(nextra + 10, sizeof(*argv));
+	const char **args = xcalloc(nextra + 8, sizeof(*args));
+	size_t n = 0;
+	args[n++] = "--root";
+	args[n++] = www;
+	if (log) {
+		args[n++] = "--log";
+		args[n++] = log;
+	}
+	for (size_t i = 0; i < nextra; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	int r = test_pyserver_start(h, "httpd.py", args);
+	free(args);
+	return r;
+}
+
+int test_pyserver_start(struct test_httpd *h, const char *name, const char *const *extra)
+{
+	memset(h, 0, sizeof(*h));
+	_cleanup_free_ char *script = lib_script(name);
+	size_t nextra = 0;
+	while (extra && extra[nextra])
+		nextra++;
+	const char **argv = xcalloc(nextra + 6, sizeof(*argv));
 	size_t n = 0;
 	argv[n++] = "python3";
 	argv[n++] = script;
-	argv[n++] = "--root";
-	argv[n++] = www;
 	argv[n++] = "--port";
 	argv[n++] = "0";
-	if (log) {
-		argv[n++] = "--log";
-		argv[n++] = log;
-	}
 	for (size_t i = 0; i < nextra; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
@@ -56,6 +73,8 @@ int test_httpd_start(struct test_httpd *h, const char *www, const char *log,
 		return -1;
 	}
 	if (h->pid == 0) {
+		/* A test that crashes takes its server with it. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(fds[1], STDOUT_FILENO);
 		close(fds[0]);
 		close(fds[1]);

@@ -21,6 +21,11 @@ struct test_httpd {
  */
 int test_httpd_start(struct test_httpd *h, const char *www, const char *log,
 		     const char *const *extra);
+/*
+ * Start another of tests/lib's loopback servers the same way: `python3 tests/lib/NAME --port 0
+ * ARGS...`, which prints its port on its first stdout line (fakeregistry.py).
+ */
+int test_pyserver_start(struct test_httpd *h, const char *name, const char *const *args);
 /* Stop it (SIGTERM, then reap it); a stopped or never started server is fine. */
 void test_httpd_stop(struct test_httpd *h);
 

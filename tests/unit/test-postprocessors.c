@@ -84,8 +84,8 @@ static struct imgf_error *validate(const struct imgf_builder_ops *builder, const
 
 TEST(the_table_lists_every_post_processor_and_nothing_else)
 {
-	static const char *const names[] = {"checksum", "sbom", "provenance", "manifest",
-					    "ova",	"raw",	"vhd",	      "gce"};
+	static const char *const names[] = {"checksum", "sbom", "provenance", "manifest", "ova",
+					    "raw",	"vhd",	"gce",	      "push"};
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		const struct imgf_post_processor_ops *ops = imgf_post_processor_find(names[i]);
 		CHECK(ops != NULL);
@@ -99,7 +99,7 @@ TEST(the_table_lists_every_post_processor_and_nothing_else)
 	CHECK(imgf_post_processor_find(NULL) == NULL);
 	char *known = imgf_post_processor_names();
 	CHECK_STR(known, "'checksum', 'sbom', 'provenance', 'manifest', 'ova', 'raw', 'vhd', "
-			 "'gce'");
+			 "'gce', 'push'");
 	free(known);
 	/* checksum before, sbom, provenance and manifest (in that order) after whatever the
 	 * image lists */
@@ -149,13 +149,57 @@ TEST(validate_accepts_the_shipped_lists)
 	imgf_error_free(err);
 }
 
+TEST(validate_refuses_a_push_of_a_disk_or_to_a_bad_ref)
+{
+	struct imgf_error *err = validate(
+		&imgf_qemu_builder, "[{\"type\": \"push\", \"ref\": \"r.example/a:b\"}]", "{}");
+	CHECK_ERR(err,
+		  "post-processor 'push' needs a container image; the qemu builder makes none");
+	imgf_error_free(err);
+	err = validate(&imgf_docker_builder, "[{\"type\": \"push\", \"ref\": \"r.example/A:b\"}]",
+		       "{\"image\": \"x\"}");
+	CHECK_ERR(err, "ref: invalid image reference 'r.example/A:b'");
+	imgf_error_free(err);
+	err = validate(&imgf_docker_builder,
+		       "[{\"type\": \"push\", \"ref\": \"r.example/a@sha256:"
+		       "0000000000000000000000000000000000000000000000000000000000000000\"}]",
+		       "{\"image\": \"x\"}");
+	CHECK_ERR(err, "names a digest; a push names a tag");
+	imgf_error_free(err);
+	err = validate(&imgf_docker_builder,
+		       "[{\"type\": \"push\", \"ref\": \"r.example/a:b\", \"mount_from\": \"Up\"}]",
+		       "{\"image\": \"x\"}");
+	CHECK_ERR(err, "mount_from: 'Up' is not a repository name");
+	imgf_error_free(err);
+	err = validate(
+		&imgf_docker_builder,
+		"[{\"type\": \"push\", \"ref\": \"r.example/a:b\", \"compression\": \"zstd\"}]",
+		"{\"image\": \"x\"}");
+	CHECK_ERR(err, "compression: 'zstd' is not 'none' or 'gzip'");
+	imgf_error_free(err);
+	err = validate(
+		&imgf_docker_builder,
+		"[{\"type\": \"push\", \"ref\": \"r.example/a:b\", \"compression\": \"gzip\", "
+		"\"compression_level\": 0}]",
+		"{\"image\": \"x\"}");
+	CHECK_ERR(err, "compression_level: 0 is not a gzip level from 1 to 9");
+	imgf_error_free(err);
+	err = validate(&imgf_docker_builder, "[{\"type\": \"push\"}]", "{\"image\": \"x\"}");
+	CHECK_ERR(err, "ref");
+	imgf_error_free(err);
+	err = validate(&imgf_docker_builder, "[{\"type\": \"push\", \"ref\": \"r.example/a:b\"}]",
+		       "{\"image\": \"x\"}");
+	CHECK(err == NULL);
+	imgf_error_free(err);
+}
+
 TEST(validate_names_unknown_types_and_keys)
 {
 	struct imgf_error *err = validate(&imgf_qemu_builder, "[{\"type\": \"ovf\"}]", "{}");
 	CHECK_ERR(err,
 		  "images/test.json: post_processors[0].type: unknown post-processor 'ovf' "
 		  "(known post-processors: 'checksum', 'sbom', 'provenance', 'manifest', 'ova', "
-		  "'raw', 'vhd', 'gce')");
+		  "'raw', 'vhd', 'gce', 'push')");
 	imgf_error_free(err);
 	err = validate(&imgf_qemu_builder, "[{\"type\": \"manifest\"}, {\"name\": \"x\"}]", "{}");
 	CHECK_ERR(err, "post_processors[1].type: unknown post-processor ''");
