@@ -92,9 +92,9 @@ $(B)/tests/httpd.o: tests/unit/httpd.c tests/unit/httpd.h $(wildcard src/*.h) $(
 	$(CC) $(ALL_CFLAGS) -iquote tests/unit -c -o $@ $<
 
 # The benches' driver (bench/imgf-bench.c).
-$(B)/bench/%: bench/%.c $(LIBIMGF) $(B)/.flags
+$(B)/bench/%: bench/%.c $(LIBIMGF) $(OBJS_PLUG) $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
 
 # The seed tool of cloudinit/ (make -C cloudinit), built with the same flags as everything else.
 $(B)/cloudinit/mkseed: cloudinit/mkseed.c $(LIBIMGF)
