@@ -9,7 +9,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.
 # imgforge's commit time: the SOURCE_DATE_EPOCH of images when the variable is not set.
 SOURCE_DATE := $(or $(shell git log -1 --format=%ct 2>/dev/null),0)
 
-PKGS := libcurl jansson yaml-0.1 libarchive libcrypto libguestfs libvirt
+PKGS := libcurl jansson yaml-0.1 libarchive libcrypto libguestfs libvirt zlib
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 

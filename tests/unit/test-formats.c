@@ -356,6 +356,59 @@ TEST(vhd_is_a_fixed_vhd_of_a_whole_mib_whose_footer_checks_out)
 	unsetenv("SOURCE_DATE_EPOCH");
 }
 
+TEST(vhd_of_a_gpt_disk_has_its_backup_gpt_in_the_last_sector_of_the_whole_mib)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils") ||
+	    !need("sgdisk", "gdisk"))
+		return;
+	struct fixture f;
+	fixture_init(&f, &imgf_qemu_builder, "[{\"type\": \"vhd\"}]");
+	/* the fixture's disk replaced by a GPT one of the same size, laid out by sgdisk */
+	_cleanup_free_ char *gpt = path_join(f.dir, "gpt.raw");
+	CHECK(truncate(f.disk, 0) == 0 && unlink(f.disk) == 0);
+	int fd = open(gpt, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	CHECK(fd >= 0 && ftruncate(fd, DISK_SIZE) == 0);
+	if (fd >= 0)
+		close(fd);
+	char *part[] = {"sgdisk", "-o", "-n", "1:2048:0", gpt, NULL};
+	free(run_ok(part));
+	char *to_qcow2[] = {"qemu-img", "convert", "-f", "raw", "-O", "qcow2", gpt, f.disk, NULL};
+	free(run_ok(to_qcow2));
+	CHECK(unlink(gpt) == 0);
+	json_t *m = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &m, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+
+	/* the VHD's disk, as a consumer reads it: gdisk finds the backup at its end */
+	_cleanup_free_ char *vhd = path_join(f.dir, NAME ".vhd");
+	_cleanup_free_ char *back = path_join(f.dir, "back.raw");
+	char *from_vhd[] = {"qemu-img", "convert", "-f", "vpc", "-O", "raw", vhd, back, NULL};
+	free(run_ok(from_vhd));
+	struct stat st;
+	CHECK(stat(back, &st) == 0 && st.st_size == VHD_SIZE);
+	char *verify[] = {"sgdisk", "-v", back, NULL};
+	_cleanup_free_ char *out = run_ok(verify);
+	if (!strstr(out, "No problems found"))
+		fprintf(stderr, "  sgdisk -v: %s\n", out);
+	CHECK(strstr(out, "No problems found") != NULL);
+	unsigned char h[512];
+	fd = open(back, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && pread(fd, h, 512, VHD_SIZE - 512) == 512);
+	if (fd >= 0)
+		close(fd);
+	CHECK(memcmp(h, "EFI PART", 8) == 0);
+	uint64_t my = 0;
+	for (int i = 7; i >= 0; i--)
+		my = my << 8 | h[24 + i];
+	CHECK(my == VHD_SIZE / 512 - 1);
+	CHECK(unlink(back) == 0);
+	json_decref(m);
+	fixture_release(&f);
+}
+
 TEST(vhd_geometry_follows_the_specification)
 {
 	struct imgf_vhd_geometry g = imgf_vhd_geometry(6 * MiB);
