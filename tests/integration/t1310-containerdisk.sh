@@ -40,8 +40,9 @@ test_expect_success "the post-processor writes NAME.containerdisk.tar and its .s
 	mkdir -p "$TMP/out"
 	qemu-img create -q -f qcow2 "$DISK" 64M
 	qemu-io -f qcow2 -c "write -P 0xab 0 1M" -c "write -P 0xcd 32M 64k" "$DISK" >/dev/null
-	SOURCE_DATE_EPOCH=1700000000 "$B/bench/imgf-bench" pp containerdisk "$DISK" \
-		"{\"image\": \"$TAG\"}" >"$TMP/pp.log" 2>&1 || { cat "$TMP/pp.log"; exit 1; }
+	SOURCE_DATE_EPOCH=1700000000 "$B/bench/imgf-bench" pp "$DISK" \
+		"[{\"type\": \"containerdisk\", \"image\": \"$TAG\"}]" >"$TMP/pp.log" 2>&1 ||
+		{ cat "$TMP/pp.log"; exit 1; }
 	grep -qF "loaded '\''$TAG'\''" "$TMP/pp.log"
 	printf "%s  %s\n" "$(cat "$CD.sha256")" "$CD" | sha256sum -c -
 '
