@@ -197,7 +197,7 @@ TEST(a_gpt_that_fails_its_crc_is_refused_and_not_touched)
 	for (int which = 0; which < 2; which++) {
 		/* 0: a byte of the primary header (its disk GUID), 1: one of the array */
 		int fd = open(disk, O_RDWR | O_CLOEXEC);
-		unsigned char x;
+		unsigned char x = 0;
 		off_t off = which == 0 ? SS + 60 : 2 * SS + 200;
 		CHECK(fd >= 0 && pread(fd, &x, 1, off) == 1);
 		x ^= 0x5a;
