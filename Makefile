@@ -150,6 +150,7 @@ bench: imgforge
 	bash bench/qcow2.sh
 	bash bench/upload.sh
 	bash bench/ova.sh
+	bash bench/formats.sh
 
 clean:
 	rm -rf build imgforge
