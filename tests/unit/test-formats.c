@@ -767,6 +767,61 @@ TEST(containerdisk_is_an_oci_image_whose_one_layer_is_disk_name_qcow2_for_qemu)
 	unsetenv("SOURCE_DATE_EPOCH");
 }
 
+TEST(containerdisk_of_a_raw_disk_holds_it_converted_to_qcow2)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils"))
+		return;
+	struct fixture f;
+	fixture_init(&f, &imgf_qemu_builder, CD_PPS);
+	/* the artifact's disk is NAME.raw, the fixture's qcow2 converted */
+	_cleanup_free_ char *raw = path_join(f.dir, NAME ".raw");
+	char *to_raw[] = {"qemu-img", "convert", "-f", "qcow2", "-O", "raw", f.disk, raw, NULL};
+	free(run_ok(to_raw));
+	free(f.art.disk);
+	f.art.disk = xstrdup(raw);
+	json_t *m = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &m, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+
+	/* the layer, through index.json and the manifest */
+	_cleanup_free_ char *tar = path_join(f.dir, NAME ".containerdisk.tar");
+	size_t n = 0;
+	struct member *ms = read_tar(tar, NULL, 0, &n);
+	json_t *idx = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(ms[i].name, "index.json"))
+			idx = json_loadb(ms[i].data, ms[i].len, 0, NULL);
+	json_t *man = blob_json(ms, n, json_array_get(json_object_get(idx, "manifests"), 0));
+	const struct member *layer =
+		blob(ms, n,
+		     json_string_value(json_object_get(
+			     json_array_get(json_object_get(man, "layers"), 0), "digest")));
+	size_t ln = 0;
+	struct member *ls = layer ? read_tar(NULL, layer->data, layer->len, &ln) : NULL;
+	bool found = ln == 2 && !strcmp(ls[1].name, "disk/" NAME ".qcow2");
+	if (found) {
+		_cleanup_free_ char *got = path_join(f.dir, "got.qcow2");
+		CHECK(write_file_atomic(got, ls[1].data, ls[1].len, 0644, NULL) == 0);
+		_cleanup_free_ char *fmt = NULL;
+		CHECK(qemu_info(got, "qcow2", &fmt) == DISK_SIZE);
+		CHECK_STR(fmt, "qcow2");
+		char *compare[] = {"qemu-img", "compare", "-q", "-f", "raw",
+				   "-F",       "qcow2",	  raw,	got,  NULL};
+		free(run_ok(compare));
+		CHECK(unlink(got) == 0);
+	}
+	free_members(ls, ln);
+	json_decref(man);
+	json_decref(idx);
+	CHECK(found);
+	free_members(ms, n);
+	json_decref(m);
+	fixture_release(&f);
+}
+
 TEST(containerdisk_refuses_an_image_that_is_no_tag_reference)
 {
 	static const struct {
