@@ -154,8 +154,10 @@ static int relocate(int fd, const char *path, uint64_t size, bool *moved, struct
 		*moved = false;
 		return 0;
 	}
-	if (entries_lba < 2 || entries_lba + array_sectors > total || old_alt >= new_last ||
-	    last_usable >= old_alt || new_last - array_sectors <= last_usable)
+	/* (each bound checked so that no sum or difference wraps: the guest wrote these) */
+	if (entries_lba < 2 || entries_lba > total || array_sectors > total - entries_lba ||
+	    old_alt >= new_last || last_usable >= old_alt || array_sectors >= new_last ||
+	    new_last - array_sectors <= last_usable)
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "'%s': GPT of a disk of %" PRIu64
 				      " sectors (alternate LBA %" PRIu64
@@ -172,14 +174,16 @@ static int relocate(int fd, const char *path, uint64_t size, bool *moved, struct
 				      ", its header says %08" PRIx32,
 				      path, gpt_crc(array, array_bytes), le32(h + H_ARRAY_CRC));
 
-	/* The old backup, to be cleared: its array where its header says, when it is one. */
+	/* The old backup, to be cleared when it is one: a header saying it is at old_alt, and
+	 * its array where it says, between the last usable LBA and the header. Nothing else is
+	 * zeroed, whatever the primary header claims. */
 	unsigned char old[4096];
-	uint64_t old_array_lba = old_alt - array_sectors;
 	if (read_at(fd, path, old, ss, old_alt * ss, err) < 0)
 		return -1;
-	if (!memcmp(old, GPT_SIGNATURE, 8) && le64(old + H_ENTRIES_LBA) > last_usable &&
-	    le64(old + H_ENTRIES_LBA) + array_sectors <= old_alt)
-		old_array_lba = le64(old + H_ENTRIES_LBA);
+	bool old_header = !memcmp(old, GPT_SIGNATURE, 8) && le64(old + H_MY_LBA) == old_alt;
+	uint64_t old_array_lba = old_header ? le64(old + H_ENTRIES_LBA) : 0;
+	bool old_array = old_header && old_array_lba > last_usable && old_array_lba < old_alt &&
+			 old_alt - old_array_lba >= array_sectors;
 
 	uint64_t new_array_lba = new_last - array_sectors;
 	unsigned char primary[4096] = {0}, backup[4096] = {0};
@@ -196,8 +200,9 @@ static int relocate(int fd, const char *path, uint64_t size, bool *moved, struct
 	/* the old copies go first: the new ones may overlap them (a disk extended by less
 	 * than the array) */
 	_cleanup_free_ unsigned char *zeros = xcalloc(array_sectors, ss);
-	if (write_at(fd, path, zeros, array_sectors * ss, old_array_lba * ss, err) < 0 ||
-	    write_at(fd, path, zeros, ss, old_alt * ss, err) < 0 ||
+	if ((old_array &&
+	     write_at(fd, path, zeros, array_sectors * ss, old_array_lba * ss, err) < 0) ||
+	    (old_header && write_at(fd, path, zeros, ss, old_alt * ss, err) < 0) ||
 	    write_at(fd, path, array, array_sectors * ss, new_array_lba * ss, err) < 0 ||
 	    write_at(fd, path, backup, ss, new_last * ss, err) < 0 ||
 	    write_at(fd, path, primary, ss, ss, err) < 0 ||
