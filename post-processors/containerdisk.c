@@ -15,13 +15,10 @@
  * Keys: image (required): the reference "[registry/]repo[:tag]" to name the image (tag
  * "latest" when none), no digest; load: whether to load it into the engine (default true).
  */
-#include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "build.h"
-#include "builder.h"
+#include "archive.h"
 #include "config.h"
 #include "diskout.h"
 #include "dockerengine.h"
@@ -29,7 +26,6 @@
 #include "fsutil.h"
 #include "imageref.h"
 #include "log.h"
-#include "archive.h"
 #include "ociimage.h"
 #include "postprocessor.h"
 #include "qemuimg.h"

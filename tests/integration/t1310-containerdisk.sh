@@ -5,7 +5,8 @@
 # of it shows /disk/NAME.qcow2 owned 107:107 mode 0440 under `ls -ln` (run with the host's
 # static busybox bind-mounted: a containerDisk has no shell), the qemu user 107 reads the
 # qcow2's exact bytes from it, and `docker export` of a container lists disk/ and the qcow2
-# with that owner and mode. `docker cp` gives back a file qemu-img reads as the qcow2.
+# with that owner and mode. `docker cp` gives back a file qemu-img reads as the qcow2. skopeo
+# reads NAME.containerdisk.tar (oci-archive:) as the same image.
 # No VM: the disk is a small qcow2 made with qemu-img and qemu-io, and the post-processor runs
 # as `imgforge build` runs it after the qemu builder, through bench/imgf-bench.c's `pp`.
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
@@ -14,7 +15,7 @@ TEST_CLAIM=1
 NAME='ubuntu-2204+kube-v1.31.2'
 TAG=imgforge-test/containerdisk:t1310-$$
 
-for cmd in qemu-img qemu-io jq; do
+for cmd in qemu-img qemu-io jq skopeo; do
 	if ! require_cmd "$cmd"; then
 		test_skip "containerDisk loaded into the engine" "$cmd is not installed"
 		test_done
@@ -55,6 +56,13 @@ test_expect_success "the engine holds the layout's image: same ID, linux/amd64, 
 	[ "$(jq -r ".[0].Id" "$TMP/inspect.json")" = "$cfg" ]
 	[ "$(jq -r ".[0].Os + \"/\" + .[0].Architecture" "$TMP/inspect.json")" = linux/amd64 ]
 	[ "$(jq -r ".[0].RootFS.Layers | length" "$TMP/inspect.json")" = 1 ]
+'
+
+test_expect_success "skopeo reads NAME.containerdisk.tar as the same image: linux/amd64, the engine'\''s one layer" '
+	skopeo inspect "oci-archive:$CD" >"$TMP/skopeo.json"
+	[ "$(jq -r ".Os + \"/\" + .Architecture" "$TMP/skopeo.json")" = linux/amd64 ]
+	jq -c .Layers "$TMP/skopeo.json" >"$TMP/skopeo.layers"
+	jq -c ".[0].RootFS.Layers" "$TMP/inspect.json" | diff -u - "$TMP/skopeo.layers"
 '
 
 test_expect_success "a container of it shows /disk/NAME.qcow2 as 107:107 0440, readable by the qemu user" '
