@@ -58,7 +58,7 @@ test_expect_success "the engine holds the layout's image: same ID, linux/amd64, 
 	[ "$(jq -r ".[0].RootFS.Layers | length" "$TMP/inspect.json")" = 1 ]
 '
 
-test_expect_success "skopeo reads NAME.containerdisk.tar as the same image: linux/amd64, the engine'\''s one layer" '
+test_expect_success "skopeo reads NAME.containerdisk.tar as the same image: linux/amd64, the engine's one layer" '
 	skopeo inspect "oci-archive:$CD" >"$TMP/skopeo.json"
 	[ "$(jq -r ".Os + \"/\" + .Architecture" "$TMP/skopeo.json")" = linux/amd64 ]
 	jq -c .Layers "$TMP/skopeo.json" >"$TMP/skopeo.layers"
