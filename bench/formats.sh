@@ -19,6 +19,7 @@
 # a ratio of the plain convert's fastest. WHAT limits the outputs: plain qcow2 ova raw vhd gce
 # containerdisk.
 #
+#   bench/formats.sh --make-disk PATH GIB   the disk alone, at PATH (BENCH in the environment)
 #   bench/formats.sh --one WHAT DIR   one run of one output into DIR (made, then removed), with
 #                                     DISK, NAME, BENCH (and TAG, LOAD) in the environment:
 #                                     what the loop below times, for timing it from outside
@@ -49,6 +50,23 @@ pp() {
 	rm "$1/$NAME.qcow2" "$1/$NAME.qcow2.sha256"
 }
 
+# make_disk PATH GIB: the disk (DISK_GIB GiB, GPT, GIB GiB of /usr from 1 MiB on) as a qcow2
+# at PATH, its .sha256 stamped as a build leaves it
+make_disk() {
+	local raw=$1.raw
+	echo "== a $DISK_GIB GiB GPT qcow2 holding $2 GiB of /usr"
+	truncate -s "${DISK_GIB}G" "$raw"
+	sgdisk -o -n 1:2048:0 -t 1:8300 "$raw" >/dev/null
+	# /usr as a tar, again from the start if it is shorter than GIB GiB
+	for _ in $(seq 1 $((($2 + 3) / 4))); do tar -cf - /usr 2>/dev/null || true; done |
+		head -c $(($2 * 1024 * 1024 * 1024)) |
+		dd of="$raw" bs=1M seek=1 conv=notrunc status=none
+	qemu-img convert -f raw -O qcow2 "$raw" "$1"
+	rm "$raw"
+	"$BENCH" sidecar "$1" >/dev/null
+	qemu-img info "$1" | grep -E "virtual size|disk size"
+}
+
 if [ "${1:-}" = --one ]; then
 	: "${DISK:?}" "${NAME:?}" "${BENCH:?}" "${TAG:=imgforge-bench/containerdisk:latest}"
 	rm -rf "$3" && mkdir "$3"
@@ -56,10 +74,15 @@ if [ "${1:-}" = --one ]; then
 	rm -rf "$3" "$3.log"
 	exit 0
 fi
+DISK_GIB=${DISK_GIB:-20} # the disk's virtual size (smaller only to try the script out)
+if [ "${1:-}" = --make-disk ]; then
+	: "${BENCH:?}"
+	make_disk "$2" "$3"
+	exit 0
+fi
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 GIB=${1:-2}
-DISK_GIB=${DISK_GIB:-20} # the disk's virtual size (smaller only to try the script out)
 RUNS=${2:-1}
 shift $(($# > 2 ? 2 : $#))
 WHAT=${*:-plain qcow2 ova raw vhd gce containerdisk}
@@ -71,17 +94,7 @@ TMP=$(mktemp -d /var/tmp/bench-formats.XXXXXX)
 trap 'rm -rf "$TMP"; [ -z "${LOAD:-}" ] || docker rmi -f "$TAG" >/dev/null 2>&1 || true' EXIT
 export DISK=$TMP/$NAME.qcow2
 
-echo "== a $DISK_GIB GiB GPT qcow2 holding $GIB GiB of /usr"
-truncate -s "${DISK_GIB}G" "$TMP/disk.raw"
-sgdisk -o -n 1:2048:0 -t 1:8300 "$TMP/disk.raw" >/dev/null
-# /usr as a tar, again from the start if it is shorter than GIB GiB
-for _ in $(seq 1 $(((GIB + 3) / 4))); do tar -cf - /usr 2>/dev/null || true; done |
-	head -c $((GIB * 1024 * 1024 * 1024)) |
-	dd of="$TMP/disk.raw" bs=1M seek=1 conv=notrunc status=none
-qemu-img convert -f raw -O qcow2 "$TMP/disk.raw" "$DISK"
-rm "$TMP/disk.raw"
-"$BENCH" sidecar "$DISK" >/dev/null
-qemu-img info "$DISK" | grep -E "virtual size|disk size"
+make_disk "$DISK" "$GIB"
 cat "$DISK" >/dev/null
 
 declare -A wall cpu rss size

@@ -13,6 +13,7 @@
 . "$(dirname "$0")/../lib/harness.sh"
 TEST_CLAIM=1
 NAME='ubuntu-2204+kube-v1.31.2'
+NAME_RE='ubuntu-2204\+kube-v1\.31\.2' # NAME in an extended regular expression
 TAG=imgforge-test/containerdisk:t1310-$$
 
 for cmd in qemu-img qemu-io jq skopeo; do
@@ -69,7 +70,7 @@ test_expect_success "a container of it shows /disk/NAME.qcow2 as 107:107 0440, r
 	docker run --rm -v /bin/busybox:/.busybox/busybox:ro "$TAG" /.busybox/busybox ls -ln /disk/ \
 		>"$TMP/ls" 2>&1 || { cat "$TMP/ls"; exit 1; }
 	cat "$TMP/ls"
-	grep -qE "^-r--r----- +1 +107 +107 +$(stat -c %s "$DISK") .* $NAME\.qcow2$" "$TMP/ls"
+	grep -qE "^-r--r----- +1 +107 +107 +$(stat -c %s "$DISK") .* $NAME_RE\.qcow2$" "$TMP/ls"
 	[ "$(grep -vc "^total " "$TMP/ls")" -eq 1 ] # nothing else in /disk
 	docker run --rm --user 107:107 -v /bin/busybox:/.busybox/busybox:ro "$TAG" \
 		/.busybox/busybox sha256sum "/disk/$NAME.qcow2" >"$TMP/sum"
@@ -81,8 +82,9 @@ test_expect_success "docker export lists disk/ and the qcow2 with that owner and
 	docker export "$cid" | tar -tvf - --numeric-owner >"$TMP/export" || { docker rm "$cid"; exit 1; }
 	docker cp "$cid:/disk/$NAME.qcow2" - | tar -xf - -C "$TMP" || { docker rm "$cid"; exit 1; }
 	docker rm "$cid" >/dev/null
+	grep -E "disk/" "$TMP/export"
 	grep -qE "^dr-xr-xr-x 107/107 .* disk/$" "$TMP/export"
-	grep -qE "^-r--r----- 107/107 .* disk/$NAME\.qcow2$" "$TMP/export"
+	grep -qE "^-r--r----- 107/107 .* disk/$NAME_RE\.qcow2$" "$TMP/export"
 	cmp "$DISK" "$TMP/$NAME.qcow2"
 	qemu-img info --output=json "$TMP/$NAME.qcow2" | jq -e ".format == \"qcow2\" and .[\"virtual-size\"] == 67108864"
 '
