@@ -9,7 +9,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.
 # imgforge's commit time: the SOURCE_DATE_EPOCH of images when the variable is not set.
 SOURCE_DATE := $(or $(shell git log -1 --format=%ct 2>/dev/null),0)
 
-PKGS := libcurl jansson yaml-0.1 libarchive libcrypto libguestfs libvirt
+PKGS := libcurl jansson yaml-0.1 libarchive libcrypto libguestfs libvirt zlib
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
@@ -100,9 +100,9 @@ $(B)/tests/dirtarget.o: tests/unit/dirtarget.c tests/unit/dirtarget.h $(wildcard
 	$(CC) $(ALL_CFLAGS) -iquote tests/unit -c -o $@ $<
 
 # The benches' driver (bench/imgf-bench.c).
-$(B)/bench/%: bench/%.c $(LIBIMGF) $(B)/.flags
+$(B)/bench/%: bench/%.c $(LIBIMGF) $(OBJS_PLUG) $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJS_PLUG) $(LIBIMGF) $(ALL_LDFLAGS) $(LIBS)
 
 # The seed tool of cloudinit/ (make -C cloudinit), built with the same flags as everything else.
 $(B)/cloudinit/mkseed: cloudinit/mkseed.c $(LIBIMGF)
@@ -158,6 +158,7 @@ bench: imgforge
 	bash bench/qcow2.sh
 	bash bench/upload.sh
 	bash bench/ova.sh
+	bash bench/formats.sh
 
 clean:
 	rm -rf build imgforge

@@ -4,6 +4,16 @@
  *   imgf-bench ova DISK OUT_DIR NAME   the OVA post-processor (imgf_ova_write, as
  *                                      `imgforge build` runs it for capi-ova) on DISK
  *   imgf-bench sidecar FILE            FILE.sha256 with its stamp, as a build writes it
+ *   imgf-bench pp DISK LIST            the post-processors of LIST (an image's
+ *                                      "post_processors" list as JSON: raw, vhd, gce,
+ *                                      containerdisk, ...) on DISK, as `imgforge build` runs
+ *                                      them after the qemu builder: checked
+ *                                      (imgf_post_processors_validate), then run with the ones
+ *                                      every image gets (checksum, sbom, provenance, manifest)
+ *                                      and the manifest written. DISK is DIR/NAME.qcow2 (or
+ *                                      .raw) of build_name ubuntu-2204 and kubernetes_semver
+ *                                      v1.31.2, so NAME is ubuntu-2204+kube-v1.31.2; the
+ *                                      outputs and manifest.json go to DIR.
  *
  * Prints on stdout "seconds S" (wall clock), "cpu_seconds S" (user + system time of this
  * process and its children: what the load of other processes changes least),
@@ -18,10 +28,19 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "build.h"
+#include "builder.h"
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
+#include "manifest.h"
 #include "ova.h"
+#include "plugins.h"
+#include "postprocessor.h"
 #include "sidecar.h"
+#include "util.h"
+
+extern const struct imgf_builder_ops imgf_qemu_builder;
 
 static double tv_seconds(const struct timeval *tv)
 {
@@ -51,6 +70,62 @@ static int run_sidecar(char **argv, struct imgf_error **err)
 	return imgf_sidecar_write(argv[0], hex, err);
 }
 
+static int run_pp(char **argv, struct imgf_error **err)
+{
+	json_t *list = json_loads(argv[1], 0, NULL);
+	if (!json_is_array(list)) {
+		json_decref(list);
+		return imgf_error_set(err, IMGF_EXIT_USAGE, "LIST: '%s' is not a JSON list",
+				      argv[1]);
+	}
+	struct imgf_config cfg = {
+		.path = "bench.json",
+		.vars = json_pack("{s:s,s:s}", "build_name", "ubuntu-2204", "kubernetes_semver",
+				  "v1.31.2"),
+	};
+	struct imgf_image_def def = {
+		.name = "bench-formats",
+		.file = "bench.json",
+		.post_processors = list,
+	};
+	_cleanup_free_ char *out_dir = path_dirname(argv[0]);
+	struct imgf_build b = {
+		.config = &cfg,
+		.def = &def,
+		.builder = &imgf_qemu_builder,
+		.out_dir = out_dir,
+		.inputs = json_array(),
+		.labels = json_object(),
+	};
+	struct imgf_artifact art = {
+		.id = xstrdup(argv[0]),
+		.disk = xstrdup(argv[0]),
+		.files = xcalloc(2, sizeof(char *)),
+	};
+	art.files[0] = xstrdup(path_basename(argv[0]));
+	json_t *manifest = imgf_manifest_new();
+	struct imgf_pp_ctx c = {
+		.build = &b,
+		.art = &art,
+		.artifact_id = art.id,
+		.start = time(NULL),
+		.manifest = manifest,
+	};
+	imgf_plugins_register();
+	int r = imgf_post_processors_validate(&b, err);
+	if (r == 0)
+		r = imgf_post_processors_run(&c, err);
+	if (r == 0)
+		r = imgf_manifest_write(manifest, out_dir, err);
+	json_decref(manifest);
+	imgf_artifact_release(&art);
+	json_decref(b.inputs);
+	json_decref(b.labels);
+	json_decref(def.post_processors);
+	json_decref(cfg.vars);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	int r;
@@ -62,8 +137,12 @@ int main(int argc, char **argv)
 		r = run_ova(argv + 2, &err);
 	} else if (argc == 3 && !strcmp(argv[1], "sidecar")) {
 		r = run_sidecar(argv + 2, &err);
+	} else if (argc == 4 && !strcmp(argv[1], "pp")) {
+		r = run_pp(argv + 2, &err);
 	} else {
-		fprintf(stderr, "usage: %s ova DISK OUT_DIR NAME | sidecar FILE\n", argv[0]);
+		fprintf(stderr,
+			"usage: %s ova DISK OUT_DIR NAME | sidecar FILE | pp DISK LIST\n",
+			argv[0]);
 		return 2;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);

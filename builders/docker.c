@@ -17,6 +17,7 @@
 
 #include "build.h"
 #include "builder.h"
+#include "dockerengine.h"
 #include "error.h"
 #include "http.h"
 #include "log.h"
@@ -965,6 +966,32 @@ static int load_image(struct docker *d, const char *config_json, const char *lay
 	return r < 0 ? imgf_error_prefix(err, "load image") : 0;
 }
 
+/* The loaded image is there under the ID its config gives. */
+static int check_loaded(struct docker *d, const char *want, struct imgf_error **err)
+{
+	long st = 0;
+	if (docker_json(d, "GET", NULL, NULL, &st, err, "/images/%s/json", want) < 0)
+		return -1;
+	if (st != 200)
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"load image: the engine answered %ld for the loaded image '%s'", st, want);
+	return 0;
+}
+
+int imgf_docker_load_image(const char *config_json, const char *layer, const char *tag,
+			   const char *want_id, struct imgf_error **err)
+{
+	struct docker *d = NULL;
+	if (docker_connect(&d, err) < 0)
+		return -1;
+	int r = load_image(d, config_json, layer, tag, err);
+	if (r == 0)
+		r = check_loaded(d, want_id, err);
+	docker_free(d);
+	return r;
+}
+
 /* Pause the container (as the commit API does) while its filesystem is exported. */
 static int export_paused(struct docker_target *dt, const char *path, struct imgf_error **err)
 {
@@ -1030,13 +1057,8 @@ static int squash_commit(struct imgf_build *b, struct docker_target *dt, json_t 
 	if (r < 0)
 		return -1;
 	imgf_build_phase(b, "load", imgf_now() - t0);
-	long st = 0;
-	if (docker_json(dt->d, "GET", NULL, NULL, &st, err, "/images/%s/json", want) < 0)
+	if (check_loaded(dt->d, want, err) < 0)
 		return -1;
-	if (st != 200)
-		return imgf_error_set(
-			err, IMGF_EXIT_FAIL,
-			"load image: the engine answered %ld for the loaded image '%s'", st, want);
 	*id = xstrdup(want);
 	return 0;
 }

@@ -8,7 +8,7 @@ set -euo pipefail
 
 build_pkgs=(
 	build-essential pkg-config gcc clang clang-format libclang-rt-14-dev make git
-	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libarchive-dev
+	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libarchive-dev zlib1g-dev
 	libguestfs-dev libvirt-dev qemu-utils genisoimage
 )
 test_pkgs=(

@@ -13,6 +13,7 @@
 #include "diskout.h"
 #include "error.h"
 #include "fsutil.h"
+#include "gpt.h"
 #include "log.h"
 #include "postprocessor.h"
 #include "qemuimg.h"
@@ -67,6 +68,12 @@ int imgf_disk_out_raw(const struct imgf_disk_out *o, const char *path, uint64_t 
 		log_info("%s: the disk's %" PRIu64 " bytes extended to %" PRIu64
 			 " (a multiple of %" PRIu64 ")",
 			 o->pp, have, want, align);
+		/* a GPT's backup belongs in the last sector, which is now further on */
+		bool moved;
+		if (imgf_gpt_relocate_backup(path, want, &moved, err) < 0)
+			return imgf_error_prefix(err, "disk '%s'", o->disk);
+		if (moved)
+			log_info("%s: the backup GPT moved to the new last sector", o->pp);
 	}
 	*size = want;
 	return 0;

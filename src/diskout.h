@@ -35,7 +35,8 @@ int imgf_disk_out_begin(struct imgf_pp_ctx *c, const char *pp, const char *ext,
 
 /*
  * The disk as a sparse raw file at `path` (qemu-img convert), extended with a hole to a
- * multiple of `align` bytes (1: as it is). *size gets its size.
+ * multiple of `align` bytes (1: as it is); an extended disk with a GPT gets its backup header
+ * and array moved to the new end (gpt.h). *size gets its size.
  */
 int imgf_disk_out_raw(const struct imgf_disk_out *o, const char *path, uint64_t align,
 		      uint64_t *size, struct imgf_error **err);

@@ -97,6 +97,12 @@ fail:
 int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char **image_id,
 		   struct imgf_error **err)
 {
+	return imgf_oci_write_config(img, out_tar, image_id, NULL, err);
+}
+
+int imgf_oci_write_config(const struct imgf_oci_image *img, const char *out_tar, char **image_id,
+			  char **config_json, struct imgf_error **err)
+{
 	size_t n = 0;
 	while (img->layers[n])
 		n++;
@@ -170,6 +176,8 @@ int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char *
 		goto out;
 	if (image_id)
 		*image_id = xasprintf("sha256:%s", cfg_hex);
+	if (config_json)
+		*config_json = STEAL_POINTER(&cfg_json);
 	ret = 0;
 out:
 	json_decref(diff_ids);

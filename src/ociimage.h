@@ -26,6 +26,13 @@ struct imgf_oci_image {
  */
 int imgf_oci_write(const struct imgf_oci_image *img, const char *out_tar, char **image_id,
 		   struct imgf_error **err);
+/*
+ * imgf_oci_write, also handing out the image config's bytes (*config_json, newly allocated):
+ * a docker-archive of the same layers and config (squash.h) loads into the Docker Engine as
+ * the same image ID.
+ */
+int imgf_oci_write_config(const struct imgf_oci_image *img, const char *out_tar, char **image_id,
+			  char **config_json, struct imgf_error **err);
 
 /* One blob of a layout: in memory (data, len) or a file (path). */
 struct imgf_oci_blob {

@@ -15,8 +15,8 @@ extern const struct imgf_provisioner_ops imgf_shell_provisioner, imgf_file_provi
 	imgf_images_provisioner, imgf_kind_provisioner, imgf_sysprep_provisioner;
 extern const struct imgf_post_processor_ops imgf_checksum_post_processor,
 	imgf_manifest_post_processor, imgf_ova_post_processor, imgf_raw_post_processor,
-	imgf_vhd_post_processor, imgf_gce_post_processor, imgf_sbom_post_processor,
-	imgf_provenance_post_processor, imgf_push_post_processor;
+	imgf_vhd_post_processor, imgf_gce_post_processor, imgf_containerdisk_post_processor,
+	imgf_sbom_post_processor, imgf_provenance_post_processor, imgf_push_post_processor;
 
 static const struct imgf_builder_ops *const builders[] = {
 	&imgf_docker_builder,
@@ -32,9 +32,11 @@ static const struct imgf_provisioner_ops *const provisioners[] = {
 
 /* In the order they run: FIRST and LAST ones in this order among themselves. */
 static const struct imgf_post_processor_ops *const post_processors[] = {
-	&imgf_checksum_post_processor, &imgf_sbom_post_processor, &imgf_provenance_post_processor,
-	&imgf_manifest_post_processor, &imgf_ova_post_processor,  &imgf_raw_post_processor,
-	&imgf_vhd_post_processor,      &imgf_gce_post_processor,  &imgf_push_post_processor,
+	&imgf_checksum_post_processor,	    &imgf_sbom_post_processor,
+	&imgf_provenance_post_processor,    &imgf_manifest_post_processor,
+	&imgf_ova_post_processor,	    &imgf_raw_post_processor,
+	&imgf_vhd_post_processor,	    &imgf_gce_post_processor,
+	&imgf_containerdisk_post_processor, &imgf_push_post_processor,
 };
 
 void imgf_plugins_register(void)

@@ -160,6 +160,60 @@ test_expect_success "image-list shows each image with size, sha256 and URL" '
 	test ! -s "$TMP/out"
 '
 
+# The disk formats end to end: the post-processors' own outputs (raw, vhd, gce and the
+# containerDisk's OCI archive, made from a small qcow2 by bench/imgf-bench.c's `pp`, as
+# `imgforge build` runs them after the qemu builder, with their .sha256 files and manifest)
+# uploaded, each with its .sha256, and a second run uploading none of them again.
+FORMAT_EXTS="containerdisk.tar qcow2 raw tar.gz vhd"
+if require_cmd qemu-img && require_cmd qemu-io; then
+	B5=imgf-t1400-e-$RUN
+	mkbucket "$B5"
+	FMT=$TMP/formats/$N
+	mkdir -p "$FMT"
+	BB=${IMGF_BUILD_DIR:-build}
+	case $BB in /*) ;; *) BB=$TOP/$BB ;; esac
+	make -C "$TOP" -s "B=$BB" "$BB/bench/imgf-bench" >"$TMP/make.log" 2>&1 ||
+		{ cat "$TMP/make.log"; die "building $BB/bench/imgf-bench failed"; }
+	qemu-img create -q -f qcow2 "$FMT/$N.qcow2" 64M &&
+		qemu-io -f qcow2 -c "write -P 0xab 0 1M" -c "write -P 0xcd 40M 64k" "$FMT/$N.qcow2" >/dev/null ||
+		die "could not make the qcow2"
+	"$BB/bench/imgf-bench" pp "$FMT/$N.qcow2" '[{"type": "raw"}, {"type": "vhd"},
+		{"type": "gce", "compression_level": 1},
+		{"type": "containerdisk", "image": "localhost/imgf-t1400:v1", "load": false}]' \
+		>"$TMP/formats.log" 2>&1 || { cat "$TMP/formats.log"; die "the post-processors failed"; }
+
+	test_expect_success "the raw, vhd, gce and containerdisk outputs are uploaded with their .sha256" '
+		expect_exit 0 "$IMGF" image-upload --bucket "$B5" "$FMT" &&
+		for ext in $FORMAT_EXTS; do
+			printf "%s\n" "$OBJ.$ext" "$OBJ.$ext.sha256" &&
+			get "$B5" "$OBJ.$ext" | cmp - "$FMT/$N.$ext" &&
+			get "$B5" "$OBJ.$ext.sha256" | cmp - "$FMT/$N.$ext.sha256" &&
+			printf "%s  -\n" "$(cat "$FMT/$N.$ext.sha256")" >"$TMP/sum" &&
+			get "$B5" "$OBJ.$ext" | sha256sum -c --status "$TMP/sum" &&
+			grep -qxF "uploaded: gs://$B5/$OBJ.$ext ($(stat -c %s "$FMT/$N.$ext") bytes, sha256 $(cat "$FMT/$N.$ext.sha256"))" "$TMP/out" ||
+			exit 1
+		done >"$TMP/want" &&
+		objects "$B5" | grep -v -e "\.spdx\.json" -e "\.provenance\.json" | diff -u <(LC_ALL=C sort "$TMP/want") -
+	'
+
+	test_expect_success "a second run finds every format up to date and uploads nothing" '
+		for ext in $FORMAT_EXTS; do
+			echo "$ext $(generation "$B5" "$OBJ.$ext") $(generation "$B5" "$OBJ.$ext.sha256")" || exit 1
+		done >"$TMP/gen1" &&
+		expect_exit 0 "$IMGF" image-upload --bucket "$B5" "$FMT" &&
+		for ext in $FORMAT_EXTS; do
+			grep -qxF "up to date: gs://$B5/$OBJ.$ext" "$TMP/out" &&
+			echo "$ext $(generation "$B5" "$OBJ.$ext") $(generation "$B5" "$OBJ.$ext.sha256")" ||
+			exit 1
+		done >"$TMP/gen2" &&
+		! grep -q "^uploaded" "$TMP/out" &&
+		! grep -q "uploading" "$TMP/err" &&
+		diff -u "$TMP/gen1" "$TMP/gen2"
+	'
+else
+	test_skip "raw, vhd, gce and containerdisk outputs uploaded" "needs qemu-img and qemu-io (qemu-utils)"
+fi
+
 B2=imgf-t1400-b-$RUN
 mkbucket "$B2"
 mkbuild "$TMP/rc" ubuntu-2204 v1.32.0-rc.1 "$B2" 64

@@ -356,6 +356,59 @@ TEST(vhd_is_a_fixed_vhd_of_a_whole_mib_whose_footer_checks_out)
 	unsetenv("SOURCE_DATE_EPOCH");
 }
 
+TEST(vhd_of_a_gpt_disk_has_its_backup_gpt_in_the_last_sector_of_the_whole_mib)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils") ||
+	    !need("sgdisk", "gdisk"))
+		return;
+	struct fixture f;
+	fixture_init(&f, &imgf_qemu_builder, "[{\"type\": \"vhd\"}]");
+	/* the fixture's disk replaced by a GPT one of the same size, laid out by sgdisk */
+	_cleanup_free_ char *gpt = path_join(f.dir, "gpt.raw");
+	CHECK(truncate(f.disk, 0) == 0 && unlink(f.disk) == 0);
+	int fd = open(gpt, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	CHECK(fd >= 0 && ftruncate(fd, DISK_SIZE) == 0);
+	if (fd >= 0)
+		close(fd);
+	char *part[] = {"sgdisk", "-o", "-n", "1:2048:0", gpt, NULL};
+	free(run_ok(part));
+	char *to_qcow2[] = {"qemu-img", "convert", "-f", "raw", "-O", "qcow2", gpt, f.disk, NULL};
+	free(run_ok(to_qcow2));
+	CHECK(unlink(gpt) == 0);
+	json_t *m = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &m, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+
+	/* the VHD's disk, as a consumer reads it: gdisk finds the backup at its end */
+	_cleanup_free_ char *vhd = path_join(f.dir, NAME ".vhd");
+	_cleanup_free_ char *back = path_join(f.dir, "back.raw");
+	char *from_vhd[] = {"qemu-img", "convert", "-f", "vpc", "-O", "raw", vhd, back, NULL};
+	free(run_ok(from_vhd));
+	struct stat st;
+	CHECK(stat(back, &st) == 0 && st.st_size == VHD_SIZE);
+	char *verify[] = {"sgdisk", "-v", back, NULL};
+	_cleanup_free_ char *out = run_ok(verify);
+	if (!strstr(out, "No problems found"))
+		fprintf(stderr, "  sgdisk -v: %s\n", out);
+	CHECK(strstr(out, "No problems found") != NULL);
+	unsigned char h[512];
+	fd = open(back, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && pread(fd, h, 512, VHD_SIZE - 512) == 512);
+	if (fd >= 0)
+		close(fd);
+	CHECK(memcmp(h, "EFI PART", 8) == 0);
+	uint64_t my = 0;
+	for (int i = 7; i >= 0; i--)
+		my = my << 8 | h[24 + i];
+	CHECK(my == VHD_SIZE / 512 - 1);
+	CHECK(unlink(back) == 0);
+	json_decref(m);
+	fixture_release(&f);
+}
+
 TEST(vhd_geometry_follows_the_specification)
 {
 	struct imgf_vhd_geometry g = imgf_vhd_geometry(6 * MiB);
@@ -541,23 +594,296 @@ TEST(gce_refuses_a_compression_level_outside_1_to_9)
 	}
 }
 
+/* ---- containerdisk ---- */
+
+/* One member of a tar in memory: its bytes (newly allocated) and *len, or NULL. */
+struct member {
+	char *name;
+	char *data;
+	size_t len;
+	mode_t type, perm;
+	int64_t uid, gid;
+};
+
+/* Every member of the tar at `path` (or in memory: data, len), in order; *n of them. */
+static struct member *read_tar(const char *path, const void *data, size_t len, size_t *n)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_format_tar(a);
+	int r = path ? archive_read_open_filename(a, path, 65536)
+		     : archive_read_open_memory(a, data, len);
+	CHECK(r == ARCHIVE_OK);
+	struct member *ms = NULL;
+	*n = 0;
+	struct archive_entry *e;
+	while (r == ARCHIVE_OK && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		ms = xrealloc(ms, (*n + 1) * sizeof(*ms));
+		struct member *m = &ms[(*n)++];
+		*m = (struct member){
+			.name = xstrdup(archive_entry_pathname(e)),
+			.type = archive_entry_filetype(e),
+			.perm = archive_entry_perm(e),
+			.uid = archive_entry_uid(e),
+			.gid = archive_entry_gid(e),
+		};
+		struct strbuf sb = STRBUF_INIT;
+		char buf[65536];
+		la_ssize_t got;
+		while ((got = archive_read_data(a, buf, sizeof(buf))) > 0)
+			strbuf_add(&sb, buf, (size_t)got);
+		CHECK(got == 0);
+		m->len = sb.len;
+		m->data = strbuf_detach(&sb, NULL);
+	}
+	CHECK(r == ARCHIVE_EOF);
+	archive_read_free(a);
+	return ms;
+}
+
+static void free_members(struct member *ms, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(ms[i].name);
+		free(ms[i].data);
+	}
+	free(ms);
+}
+
+/* The member called `name`, whose bytes must hash to the name's digest when it is a blob. */
+static const struct member *blob(const struct member *ms, size_t n, const char *digest)
+{
+	CHECK(digest && str_has_prefix(digest, "sha256:"));
+	if (!digest)
+		return NULL;
+	_cleanup_free_ char *name = xasprintf("blobs/sha256/%s", digest + 7);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ms[i].name, name) != 0)
+			continue;
+		char hex[IMGF_DIGEST_HEX_MAX];
+		imgf_digest_buffer(IMGF_SHA256, ms[i].data, ms[i].len, hex);
+		CHECK_STR(hex, digest + 7);
+		return &ms[i];
+	}
+	fprintf(stderr, "  no member '%s'\n", name);
+	CHECK(false);
+	return NULL;
+}
+
+/* The manifest's entry for `d` (a blob or index descriptor) gives the member's size. */
+static json_t *blob_json(const struct member *ms, size_t n, json_t *desc)
+{
+	const struct member *m = blob(ms, n, json_string_value(json_object_get(desc, "digest")));
+	if (!m)
+		return NULL;
+	CHECK(json_integer_value(json_object_get(desc, "size")) == (json_int_t)m->len);
+	json_t *j = json_loadb(m->data, m->len, 0, NULL);
+	CHECK(j != NULL);
+	return j;
+}
+
+#define CD_PPS \
+	"[{\"type\": \"containerdisk\", \"image\": \"localhost/capi-disk:v1\", \"load\": false}]"
+
+TEST(containerdisk_is_an_oci_image_whose_one_layer_is_disk_name_qcow2_for_qemu)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils"))
+		return;
+	setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
+	struct fixture f;
+	fixture_init(&f, &imgf_qemu_builder, CD_PPS);
+	json_t *m = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &m, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+
+	/* the OCI layout, every blob named by its own sha256 */
+	_cleanup_free_ char *tar = path_join(f.dir, NAME ".containerdisk.tar");
+	size_t n = 0;
+	struct member *ms = read_tar(tar, NULL, 0, &n);
+	const struct member *index = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(ms[i].name, "index.json"))
+			index = &ms[i];
+		else if (str_has_prefix(ms[i].name, "blobs/sha256/") && ms[i].type == AE_IFREG) {
+			char hex[IMGF_DIGEST_HEX_MAX];
+			imgf_digest_buffer(IMGF_SHA256, ms[i].data, ms[i].len, hex);
+			CHECK_STR(hex, ms[i].name + strlen("blobs/sha256/"));
+		}
+	}
+	CHECK(index != NULL);
+	json_t *idx = index ? json_loadb(index->data, index->len, 0, NULL) : NULL;
+	json_t *desc = json_array_get(json_object_get(idx, "manifests"), 0);
+	CHECK(json_array_size(json_object_get(idx, "manifests")) == 1);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(desc, "annotations"),
+						    "io.containerd.image.name")),
+		  "localhost/capi-disk:v1");
+	json_t *man = blob_json(ms, n, desc);
+	json_t *layers = json_object_get(man, "layers");
+	CHECK(json_array_size(layers) == 1);
+	json_t *cfg = blob_json(ms, n, json_object_get(man, "config"));
+	json_t *diff_ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
+	CHECK(json_array_size(diff_ids) == 1);
+	const char *layer_digest =
+		json_string_value(json_object_get(json_array_get(layers, 0), "digest"));
+	CHECK_STR(json_string_value(json_array_get(diff_ids, 0)), layer_digest);
+	CHECK_STR(json_string_value(json_object_get(cfg, "architecture")), "amd64");
+	CHECK_STR(json_string_value(json_object_get(cfg, "os")), "linux");
+
+	/* the layer: disk/ and disk/NAME.qcow2, the qemu user's, read-only, the qcow2's bytes */
+	const struct member *layer = blob(ms, n, layer_digest);
+	CHECK(json_integer_value(json_object_get(json_array_get(layers, 0), "size")) ==
+	      (json_int_t)(layer ? layer->len : 0));
+	size_t ln = 0;
+	struct member *ls = layer ? read_tar(NULL, layer->data, layer->len, &ln) : NULL;
+	CHECK(ln == 2);
+	if (ln == 2) {
+		CHECK_STR(ls[0].name, "disk/");
+		CHECK(ls[0].type == AE_IFDIR && ls[0].perm == 0555);
+		CHECK(ls[0].uid == 107 && ls[0].gid == 107);
+		CHECK_STR(ls[1].name, "disk/" NAME ".qcow2");
+		CHECK(ls[1].type == AE_IFREG && ls[1].perm == 0440);
+		CHECK(ls[1].uid == 107 && ls[1].gid == 107);
+		_cleanup_free_ char *want = NULL;
+		size_t want_len = 0;
+		CHECK(read_file(f.disk, 64 * MiB, &want, &want_len, NULL) == 0);
+		CHECK(ls[1].len == want_len && memcmp(ls[1].data, want, want_len) == 0);
+	}
+	free_members(ls, ln);
+	json_decref(cfg);
+	json_decref(man);
+	json_decref(idx);
+	free_members(ms, n);
+
+	check_sidecar(tar);
+	check_manifest_lists(m, f.dir, NAME ".containerdisk.tar");
+	_cleanup_free_ char *listing = dir_listing(f.dir);
+	CHECK_STR(listing,
+		  ATTESTATIONS NAME ".containerdisk.tar\n" NAME ".containerdisk.tar.sha256\n" NAME
+				    ".qcow2\n" NAME ".qcow2.sha256\n");
+	json_decref(m);
+	fixture_release(&f);
+	unsetenv("SOURCE_DATE_EPOCH");
+}
+
+TEST(containerdisk_of_a_raw_disk_holds_it_converted_to_qcow2)
+{
+	if (!need("qemu-img", "qemu-utils") || !need("qemu-io", "qemu-utils"))
+		return;
+	struct fixture f;
+	fixture_init(&f, &imgf_qemu_builder, CD_PPS);
+	/* the artifact's disk is NAME.raw, the fixture's qcow2 converted */
+	_cleanup_free_ char *raw = path_join(f.dir, NAME ".raw");
+	char *to_raw[] = {"qemu-img", "convert", "-f", "qcow2", "-O", "raw", f.disk, raw, NULL};
+	free(run_ok(to_raw));
+	free(f.art.disk);
+	f.art.disk = xstrdup(raw);
+	json_t *m = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(run(&f, &m, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	imgf_error_free(err);
+
+	/* the layer, through index.json and the manifest */
+	_cleanup_free_ char *tar = path_join(f.dir, NAME ".containerdisk.tar");
+	size_t n = 0;
+	struct member *ms = read_tar(tar, NULL, 0, &n);
+	json_t *idx = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(ms[i].name, "index.json"))
+			idx = json_loadb(ms[i].data, ms[i].len, 0, NULL);
+	json_t *man = blob_json(ms, n, json_array_get(json_object_get(idx, "manifests"), 0));
+	const struct member *layer =
+		blob(ms, n,
+		     json_string_value(json_object_get(
+			     json_array_get(json_object_get(man, "layers"), 0), "digest")));
+	size_t ln = 0;
+	struct member *ls = layer ? read_tar(NULL, layer->data, layer->len, &ln) : NULL;
+	bool found = ln == 2 && !strcmp(ls[1].name, "disk/" NAME ".qcow2");
+	if (found) {
+		_cleanup_free_ char *got = path_join(f.dir, "got.qcow2");
+		CHECK(write_file_atomic(got, ls[1].data, ls[1].len, 0644, NULL) == 0);
+		_cleanup_free_ char *fmt = NULL;
+		CHECK(qemu_info(got, "qcow2", &fmt) == DISK_SIZE);
+		CHECK_STR(fmt, "qcow2");
+		char *compare[] = {"qemu-img", "compare", "-q", "-f", "raw",
+				   "-F",       "qcow2",	  raw,	got,  NULL};
+		free(run_ok(compare));
+		CHECK(unlink(got) == 0);
+	}
+	free_members(ls, ln);
+	json_decref(man);
+	json_decref(idx);
+	CHECK(found);
+	free_members(ms, n);
+	json_decref(m);
+	fixture_release(&f);
+}
+
+TEST(containerdisk_refuses_an_image_that_is_no_tag_reference)
+{
+	static const struct {
+		const char *image, *want;
+	} bad[] = {
+		{"\"\"", "image: "},
+		{"\"Capi Disk\"", "image: "},
+		{"\"localhost/capi-disk@sha256:"
+		 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"",
+		 "has a digest; the image is named by a tag"},
+		{"7", "image: expected"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct fixture f;
+		_cleanup_free_ char *pps =
+			xasprintf("[{\"type\": \"containerdisk\", \"image\": %s}]", bad[i].image);
+		fixture_init(&f, &imgf_docker_builder, pps);
+		f.build.builder = &imgf_qemu_builder; /* a disk would be made */
+		struct imgf_error *err = NULL;
+		CHECK(imgf_post_processors_validate(&f.build, &err) < 0);
+		CHECK_ERR(err, "images/test.json: post_processors[0] (containerdisk): ");
+		CHECK_ERR(err, bad[i].want);
+		imgf_error_free(err);
+		fixture_release(&f);
+	}
+	/* and one with no image at all */
+	struct fixture f;
+	fixture_init(&f, &imgf_docker_builder, "[{\"type\": \"containerdisk\"}]");
+	f.build.builder = &imgf_qemu_builder;
+	struct imgf_error *err = NULL;
+	CHECK(imgf_post_processors_validate(&f.build, &err) < 0);
+	CHECK_ERR(err, "image");
+	imgf_error_free(err);
+	fixture_release(&f);
+}
+
 /* ---- what every format refuses ---- */
 
-static const char *const formats[] = {"raw", "vhd", "gce"};
+/* Each format, with the keys it requires. */
+static const struct {
+	const char *name, *keys;
+} formats[] = {
+	{"raw", ""},
+	{"vhd", ""},
+	{"gce", ""},
+	{"containerdisk", ", \"image\": \"localhost/capi-disk:v1\", \"load\": false"},
+};
 
 TEST(formats_refuse_unknown_keys_before_anything_is_written)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
 		struct fixture f;
 		_cleanup_free_ char *pps =
-			xasprintf("[{\"type\": \"%s\", \"compresion\": \"9\"}]", formats[i]);
+			xasprintf("[{\"type\": \"%s\", \"compresion\": \"9\"%s}]", formats[i].name,
+				  formats[i].keys);
 		fixture_init(&f, &imgf_docker_builder, pps);
 		json_t *m = NULL;
 		struct imgf_error *err = NULL;
 		CHECK(run(&f, &m, &err) < 0);
 		_cleanup_free_ char *want = xasprintf(
 			"images/test.json: post_processors[0] (%s): unknown key 'compresion'",
-			formats[i]);
+			formats[i].name);
 		CHECK_ERR(err, want);
 		imgf_error_free(err);
 		_cleanup_free_ char *ls = dir_listing(f.dir);
@@ -571,7 +897,8 @@ TEST(formats_refuse_a_builder_or_an_artifact_without_a_disk)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
 		struct fixture f;
-		_cleanup_free_ char *pps = xasprintf("[{\"type\": \"%s\"}]", formats[i]);
+		_cleanup_free_ char *pps =
+			xasprintf("[{\"type\": \"%s\"%s}]", formats[i].name, formats[i].keys);
 		fixture_init(&f, &imgf_docker_builder, pps);
 		/* validate: the docker builder's artifacts carry no disk */
 		struct imgf_error *err = NULL;
@@ -579,7 +906,7 @@ TEST(formats_refuse_a_builder_or_an_artifact_without_a_disk)
 		_cleanup_free_ char *want = xasprintf(
 			"images/test.json: post_processors[0] (%s): post-processor '%s' needs a "
 			"disk image; the docker builder does not make one",
-			formats[i], formats[i]);
+			formats[i].name, formats[i].name);
 		CHECK_ERR(err, want);
 		imgf_error_free(err);
 		/* run: what the artifact is decides, whoever made it */
@@ -592,7 +919,7 @@ TEST(formats_refuse_a_builder_or_an_artifact_without_a_disk)
 		_cleanup_free_ char *want2 =
 			xasprintf("post-processor '%s' needs a disk image; the qemu builder made "
 				  "'sha256:0123'",
-				  formats[i]);
+				  formats[i].name);
 		CHECK_ERR(err, want2);
 		imgf_error_free(err);
 		CHECK(json_array_size(json_object_get(m, "builds")) == 0);
@@ -610,7 +937,8 @@ TEST(a_disk_qemu_img_cannot_read_leaves_nothing)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
 		struct fixture f;
-		_cleanup_free_ char *pps = xasprintf("[{\"type\": \"%s\"}]", formats[i]);
+		_cleanup_free_ char *pps =
+			xasprintf("[{\"type\": \"%s\"%s}]", formats[i].name, formats[i].keys);
 		fixture_init(&f, &imgf_qemu_builder, pps);
 		CHECK(write_file_atomic(f.disk, "not a qcow2", 11, 0644, NULL) == 0);
 		json_t *m = NULL;
@@ -618,7 +946,7 @@ TEST(a_disk_qemu_img_cannot_read_leaves_nothing)
 		CHECK(run(&f, &m, &err) < 0);
 		_cleanup_free_ char *want = xasprintf("post-processor '%s': disk '%s': 'qemu-img' "
 						      "exited with status 1",
-						      formats[i], f.disk);
+						      formats[i].name, f.disk);
 		CHECK_ERR(err, want);
 		imgf_error_free(err);
 		_cleanup_free_ char *ls = dir_listing(f.dir);

@@ -765,7 +765,8 @@ TEST(image_upload_plans_every_extension_the_builders_and_post_processors_write)
 	setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:9", 1); /* nothing listens: no request */
 	setenv("IMGFORGE_RETRY_BASE_MS", "1", 1);
 	struct imgf_upload_opts o = {.dry_run = true};
-	static const char *const exts[] = {"qcow2", "ova", "raw", "vhd", "tar.gz"};
+	static const char *const exts[] = {"qcow2", "ova",    "raw",
+					   "vhd",   "tar.gz", "containerdisk.tar"};
 	for (size_t i = 0; i < ARRAY_SIZE(exts); i++) {
 		_cleanup_free_ char *dname = xasprintf("listed-%s", exts[i]);
 		_cleanup_free_ char *file = xasprintf("ubuntu+kube-v1.31.2.%s", exts[i]);
@@ -789,7 +790,8 @@ TEST(image_upload_plans_every_extension_the_builders_and_post_processors_write)
 	CHECK(imgf_upload_run(&o, dirs, &err) < 0);
 	CHECK_ERR(
 		err,
-		"manifest.json: no .qcow2, .ova, .raw, .vhd or .tar.gz artifact in any build's files");
+		"manifest.json: no .qcow2, .ova, .raw, .vhd, .tar.gz or .containerdisk.tar artifact in "
+		"any build's files");
 	imgf_error_free(err);
 	unsetenv("IMGFORGE_RETRY_BASE_MS");
 	env_clear();

@@ -84,8 +84,9 @@ static struct imgf_error *validate(const struct imgf_builder_ops *builder, const
 
 TEST(the_table_lists_every_post_processor_and_nothing_else)
 {
-	static const char *const names[] = {"checksum", "sbom", "provenance", "manifest", "ova",
-					    "raw",	"vhd",	"gce",	      "push"};
+	static const char *const names[] = {"checksum",	     "sbom", "provenance", "manifest",
+					    "ova",	     "raw",  "vhd",	   "gce",
+					    "containerdisk", "push"};
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		const struct imgf_post_processor_ops *ops = imgf_post_processor_find(names[i]);
 		CHECK(ops != NULL);
@@ -99,7 +100,7 @@ TEST(the_table_lists_every_post_processor_and_nothing_else)
 	CHECK(imgf_post_processor_find(NULL) == NULL);
 	char *known = imgf_post_processor_names();
 	CHECK_STR(known, "'checksum', 'sbom', 'provenance', 'manifest', 'ova', 'raw', 'vhd', "
-			 "'gce', 'push'");
+			 "'gce', 'containerdisk', 'push'");
 	free(known);
 	/* checksum before, sbom, provenance and manifest (in that order) after whatever the
 	 * image lists */
@@ -111,12 +112,14 @@ TEST(the_table_lists_every_post_processor_and_nothing_else)
 	CHECK(imgf_post_processor_find("raw")->when == IMGF_PP_LISTED);
 	CHECK(imgf_post_processor_find("vhd")->when == IMGF_PP_LISTED);
 	CHECK(imgf_post_processor_find("gce")->when == IMGF_PP_LISTED);
+	CHECK(imgf_post_processor_find("containerdisk")->when == IMGF_PP_LISTED);
 }
 
 TEST(the_upload_list_is_the_builders_disks_and_the_post_processors_outputs)
 {
 	char **exts = imgf_upload_exts();
-	static const char *const want[] = {"qcow2", "ova", "raw", "vhd", "tar.gz"};
+	static const char *const want[] = {"qcow2", "ova",    "raw",
+					   "vhd",   "tar.gz", "containerdisk.tar"};
 	CHECK(strv_len(exts) == ARRAY_SIZE(want));
 	for (size_t i = 0; i < ARRAY_SIZE(want) && i < strv_len(exts); i++)
 		CHECK_STR(exts[i], want[i]);
@@ -199,7 +202,7 @@ TEST(validate_names_unknown_types_and_keys)
 	CHECK_ERR(err,
 		  "images/test.json: post_processors[0].type: unknown post-processor 'ovf' "
 		  "(known post-processors: 'checksum', 'sbom', 'provenance', 'manifest', 'ova', "
-		  "'raw', 'vhd', 'gce', 'push')");
+		  "'raw', 'vhd', 'gce', 'containerdisk', 'push')");
 	imgf_error_free(err);
 	err = validate(&imgf_qemu_builder, "[{\"type\": \"manifest\"}, {\"name\": \"x\"}]", "{}");
 	CHECK_ERR(err, "post_processors[1].type: unknown post-processor ''");
