@@ -12,6 +12,7 @@
 #include "build.h"
 #include "common.h"
 #include "config.h"
+#include "contract.h"
 #include "digest.h"
 #include "error.h"
 #include "fsutil.h"
@@ -44,7 +45,7 @@ const char *kubesrc_arch(const struct imgf_step *s)
 {
 	const char *a = imgf_cfg_str(s->cfg, "arch", NULL);
 	if (!a)
-		a = imgf_step_var(s, "arch");
+		a = s->build->contract->arch;
 	return a && *a ? a : "amd64";
 }
 
