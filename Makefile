@@ -1,4 +1,4 @@
-# imgforge — see README.md.  make | make check | make check-unit | make install | make lint
+# imgforge — see README.md.  make | make check | make check-quick | make check-unit | make install | make lint
 PREFIX ?= /usr/local
 # Object directory; a second one (make B=build-asan SANITIZE=…) keeps two flag sets apart.
 B ?= build
@@ -45,7 +45,7 @@ LIBIMGF := $(B)/libimgforge.a
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all check check-unit check-integration check-versions install uninstall clean lint format deps fuzz bench
+.PHONY: all check check-quick check-unit check-integration check-versions install uninstall clean lint format deps fuzz bench
 
 all: imgforge
 
@@ -110,6 +110,11 @@ check-integration: imgforge $(UNIT_BINS)
 # Everything: unit tests, then integration tests; one closing "N passed, N failed, N skipped" line.
 check: imgforge $(UNIT_BINS)
 	@IMGF_BUILD_DIR=$(B) bash tests/lib/run-all.sh $(UNIT_BINS)
+
+# The unit tests and the integration scripts that need neither Docker nor a VM (their
+# "# needs:" header line, tests/README.md): a few minutes, on any machine that builds imgforge.
+check-quick: imgforge $(UNIT_BINS)
+	@IMGF_BUILD_DIR=$(B) bash tests/lib/run-all.sh --quick $(UNIT_BINS)
 
 # The shipped kind node image on every supported Kubernetes minor, with a real kind cluster each
 # (long: each minor is built from source once per machine).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # lane: vm
+# needs: vm go fixtures
 # imgforge build --only capi-qcow2: a bootable Debian bookworm qcow2 from debootstrap as the
 # base, real Kubernetes, containerd, runc and CNI plugins built from source at the shipped
 # versions (tests/lib/kube.sh) as the sources, libguestfs to provision, libvirt
