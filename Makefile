@@ -144,6 +144,7 @@ uninstall:
 docs: imgforge
 	bash hack/gen-docs.sh ./imgforge
 
+# What building and running need; `bash hack/install-deps.sh --test` adds the tests' tools.
 deps:
 	bash hack/install-deps.sh
 
