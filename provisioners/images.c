@@ -69,13 +69,14 @@ static const struct imgf_key images_keys[] = {
 
 /*
  * The step's registry_mirrors as a JSON object (a new reference), checked; NULL on error. The
- * shipped images set it to the variable, which the contract has checked already.
+ * shipped images set it to the variable, which the contract has parsed and checked already
+ * when it is valid.
  */
 static json_t *mirrors_of(struct imgf_step *s, struct imgf_error **err)
 {
 	const char *text = imgf_cfg_str(s->cfg, "registry_mirrors", NULL);
 	const struct imgf_contract *k = s->build->contract;
-	if (text && k->registry_mirrors && !strcmp(text, k->registry_mirrors))
+	if (text && k->mirrors && !strcmp(text, k->registry_mirrors))
 		return json_incref(k->mirrors);
 	return imgf_registry_mirrors_parse(text, err);
 }

@@ -145,13 +145,10 @@ int imgf_contract_resolve(const struct imgf_config *c, struct imgf_contract *k,
 			goto fail;
 		}
 	k->platform = xasprintf("linux/%s", k->arch ? k->arch : "amd64");
+	/* A bad value is the error of the step that uses it, which names the step as it did
+	 * before the contract (an image that pulls nothing does not fail on it). */
 	k->registry_mirrors = imgf_config_var(c, "registry_mirrors");
-	k->mirrors = imgf_registry_mirrors_parse(k->registry_mirrors, err);
-	if (!k->mirrors) {
-		imgf_error_prefix(err, "%s: variable 'registry_mirrors'",
-				  var_from(c, "registry_mirrors"));
-		goto fail;
-	}
+	k->mirrors = imgf_registry_mirrors_parse(k->registry_mirrors, NULL);
 	if (imgf_epoch_read(&k->epoch, err) < 0)
 		goto fail;
 	current_epoch = &k->epoch;

@@ -31,7 +31,8 @@ struct imgf_contract {
 	const char *arch;		/* variable arch; NULL when unset or empty */
 	char *platform;			/* "linux/ARCH", "linux/amd64" when arch is unset */
 	const char *registry_mirrors;	/* variable registry_mirrors as given, NULL when unset */
-	json_t *mirrors;		/* it parsed and checked: {registry: mirror}, maybe empty */
+	json_t *mirrors; /* it parsed and checked: {registry: mirror}; NULL when it is not valid
+			  * (the step that uses it reports why, naming itself) */
 	struct imgf_epoch epoch;
 };
 

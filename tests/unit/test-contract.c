@@ -128,11 +128,6 @@ TEST(each_contract_variable_is_checked_with_a_precise_message)
 		{"arch=ARM 64",
 		 "--var: variable 'arch': 'ARM 64' is not an architecture like amd64 "
 		 "or arm64"},
-		{"registry_mirrors=[1]",
-		 "--var: variable 'registry_mirrors': registry_mirrors: '[1]' "
-		 "is not a JSON object of registry: mirror"},
-		{"registry_mirrors={\"r.example\": \"file://rel\"}",
-		 "registry_mirrors: 'file://rel': a file:// mirror needs an absolute path"},
 	};
 	struct imgf_config bare = {.path = "test.json",
 				   .vars = json_pack("{s:s}", "build_name", "ubuntu-2204"),
@@ -155,6 +150,33 @@ TEST(each_contract_variable_is_checked_with_a_precise_message)
 		imgf_error_free(err);
 		imgf_config_free(c);
 	}
+}
+
+/* A bad registry_mirrors is the error of the step that uses it (which names the step), so the
+ * contract resolves without its parsed form. */
+TEST(a_bad_registry_mirrors_is_left_to_the_step_that_uses_it)
+{
+	const char *bad[] = {"registry_mirrors=[1]",
+			     "registry_mirrors={\"r.example\": \"file://rel\"}"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *vars[] = {(char *)bad[i], NULL};
+		struct imgf_config *c = load_simple(vars);
+		struct imgf_contract k;
+		struct imgf_error *err = NULL;
+		CHECK(c && imgf_contract_resolve(c, &k, &err) == 0);
+		CHECK(k.registry_mirrors && k.mirrors == NULL);
+		imgf_contract_release(&k);
+		imgf_error_free(err);
+		imgf_config_free(c);
+	}
+	struct imgf_error *err = NULL;
+	CHECK(imgf_registry_mirrors_parse("[1]", &err) == NULL);
+	CHECK_STR(err ? err->msg : NULL,
+		  "registry_mirrors: '[1]' is not a JSON object of registry: mirror");
+	imgf_error_clear(&err);
+	CHECK(imgf_registry_mirrors_parse("{\"r.example\": \"file://rel\"}", &err) == NULL);
+	CHECK_ERR(err, "registry_mirrors: 'file://rel': a file:// mirror needs an absolute path");
+	imgf_error_free(err);
 }
 
 TEST(a_tar_outside_a_build_checks_the_environment_itself)
