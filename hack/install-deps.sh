@@ -52,6 +52,8 @@ run_pkgs=(
 test_pkgs=(
 	# compilers and checkers: make CC=clang, make fuzz (libFuzzer is in libclang-rt), make lint
 	clang clang-format CLANG_RT valgrind shellcheck
+	# t0030 renders the man page
+	groff-base
 	jq curl python3 debootstrap bc socat openssl
 	containerd runc containernetworking-plugins docker-registry skopeo
 	# hack/kube-from-source.sh: the kube-proxy/flannel images carry iptables and conntrack, the
