@@ -138,8 +138,10 @@ resolve() {
 missing=()
 resolved=()
 for w in "${wanted[@]}"; do
-	if ! p=$(resolve "$w"); then
-		[ -n "$list_only" ] || apt_update
+	if ! p=$(resolve "$w") && [ -n "$list_only" ]; then
+		p=$w # apt knows none of them yet (no apt-get update): listed as the alternatives
+	elif [ -z "$p" ]; then
+		apt_update
 		p=$(resolve "$w") || {
 			echo "install-deps: none of '$w' can be installed here (apt-cache policy each)" >&2
 			exit 1
