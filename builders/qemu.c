@@ -35,7 +35,6 @@
 #include "log.h"
 #include "run.h"
 #include "sidecar.h"
-#include "squash.h"
 #include "stepcache.h"
 #include "strbuf.h"
 #include "target.h"

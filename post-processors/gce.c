@@ -31,7 +31,6 @@
 #include "error.h"
 #include "log.h"
 #include "postprocessor.h"
-#include "squash.h"
 #include "util.h"
 
 #define GCE_ALIGN (1024ULL * 1024 * 1024)

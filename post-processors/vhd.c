@@ -19,7 +19,6 @@
 #include "diskout.h"
 #include "error.h"
 #include "postprocessor.h"
-#include "squash.h"
 #include "util.h"
 #include "vhd.h"
 
