@@ -1,4 +1,4 @@
-# imgforge — see README.md.  make | make check | make check-unit | make install | make lint
+# imgforge — see README.md.  make | make check | make check-quick | make check-unit | make install | make lint
 PREFIX ?= /usr/local
 # Object directory; a second one (make B=build-asan SANITIZE=…) keeps two flag sets apart.
 B ?= build
@@ -45,7 +45,7 @@ LIBIMGF := $(B)/libimgforge.a
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all check check-unit check-integration check-versions install uninstall clean lint format deps fuzz bench
+.PHONY: all check check-quick check-unit check-integration check-versions install uninstall docs clean lint format deps fuzz bench
 
 all: imgforge
 
@@ -119,20 +119,40 @@ check-integration: imgforge $(UNIT_BINS)
 check: imgforge $(UNIT_BINS)
 	@IMGF_BUILD_DIR=$(B) bash tests/lib/run-all.sh $(UNIT_BINS)
 
+# The unit tests and the integration scripts that need neither Docker nor a VM (their
+# "# needs:" header line, tests/README.md): a few minutes, on any machine that builds imgforge.
+check-quick: imgforge $(UNIT_BINS)
+	@IMGF_BUILD_DIR=$(B) bash tests/lib/run-all.sh --quick $(UNIT_BINS)
+
 # The shipped kind node image on every supported Kubernetes minor, with a real kind cluster each
 # (long: each minor is built from source once per machine).
 check-versions: imgforge
 	@IMGF_BUILD_DIR=$(B) bash tests/lib/check-versions.sh
 
+# The man page names the shipped configs under $(PREFIX)/share (it is written for /usr/local).
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 install: imgforge
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/imgforge
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/imgforge \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 imgforge $(DESTDIR)$(PREFIX)/bin/imgforge
 	cp -R config images $(DESTDIR)$(PREFIX)/share/imgforge/
+	sed 's|/usr/local/share/imgforge|$(PREFIX)/share/imgforge|g' doc/imgforge.1 \
+		>$(DESTDIR)$(MANDIR)/man1/imgforge.1
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/imgforge.1
+	install -m 0644 contrib/imgforge.bash $(DESTDIR)$(BASHCOMPDIR)/imgforge
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/imgforge
 	rm -rf $(DESTDIR)$(PREFIX)/share/imgforge
+	rm -f $(DESTDIR)$(MANDIR)/man1/imgforge.1 $(DESTDIR)$(BASHCOMPDIR)/imgforge
 
+# doc/imgforge.1 and contrib/imgforge.bash from the binary's subcommand and option tables
+# (hack/gen-docs.sh); t0030 fails when the committed ones differ from what this writes.
+docs: imgforge
+	bash hack/gen-docs.sh ./imgforge
+
+# What building and running need; `bash hack/install-deps.sh --test` adds the tests' tools.
 deps:
 	bash hack/install-deps.sh
 
@@ -140,7 +160,7 @@ FORMAT_SRCS = $(wildcard src/*.c src/*.h builders/*.c builders/*.h provisioners/
 	provisioners/*.h post-processors/*.c tests/unit/*.c tests/unit/*.h fuzz/*.c)
 lint:
 	clang-format --dry-run --Werror $(FORMAT_SRCS)
-	for f in hack/*.sh tests/lib/*.sh tests/integration/*.sh bench/*.sh .ci/run; do bash -n $$f || exit 1; done
+	for f in hack/*.sh tests/lib/*.sh tests/integration/*.sh bench/*.sh .ci/run contrib/*.bash; do bash -n $$f || exit 1; done
 format:
 	clang-format -i $(FORMAT_SRCS)
 

@@ -17,6 +17,7 @@
 
 #include "build.h"
 #include "builder.h"
+#include "contract.h"
 #include "dockerengine.h"
 #include "error.h"
 #include "http.h"
@@ -540,10 +541,6 @@ static int docker_validate(struct imgf_build *b, struct imgf_error **err)
 	if (tag && (!*tag || strchr(tag, ' ') || str_has_suffix(tag, ":")))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "tag: '%s' is not a valid image name",
 				      tag);
-	int64_t epoch;
-	if (imgf_cfg_bool(b->builder_cfg, "squash", true) &&
-	    imgf_source_date_epoch(&epoch, NULL, err) < 0)
-		return -1; /* before anything is built, not at the end */
 	json_t *labels = json_object_get(b->builder_cfg, "labels");
 	const char *k;
 	json_t *v;
@@ -660,8 +657,7 @@ static int base_image(struct imgf_build *b, struct docker *d, json_t **info,
 {
 	const char *image = imgf_cfg_str(b->builder_cfg, "image", "");
 	/* The base is for the build's arch: a foreign one runs through binfmt_misc. */
-	const char *arch = imgf_build_var(b, "arch");
-	arch = arch && *arch ? arch : NULL;
+	const char *arch = b->contract->arch;
 	if (ensure_image(d, image, imgf_cfg_str(b->builder_cfg, "pull", "missing"), arch, info,
 			 err) < 0)
 		return -1;
@@ -720,9 +716,6 @@ static int docker_prepare(struct imgf_build *b, struct imgf_target **out, struct
 	if (docker_connect(&d, err) < 0)
 		return -1;
 	const char *image = imgf_cfg_str(b->builder_cfg, "image", "");
-	/* The base is for the build's arch: a foreign one runs through binfmt_misc. */
-	const char *arch = imgf_build_var(b, "arch");
-	arch = arch && *arch ? arch : NULL;
 	json_t *base = NULL;
 	if (base_image(b, d, &base, err) < 0) {
 		docker_free(d);
@@ -1019,9 +1012,8 @@ static int squash_commit(struct imgf_build *b, struct docker_target *dt, json_t 
 			 const char *tag, char **id, struct imgf_error **err)
 {
 	struct imgf_squash_opts o = {.drop = squash_drop, .bolt = squash_bolt};
-	const char *from;
-	if (imgf_source_date_epoch(&o.epoch, &from, err) < 0)
-		return -1;
+	o.epoch = b->contract->epoch.value;
+	const char *from = b->contract->epoch.from;
 	_cleanup_free_ char *exp = imgf_target_stage_path(&dt->t, "export");
 	_cleanup_free_ char *layer = imgf_target_stage_path(&dt->t, "layer");
 	struct imgf_layer l;
@@ -1110,9 +1102,9 @@ static int base_at_hand(struct imgf_build *b, struct docker *d, bool *yes, struc
 	_cleanup_free_ char *q = url_escape(imgf_cfg_str(b->builder_cfg, "image", ""));
 	if (docker_json(d, "GET", NULL, &info, &st, err, "/images/%s/json", q) < 0)
 		return -1;
-	const char *arch = imgf_build_var(b, "arch");
+	const char *arch = b->contract->arch;
 	const char *base_arch = json_string_value(json_object_get(info, "Architecture"));
-	*yes = st == 200 && (!arch || !*arch || !base_arch || !strcmp(arch, base_arch));
+	*yes = st == 200 && (!arch || !base_arch || !strcmp(arch, base_arch));
 	json_decref(info);
 	return 0;
 }

@@ -27,6 +27,7 @@
 #include "builder.h"
 #include "checksum.h"
 #include "cidata.h"
+#include "contract.h"
 #include "digest.h"
 #include "error.h"
 #include "fetch.h"
@@ -34,7 +35,6 @@
 #include "log.h"
 #include "run.h"
 #include "sidecar.h"
-#include "squash.h"
 #include "stepcache.h"
 #include "strbuf.h"
 #include "target.h"
@@ -269,14 +269,14 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "accelerator: '%s': expected auto, kvm or tcg", acc);
 	/* The VM runs as qemu-system-x86_64 with an x86_64 domain. */
-	const char *arch = imgf_build_var(b, "arch");
-	if (arch && *arch && strcmp(arch, "amd64"))
+	const char *arch = b->contract->arch;
+	if (arch && strcmp(arch, "amd64"))
 		return imgf_error_set(
 			err, IMGF_EXIT_FAIL,
 			"arch: '%s': the qemu builder makes amd64 images only "
 			"(qemu-system-x86_64); build %s images with the docker builder",
 			arch, arch);
-	const char *kv = imgf_build_var(b, "kubernetes_semver");
+	const char *kv = b->contract->kubernetes_version;
 	if (kv && !version_valid(kv))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
 				      "kubernetes_semver: '%s' is not a version like v1.31.2 (the "
@@ -1010,10 +1010,7 @@ static int qemu_cache_reuse(struct imgf_build *b, const char *id, struct imgf_ar
 	/* cache_check has just verified it and stamped its sidecar: no second read */
 	if (!disk_intact(id, hex))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "cached image '%s' is damaged", id);
-	_cleanup_free_ char *dir_name = NULL;
-	if (imgf_build_dir_name(b->config, &dir_name, err) < 0)
-		return -1;
-	_cleanup_free_ char *file = xasprintf("%s.qcow2", dir_name);
+	_cleanup_free_ char *file = xasprintf("%s.qcow2", b->contract->dir_name);
 	_cleanup_free_ char *image_out = path_join(b->out_dir, file);
 	if (mkdir_p(b->out_dir, 0755, err) < 0)
 		return -1;
@@ -1264,7 +1261,7 @@ static int normalize_bolt(struct imgf_build *b, guestfs_h *g, int64_t epoch, con
  */
 static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 {
-	const char *kv = imgf_build_var(b, "kubernetes_semver");
+	const char *kv = b->contract->kubernetes_version;
 	const char *fw = firmware(b);
 	bool uefi = fw && !strcmp(fw, "uefi");
 	struct strbuf sb = STRBUF_INIT;
@@ -1600,10 +1597,10 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	struct qemu_target *qt = (struct qemu_target *)t;
 	guestfs_h *g = qt->g;
 	double t0 = imgf_now();
-	int64_t epoch;
-	const char *from;
-	if (check_generic(g, err) < 0 || imgf_source_date_epoch(&epoch, &from, err) < 0 ||
-	    normalize_bolt(b, g, epoch, from, err) < 0 || clamp_times(b, qt, epoch, from, err) < 0)
+	int64_t epoch = b->contract->epoch.value;
+	const char *from = b->contract->epoch.from;
+	if (check_generic(g, err) < 0 || normalize_bolt(b, g, epoch, from, err) < 0 ||
+	    clamp_times(b, qt, epoch, from, err) < 0)
 		return -1;
 	if (guestfs_fstrim(g, "/", -1) < 0)
 		log_warn("fstrim: %s (free space is not trimmed)", guestfs_last_error(g));
@@ -1612,10 +1609,7 @@ static int qemu_commit(struct imgf_build *b, struct imgf_target *t, struct imgf_
 	guestfs_close(g);
 	qt->g = NULL;
 
-	_cleanup_free_ char *dir_name = NULL;
-	if (imgf_build_dir_name(b->config, &dir_name, err) < 0)
-		return -1;
-	_cleanup_free_ char *file = xasprintf("%s.qcow2", dir_name);
+	_cleanup_free_ char *file = xasprintf("%s.qcow2", b->contract->dir_name);
 	_cleanup_free_ char *tmp_image = path_join(qt->work_dir, file);
 	log_info("%s: writing the compressed image", b->def->name);
 	char *convert[] = {"qemu-img", "convert",   "-q",      "-c", "-O",

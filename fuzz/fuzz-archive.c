@@ -12,6 +12,7 @@
 
 #include "archive.h"
 #include "error.h"
+#include "fsutil.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -34,7 +34,7 @@
 # and writes the --var-file that points imgforge at DIR and the registry).
 #
 # Needs: go, gcc (static glibc), python3, skopeo, busybox-static, iptables, conntrack (the
-# kube-proxy and flannel images carry this machine's iptables tools); hack/install-deps.sh
+# kube-proxy and flannel images carry this machine's iptables tools); hack/install-deps.sh --test
 # installs them.
 set -euo pipefail
 
@@ -127,7 +127,7 @@ else
 	BUSYBOX=
 fi
 for t in python3 skopeo sha256sum "$CROSS_CC"; do
-	command -v "$t" >/dev/null 2>&1 || die "'$t' not found (hack/install-deps.sh installs it)"
+	command -v "$t" >/dev/null 2>&1 || die "'$t' not found (hack/install-deps.sh --test installs it)"
 done
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 export CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH
@@ -345,7 +345,7 @@ busybox_tree() {
 		rm -f "$SRC"/busybox-static_*_"$ARCH".deb
 	fi
 	[ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 ||
-		die "no static busybox at $bb (Debian's busybox-static; hack/install-deps.sh)"
+		die "no static busybox at $bb (Debian's busybox-static; hack/install-deps.sh --test)"
 	rm -rf "$t" && mkdir -p "$t/bin"
 	cp -L "$bb" "$t/bin/busybox"
 	for f in sh ash ln grep sed cat cp mv rm rmdir mkdir chmod chown ls echo test sleep touch \
@@ -361,7 +361,7 @@ iptables_tree() {
 	local t=$SRC/iptables f lib
 	rm -rf "$t" && mkdir -p "$t/usr/sbin" "$t/bin"
 	for f in /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi /usr/sbin/conntrack; do
-		[ -x "$f" ] || die "'$f' not found (hack/install-deps.sh installs iptables and conntrack)"
+		[ -x "$f" ] || die "'$f' not found (hack/install-deps.sh --test installs iptables and conntrack)"
 		mkdir -p "$t$(dirname "$f")" && cp -L "$f" "$t$f"
 	done
 	# The match and target modules (libxt_statistic.so, ...).

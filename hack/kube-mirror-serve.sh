@@ -54,8 +54,8 @@ fi
 	die "'$DIR' is not a mirror made by hack/kube-from-source.sh (no versions.env/images.txt)"
 # shellcheck disable=SC1091
 . "$DIR/versions.env"
-command -v docker-registry >/dev/null || die "docker-registry not found (hack/install-deps.sh)"
-command -v skopeo >/dev/null || die "skopeo not found (hack/install-deps.sh)"
+command -v docker-registry >/dev/null || die "docker-registry not found (hack/install-deps.sh --test)"
+command -v skopeo >/dev/null || die "skopeo not found (hack/install-deps.sh --test)"
 
 ping() { curl -fs -o /dev/null "http://127.0.0.1:$1/v2/"; }
 

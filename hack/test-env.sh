@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start what the tests need when it is not already running; safe to run twice.
 #   - a Docker Engine: the running one (DOCKER_HOST or /var/run/docker.sock), else Debian's dockerd
-#   - a GCS emulator on http://127.0.0.1:4443 (fake-gcs-server from hack/install-deps.sh, memory
-#     backend); tests point STORAGE_EMULATOR_HOST at it themselves, nothing is exported here
+#   - a GCS emulator on http://127.0.0.1:4443 (fake-gcs-server from hack/install-deps.sh --test,
+#     memory backend); tests point STORAGE_EMULATOR_HOST at it themselves, nothing is exported here
 set -euo pipefail
 
 gcs_addr=127.0.0.1:4443
@@ -16,7 +16,7 @@ if gcs_ping; then
 	echo "test-env: GCS emulator at http://$gcs_addr is running"
 elif ! command -v fake-gcs-server >/dev/null 2>&1; then
 	echo "test-env: no GCS emulator at http://$gcs_addr and no fake-gcs-server to start" \
-		"(run hack/install-deps.sh); the upload tests will skip" >&2
+		"(run hack/install-deps.sh --test); the upload tests will skip" >&2
 else
 	echo "test-env: starting fake-gcs-server on http://$gcs_addr (log: $gcs_log)"
 	nohup fake-gcs-server -scheme http -host "${gcs_addr%:*}" -port "${gcs_addr##*:}" \

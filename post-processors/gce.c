@@ -25,12 +25,12 @@
 #include <unistd.h>
 
 #include "build.h"
+#include "contract.h"
 #include "digest.h"
 #include "diskout.h"
 #include "error.h"
 #include "log.h"
 #include "postprocessor.h"
-#include "squash.h"
 #include "util.h"
 
 #define GCE_ALIGN (1024ULL * 1024 * 1024)
@@ -221,9 +221,8 @@ out:
 static int gce_run(struct imgf_pp_ctx *c, struct imgf_error **err)
 {
 	int level;
-	int64_t mtime;
-	const char *from;
-	if (gce_level(c->cfg, &level, err) < 0 || imgf_source_date_epoch(&mtime, &from, err) < 0)
+	int64_t mtime = c->build->contract->epoch.value;
+	if (gce_level(c->cfg, &level, err) < 0)
 		return imgf_error_prefix(err, "post-processor 'gce'");
 	struct imgf_disk_out o;
 	uint64_t size = 0;

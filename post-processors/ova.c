@@ -6,6 +6,7 @@
 
 #include "build.h"
 #include "builder.h"
+#include "contract.h"
 #include "error.h"
 #include "ova.h"
 #include "postprocessor.h"
@@ -26,8 +27,7 @@ static int ova_opts_init(struct imgf_build *b, json_t *cfg, struct imgf_ova_opts
 {
 	*props = NULL;
 	*name = NULL;
-	if (imgf_build_dir_name(b->config, name, err) < 0)
-		return -1;
+	*name = xstrdup(b->contract->dir_name);
 	json_t *p = json_object();
 	const char *pv = imgf_build_var(b, "ovf_custom_properties");
 	if (pv && *pv) {
@@ -46,12 +46,12 @@ static int ova_opts_init(struct imgf_build *b, json_t *cfg, struct imgf_ova_opts
 	json_t *own = json_object_get(cfg, "custom_properties");
 	if (json_is_object(own))
 		json_object_update(p, own);
-	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	*o = (struct imgf_ova_opts){
 		.name = *name,
 		.vars = b->config->vars,
 		.custom_properties = p,
-		.build_timestamp = sde && *sde ? strtoll(sde, NULL, 10) : (int64_t)time(NULL),
+		.build_timestamp =
+			b->contract->epoch.set ? b->contract->epoch.value : (int64_t)time(NULL),
 	};
 	*props = p;
 	return 0;

@@ -13,11 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "build.h"
+#include "contract.h"
 #include "digest.h"
 #include "diskout.h"
 #include "error.h"
 #include "postprocessor.h"
-#include "squash.h"
 #include "util.h"
 #include "vhd.h"
 
@@ -38,12 +39,10 @@ static void vhd_unique_id(const char *file, int64_t when, unsigned char id[16])
 	id[8] = (unsigned char)((id[8] & 0x3f) | 0x80);
 }
 
-static int vhd_append_footer(const struct imgf_disk_out *o, uint64_t size, struct imgf_error **err)
+/* The footer's time `when` is the build's SOURCE_DATE_EPOCH (or imgforge's commit time). */
+static int vhd_append_footer(const struct imgf_disk_out *o, uint64_t size, int64_t when,
+			     struct imgf_error **err)
 {
-	int64_t when;
-	const char *from;
-	if (imgf_source_date_epoch(&when, &from, err) < 0)
-		return -1;
 	unsigned char id[16], footer[IMGF_VHD_FOOTER_SIZE];
 	vhd_unique_id(o->file, when, id);
 	imgf_vhd_footer(footer, size, when, id);
@@ -71,7 +70,7 @@ static int vhd_run(struct imgf_pp_ctx *c, struct imgf_error **err)
 	if (r == 0)
 		r = imgf_disk_out_raw(&o, o.tmp, IMGF_VHD_ALIGN, &size, err);
 	if (r == 0)
-		r = vhd_append_footer(&o, size, err);
+		r = vhd_append_footer(&o, size, c->build->contract->epoch.value, err);
 	if (r == 0)
 		r = imgf_disk_out_publish(c, &o, NULL, NULL, err);
 	imgf_disk_out_release(&o);

@@ -32,6 +32,7 @@
 #include "build.h"
 #include "common.h"
 #include "config.h"
+#include "contract.h"
 #include "error.h"
 #include "fsutil.h"
 #include "kubesrc.h"
@@ -66,52 +67,18 @@ static const struct imgf_key images_keys[] = {
 	{NULL, 0, false},
 };
 
-/* The step's registry_mirrors as a JSON object (a new reference), checked; NULL on error. */
+/*
+ * The step's registry_mirrors as a JSON object (a new reference), checked; NULL on error. The
+ * shipped images set it to the variable, which the contract has parsed and checked already
+ * when it is valid.
+ */
 static json_t *mirrors_of(struct imgf_step *s, struct imgf_error **err)
 {
 	const char *text = imgf_cfg_str(s->cfg, "registry_mirrors", NULL);
-	if (!text || !*text)
-		return json_object();
-	json_error_t jerr;
-	json_t *m = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-	if (!m || !json_is_object(m)) {
-		json_decref(m);
-		imgf_error_set(
-			err, IMGF_EXIT_FAIL,
-			"registry_mirrors: '%s' is not a JSON object of registry: mirror%s%s", text,
-			m ? "" : ": ", m ? "" : jerr.text);
-		return NULL;
-	}
-	const char *reg;
-	json_t *v;
-	_cleanup_free_ char *why = NULL;
-	json_object_foreach(m, reg, v)
-	{
-		if (!imgf_registry_host_valid(reg, &why))
-			break;
-		if (!json_is_string(v)) {
-			why = xasprintf("'%s': expected a string \"HOST[:PORT][/PATH]\"", reg);
-			break;
-		}
-		const char *mv = json_string_value(v);
-		if (str_has_prefix(mv, "file://")) {
-			if (mv[7] != '/' || strstr(mv, "/../") || str_has_suffix(mv, "/..")) {
-				why = xasprintf(
-					"'%s': a file:// mirror needs an absolute path "
-					"(an `imgforge mirror` directory's images/REGISTRY)",
-					mv);
-				break;
-			}
-			continue;
-		}
-		if (!imgf_registry_mirror_valid(mv, &why))
-			break;
-	}
-	if (!why)
-		return m;
-	imgf_error_set(err, IMGF_EXIT_FAIL, "registry_mirrors: %s", why);
-	json_decref(m);
-	return NULL;
+	const struct imgf_contract *k = s->build->contract;
+	if (text && k->mirrors && !strcmp(text, k->registry_mirrors))
+		return json_incref(k->mirrors);
+	return imgf_registry_mirrors_parse(text, err);
 }
 
 static const char *arch_of(const struct imgf_step *s)

@@ -4,6 +4,7 @@
 
 #include "build.h"
 #include "config.h"
+#include "contract.h"
 #include "digest.h"
 #include "error.h"
 #include "fsutil.h"
@@ -17,7 +18,7 @@ const char *kubesrc_arch(const struct imgf_step *s)
 {
 	const char *a = imgf_cfg_str(s->cfg, "arch", NULL);
 	if (!a)
-		a = imgf_step_var(s, "arch");
+		a = s->build->contract->arch;
 	return a && *a ? a : "amd64";
 }
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "contract.h"
 #include "error.h"
 #include "strbuf.h"
 #include "util.h"
@@ -798,18 +799,11 @@ struct imgf_tar {
 
 static int source_date_epoch(struct imgf_tar *t, struct imgf_error **err)
 {
-	const char *s = getenv("SOURCE_DATE_EPOCH");
-	if (!s || !*s)
-		return 0;
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *end || s[0] < '0' || s[0] > '9' || (long long)(time_t)v != v)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "tar '%s': SOURCE_DATE_EPOCH '%s' is not a number of seconds",
-				      t->path, s);
-	t->epoch = (time_t)v;
-	t->have_epoch = true;
+	struct imgf_epoch e;
+	if (imgf_epoch_now(&e, err) < 0)
+		return imgf_error_prefix(err, "tar '%s'", t->path);
+	t->epoch = (time_t)e.value;
+	t->have_epoch = e.set;
 	return 0;
 }
 

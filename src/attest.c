@@ -7,6 +7,7 @@
 #include "build.h"
 #include "builder.h"
 #include "config.h"
+#include "contract.h"
 #include "digest.h"
 #include "error.h"
 #include "fsutil.h"
@@ -355,7 +356,7 @@ static json_t *input_versions(const struct imgf_build *b)
 		for (size_t j = 0; v && *v && j < s->ninputs; j++)
 			json_object_set_new(out, s->inputs[j].name, json_string(v));
 	}
-	const char *kv = imgf_build_var(b, "kubernetes_semver");
+	const char *kv = b->contract->kubernetes_version;
 	static const char *const kube[] = {"kubeadm",
 					   "kubelet",
 					   "kubectl",
@@ -368,16 +369,9 @@ static json_t *input_versions(const struct imgf_build *b)
 	return out;
 }
 
-static time_t sbom_time(void)
+static time_t sbom_time(const struct imgf_build *b)
 {
-	const char *s = getenv("SOURCE_DATE_EPOCH");
-	char *end;
-	if (s && *s >= '0' && *s <= '9') {
-		long long v = strtoll(s, &end, 10);
-		if (!*end)
-			return (time_t)v;
-	}
-	return time(NULL);
+	return b->contract->epoch.set ? (time_t)b->contract->epoch.value : time(NULL);
 }
 
 int imgf_attest_gather(struct imgf_pp_ctx *c, struct imgf_attest *a, struct imgf_error **err)
@@ -391,7 +385,7 @@ int imgf_attest_gather(struct imgf_pp_ctx *c, struct imgf_attest *a, struct imgf
 		.inputs = json_incref(b->inputs),
 		.versions = input_versions(b),
 		.config = b->config,
-		.created = sbom_time(),
+		.created = sbom_time(b),
 		.started = c->start,
 		.finished = time(NULL),
 	};

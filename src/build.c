@@ -116,21 +116,3 @@ int imgf_kube_version_check(const struct imgf_config *c, bool warn, struct imgf_
 	strbuf_release(&list);
 	return 0;
 }
-
-int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err)
-{
-	const char *name = imgf_config_var(c, "build_name");
-	const char *kv = imgf_config_var(c, "kubernetes_semver");
-	if (!name || !kv)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "%s: variables 'build_name' and 'kubernetes_semver' must be "
-				      "defined",
-				      c->path);
-	*out = imgf_output_name(name, kv);
-	if (!*out)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "%s: build_name '%s' and kubernetes_semver '%s' must be "
-				      "non-empty and contain no '/'",
-				      c->path, name, kv);
-	return 0;
-}

@@ -15,6 +15,7 @@
 
 struct imgf_builder_ops;
 struct imgf_build_opts;
+struct imgf_contract;
 struct imgf_error;
 struct imgf_step;
 
@@ -22,6 +23,7 @@ struct imgf_build {
 	const struct imgf_config *config;
 	const struct imgf_image_def *def;
 	const struct imgf_build_opts *opts;
+	const struct imgf_contract *contract; /* the run's contract variables (src/contract.h) */
 	const struct imgf_builder_ops *builder;
 	json_t *builder_cfg;
 	struct imgf_step *steps;
@@ -52,9 +54,6 @@ void imgf_build_record_local_input(struct imgf_build *b, const char *name, const
  * provisioners/common.h); takes the reference. No label: an image holds hundreds. */
 void imgf_build_record_package(struct imgf_build *b, json_t *entry);
 
-/* The output directory name for a config: BUILD_NAME+kube-KUBERNETES_VERSION (see
- * imgf_output_name), from its variables build_name and kubernetes_semver. */
-int imgf_build_dir_name(const struct imgf_config *c, char **out, struct imgf_error **err);
 /* kubernetes_semver: [v]MAJOR.MINOR.PATCH[-pre][+build] or an error; with `warn`, a minor
  * upstream no longer supports is logged as a warning that names the supported ones. */
 int imgf_kube_version_check(const struct imgf_config *c, bool warn, struct imgf_error **err);

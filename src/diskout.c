@@ -9,6 +9,7 @@
 
 #include "build.h"
 #include "builder.h"
+#include "contract.h"
 #include "digest.h"
 #include "diskout.h"
 #include "error.h"
@@ -27,10 +28,7 @@ int imgf_disk_out_begin(struct imgf_pp_ctx *c, const char *pp, const char *ext,
 	*o = (struct imgf_disk_out){.pp = pp, .disk = c->art->disk};
 	if (!o->disk) /* needs_disk keeps such an artifact from the run */
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "the artifact has no disk");
-	_cleanup_free_ char *name = NULL;
-	if (imgf_build_dir_name(b->config, &name, err) < 0)
-		return -1;
-	o->file = xasprintf("%s.%s", name, ext);
+	o->file = xasprintf("%s.%s", b->contract->dir_name, ext);
 	o->final = path_join(b->out_dir, o->file);
 	/* qemu-img reads the disk before anything is made: a bad disk leaves nothing */
 	if (imgf_qemu_img_info(o->disk, &o->format, &o->virtual_size, err) < 0)

@@ -12,6 +12,7 @@
 #include "build.h"
 #include "builder.h"
 #include "checksum.h"
+#include "contract.h"
 #include "engine.h"
 #include "error.h"
 #include "fsutil.h"
@@ -355,7 +356,7 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 	json_object_set_new(b->labels, "io.imgforge.version", json_string(IMGF_VERSION));
 	json_object_set_new(b->labels, "io.imgforge.image", json_string(b->def->name));
 	json_object_set_new(b->labels, "io.imgforge.build-name",
-			    json_string(imgf_build_var(b, "build_name")));
+			    json_string(b->contract->build_name));
 
 	double t0 = imgf_now();
 	if (imgf_stepcache_open(b, err) < 0)
@@ -589,9 +590,10 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 	if (check_selection(c, opts->only, "--only", err) < 0 ||
 	    check_selection(c, opts->except, "--except", err) < 0 || archive_settings(c, err) < 0)
 		return -1;
-	_cleanup_free_ char *dir_name = NULL;
-	if (imgf_build_dir_name(c, &dir_name, err) < 0)
+	struct imgf_contract contract;
+	if (imgf_contract_resolve(c, &contract, err) < 0)
 		return -1;
+	const char *dir_name = contract.dir_name;
 	_cleanup_free_ char *out_dir =
 		path_join(opts->output_dir ? opts->output_dir : "output", dir_name);
 	_cleanup_free_ char *cache_dir = imgf_cache_dir_default();
@@ -605,6 +607,7 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 		if (!selected(opts, c->images[i].name))
 			continue;
 		struct imgf_build *b = &builds[n++];
+		b->contract = &contract;
 		b->cache_dir = xstrdup(cache_dir);
 		b->out_dir = xstrdup(out_dir);
 		imgf_fetch_opts_default(&b->fetch, b->cache_dir);
@@ -707,6 +710,7 @@ out:
 	for (size_t i = 0; i < n; i++)
 		build_release(&builds[i]);
 	free(builds);
+	imgf_contract_release(&contract);
 	return r;
 }
 

@@ -10,6 +10,7 @@
 #include "build.h"
 #include "checksum.h"
 #include "config.h"
+#include "contract.h"
 #include "digest.h"
 #include "error.h"
 #include "fetch.h"
@@ -282,7 +283,7 @@ static int mirror_images(struct mirror *m, struct imgf_build *b, struct imgf_ste
 		return -1;
 	const char *arch = imgf_cfg_str(s->cfg, "arch", NULL);
 	if (!arch)
-		arch = imgf_build_var(b, "arch");
+		arch = b->contract->arch;
 	int r = 0;
 	for (size_t i = 0; refs[i] && r == 0; i++) {
 		struct imgf_image_ref ref;

@@ -16,6 +16,7 @@
 #include <archive_entry.h>
 
 #include "archive.h"
+#include "contract.h"
 #include "digest.h"
 #include "error.h"
 #include "fsutil.h"
@@ -30,8 +31,8 @@
 
 char *imgf_oci_created(void)
 {
-	const char *s = getenv("SOURCE_DATE_EPOCH");
-	time_t t = s && *s ? (time_t)strtoll(s, NULL, 10) : 0;
+	struct imgf_epoch e;
+	time_t t = imgf_epoch_now(&e, NULL) == 0 && e.set ? (time_t)e.value : 0;
 	struct tm tm;
 	char buf[32];
 	gmtime_r(&t, &tm);

@@ -29,35 +29,8 @@
 #include "strbuf.h"
 #include "util.h"
 
-#ifndef IMGF_SOURCE_DATE
-#define IMGF_SOURCE_DATE 0 /* the Makefile sets imgforge's commit time */
-#endif
-
 #define COPY_BUF (64u << 10)
 #define LINK_DEPTH_MAX 16
-
-int imgf_source_date_epoch(int64_t *out, const char **from, struct imgf_error **err)
-{
-	const char *s = getenv("SOURCE_DATE_EPOCH");
-	if (!s || !*s) {
-		*out = (int64_t)IMGF_SOURCE_DATE;
-		if (from)
-			*from = "imgforge's commit time";
-		return 0;
-	}
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *end || s[0] < '0' || s[0] > '9' || (long long)(time_t)v != v)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "SOURCE_DATE_EPOCH '%s': expected a number of seconds since "
-				      "1970-01-01 UTC",
-				      s);
-	*out = v;
-	if (from)
-		*from = "SOURCE_DATE_EPOCH";
-	return 0;
-}
 
 /* ---- names ------------------------------------------------------------------------------ */
 

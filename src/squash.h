@@ -23,14 +23,6 @@
 
 struct imgf_error;
 
-/*
- * The time reproducible outputs carry: SOURCE_DATE_EPOCH (decimal seconds, as
- * reproducible-builds.org defines it) when set, else the commit time of imgforge's own
- * source (IMGF_SOURCE_DATE, fixed when imgforge is built). *from says which ("SOURCE_DATE_EPOCH"
- * or "imgforge's commit time"). A malformed value is an error naming it.
- */
-int imgf_source_date_epoch(int64_t *out, const char **from, struct imgf_error **err);
-
 struct imgf_squash_opts {
 	int64_t epoch; /* mtimes later than this become this */
 	/* Paths ("etc/x", no leading '/') left out of the layer: what the engine adds to every

@@ -14,6 +14,7 @@
 #include "builder.h"
 #include "checksum.h"
 #include "config.h"
+#include "contract.h"
 #include "data.h"
 #include "digest.h"
 #include "build.h"
@@ -262,7 +263,7 @@ static int step_key(const struct imgf_step *s, const char *prev, json_t *lists, 
 			inputs, json_pack("{s:s,s:s}", "name", s->inputs[j].name, "digest", d));
 		free(d);
 	}
-	const char *arch = imgf_step_var(s, "arch");
+	const char *arch = s->build->contract->arch;
 	*key = digest_json(json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s}", "prev", prev, "imgforge",
 				     IMGF_VERSION, "type", s->ops->name, "config", s->cfg, "inputs",
 				     inputs, "data", data_digests(s), "local", local_digests(s),
@@ -798,13 +799,12 @@ void imgf_stepcache_final_key(struct imgf_build *b)
 	struct imgf_stepcache *c = b->cache;
 	if (!c)
 		return;
-	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	const char *last = b->nsteps ? c->keys[b->nsteps - 1] : "";
 	free(c->final_key);
 	c->final_key = digest_json(json_pack("{s:s,s:s,s:O,s:O,s:O,s:s}", "prev", last, "imgforge",
 					     IMGF_VERSION, "builder", b->builder_cfg, "labels",
 					     b->labels, "post_processors", b->def->post_processors,
-					     "source_date_epoch", sde ? sde : ""));
+					     "source_date_epoch", b->contract->epoch.text));
 }
 
 int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct imgf_error **err)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: none
 # The layering holds: no import circle between imgforge's source files. hack/circles.py reads
 # the arrows from the objects `make` built (a file takes a symbol another defines, nm), so a
 # new circle anywhere in src/, builders/, provisioners/ or post-processors/ fails make check.

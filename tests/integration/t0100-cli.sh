@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: none
 # The command line and configuration contract: no Docker needed.
 . "$(dirname "$0")/../lib/harness.sh"
 F=$TOP/tests/fixtures/config

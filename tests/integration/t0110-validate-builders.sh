@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: none
 # What the builders check at validate time, before anything is fetched or created: values that
 # end up in Engine API paths, libvirt XML or the guest's shell. No Docker or libvirt needed.
 . "$(dirname "$0")/../lib/harness.sh"

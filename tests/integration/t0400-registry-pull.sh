@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: fixtures containerd root
 # The OCI registry client against the fixture registry: an OCI index (platform choice), a
 # Docker schema 2 manifest, a nested repository, pins, cache reuse, and the same registry
 # behind bearer-token auth with 503s and CDN redirects (tests/unit/test-registry-pull.c

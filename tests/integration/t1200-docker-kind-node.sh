@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker fixtures
 # imgforge build --only kind-node against the running Docker Engine, from a debootstrap base
 # image and the loopback mirror of Debian's containerd/runc/CNI plus stand-in Kubernetes
 # binaries and images (test fixtures). Then the image must boot as a kind node does.

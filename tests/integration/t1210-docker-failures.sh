@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker fixtures
 # Failure paths of the docker builder: nothing half-made is left behind.
 . "$(dirname "$0")/../lib/harness.sh"
 docker_up "docker failure paths"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker
 # Credentials in a mirror URL (https://user:token@mirror/...) are used for the download but
 # never leave the process: not in the log, the --json events, an error, inspect's output or
 # manifest.json, where the userinfo reads "***".

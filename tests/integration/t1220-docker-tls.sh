@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker
 # DOCKER_HOST=tcp:// with TLS client certificates: a loopback TLS front (socat) to the local
 # Engine's socket that demands a client certificate signed by a test CA.
 . "$(dirname "$0")/../lib/harness.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker fixtures
 # Squashed, reproducible kind node images: the same config built twice (a few seconds apart,
 # other output and cache directories, same SOURCE_DATE_EPOCH) gives the same image ID, an
 # image of one layer with numeric owners, mtimes clamped to SOURCE_DATE_EPOCH, names in

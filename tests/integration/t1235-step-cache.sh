@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker fixtures
 # The step cache with the docker builder: t1200's kind node image with one more step (a shell
 # step that writes a variable) before `kind`. A rebuild with nothing changed runs no step and
 # gives out the same image; changing the variable reruns only that step and those after it,

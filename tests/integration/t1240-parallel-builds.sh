@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker
 # --parallel-builds: two docker images built at once, their lines prefixed, their events
 # carrying the image; a failure cancels the other (nothing left), --on-error=abort lets it
 # finish, and SIGINT stops both.

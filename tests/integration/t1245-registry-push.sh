@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker fixtures root
 # The push post-processor and `imgforge push-index` against real registries (Debian's
 # docker-registry on loopback ports of this script's own): the kind node image built from the
 # fixtures is pushed anonymously, read back by skopeo (manifest digest, config digest = image
@@ -267,17 +268,25 @@ test_expect_success "push-index refuses two images of one platform" '
 '
 
 # A second Docker Engine, empty: its own config (not /etc/docker/daemon.json), data root, exec
-# root, socket and pid file, no bridge, no iptables rules (the registries are on loopback,
-# which it pulls from over plain HTTP).
+# root, socket and pid file, no iptables rules (the registries are on loopback, which it pulls
+# from over plain HTTP), and a bridge of its own: with `--bridge none` dockerd deletes the
+# host's docker0 at start (the default bridge it takes for stale), which the first engine's
+# containers need.
+had_docker0=
+ip link show docker0 >/dev/null 2>&1 && had_docker0=1
 D2=$TMP/dockerd2
+D2_BR=imgf2br$$
+D2_BR=${D2_BR:0:15}
 mkdir -p "$D2"
 echo "{}" >"$D2/daemon.json"
+ip link add name "$D2_BR" type bridge || die "ip link add $D2_BR"
 dockerd --config-file "$D2/daemon.json" --data-root "$D2/data" --exec-root "$D2/exec" --pidfile "$D2/pid" \
-	--host "unix://$D2/sock" --bridge none --iptables=false --storage-driver vfs \
+	--host "unix://$D2/sock" --bridge "$D2_BR" --iptables=false --ip-masq=false --storage-driver vfs \
 	--containerd-namespace "t1245-$$" --containerd-plugins-namespace "t1245-plugins-$$" \
 	</dev/null >"$D2/log" 2>&1 &
 D2_PID=$!
 at_exit "kill $D2_PID; wait $D2_PID; rm -rf $D2/data"
+at_exit "ip link del '$D2_BR'"
 d2() { DOCKER_HOST=unix://$D2/sock docker "$@"; }
 for _ in $(seq 300); do
 	d2 version >/dev/null 2>&1 && break
@@ -306,6 +315,10 @@ test_expect_success "the second engine pulls each platform of the index by tag: 
 	d2 rmi "$ANON/kind/node:v1.31.2-multi" >/dev/null
 	d2 pull -q --platform linux/arm64 "$ANON/kind/node:v1.31.2-multi"
 	test "$(d2 image inspect -f "{{.Id}} {{.Architecture}}" "$ANON/kind/node:v1.31.2-multi")" = "$ARM_ID arm64"
+'
+
+test_expect_success "the host's engine keeps its default bridge (docker0) beside the second engine" '
+	test -z "$had_docker0" || ip link show docker0 >/dev/null
 '
 
 test_done

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # lane: vm
+# needs: vm
 # The qemu builder's edges that need no real OS: a base image that names another host file
 # is refused before anything is made, and the finished image reaches an --output-dir on
 # another filesystem (a tmpfs mounted here) than the work directory. The base is a tiny ext4

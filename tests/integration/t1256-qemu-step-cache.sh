@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # lane: vm
+# needs: vm
 # The step cache with the qemu builder, on t1255's tiny ext4 root (no real OS, no boot
 # check) and two file steps: each step's disk is kept as a qcow2 overlay whose backing file
 # is the previous step's; a rebuild starts from the deepest cached disk and runs nothing, a

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # lane: vm
+# needs: vm
 # The qemu builder writes containerd's metadata database (meta.db) in bolt.h's canonical form,
 # as the docker builder's squash does: two builds whose meta.db hold the same records in
 # different page layouts with different times (tests/fixtures/bolt's a.db and b.db) give the

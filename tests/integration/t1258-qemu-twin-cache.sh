@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # lane: vm
+# needs: vm
 # Twin images in the step cache: two qemu images with the same builder and steps — as the
 # shipped capi-qcow2 and capi-ova, one with the manifest post-processor, the other with ova
 # and manifest — built at once in one `imgforge build --parallel-builds 2`, on t1255's tiny

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # lane: vm
+# needs: vm
 # make -C cloudinit and hack/image-ssh.sh: boot a VM image with the seed and run a command
 # over SSH as the seeded user (the Debian 13 GPT test base, booted under BIOS, stands in for
 # a build's qcow2).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # lane: vm
+# needs: vm go fixtures
 # imgforge build --only capi-qcow2 from config/debian-13.json on a base laid out as Debian's
 # genericcloud image (tests/lib/vm-image.sh: Debian 13, GPT, p14 BIOS boot, p15 ESP, p1 root
 # last on the disk by position, grub for BIOS and UEFI, cloud-init), real Kubernetes,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # lane: vm
+# needs: vm
 # The OVA as other tools read it. GNU tar and sha256sum agree with its layout, .mf and
 # .sha256; Debian's virt-v2v (-i ova) parses the OVF (name, memory, vCPUs, the disk on SCSI,
 # the vmxnet3 NIC, firmware bios; uefi from a UEFI image's vmw:firmware efi), checks the .mf

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker
 # The containerdisk post-processor's image as the Docker Engine holds it, after the
 # post-processor loaded it: the engine knows the tag under the ID the OCI layout's config
 # digest gives (the same image as NAME.containerdisk.tar), linux/amd64, one layer; a container

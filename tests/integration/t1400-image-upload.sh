@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: gcs
 # imgforge image-upload and image-list against fake-gcs-server on 127.0.0.1:4443 (started by
 # hack/test-env.sh): object layout, skipping what the bucket has, channels, --dry-run, a cut
 # connection that resumes (tests/lib/cutproxy.py), a byte changed in flight, the

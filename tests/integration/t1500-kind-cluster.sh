@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker go
 # Real Kubernetes end to end: the shipped config/debian-13.json (kind node image, the default
 # Kubernetes, containerd, runc, CNI plugins and crictl) with the release layout (per-binary URLs
 # and image tars) from the from-source mirror, booted by kind v0.33.0: one node, then a control

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker go fixtures
 # Bad input around the from-source mirror: a Kubernetes version the Go module proxy does not
 # serve fails hack/kube-from-source.sh at once, naming the module and the version (so does a
 # containerd, runc or CNI version given to it); a mirror

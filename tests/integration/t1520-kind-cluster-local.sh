@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker go
 # Real Kubernetes end to end from a LOCAL build, with the shipped config/debian-12.json: a directory laid out as `make WHAT=cmd/NAME`
 # leaves it (_output/local/bin/linux/amd64) holding only the seven binaries, no image tars. imgforge
 # makes the four control-plane images from the binaries (kube-proxy's with the node's own

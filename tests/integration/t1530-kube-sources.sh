@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker go fixtures
 # Kubernetes from a server tarball, and bad Kubernetes sources. A kubernetes-server-linux-amd64
 # .tar.gz made of the from-source mirror's files (the upstream layout: kubernetes/server/bin/NAME)
 # builds a kind node image by file:// URL with its .sha256 beside it; only the needed members are

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker go fixtures
 # imgforge mirror (air-gapped builds): every input a kind node build uses (containerd, runc, CNI
 # from the fixture mirror over HTTP; Kubernetes binaries and crictl from the from-source tree;
 # registry images from the loopback registry) is fetched and verified into DIR, with DIR/vars.json

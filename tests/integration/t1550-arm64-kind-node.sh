@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# needs: docker go fixtures
 # An arm64 kind node image, built and booted on this amd64 machine: arm64 binaries run through
 # binfmt_misc and Debian's qemu-user-static. `--var arch=arm64` selects every input: Debian's
 # arm64 containerd, runc and CNI plugins (repacked as upstream's linux-arm64 release files and

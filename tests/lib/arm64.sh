@@ -23,7 +23,7 @@ arm64_usable() {
 		return 1
 	fi
 	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-		echo "dpkg has no arm64 architecture (hack/install-deps.sh adds it)"
+		echo "dpkg has no arm64 architecture (hack/install-deps.sh --test adds it)"
 		return 1
 	fi
 	return 0

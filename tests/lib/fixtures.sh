@@ -78,7 +78,7 @@ fixtures_check() {
 	done
 	[ -f "$_FX_LIB/httpd.py" ] || missing+=("$_FX_LIB/httpd.py")
 	if [ ${#missing[@]} -gt 0 ]; then
-		echo "fixtures: missing ${missing[*]} (hack/install-deps.sh installs them)" >&2
+		echo "fixtures: missing ${missing[*]} (hack/install-deps.sh --test installs them)" >&2
 		return 1
 	fi
 }

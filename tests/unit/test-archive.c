@@ -1136,7 +1136,8 @@ TEST(source_date_epoch_sets_every_mtime)
 
 	setenv("SOURCE_DATE_EPOCH", "yesterday", 1);
 	CHECK(imgf_tar_open(p.out, &err) == NULL);
-	CHECK_ERR(err, "SOURCE_DATE_EPOCH 'yesterday' is not a number of seconds");
+	CHECK_ERR(err, "SOURCE_DATE_EPOCH 'yesterday': expected a number of seconds since "
+		       "1970-01-01 UTC");
 	imgf_error_free(err);
 	unsetenv("SOURCE_DATE_EPOCH");
 	free(f);

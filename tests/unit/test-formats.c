@@ -20,6 +20,7 @@
 
 #include "build.h"
 #include "builder.h"
+#include "contract.h"
 #include "digest.h"
 #include "error.h"
 #include "fsutil.h"
@@ -98,6 +99,7 @@ struct fixture {
 	struct imgf_config cfg;
 	struct imgf_image_def def;
 	struct imgf_build build;
+	struct imgf_contract contract;
 	struct imgf_artifact art;
 	char *dir;
 	char *disk; /* dir/NAME.qcow2 */
@@ -115,10 +117,13 @@ static void fixture_init(struct fixture *f, const struct imgf_builder_ops *build
 	CHECK(json_is_array(f->def.post_processors));
 	struct imgf_error *err = NULL;
 	CHECK(make_temp_dir("imgf-test-formats", &f->dir, &err) == 0);
+	f->cfg.var_from = json_object();
+	CHECK(imgf_contract_resolve(&f->cfg, &f->contract, &err) == 0);
 	imgf_error_free(err);
 	f->build = (struct imgf_build){
 		.config = &f->cfg,
 		.def = &f->def,
+		.contract = &f->contract,
 		.builder = builder,
 		.out_dir = xstrdup(f->dir),
 		.inputs = json_array(),
@@ -160,7 +165,9 @@ static void fixture_release(struct fixture *f)
 	json_decref(f->def.post_processors);
 	free(f->def.name);
 	free(f->def.file);
+	imgf_contract_release(&f->contract);
 	json_decref(f->cfg.vars);
+	json_decref(f->cfg.var_from);
 	free(f->cfg.path);
 }
 

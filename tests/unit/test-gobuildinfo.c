@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "build.h"
+#include "contract.h"
 #include "error.h"
 #include "fsutil.h"
 #include "gobuildinfo.h"
@@ -326,10 +327,13 @@ struct step_fixture {
 	struct imgf_step s;
 };
 
+/* The contract of a build with none of its variables set. */
+static const struct imgf_contract no_contract;
+
 static void step_init(struct step_fixture *f, const char *arch)
 {
 	f->cfg = (struct imgf_config){.vars = json_object()};
-	f->build = (struct imgf_build){.config = &f->cfg};
+	f->build = (struct imgf_build){.config = &f->cfg, .contract = &no_contract};
 	f->s = (struct imgf_step){.build = &f->build, .label = "kubernetes"};
 	f->s.cfg = json_pack("{s:s}", "arch", arch);
 }

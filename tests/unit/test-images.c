@@ -13,6 +13,7 @@
 
 #include "archive.h"
 #include "build.h"
+#include "contract.h"
 #include "error.h"
 #include "fsutil.h"
 #include "ociimage.h"
@@ -29,6 +30,9 @@ struct fixture {
 	struct imgf_step s;
 };
 
+/* The contract of a build with arch amd64. */
+static const struct imgf_contract amd64_contract = {.arch = "amd64", .platform = "linux/amd64"};
+
 static void fixture_init(struct fixture *f, const char *json)
 {
 	struct imgf_error *err = NULL;
@@ -36,6 +40,7 @@ static void fixture_init(struct fixture *f, const char *json)
 		abort();
 	f->cfg = (struct imgf_config){.vars = json_pack("{s:s}", "arch", "amd64")};
 	f->build = (struct imgf_build){.config = &f->cfg,
+				       .contract = &amd64_contract,
 				       .stage_dir = path_join(f->dir, "stage"),
 				       .labels = json_object(),
 				       .inputs = json_array()};

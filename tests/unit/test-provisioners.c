@@ -7,6 +7,7 @@
  */
 #include "archive.h"
 #include "build.h"
+#include "contract.h"
 #include "fsutil.h"
 #include "provisioners/common.h"
 #include "provisioner.h"
@@ -16,6 +17,9 @@ extern const struct imgf_provisioner_ops imgf_shell_provisioner, imgf_file_provi
 	imgf_containerd_provisioner, imgf_runc_provisioner, imgf_cni_provisioner,
 	imgf_crictl_provisioner, imgf_kubernetes_provisioner, imgf_kind_provisioner,
 	imgf_sysprep_provisioner, imgf_packages_provisioner;
+
+/* The contract of a build with none of its variables set. */
+static const struct imgf_contract no_contract;
 
 /* A step of one provisioner against a fresh root, with the variables its data files use. */
 struct fixture {
@@ -35,7 +39,7 @@ static void fixture_init(struct fixture *f, const struct imgf_provisioner_ops *o
 		"registry.example/local-path-helper:test", "flannel_image",
 		"registry.example/flannel:test", "flannel_cni_plugin_image",
 		"registry.example/flannel-cni-plugin:test");
-	f->build = (struct imgf_build){.config = &f->cfg};
+	f->build = (struct imgf_build){.config = &f->cfg, .contract = &no_contract};
 	f->s = (struct imgf_step){
 		.ops = ops,
 		.build = &f->build,

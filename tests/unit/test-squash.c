@@ -357,28 +357,6 @@ TEST(image_archive_holds_manifest_config_and_layer)
 	imgf_error_clear(&err);
 }
 
-TEST(source_date_epoch_from_the_environment_or_the_default)
-{
-	int64_t v = -1;
-	const char *from = NULL;
-	struct imgf_error *err = NULL;
-	setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
-	CHECK(imgf_source_date_epoch(&v, &from, &err) == 0 && v == 1700000000);
-	CHECK_STR(from, "SOURCE_DATE_EPOCH");
-	unsetenv("SOURCE_DATE_EPOCH");
-	CHECK(imgf_source_date_epoch(&v, &from, &err) == 0 && v == IMGF_SOURCE_DATE);
-	CHECK_STR(from, "imgforge's commit time");
-	const char *bad[] = {"yesterday", "-5", "17e8", " 1"};
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		setenv("SOURCE_DATE_EPOCH", bad[i], 1);
-		CHECK(imgf_source_date_epoch(&v, &from, &err) < 0);
-		CHECK_ERR(err, "SOURCE_DATE_EPOCH '");
-		CHECK_ERR(err, bad[i]);
-		imgf_error_clear(&err);
-	}
-	unsetenv("SOURCE_DATE_EPOCH");
-}
-
 __attribute__((constructor)) static void setup(void)
 {
 	CHECK(make_temp_dir("imgf-test-squash", &tmpdir, NULL) == 0);

@@ -16,6 +16,7 @@
 #include "build.h"
 #include "builder.h"
 #include "config.h"
+#include "contract.h"
 #include "engine.h"
 #include "error.h"
 #include "fsutil.h"
@@ -207,6 +208,9 @@ TEST(duration_parse)
 	CHECK(imgf_duration_parse("9999999999999999w", &v) < 0);
 }
 
+/* The contract of a build with none of its variables set. */
+static const struct imgf_contract no_contract;
+
 /* ---- what a step's key holds -------------------------------------------------------------- */
 
 /* A step of provisioner `prov` with the config `json`, in a build with no variables. */
@@ -219,7 +223,7 @@ struct keyed_step {
 static void keyed_step_init(struct keyed_step *k, const char *prov, const char *json)
 {
 	k->cfg = (struct imgf_config){.vars = json_object()};
-	k->build = (struct imgf_build){.config = &k->cfg};
+	k->build = (struct imgf_build){.config = &k->cfg, .contract = &no_contract};
 	k->s = (struct imgf_step){.ops = imgf_provisioner_find(prov), .build = &k->build};
 	CHECK(k->s.ops != NULL);
 	k->s.cfg = json_loads(json, 0, NULL);
@@ -526,6 +530,7 @@ static void twin_open_with(struct twin *t, const char *name, const char *cache_d
 	t->def.name = (char *)name;
 	t->opts.no_cache = no_cache;
 	t->b = (struct imgf_build){.config = &t->cfg,
+				   .contract = &no_contract,
 				   .def = &t->def,
 				   .opts = &t->opts,
 				   .builder = builder,
