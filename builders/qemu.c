@@ -1297,12 +1297,13 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			"  sysctl -qw net.ipv4.ip_forward=1\n"
 			"  t0=$(date +%%s)\n"
 			/* Under TCG a control plane takes longer to answer than kubeadm's default
-			 * four minutes: longer waits where kubeadm takes them (v1beta4, v1.31+). */
+			 * four minutes (on a loaded host, kube-apiserver started 11 minutes after its
+			 * pod): longer waits where kubeadm takes them (v1beta4, v1.31+). */
 			"  c=/tmp/imgforge-kubeadm.yaml\n"
 			"  printf '%%s\\n' 'apiVersion: kubeadm.k8s.io/v1beta4' 'kind: InitConfiguration' "
-			"'timeouts:' '  controlPlaneComponentHealthCheck: 20m0s' "
-			"'  kubeletHealthCheck: 20m0s' '  kubernetesAPICall: 10m0s' "
-			"'  etcdAPICall: 10m0s' '  tlsBootstrap: 20m0s' "
+			"'timeouts:' '  controlPlaneComponentHealthCheck: 25m0s' "
+			"'  kubeletHealthCheck: 25m0s' '  kubernetesAPICall: 25m0s' "
+			"'  etcdAPICall: 15m0s' '  tlsBootstrap: 25m0s' "
 			"'---' 'apiVersion: kubeadm.k8s.io/v1beta4' "
 			"'kind: ClusterConfiguration' 'kubernetesVersion: %s' 'networking:' "
 			"'  podSubnet: 10.244.0.0/16' >$c\n"
@@ -1520,10 +1521,14 @@ static int boot_check(struct imgf_build *b, struct qemu_target *qt, const char *
 		unlink(nvram);
 		return -1;
 	}
-	/* kubeadm init alone took 386 s under TCG on an idle host here (v1.37.2), and more
-	 * than three times that beside other CPU-bound work: its mode gets three times as long. */
+	/*
+	 * kubeadm init alone took 386 s under TCG on an idle host here (v1.37.2). Beside other
+	 * CPU-bound work the guest unpacks each control-plane image when it first starts it (the
+	 * images step imports them into the content store without unpacking) so slowly that
+	 * kube-apiserver was started 11 minutes after its pod: its mode gets an hour.
+	 */
 	long timeout =
-		imgf_cfg_int(b->builder_cfg, "boot_timeout", mode == BOOT_KUBEADM ? 2700 : 900);
+		imgf_cfg_int(b->builder_cfg, "boot_timeout", mode == BOOT_KUBEADM ? 3600 : 900);
 	time_t start = time(NULL);
 	int r = -1;
 	for (;;) {
