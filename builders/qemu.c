@@ -1297,8 +1297,8 @@ static char *boot_script(const struct imgf_build *b, enum boot_mode mode)
 			"  sysctl -qw net.ipv4.ip_forward=1\n"
 			"  t0=$(date +%%s)\n"
 			/* Under TCG a control plane takes longer to answer than kubeadm's default
-			 * four minutes (on a loaded host, kube-apiserver started 11 minutes after its
-			 * pod): longer waits where kubeadm takes them (v1beta4, v1.31+). */
+			 * four minutes (on a loaded host, kube-apiserver started 11 minutes after
+			 * its pod): longer waits where kubeadm takes them (v1beta4, v1.31+). */
 			"  c=/tmp/imgforge-kubeadm.yaml\n"
 			"  printf '%%s\\n' 'apiVersion: kubeadm.k8s.io/v1beta4' 'kind: InitConfiguration' "
 			"'timeouts:' '  controlPlaneComponentHealthCheck: 25m0s' "

@@ -5,16 +5,17 @@ _imgforge() {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} opts=''
 	COMPREPLY=()
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		mapfile -t COMPREPLY < <(compgen -W 'build validate inspect image-upload image-list mirror cache push-index version' -- "$cur")
+		mapfile -t COMPREPLY < <(compgen -W 'build validate inspect image-upload image-list mirror lock cache push-index version' -- "$cur")
 		return
 	fi
 	case ${COMP_WORDS[1]} in
-	build) opts='--only --except --var --var-file --on-error --force --parallel-builds --no-cache --output-dir --json --verbose --help' ;;
-	validate) opts='--only --except --var --var-file --json --verbose --help' ;;
-	inspect) opts='--only --except --var --var-file --json --verbose --help' ;;
+	build) opts='--only --except --var --var-file --lock --on-error --force --parallel-builds --no-cache --output-dir --json --verbose --help' ;;
+	validate) opts='--only --except --var --var-file --lock --json --verbose --help' ;;
+	inspect) opts='--only --except --var --var-file --lock --json --verbose --help' ;;
 	image-upload) opts='--key-file --bucket --ci --release --dry-run --json --verbose --help' ;;
 	image-list) opts='--key-file --json --verbose --help' ;;
-	mirror) opts='--only --except --var --var-file --json --verbose --help' ;;
+	mirror) opts='--only --except --var --var-file --lock --json --verbose --help' ;;
+	lock) opts='--only --except --var --var-file --verbose --help' ;;
 	cache) opts='--max-size --older-than --json --verbose --help' ;;
 	push-index) opts='--auth-file --tls-verify --ca-file --json --verbose --help' ;;
 	version) opts='' ;;
@@ -25,6 +26,7 @@ _imgforge() {
 	--except | -except) return ;;
 	--var | -var) return ;;
 	--var-file | -var-file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
+	--lock | -lock) return ;;
 	--on-error | -on-error) mapfile -t COMPREPLY < <(compgen -W 'cleanup abort' -- "$cur"); return ;;
 	--parallel-builds | -parallel-builds) return ;;
 	--output-dir | -output-dir) mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;

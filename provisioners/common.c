@@ -2,6 +2,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aptlock.h"
 #include "archive.h"
 #include "build.h"
 #include "common.h"
@@ -244,5 +245,184 @@ int prov_packages_install(struct imgf_step *s, struct imgf_target *t, char *cons
 		log_info("%s: %zu package file(s) recorded with their sha256", s->label,
 			 json_array_size(list));
 	json_decref(list);
+	return 0;
+}
+
+int prov_packages_resolve_script(char *const *pkgs, bool install, char **out,
+				 struct imgf_error **err)
+{
+	struct strbuf list = STRBUF_INIT;
+	for (size_t i = 0; pkgs[i]; i++) {
+		if (!str_is_shell_word(pkgs[i])) {
+			strbuf_release(&list);
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "packages: '%s' is not a package name", pkgs[i]);
+		}
+		strbuf_addf(&list, " %s", pkgs[i]);
+	}
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb, "pkgs='%s'\ninstall=%d\n", list.buf + (list.len ? 1 : 0), install ? 1 : 0);
+	strbuf_addstr(
+		&sb,
+		"export DEBIAN_FRONTEND=noninteractive\n"
+		"if ! command -v apt-get >/dev/null 2>&1; then\n"
+		"  echo 'no apt-get in the target: only apt packages can be locked' >&2; exit 1\n"
+		"fi\n"
+		"apt-get update -q -o Acquire::Languages=none >&2\n"
+		"missing=\n"
+		"for p in $pkgs; do\n"
+		"  dpkg-query -W -f='${Status}' \"${p%%=*}\" 2>/dev/null | grep -q "
+		"'install ok installed' || missing=\"$missing $p\"\n"
+		"done\n"
+		"d=$(mktemp -d)\n"
+		": >$d/uris\n"
+		"if [ -n \"$missing\" ]; then\n"
+		"  apt-get install -y -q --no-install-recommends --print-uris "
+		"-o Dir::Cache::Archives=$d/ $missing >$d/uris.all\n"
+		"  grep \"^'\" $d/uris.all >$d/uris || true\n"
+		"fi\n"
+		"while read -r url file size hash; do\n"
+		"  url=${url#\\'}; url=${url%\\'}\n"
+		"  b=${file%.deb}; v=${b#*_}; a=${v##*_}; v=$(echo \"${v%_*}\" | sed 's/%3a/:/g')\n"
+		"  set -- \"${b%%_*}\" \"$v\" \"$a\"\n"
+		/* the archive's index entry of that version and architecture: Filename, SHA256 */
+		"  fs=$(apt-cache show \"$1=$2\" | awk -v a=\"$3\" 'BEGIN { RS = \"\" } "
+		"{ f = \"\"; h = \"\"; r = \"\"; n = split($0, l, \"\\n\"); "
+		"for (i = 1; i <= n; i++) { if (l[i] ~ /^Filename: /) f = substr(l[i], 11); "
+		"else if (l[i] ~ /^SHA256: /) h = substr(l[i], 9); "
+		"else if (l[i] ~ /^Architecture: /) r = substr(l[i], 15) } "
+		"if (r == a && f != \"\" && h != \"\") { print f \"\\t\" h; exit } }')\n"
+		"  src=$(apt-cache madison \"$1\" | awk -F' [|] ' -v v=\"$2\" "
+		"'{ gsub(/^ +| +$/, \"\", $2) } $2 == v && / Packages$/ "
+		"{ sub(/ [^ ]+ Packages$/, \"\", $3); print $3; exit }')\n"
+		"  printf 'P\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' \"$1\" \"$2\" \"$3\" \"$size\" "
+		"\"$url\" \"$src\" \"$fs\"\n"
+		"done <$d/uris\n"
+		"for f in /var/lib/apt/lists/*Release; do\n"
+		"  [ -f \"$f\" ] || continue\n"
+		"  s=$(sha256sum \"$f\"); printf 'R\\t%s\\t%s\\n' \"${f##*/}\" \"${s%% *}\"\n"
+		"done\n"
+		"if [ \"$install\" = 1 ] && [ -n \"$missing\" ]; then\n"
+		"  apt-get install -y -q --no-install-recommends $missing >&2\n"
+		"fi\n"
+		"rm -rf $d\n");
+	strbuf_release(&list);
+	*out = strbuf_detach(&sb, NULL);
+	return 0;
+}
+
+static int cmp_json_str(const void *a, const void *b)
+{
+	return strcmp(json_string_value(*(json_t *const *)a),
+		      json_string_value(*(json_t *const *)b));
+}
+
+static int cmp_pkg(const void *a, const void *b)
+{
+	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	int c = strcmp(json_string_value(json_object_get(x, "package")),
+		       json_string_value(json_object_get(y, "package")));
+	return c ? c
+		 : strcmp(json_string_value(json_object_get(x, "architecture")),
+			  json_string_value(json_object_get(y, "architecture")));
+}
+
+/* A sorted copy of an array (of strings, or of packages with cmp_pkg). */
+static json_t *sorted(json_t *arr, int (*cmp)(const void *, const void *))
+{
+	size_t n = json_array_size(arr);
+	json_t **v = xcalloc(n ? n : 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_array_get(arr, i);
+	qsort(v, n, sizeof(*v), cmp);
+	json_t *out = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append(out, v[i]);
+	free(v);
+	return out;
+}
+
+int prov_packages_resolve_parse(const char *text, char *const *pkgs, json_t **out,
+				struct imgf_error **err)
+{
+	json_t *list = json_array(), *archives = json_array(), *req = json_object();
+	size_t lineno = 0;
+	int r = 0;
+	for (const char *p = text; *p && r == 0;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		_cleanup_free_ char *line = xstrndup(p, len);
+		p += len + (nl ? 1 : 0);
+		lineno++;
+		if (!*line)
+			continue;
+		char *f[10] = {0};
+		size_t n = 0;
+		for (char *q = line; q && n < 10; n++) {
+			f[n] = q;
+			q = strchr(q, '\t');
+			if (q)
+				*q++ = '\0';
+		}
+		if (!strcmp(f[0], "R") && n == 3) {
+			json_array_append_new(
+				archives, json_pack("{s:s,s:s}", "release", f[1], "sha256", f[2]));
+			continue;
+		}
+		if (strcmp(f[0], "P") || n != 9) {
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "resolution line %zu: '%s': expected P and 8 fields, or "
+					   "R and 2, separated by tabs",
+					   lineno, line);
+			break;
+		}
+		if (!*f[7] || !*f[8])
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "package '%s' %s (%s): the archive's index gives no "
+					   "Filename and SHA256 for it",
+					   f[1], f[2], f[3]);
+		char *end = NULL;
+		long long size = strtoll(f[4], &end, 10);
+		if (r == 0 && (!*f[4] || *end || size < 0))
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "package '%s': size '%s' is not a number", f[1], f[4]);
+		if (r == 0)
+			json_array_append_new(
+				list, json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "package",
+						f[1], "version", f[2], "architecture", f[3], "size",
+						(json_int_t)size, "url", f[5], "archive", f[6],
+						"filename", f[7], "sha256", f[8]));
+	}
+	for (size_t i = 0; pkgs[i]; i++) {
+		_cleanup_free_ char *name = xstrndup(pkgs[i], strcspn(pkgs[i], "="));
+		json_object_set_new(req, name, json_true());
+	}
+	json_t *reqs = json_array();
+	const char *k;
+	json_t *v;
+	json_object_foreach(req, k, v)
+	{
+		json_array_append_new(reqs, json_string(k));
+	}
+	json_t *e = json_pack("{s:o,s:o,s:o}", "requested", sorted(reqs, cmp_json_str), "packages",
+			      sorted(list, cmp_pkg), "archives", archives);
+	json_decref(reqs);
+	json_decref(list);
+	json_decref(req);
+	if (r == 0) {
+		/* the entry as a lock will hold it, checked as a lock is when read */
+		json_t *doc = json_pack("{s:i,s:{s:{s:O,s:[{s:i,s:O,s:O}]}}}", "imgforge_lock",
+					IMGF_LOCK_VERSION, "images", "x", "archives",
+					json_object_get(e, "archives"), "steps", "step", 0,
+					"requested", json_object_get(e, "requested"), "packages",
+					json_object_get(e, "packages"));
+		r = imgf_aptlock_check(doc, "the resolution", err);
+		json_decref(doc);
+	}
+	if (r < 0) {
+		json_decref(e);
+		return -1;
+	}
+	*out = e;
 	return 0;
 }

@@ -45,4 +45,18 @@ int prov_packages_install(struct imgf_step *s, struct imgf_target *t, char *cons
 /* The record's lines (PKG VERSION ARCH SHA256 URL ARCHIVE, tab-separated) as that list. */
 int prov_packages_parse(const char *text, json_t **out, struct imgf_error **err);
 
+/*
+ * `imgforge lock`: a script that resolves what apt would download to install `pkgs` (those
+ * the target lacks; lists refreshed first) and prints it, with the digests of the archive's
+ * Release files apt fetched; with `install` it then installs them (a later step resolves
+ * against the result). Its output lines, tab-separated:
+ *   P PACKAGE VERSION ARCH SIZE URL ARCHIVE FILENAME SHA256   (SHA256 from the archive's index)
+ *   R RELEASE-FILE SHA256
+ */
+int prov_packages_resolve_script(char *const *pkgs, bool install, char **out,
+				 struct imgf_error **err);
+/* That output as a lock's step entry {requested, packages, archives} (aptlock.h), checked. */
+int prov_packages_resolve_parse(const char *text, char *const *pkgs, json_t **out,
+				struct imgf_error **err);
+
 #endif

@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "error.h"
 #include "fsutil.h"
+#include "lock.h"
 #include "log.h"
 #include "manifest.h"
 #include "mirror.h"
@@ -235,8 +236,10 @@ static int fetch_and_stage(struct imgf_build *b, struct imgf_error **err)
 			if (imgf_fetch_all(s->inputs, s->ninputs, &b->fetch, err) < 0)
 				return imgf_error_prefix(err, "step '%s'", s->label);
 			for (size_t j = 0; j < s->ninputs; j++)
-				imgf_build_record_input(b, s->inputs[j].name, s->inputs[j].url,
-							s->inputs[j].sha256);
+				if (!s->inputs[j].own_record)
+					imgf_build_record_input(b, s->inputs[j].name,
+								s->inputs[j].url,
+								s->inputs[j].sha256);
 		}
 		if (s->ops->stage && s->ops->stage(s, err) < 0)
 			return imgf_error_prefix(err, "step '%s'", s->label);
@@ -624,6 +627,10 @@ int imgf_engine_run(const struct imgf_config *c, const struct imgf_build_opts *o
 		goto out;
 	if (opts->validate_only) {
 		r = 0;
+		goto out;
+	}
+	if (opts->lock_doc) {
+		r = imgf_lock_builds(builds, n, opts->lock_doc, err);
 		goto out;
 	}
 	if (opts->mirror_dir) {

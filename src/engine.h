@@ -26,6 +26,7 @@ struct imgf_build_opts {
 	bool inspect; /* for `inspect`: its output is the plan, with no warnings among it */
 	const char *mirror_dir;	  /* `imgforge mirror`: fetch every input into it, build nothing */
 	unsigned parallel_builds; /* images built at once; 0 = all the selected ones */
+	json_t *lock_doc;	  /* `imgforge lock`: resolve the images' packages into it */
 };
 
 /* Validate (and with !opts->validate_only, build) the selected images of a config. */

@@ -33,6 +33,8 @@ struct imgf_input {
 	char *origin;	/* where the URL came from, for errors, e.g. "variable 'containerd_url'" */
 	char *checksum_origin; /* likewise for a checksum list's URL (NULL = same as origin) */
 	uint64_t max_size;     /* the most bytes it may have; 0 = imgf_fetch_opts.max_size */
+	bool own_record;       /* the step records it in the manifest itself (a locked .deb:
+				  kind "deb"), not the engine as a downloaded file */
 	/* filled by imgf_fetch_all */
 	char *path; /* the verified file in the cache (read-only for users) */
 	char sha256[65];

@@ -1,4 +1,5 @@
 /* imgforge: build Kubernetes node images. The subcommand and option tables drive dispatch. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 
 #include <curl/curl.h>
 
+#include "aptlock.h"
 #include "config.h"
 #include "engine.h"
 #include "error.h"
@@ -43,6 +45,7 @@ enum opt_id {
 	OPT_AUTH_FILE,
 	OPT_TLS_VERIFY,
 	OPT_CA_FILE,
+	OPT_LOCK,
 	OPT_HELP,
 };
 
@@ -56,6 +59,7 @@ enum {
 	C_MIRROR = 32,
 	C_CACHE = 64,
 	C_PUSH_INDEX = 128,
+	C_LOCK = 256,
 };
 
 struct option_def {
@@ -67,14 +71,16 @@ struct option_def {
 };
 
 static const struct option_def options[] = {
-	{OPT_ONLY, "only", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
+	{OPT_ONLY, "only", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR | C_LOCK,
 	 "A,B      build only these images (repeatable)"},
-	{OPT_EXCEPT, "except", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
+	{OPT_EXCEPT, "except", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR | C_LOCK,
 	 "A,B    build all images but these (repeatable)"},
-	{OPT_VAR, "var", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
+	{OPT_VAR, "var", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR | C_LOCK,
 	 "K=V       set a variable (highest precedence; repeatable)"},
-	{OPT_VAR_FILE, "var-file", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
+	{OPT_VAR_FILE, "var-file", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR | C_LOCK,
 	 "F    read variables from a JSON or YAML file (repeatable, later wins)"},
+	{OPT_LOCK, "lock", true, C_BUILD | C_VALIDATE | C_INSPECT | C_MIRROR,
+	 "FILE     install the distro packages a lock pins (the same as --var packages_lock=FILE)"},
 	{OPT_ON_ERROR, "on-error", true, C_BUILD,
 	 "cleanup|abort  on failure remove the build target (default) or keep it"},
 	{OPT_FORCE, "force", false, C_BUILD, "          replace an existing output directory"},
@@ -104,14 +110,17 @@ static const struct option_def options[] = {
 	 "B  true (default) or false: verify the registry's TLS certificate"},
 	{OPT_CA_FILE, "ca-file", true, C_PUSH_INDEX,
 	 "F     CA certificates to verify the registry with"},
+	/* not for lock: its stdout is the lock */
 	{OPT_JSON, "json", false,
 	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE | C_PUSH_INDEX,
 	 "           machine-readable output: one JSON event per line"},
 	{OPT_VERBOSE, "verbose", false,
-	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE | C_PUSH_INDEX,
+	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE | C_PUSH_INDEX |
+		 C_LOCK,
 	 "        more log output"},
 	{OPT_HELP, "help", false,
-	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE | C_PUSH_INDEX,
+	 C_BUILD | C_VALIDATE | C_INSPECT | C_UPLOAD | C_LIST | C_MIRROR | C_CACHE | C_PUSH_INDEX |
+		 C_LOCK,
 	 "           this help"},
 };
 
@@ -158,12 +167,13 @@ static int cmd_image_list(struct cli *c, unsigned bit);
 static int cmd_mirror(struct cli *c, unsigned bit);
 static int cmd_cache(struct cli *c, unsigned bit);
 static int cmd_push_index(struct cli *c, unsigned bit);
+static int cmd_lock(struct cli *c, unsigned bit);
 
 static const struct command commands[] = {
 	{"build", cmd_build, C_BUILD,
 	 "imgforge build [--only A,B] [--except C] [--var k=v]... [--var-file F]...\n"
 	 "               [--on-error=cleanup|abort] [--force] [--parallel-builds N] [--no-cache]\n"
-	 "               [--output-dir DIR] [--json] CONFIG...",
+	 "               [--output-dir DIR] [--lock FILE] [--json] CONFIG...",
 	 "build the images a config defines"},
 	{"validate", cmd_validate, C_VALIDATE,
 	 "imgforge validate [--only A,B] [--except C] [--var k=v]... [--var-file F]... CONFIG...",
@@ -180,9 +190,13 @@ static const struct command commands[] = {
 	 "imgforge image-list [--key-file F] gs://BUCKET/PREFIX",
 	 "list uploaded images with size, sha256 and URL"},
 	{"mirror", cmd_mirror, C_MIRROR,
-	 "imgforge mirror [--only A,B] [--except C] [--var k=v]... [--var-file F]... CONFIG... "
-	 "DIR",
+	 "imgforge mirror [--only A,B] [--except C] [--var k=v]... [--var-file F]... [--lock FILE] "
+	 "CONFIG... DIR",
 	 "fetch and verify every input into DIR and write DIR/vars.json for offline builds"},
+	{"lock", cmd_lock, C_LOCK,
+	 "imgforge lock [--only A,B] [--except C] [--var k=v]... [--var-file F]... CONFIG... "
+	 "> imgforge.lock",
+	 "resolve the distro packages of each image on its base and print the lock"},
 	{"cache", cmd_cache, C_CACHE,
 	 "imgforge cache ls [--json]\n"
 	 "       imgforge cache prune [--max-size N] [--older-than D]",
@@ -239,6 +253,9 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 			return imgf_error_set(err, IMGF_EXIT_USAGE,
 					      "--var '%s': expected NAME=VALUE", val);
 		c->cfg.vars = strv_push(c->cfg.vars, xstrdup(val));
+		break;
+	case OPT_LOCK:
+		c->cfg.vars = strv_push(c->cfg.vars, xasprintf("packages_lock=%s", val));
 		break;
 	case OPT_VAR_FILE:
 		c->cfg.var_files = strv_push(c->cfg.var_files, xstrdup(val));
@@ -458,6 +475,31 @@ static int cmd_mirror(struct cli *c, unsigned bit)
 	int r = run_configs(c, false);
 	c->configs[n - 1] = dir;
 	c->build.mirror_dir = NULL;
+	return r;
+}
+
+static int cmd_lock(struct cli *c, unsigned bit)
+{
+	(void)bit;
+	int r = need_configs(c, "lock");
+	if (r)
+		return r;
+	/* resolved afresh: a lock the variables name is not read */
+	c->cfg.vars = strv_push(c->cfg.vars, xstrdup("packages_lock="));
+	json_t *doc = json_pack("{s:i,s:{}}", "imgforge_lock", IMGF_LOCK_VERSION, "images");
+	c->build.lock_doc = doc;
+	r = run_configs(c, false);
+	c->build.lock_doc = NULL;
+	if (r == 0) {
+		_cleanup_free_ char *text = imgf_aptlock_dump(doc);
+		fputs(text, stdout);
+		struct imgf_error *e = NULL;
+		if (fflush(stdout) != 0) {
+			imgf_error_errno(&e, errno, "write the lock to stdout");
+			r = report(e);
+		}
+	}
+	json_decref(doc);
 	return r;
 }
 

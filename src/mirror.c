@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "aptlock.h"
 #include "build.h"
 #include "checksum.h"
 #include "config.h"
@@ -15,6 +16,7 @@
 #include "error.h"
 #include "fetch.h"
 #include "fsutil.h"
+#include "lock.h"
 #include "log.h"
 #include "mirror.h"
 #include "provisioner.h"
@@ -30,6 +32,7 @@ struct mirror {
 	json_t *index; /* key (URL or reference) -> sha256 of the mirrored file */
 	json_t *vars;  /* the var file's variables */
 	json_t *regs;  /* registry -> file:// mirror */
+	json_t *lock;  /* the lock of the mirrored packages: {"imgforge_lock", "images"} */
 	size_t fetched, kept;
 };
 
@@ -222,6 +225,8 @@ static int mirror_inputs(struct mirror *m, struct imgf_build *b, struct imgf_inp
 {
 	for (size_t i = 0; i < n; i++) {
 		struct imgf_input *in = &ins[i];
+		if (in->own_record)
+			continue; /* a locked .deb: mirror_debs */
 		const char *rest;
 		if (url_rest(in->url, &rest, err) < 0)
 			return imgf_error_prefix(err, "input '%s'", in->name);
@@ -324,6 +329,156 @@ static int mirror_images(struct mirror *m, struct imgf_build *b, struct imgf_ste
 	return r;
 }
 
+/*
+ * The distro packages of a build: the lock's entries for its steps (the lock given, or one
+ * resolved now as `imgforge lock` does), each .deb fetched from the archive, verified by
+ * sha256 and kept in DIR/debs at its archive path.
+ */
+static int mirror_debs(struct mirror *m, struct imgf_build *b, struct imgf_error **err)
+{
+	bool locking = false;
+	const char *locked = NULL; /* the lock given */
+	for (size_t k = 0; k < b->nsteps; k++) {
+		locking = locking || b->steps[k].ops->lock;
+		if (json_object_get(b->steps[k].staged, "entry"))
+			locked = json_string_value(json_object_get(b->steps[k].staged, "lock"));
+	}
+	if (!locking)
+		return 0;
+	json_t *img;
+	if (locked) {
+		img = json_pack("{s:[],s:[]}", "archives", "steps");
+		for (size_t k = 0; k < b->nsteps; k++) {
+			json_t *st = b->steps[k].staged;
+			if (!json_object_get(st, "entry"))
+				continue;
+			json_array_append(json_object_get(img, "steps"),
+					  json_object_get(st, "entry"));
+			json_object_set(img, "archives", json_object_get(st, "archives"));
+		}
+		log_info("mirror: %s: the packages of the lock '%s'", b->def->name, locked);
+	} else {
+		json_t *doc = json_pack("{s:i,s:{}}", "imgforge_lock", IMGF_LOCK_VERSION, "images");
+		if (imgf_lock_builds(b, 1, doc, err) < 0) {
+			json_decref(doc);
+			return -1;
+		}
+		img = json_incref(json_object_get(json_object_get(doc, "images"), b->def->name));
+		json_decref(doc);
+		if (!img)
+			return 0;
+	}
+	json_object_set_new(json_object_get(m->lock, "images"), b->def->name, img);
+	/* what is not there yet, fetched at once */
+	size_t cap = 0, n = 0;
+	struct imgf_input *ins = NULL;
+	char **paths = NULL;
+	size_t i, j;
+	json_t *step, *p;
+	json_array_foreach(json_object_get(img, "steps"), i, step)
+	{
+		json_array_foreach(json_object_get(step, "packages"), j, p)
+		{
+			const char *url = json_string_value(json_object_get(p, "url"));
+			char *path = xasprintf("%s/debs/%s", m->dir,
+					       json_string_value(json_object_get(p, "filename")));
+			if (present(m, url, path)) {
+				m->kept++;
+				free(path);
+				continue;
+			}
+			ALLOC_GROW(ins, n + 1, cap);
+			paths = xrealloc(paths, (n + 1) * sizeof(*paths));
+			ins[n] = (struct imgf_input){
+				.name = xasprintf(
+					"deb:%s:%s",
+					json_string_value(json_object_get(p, "package")),
+					json_string_value(json_object_get(p, "architecture"))),
+				.url = xstrdup(url),
+				.checksum =
+					xasprintf("sha256:%s",
+						  json_string_value(json_object_get(p, "sha256"))),
+			};
+			paths[n++] = path;
+		}
+	}
+	int r = n ? imgf_fetch_all(ins, n, &b->fetch, err) : 0;
+	for (size_t k = 0; k < n; k++) {
+		if (r == 0 && (r = copy_file(ins[k].path, paths[k], err)) == 0) {
+			index_set(m->index, ins[k].url, ins[k].sha256);
+			m->fetched++;
+			log_info("mirror: %s -> %s", ins[k].url, paths[k]);
+		}
+		imgf_input_release(&ins[k]);
+		free(paths[k]);
+	}
+	free(ins);
+	free(paths);
+	return r < 0 ? imgf_error_prefix(err, "%s: distro packages", b->def->name) : 0;
+}
+
+/*
+ * DIR/imgforge.lock (the images mirrored now over those of earlier runs) and DIR/debs as an
+ * apt repository of every .deb it names, each checked against its sha256 and control.
+ */
+static int write_debs(struct mirror *m, struct imgf_error **err)
+{
+	_cleanup_free_ char *lpath = path_join(m->dir, "imgforge.lock");
+	json_t *old = NULL;
+	struct imgf_error *e = NULL;
+	if (access(lpath, F_OK) == 0 && imgf_aptlock_load(lpath, &old, &e) < 0) {
+		log_warn("mirror: the earlier '%s' is replaced: %s", lpath, e->msg);
+		imgf_error_free(e);
+	}
+	json_t *images = json_object_get(old, "images");
+	if (images)
+		json_object_update(images, json_object_get(m->lock, "images"));
+	json_t *doc = old ? old : json_incref(m->lock);
+	json_t *debs = json_array(), *seen = json_object();
+	const char *name;
+	json_t *img;
+	json_object_foreach(json_object_get(doc, "images"), name, img)
+	{
+		size_t i, j;
+		json_t *step, *p;
+		json_array_foreach(json_object_get(img, "steps"), i, step)
+		{
+			json_array_foreach(json_object_get(step, "packages"), j, p)
+			{
+				const char *fn = json_string_value(json_object_get(p, "filename"));
+				if (json_object_get(seen, fn))
+					continue;
+				json_object_set_new(seen, fn, json_true());
+				json_t *d = json_deep_copy(p);
+				json_object_set_new(d, "path", json_string(fn));
+				json_array_append_new(debs, d);
+			}
+		}
+	}
+	_cleanup_free_ char *dir = path_join(m->dir, "debs");
+	_cleanup_free_ char *text = imgf_aptlock_dump(doc);
+	int r = mkdir_p(dir, 0755, err);
+	if (r == 0)
+		r = imgf_aptrepo_write(dir, debs, true, err);
+	if (r == 0)
+		r = write_file_atomic(lpath, text, strlen(text), 0644, err);
+	if (r == 0) {
+		_cleanup_free_ char *url = xasprintf("file://%s", dir);
+		json_object_set_new(m->vars, "packages_lock", json_string(lpath));
+		json_object_set_new(m->vars, "packages_mirror", json_string(url));
+		/* nothing a build does needs the network now: the build containers and the
+		 * libguestfs appliance get none */
+		json_object_set_new(m->vars, "docker_network", json_string("none"));
+		json_object_set_new(m->vars, "qemu_network", json_string("false"));
+		log_info("mirror: %zu package(s) in the apt repository %s (lock %s)",
+			 json_array_size(debs), dir, lpath);
+	}
+	json_decref(debs);
+	json_decref(seen);
+	json_decref(doc);
+	return r < 0 ? imgf_error_prefix(err, "mirror: distro packages") : 0;
+}
+
 int imgf_mirror_builds(const struct imgf_config *c, struct imgf_build *builds, size_t n,
 		       const char *dir, struct imgf_error **err)
 {
@@ -332,7 +487,12 @@ int imgf_mirror_builds(const struct imgf_config *c, struct imgf_build *builds, s
 		return -1;
 	if (!realpath(dir, abs))
 		return imgf_error_errno(err, errno, "mirror directory '%s'", dir);
-	struct mirror m = {.config = c, .dir = abs, .regs = json_object()};
+	struct mirror m = {
+		.config = c,
+		.dir = abs,
+		.regs = json_object(),
+		.lock = json_pack("{s:i,s:{}}", "imgforge_lock", IMGF_LOCK_VERSION, "images"),
+	};
 	/* Several configs (or runs) into one directory: their variables add up. */
 	_cleanup_free_ char *vpath = path_join(abs, "vars.json");
 	json_error_t verr;
@@ -367,6 +527,9 @@ int imgf_mirror_builds(const struct imgf_config *c, struct imgf_build *builds, s
 			if (r < 0)
 				imgf_error_prefix(err, "%s: %s", b->def->name, b->steps[k].where);
 		}
+		/* last: resolving may start a target, after every cheaper check has passed */
+		if (r == 0)
+			r = mirror_debs(&m, b, err);
 	}
 	/* The index is written even after a failure: what was mirrored stays known. */
 	_cleanup_free_ char *itext = json_dumps(m.index, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -375,6 +538,8 @@ int imgf_mirror_builds(const struct imgf_config *c, struct imgf_build *builds, s
 	    r == 0)
 		r = -1;
 	imgf_error_free(e);
+	if (r == 0 && json_object_size(json_object_get(m.lock, "images")))
+		r = write_debs(&m, err);
 	if (r == 0 && json_object_size(m.regs)) {
 		json_t *all = json_loads(
 			json_string_value(json_object_get(m.vars, "registry_mirrors")) ?: "{}", 0,
@@ -405,5 +570,6 @@ int imgf_mirror_builds(const struct imgf_config *c, struct imgf_build *builds, s
 	json_decref(m.index);
 	json_decref(m.vars);
 	json_decref(m.regs);
+	json_decref(m.lock);
 	return r;
 }

@@ -10,6 +10,12 @@
  *                     target exists
  *   stage             MAY be NULL: host-side work after inputs are verified and before the
  *                     target exists (e.g. pulling registry images); no target access
+ *   cache_key         MAY be NULL: what decides the step's effect beyond its config, inputs
+ *                     and data files (packages: the lock's entry, or the archive's Release),
+ *                     as JSON for the step cache's key; may fetch (the build's fetch options)
+ *   lock              MAY be NULL: steps that install distro packages resolve them in the
+ *                     target for `imgforge lock` (*entry: the lock's step entry, aptlock.h);
+ *                     with `install` they also install them, as a later step needs
  *   reads_host        MAY be NULL: every key the keys table types IMGF_KEY_HOST_PATH(_WORDS)
  *                     names host paths the step reads whenever it is set; else whether that
  *                     key does in this step's config (file's `source` with direction
@@ -54,6 +60,9 @@ struct imgf_provisioner_ops {
 	 * and, in *mirrors, the registry_mirrors it pulls them through; for `imgforge mirror`. */
 	char **(*pulls)(struct imgf_step *s, json_t **mirrors, struct imgf_error **err);
 	bool (*reads_host)(const struct imgf_step *s, const char *key);
+	int (*cache_key)(const struct imgf_step *s, json_t **extra, struct imgf_error **err);
+	int (*lock)(struct imgf_step *s, struct imgf_target *t, bool install, json_t **entry,
+		    struct imgf_error **err);
 };
 
 /* Make a provisioner known by its name (a second one of the same name is ignored). */

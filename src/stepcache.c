@@ -263,11 +263,20 @@ static int step_key(const struct imgf_step *s, const char *prev, json_t *lists, 
 			inputs, json_pack("{s:s,s:s}", "name", s->inputs[j].name, "digest", d));
 		free(d);
 	}
+	json_t *extra = NULL;
+	if (s->ops->cache_key && s->ops->cache_key(s, &extra, err) < 0) {
+		json_decref(inputs);
+		return -1;
+	}
 	const char *arch = s->build->contract->arch;
-	*key = digest_json(json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s}", "prev", prev, "imgforge",
-				     IMGF_VERSION, "type", s->ops->name, "config", s->cfg, "inputs",
-				     inputs, "data", data_digests(s), "local", local_digests(s),
-				     "arch", arch ? arch : ""));
+	json_t *doc = json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s}", "prev", prev, "imgforge",
+				IMGF_VERSION, "type", s->ops->name, "config", s->cfg, "inputs",
+				inputs, "data", data_digests(s), "local", local_digests(s), "arch",
+				arch ? arch : "");
+	/* only when there is one: the keys of every other step stay as they were */
+	if (extra)
+		json_object_set_new(doc, "extra", extra);
+	*key = digest_json(doc);
 	return 0;
 }
 

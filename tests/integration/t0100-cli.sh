@@ -20,7 +20,7 @@ test_expect_success "an unknown command is a usage error naming it" '
 '
 
 test_expect_success "--help works for every subcommand" '
-	for c in build validate inspect version; do
+	for c in build validate inspect lock mirror version; do
 		expect_exit 0 "$IMGF" $c --help && grep -q "usage: imgforge $c" "$TMP/out"
 	done
 '
@@ -316,6 +316,28 @@ test_expect_success "max_size must be a size, on a step that downloads" '
 	expect_err "provisioners[0] (runc): max_size: '\''lots'\'' is not a size like 512M" &&
 	expect_exit 1 "$IMGF" validate "$TMP/cap/config-shell.json" &&
 	expect_err "provisioners[0] (shell): max_size: a shell step downloads nothing to cap"
+'
+
+# A lock for the shipped kind-node whose step 0 knows only two of the packages (no engine:
+# validate checks the lock against the config without building anything).
+SHA=$(printf x | sha256sum | cut -d" " -f1)
+cat >"$TMP/small.lock" <<JSON
+{"imgforge_lock": 1, "images": {"kind-node": {"archives": [], "steps": [{"step": 0,
+  "requested": ["bash", "jq"], "packages": [{"package": "jq", "version": "1.6", "architecture": "amd64",
+  "sha256": "$SHA", "size": 1, "filename": "pool/main/j/jq/jq_1.6_amd64.deb",
+  "url": "http://deb.example/debian/pool/main/j/jq/jq_1.6_amd64.deb", "archive": "x"}]}]}}}
+JSON
+test_expect_success "a lock that does not match the config fails validation, naming the package" '
+	expect_exit 0 "$IMGF" validate --only kind-node --lock "$TMP/small.lock" \
+		--var "kind_base_packages=bash jq" "$TOP/config/debian-12.json" &&
+	expect_exit 1 "$IMGF" validate --only kind-node --lock "$TMP/small.lock" "$TOP/config/debian-12.json" &&
+	expect_err "package '\''systemd'\'' is not in the lock '\''$TMP/small.lock'\'' (image '\''kind-node'\'')" &&
+	expect_exit 1 "$IMGF" validate --only kind-base --lock "$TMP/small.lock" \
+		--var "kind_base_packages=bash jq" "$TOP/config/debian-12.json" &&
+	expect_err "lock '\''$TMP/small.lock'\'' has no entry for image '\''kind-base'\'' step 0" &&
+	sed "s/\"size\": 1/\"size\": -1/" "$TMP/small.lock" >"$TMP/bad.lock" &&
+	expect_exit 1 "$IMGF" validate --only kind-node --lock "$TMP/bad.lock" "$TOP/config/debian-12.json" &&
+	expect_err "lock '\''$TMP/bad.lock'\'': images.kind-node.steps[0].packages[0].size: expected a number of bytes"
 '
 
 test_done

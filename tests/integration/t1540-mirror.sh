@@ -3,9 +3,11 @@
 # imgforge mirror (air-gapped builds): every input a kind node build uses (containerd, runc, CNI
 # from the fixture mirror over HTTP; Kubernetes binaries and crictl from the from-source tree;
 # registry images from the loopback registry) is fetched and verified into DIR, with DIR/vars.json
-# pointing every source variable at it. With the upstream servers STOPPED and an empty download
-# cache, a build with that var file succeeds and records the same input digests as a networked
-# build. A second mirror run fetches nothing. The mirror runs no kubeadm on the host: kubeadm's
+# pointing every source variable at it. The distro packages too: the mirror resolves them on the
+# base as `imgforge lock` does, keeps every .deb in DIR/debs (an apt repository imgforge
+# indexes) with DIR/imgforge.lock, and vars.json turns the build containers' network off. With
+# the upstream servers STOPPED and an empty download cache, a build with that var file succeeds
+# and records the same input digests, the packages (kind deb) included, as a networked build. A second mirror run fetches nothing. The mirror runs no kubeadm on the host: kubeadm's
 # pause, etcd and CoreDNS are named (a mirror without them fails, naming the variables), and
 # the build from the mirror checks them against its target's kubeadm. containerd is given
 # layouts written from the mirror's verified blobs, and holds each verified digest under its
@@ -39,8 +41,9 @@ build() { # OUTPUT-DIR more arguments... (OFFLINE=1: in a network namespace of i
 		--output-dir "$out" "$TOP/config/debian-12.json"
 }
 
-# kubeadm's pause, etcd and CoreDNS (what hack/kube-from-source.sh built), for the mirror.
-KUBEADM_IMAGES=(--var "pause_image=registry.k8s.io/pause:$PAUSE_TAG"
+# kubeadm's pause, etcd and CoreDNS (what hack/kube-from-source.sh built), for the mirror, and
+# the base the mirror resolves the distro packages on.
+KUBEADM_IMAGES=(--var docker_base_image="$BASE" --var "pause_image=registry.k8s.io/pause:$PAUSE_TAG"
 	--var "etcd_image=registry.k8s.io/etcd:$ETCD_TAG"
 	--var "coredns_image=registry.k8s.io/coredns/coredns:$COREDNS_VERSION")
 
@@ -73,7 +76,12 @@ test_expect_success "imgforge mirror fetches and verifies every input into DIR a
 	jq -r ".variables.registry_mirrors" "$M/vars.json" | jq -e ".\"registry.k8s.io\" == \"file://$M/images/registry.k8s.io\"" &&
 	test -s "$M/files/${KUBE_DIR#/}/release/$KUBE_VERSION/bin/linux/amd64/kubeadm" &&
 	test -s "$M/files/${KUBE_DIR#/}/release/$KUBE_VERSION/bin/linux/amd64/kubeadm.sha256" &&
-	test -s "$M/images/registry.k8s.io/etcd/$ETCD_TAG.tar"
+	test -s "$M/images/registry.k8s.io/etcd/$ETCD_TAG.tar" &&
+	jq -e ".variables.packages_lock == \"$M/imgforge.lock\" and .variables.packages_mirror == \"file://$M/debs\"" "$M/vars.json" &&
+	jq -e ".variables.docker_network == \"none\"" "$M/vars.json" &&
+	jq -e ".images[\"kind-node\"].steps[0].packages | length > 0" "$M/imgforge.lock" &&
+	test "$(grep -c "^Package: " "$M/debs/Packages")" = \
+		"$(jq ".images[\"kind-node\"].steps[0].packages | length" "$M/imgforge.lock")"
 '
 
 test_expect_success "a second mirror run fetches nothing" '
@@ -83,6 +91,11 @@ test_expect_success "a second mirror run fetches nothing" '
 	grep -E "mirror: 0 fetched, [1-9][0-9]* already there" "$TMP/m2.log" &&
 	! test -e "$TMP/cache-mirror2/downloads/sha256"
 '
+
+# The distro packages a manifest records (kind deb), every field, sorted.
+debs() {
+	jq -S "[.builds[].inputs[] | select(.kind == \"deb\")] | sort_by(.name)" "$1"/*/manifest.json
+}
 
 # No network at all: imgforge runs in a network namespace of its own (unshare -n: only
 # loopback, and nothing listens there), so no upstream server, the test ones included, is
@@ -99,7 +112,11 @@ test_expect_success "with no upstream server reachable (unshare -n), the build f
 	digests "$TMP/online" >"$TMP/d-online" && digests "$TMP/offline" >"$TMP/d-offline" &&
 	test "$(wc -l <"$TMP/d-online")" -ge 10 &&
 	diff "$TMP/d-online" "$TMP/d-offline" &&
-	test "$(docker run --rm --entrypoint kubeadm "$TAG" version -o short)" = "$KUBE_VERSION"
+	debs "$TMP/online" >"$TMP/debs-online" && debs "$TMP/offline" >"$TMP/debs-offline" &&
+	test "$(jq length "$TMP/debs-online")" -gt 0 &&
+	diff "$TMP/debs-online" "$TMP/debs-offline" &&
+	grep -q "locked package(s) installed, each verified by sha256 before" "$TMP/offline.log" &&
+	test "$(docker run --rm --network none --entrypoint kubeadm "$TAG" version -o short)" = "$KUBE_VERSION"
 '
 
 test_expect_success "a tampered blob in the mirror is refused, naming the layout and the blob" '
