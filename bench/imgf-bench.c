@@ -30,6 +30,7 @@
 
 #include "build.h"
 #include "builder.h"
+#include "contract.h"
 #include "error.h"
 #include "fsutil.h"
 #include "log.h"
@@ -88,9 +89,17 @@ static int run_pp(char **argv, struct imgf_error **err)
 		.file = "bench.json",
 		.post_processors = list,
 	};
+	/* The contract the engine resolves for a build: the disk outputs are named by it. */
+	struct imgf_contract contract;
+	if (imgf_contract_resolve(&cfg, &contract, err) < 0) {
+		json_decref(list);
+		json_decref(cfg.vars);
+		return -1;
+	}
 	_cleanup_free_ char *out_dir = path_dirname(argv[0]);
 	struct imgf_build b = {
 		.config = &cfg,
+		.contract = &contract,
 		.def = &def,
 		.builder = &imgf_qemu_builder,
 		.out_dir = out_dir,
@@ -122,6 +131,7 @@ static int run_pp(char **argv, struct imgf_error **err)
 	json_decref(b.inputs);
 	json_decref(b.labels);
 	json_decref(def.post_processors);
+	imgf_contract_release(&contract);
 	json_decref(cfg.vars);
 	return r;
 }
