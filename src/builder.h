@@ -1,7 +1,7 @@
 /*
  * Builders make a target from a base, turn it into an artifact and clean up. One file per
  * builder under builders/, each defining one `const struct imgf_builder_ops`, listed in
- * src/builder.c's table.
+ * src/plugins.c's table (imgf_plugins_register).
  *
  *   name, prepare, commit, cleanup  MUST be set
  *   keys                            MUST list every config key the builder accepts

@@ -1,7 +1,7 @@
 /*
  * Post-processors turn a builder's artifact into the build's outputs. One file per
  * post-processor under post-processors/, each defining one
- * `const struct imgf_post_processor_ops`, listed in src/postprocessor.c's table.
+ * `const struct imgf_post_processor_ops`, listed in src/plugins.c's table.
  *
  *   name, keys, run   MUST be set (keys: every key of its post_processors entry but "type")
  *   validate          MAY be NULL: checks beyond the key table before anything is built, no

@@ -1,6 +1,6 @@
 /*
  * Provisioners change a target. One file per provisioner under provisioners/, each defining
- * one `const struct imgf_provisioner_ops`, listed in src/provisioner.c's table. They never
+ * one `const struct imgf_provisioner_ops`, listed in src/plugins.c's table. They never
  * know which builder they run under.
  *
  *   name, keys, run   MUST be set
