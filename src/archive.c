@@ -1,7 +1,7 @@
 /*
  * Tar through libarchive. Reading (imgf_archive_extract, imgf_tar_add_archive) runs every
- * member through check_member() before anything is written; writing makes pax-restricted
- * tars with root owners and SOURCE_DATE_EPOCH mtimes.
+ * member through imgf_archive_check_member() (archive-check.c) before anything is written;
+ * writing makes pax-restricted tars with root owners and SOURCE_DATE_EPOCH mtimes.
  */
 /* <archive.h> is libarchive's: src/ is on the quote path only (-iquote src). */
 #include <archive.h>
@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archive-internal.h"
 #include "archive.h"
 #include "contract.h"
 #include "error.h"
@@ -25,15 +26,14 @@
 #include "util.h"
 
 #define COPY_BUF_SIZE (64 * 1024)
-/* Linux's MAXSYMLINKS: a path that needs more symlinks than this does not resolve. */
-#define MAX_SYMLINK_HOPS 40
 
 /*
  * ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS is deliberately absent: libarchive resolves member
  * paths against the working directory, and chdir() would move it under every other thread,
  * so members are written as realpath(dest) + "/" + name. Absolute member names are refused
- * by check_member() before that prefix is added; SECURE_SYMLINKS and SECURE_NODOTDOT still
- * apply to the full path. OWNER only with IMGF_EXTRACT_OWNERS; no XATTR/ACL/FFLAGS.
+ * by imgf_archive_check_member() before that prefix is added; SECURE_SYMLINKS and
+ * SECURE_NODOTDOT still apply to the full path. OWNER only with IMGF_EXTRACT_OWNERS; no
+ * XATTR/ACL/FFLAGS.
  */
 #define EXTRACT_FLAGS                                                                    \
 	(ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS | \
@@ -41,512 +41,9 @@
 
 /* ---- Path names ---- */
 
-enum path_problem {
-	PATH_OK,
-	PATH_EMPTY,
-	PATH_ABSOLUTE,
-	PATH_DOTDOT,
-	PATH_ESCAPES,
-};
-
-static const char *path_problem_text(enum path_problem p)
-{
-	switch (p) {
-	case PATH_EMPTY:
-		return "is empty";
-	case PATH_ABSOLUTE:
-		return "is absolute";
-	case PATH_DOTDOT:
-		return "contains '..'";
-	case PATH_ESCAPES:
-		return "escapes the destination";
-	case PATH_OK:
-		break;
-	}
-	return "is fine";
-}
-
-/*
- * A relative name with "." and empty components dropped ("./a//b/" -> "a/b"). Absolute
- * names and names with any ".." are refused (PATH_ESCAPES when ".." climbs above the top).
- */
-static enum path_problem normalize_path(const char *raw, char **out)
-{
-	*out = NULL;
-	if (raw[0] == '/')
-		return PATH_ABSOLUTE;
-	struct strbuf sb = STRBUF_INIT;
-	long depth = 0;
-	bool dotdot = false;
-	for (const char *p = raw; *p;) {
-		const char *slash = strchrnul(p, '/');
-		size_t len = (size_t)(slash - p);
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			dotdot = true;
-			if (--depth < 0) {
-				strbuf_release(&sb);
-				return PATH_ESCAPES;
-			}
-		} else if (len > 0 && !(len == 1 && p[0] == '.')) {
-			depth++;
-			if (sb.len)
-				strbuf_addch(&sb, '/');
-			strbuf_add(&sb, p, len);
-		}
-		p = *slash ? slash + 1 : slash;
-	}
-	if (dotdot || sb.len == 0) {
-		strbuf_release(&sb);
-		return dotdot ? PATH_DOTDOT : PATH_EMPTY;
-	}
-	*out = strbuf_detach(&sb, NULL);
-	return PATH_OK;
-}
-
-/* A normalised name without its first n components, or NULL when nothing is left. */
-static const char *strip_components(const char *name, int n)
-{
-	const char *p = name;
-	for (int i = 0; i < n; i++) {
-		const char *slash = strchr(p, '/');
-		if (!slash)
-			return NULL;
-		p = slash + 1;
-	}
-	return p;
-}
-
-/* The directory part of a normalised name, "" at the top. */
-static char *parent_dir(const char *name)
-{
-	const char *slash = strrchr(name, '/');
-	return slash ? xstrndup(name, (size_t)(slash - name)) : xstrdup("");
-}
-
 static char *join_name(const char *prefix, const char *name)
 {
 	return prefix ? path_join(prefix, name) : xstrdup(name);
-}
-
-/* ---- The tree an archive builds, as far as the checks need to know it ---- */
-
-struct tree_node {
-	struct tree_node *next;
-	char *name;
-	char *symlink; /* target, for AE_IFLNK */
-	mode_t type;   /* AE_IFREG, AE_IFDIR or AE_IFLNK; a hardlink counts as AE_IFREG */
-	bool emitted;  /* imgf_tar_add_archive: copied to the output */
-};
-
-struct tree {
-	struct tree_node **buckets;
-	size_t nbuckets;
-	struct tree_node **order; /* every node, in the order members arrived */
-	size_t count, alloc;
-	int dirfd;	  /* extraction: the destination, where symlinks are looked up; else -1 */
-	size_t max_len;	  /* longest name allowed: what fits in PATH_MAX after the destination */
-	bool absolute_ok; /* IMGF_EXTRACT_ABSOLUTE_SYMLINKS: "/x" stays in the target's root */
-};
-
-static void tree_init(struct tree *tree, int dirfd, size_t dest_len)
-{
-	tree->max_len = dest_len + 2 < PATH_MAX ? PATH_MAX - 2 - dest_len : 0;
-	tree->nbuckets = 64;
-	tree->buckets = xcalloc(tree->nbuckets, sizeof(*tree->buckets));
-	tree->order = NULL;
-	tree->count = tree->alloc = 0;
-	tree->dirfd = dirfd;
-	tree->absolute_ok = false;
-}
-
-static void tree_release(struct tree *tree)
-{
-	for (size_t i = 0; i < tree->count; i++) {
-		free(tree->order[i]->name);
-		free(tree->order[i]->symlink);
-		free(tree->order[i]);
-	}
-	free(tree->order);
-	free(tree->buckets);
-	tree->order = tree->buckets = NULL;
-}
-
-/* FNV-1a, one byte at a time so that a walk along a name hashes each prefix on the way. */
-#define HASH_INIT 14695981039346656037ULL
-static uint64_t hash_step(uint64_t h, char c)
-{
-	return (h ^ (unsigned char)c) * 1099511628211ULL;
-}
-
-static uint64_t hash_name(const char *s)
-{
-	uint64_t h = HASH_INIT;
-	for (; *s; s++)
-		h = hash_step(h, *s);
-	return h;
-}
-
-static struct tree_node *tree_find_hashed(const struct tree *tree, const char *name, uint64_t h)
-{
-	struct tree_node *n = tree->buckets[h & (tree->nbuckets - 1)];
-	while (n && strcmp(n->name, name) != 0)
-		n = n->next;
-	return n;
-}
-
-static struct tree_node *tree_find(const struct tree *tree, const char *name)
-{
-	return tree_find_hashed(tree, name, hash_name(name));
-}
-
-static void tree_grow(struct tree *tree)
-{
-	size_t nb = tree->nbuckets * 2;
-	struct tree_node **b = xcalloc(nb, sizeof(*b));
-	for (size_t i = 0; i < tree->nbuckets; i++) {
-		struct tree_node *n = tree->buckets[i];
-		while (n) {
-			struct tree_node *next = n->next;
-			size_t h = (size_t)(hash_name(n->name) & (nb - 1));
-			n->next = b[h];
-			b[h] = n;
-			n = next;
-		}
-	}
-	free(tree->buckets);
-	tree->buckets = b;
-	tree->nbuckets = nb;
-}
-
-/* Record a member; a later member of the same name replaces the earlier one. */
-static struct tree_node *tree_set(struct tree *tree, const char *name, mode_t type,
-				  const char *symlink)
-{
-	struct tree_node *n = tree_find(tree, name);
-	if (!n) {
-		if (tree->count >= tree->nbuckets)
-			tree_grow(tree);
-		size_t h = (size_t)(hash_name(name) & (tree->nbuckets - 1));
-		n = xcalloc(1, sizeof(*n));
-		n->name = xstrdup(name);
-		n->next = tree->buckets[h];
-		tree->buckets[h] = n;
-		ALLOC_GROW(tree->order, tree->count + 1, tree->alloc);
-		tree->order[tree->count++] = n;
-	}
-	free(n->symlink);
-	n->symlink = symlink ? xstrdup(symlink) : NULL;
-	n->type = type;
-	n->emitted = false;
-	return n;
-}
-
-/*
- * Whether `path` (symlink-free up to its last component) is a symlink: on disk under the
- * destination when extracting, else among the members so far. *target is NULL when the
- * link could not be read, which callers treat as an escape.
- */
-static bool tree_symlink(const struct tree *tree, const char *path, char **target)
-{
-	*target = NULL;
-	if (tree->dirfd < 0) {
-		struct tree_node *n = tree_find(tree, path);
-		if (!n || n->type != AE_IFLNK)
-			return false;
-		*target = xstrdup(n->symlink);
-		return true;
-	}
-	struct stat st;
-	if (fstatat(tree->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
-		return false;
-	size_t size = (size_t)st.st_size + 1;
-	char *buf = xmalloc(size);
-	ssize_t n = readlinkat(tree->dirfd, path, buf, size);
-	if (n < 0 || (size_t)n >= size) {
-		free(buf);
-		return true;
-	}
-	buf[n] = '\0';
-	*target = buf;
-	return true;
-}
-
-/* The first symlink among the parent directories of `name`, or NULL. */
-static char *tree_symlink_parent(const struct tree *tree, const char *name)
-{
-	_cleanup_free_ char *path = xstrdup(name);
-	uint64_t h = HASH_INIT;
-	for (char *s = path; *s; h = hash_step(h, *s), s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		bool is_link;
-		if (tree->dirfd >= 0) {
-			struct stat st;
-			if (fstatat(tree->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-				return NULL; /* nothing exists below a missing directory */
-			is_link = S_ISLNK(st.st_mode);
-		} else {
-			struct tree_node *n = tree_find_hashed(tree, path, h);
-			is_link = n && n->type == AE_IFLNK;
-		}
-		if (is_link)
-			return xstrdup(path);
-		*s = '/';
-	}
-	return NULL;
-}
-
-enum resolve {
-	RESOLVE_INSIDE,
-	RESOLVE_ESCAPES,
-	RESOLVE_LOOP,
-};
-
-/*
- * Where `target`, read in directory `dir` of the tree, leads: following the symlinks the
- * tree holds, since "x -> d/up/.." escapes when d/up is itself "-> ..".
- */
-static enum resolve tree_resolve(const struct tree *tree, const char *dir, const char *target)
-{
-	if (target[0] == '/')
-		return tree->absolute_ok ? RESOLVE_INSIDE : RESOLVE_ESCAPES;
-	struct strbuf cur = STRBUF_INIT;
-	strbuf_addstr(&cur, dir);
-	char *rest = xstrdup(target);
-	const char *p = rest;
-	int hops = 0;
-	enum resolve ret = RESOLVE_INSIDE;
-	while (*p) {
-		const char *slash = strchrnul(p, '/');
-		size_t len = (size_t)(slash - p);
-		const char *next = *slash ? slash + 1 : slash;
-		if (len == 0 || (len == 1 && p[0] == '.')) {
-			p = next;
-			continue;
-		}
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			if (cur.len == 0) {
-				ret = RESOLVE_ESCAPES;
-				break;
-			}
-			char *last = strrchr(cur.buf, '/');
-			cur.len = last ? (size_t)(last - cur.buf) : 0;
-			cur.buf[cur.len] = '\0';
-			p = next;
-			continue;
-		}
-		size_t old_len = cur.len;
-		if (cur.len)
-			strbuf_addch(&cur, '/');
-		strbuf_add(&cur, p, len);
-		char *link;
-		if (!tree_symlink(tree, cur.buf, &link)) {
-			p = next;
-			continue;
-		}
-		if (link && link[0] == '/' && tree->absolute_ok && hops < MAX_SYMLINK_HOPS) {
-			free(link); /* the rest resolves in the target's root: inside */
-			break;
-		}
-		if (++hops > MAX_SYMLINK_HOPS || !link || link[0] == '/') {
-			ret = hops > MAX_SYMLINK_HOPS ? RESOLVE_LOOP : RESOLVE_ESCAPES;
-			free(link);
-			break;
-		}
-		cur.len = old_len;
-		cur.buf[cur.len] = '\0';
-		char *expanded = xasprintf("%s/%s", link, next);
-		free(link);
-		free(rest);
-		rest = expanded;
-		p = rest;
-	}
-	free(rest);
-	strbuf_release(&cur);
-	return ret;
-}
-
-/* ---- Checking members ---- */
-
-struct member {
-	const char *raw;     /* the name as in the archive, for messages */
-	char *name;	     /* normalised and stripped */
-	char *hardlink;	     /* normalised and stripped target, for a hardlink */
-	const char *symlink; /* target, for a symlink */
-	mode_t type;	     /* AE_IFREG, AE_IFDIR or AE_IFLNK */
-};
-
-static void member_release(struct member *m)
-{
-	free(m->name);
-	free(m->hardlink);
-	m->name = m->hardlink = NULL;
-}
-
-/* Names come from the archive: escape control bytes so a message cannot drive a terminal. */
-static char *printable(const char *s)
-{
-	struct strbuf sb = STRBUF_INIT;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c < 0x20 || c == 0x7f)
-			strbuf_addf(&sb, "\\x%02x", c);
-		else
-			strbuf_addch(&sb, c);
-	}
-	return strbuf_detach(&sb, NULL);
-}
-
-__attribute__((format(printf, 4, 5))) static int
-refuse(struct imgf_error **err, const char *archive_path, const char *member, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	_cleanup_free_ char *why = xvasprintf(fmt, ap);
-	va_end(ap);
-	_cleanup_free_ char *msg =
-		xasprintf("archive '%s': member '%s': %s", archive_path, member, why);
-	_cleanup_free_ char *clean = printable(msg);
-	return imgf_error_set(err, IMGF_EXIT_FAIL, "%s", clean);
-}
-
-static const char *type_refusal(mode_t type)
-{
-	switch (type) {
-	case AE_IFREG:
-	case AE_IFDIR:
-	case AE_IFLNK:
-		return NULL;
-	case AE_IFCHR:
-		return "character devices are not allowed";
-	case AE_IFBLK:
-		return "block devices are not allowed";
-	case AE_IFIFO:
-		return "fifos are not allowed";
-	case AE_IFSOCK:
-		return "sockets are not allowed";
-	}
-	return "unsupported member type";
-}
-
-/*
- * The one gate every member read goes through, for extraction and for copying alike.
- * Returns 0 to use the member (m filled, and recorded in the tree), 1 to skip it (the
- * top directory "./", or nothing left after stripping), <0 when it is refused.
- */
-static int check_member(struct tree *tree, const char *archive_path, struct archive_entry *e,
-			int strip, struct member *m, struct imgf_error **err)
-{
-	const char *raw = archive_entry_pathname(e);
-	const char *hardlink = archive_entry_hardlink(e);
-	const char *symlink = archive_entry_symlink(e);
-	mode_t type = archive_entry_filetype(e);
-	m->raw = raw ? raw : "";
-
-	_cleanup_free_ char *norm = NULL;
-	enum path_problem pp = normalize_path(m->raw, &norm);
-	if (pp == PATH_EMPTY && type == AE_IFDIR && !hardlink)
-		return 1;
-	if (pp != PATH_OK)
-		return refuse(err, archive_path, m->raw, "path %s", path_problem_text(pp));
-	/* Longer would not fit a system call, and would make libarchive chdir() to reach it. */
-	if (strlen(norm) > tree->max_len)
-		return refuse(err, archive_path, m->raw, "path is too long");
-
-	_cleanup_free_ char *link_norm = NULL;
-	if (hardlink) {
-		pp = normalize_path(hardlink, &link_norm);
-		if (pp != PATH_OK)
-			return refuse(err, archive_path, m->raw, "hardlink target '%s' %s",
-				      hardlink, path_problem_text(pp));
-		type = AE_IFREG;
-	} else {
-		const char *why = type_refusal(type);
-		if (why)
-			return refuse(err, archive_path, m->raw, "%s", why);
-	}
-	if (type == AE_IFLNK) {
-		if (!symlink || !*symlink)
-			return refuse(err, archive_path, m->raw, "symlink target is empty");
-		if (strlen(symlink) >= PATH_MAX)
-			return refuse(err, archive_path, m->raw, "symlink target is too long");
-		if (symlink[0] == '/' && !tree->absolute_ok)
-			return refuse(err, archive_path, m->raw, "symlink target '%s' is absolute",
-				      symlink);
-	}
-
-	const char *name = strip_components(norm, strip);
-	if (!name)
-		return 1;
-	_cleanup_free_ char *via = tree_symlink_parent(tree, name);
-	if (via)
-		return refuse(err, archive_path, m->raw, "path goes through symlink '%s'", via);
-
-	if (hardlink) {
-		const char *target = strip_components(link_norm, strip);
-		struct tree_node *n = target ? tree_find(tree, target) : NULL;
-		if (!n)
-			return refuse(err, archive_path, m->raw,
-				      "hardlink target '%s' is not an earlier member", hardlink);
-		if (n->type != AE_IFREG)
-			return refuse(err, archive_path, m->raw,
-				      "hardlink target '%s' is not a regular file", hardlink);
-		_cleanup_free_ char *link_via = tree_symlink_parent(tree, target);
-		if (link_via)
-			return refuse(err, archive_path, m->raw,
-				      "hardlink target '%s' goes through symlink '%s'", hardlink,
-				      link_via);
-		m->hardlink = xstrdup(target);
-	}
-	if (type == AE_IFLNK) {
-		_cleanup_free_ char *dir = parent_dir(name);
-		switch (tree_resolve(tree, dir, symlink)) {
-		case RESOLVE_INSIDE:
-			break;
-		case RESOLVE_ESCAPES:
-			return refuse(err, archive_path, m->raw,
-				      "symlink target '%s' escapes the destination", symlink);
-		case RESOLVE_LOOP:
-			return refuse(err, archive_path, m->raw,
-				      "symlink target '%s' has too many levels of symlinks",
-				      symlink);
-		}
-		m->symlink = symlink;
-	}
-	m->name = xstrdup(name);
-	m->type = type;
-	tree_set(tree, name, type, type == AE_IFLNK ? symlink : NULL);
-	return 0;
-}
-
-/*
- * Each symlink was checked when it arrived, but a later one can redirect it ("x -> d/up/.."
- * then "d/up -> .."), so once all members are in, check every symlink again. When
- * extracting, an escaping link is removed from the destination as well as reported.
- */
-static int tree_recheck_symlinks(struct tree *tree, const char *archive_path,
-				 struct imgf_error **err)
-{
-	int ret = 0;
-	for (size_t i = 0; i < tree->count; i++) {
-		struct tree_node *n = tree->order[i];
-		if (n->type != AE_IFLNK)
-			continue;
-		_cleanup_free_ char *dir = parent_dir(n->name);
-		enum resolve r = tree_resolve(tree, dir, n->symlink);
-		if (r == RESOLVE_INSIDE)
-			continue;
-		struct stat st;
-		if (tree->dirfd >= 0 &&
-		    fstatat(tree->dirfd, n->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISLNK(st.st_mode))
-			unlinkat(tree->dirfd, n->name, 0);
-		ret = refuse(err, archive_path, n->name, "symlink target '%s' %s", n->symlink,
-			     r == RESOLVE_LOOP ? "has too many levels of symlinks"
-					       : "escapes the destination");
-	}
-	return ret;
 }
 
 /* ---- Reading ---- */
@@ -667,19 +164,23 @@ static int extract_data(struct archive *in, struct archive *disk, const char *ar
 			break;
 		}
 		if (r < ARCHIVE_WARN)
-			return refuse(err, archive_path, m->raw, "%s", archive_error_string(in));
+			return imgf_archive_refuse(err, archive_path, m->raw, "%s",
+						   archive_error_string(in));
 		if (off < 0 ||
 		    (size >= 0 && (off > size || (uint64_t)len > (uint64_t)(size - off))))
-			return refuse(err, archive_path, m->raw, "data does not match its size");
+			return imgf_archive_refuse(err, archive_path, m->raw,
+						   "data does not match its size");
 		/* without a declared size (counted already) the data counts as it comes */
 		if (size < 0 && expansion_add(x, archive_path, len, 0, err) < 0)
 			return -1;
 		if (archive_write_data_block(disk, buf, len, off) < ARCHIVE_WARN)
-			return refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
+			return imgf_archive_refuse(err, archive_path, m->raw, "%s",
+						   archive_error_string(disk));
 		end = off + (int64_t)len > end ? off + (int64_t)len : end;
 	}
 	if (size >= 0 && end != size)
-		return refuse(err, archive_path, m->raw, "data does not match its size");
+		return imgf_archive_refuse(err, archive_path, m->raw,
+					   "data does not match its size");
 	return 0;
 }
 
@@ -710,11 +211,13 @@ static int extract_member(struct archive *in, struct archive *disk, const char *
 		archive_entry_unset_size(e);
 	int ret = 0;
 	if (archive_write_header(disk, e) < ARCHIVE_WARN)
-		ret = refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
+		ret = imgf_archive_refuse(err, archive_path, m->raw, "%s",
+					  archive_error_string(disk));
 	if (ret == 0 && m->type == AE_IFREG)
 		ret = extract_data(in, disk, archive_path, m, size, x, err);
 	if (ret == 0 && archive_write_finish_entry(disk) < ARCHIVE_WARN)
-		ret = refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
+		ret = imgf_archive_refuse(err, archive_path, m->raw, "%s",
+					  archive_error_string(disk));
 	archive_entry_free(e);
 	return ret;
 }
@@ -742,7 +245,7 @@ int imgf_archive_extract_flags(const char *archive_path, const char *dest_dir, u
 	archive_write_disk_set_options(
 		disk, EXTRACT_FLAGS | (flags & IMGF_EXTRACT_OWNERS ? ARCHIVE_EXTRACT_OWNER : 0));
 	struct tree tree;
-	tree_init(&tree, dirfd, strlen(dest));
+	imgf_archive_tree_init(&tree, dirfd, strlen(dest));
 	tree.absolute_ok = flags & IMGF_EXTRACT_ABSOLUTE_SYMLINKS;
 	struct expansion x;
 	expansion_init(&x);
@@ -757,14 +260,14 @@ int imgf_archive_extract_flags(const char *archive_path, const char *dest_dir, u
 		struct member m = {0};
 		r = expansion_member(&x, archive_path, e, err);
 		if (r == 0)
-			r = check_member(&tree, archive_path, e, 0, &m, err);
+			r = imgf_archive_check_member(&tree, archive_path, e, 0, &m, err);
 		if (r == 0)
 			r = extract_member(in, disk, archive_path, dest, e, &m, flags, &x, err);
-		member_release(&m);
+		imgf_archive_member_release(&m);
 		if (r < 0)
 			goto out;
 	}
-	if (tree_recheck_symlinks(&tree, archive_path, err) < 0)
+	if (imgf_archive_tree_recheck_symlinks(&tree, archive_path, err) < 0)
 		goto out;
 	if (archive_write_close(disk) != ARCHIVE_OK) {
 		imgf_error_set(err, IMGF_EXIT_FAIL, "archive '%s': %s", archive_path,
@@ -776,12 +279,12 @@ out:
 	if (ret < 0) {
 		/* Members before the failing one are on disk: remove any link that now escapes. */
 		struct imgf_error *ignored = NULL;
-		tree_recheck_symlinks(&tree, archive_path, &ignored);
+		imgf_archive_tree_recheck_symlinks(&tree, archive_path, &ignored);
 		imgf_error_free(ignored);
 	}
 	archive_write_free(disk);
 	archive_read_free(in);
-	tree_release(&tree);
+	imgf_archive_tree_release(&tree);
 	return ret;
 }
 
@@ -881,10 +384,10 @@ static int tar_settle(struct imgf_tar *t, size_t entries_before, int r)
 /* Names written are relative and normalised ("./usr//bin/" -> "usr/bin"). */
 static int tar_name(const struct imgf_tar *t, const char *name, char **out, struct imgf_error **err)
 {
-	enum path_problem p = normalize_path(name, out);
+	enum path_problem p = imgf_archive_normalize_path(name, out);
 	if (p != PATH_OK)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': name '%s': path %s", t->path,
-				      name, path_problem_text(p));
+				      name, imgf_archive_path_problem_text(p));
 	return 0;
 }
 
@@ -1168,17 +671,21 @@ static int copy_member_data(struct imgf_tar *t, struct archive *in, const char *
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r < ARCHIVE_WARN)
-			return refuse(err, archive_path, m->raw, "%s", archive_error_string(in));
+			return imgf_archive_refuse(err, archive_path, m->raw, "%s",
+						   archive_error_string(in));
 		if (off != pos && len > 0)
-			return refuse(err, archive_path, m->raw, "sparse data is not supported");
+			return imgf_archive_refuse(err, archive_path, m->raw,
+						   "sparse data is not supported");
 		if ((uint64_t)len > (uint64_t)(size - pos))
-			return refuse(err, archive_path, m->raw, "data does not match its size");
+			return imgf_archive_refuse(err, archive_path, m->raw,
+						   "data does not match its size");
 		if (len && tar_write_data(t, buf, len, name, err) < 0)
 			return -1;
 		pos += (int64_t)len;
 	}
 	if (pos != size)
-		return refuse(err, archive_path, m->raw, "data does not match its size");
+		return imgf_archive_refuse(err, archive_path, m->raw,
+					   "data does not match its size");
 	return 0;
 }
 
@@ -1212,17 +719,19 @@ static int copy_member(struct copy *c, struct archive_entry *in_e, const struct 
 	if (!copy_wanted(c, m->name))
 		return 0;
 	if (m->hardlink) {
-		struct tree_node *n = tree_find(&c->tree, m->hardlink);
+		struct tree_node *n = imgf_archive_tree_find(&c->tree, m->hardlink);
 		if (!n || !n->emitted)
-			return refuse(err, c->archive_path, m->raw,
-				      "hardlink target '%s' is not copied", m->hardlink);
+			return imgf_archive_refuse(err, c->archive_path, m->raw,
+						   "hardlink target '%s' is not copied",
+						   m->hardlink);
 	}
 	bool has_data = m->type == AE_IFREG && !m->hardlink;
 	if (has_data && !archive_entry_size_is_set(in_e))
-		return refuse(err, c->archive_path, m->raw, "size is unknown");
+		return imgf_archive_refuse(err, c->archive_path, m->raw, "size is unknown");
 	/* The writer would have to write every hole out as zeros. */
 	if (has_data && archive_entry_sparse_count(in_e) > 0)
-		return refuse(err, c->archive_path, m->raw, "sparse members are not supported");
+		return imgf_archive_refuse(err, c->archive_path, m->raw,
+					   "sparse members are not supported");
 	_cleanup_free_ char *name = join_name(c->prefix, m->name);
 	_cleanup_free_ char *link = m->hardlink ? join_name(c->prefix, m->hardlink) : NULL;
 	struct archive_entry *e = member_entry(m, in_e, name, link, archive_entry_perm(in_e));
@@ -1241,7 +750,7 @@ static int copy_member(struct copy *c, struct archive_entry *in_e, const struct 
 		return -1;
 	if (tar_finish_entry(c->t, name, err) < 0)
 		return -1;
-	tree_find(&c->tree, m->name)->emitted = true;
+	imgf_archive_tree_find(&c->tree, m->name)->emitted = true;
 	return 0;
 }
 
@@ -1268,7 +777,7 @@ static int add_archive(struct imgf_tar *t, const char *archive_path, int strip, 
 	c.in = archive_open_read(archive_path, err);
 	if (!c.in)
 		return -1;
-	tree_init(&c.tree, -1, 0);
+	imgf_archive_tree_init(&c.tree, -1, 0);
 	struct expansion x;
 	expansion_init(&x);
 	int ret = -1;
@@ -1282,25 +791,25 @@ static int add_archive(struct imgf_tar *t, const char *archive_path, int strip, 
 		struct member m = {0};
 		r = expansion_member(&x, archive_path, e, err);
 		if (r == 0)
-			r = check_member(&c.tree, archive_path, e, strip, &m, err);
+			r = imgf_archive_check_member(&c.tree, archive_path, e, strip, &m, err);
 		if (r == 0)
 			r = copy_member(&c, e, &m, err);
-		member_release(&m);
+		imgf_archive_member_release(&m);
 		if (r < 0)
 			goto out;
 	}
-	if (tree_recheck_symlinks(&c.tree, archive_path, err) < 0)
+	if (imgf_archive_tree_recheck_symlinks(&c.tree, archive_path, err) < 0)
 		goto out;
 	for (size_t i = 0; i < nonly; i++) {
 		if (!found[i]) {
-			refuse(err, archive_path, only[i], "not found");
+			imgf_archive_refuse(err, archive_path, only[i], "not found");
 			goto out;
 		}
 	}
 	ret = 0;
 out:
 	archive_read_free(c.in);
-	tree_release(&c.tree);
+	imgf_archive_tree_release(&c.tree);
 	return ret;
 }
 
