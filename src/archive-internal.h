@@ -1,17 +1,22 @@
 /*
  * What the parts of the tar code share: archive-check.c (member names, the tree an archive
- * builds, and the check every member read goes through) and archive.c (reading, extraction
- * and the tar writer). Not for other users.
+ * builds, and the check every member read goes through), archive.c (reading and extraction)
+ * and archive-write.c (the tar writer, which copies members of other archives too). Not for
+ * other users.
  */
 #ifndef IMGF_ARCHIVE_INTERNAL_H
 #define IMGF_ARCHIVE_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
+struct archive;
 struct archive_entry;
 struct imgf_error;
+
+#define COPY_BUF_SIZE (64 * 1024)
 
 /* ---- Path names ---- */
 
@@ -79,5 +84,29 @@ int imgf_archive_check_member(struct tree *tree, const char *archive_path, struc
  * one escapes, which extraction also removes from the destination. */
 int imgf_archive_tree_recheck_symlinks(struct tree *tree, const char *archive_path,
 				       struct imgf_error **err);
+
+/* ---- Reading ---- */
+
+/* What an archive has expanded to so far: a small compressed tar can expand without end. */
+struct expansion {
+	uint64_t bytes, entries;
+	uint64_t max_size, max_entries;
+};
+
+/* Empty, with the caps of imgf_archive_set_limits. */
+void imgf_archive_expansion_init(struct expansion *x);
+/* Count one member with its declared size; <0 past a cap. */
+int imgf_archive_expansion_member(struct expansion *x, const char *archive_path,
+				  struct archive_entry *e, struct imgf_error **err);
+
+/* Any format and compression libarchive reads; NULL on error. */
+struct archive *imgf_archive_open_read(const char *path, struct imgf_error **err);
+/* 1 with *e set, 0 at the end, <0 on error (mtree input is refused). */
+int imgf_archive_next_member(struct archive *a, const char *path, struct archive_entry **e,
+			     struct imgf_error **err);
+/* A fresh entry for a checked member: name, type, permissions, size and link, nothing else. */
+struct archive_entry *imgf_archive_member_entry(const struct member *m, struct archive_entry *in,
+						const char *name, const char *hardlink,
+						mode_t perm);
 
 #endif
