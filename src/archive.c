@@ -1,553 +1,35 @@
 /*
- * Tar through libarchive. Reading (imgf_archive_extract, imgf_tar_add_archive) runs every
- * member through check_member() before anything is written; writing makes pax-restricted
- * tars with root owners and SOURCE_DATE_EPOCH mtimes.
+ * Reading archives through libarchive: opening one, its members one by one with the caps on
+ * what it may expand to, and extracting it to a directory. Every member goes through
+ * imgf_archive_check_member() (archive-check.c) before anything is written; archive-write.c
+ * reads with the same pieces to copy members into a tar.
  */
 /* <archive.h> is libarchive's: src/ is on the quote path only (-iquote src). */
 #include <archive.h>
 #include <archive_entry.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "archive-internal.h"
 #include "archive.h"
-#include "contract.h"
 #include "error.h"
-#include "strbuf.h"
 #include "util.h"
-
-#define COPY_BUF_SIZE (64 * 1024)
-/* Linux's MAXSYMLINKS: a path that needs more symlinks than this does not resolve. */
-#define MAX_SYMLINK_HOPS 40
 
 /*
  * ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS is deliberately absent: libarchive resolves member
  * paths against the working directory, and chdir() would move it under every other thread,
  * so members are written as realpath(dest) + "/" + name. Absolute member names are refused
- * by check_member() before that prefix is added; SECURE_SYMLINKS and SECURE_NODOTDOT still
- * apply to the full path. OWNER only with IMGF_EXTRACT_OWNERS; no XATTR/ACL/FFLAGS.
+ * by imgf_archive_check_member() before that prefix is added; SECURE_SYMLINKS and
+ * SECURE_NODOTDOT still apply to the full path. OWNER only with IMGF_EXTRACT_OWNERS; no
+ * XATTR/ACL/FFLAGS.
  */
 #define EXTRACT_FLAGS                                                                    \
 	(ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS | \
 	 ARCHIVE_EXTRACT_SECURE_NODOTDOT)
-
-/* ---- Path names ---- */
-
-enum path_problem {
-	PATH_OK,
-	PATH_EMPTY,
-	PATH_ABSOLUTE,
-	PATH_DOTDOT,
-	PATH_ESCAPES,
-};
-
-static const char *path_problem_text(enum path_problem p)
-{
-	switch (p) {
-	case PATH_EMPTY:
-		return "is empty";
-	case PATH_ABSOLUTE:
-		return "is absolute";
-	case PATH_DOTDOT:
-		return "contains '..'";
-	case PATH_ESCAPES:
-		return "escapes the destination";
-	case PATH_OK:
-		break;
-	}
-	return "is fine";
-}
-
-/*
- * A relative name with "." and empty components dropped ("./a//b/" -> "a/b"). Absolute
- * names and names with any ".." are refused (PATH_ESCAPES when ".." climbs above the top).
- */
-static enum path_problem normalize_path(const char *raw, char **out)
-{
-	*out = NULL;
-	if (raw[0] == '/')
-		return PATH_ABSOLUTE;
-	struct strbuf sb = STRBUF_INIT;
-	long depth = 0;
-	bool dotdot = false;
-	for (const char *p = raw; *p;) {
-		const char *slash = strchrnul(p, '/');
-		size_t len = (size_t)(slash - p);
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			dotdot = true;
-			if (--depth < 0) {
-				strbuf_release(&sb);
-				return PATH_ESCAPES;
-			}
-		} else if (len > 0 && !(len == 1 && p[0] == '.')) {
-			depth++;
-			if (sb.len)
-				strbuf_addch(&sb, '/');
-			strbuf_add(&sb, p, len);
-		}
-		p = *slash ? slash + 1 : slash;
-	}
-	if (dotdot || sb.len == 0) {
-		strbuf_release(&sb);
-		return dotdot ? PATH_DOTDOT : PATH_EMPTY;
-	}
-	*out = strbuf_detach(&sb, NULL);
-	return PATH_OK;
-}
-
-/* A normalised name without its first n components, or NULL when nothing is left. */
-static const char *strip_components(const char *name, int n)
-{
-	const char *p = name;
-	for (int i = 0; i < n; i++) {
-		const char *slash = strchr(p, '/');
-		if (!slash)
-			return NULL;
-		p = slash + 1;
-	}
-	return p;
-}
-
-/* The directory part of a normalised name, "" at the top. */
-static char *parent_dir(const char *name)
-{
-	const char *slash = strrchr(name, '/');
-	return slash ? xstrndup(name, (size_t)(slash - name)) : xstrdup("");
-}
-
-static char *join_name(const char *prefix, const char *name)
-{
-	return prefix ? path_join(prefix, name) : xstrdup(name);
-}
-
-/* ---- The tree an archive builds, as far as the checks need to know it ---- */
-
-struct tree_node {
-	struct tree_node *next;
-	char *name;
-	char *symlink; /* target, for AE_IFLNK */
-	mode_t type;   /* AE_IFREG, AE_IFDIR or AE_IFLNK; a hardlink counts as AE_IFREG */
-	bool emitted;  /* imgf_tar_add_archive: copied to the output */
-};
-
-struct tree {
-	struct tree_node **buckets;
-	size_t nbuckets;
-	struct tree_node **order; /* every node, in the order members arrived */
-	size_t count, alloc;
-	int dirfd;	  /* extraction: the destination, where symlinks are looked up; else -1 */
-	size_t max_len;	  /* longest name allowed: what fits in PATH_MAX after the destination */
-	bool absolute_ok; /* IMGF_EXTRACT_ABSOLUTE_SYMLINKS: "/x" stays in the target's root */
-};
-
-static void tree_init(struct tree *tree, int dirfd, size_t dest_len)
-{
-	tree->max_len = dest_len + 2 < PATH_MAX ? PATH_MAX - 2 - dest_len : 0;
-	tree->nbuckets = 64;
-	tree->buckets = xcalloc(tree->nbuckets, sizeof(*tree->buckets));
-	tree->order = NULL;
-	tree->count = tree->alloc = 0;
-	tree->dirfd = dirfd;
-	tree->absolute_ok = false;
-}
-
-static void tree_release(struct tree *tree)
-{
-	for (size_t i = 0; i < tree->count; i++) {
-		free(tree->order[i]->name);
-		free(tree->order[i]->symlink);
-		free(tree->order[i]);
-	}
-	free(tree->order);
-	free(tree->buckets);
-	tree->order = tree->buckets = NULL;
-}
-
-/* FNV-1a, one byte at a time so that a walk along a name hashes each prefix on the way. */
-#define HASH_INIT 14695981039346656037ULL
-static uint64_t hash_step(uint64_t h, char c)
-{
-	return (h ^ (unsigned char)c) * 1099511628211ULL;
-}
-
-static uint64_t hash_name(const char *s)
-{
-	uint64_t h = HASH_INIT;
-	for (; *s; s++)
-		h = hash_step(h, *s);
-	return h;
-}
-
-static struct tree_node *tree_find_hashed(const struct tree *tree, const char *name, uint64_t h)
-{
-	struct tree_node *n = tree->buckets[h & (tree->nbuckets - 1)];
-	while (n && strcmp(n->name, name) != 0)
-		n = n->next;
-	return n;
-}
-
-static struct tree_node *tree_find(const struct tree *tree, const char *name)
-{
-	return tree_find_hashed(tree, name, hash_name(name));
-}
-
-static void tree_grow(struct tree *tree)
-{
-	size_t nb = tree->nbuckets * 2;
-	struct tree_node **b = xcalloc(nb, sizeof(*b));
-	for (size_t i = 0; i < tree->nbuckets; i++) {
-		struct tree_node *n = tree->buckets[i];
-		while (n) {
-			struct tree_node *next = n->next;
-			size_t h = (size_t)(hash_name(n->name) & (nb - 1));
-			n->next = b[h];
-			b[h] = n;
-			n = next;
-		}
-	}
-	free(tree->buckets);
-	tree->buckets = b;
-	tree->nbuckets = nb;
-}
-
-/* Record a member; a later member of the same name replaces the earlier one. */
-static struct tree_node *tree_set(struct tree *tree, const char *name, mode_t type,
-				  const char *symlink)
-{
-	struct tree_node *n = tree_find(tree, name);
-	if (!n) {
-		if (tree->count >= tree->nbuckets)
-			tree_grow(tree);
-		size_t h = (size_t)(hash_name(name) & (tree->nbuckets - 1));
-		n = xcalloc(1, sizeof(*n));
-		n->name = xstrdup(name);
-		n->next = tree->buckets[h];
-		tree->buckets[h] = n;
-		ALLOC_GROW(tree->order, tree->count + 1, tree->alloc);
-		tree->order[tree->count++] = n;
-	}
-	free(n->symlink);
-	n->symlink = symlink ? xstrdup(symlink) : NULL;
-	n->type = type;
-	n->emitted = false;
-	return n;
-}
-
-/*
- * Whether `path` (symlink-free up to its last component) is a symlink: on disk under the
- * destination when extracting, else among the members so far. *target is NULL when the
- * link could not be read, which callers treat as an escape.
- */
-static bool tree_symlink(const struct tree *tree, const char *path, char **target)
-{
-	*target = NULL;
-	if (tree->dirfd < 0) {
-		struct tree_node *n = tree_find(tree, path);
-		if (!n || n->type != AE_IFLNK)
-			return false;
-		*target = xstrdup(n->symlink);
-		return true;
-	}
-	struct stat st;
-	if (fstatat(tree->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
-		return false;
-	size_t size = (size_t)st.st_size + 1;
-	char *buf = xmalloc(size);
-	ssize_t n = readlinkat(tree->dirfd, path, buf, size);
-	if (n < 0 || (size_t)n >= size) {
-		free(buf);
-		return true;
-	}
-	buf[n] = '\0';
-	*target = buf;
-	return true;
-}
-
-/* The first symlink among the parent directories of `name`, or NULL. */
-static char *tree_symlink_parent(const struct tree *tree, const char *name)
-{
-	_cleanup_free_ char *path = xstrdup(name);
-	uint64_t h = HASH_INIT;
-	for (char *s = path; *s; h = hash_step(h, *s), s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		bool is_link;
-		if (tree->dirfd >= 0) {
-			struct stat st;
-			if (fstatat(tree->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-				return NULL; /* nothing exists below a missing directory */
-			is_link = S_ISLNK(st.st_mode);
-		} else {
-			struct tree_node *n = tree_find_hashed(tree, path, h);
-			is_link = n && n->type == AE_IFLNK;
-		}
-		if (is_link)
-			return xstrdup(path);
-		*s = '/';
-	}
-	return NULL;
-}
-
-enum resolve {
-	RESOLVE_INSIDE,
-	RESOLVE_ESCAPES,
-	RESOLVE_LOOP,
-};
-
-/*
- * Where `target`, read in directory `dir` of the tree, leads: following the symlinks the
- * tree holds, since "x -> d/up/.." escapes when d/up is itself "-> ..".
- */
-static enum resolve tree_resolve(const struct tree *tree, const char *dir, const char *target)
-{
-	if (target[0] == '/')
-		return tree->absolute_ok ? RESOLVE_INSIDE : RESOLVE_ESCAPES;
-	struct strbuf cur = STRBUF_INIT;
-	strbuf_addstr(&cur, dir);
-	char *rest = xstrdup(target);
-	const char *p = rest;
-	int hops = 0;
-	enum resolve ret = RESOLVE_INSIDE;
-	while (*p) {
-		const char *slash = strchrnul(p, '/');
-		size_t len = (size_t)(slash - p);
-		const char *next = *slash ? slash + 1 : slash;
-		if (len == 0 || (len == 1 && p[0] == '.')) {
-			p = next;
-			continue;
-		}
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			if (cur.len == 0) {
-				ret = RESOLVE_ESCAPES;
-				break;
-			}
-			char *last = strrchr(cur.buf, '/');
-			cur.len = last ? (size_t)(last - cur.buf) : 0;
-			cur.buf[cur.len] = '\0';
-			p = next;
-			continue;
-		}
-		size_t old_len = cur.len;
-		if (cur.len)
-			strbuf_addch(&cur, '/');
-		strbuf_add(&cur, p, len);
-		char *link;
-		if (!tree_symlink(tree, cur.buf, &link)) {
-			p = next;
-			continue;
-		}
-		if (link && link[0] == '/' && tree->absolute_ok && hops < MAX_SYMLINK_HOPS) {
-			free(link); /* the rest resolves in the target's root: inside */
-			break;
-		}
-		if (++hops > MAX_SYMLINK_HOPS || !link || link[0] == '/') {
-			ret = hops > MAX_SYMLINK_HOPS ? RESOLVE_LOOP : RESOLVE_ESCAPES;
-			free(link);
-			break;
-		}
-		cur.len = old_len;
-		cur.buf[cur.len] = '\0';
-		char *expanded = xasprintf("%s/%s", link, next);
-		free(link);
-		free(rest);
-		rest = expanded;
-		p = rest;
-	}
-	free(rest);
-	strbuf_release(&cur);
-	return ret;
-}
-
-/* ---- Checking members ---- */
-
-struct member {
-	const char *raw;     /* the name as in the archive, for messages */
-	char *name;	     /* normalised and stripped */
-	char *hardlink;	     /* normalised and stripped target, for a hardlink */
-	const char *symlink; /* target, for a symlink */
-	mode_t type;	     /* AE_IFREG, AE_IFDIR or AE_IFLNK */
-};
-
-static void member_release(struct member *m)
-{
-	free(m->name);
-	free(m->hardlink);
-	m->name = m->hardlink = NULL;
-}
-
-/* Names come from the archive: escape control bytes so a message cannot drive a terminal. */
-static char *printable(const char *s)
-{
-	struct strbuf sb = STRBUF_INIT;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c < 0x20 || c == 0x7f)
-			strbuf_addf(&sb, "\\x%02x", c);
-		else
-			strbuf_addch(&sb, c);
-	}
-	return strbuf_detach(&sb, NULL);
-}
-
-__attribute__((format(printf, 4, 5))) static int
-refuse(struct imgf_error **err, const char *archive_path, const char *member, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	_cleanup_free_ char *why = xvasprintf(fmt, ap);
-	va_end(ap);
-	_cleanup_free_ char *msg =
-		xasprintf("archive '%s': member '%s': %s", archive_path, member, why);
-	_cleanup_free_ char *clean = printable(msg);
-	return imgf_error_set(err, IMGF_EXIT_FAIL, "%s", clean);
-}
-
-static const char *type_refusal(mode_t type)
-{
-	switch (type) {
-	case AE_IFREG:
-	case AE_IFDIR:
-	case AE_IFLNK:
-		return NULL;
-	case AE_IFCHR:
-		return "character devices are not allowed";
-	case AE_IFBLK:
-		return "block devices are not allowed";
-	case AE_IFIFO:
-		return "fifos are not allowed";
-	case AE_IFSOCK:
-		return "sockets are not allowed";
-	}
-	return "unsupported member type";
-}
-
-/*
- * The one gate every member read goes through, for extraction and for copying alike.
- * Returns 0 to use the member (m filled, and recorded in the tree), 1 to skip it (the
- * top directory "./", or nothing left after stripping), <0 when it is refused.
- */
-static int check_member(struct tree *tree, const char *archive_path, struct archive_entry *e,
-			int strip, struct member *m, struct imgf_error **err)
-{
-	const char *raw = archive_entry_pathname(e);
-	const char *hardlink = archive_entry_hardlink(e);
-	const char *symlink = archive_entry_symlink(e);
-	mode_t type = archive_entry_filetype(e);
-	m->raw = raw ? raw : "";
-
-	_cleanup_free_ char *norm = NULL;
-	enum path_problem pp = normalize_path(m->raw, &norm);
-	if (pp == PATH_EMPTY && type == AE_IFDIR && !hardlink)
-		return 1;
-	if (pp != PATH_OK)
-		return refuse(err, archive_path, m->raw, "path %s", path_problem_text(pp));
-	/* Longer would not fit a system call, and would make libarchive chdir() to reach it. */
-	if (strlen(norm) > tree->max_len)
-		return refuse(err, archive_path, m->raw, "path is too long");
-
-	_cleanup_free_ char *link_norm = NULL;
-	if (hardlink) {
-		pp = normalize_path(hardlink, &link_norm);
-		if (pp != PATH_OK)
-			return refuse(err, archive_path, m->raw, "hardlink target '%s' %s",
-				      hardlink, path_problem_text(pp));
-		type = AE_IFREG;
-	} else {
-		const char *why = type_refusal(type);
-		if (why)
-			return refuse(err, archive_path, m->raw, "%s", why);
-	}
-	if (type == AE_IFLNK) {
-		if (!symlink || !*symlink)
-			return refuse(err, archive_path, m->raw, "symlink target is empty");
-		if (strlen(symlink) >= PATH_MAX)
-			return refuse(err, archive_path, m->raw, "symlink target is too long");
-		if (symlink[0] == '/' && !tree->absolute_ok)
-			return refuse(err, archive_path, m->raw, "symlink target '%s' is absolute",
-				      symlink);
-	}
-
-	const char *name = strip_components(norm, strip);
-	if (!name)
-		return 1;
-	_cleanup_free_ char *via = tree_symlink_parent(tree, name);
-	if (via)
-		return refuse(err, archive_path, m->raw, "path goes through symlink '%s'", via);
-
-	if (hardlink) {
-		const char *target = strip_components(link_norm, strip);
-		struct tree_node *n = target ? tree_find(tree, target) : NULL;
-		if (!n)
-			return refuse(err, archive_path, m->raw,
-				      "hardlink target '%s' is not an earlier member", hardlink);
-		if (n->type != AE_IFREG)
-			return refuse(err, archive_path, m->raw,
-				      "hardlink target '%s' is not a regular file", hardlink);
-		_cleanup_free_ char *link_via = tree_symlink_parent(tree, target);
-		if (link_via)
-			return refuse(err, archive_path, m->raw,
-				      "hardlink target '%s' goes through symlink '%s'", hardlink,
-				      link_via);
-		m->hardlink = xstrdup(target);
-	}
-	if (type == AE_IFLNK) {
-		_cleanup_free_ char *dir = parent_dir(name);
-		switch (tree_resolve(tree, dir, symlink)) {
-		case RESOLVE_INSIDE:
-			break;
-		case RESOLVE_ESCAPES:
-			return refuse(err, archive_path, m->raw,
-				      "symlink target '%s' escapes the destination", symlink);
-		case RESOLVE_LOOP:
-			return refuse(err, archive_path, m->raw,
-				      "symlink target '%s' has too many levels of symlinks",
-				      symlink);
-		}
-		m->symlink = symlink;
-	}
-	m->name = xstrdup(name);
-	m->type = type;
-	tree_set(tree, name, type, type == AE_IFLNK ? symlink : NULL);
-	return 0;
-}
-
-/*
- * Each symlink was checked when it arrived, but a later one can redirect it ("x -> d/up/.."
- * then "d/up -> .."), so once all members are in, check every symlink again. When
- * extracting, an escaping link is removed from the destination as well as reported.
- */
-static int tree_recheck_symlinks(struct tree *tree, const char *archive_path,
-				 struct imgf_error **err)
-{
-	int ret = 0;
-	for (size_t i = 0; i < tree->count; i++) {
-		struct tree_node *n = tree->order[i];
-		if (n->type != AE_IFLNK)
-			continue;
-		_cleanup_free_ char *dir = parent_dir(n->name);
-		enum resolve r = tree_resolve(tree, dir, n->symlink);
-		if (r == RESOLVE_INSIDE)
-			continue;
-		struct stat st;
-		if (tree->dirfd >= 0 &&
-		    fstatat(tree->dirfd, n->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISLNK(st.st_mode))
-			unlinkat(tree->dirfd, n->name, 0);
-		ret = refuse(err, archive_path, n->name, "symlink target '%s' %s", n->symlink,
-			     r == RESOLVE_LOOP ? "has too many levels of symlinks"
-					       : "escapes the destination");
-	}
-	return ret;
-}
 
 /* ---- Reading ---- */
 
@@ -560,13 +42,7 @@ void imgf_archive_set_limits(const struct imgf_archive_limits *l)
 	limits.max_entries = l->max_entries ? l->max_entries : IMGF_EXTRACT_MAX_ENTRIES_DEFAULT;
 }
 
-/* What an archive has expanded to so far: a small compressed tar can expand without end. */
-struct expansion {
-	uint64_t bytes, entries;
-	uint64_t max_size, max_entries;
-};
-
-static void expansion_init(struct expansion *x)
+void imgf_archive_expansion_init(struct expansion *x)
 {
 	*x = (struct expansion){.max_size = limits.max_size, .max_entries = limits.max_entries};
 }
@@ -591,14 +67,14 @@ static int expansion_add(struct expansion *x, const char *archive_path, uint64_t
 
 /* A member counts once, with its declared size (a sparse member's holes too), before any
  * of its data is written. */
-static int expansion_member(struct expansion *x, const char *archive_path, struct archive_entry *e,
-			    struct imgf_error **err)
+int imgf_archive_expansion_member(struct expansion *x, const char *archive_path,
+				  struct archive_entry *e, struct imgf_error **err)
 {
 	int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
 	return expansion_add(x, archive_path, size > 0 ? (uint64_t)size : 0, 1, err);
 }
 
-static struct archive *archive_open_read(const char *path, struct imgf_error **err)
+struct archive *imgf_archive_open_read(const char *path, struct imgf_error **err)
 {
 	struct archive *a = archive_read_new();
 	archive_read_support_filter_all(a);
@@ -613,8 +89,8 @@ static struct archive *archive_open_read(const char *path, struct imgf_error **e
 }
 
 /* 1 with *e set, 0 at the end, <0 on error. */
-static int next_member(struct archive *a, const char *path, struct archive_entry **e,
-		       struct imgf_error **err)
+int imgf_archive_next_member(struct archive *a, const char *path, struct archive_entry **e,
+			     struct imgf_error **err)
 {
 	if (imgf_interrupted)
 		return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "archive '%s': interrupted",
@@ -633,8 +109,8 @@ static int next_member(struct archive *a, const char *path, struct archive_entry
 }
 
 /* A fresh entry for a checked member: name, type, permissions, size and link, nothing else. */
-static struct archive_entry *member_entry(const struct member *m, struct archive_entry *in,
-					  const char *name, const char *hardlink, mode_t perm)
+struct archive_entry *imgf_archive_member_entry(const struct member *m, struct archive_entry *in,
+						const char *name, const char *hardlink, mode_t perm)
 {
 	struct archive_entry *e = archive_entry_new();
 	archive_entry_set_pathname(e, name);
@@ -667,19 +143,23 @@ static int extract_data(struct archive *in, struct archive *disk, const char *ar
 			break;
 		}
 		if (r < ARCHIVE_WARN)
-			return refuse(err, archive_path, m->raw, "%s", archive_error_string(in));
+			return imgf_archive_refuse(err, archive_path, m->raw, "%s",
+						   archive_error_string(in));
 		if (off < 0 ||
 		    (size >= 0 && (off > size || (uint64_t)len > (uint64_t)(size - off))))
-			return refuse(err, archive_path, m->raw, "data does not match its size");
+			return imgf_archive_refuse(err, archive_path, m->raw,
+						   "data does not match its size");
 		/* without a declared size (counted already) the data counts as it comes */
 		if (size < 0 && expansion_add(x, archive_path, len, 0, err) < 0)
 			return -1;
 		if (archive_write_data_block(disk, buf, len, off) < ARCHIVE_WARN)
-			return refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
+			return imgf_archive_refuse(err, archive_path, m->raw, "%s",
+						   archive_error_string(disk));
 		end = off + (int64_t)len > end ? off + (int64_t)len : end;
 	}
 	if (size >= 0 && end != size)
-		return refuse(err, archive_path, m->raw, "data does not match its size");
+		return imgf_archive_refuse(err, archive_path, m->raw,
+					   "data does not match its size");
 	return 0;
 }
 
@@ -692,7 +172,7 @@ static int extract_member(struct archive *in, struct archive *disk, const char *
 	mode_t perm = archive_entry_perm(in_e);
 	if (!(flags & IMGF_EXTRACT_OWNERS))
 		perm &= ~(mode_t)(S_ISUID | S_ISGID);
-	struct archive_entry *e = member_entry(m, in_e, path, link, perm);
+	struct archive_entry *e = imgf_archive_member_entry(m, in_e, path, link, perm);
 	if (flags & IMGF_EXTRACT_OWNERS) {
 		archive_entry_set_uid(e, archive_entry_uid(in_e));
 		archive_entry_set_gid(e, archive_entry_gid(in_e));
@@ -710,11 +190,13 @@ static int extract_member(struct archive *in, struct archive *disk, const char *
 		archive_entry_unset_size(e);
 	int ret = 0;
 	if (archive_write_header(disk, e) < ARCHIVE_WARN)
-		ret = refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
+		ret = imgf_archive_refuse(err, archive_path, m->raw, "%s",
+					  archive_error_string(disk));
 	if (ret == 0 && m->type == AE_IFREG)
 		ret = extract_data(in, disk, archive_path, m, size, x, err);
 	if (ret == 0 && archive_write_finish_entry(disk) < ARCHIVE_WARN)
-		ret = refuse(err, archive_path, m->raw, "%s", archive_error_string(disk));
+		ret = imgf_archive_refuse(err, archive_path, m->raw, "%s",
+					  archive_error_string(disk));
 	archive_entry_free(e);
 	return ret;
 }
@@ -735,36 +217,36 @@ int imgf_archive_extract_flags(const char *archive_path, const char *dest_dir, u
 	if (dirfd < 0)
 		return imgf_error_errno(err, errno, "archive '%s': destination '%s'", archive_path,
 					dest_dir);
-	struct archive *in = archive_open_read(archive_path, err);
+	struct archive *in = imgf_archive_open_read(archive_path, err);
 	if (!in)
 		return -1;
 	struct archive *disk = archive_write_disk_new();
 	archive_write_disk_set_options(
 		disk, EXTRACT_FLAGS | (flags & IMGF_EXTRACT_OWNERS ? ARCHIVE_EXTRACT_OWNER : 0));
 	struct tree tree;
-	tree_init(&tree, dirfd, strlen(dest));
+	imgf_archive_tree_init(&tree, dirfd, strlen(dest));
 	tree.absolute_ok = flags & IMGF_EXTRACT_ABSOLUTE_SYMLINKS;
 	struct expansion x;
-	expansion_init(&x);
+	imgf_archive_expansion_init(&x);
 	int ret = -1;
 	for (;;) {
 		struct archive_entry *e;
-		int r = next_member(in, archive_path, &e, err);
+		int r = imgf_archive_next_member(in, archive_path, &e, err);
 		if (r < 0)
 			goto out;
 		if (r == 0)
 			break;
 		struct member m = {0};
-		r = expansion_member(&x, archive_path, e, err);
+		r = imgf_archive_expansion_member(&x, archive_path, e, err);
 		if (r == 0)
-			r = check_member(&tree, archive_path, e, 0, &m, err);
+			r = imgf_archive_check_member(&tree, archive_path, e, 0, &m, err);
 		if (r == 0)
 			r = extract_member(in, disk, archive_path, dest, e, &m, flags, &x, err);
-		member_release(&m);
+		imgf_archive_member_release(&m);
 		if (r < 0)
 			goto out;
 	}
-	if (tree_recheck_symlinks(&tree, archive_path, err) < 0)
+	if (imgf_archive_tree_recheck_symlinks(&tree, archive_path, err) < 0)
 		goto out;
 	if (archive_write_close(disk) != ARCHIVE_OK) {
 		imgf_error_set(err, IMGF_EXIT_FAIL, "archive '%s': %s", archive_path,
@@ -776,572 +258,11 @@ out:
 	if (ret < 0) {
 		/* Members before the failing one are on disk: remove any link that now escapes. */
 		struct imgf_error *ignored = NULL;
-		tree_recheck_symlinks(&tree, archive_path, &ignored);
+		imgf_archive_tree_recheck_symlinks(&tree, archive_path, &ignored);
 		imgf_error_free(ignored);
 	}
 	archive_write_free(disk);
 	archive_read_free(in);
-	tree_release(&tree);
+	imgf_archive_tree_release(&tree);
 	return ret;
-}
-
-/* ---- Writing ---- */
-
-struct imgf_tar {
-	struct archive *a;
-	char *path;
-	bool open;
-	bool broken;	/* a failed add left it incomplete; see tar_settle() */
-	size_t entries; /* headers written */
-	bool have_epoch;
-	time_t epoch; /* SOURCE_DATE_EPOCH, every entry's mtime when set */
-};
-
-static int source_date_epoch(struct imgf_tar *t, struct imgf_error **err)
-{
-	struct imgf_epoch e;
-	if (imgf_epoch_now(&e, err) < 0)
-		return imgf_error_prefix(err, "tar '%s'", t->path);
-	t->epoch = (time_t)e.value;
-	t->have_epoch = e.set;
-	return 0;
-}
-
-struct imgf_tar *imgf_tar_open(const char *out_path, struct imgf_error **err)
-{
-	struct imgf_tar *t = xcalloc(1, sizeof(*t));
-	t->path = xstrdup(out_path);
-	t->a = archive_write_new();
-	if (source_date_epoch(t, err) < 0)
-		goto fail;
-	if (archive_write_set_format_pax_restricted(t->a) != ARCHIVE_OK ||
-	    archive_write_open_filename(t->a, out_path) != ARCHIVE_OK) {
-		imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': %s", out_path,
-			       archive_error_string(t->a));
-		goto fail;
-	}
-	t->open = true;
-	return t;
-fail:
-	imgf_tar_free(t);
-	return NULL;
-}
-
-int imgf_tar_close(struct imgf_tar *t, struct imgf_error **err)
-{
-	if (t->broken)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "tar '%s': incomplete after an earlier error", t->path);
-	if (!t->open)
-		return 0;
-	t->open = false;
-	if (archive_write_close(t->a) != ARCHIVE_OK)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': %s", t->path,
-				      archive_error_string(t->a));
-	return 0;
-}
-
-void imgf_tar_free(struct imgf_tar *t)
-{
-	if (!t)
-		return;
-	archive_write_free(t->a);
-	free(t->path);
-	free(t);
-}
-
-static int tar_check_open(const struct imgf_tar *t, struct imgf_error **err)
-{
-	if (t->broken)
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "tar '%s': incomplete after an earlier error", t->path);
-	if (!t->open)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s' is closed", t->path);
-	if (imgf_interrupted)
-		return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "tar '%s': interrupted", t->path);
-	return 0;
-}
-
-/*
- * A failed add that had written anything left the tar half an entry or half an archive
- * long. Mark it failed in libarchive so that closing does not pad the entry out to its
- * declared size, and refuse every later add and the close: the caller discards the file.
- */
-static int tar_settle(struct imgf_tar *t, size_t entries_before, int r)
-{
-	if (r < 0 && t->entries != entries_before && !t->broken) {
-		archive_write_fail(t->a);
-		archive_write_close(t->a); /* a failed archive closes its file without padding */
-		t->broken = true;
-		t->open = false;
-	}
-	return r;
-}
-
-/* Names written are relative and normalised ("./usr//bin/" -> "usr/bin"). */
-static int tar_name(const struct imgf_tar *t, const char *name, char **out, struct imgf_error **err)
-{
-	enum path_problem p = normalize_path(name, out);
-	if (p != PATH_OK)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': name '%s': path %s", t->path,
-				      name, path_problem_text(p));
-	return 0;
-}
-
-static time_t tar_mtime(const struct imgf_tar *t, time_t own)
-{
-	return t->have_epoch ? t->epoch : own;
-}
-
-static struct archive_entry *tar_entry(const char *name, mode_t type, mode_t perm, uid_t uid,
-				       gid_t gid, time_t mtime)
-{
-	struct archive_entry *e = archive_entry_new();
-	archive_entry_set_pathname(e, name);
-	archive_entry_set_filetype(e, type);
-	archive_entry_set_perm(e, perm & 07777);
-	archive_entry_set_uid(e, uid);
-	archive_entry_set_gid(e, gid);
-	if (uid == 0)
-		archive_entry_set_uname(e, "root");
-	if (gid == 0)
-		archive_entry_set_gname(e, "root");
-	archive_entry_set_mtime(e, mtime, 0);
-	archive_entry_set_size(e, 0);
-	return e;
-}
-
-/* Writes the header and frees e. */
-static int tar_write_header(struct imgf_tar *t, struct archive_entry *e, struct imgf_error **err)
-{
-	int r = archive_write_header(t->a, e);
-	if (r >= ARCHIVE_WARN)
-		t->entries++;
-	if (r < ARCHIVE_WARN)
-		imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': add '%s': %s", t->path,
-			       archive_entry_pathname(e), archive_error_string(t->a));
-	archive_entry_free(e);
-	return r < ARCHIVE_WARN ? -1 : 0;
-}
-
-static int tar_write_data(struct imgf_tar *t, const void *data, size_t len, const char *name,
-			  struct imgf_error **err)
-{
-	la_ssize_t w = archive_write_data(t->a, data, len);
-	if (w < 0 || (size_t)w != len)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': add '%s': %s", t->path, name,
-				      w < 0 ? archive_error_string(t->a) : "short write");
-	return 0;
-}
-
-static int tar_finish_entry(struct imgf_tar *t, const char *name, struct imgf_error **err)
-{
-	if (archive_write_finish_entry(t->a) < ARCHIVE_WARN)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': add '%s': %s", t->path, name,
-				      archive_error_string(t->a));
-	return 0;
-}
-
-/* Exactly `size` bytes of fd into the current entry. */
-static int tar_copy_fd(struct imgf_tar *t, int fd, int64_t size, const char *host_path,
-		       const char *name, struct imgf_error **err)
-{
-	_cleanup_free_ char *buf = xmalloc(COPY_BUF_SIZE);
-	while (size > 0) {
-		size_t want = size < COPY_BUF_SIZE ? (size_t)size : COPY_BUF_SIZE;
-		ssize_t n = read(fd, buf, want);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return imgf_error_errno(err, errno, "tar '%s': read '%s'", t->path,
-						host_path);
-		if (n == 0)
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "tar '%s': read '%s': file shrank while reading",
-					      t->path, host_path);
-		if (tar_write_data(t, buf, (size_t)n, name, err) < 0)
-			return -1;
-		size -= n;
-	}
-	return 0;
-}
-
-/* A regular file from an open fd, with its size from fstat. */
-static int tar_add_fd(struct imgf_tar *t, int fd, const char *host_path, const char *name,
-		      mode_t mode, uid_t uid, gid_t gid, struct imgf_error **err)
-{
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return imgf_error_errno(err, errno, "tar '%s': stat '%s'", t->path, host_path);
-	if (!S_ISREG(st.st_mode))
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': add '%s': not a regular file",
-				      t->path, host_path);
-	struct archive_entry *e = tar_entry(name, AE_IFREG, mode ? mode : st.st_mode, uid, gid,
-					    tar_mtime(t, st.st_mtime));
-	archive_entry_set_size(e, st.st_size);
-	if (tar_write_header(t, e, err) < 0 ||
-	    tar_copy_fd(t, fd, st.st_size, host_path, name, err) < 0)
-		return -1;
-	return tar_finish_entry(t, name, err);
-}
-
-static int add_file(struct imgf_tar *t, const char *host_path, const char *name, mode_t mode,
-		    uid_t uid, gid_t gid, struct imgf_error **err)
-{
-	_cleanup_free_ char *n = NULL;
-	if (tar_check_open(t, err) < 0 || tar_name(t, name, &n, err) < 0)
-		return -1;
-	_cleanup_close_ int fd = open(host_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return imgf_error_errno(err, errno, "tar '%s': open '%s'", t->path, host_path);
-	return tar_add_fd(t, fd, host_path, n, mode, uid, gid, err);
-}
-
-static int add_data(struct imgf_tar *t, const void *data, size_t len, const char *name, mode_t mode,
-		    uid_t uid, gid_t gid, struct imgf_error **err)
-{
-	_cleanup_free_ char *n = NULL;
-	if (tar_check_open(t, err) < 0 || tar_name(t, name, &n, err) < 0)
-		return -1;
-	struct archive_entry *e = tar_entry(n, AE_IFREG, mode, uid, gid, tar_mtime(t, time(NULL)));
-	archive_entry_set_size(e, (la_int64_t)len);
-	if (tar_write_header(t, e, err) < 0 || (len && tar_write_data(t, data, len, n, err) < 0))
-		return -1;
-	return tar_finish_entry(t, n, err);
-}
-
-static int add_dir(struct imgf_tar *t, const char *name, mode_t mode, uid_t uid, gid_t gid,
-		   struct imgf_error **err)
-{
-	_cleanup_free_ char *n = NULL;
-	if (tar_check_open(t, err) < 0 || tar_name(t, name, &n, err) < 0)
-		return -1;
-	if (tar_write_header(t, tar_entry(n, AE_IFDIR, mode, uid, gid, tar_mtime(t, time(NULL))),
-			     err) < 0)
-		return -1;
-	return tar_finish_entry(t, n, err);
-}
-
-static int tar_symlink(struct imgf_tar *t, const char *name, const char *target, time_t mtime,
-		       struct imgf_error **err)
-{
-	struct archive_entry *e = tar_entry(name, AE_IFLNK, 0777, 0, 0, tar_mtime(t, mtime));
-	archive_entry_set_symlink(e, target);
-	if (tar_write_header(t, e, err) < 0)
-		return -1;
-	return tar_finish_entry(t, name, err);
-}
-
-static int add_symlink(struct imgf_tar *t, const char *name, const char *target,
-		       struct imgf_error **err)
-{
-	_cleanup_free_ char *n = NULL;
-	if (tar_check_open(t, err) < 0 || tar_name(t, name, &n, err) < 0)
-		return -1;
-	if (!*target)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': symlink '%s': empty target",
-				      t->path, n);
-	return tar_symlink(t, n, target, time(NULL), err);
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The entries of a directory, sorted byte-wise so the tar is the same on every machine. */
-static int list_dir_sorted(const struct imgf_tar *t, const char *dir, char ***out,
-			   struct imgf_error **err)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return imgf_error_errno(err, errno, "tar '%s': open '%s'", t->path, dir);
-	char **names = xcalloc(1, sizeof(*names));
-	struct dirent *de;
-	errno = 0;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			names = strv_push(names, xstrdup(de->d_name));
-		errno = 0;
-	}
-	int e = errno;
-	closedir(d);
-	if (e) {
-		strv_free(names);
-		return imgf_error_errno(err, e, "tar '%s': read '%s'", t->path, dir);
-	}
-	qsort(names, strv_len(names), sizeof(*names), cmp_names);
-	*out = names;
-	return 0;
-}
-
-static int tar_add_children(struct imgf_tar *t, const char *host_dir, const char *name,
-			    struct imgf_error **err);
-
-static int tar_add_path(struct imgf_tar *t, const char *host_path, const char *name,
-			struct imgf_error **err)
-{
-	if (tar_check_open(t, err) < 0)
-		return -1;
-	struct stat st;
-	if (lstat(host_path, &st) < 0)
-		return imgf_error_errno(err, errno, "tar '%s': stat '%s'", t->path, host_path);
-	if (S_ISDIR(st.st_mode)) {
-		struct archive_entry *e =
-			tar_entry(name, AE_IFDIR, st.st_mode, 0, 0, tar_mtime(t, st.st_mtime));
-		if (tar_write_header(t, e, err) < 0 || tar_finish_entry(t, name, err) < 0)
-			return -1;
-		return tar_add_children(t, host_path, name, err);
-	}
-	if (S_ISREG(st.st_mode)) {
-		_cleanup_close_ int fd = open(host_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			return imgf_error_errno(err, errno, "tar '%s': open '%s'", t->path,
-						host_path);
-		return tar_add_fd(t, fd, host_path, name, st.st_mode & 07777, 0, 0, err);
-	}
-	if (S_ISLNK(st.st_mode)) {
-		size_t size = (size_t)st.st_size + 1;
-		_cleanup_free_ char *target = xmalloc(size);
-		ssize_t n = readlink(host_path, target, size);
-		if (n < 0)
-			return imgf_error_errno(err, errno, "tar '%s': readlink '%s'", t->path,
-						host_path);
-		if ((size_t)n >= size)
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "tar '%s': readlink '%s': changed while reading",
-					      t->path, host_path);
-		target[n] = '\0';
-		return tar_symlink(t, name, target, st.st_mtime, err);
-	}
-	return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': add '%s': unsupported file type",
-			      t->path, host_path);
-}
-
-static int tar_add_children(struct imgf_tar *t, const char *host_dir, const char *name,
-			    struct imgf_error **err)
-{
-	_cleanup_strv_ char **children = NULL;
-	if (list_dir_sorted(t, host_dir, &children, err) < 0)
-		return -1;
-	for (size_t i = 0; children[i]; i++) {
-		_cleanup_free_ char *host = path_join(host_dir, children[i]);
-		_cleanup_free_ char *child = join_name(name, children[i]);
-		if (tar_add_path(t, host, child, err) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-static int add_tree(struct imgf_tar *t, const char *host_dir, const char *prefix,
-		    struct imgf_error **err)
-{
-	_cleanup_free_ char *pfx = NULL;
-	if (tar_check_open(t, err) < 0 || (prefix && *prefix && tar_name(t, prefix, &pfx, err) < 0))
-		return -1;
-	struct stat st;
-	if (stat(host_dir, &st) < 0)
-		return imgf_error_errno(err, errno, "tar '%s': stat '%s'", t->path, host_dir);
-	if (!S_ISDIR(st.st_mode))
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "tar '%s': add '%s': not a directory",
-				      t->path, host_dir);
-	if (pfx) {
-		struct archive_entry *e =
-			tar_entry(pfx, AE_IFDIR, st.st_mode, 0, 0, tar_mtime(t, st.st_mtime));
-		if (tar_write_header(t, e, err) < 0 || tar_finish_entry(t, pfx, err) < 0)
-			return -1;
-	}
-	return tar_add_children(t, host_dir, pfx, err);
-}
-
-/* The member's data into the current entry: exactly `size` bytes, in order, no holes. */
-static int copy_member_data(struct imgf_tar *t, struct archive *in, const char *archive_path,
-			    const struct member *m, int64_t size, const char *name,
-			    struct imgf_error **err)
-{
-	int64_t pos = 0;
-	for (;;) {
-		const void *buf = NULL;
-		size_t len = 0;
-		la_int64_t off = 0;
-		int r = archive_read_data_block(in, &buf, &len, &off);
-		if (r == ARCHIVE_EOF)
-			break;
-		if (r < ARCHIVE_WARN)
-			return refuse(err, archive_path, m->raw, "%s", archive_error_string(in));
-		if (off != pos && len > 0)
-			return refuse(err, archive_path, m->raw, "sparse data is not supported");
-		if ((uint64_t)len > (uint64_t)(size - pos))
-			return refuse(err, archive_path, m->raw, "data does not match its size");
-		if (len && tar_write_data(t, buf, len, name, err) < 0)
-			return -1;
-		pos += (int64_t)len;
-	}
-	if (pos != size)
-		return refuse(err, archive_path, m->raw, "data does not match its size");
-	return 0;
-}
-
-struct copy {
-	struct imgf_tar *t;
-	struct archive *in;
-	struct tree tree;
-	const char *archive_path;
-	const char *prefix;
-	const char *const *only;
-	bool *found; /* per `only` entry */
-};
-
-static bool copy_wanted(struct copy *c, const char *name)
-{
-	if (!c->only)
-		return true;
-	bool wanted = false;
-	for (size_t i = 0; c->only[i]; i++) {
-		if (strcmp(c->only[i], name) == 0) {
-			c->found[i] = true;
-			wanted = true;
-		}
-	}
-	return wanted;
-}
-
-static int copy_member(struct copy *c, struct archive_entry *in_e, const struct member *m,
-		       struct imgf_error **err)
-{
-	if (!copy_wanted(c, m->name))
-		return 0;
-	if (m->hardlink) {
-		struct tree_node *n = tree_find(&c->tree, m->hardlink);
-		if (!n || !n->emitted)
-			return refuse(err, c->archive_path, m->raw,
-				      "hardlink target '%s' is not copied", m->hardlink);
-	}
-	bool has_data = m->type == AE_IFREG && !m->hardlink;
-	if (has_data && !archive_entry_size_is_set(in_e))
-		return refuse(err, c->archive_path, m->raw, "size is unknown");
-	/* The writer would have to write every hole out as zeros. */
-	if (has_data && archive_entry_sparse_count(in_e) > 0)
-		return refuse(err, c->archive_path, m->raw, "sparse members are not supported");
-	_cleanup_free_ char *name = join_name(c->prefix, m->name);
-	_cleanup_free_ char *link = m->hardlink ? join_name(c->prefix, m->hardlink) : NULL;
-	struct archive_entry *e = member_entry(m, in_e, name, link, archive_entry_perm(in_e));
-	if (!has_data)
-		archive_entry_set_size(e, 0);
-	archive_entry_set_uid(e, 0);
-	archive_entry_set_gid(e, 0);
-	archive_entry_set_uname(e, "root");
-	archive_entry_set_gname(e, "root");
-	time_t mtime = archive_entry_mtime_is_set(in_e) ? archive_entry_mtime(in_e) : time(NULL);
-	archive_entry_set_mtime(e, tar_mtime(c->t, mtime), 0);
-	int64_t size = archive_entry_size(e);
-	if (tar_write_header(c->t, e, err) < 0)
-		return -1;
-	if (size > 0 && copy_member_data(c->t, c->in, c->archive_path, m, size, name, err) < 0)
-		return -1;
-	if (tar_finish_entry(c->t, name, err) < 0)
-		return -1;
-	tree_find(&c->tree, m->name)->emitted = true;
-	return 0;
-}
-
-static int add_archive(struct imgf_tar *t, const char *archive_path, int strip, const char *prefix,
-		       const char *const *only, struct imgf_error **err)
-{
-	_cleanup_free_ char *pfx = NULL;
-	if (tar_check_open(t, err) < 0 || (prefix && *prefix && tar_name(t, prefix, &pfx, err) < 0))
-		return -1;
-	if (strip < 0)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "archive '%s': invalid strip count %d",
-				      archive_path, strip);
-	size_t nonly = 0;
-	while (only && only[nonly])
-		nonly++;
-	_cleanup_free_ bool *found = xcalloc(nonly, sizeof(*found));
-	struct copy c = {
-		.t = t,
-		.archive_path = archive_path,
-		.prefix = pfx,
-		.only = only,
-		.found = found,
-	};
-	c.in = archive_open_read(archive_path, err);
-	if (!c.in)
-		return -1;
-	tree_init(&c.tree, -1, 0);
-	struct expansion x;
-	expansion_init(&x);
-	int ret = -1;
-	for (;;) {
-		struct archive_entry *e;
-		int r = next_member(c.in, archive_path, &e, err);
-		if (r < 0)
-			goto out;
-		if (r == 0)
-			break;
-		struct member m = {0};
-		r = expansion_member(&x, archive_path, e, err);
-		if (r == 0)
-			r = check_member(&c.tree, archive_path, e, strip, &m, err);
-		if (r == 0)
-			r = copy_member(&c, e, &m, err);
-		member_release(&m);
-		if (r < 0)
-			goto out;
-	}
-	if (tree_recheck_symlinks(&c.tree, archive_path, err) < 0)
-		goto out;
-	for (size_t i = 0; i < nonly; i++) {
-		if (!found[i]) {
-			refuse(err, archive_path, only[i], "not found");
-			goto out;
-		}
-	}
-	ret = 0;
-out:
-	archive_read_free(c.in);
-	tree_release(&c.tree);
-	return ret;
-}
-
-int imgf_tar_add_file(struct imgf_tar *t, const char *host_path, const char *name, mode_t mode,
-		      uid_t uid, gid_t gid, struct imgf_error **err)
-{
-	size_t mark = t->entries;
-	return tar_settle(t, mark, add_file(t, host_path, name, mode, uid, gid, err));
-}
-
-int imgf_tar_add_data(struct imgf_tar *t, const void *data, size_t len, const char *name,
-		      mode_t mode, uid_t uid, gid_t gid, struct imgf_error **err)
-{
-	size_t mark = t->entries;
-	return tar_settle(t, mark, add_data(t, data, len, name, mode, uid, gid, err));
-}
-
-int imgf_tar_add_dir(struct imgf_tar *t, const char *name, mode_t mode, uid_t uid, gid_t gid,
-		     struct imgf_error **err)
-{
-	size_t mark = t->entries;
-	return tar_settle(t, mark, add_dir(t, name, mode, uid, gid, err));
-}
-
-int imgf_tar_add_symlink(struct imgf_tar *t, const char *name, const char *target,
-			 struct imgf_error **err)
-{
-	size_t mark = t->entries;
-	return tar_settle(t, mark, add_symlink(t, name, target, err));
-}
-
-int imgf_tar_add_tree(struct imgf_tar *t, const char *host_dir, const char *prefix,
-		      struct imgf_error **err)
-{
-	size_t mark = t->entries;
-	return tar_settle(t, mark, add_tree(t, host_dir, prefix, err));
-}
-
-int imgf_tar_add_archive(struct imgf_tar *t, const char *archive_path, int strip,
-			 const char *prefix, const char *const *only, struct imgf_error **err)
-{
-	size_t mark = t->entries;
-	return tar_settle(t, mark, add_archive(t, archive_path, strip, prefix, only, err));
 }

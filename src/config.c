@@ -1,396 +1,21 @@
-#include <ctype.h>
-#include <errno.h>
+/*
+ * Loading a config: the top-level file and its includes, the variables layered from them,
+ * --var-files and --vars and resolved against each other, then the image definitions,
+ * interpolated; and reading values out of the loaded config objects. Parsing a file is in
+ * config-parse.c, interpolation in config-interpolate.c.
+ */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <yaml.h>
-
+#include "config-internal.h"
 #include "config.h"
 #include "digest.h"
 #include "error.h"
-#include "fsutil.h"
 #include "strbuf.h"
 #include "util.h"
 
-#define CONFIG_MAX_BYTES (16u << 20)
 #define INCLUDE_MAX_DEPTH 16
-#define YAML_MAX_DEPTH 64
-/* One interpolated string: variables that double each other would otherwise grow without end. */
-#define INTERPOLATED_MAX (1u << 20)
-/* All of a config's interpolated strings (variables and image definitions) together, and its
- * variables: many variables of INTERPOLATED_MAX each would take gigabytes and minutes. The
- * shipped configs use a few KiB and under a hundred variables. */
-#define INTERPOLATED_TOTAL_MAX (64u << 20)
-#define VARIABLES_MAX 10000u
-
-static bool is_yaml_path(const char *path)
-{
-	return str_has_suffix(path, ".yaml") || str_has_suffix(path, ".yml");
-}
-
-/* ---- YAML to JSON ---------------------------------------------------------------------- */
-
-struct yaml_ctx {
-	yaml_parser_t parser;
-	const char *name;
-	struct imgf_error **err;
-};
-
-static int yaml_fail(struct yaml_ctx *y, const yaml_mark_t *m, const char *what)
-{
-	return imgf_error_set(y->err, IMGF_EXIT_FAIL, "%s:%zu:%zu: %s", y->name, m->line + 1,
-			      m->column + 1, what);
-}
-
-static int yaml_next(struct yaml_ctx *y, yaml_event_t *ev)
-{
-	if (!yaml_parser_parse(&y->parser, ev)) {
-		const yaml_mark_t *m = &y->parser.problem_mark;
-		return imgf_error_set(
-			y->err, IMGF_EXIT_FAIL, "%s:%zu:%zu: %s%s%s", y->name, m->line + 1,
-			m->column + 1, y->parser.problem ? y->parser.problem : "syntax error",
-			y->parser.context ? " " : "", y->parser.context ? y->parser.context : "");
-	}
-	return 0;
-}
-
-/* Plain scalars get JSON's types; quoted ones are always strings. */
-static json_t *yaml_scalar(const yaml_event_t *ev)
-{
-	const char *v = (const char *)ev->data.scalar.value;
-	size_t len = ev->data.scalar.length;
-	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || ev->data.scalar.tag)
-		return json_stringn(v, len);
-	if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
-		return json_true();
-	if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))
-		return json_false();
-	if (!strcmp(v, "null") || !strcmp(v, "~") || !strcmp(v, "Null") || len == 0)
-		return json_null();
-	char *end;
-	errno = 0;
-	long long i = strtoll(v, &end, 10);
-	if (len && *end == '\0' && errno == 0 && (isdigit((unsigned char)v[0]) || v[0] == '-'))
-		return json_integer(i);
-	double d = strtod(v, &end);
-	if (len && *end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '.') &&
-	    strpbrk(v, "0123456789"))
-		return json_real(d);
-	return json_stringn(v, len);
-}
-
-static int yaml_node(struct yaml_ctx *y, yaml_event_t *ev, int depth, json_t **out);
-
-static int yaml_collection(struct yaml_ctx *y, bool mapping, int depth, json_t **out)
-{
-	json_t *c = mapping ? json_object() : json_array();
-	for (;;) {
-		yaml_event_t ev;
-		if (yaml_next(y, &ev) < 0)
-			goto fail;
-		if (ev.type == (mapping ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT)) {
-			yaml_event_delete(&ev);
-			break;
-		}
-		if (mapping) {
-			if (ev.type != YAML_SCALAR_EVENT) {
-				yaml_fail(y, &ev.start_mark, "mapping keys must be scalars");
-				yaml_event_delete(&ev);
-				goto fail;
-			}
-			char *key =
-				xstrndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
-			yaml_mark_t km = ev.start_mark;
-			yaml_event_delete(&ev);
-			if (json_object_get(c, key)) {
-				char *m = xasprintf("duplicate key '%s'", key);
-				yaml_fail(y, &km, m);
-				free(m);
-				free(key);
-				goto fail;
-			}
-			json_t *val;
-			if (yaml_next(y, &ev) < 0) {
-				free(key);
-				goto fail;
-			}
-			int r = yaml_node(y, &ev, depth + 1, &val);
-			if (r < 0) {
-				free(key);
-				goto fail;
-			}
-			json_object_set_new(c, key, val);
-			free(key);
-		} else {
-			json_t *val;
-			if (yaml_node(y, &ev, depth + 1, &val) < 0)
-				goto fail;
-			json_array_append_new(c, val);
-		}
-	}
-	*out = c;
-	return 0;
-fail:
-	json_decref(c);
-	return -1;
-}
-
-/* Consumes ev. */
-static int yaml_node(struct yaml_ctx *y, yaml_event_t *ev, int depth, json_t **out)
-{
-	int r = 0;
-	if (depth > YAML_MAX_DEPTH) {
-		r = yaml_fail(y, &ev->start_mark, "nesting too deep");
-	} else if (ev->type == YAML_SCALAR_EVENT) {
-		*out = yaml_scalar(ev);
-		if (!*out)
-			r = yaml_fail(y, &ev->start_mark, "scalar is not valid UTF-8");
-	} else if (ev->type == YAML_SEQUENCE_START_EVENT) {
-		r = yaml_collection(y, false, depth, out);
-	} else if (ev->type == YAML_MAPPING_START_EVENT) {
-		r = yaml_collection(y, true, depth, out);
-	} else if (ev->type == YAML_ALIAS_EVENT) {
-		r = yaml_fail(y, &ev->start_mark, "aliases are not supported");
-	} else {
-		r = yaml_fail(y, &ev->start_mark, "unexpected YAML event");
-	}
-	yaml_event_delete(ev);
-	return r;
-}
-
-int imgf_config_parse_yaml(const char *name, const char *text, size_t len, json_t **out,
-			   struct imgf_error **err)
-{
-	struct yaml_ctx y = {.name = name, .err = err};
-	json_t *doc = NULL;
-	yaml_event_t ev;
-	int r = -1;
-
-	yaml_parser_initialize(&y.parser);
-	yaml_parser_set_input_string(&y.parser, (const unsigned char *)text, len);
-	for (;;) {
-		if (yaml_next(&y, &ev) < 0)
-			goto out;
-		yaml_event_type_t t = ev.type;
-		if (t == YAML_STREAM_START_EVENT || t == YAML_DOCUMENT_START_EVENT ||
-		    t == YAML_DOCUMENT_END_EVENT) {
-			yaml_event_delete(&ev);
-			continue;
-		}
-		if (t == YAML_STREAM_END_EVENT) {
-			yaml_event_delete(&ev);
-			break;
-		}
-		if (doc) {
-			yaml_fail(&y, &ev.start_mark, "only one document is allowed");
-			yaml_event_delete(&ev);
-			goto out;
-		}
-		if (yaml_node(&y, &ev, 0, &doc) < 0)
-			goto out;
-	}
-	*out = doc ? doc : json_object();
-	doc = NULL;
-	r = 0;
-out:
-	json_decref(doc);
-	yaml_parser_delete(&y.parser);
-	return r;
-}
-
-int imgf_config_parse_file(const char *path, json_t **out, struct imgf_error **err)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t len;
-	if (read_file(path, CONFIG_MAX_BYTES, &text, &len, err) < 0)
-		return -1;
-	if (is_yaml_path(path))
-		return imgf_config_parse_yaml(path, text, len, out, err);
-	json_error_t je;
-	json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-	if (!v)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s:%d:%d: %s", path, je.line, je.column,
-				      je.text);
-	*out = v;
-	return 0;
-}
-
-/* ---- interpolation --------------------------------------------------------------------- */
-
-static bool is_var_char(char c)
-{
-	return isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.';
-}
-
-/*
- * Scan `{{ name }}` at s (which points at "{{"); on success name is [*nb, *ne) and the
- * return value points past "}}". NULL when this is not a well-formed reference.
- */
-static const char *scan_ref(const char *s, const char **nb, const char **ne)
-{
-	const char *p = s + 2;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	*nb = p;
-	while (is_var_char(*p))
-		p++;
-	*ne = p;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*ne == *nb || p[0] != '}' || p[1] != '}')
-		return NULL;
-	return p + 2;
-}
-
-char *imgf_template_first_var(const char *tmpl)
-{
-	for (const char *s = strstr(tmpl, "{{"); s; s = strstr(s + 2, "{{")) {
-		const char *nb, *ne;
-		if (scan_ref(s, &nb, &ne))
-			return xstrndup(nb, (size_t)(ne - nb));
-	}
-	return NULL;
-}
-
-int imgf_interpolate(const char *in, json_t *vars, const char *where, char **out,
-		     struct imgf_error **err)
-{
-	struct strbuf sb = STRBUF_INIT;
-	sb.max = INTERPOLATED_MAX;
-	const char *s = in;
-	for (;;) {
-		const char *open = strstr(s, "{{");
-		if (!open) {
-			strbuf_addstr(&sb, s);
-			break;
-		}
-		strbuf_add(&sb, s, (size_t)(open - s));
-		const char *nb, *ne;
-		const char *end = scan_ref(open, &nb, &ne);
-		if (!end) {
-			strbuf_release(&sb);
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "%s: malformed reference in '%s': expected "
-					      "'{{ name }}'",
-					      where, in);
-		}
-		_cleanup_free_ char *name = xstrndup(nb, (size_t)(ne - nb));
-		json_t *v = json_object_get(vars, name);
-		if (!v || !json_is_string(v)) {
-			strbuf_release(&sb);
-			return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: undefined variable '%s'",
-					      where, name);
-		}
-		strbuf_addstr(&sb, json_string_value(v));
-		if (sb.overflow)
-			break;
-		s = end;
-	}
-	if (sb.overflow) {
-		strbuf_release(&sb);
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "%s: the interpolated value is longer than %u bytes (the cap "
-				      "for one string)",
-				      where, INTERPOLATED_MAX);
-	}
-	*out = strbuf_detach(&sb, NULL);
-	return 0;
-}
-
-/* imgf_interpolate, adding the result's length to *total, which may not pass the cap. */
-static int interpolate_counted(const char *in, json_t *vars, const char *where, size_t *total,
-			       char **out, struct imgf_error **err)
-{
-	if (imgf_interpolate(in, vars, where, out, err) < 0)
-		return -1;
-	*total += strlen(*out);
-	if (*total > INTERPOLATED_TOTAL_MAX) {
-		free(*out);
-		*out = NULL;
-		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "%s: the interpolated config is longer than %u bytes in all "
-				      "(the cap for its variables and image definitions together)",
-				      where, INTERPOLATED_TOTAL_MAX);
-	}
-	return 0;
-}
-
-static int interpolate_json_at(json_t *in, json_t *vars, struct strbuf *path, size_t *total,
-			       json_t **out, struct imgf_error **err)
-{
-	size_t mark = path->len;
-	if (json_is_string(in)) {
-		char *s;
-		if (interpolate_counted(json_string_value(in), vars, path->buf, total, &s, err) < 0)
-			return -1;
-		*out = json_string(s);
-		free(s);
-		if (!*out)
-			return imgf_error_set(err, IMGF_EXIT_FAIL, "%s: not valid UTF-8",
-					      path->buf);
-		return 0;
-	}
-	if (json_is_array(in)) {
-		json_t *a = json_array();
-		size_t i;
-		json_t *v;
-		json_array_foreach(in, i, v)
-		{
-			json_t *nv;
-			strbuf_addf(path, "[%zu]", i);
-			int r = interpolate_json_at(v, vars, path, total, &nv, err);
-			path->len = mark;
-			path->buf[mark] = '\0';
-			if (r < 0) {
-				json_decref(a);
-				return -1;
-			}
-			json_array_append_new(a, nv);
-		}
-		*out = a;
-		return 0;
-	}
-	if (json_is_object(in)) {
-		json_t *o = json_object();
-		const char *k;
-		json_t *v;
-		json_object_foreach(in, k, v)
-		{
-			json_t *nv;
-			strbuf_addf(path, ".%s", k);
-			int r = interpolate_json_at(v, vars, path, total, &nv, err);
-			path->len = mark;
-			path->buf[mark] = '\0';
-			if (r < 0) {
-				json_decref(o);
-				return -1;
-			}
-			json_object_set_new(o, k, nv);
-		}
-		*out = o;
-		return 0;
-	}
-	*out = json_incref(in);
-	return 0;
-}
-
-static int interpolate_json_counted(json_t *in, json_t *vars, const char *where, size_t *total,
-				    json_t **out, struct imgf_error **err)
-{
-	struct strbuf path = STRBUF_INIT;
-	strbuf_addstr(&path, where);
-	int r = interpolate_json_at(in, vars, &path, total, out, err);
-	strbuf_release(&path);
-	return r;
-}
-
-int imgf_interpolate_json(json_t *in, json_t *vars, const char *where, json_t **out,
-			  struct imgf_error **err)
-{
-	size_t total = 0;
-	return interpolate_json_counted(in, vars, where, &total, out, err);
-}
 
 /* ---- loading and layering -------------------------------------------------------------- */
 
@@ -605,7 +230,7 @@ static int resolve_var(const char *name, json_t *raw, json_t *from, json_t *done
 	/* Resolve what it refers to first. */
 	for (const char *s = strstr(tmpl, "{{"); s; s = strstr(s + 2, "{{")) {
 		const char *nb, *ne;
-		if (!scan_ref(s, &nb, &ne))
+		if (!imgf_template_scan_ref(s, &nb, &ne))
 			continue;
 		_cleanup_free_ char *ref = xstrndup(nb, (size_t)(ne - nb));
 		if (resolve_var(ref, raw, from, done, busy, total, err) < 0)
@@ -614,7 +239,7 @@ static int resolve_var(const char *name, json_t *raw, json_t *from, json_t *done
 	_cleanup_free_ char *where =
 		xasprintf("%s: variables.%s", json_string_value(json_object_get(from, name)), name);
 	char *val;
-	if (interpolate_counted(tmpl, done, where, total, &val, err) < 0)
+	if (imgf_interpolate_counted(tmpl, done, where, total, &val, err) < 0)
 		return -1;
 	json_t *jv = json_string(val);
 	free(val);
@@ -663,11 +288,11 @@ static int load_image_def(struct imgf_config *c, const char *path, struct imgf_i
 	_cleanup_free_ char *wpp = xasprintf("%s: post_processors", path);
 	json_t *empty = json_array();
 	int r = 0;
-	if (interpolate_json_counted(b, c->vars, wb, total, &def->builder, err) < 0 ||
-	    interpolate_json_counted(p ? p : empty, c->vars, wp, total, &def->provisioners, err) <
-		    0 ||
-	    interpolate_json_counted(pp ? pp : empty, c->vars, wpp, total, &def->post_processors,
-				     err) < 0)
+	if (imgf_interpolate_json_counted(b, c->vars, wb, total, &def->builder, err) < 0 ||
+	    imgf_interpolate_json_counted(p ? p : empty, c->vars, wp, total, &def->provisioners,
+					  err) < 0 ||
+	    imgf_interpolate_json_counted(pp ? pp : empty, c->vars, wpp, total,
+					  &def->post_processors, err) < 0)
 		r = -1;
 	json_decref(empty);
 	return r;
