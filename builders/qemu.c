@@ -44,6 +44,7 @@
 #define GUEST_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define OUT_FILE "/tmp/.imgforge-exec.out"
 #define STATUS_FILE "/tmp/.imgforge-exec.status"
+#define ERR_FILE "/tmp/.imgforge-exec.err"
 #define CHECK_BEGIN "IMGFORGE-BOOT-CHECK-BEGIN"
 #define CHECK_END "IMGFORGE-BOOT-CHECK-END"
 /* UEFI for the boot check: Debian's ovmf package (4 MiB flash, no Secure Boot, so it runs on
@@ -309,7 +310,9 @@ static int qemu_validate(struct imgf_build *b, struct imgf_error **err)
 /*
  * libguestfs runs commands in the guest's root (with /dev, /proc and /sys bound in) but
  * returns their output only at the end and fails on a non-zero status; a wrapper keeps the
- * status and the combined output in files that are read back afterwards.
+ * status and the output in files that are read back afterwards: stdout and stderr apart
+ * when the caller takes the output (x->on_output: a capture reads stdout only, as from the
+ * Engine's two streams), else one file, so that the log keeps their order.
  */
 static int qemu_exec(struct imgf_target *t, const struct imgf_exec *x, int *status,
 		     struct imgf_error **err)
@@ -325,24 +328,24 @@ static int qemu_exec(struct imgf_target *t, const struct imgf_exec *x, int *stat
 	_cleanup_free_ char *cmd = shell_quote_argv(x->argv);
 	_cleanup_free_ char *wd =
 		shell_quote_argv((char *const[]){(char *)(x->workdir ? x->workdir : "/"), NULL});
-	strbuf_addf(&sb,
-		    "mkdir -p /tmp; cd %s && ( %s ) >%s 2>&1 </dev/null; echo $? >%s; exit 0\n", wd,
-		    cmd, OUT_FILE, STATUS_FILE);
+	strbuf_addf(&sb, "mkdir -p /tmp; cd %s && ( %s ) >%s %s </dev/null; echo $? >%s; exit 0\n",
+		    wd, cmd, OUT_FILE, x->on_output ? "2>" ERR_FILE : "2>&1", STATUS_FILE);
 	char *r = guestfs_sh(qt->g, sb.buf);
 	strbuf_release(&sb);
 	if (!r)
 		return guestfs_fail(qt->g, err, "run a command in the guest");
 	free(r);
 
-	_cleanup_free_ char *out_host = imgf_target_stage_path(t, "exec-out");
-	if (guestfs_download(qt->g, OUT_FILE, out_host) < 0)
-		return guestfs_fail(qt->g, err, "read the command's output");
-	char *text = NULL;
-	size_t len = 0;
-	if (read_file(out_host, 0, &text, &len, err) == 0) {
-		if (len) {
+	static const char *const files[] = {OUT_FILE, ERR_FILE};
+	for (int stream = 1; stream <= (x->on_output ? 2 : 1); stream++) {
+		_cleanup_free_ char *host = imgf_target_stage_path(t, "exec-out");
+		if (guestfs_download(qt->g, files[stream - 1], host) < 0)
+			return guestfs_fail(qt->g, err, "read the command's output");
+		char *text = NULL;
+		size_t len = 0;
+		if (read_file(host, 0, &text, &len, err) == 0 && len) {
 			if (x->on_output) {
-				x->on_output(x->opaque, 1, text, len);
+				x->on_output(x->opaque, stream, text, len);
 			} else {
 				/* Whole lines, prefixed like the docker builder's. */
 				if (text[len - 1] == '\n')
@@ -351,14 +354,14 @@ static int qemu_exec(struct imgf_target *t, const struct imgf_exec *x, int *stat
 			}
 		}
 		free(text);
+		unlink(host);
 	}
-	unlink(out_host);
 	char *st = guestfs_cat(qt->g, STATUS_FILE);
 	if (!st)
 		return guestfs_fail(qt->g, err, "read the command's status");
 	*status = atoi(st);
 	free(st);
-	char *rm = guestfs_sh(qt->g, "rm -f " OUT_FILE " " STATUS_FILE);
+	char *rm = guestfs_sh(qt->g, "rm -f " OUT_FILE " " ERR_FILE " " STATUS_FILE);
 	free(rm);
 	return 0;
 }
