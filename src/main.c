@@ -184,6 +184,7 @@ static const struct command commands[] = {
 	{"build", cmd_build, C_BUILD,
 	 "imgforge build [--only A,B] [--except C] [--var k=v]... [--var-file F]...\n"
 	 "               [--on-error=cleanup|abort] [--force] [--parallel-builds N] [--no-cache]\n"
+	 "               [--cache-to REGISTRY/REPO] [--cache-from REGISTRY/REPO]\n"
 	 "               [--output-dir DIR] [--lock FILE] [--json] CONFIG...",
 	 "build the images a config defines"},
 	{"validate", cmd_validate, C_VALIDATE,

@@ -390,6 +390,37 @@ static void blobs_forget(const struct imgf_build *b, json_t *manifest)
 	}
 }
 
+bool imgf_regcache_has(struct imgf_build *b, size_t i)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct imgf_error *e = NULL;
+	if (work_dir(b, &dir, &e) < 0) {
+		imgf_error_free(e);
+		return false;
+	}
+	_cleanup_free_ char *ref =
+		imgf_regcache_ref(b->opts->cache_to, b->cache->keys[i], "record");
+	_cleanup_free_ char *tar = path_join(dir, "record.tar");
+	json_t *man = NULL, *record = NULL;
+	char digest[72];
+	bool yes = false;
+	if (pull_layout(b, ref, dir, "record", true, &man, digest, &e) > 0) {
+		const char *cd = json_string_value(
+			json_object_get(json_object_get(man, "config"), "digest"));
+		record = cd ? layout_blob(tar, cd, &e) : NULL;
+		yes = record &&
+		      imgf_regcache_record_check(record, (const char *const *)b->cache->keys, i,
+						 b->builder->name, &e) == 0;
+	}
+	if (e)
+		log_debug("%s: %s", ref, e->msg);
+	imgf_error_free(e);
+	json_decref(man);
+	json_decref(record);
+	rm_rf(dir, NULL);
+	return yes;
+}
+
 /* imgf_regcache_get in dir: the record, then the state it names. */
 static int get_in(struct imgf_build *b, size_t i, const char *dir, char **id, json_t **inputs,
 		  bool *unreachable, struct imgf_error **err)

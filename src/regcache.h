@@ -60,6 +60,10 @@ int imgf_regcache_record_check(json_t *record, const char *const *keys, size_t i
 int imgf_regcache_put(struct imgf_build *b, size_t i, const char *id, json_t *inputs,
 		      struct imgf_error **err);
 
+/* Whether --cache-to's registry has step i's record, of this build's chain (a failure to look
+ * is a no). */
+bool imgf_regcache_has(struct imgf_build *b, size_t i);
+
 /*
  * --cache-from: step i's entry from the registry, checked and loaded into the builder: 1 and
  * *id (the state, newly allocated) and *inputs (new reference) when it is used; 0 when the

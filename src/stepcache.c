@@ -618,7 +618,6 @@ static void remote_lookup(struct imgf_build *b)
 			close(save);
 		c->found[i] = entry;
 		c->hit = i + 1;
-		c->remote_hit = true;
 		_cleanup_free_ char *human = xasprintf(
 			"%s: steps 1 to %zu of %zu come from the registry cache '%s' (%.12s, %s)",
 			b->def->name, i + 1, b->nsteps, repo, c->keys[i], id);
@@ -729,10 +728,8 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 	}
 	if (r == 0 && pull)
 		remote_lookup(b);
-	/* The deepest cached state goes to the registry too, unless it came from there. */
-	if (r == 0 && remote && c->hit &&
-	    !(c->remote_hit && b->opts->cache_from && b->opts->cache_to &&
-	      !strcmp(b->opts->cache_from, b->opts->cache_to)))
+	/* The deepest cached state goes to the registry too, unless it is there already. */
+	if (r == 0 && remote && b->opts->cache_to && c->hit && !imgf_regcache_has(b, c->hit - 1))
 		remote_put(b, c->hit - 1,
 			   json_string_value(json_object_get(c->found[c->hit - 1], "id")),
 			   json_object_get(c->found[c->hit - 1], "inputs"));

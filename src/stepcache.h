@@ -45,9 +45,8 @@ struct imgf_stepcache {
 	int *use;	     /* per step: the shared lock on KEY.use while the build stands on
 			      * that key's state, else -1 (see stepcache.c) */
 	size_t nuse;
-	int final_use;	 /* the same for the final key */
-	bool remote_hit; /* the cached prefix came from --cache-from's registry */
-	bool put_off;	 /* an export to --cache-to failed: no more are tried */
+	int final_use; /* the same for the final key */
+	bool put_off;  /* an export to --cache-to failed: no more are tried */
 };
 
 /* Compute the keys and find the longest cached prefix (and the artifact) of a build whose

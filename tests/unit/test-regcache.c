@@ -2,10 +2,10 @@
  * src/regcache.c, the step cache in a registry: which names --cache-to/--cache-from take, the
  * tags of an entry, the record's key chain checked against the build's; and, against
  * tests/lib/fakeregistry.py with a stand-in builder whose states are small images, a step
- * exported and found again (the deepest step's state loaded, its inputs handed back), a record
- * of another chain refused by the link that differs, a blob the registry serves tampered with
- * refused by name while a shallower step whose blobs are intact is used, and a registry that
- * is away said to be so.
+ * exported, said to be there and found again (the deepest step's state loaded, its inputs
+ * handed back), a record of another chain refused by the link that differs, a blob the
+ * registry serves tampered with refused by name while a shallower step whose blobs are intact
+ * is used, and a registry that is away said to be so.
  */
 #include <stdint.h>
 #include <sys/stat.h>
@@ -348,8 +348,11 @@ TEST(put_get)
 	imgf_error_free(e);
 	e = NULL;
 
+	CHECK(imgf_regcache_has(&f.b, 0) && imgf_regcache_has(&f.b, 1));
+
 	/* a key the registry has no entry for */
 	f.keys[1] = (char *)K3;
+	CHECK(!imgf_regcache_has(&f.b, 1));
 	id = NULL;
 	CHECK(imgf_regcache_get(&f.b, 1, &id, &inputs, &away, &e) == 0);
 	CHECK(!e && !id && !away);
@@ -362,6 +365,7 @@ TEST(put_get)
 		     "333333333333");
 	CHECK(!away);
 	CHECK(loads == before + 1);
+	CHECK(!imgf_regcache_has(&f.b, 1));
 	imgf_error_free(e);
 	e = NULL;
 
