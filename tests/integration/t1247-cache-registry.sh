@@ -100,7 +100,7 @@ test_expect_success "a blob tampered with in the registry: a warning names it, i
 	data=$TMP/reg/storage/docker/registry/v2/blobs/sha256/${blob:7:2}/${blob#sha256:}/data &&
 	test -f "$data" &&
 	printf "tampered" | dd of="$data" bs=1 seek=512 conv=notrunc status=none &&
-	d2 images -aq | xargs -r d2 rmi -f >/dev/null &&
+	d2 image prune -af >/dev/null &&
 	CACHE_SUFFIX=-tampered build b tampered --cache-from "$CACHE" &&
 	grep "warning" "$TMP/tampered.log" >"$TMP/tampered.warn" &&
 	grep -q "step 9/9 '"'"'sysprep'"'"': the cache entry [0-9a-f]\{12\} in .$CACHE. is not used" "$TMP/tampered.warn" &&
