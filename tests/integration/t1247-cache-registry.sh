@@ -28,7 +28,7 @@ REG=127.0.0.1:$PORT
 CACHE=$REG/imgforge/cache
 # The base image comes from the registry too: B pulls it, A has it under that name.
 BASE_REF=$REG/t1247/debian:base
-docker tag "$BASE" "$BASE_REF" && docker push -q "$BASE_REF" >/dev/null || die "push the base image"
+{ docker tag "$BASE" "$BASE_REF" && docker push -q "$BASE_REF" >/dev/null; } || die "push the base image"
 at_exit "docker rmi $BASE_REF"
 # B stores images as A does: storage drivers differ in how an export shows hard links
 # (fuse-overlayfs gives each name of a file its own inode), and the squashed layer with them.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A registry and a second Docker Engine of a script's own, as tests/integration/t1245 starts
 # them (sourced after harness.sh; needs docker-registry, dockerd, curl, ip and root).
 
