@@ -25,7 +25,6 @@
 #include "util.h"
 
 #define RECORD_MAX (16u << 20) /* a record: mostly the inputs, a few hundred packages */
-#define DOC_MAX (4u << 20)     /* an index or manifest in a layout */
 #define RECORD_VERSION 1
 
 int imgf_regcache_repo_check(const char *s, struct imgf_error **err)

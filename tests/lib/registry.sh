@@ -60,7 +60,8 @@ dockerd2_up() {
 		--containerd-namespace "$TEST_NAME-$$" --containerd-plugins-namespace "$TEST_NAME-plugins-$$" \
 		</dev/null >"$D2/log" 2>&1 &
 	D2_PID=$!
-	at_exit "kill $D2_PID; wait $D2_PID; rm -rf $D2/data"
+	# dockerd leaves its default network namespace mounted in the exec root
+	at_exit "kill $D2_PID; wait $D2_PID; umount '$D2/exec/netns/default'; rm -rf $D2/data"
 	at_exit "ip link del '$D2_BR'"
 	for _ in $(seq 300); do
 		d2 version >/dev/null 2>&1 && return 0
