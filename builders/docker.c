@@ -1312,6 +1312,48 @@ static int docker_cache_reuse(struct imgf_build *b, const char *id, struct imgf_
 	return 0;
 }
 
+static size_t file_read(void *opaque, char *buf, size_t len)
+{
+	FILE *f = opaque;
+	size_t n = fread(buf, 1, len, f);
+	return n == 0 && ferror(f) ? CURL_READFUNC_ABORT : n;
+}
+
+/* A step's image from another machine (src/regcache.h): the archive streamed to
+ * POST /images/load, then the engine must know it as `id`. */
+static int docker_cache_load(struct imgf_build *b, const char *archive, const char *id,
+			     struct imgf_error **err)
+{
+	(void)b;
+	_cleanup_fclose_ FILE *f = fopen(archive, "rb");
+	if (!f)
+		return imgf_error_errno(err, errno, "open '%s'", archive);
+	struct docker *d;
+	if (docker_connect(&d, err) < 0)
+		return -1;
+	struct strbuf errs = STRBUF_INIT;
+	struct docker_call c = {
+		.method = "POST",
+		.on_read = file_read,
+		.read_opaque = f,
+		.on_data = pull_progress,
+		.opaque = &errs,
+		.interruptible = true,
+		.reply = STRBUF_INIT,
+	};
+	c.path = xstrdup("/images/load?quiet=1");
+	int r = docker_do(d, &c, err);
+	if (r == 0 && (c.status >= 300 || errs.len))
+		r = imgf_error_set(err, IMGF_EXIT_FAIL, "docker engine answered %ld: %s", c.status,
+				   errs.len ? errs.buf : "no message");
+	call_release(&c);
+	strbuf_release(&errs);
+	if (r == 0)
+		r = check_loaded(d, id, err);
+	docker_free(d);
+	return r < 0 ? imgf_error_prefix(err, "load image '%.19s'", id) : 0;
+}
+
 static void docker_cleanup(struct imgf_build *b, struct imgf_target *t, bool keep)
 {
 	(void)b;
@@ -1375,6 +1417,7 @@ static const struct imgf_builder_cache_ops docker_cache = {
 	.check = docker_cache_check,
 	.drop = docker_cache_drop,
 	.reuse = docker_cache_reuse,
+	.load = docker_cache_load,
 };
 
 const struct imgf_builder_ops imgf_docker_builder = {

@@ -9,7 +9,7 @@ _imgforge() {
 		return
 	fi
 	case ${COMP_WORDS[1]} in
-	build) opts='--only --except --var --var-file --lock --on-error --force --parallel-builds --no-cache --output-dir --json --verbose --help' ;;
+	build) opts='--only --except --var --var-file --lock --on-error --force --parallel-builds --no-cache --cache-to --cache-from --output-dir --json --verbose --help' ;;
 	validate) opts='--only --except --var --var-file --lock --json --verbose --help' ;;
 	inspect) opts='--only --except --var --var-file --lock --json --verbose --help' ;;
 	image-upload) opts='--key-file --bucket --ci --release --dry-run --json --verbose --help' ;;
@@ -29,6 +29,8 @@ _imgforge() {
 	--lock | -lock) return ;;
 	--on-error | -on-error) mapfile -t COMPREPLY < <(compgen -W 'cleanup abort' -- "$cur"); return ;;
 	--parallel-builds | -parallel-builds) return ;;
+	--cache-to | -cache-to) return ;;
+	--cache-from | -cache-from) return ;;
 	--output-dir | -output-dir) mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
 	--key-file | -key-file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
 	--bucket | -bucket) return ;;

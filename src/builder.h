@@ -46,6 +46,9 @@ struct imgf_artifact {
  *                            on with its own state, which is not kept
  *   reuse                    MAY be NULL: the artifact is made again from the last step's state
  *   keep                     MAY be NULL: the artifact's own id is kept
+ *   load                     MAY be NULL: the builder's states cannot come from a registry
+ *                            (--cache-from, src/regcache.h); with image_save it exports them
+ *                            (--cache-to)
  *   late_keys                MAY be NULL: the config keys that act only once the steps have
  *                            run (qemu's boot check, the firmware the image boots with); they
  *                            are left out of every step's cache key (not of the finished
@@ -81,6 +84,10 @@ struct imgf_builder_cache_ops {
 	/* Give out again the artifact `id` an earlier build committed with the same key. */
 	int (*reuse)(struct imgf_build *b, const char *id, struct imgf_artifact *out,
 		     struct imgf_error **err);
+	/* Load a step's state another machine exported: `archive` is what image_save writes
+	 * (a docker-archive), whose image must then be known as `id`. */
+	int (*load)(struct imgf_build *b, const char *archive, const char *id,
+		    struct imgf_error **err);
 };
 
 struct imgf_builder_ops {

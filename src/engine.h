@@ -21,6 +21,8 @@ struct imgf_build_opts {
 	enum imgf_on_error on_error;
 	bool force;
 	bool no_cache; /* run every step (their cache entries are refreshed, none is reused) */
+	const char *cache_to;	/* REGISTRY/REPO: each step's state exported there (regcache.h) */
+	const char *cache_from; /* REGISTRY/REPO: cached steps looked up there too */
 	const char *output_dir; /* parent of BUILD_NAME+kube-VERSION, default "output" */
 	bool validate_only;
 	bool inspect; /* for `inspect`: its output is the plan, with no warnings among it */

@@ -17,6 +17,7 @@
 #include "parallel.h"
 #include "plugins.h"
 #include "redact.h"
+#include "regcache.h"
 #include "regpush.h"
 #include "stepcache.h"
 #include "strbuf.h"
@@ -40,6 +41,8 @@ enum opt_id {
 	OPT_RELEASE,
 	OPT_DRY_RUN,
 	OPT_NO_CACHE,
+	OPT_CACHE_TO,
+	OPT_CACHE_FROM,
 	OPT_MAX_SIZE,
 	OPT_OLDER_THAN,
 	OPT_AUTH_FILE,
@@ -88,6 +91,12 @@ static const struct option_def options[] = {
 	 "N build N images at once (default: all the selected ones)"},
 	{OPT_NO_CACHE, "no-cache", false, C_BUILD,
 	 "       run every step; reuse nothing from the step cache (it is refreshed)"},
+	{OPT_CACHE_TO, "cache-to", true, C_BUILD,
+	 "R     export each step's state to the registry repository R (REGISTRY/REPO) as\n"
+	 "                    it is made, tagged step-KEY (docker builder)"},
+	{OPT_CACHE_FROM, "cache-from", true, C_BUILD,
+	 "R   start from the deepest step R (REGISTRY/REPO) holds, verified by digest, when\n"
+	 "                    the local step cache has none as deep (docker builder)"},
 	{OPT_MAX_SIZE, "max-size", true, C_CACHE,
 	 "N    prune: keep at most N bytes (K, M, G, T), least recently used go first"},
 	{OPT_OLDER_THAN, "older-than", true, C_CACHE,
@@ -144,6 +153,8 @@ static void cli_release(struct cli *c)
 	strv_free(c->cfg.var_files);
 	strv_free(c->configs);
 	free((char *)c->build.output_dir);
+	free((char *)c->build.cache_to);
+	free((char *)c->build.cache_from);
 	free((char *)c->upload.key_file);
 	free((char *)c->upload.bucket);
 	free((char *)c->push.auth_file);
@@ -173,6 +184,7 @@ static const struct command commands[] = {
 	{"build", cmd_build, C_BUILD,
 	 "imgforge build [--only A,B] [--except C] [--var k=v]... [--var-file F]...\n"
 	 "               [--on-error=cleanup|abort] [--force] [--parallel-builds N] [--no-cache]\n"
+	 "               [--cache-to REGISTRY/REPO] [--cache-from REGISTRY/REPO]\n"
 	 "               [--output-dir DIR] [--lock FILE] [--json] CONFIG...",
 	 "build the images a config defines"},
 	{"validate", cmd_validate, C_VALIDATE,
@@ -277,6 +289,8 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 		return imgf_parallel_parse(val, &c->build.parallel_builds, err);
 	case OPT_OUTPUT_DIR:
 		free((char *)c->build.output_dir);
+		free((char *)c->build.cache_to);
+		free((char *)c->build.cache_from);
 		c->build.output_dir = xstrdup(val);
 		break;
 	case OPT_JSON:
@@ -309,6 +323,16 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 	case OPT_NO_CACHE:
 		c->build.no_cache = true;
 		break;
+	case OPT_CACHE_TO:
+	case OPT_CACHE_FROM: {
+		const char **dst =
+			o->id == OPT_CACHE_TO ? &c->build.cache_to : &c->build.cache_from;
+		if (imgf_regcache_repo_check(val, err) < 0)
+			return imgf_error_prefix(err, "--%s", o->name);
+		free((char *)*dst);
+		*dst = xstrdup(val);
+		break;
+	}
 	case OPT_MAX_SIZE:
 		if (imgf_size_parse(val, &c->max_size) < 0)
 			return imgf_error_set(err, IMGF_EXIT_USAGE,

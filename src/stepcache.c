@@ -25,6 +25,7 @@
 #include "log.h"
 #include "provisioner.h"
 #include "redact.h"
+#include "regcache.h"
 #include "stepcache.h"
 #include "stepcache-internal.h"
 #include "strbuf.h"
@@ -567,6 +568,87 @@ static int lookup(struct imgf_build *b, const char *key, bool final, bool saving
 	return r;
 }
 
+static json_t *entry_new(struct imgf_build *b, const char *key, const char *step, long index,
+			 const char *id, int64_t size, bool final);
+static json_t *inputs_so_far(struct imgf_build *b);
+
+/*
+ * --cache-from: the deepest step past the local prefix that the registry holds, checked and
+ * loaded (src/regcache.h), becomes a local entry as if this build had saved it. An entry that
+ * fails its checks is named in a warning and a shallower one is looked for.
+ */
+static void remote_lookup(struct imgf_build *b)
+{
+	struct imgf_stepcache *c = b->cache;
+	const char *repo = b->opts->cache_from;
+	for (size_t i = b->nsteps; i-- > c->hit;) {
+		struct imgf_step *s = &b->steps[i];
+		_cleanup_free_ char *id = NULL;
+		json_t *inputs = NULL;
+		bool unreachable = false;
+		struct imgf_error *e = NULL;
+		double t0 = imgf_now();
+		int r = imgf_regcache_get(b, i, &id, &inputs, &unreachable, &e);
+		if (r == 0)
+			continue;
+		if (r < 0) {
+			log_warn(
+				"%s: step %zu/%zu '%s': the cache entry %.12s in '%s' is not used%s: "
+				"%s",
+				b->def->name, i + 1, b->nsteps, s->label, c->keys[i], repo,
+				unreachable ? " (nor is any other of that registry)" : "", e->msg);
+			imgf_event("cache-rejected",
+				   json_pack("{s:s,s:i,s:s,s:s,s:s,s:s}", "image", b->def->name,
+					     "index", (int)i + 1, "step", s->label, "key",
+					     c->keys[i], "from", repo, "error", e->msg),
+				   NULL);
+			imgf_error_free(e);
+			if (unreachable)
+				return;
+			continue;
+		}
+		imgf_build_phase(b, "cache-pull", imgf_now() - t0);
+		int save = save_lock(b, c->keys[i], s->label);
+		json_t *entry = entry_new(b, c->keys[i], s->label, (long)i, id, 0, false);
+		json_object_set_new(entry, "inputs", inputs);
+		json_object_set_new(entry, "from", json_string(repo));
+		entry_replace(b, json_incref(entry));
+		use_take(c, &c->use[i], c->keys[i]);
+		if (save >= 0)
+			close(save);
+		c->found[i] = entry;
+		c->hit = i + 1;
+		_cleanup_free_ char *human = xasprintf(
+			"%s: steps 1 to %zu of %zu come from the registry cache '%s' (%.12s, %s)",
+			b->def->name, i + 1, b->nsteps, repo, c->keys[i], id);
+		imgf_event("cache-pulled",
+			   json_pack("{s:s,s:i,s:s,s:s,s:s,s:s}", "image", b->def->name, "index",
+				     (int)i + 1, "step", s->label, "key", c->keys[i], "from", repo,
+				     "id", id),
+			   human);
+		return;
+	}
+}
+
+/* --cache-to: step i's state `id` and what the steps recorded (inputs, borrowed) to the
+ * registry; a failure warns, and no later step is tried (the registry is likely away). */
+static void remote_put(struct imgf_build *b, size_t i, const char *id, json_t *inputs)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!b->opts->cache_to || c->put_off || !imgf_regcache_supported(b))
+		return;
+	struct imgf_error *e = NULL;
+	double t0 = imgf_now();
+	if (imgf_regcache_put(b, i, id, inputs, &e) < 0) {
+		log_warn("%s: step '%s' (and any after it) is not exported to '%s': %s",
+			 b->def->name, b->steps[i].label, b->opts->cache_to, e->msg);
+		imgf_error_free(e);
+		c->put_off = true;
+		return;
+	}
+	imgf_build_phase(b, "cache-push", imgf_now() - t0);
+}
+
 /* Every step's key, from the base's digest on. */
 static int compute_keys(struct imgf_build *b, const char *base, struct imgf_error **err)
 {
@@ -596,8 +678,18 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 	const struct imgf_builder_cache_ops *ops = b->builder->cache;
 	if (!ops || !ops->base || !ops->save || !ops->check || !ops->drop)
 		return 0;
+	bool remote = (b->opts->cache_to || b->opts->cache_from) && !b->opts->validate_only;
+	if (remote && !imgf_regcache_supported(b)) {
+		log_warn("%s: the %s builder's steps are not kept in a registry: --cache-to and "
+			 "--cache-from are ignored for it",
+			 b->def->name, b->builder->name);
+		remote = false;
+	}
+	/* With --cache-from the keys are needed before the inputs are fetched: a base that is not
+	 * at hand is pulled now. */
+	bool pull = remote && b->opts->cache_from != NULL;
 	_cleanup_free_ char *base = NULL;
-	if (b->builder->cache->base(b, false, &base, err) < 0)
+	if (b->builder->cache->base(b, pull, &base, err) < 0)
 		return -1;
 	struct imgf_stepcache *c = xcalloc(1, sizeof(*c));
 	b->cache = c;
@@ -634,6 +726,13 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 			break;
 		}
 	}
+	if (r == 0 && pull)
+		remote_lookup(b);
+	/* The deepest cached state goes to the registry too, unless it is there already. */
+	if (r == 0 && remote && b->opts->cache_to && c->hit && !imgf_regcache_has(b, c->hit - 1))
+		remote_put(b, c->hit - 1,
+			   json_string_value(json_object_get(c->found[c->hit - 1], "id")),
+			   json_object_get(c->found[c->hit - 1], "inputs"));
 	for (size_t i = c->hit; i < b->nsteps; i++) {
 		if (c->use[i] >= 0)
 			close(c->use[i]);
@@ -783,6 +882,8 @@ void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_
 		if (e) {
 			step_share(b, t, i, e);
 			close(save);
+			remote_put(b, i, json_string_value(json_object_get(c->found[i], "id")),
+				   json_object_get(c->found[i], "inputs"));
 			return;
 		}
 	}
@@ -800,6 +901,9 @@ void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_
 	entry_replace(b, entry_new(b, c->keys[i], s->label, (long)i, id, size, false));
 	use_take(c, &c->use[i], c->keys[i]);
 	close(save);
+	json_t *inputs = inputs_so_far(b);
+	remote_put(b, i, id, inputs);
+	json_decref(inputs);
 	log_debug("%s: step '%s' cached as %.12s (%s)", b->def->name, s->label, c->keys[i], id);
 }
 

@@ -46,6 +46,7 @@ struct imgf_stepcache {
 			      * that key's state, else -1 (see stepcache.c) */
 	size_t nuse;
 	int final_use; /* the same for the final key */
+	bool put_off;  /* an export to --cache-to failed: no more are tried */
 };
 
 /* Compute the keys and find the longest cached prefix (and the artifact) of a build whose

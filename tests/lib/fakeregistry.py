@@ -3,7 +3,7 @@
 unit tests of imgforge's push client: its request sequences and its authentication.
 
     fakeregistry.py [--port 0] [--log FILE] [--auth none|basic|bearer] [--user U --password P]
-                    [--fail-puts N]
+                    [--fail-puts N] [--tamper DIGEST]
 
 Prints its port (127.0.0.1) on the first stdout line. --auth basic answers 401 with a Basic
 challenge unless the request has the right credentials; --auth bearer answers 401 with a Bearer
@@ -14,8 +14,9 @@ rest; a mount also needs pull on its `from`); the realm wants the user's Basic c
 (POST ?mount=D&from=R: 201 when R has D); Locations are relative and carry a query of their
 own. A manifest PUT is refused (400 MANIFEST_BLOB_UNKNOWN) unless every blob (or, for an
 index, every manifest) it names is in the repository. --fail-puts N answers the first N upload
-PUTs 500 after reading them and forgets their sessions. The log gets one line per request:
-METHOD PATH STATUS (token requests: GET /token?QUERY STATUS).
+PUTs 500 after reading them and forgets their sessions. --tamper DIGEST (repeatable) serves that
+blob, once pushed, with its first byte changed, as a registry whose storage was tampered with.
+The log gets one line per request: METHOD PATH STATUS (token requests: GET /token?QUERY STATUS).
 """
 
 import argparse
@@ -164,6 +165,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.error(405, "UNSUPPORTED", "method")
             if data is None:
                 return self.error(404, "BLOB_UNKNOWN", "blob unknown to registry")
+            if ref in (self.args.tamper or []) and self.command == "GET":
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
             return self.reply(200, data, [("Docker-Content-Digest", ref)],
                               "application/octet-stream")
         if self.command in ("GET", "HEAD"):
@@ -251,6 +254,7 @@ def main():
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--fail-puts", type=int, default=0)
+    p.add_argument("--tamper", action="append")
     args = p.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     srv.daemon_threads = True

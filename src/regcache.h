@@ -1,0 +1,76 @@
+/*
+ * The step cache in a registry: `build --cache-to REGISTRY/REPO` exports each step's state as
+ * it is made, `build --cache-from REGISTRY/REPO` lets a build on another machine start from
+ * the deepest step it finds there, as if it had built it (src/stepcache.h).
+ *
+ * An entry is two tags of REPO, both for the step key KEY (64 hex digits):
+ *   step-KEY         the state: the step's image as the builder saves it (image_save), an OCI
+ *                    image of uncompressed layers whose config is the engine's (docker pull
+ *                    gives the same image ID);
+ *   step-KEY.record  the record, pushed last: an OCI image of no layers whose config holds,
+ *                    under "imgforge", the key chain that leads to KEY (every step key from the
+ *                    first step on), the state's image ID and manifest digest, the step, and
+ *                    what the steps so far recorded (the build's inputs, URLs redacted).
+ * A record is trusted no more than a local entry: its chain must be this build's, the state is
+ * pulled by the manifest digest it names, every blob verified by digest on the way
+ * (src/registry.h), the config must be the image ID it names, and the builder checks what it
+ * loaded (check: the image holds KEY). Any mismatch is a warning naming the blob or field and
+ * the step, and the build looks for a shallower entry, else runs the steps.
+ *
+ * Only builders whose states are container images (image_save and cache->load) take part; the
+ * qemu builder's overlays do not (yet).
+ */
+#ifndef IMGF_REGCACHE_H
+#define IMGF_REGCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct imgf_build;
+struct imgf_error;
+
+/* Whether `s` is REGISTRY/REPO (a registry host, a repository, no tag or digest). */
+int imgf_regcache_repo_check(const char *s, struct imgf_error **err);
+
+/* "REPO:step-KEY" (what NULL) or "REPO:step-KEY.WHAT", newly allocated. */
+char *imgf_regcache_ref(const char *repo, const char *key, const char *what);
+
+/* Whether the builder of b can keep its step states in a registry. */
+bool imgf_regcache_supported(const struct imgf_build *b);
+
+/*
+ * The record of step i (0-based) of a build whose step keys are keys[0..i]: `state` its image
+ * ID, `manifest` the state's manifest digest, `inputs` (borrowed) what the steps recorded.
+ * Newly allocated: the image config pushed as step-KEY.record.
+ */
+json_t *imgf_regcache_record_new(const char *const *keys, size_t i, const char *builder,
+				 const char *image, const char *step, const char *state,
+				 const char *manifest, const char *arch, json_t *inputs);
+/*
+ * Check a record read back against this build: its builder, key and chain are those of step i
+ * of `keys`, and its state and manifest are digests. The error names the field that differs.
+ */
+int imgf_regcache_record_check(json_t *record, const char *const *keys, size_t i,
+			       const char *builder, struct imgf_error **err);
+
+/* --cache-to: push step i's state `id` (a step of b->cache) and its record with `inputs`
+ * (borrowed). */
+int imgf_regcache_put(struct imgf_build *b, size_t i, const char *id, json_t *inputs,
+		      struct imgf_error **err);
+
+/* Whether --cache-to's registry has step i's record, of this build's chain (a failure to look
+ * is a no). */
+bool imgf_regcache_has(struct imgf_build *b, size_t i);
+
+/*
+ * --cache-from: step i's entry from the registry, checked and loaded into the builder: 1 and
+ * *id (the state, newly allocated) and *inputs (new reference) when it is used; 0 when the
+ * registry has none; < 0 with *err when it is there but not usable (then *unreachable says
+ * whether the registry itself failed, when looking further is pointless).
+ */
+int imgf_regcache_get(struct imgf_build *b, size_t i, char **id, json_t **inputs, bool *unreachable,
+		      struct imgf_error **err);
+
+#endif

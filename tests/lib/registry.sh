@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# A registry and a second Docker Engine of a script's own, as tests/integration/t1245 starts
+# them (sourced after harness.sh; needs docker-registry, dockerd, curl, ip and root).
+
+# start_registry NAME [htpasswd=FILE|token=REALM]: docker-registry on a free loopback port,
+# its storage and access log under $TMP/NAME, anonymous or with that auth; sets PORT.
+start_registry() {
+	local d=$TMP/$1 pid
+	mkdir -p "$d/storage"
+	{
+		printf 'version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n'
+		printf '    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:0\n  secret: %s\n' "$d/storage" "$TEST_NAME"
+		case ${2:-} in
+		htpasswd=*) printf 'auth:\n  htpasswd:\n    realm: %s\n    path: %s\n' "$TEST_NAME" "${2#*=}" ;;
+		token=*)
+			printf 'auth:\n  token:\n    realm: %s\n    service: %s\n' "${2#*=}" "$TEST_NAME"
+			printf '    issuer: %s-issuer\n    rootcertbundle: %s\n' "$TEST_NAME" "$TMP/token-cert.pem"
+			;;
+		esac
+	} >"$d/config.yml"
+	docker-registry serve "$d/config.yml" </dev/null >"$d/log" 2>&1 &
+	pid=$!
+	at_exit "kill $pid"
+	PORT=
+	for _ in $(seq 600); do
+		PORT=$(grep -ohE 'listening on 127\.0\.0\.1:[0-9]+' "$d/log" | head -n 1 | sed 's/.*://')
+		[ -n "$PORT" ] && curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	tail -n 5 "$d/log" >&2
+	die "docker-registry '$1' did not come up"
+}
+
+# mark NAME, then count NAME 'METHOD /v2/PATH-PREFIX' [STATUS]: requests in NAME's access log
+# since the mark.
+mark() { wc -l <"$TMP/$1/log" >"$TMP/$1/mark"; }
+count() {
+	tail -n +"$(($(cat "$TMP/$1/mark") + 1))" "$TMP/$1/log" |
+		grep -cE "\"$2[^\"]* HTTP/1\.1\" ${3:-[0-9]+} " || true
+}
+
+# dockerd2_up [STORAGE_DRIVER]: a second Docker Engine, empty: its own config (not
+# /etc/docker/daemon.json), data root, exec root, socket and pid file under $TMP/dockerd2, no
+# iptables rules (registries on loopback, which it pulls from over plain HTTP), and a bridge of
+# its own: with `--bridge none` dockerd deletes the host's docker0 at start (the default bridge
+# it takes for stale), which the first engine's containers need. Sets D2 and defines d2 (the
+# docker CLI for it); DOCKER_HOST=unix://$D2/sock points imgforge at it.
+dockerd2_up() {
+	local driver=${1:-vfs}
+	D2=$TMP/dockerd2
+	D2_BR=imgf2br$$
+	D2_BR=${D2_BR:0:15}
+	mkdir -p "$D2"
+	echo "{}" >"$D2/daemon.json"
+	ip link add name "$D2_BR" type bridge || die "ip link add $D2_BR"
+	dockerd --config-file "$D2/daemon.json" --data-root "$D2/data" --exec-root "$D2/exec" \
+		--pidfile "$D2/pid" --host "unix://$D2/sock" --bridge "$D2_BR" --iptables=false \
+		--ip-masq=false --storage-driver "$driver" \
+		--containerd-namespace "$TEST_NAME-$$" --containerd-plugins-namespace "$TEST_NAME-plugins-$$" \
+		</dev/null >"$D2/log" 2>&1 &
+	D2_PID=$!
+	# dockerd leaves its default network namespace mounted in the exec root
+	at_exit "kill $D2_PID; wait $D2_PID; umount '$D2/exec/netns/default'; rm -rf $D2/data"
+	at_exit "ip link del '$D2_BR'"
+	for _ in $(seq 300); do
+		d2 version >/dev/null 2>&1 && return 0
+		kill -0 "$D2_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	tail -n 20 "$D2/log" >&2
+	return 1
+}
+d2() { DOCKER_HOST=unix://$D2/sock docker "$@"; }
