@@ -1,8 +1,8 @@
 /*
- * builders/qemu.c pieces that need neither an appliance nor libvirt: the work directory in a
- * shared TMPDIR is its owner's only; which root partition grows, and to where, from the
- * partition table alone; the boot check's domain under BIOS and under UEFI. (Builds and boot
- * checks are in t1255-t1290.)
+ * The qemu builder's pieces that need neither an appliance nor libvirt (qemu-internal.h): the
+ * work directory in a shared TMPDIR is its owner's only; which root partition grows, and to where,
+ * from the partition table alone; the boot check's domain under BIOS and under UEFI. (Builds and
+ * boot checks are in t1255-t1290.)
  */
 #include <inttypes.h>
 #include <stdlib.h>
