@@ -167,7 +167,7 @@ format:
 
 # Fuzz targets link the parsers and what they need, not the builders and provisioners.
 FUZZ_SRCS := $(wildcard fuzz/fuzz-*.c)
-FUZZ_CORE := $(filter-out src/engine.c src/provisioner.c src/stepcache.c src/plugins.c,$(CORE_SRCS))
+FUZZ_CORE := $(filter-out src/engine.c src/provisioner.c src/stepcache%.c src/plugins.c,$(CORE_SRCS))
 fuzz: $(patsubst fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 $(B)/fuzz/%: fuzz/%.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)

@@ -11,8 +11,8 @@
  *                                   that convert a disk need and image-upload sends
  *   cache                           MAY be NULL: the builder keeps no step cache (every build
  *                                   runs every step); else its hooks (struct
- *                                   imgf_builder_cache_ops below), which src/stepcache.c alone
- *                                   calls
+ *                                   imgf_builder_cache_ops below), which the step cache
+ *                                   (src/stepcache*.c) alone calls
  *   image_save                      MAY be NULL: its artifacts are no container images (the
  *                                   push post-processor refuses such a builder)
  */

@@ -15,7 +15,7 @@
  * never trusted.
  *
  * Builds running at once share the cache: one key has one entry, and a state is never removed
- * while another build stands on it (CACHE/steps/KEY.save and KEY.use, see stepcache.c). A
+ * while another build stands on it (CACHE/steps/KEY.save and KEY.use, see stepcache-entry.c). A
  * build that finishes a step a twin build has just cached goes on from the twin's state.
  */
 #ifndef IMGF_STEPCACHE_H
@@ -43,7 +43,7 @@ struct imgf_stepcache {
 	size_t mark;	     /* json_array_size(b->inputs) when the cache opened */
 	bool pending;	     /* the base was not at hand: no keys yet (imgf_stepcache_settle) */
 	int *use;	     /* per step: the shared lock on KEY.use while the build stands on
-			      * that key's state, else -1 (see stepcache.c) */
+			      * that key's state, else -1 (see stepcache-entry.c) */
 	size_t nuse;
 	int final_use; /* the same for the final key */
 	bool put_off;  /* an export to --cache-to failed: no more are tried */

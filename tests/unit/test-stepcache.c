@@ -1,6 +1,6 @@
 /*
- * src/stepcache.c: `imgforge cache prune` picks entries by age and by size (least recently
- * used first) and removes unreadable ones; --older-than parses durations. The entries here
+ * The step cache (src/stepcache*.c): `imgforge cache prune` picks entries by age and by size (least
+ * recently used first) and removes unreadable ones; --older-than parses durations. The entries here
  * name a builder that does not exist, so only their records go (t1235 covers the images).
  * A step's key holds every host path its provisioner says it reads, however it is written.
  */
