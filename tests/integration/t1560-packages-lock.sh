@@ -8,7 +8,10 @@
 # has, and, with the lock's packages mirrored (`imgforge mirror --lock`), for a tampered .deb
 # and for one missing from the mirror (naming the file too). Without a lock, the packages
 # step's cache key holds the archive's Release file: the same Release reuses the step, a
-# changed one runs it again. (t1540 builds kind-node from the mirror with no network.)
+# changed one runs it again. The lock makes a build repeatable after the archive moves on: a
+# build from the mirror with no network (another download cache, another time) gives the same
+# image ID as the locked build from the archive. (t1540 builds kind-node from the mirror with
+# no network.)
 . "$(dirname "$0")/../lib/harness.sh"
 docker_up "packages lock"
 TAG=imgforge-test/pkgs:t1560-$$
@@ -18,7 +21,7 @@ PKGS="jq nfs-common" # neither is in the test base image; nfs-common brings ~20 
 cat >"$TMP/pkgs.json" <<EOF
 {"name": "pkgs", "builder": {"type": "docker", "image": "{{ docker_base_image }}",
   "tag": "$TAG", "network": "{{ docker_network }}"},
- "provisioners": [{"type": "packages", "packages": ["{{ t1560_packages }}"]}],
+ "provisioners": [{"type": "packages", "packages": ["{{ t1560_packages }}"]}, {"type": "sysprep"}],
  "post_processors": [{"type": "manifest"}]}
 EOF
 cat >"$TMP/t1560.json" <<EOF
@@ -68,6 +71,8 @@ test_expect_success "a build with the lock installs exactly the locked versions,
 		"$TMP/out-locked/$OUT/manifest.json" | sort >"$TMP/recorded" &&
 	locked "$TMP/one.lock" | diff - "$TMP/recorded" &&
 	docker run --rm --network none --entrypoint sh "$TAG" -c "test ! -e /var/lib/imgforge-repo" &&
+	docker image inspect -f "{{.Id}}" "$TAG" >"$TMP/locked.id" &&
+	mkdir -p "$TMP/save-locked" && docker save "$TAG" | tar -x -C "$TMP/save-locked" &&
 	test "$(docker run --rm --network none --entrypoint cat "$TAG" /etc/apt/sources.list)" = \
 		"$(docker run --rm --network none --entrypoint cat "$BASE" /etc/apt/sources.list)"
 '
@@ -104,7 +109,7 @@ test_expect_success "imgforge mirror --lock keeps the locked .debs as an apt rep
 	test -s "$JQ_DEB" && echo "$JQ_DEB" >"$TMP/jq-deb"
 '
 
-test_expect_success "a build from the mirror needs no network: imgforge in its own namespace, the container with none" '
+test_expect_success "a build from the mirror needs no network (imgforge in its own namespace, the container with none) and gives the locked build's image ID" '
 	rm -rf "$TMP/cache-offline" &&
 	IMGFORGE_CACHE_DIR=$TMP/cache-offline unshare -n "$IMGF" build --var-file "$M/vars.json" \
 		--output-dir "$TMP/out-offline" "$TMP/t1560.json" >"$TMP/offline.log" 2>&1 ||
@@ -112,7 +117,15 @@ test_expect_success "a build from the mirror needs no network: imgforge in its o
 	jq -S "[.builds[0].inputs[] | select(.kind == \"deb\")] | sort_by(.name)" "$TMP/out-locked/$OUT/manifest.json" >"$TMP/deb-locked" &&
 	jq -S "[.builds[0].inputs[] | select(.kind == \"deb\")] | sort_by(.name)" "$TMP/out-offline/$OUT/manifest.json" >"$TMP/deb-offline" &&
 	diff "$TMP/deb-locked" "$TMP/deb-offline" &&
-	test "$(jq length "$TMP/deb-offline")" -gt 10
+	test "$(jq length "$TMP/deb-offline")" -gt 10 &&
+	docker image inspect -f "{{.Id}}" "$TAG" >"$TMP/offline.id" &&
+	if ! cmp -s "$TMP/locked.id" "$TMP/offline.id"; then
+		echo "image IDs differ: $(cat "$TMP/locked.id") (from the network) and $(cat "$TMP/offline.id") (from the mirror)"
+		mkdir -p "$TMP/save-offline" && docker save "$TAG" | tar -x -C "$TMP/save-offline" &&
+		layer() { echo "$TMP/save-$1/$(jq -r ".[0].Layers[0]" "$TMP/save-$1/manifest.json")"; } &&
+		python3 "$TOP/tests/lib/layer-diff.py" diff "$(layer locked)" "$(layer offline)"
+		exit 1
+	fi
 '
 
 test_expect_success "a tampered .deb in the mirror fails before the target exists, naming the package and the file" '
@@ -135,7 +148,7 @@ test_expect_success "a mirror missing a package fails before the target exists, 
 '
 
 # The archive's Release, as a file the test changes (apt itself reads the real archive).
-ran_packages() { grep -cE "pkgs: step 1/1: packages\$" "$TMP/$1.log"; }
+ran_packages() { grep -cE "pkgs: step 1/2: packages\$" "$TMP/$1.log"; }
 test_expect_success "without a lock, the same Release reuses the packages step and a changed one reruns it" '
 	printf "Suite: bookworm\nDate: one\n" >"$TMP/InRelease" &&
 	export IMGFORGE_CACHE_DIR=$TMP/cache-release &&
