@@ -124,19 +124,11 @@ void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir)
 {
 	o->cache_dir = cache_dir;
 	o->max_attempts = 5;
-	o->retry_base_ms = 1000;
+	o->retry_base_ms = imgf_http_retry_policy(o->max_attempts).base_ms;
 	o->parallel = 4;
 	o->max_size = IMGF_FETCH_MAX_SIZE_DEFAULT;
 	o->timeout_s = IMGF_FETCH_TIMEOUT_DEFAULT;
 	o->stall_s = IMGF_HTTP_STALL_S_DEFAULT;
-	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
-	if (v && *v) {
-		char *end;
-		errno = 0;
-		long ms = strtol(v, &end, 10);
-		if (!errno && !*end && ms >= 0 && ms <= IMGF_RETRY_DELAY_CAP_MS)
-			o->retry_base_ms = ms;
-	}
 }
 
 int imgf_fetch_checksum_list(const struct imgf_input *in, const char *url, size_t max,

@@ -251,8 +251,9 @@ struct imgf_http_retry imgf_http_retry_policy(int max_attempts)
 	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
 	if (v && *v) {
 		char *end;
+		errno = 0;
 		long ms = strtol(v, &end, 10);
-		if (!*end && ms >= 0 && ms <= 600000)
+		if (!errno && !*end && ms >= 0 && ms <= IMGF_RETRY_DELAY_CAP_MS)
 			p.base_ms = ms;
 	}
 	return p;
