@@ -33,7 +33,7 @@ int imgf_http_init(struct imgf_error **err)
 	return 0;
 }
 
-static int64_t mono_ms(void)
+int64_t imgf_http_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -48,7 +48,7 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 		return 1;
 	if (!p || !p->label || !imgf_log_progress_enabled())
 		return 0;
-	int64_t t = mono_ms();
+	int64_t t = imgf_http_mono_ms();
 	if (t - p->last_ms < PROGRESS_INTERVAL_MS)
 		return 0;
 	p->last_ms = t;
@@ -259,6 +259,15 @@ struct imgf_http_retry imgf_http_retry_policy(int max_attempts)
 	return p;
 }
 
+char *imgf_http_no_proxy_loopback(void)
+{
+	const char *env = getenv("no_proxy");
+	if (!env || !*env)
+		env = getenv("NO_PROXY");
+	return xasprintf("%s%slocalhost,127.0.0.0/8,::1", env && *env ? env : "",
+			 env && *env ? "," : "");
+}
+
 /* ---- URLs ---- */
 
 void imgf_http_escape(struct strbuf *sb, const char *s, bool keep_slash)
@@ -369,9 +378,14 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 		long code = 0;
 		curl_easy_getinfo(q->curl, CURLINFO_RESPONSE_CODE, &code);
 		if (code < 200 || code > 299) {
-			if (s->errbody->len + n <= s->errbody_max)
-				strbuf_add(s->errbody, data, n);
-			return n;
+			size_t room = s->errbody_max > s->errbody->len
+					      ? s->errbody_max - s->errbody->len
+					      : 0;
+			strbuf_add(s->errbody, data, n < room ? n : room);
+			if (n < room)
+				return n;
+			s->errbody_cut = true;
+			return 0;
 		}
 	}
 	switch (s->kind) {
@@ -397,6 +411,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 			return 0;
 		break;
 	}
+	if (s->tee)
+		s->tee(s->tee_arg, data, n);
 	s->written += n;
 	return n;
 }
@@ -442,6 +458,7 @@ void imgf_http_prepare(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *
 	q->body.shrank = false;
 	q->sink.written = 0;
 	q->sink.overflow = false;
+	q->sink.errbody_cut = false;
 	q->sink.write_errno = 0;
 	if (q->sink.buf) {
 		strbuf_reset(q->sink.buf);
@@ -459,6 +476,13 @@ void imgf_http_prepare(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *
 	struct imgf_http_opts o = q->opts;
 	if (!o.errbuf)
 		o.errbuf = r->errbuf;
+	if (q->deadline_ms) {
+		int64_t left = q->deadline_ms - imgf_http_mono_ms();
+		if (left < 1)
+			left = 1;
+		if (!o.timeout_ms || o.timeout_ms > left)
+			o.timeout_ms = (long)left;
+	}
 	imgf_http_setup(h, &o);
 	curl_easy_setopt(h, CURLOPT_URL, q->url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, q->headers);
@@ -475,6 +499,8 @@ void imgf_http_prepare(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *
 
 void imgf_http_finish(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r, CURLcode rc)
 {
+	if (rc == CURLE_WRITE_ERROR && q->sink.errbody_cut)
+		rc = CURLE_OK;
 	r->rc = rc;
 	r->status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
@@ -487,6 +513,8 @@ void imgf_http_finish(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r
 	if (q->body.kind == IMGF_HTTP_BODY_FILE && up > 0 && (uint64_t)up > r->sent)
 		r->sent = (uint64_t)up;
 	r->interrupted = rc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted;
+	r->deadline_passed = rc == CURLE_OPERATION_TIMEDOUT && q->deadline_ms &&
+			     imgf_http_mono_ms() >= q->deadline_ms;
 	if (q->opts.errbuf && q->opts.errbuf != r->errbuf)
 		snprintf(r->errbuf, sizeof(r->errbuf), "%s", q->opts.errbuf);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
@@ -537,22 +565,30 @@ int imgf_http_do(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
 		q->retry && (q->retry_unsafe || idempotent(q->method)) ? q->retry : &once;
 	r->attempts = 0;
 	r->exhausted = false;
+	r->interrupted = false;
+	r->deadline_passed = false;
 	for (int attempt = 1;; attempt++) {
 		if (stopped(q)) {
 			r->rc = CURLE_ABORTED_BY_CALLBACK;
 			r->interrupted = true;
 			return 0;
 		}
+		if (q->deadline_ms && imgf_http_mono_ms() >= q->deadline_ms) {
+			r->rc = CURLE_OPERATION_TIMEDOUT;
+			r->deadline_passed = true;
+			return 0;
+		}
 		if (imgf_http_perform(h, q, r, err) < 0)
 			return -1;
+		r->attempts = attempt;
 		int verdict = q->after ? q->after(q, r, q->hook_arg, err) : IMGF_HTTP_POLICY;
 		if (verdict < 0)
 			return -1;
 		if (verdict == IMGF_HTTP_AGAIN) {
-			attempt--;
+			r->attempts = --attempt;
 			continue;
 		}
-		if (verdict == IMGF_HTTP_DONE || r->interrupted)
+		if (verdict == IMGF_HTTP_DONE || r->interrupted || r->deadline_passed)
 			return 0;
 		if (r->rc == CURLE_OK ? !imgf_retry_status(r->status) : !imgf_retry_transport(r->rc))
 			return 0;
@@ -562,6 +598,10 @@ int imgf_http_do(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
 		}
 		long ra = q->reply_headers ? imgf_http_retry_after(q->reply_headers) : -1;
 		long delay = imgf_http_retry_delay(p, attempt, ra);
+		if (q->deadline_ms && imgf_http_mono_ms() + delay > q->deadline_ms) {
+			r->deadline_passed = true;
+			return 0;
+		}
 		_cleanup_free_ char *why = r->rc != CURLE_OK ? imgf_http_resp_reason(r)
 				  : q->why		 ? q->why(q, r, q->hook_arg)
 							 : xasprintf("HTTP %ld", r->status);

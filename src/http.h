@@ -169,9 +169,11 @@ enum imgf_http_sink_kind {
 
 /*
  * Where the reply body goes. Past the cap the transfer fails (CURLE_WRITE_ERROR) with
- * `overflow` set; a failed write sets `write_errno`. With `errbody` set, the body of a reply
- * that is not 2xx goes there instead, whole chunks while they fit in errbody_max, the rest
- * dropped (the status says what happened; the body only adds the server's words).
+ * `overflow` set; a failed write sets `write_errno`. `tee` sees every byte the sink takes (a
+ * digest of a download). With `errbody` set, the body of a reply that is not 2xx goes there
+ * instead, its first errbody_max bytes: the status says what happened, the body only adds
+ * the server's words, so an endless one is not read to its end (`errbody_cut`, and the
+ * attempt still counts as an exchange, rc CURLE_OK).
  */
 struct imgf_http_sink {
 	enum imgf_http_sink_kind kind;
@@ -180,11 +182,14 @@ struct imgf_http_sink {
 	uint64_t max;
 	size_t (*write)(void *arg, const char *data, size_t len);
 	void *arg;
+	void (*tee)(void *arg, const char *data, size_t len);
+	void *tee_arg;
 	struct strbuf *errbody;
 	size_t errbody_max;
 	/* results of the last attempt */
 	uint64_t written;
 	bool overflow;
+	bool errbody_cut;
 	int write_errno;
 };
 
@@ -194,9 +199,10 @@ struct imgf_http_req;
 struct imgf_http_resp {
 	CURLcode rc;
 	long status;
-	int attempts;		   /* made, answered challenges included */
+	int attempts;		   /* the policy counted (an answered challenge is not one) */
 	bool exhausted;		   /* the last failure was worth a retry but none was left */
 	bool interrupted;	   /* SIGINT/SIGTERM stopped it (rc CURLE_ABORTED_BY_CALLBACK) */
+	bool deadline_passed;	   /* the request's deadline came first */
 	uint64_t sent;		   /* body bytes given to the transport (never less than curl's) */
 	curl_off_t content_length; /* of the reply, -1 unknown */
 	char errbuf[CURL_ERROR_SIZE];
@@ -228,6 +234,10 @@ struct imgf_http_req {
 	 * DELETE) are retried unless retry_unsafe says resending is harmless. */
 	const struct imgf_http_retry *retry;
 	bool retry_unsafe;
+	/* A monotonic end (imgf_http_mono_ms) for all attempts and the waits between them;
+	 * 0 = none. Each attempt's timeout is what is left; a wait that would end past it is
+	 * not begun. */
+	int64_t deadline_ms;
 	/* Hooks, all optional. before: ready an attempt (a fresh token in the headers); -1 stops
 	 * with *err. after: an attempt's verdict, or -1 with *err. why: the retry warning's words
 	 * for a status (NULL: "HTTP N"); transport failures get curl's. */
@@ -238,6 +248,12 @@ struct imgf_http_req {
 	void *hook_arg;
 	CURL *curl; /* the running attempt's handle (for the callbacks) */
 };
+
+/* The monotonic clock, in milliseconds. */
+int64_t imgf_http_mono_ms(void);
+/* NOPROXY for clients that speak to loopback servers: the environment's no_proxy (or
+ * NO_PROXY) plus localhost, 127.0.0.0/8 and ::1, which never go through a proxy. */
+char *imgf_http_no_proxy_loopback(void);
 
 /* Append "NAME: VALUE" (printf-style) to a header list. */
 void imgf_http_header_add(struct curl_slist **list, const char *fmt, ...)

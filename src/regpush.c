@@ -133,7 +133,6 @@ struct client {
 	char *user, *password;
 	bool creds_read;
 	char *no_proxy;
-	char errbuf[CURL_ERROR_SIZE];
 };
 
 struct request {
@@ -172,32 +171,6 @@ static void reply_release(struct reply *r)
 	strbuf_release(&r->body);
 }
 
-struct sink {
-	CURL *curl;
-	struct strbuf *out;
-	struct strbuf *errbody;
-	bool too_large;
-};
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
-{
-	struct sink *s = ud;
-	size_t n = size * nmemb;
-	long code = 0;
-	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
-	if (code < 200 || code > 299 || !s->out) {
-		if (s->errbody->len + n <= ERRBODY_MAX)
-			strbuf_add(s->errbody, data, n);
-		return n;
-	}
-	strbuf_add(s->out, data, n);
-	if (s->out->overflow) {
-		s->too_large = true;
-		return 0;
-	}
-	return n;
-}
-
 /* The registry's words from {"errors":[{"code":..,"message":..}]}, or NULL. */
 static char *registry_error_text(const struct strbuf *body)
 {
@@ -221,84 +194,6 @@ static char *status_text(const struct reply *r)
 	_cleanup_free_ char *detail = registry_error_text(&r->body);
 	return detail ? xasprintf("HTTP %ld (%s)", r->status, detail)
 		      : xasprintf("HTTP %ld", r->status);
-}
-
-static CURLcode perform(struct client *c, const struct request *q, struct reply *r, bool *too_large,
-			struct imgf_error **err)
-{
-	CURL *h = c->curl;
-	curl_easy_reset(h);
-	imgf_http_headers_reset(&r->h);
-	strbuf_reset(&r->body);
-	if (q->out) {
-		strbuf_reset(q->out);
-		q->out->overflow = 0;
-	}
-	r->status = 0;
-	r->content_length = -1;
-	struct imgf_http_progress prog = {.label = q->label, .upload = true, .total = q->size};
-	/* A blob GET may be sent on to storage (S3, a CDN); our Authorization stays behind. */
-	struct imgf_http_opts ho = {
-		.redir_protocols = !strcmp(q->method, "GET") ? "http,https" : NULL,
-		.tls_ca = c->o->ca_file,
-		.tls_no_verify = c->o->tls_no_verify,
-		.no_proxy = c->no_proxy,
-		.errbuf = c->errbuf,
-		.progress = &prog,
-	};
-	c->errbuf[0] = '\0';
-	imgf_http_setup(h, &ho);
-	struct curl_slist *hdrs = NULL;
-	_cleanup_free_ char *ct = NULL, *acc = NULL;
-	const char *auth = q->auth ? q->auth : c->auth;
-	if (auth)
-		hdrs = curl_slist_append(hdrs, auth);
-	if (q->content_type) {
-		ct = xasprintf("Content-Type: %s", q->content_type);
-		hdrs = curl_slist_append(hdrs, ct);
-	}
-	if (q->accept) {
-		acc = xasprintf("Accept: %s", q->accept);
-		hdrs = curl_slist_append(hdrs, acc);
-	}
-	struct sink s = {.curl = h, .out = q->out, .errbody = &r->body};
-	curl_easy_setopt(h, CURLOPT_URL, q->url);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &r->h);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-	FILE *f = NULL;
-	if (!strcmp(q->method, "HEAD")) {
-		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-	} else if (q->path) {
-		f = fopen(q->path, "rb");
-		if (!f) {
-			curl_slist_free_all(hdrs);
-			imgf_error_errno(err, errno, "open '%s'", q->path);
-			return CURLE_READ_ERROR;
-		}
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(h, CURLOPT_READDATA, f);
-		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)q->size);
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
-	} else if (strcmp(q->method, "GET") != 0) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->data ? (const char *)q->data : "");
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->len);
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
-		if (!q->content_type)
-			hdrs = curl_slist_append(hdrs, "Content-Type:");
-	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	CURLcode cc = curl_easy_perform(h);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &r->content_length);
-	curl_slist_free_all(hdrs);
-	if (f)
-		fclose(f);
-	if (q->label && imgf_log_progress_enabled())
-		imgf_progress_done();
-	*too_large = s.too_large;
-	return cc;
 }
 
 static int read_creds(struct client *c, struct imgf_error **err)
@@ -349,15 +244,13 @@ static int fetch_token(struct client *c, const struct imgf_reg_challenge *ch,
 	strbuf_addstr(&url, ch->realm);
 	char sep = strchr(ch->realm, '?') ? '&' : '?';
 	if (ch->service) {
-		char *e = curl_easy_escape(c->curl, ch->service, 0);
-		strbuf_addf(&url, "%cservice=%s", sep, e);
-		curl_free(e);
+		strbuf_addf(&url, "%cservice=", sep);
+		imgf_http_escape(&url, ch->service, false);
 		sep = '&';
 	}
 	for (size_t i = 0; c->scopes[i]; i++) {
-		char *e = curl_easy_escape(c->curl, c->scopes[i], 0);
-		strbuf_addf(&url, "%cscope=%s", sep, e);
-		curl_free(e);
+		strbuf_addf(&url, "%cscope=", sep);
+		imgf_http_escape(&url, c->scopes[i], false);
 		sep = '&';
 	}
 	_cleanup_free_ char *basic = c->user ? basic_header(c->user, c->password) : NULL;
@@ -444,6 +337,58 @@ static int answer_challenge(struct client *c, const char *www, struct imgf_error
 	return ret;
 }
 
+/* A request as the HTTP layer's, and the hooks that tie it to the client. */
+struct call {
+	struct client *c;
+	const struct request *q;
+	struct reply *r;
+	bool answered; /* a challenge was answered (a token request answers none) */
+};
+
+/* Each attempt carries the authorization held now. */
+static int call_before(struct imgf_http_req *h, void *arg, struct imgf_error **err)
+{
+	(void)err;
+	struct call *k = arg;
+	const struct request *q = k->q;
+	curl_slist_free_all(h->headers);
+	h->headers = NULL;
+	const char *auth = q->auth ? q->auth : k->c->auth;
+	if (auth)
+		imgf_http_header_add(&h->headers, "%s", auth);
+	if (q->content_type)
+		imgf_http_header_add(&h->headers, "Content-Type: %s", q->content_type);
+	else if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0)
+		imgf_http_header_add(&h->headers, "Content-Type:");
+	if (q->accept)
+		imgf_http_header_add(&h->headers, "Accept: %s", q->accept);
+	return 0;
+}
+
+static int call_after(struct imgf_http_req *h, struct imgf_http_resp *resp, void *arg,
+		      struct imgf_error **err)
+{
+	struct call *k = arg;
+	if (k->q->label && imgf_log_progress_enabled())
+		imgf_progress_done();
+	const char *www = imgf_http_header_get(h->reply_headers, "WWW-Authenticate");
+	if (resp->rc != CURLE_OK || resp->status != 401 || !www || k->answered)
+		return IMGF_HTTP_POLICY;
+	k->answered = true;
+	_cleanup_free_ char *challenge = xstrdup(www);
+	if (answer_challenge(k->c, challenge, err) < 0)
+		return imgf_error_prefix(err, "%s '%s'", k->q->method, k->q->url);
+	return IMGF_HTTP_AGAIN;
+}
+
+static char *call_why(struct imgf_http_req *h, struct imgf_http_resp *resp, void *arg)
+{
+	(void)h;
+	struct call *k = arg;
+	k->r->status = resp->status;
+	return status_text(k->r);
+}
+
 /*
  * One request: a 401 challenge answered once (the request then repeated), 408/429/5xx and
  * transport failures retried with backoff unless q->once. Any final status is returned in r
@@ -458,57 +403,76 @@ static int request(struct client *c, const struct request *q, struct reply *r,
 							 : 5,
 		.base_ms = c->o->retry_base_ms > 0 ? c->o->retry_base_ms : 1000,
 	};
-	bool answered = q->auth != NULL; /* a token request answers no challenge */
-	for (int attempt = 1;; attempt++) {
-		if (imgf_interrupted)
-			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "%s '%s': interrupted",
-					      q->method, q->url);
-		bool too_large = false;
-		CURLcode cc = perform(c, q, r, &too_large, err);
-		r->cc = cc;
-		if (cc == CURLE_READ_ERROR && err && *err)
-			return -1;
-		_cleanup_free_ char *why = NULL;
-		if (cc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted)
-			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "%s '%s': interrupted",
-					      q->method, q->url);
-		if (cc == CURLE_WRITE_ERROR && too_large)
-			return imgf_error_set(err, IMGF_EXIT_FAIL,
-					      "%s '%s': reply larger than %zu bytes", q->method,
-					      q->url, q->out->max);
-		const char *www = imgf_http_header_get(&r->h, "WWW-Authenticate");
-		if (cc != CURLE_OK) {
-			why = imgf_http_curl_reason(c->errbuf, cc);
-			if (!imgf_http_retry_worth(&policy, attempt, cc, 0))
-				return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': %s%s",
-						      q->method, q->url, why,
-						      attempt > 1 ? " (after retries)" : "");
-		} else if (r->status == 401 && www && !answered) {
-			answered = true;
-			if (answer_challenge(c, www, err) < 0)
-				return imgf_error_prefix(err, "%s '%s'", q->method, q->url);
-			attempt--;
-			continue;
-		} else if (r->status == 401) {
-			_cleanup_free_ char *st = status_text(r);
-			_cleanup_free_ char *who =
-				c->user ? xasprintf("the credentials of user '%s'", c->user)
-					: xstrdup("anonymous access");
-			return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': %s: %s refused %s",
-					      q->method, q->url, st,
-					      q->auth ? "the token endpoint" : "the registry", who);
-		} else if (!imgf_http_retry_worth(&policy, attempt, CURLE_OK, r->status)) {
-			return 0;
-		} else {
-			why = status_text(r);
-		}
-		long wait = imgf_http_retry_delay(&policy, attempt, imgf_http_retry_after(&r->h));
-		_cleanup_free_ char *prefix = xasprintf("%s '%s'", q->method, q->url);
-		imgf_http_retry_log(&policy, attempt, wait, prefix, why);
-		struct timespec ts = {wait / 1000, (wait % 1000) * 1000000L};
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !imgf_interrupted)
-			;
+	struct call k = {.c = c, .q = q, .r = r, .answered = q->auth != NULL};
+	struct imgf_http_progress prog = {.label = q->label, .upload = true, .total = q->size};
+	struct imgf_http_req h = {
+		.method = q->method,
+		.url = q->url,
+		.sink = {.kind = q->out ? IMGF_HTTP_SINK_MEMORY : IMGF_HTTP_SINK_DISCARD,
+			 .buf = q->out,
+			 .errbody = &r->body,
+			 .errbody_max = ERRBODY_MAX},
+		.reply_headers = &r->h,
+		/* A blob GET may be sent on to storage (S3, a CDN); our Authorization stays
+		 * behind. */
+		.opts = {.redir_protocols = !strcmp(q->method, "GET") ? "http,https" : NULL,
+			 .tls_ca = c->o->ca_file,
+			 .tls_no_verify = c->o->tls_no_verify,
+			 .no_proxy = c->no_proxy,
+			 .progress = &prog},
+		.retry = &policy,
+		.retry_unsafe = true, /* a POST starts an upload session: another is harmless */
+		.before = call_before,
+		.after = call_after,
+		.why = call_why,
+		.hook_arg = &k,
+	};
+	_cleanup_close_ int fd = -1;
+	if (q->path && strcmp(q->method, "HEAD") != 0) {
+		if ((fd = open(q->path, O_RDONLY | O_CLOEXEC)) < 0)
+			return imgf_error_errno(err, errno, "open '%s'", q->path);
+		h.body = (struct imgf_http_body){
+			.kind = IMGF_HTTP_BODY_FILE, .fd = fd, .len = (int64_t)q->size};
+	} else if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0) {
+		h.body = (struct imgf_http_body){
+			.kind = IMGF_HTTP_BODY_MEMORY, .data = q->data ? q->data : "", .len = (int64_t)q->len};
 	}
+	struct imgf_http_resp resp = {0};
+	int ret = imgf_http_do(c->curl, &h, &resp, err);
+	curl_slist_free_all(h.headers);
+	r->cc = resp.rc;
+	r->status = resp.status;
+	r->content_length = resp.content_length;
+	if (ret < 0)
+		return -1;
+	if (resp.interrupted)
+		return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "%s '%s': interrupted", q->method,
+				      q->url);
+	if (resp.rc == CURLE_WRITE_ERROR && h.sink.overflow)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': reply larger than %zu bytes",
+				      q->method, q->url, q->out->max);
+	if (h.body.read_errno)
+		return imgf_error_errno(err, h.body.read_errno, "%s '%s': read '%s'", q->method,
+					q->url, q->path);
+	if (h.body.shrank)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "%s '%s': '%s' shrank while it was being uploaded", q->method,
+				      q->url, q->path);
+	if (resp.rc != CURLE_OK) {
+		_cleanup_free_ char *why = imgf_http_resp_reason(&resp);
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': %s%s", q->method, q->url, why,
+				      resp.attempts > 1 ? " (after retries)" : "");
+	}
+	if (r->status == 401) {
+		_cleanup_free_ char *st = status_text(r);
+		_cleanup_free_ char *who = c->user
+						   ? xasprintf("the credentials of user '%s'", c->user)
+						   : xstrdup("anonymous access");
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': %s: %s refused %s", q->method,
+				      q->url, st, q->auth ? "the token endpoint" : "the registry",
+				      who);
+	}
+	return 0;
 }
 
 /* An error for an unexpected final status. */
@@ -537,15 +501,6 @@ static void client_release(struct client *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static char *no_proxy_list(void)
-{
-	const char *env = getenv("no_proxy");
-	if (!env || !*env)
-		env = getenv("NO_PROXY");
-	return xasprintf("%s%slocalhost,127.0.0.0/8,::1", env && *env ? env : "",
-			 env && *env ? "," : "");
-}
-
 static int client_init(struct client *c, const char *registry, const struct imgf_push_opts *o,
 		       struct imgf_error **err)
 {
@@ -562,7 +517,7 @@ static int client_init(struct client *c, const char *registry, const struct imgf
 	c->base = xasprintf("%s://%s", plain ? "http" : "https", host);
 	c->scopes = xcalloc(1, sizeof(*c->scopes));
 	c->auth_file = o->auth_file ? xstrdup(o->auth_file) : imgf_reg_auth_file_default();
-	c->no_proxy = no_proxy_list();
+	c->no_proxy = imgf_http_no_proxy_loopback();
 	if (!plain && o->tls_no_verify)
 		log_warn("registry '%s': TLS without verifying its certificate (tls_verify "
 			 "false): anyone on the way can read and change what is pushed",
@@ -742,9 +697,8 @@ static int push_blob(struct client *c, const char *repo, const struct blob *b, c
 		long wait = imgf_http_retry_delay(&policy, attempt, -1);
 		_cleanup_free_ char *prefix = xasprintf("upload of %s %s", b->what, b->digest);
 		imgf_http_retry_log(&policy, attempt, wait, prefix, why);
-		struct timespec ts = {wait / 1000, (wait % 1000) * 1000000L};
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !imgf_interrupted)
-			;
+		if (imgf_sleep_ms(wait) < 0)
+			break;
 	}
 	return imgf_error_prefix(err, "%s %s", b->what, b->digest);
 }
