@@ -84,7 +84,8 @@ struct xfer {
 	int write_errno;
 	uint64_t expect_total; /* 0 = unknown */
 	uint64_t announced;    /* a Content-Length past the cap, else 0 */
-	char errbuf[CURL_ERROR_SIZE];
+	struct imgf_http_req req;   /* the request of every attempt: into on_write */
+	struct imgf_http_resp resp; /* the last attempt's outcome, and curl's words */
 };
 
 struct fetch {
@@ -198,7 +199,7 @@ static char *curl_reason(struct xfer *x, CURLcode rc)
 		}
 		curl_url_cleanup(u);
 	}
-	return imgf_http_curl_reason(x->errbuf, rc);
+	return imgf_http_curl_reason(x->resp.errbuf, rc);
 }
 
 /* ---- curl callbacks ---- */
@@ -241,10 +242,10 @@ static int body_start(struct xfer *x)
 	return 0;
 }
 
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+/* The requests' sink: the body into the buffer or the partial file, hashed as it comes. */
+static size_t on_write(void *userp, const char *data, size_t n)
 {
 	struct xfer *x = userp;
-	size_t n = size * nmemb;
 	if (!x->body_started) {
 		x->body_started = true;
 		if (body_start(x) < 0)
@@ -383,21 +384,17 @@ static void event_fetched(const struct imgf_input *in, bool cached)
 
 /* ---- attempts ---- */
 
-static void easy_setup(struct xfer *x, long stall_s)
+static void req_setup(struct xfer *x, long stall_s)
 {
-	CURL *e = x->easy;
 	/* Never let a redirect reach file:// (or anything but http). */
-	struct imgf_http_opts ho = {.protocols = "http,https,file",
-				    .redir_protocols = "http,https",
-				    .stall_s = stall_s,
-				    .errbuf = x->errbuf};
-	imgf_http_setup(e, &ho);
-	curl_easy_setopt(e, CURLOPT_URL, x->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, &x->hdrs);
+	x->req = (struct imgf_http_req){
+		.url = x->url,
+		.sink = {.kind = IMGF_HTTP_SINK_CALLBACK, .write = on_write, .arg = x},
+		.reply_headers = &x->hdrs,
+		.opts = {.protocols = "http,https,file",
+			 .redir_protocols = "http,https",
+			 .stall_s = stall_s},
+	};
 }
 
 static void xfer_succeed(struct xfer *x)
@@ -475,9 +472,10 @@ static void xfer_start(struct fetch *f, struct xfer *x)
 	x->write_errno = 0;
 	x->expect_total = 0;
 	x->announced = 0;
-	x->errbuf[0] = '\0';
 	if (x->buf)
 		strbuf_reset(x->buf);
+	imgf_http_prepare(x->easy, &x->req, &x->resp);
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(x->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->range_from);
 	CURLMcode mc = curl_multi_add_handle(f->multi, x->easy);
 	if (mc != CURLM_OK) {
@@ -552,8 +550,8 @@ static void xfer_verify(struct fetch *f, struct xfer *x)
 
 static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 {
-	long code = 0;
-	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+	imgf_http_finish(x->easy, &x->req, &x->resp, rc);
+	long code = x->resp.status;
 	x->state = XFER_WAITING;
 
 	if (x->abort == ABORT_WRITE) {
@@ -807,7 +805,7 @@ static struct xfer *xfer_new(struct fetch *f, const char *url, const char *label
 		fputs("imgforge: curl_easy_init failed\n", stderr);
 		abort();
 	}
-	easy_setup(x, f->o->stall_s);
+	req_setup(x, f->o->stall_s);
 	ALLOC_GROW(f->xfers, f->n + 1, f->alloc);
 	f->xfers[f->n++] = x;
 	return x;
