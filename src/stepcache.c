@@ -18,7 +18,6 @@
 #include "data.h"
 #include "digest.h"
 #include "build.h"
-#include "engine.h"
 #include "error.h"
 #include "fetch.h"
 #include "fsutil.h"
