@@ -126,8 +126,9 @@ static int docker_do(struct docker *d, struct docker_call *c, struct imgf_error 
 			.kind = IMGF_HTTP_BODY_MEMORY, .data = body, .len = (int64_t)strlen(body)};
 	} else if (c->upload) {
 		imgf_http_header_add(&q.headers, "Content-Type: application/x-tar");
-		q.body = (struct imgf_http_body){
-			.kind = IMGF_HTTP_BODY_FILE, .fd = fileno(c->upload), .len = c->upload_size};
+		q.body = (struct imgf_http_body){.kind = IMGF_HTTP_BODY_FILE,
+						 .fd = fileno(c->upload),
+						 .len = c->upload_size};
 	} else if (c->on_read) {
 		/* of unknown length: sent chunked */
 		imgf_http_header_add(&q.headers, "Content-Type: application/x-tar");

@@ -82,8 +82,8 @@ struct xfer {
 	struct imgf_http_headers hdrs; /* Retry-After, Content-Range, the reason phrase */
 	enum xfer_abort abort;
 	int write_errno;
-	uint64_t expect_total; /* 0 = unknown */
-	uint64_t announced;    /* a Content-Length past the cap, else 0 */
+	uint64_t expect_total;	    /* 0 = unknown */
+	uint64_t announced;	    /* a Content-Length past the cap, else 0 */
 	struct imgf_http_req req;   /* the request of every attempt: into on_write */
 	struct imgf_http_resp resp; /* the last attempt's outcome, and curl's words */
 };

@@ -42,7 +42,7 @@ struct imgf_gcs {
 	time_t token_expiry;
 	CURL *easy;
 	struct imgf_http_retry retry; /* MAX_ATTEMPTS, IMGFORGE_RETRY_BASE_MS */
-	uint64_t chunk; /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
+	uint64_t chunk;		      /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
 	char errbuf[CURL_ERROR_SIZE];
 	struct imgf_http_progress progress; /* of the running upload (label NULL: none) */
 	/* Puts a valid access token in `token` when there is a key (imgf_gcs_token; a hook, so

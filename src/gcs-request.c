@@ -189,8 +189,9 @@ static void call_init(struct gcs_call *c, struct imgf_gcs *g, struct http_req *r
 			.arg = r->fbody->h,
 		};
 	else if (r->body)
-		c->q.body = (struct imgf_http_body){
-			.kind = IMGF_HTTP_BODY_MEMORY, .data = r->body, .len = (int64_t)r->body_len};
+		c->q.body = (struct imgf_http_body){.kind = IMGF_HTTP_BODY_MEMORY,
+						    .data = r->body,
+						    .len = (int64_t)r->body_len};
 }
 
 /* The last attempt's outcome into r. */

@@ -590,7 +590,8 @@ int imgf_http_do(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
 		}
 		if (verdict == IMGF_HTTP_DONE || r->interrupted || r->deadline_passed)
 			return 0;
-		if (r->rc == CURLE_OK ? !imgf_retry_status(r->status) : !imgf_retry_transport(r->rc))
+		if (r->rc == CURLE_OK ? !imgf_retry_status(r->status)
+				      : !imgf_retry_transport(r->rc))
 			return 0;
 		if (!imgf_http_retry_worth(p, attempt, r->rc, r->status)) {
 			r->exhausted = true;
@@ -603,10 +604,10 @@ int imgf_http_do(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
 			return 0;
 		}
 		_cleanup_free_ char *why = r->rc != CURLE_OK ? imgf_http_resp_reason(r)
-				  : q->why		 ? q->why(q, r, q->hook_arg)
-							 : xasprintf("HTTP %ld", r->status);
-		_cleanup_free_ char *prefix =
-			xasprintf("%s '%s'", q->method ? q->method : "GET", q->what ? q->what : q->url);
+					   : q->why	     ? q->why(q, r, q->hook_arg)
+							     : xasprintf("HTTP %ld", r->status);
+		_cleanup_free_ char *prefix = xasprintf("%s '%s'", q->method ? q->method : "GET",
+							q->what ? q->what : q->url);
 		imgf_http_retry_log(p, attempt, delay, prefix, why);
 		if (imgf_sleep_ms(delay) < 0) {
 			r->rc = CURLE_ABORTED_BY_CALLBACK;

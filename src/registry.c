@@ -281,8 +281,8 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 		.hook_arg = &g,
 	};
 	if (s->fd >= 0)
-		q.sink = (struct imgf_http_sink){.kind = IMGF_HTTP_SINK_FILE, .fd = s->fd,
-						 .max = s->limit};
+		q.sink = (struct imgf_http_sink){
+			.kind = IMGF_HTTP_SINK_FILE, .fd = s->fd, .max = s->limit};
 	else
 		q.sink = (struct imgf_http_sink){.kind = IMGF_HTTP_SINK_MEMORY, .buf = s->buf};
 	q.sink.errbody = &g.errbody;
@@ -306,7 +306,8 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 		ret = pull_timed_out(c, url, err);
 	} else if (resp.rc == CURLE_WRITE_ERROR && q.sink.overflow) {
 		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': reply larger than %llu bytes",
-				     url, (unsigned long long)(s->fd >= 0 ? s->limit : s->buf->max));
+				     url,
+				     (unsigned long long)(s->fd >= 0 ? s->limit : s->buf->max));
 	} else if (resp.rc == CURLE_WRITE_ERROR && q.sink.write_errno) {
 		ret = imgf_error_errno(err, q.sink.write_errno, "GET '%s': write", url);
 	} else if (resp.rc != CURLE_OK) {
@@ -759,7 +760,8 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 				  imgf_registry_is_loopback(registry) ? "http" : "https", host,
 				  repository),
 		.scope = xasprintf("repository:%s:pull", repository),
-		.deadline_ms = o->timeout_s > 0 ? imgf_http_mono_ms() + (int64_t)o->timeout_s * 1000 : 0,
+		.deadline_ms =
+			o->timeout_s > 0 ? imgf_http_mono_ms() + (int64_t)o->timeout_s * 1000 : 0,
 	};
 	int ret;
 	if (!c.curl) {

@@ -434,8 +434,9 @@ static int request(struct client *c, const struct request *q, struct reply *r,
 		h.body = (struct imgf_http_body){
 			.kind = IMGF_HTTP_BODY_FILE, .fd = fd, .len = (int64_t)q->size};
 	} else if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0) {
-		h.body = (struct imgf_http_body){
-			.kind = IMGF_HTTP_BODY_MEMORY, .data = q->data ? q->data : "", .len = (int64_t)q->len};
+		h.body = (struct imgf_http_body){.kind = IMGF_HTTP_BODY_MEMORY,
+						 .data = q->data ? q->data : "",
+						 .len = (int64_t)q->len};
 	}
 	struct imgf_http_resp resp = {0};
 	int ret = imgf_http_do(c->curl, &h, &resp, err);
@@ -465,9 +466,9 @@ static int request(struct client *c, const struct request *q, struct reply *r,
 	}
 	if (r->status == 401) {
 		_cleanup_free_ char *st = status_text(r);
-		_cleanup_free_ char *who = c->user
-						   ? xasprintf("the credentials of user '%s'", c->user)
-						   : xstrdup("anonymous access");
+		_cleanup_free_ char *who =
+			c->user ? xasprintf("the credentials of user '%s'", c->user)
+				: xstrdup("anonymous access");
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': %s: %s refused %s", q->method,
 				      q->url, st, q->auth ? "the token endpoint" : "the registry",
 				      who);
