@@ -80,24 +80,6 @@ static void reply_release(struct reply *r)
 	r->status = 0;
 }
 
-/* The registry's own words from an error body {"errors":[{"code":..,"message":..}]}. */
-static char *registry_error_text(const struct strbuf *body)
-{
-	if (!body->len)
-		return NULL;
-	json_t *root = json_loadb(body->buf, body->len, 0, NULL);
-	json_t *e0 = json_array_get(json_object_get(root, "errors"), 0);
-	const char *code = json_string_value(json_object_get(e0, "code"));
-	const char *msg = json_string_value(json_object_get(e0, "message"));
-	char *r = NULL;
-	if (code && msg)
-		r = xasprintf("%s: %s", code, msg);
-	else if (code || msg)
-		r = xstrdup(code ? code : msg);
-	json_decref(root);
-	return r;
-}
-
 static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
 			    struct sink *s, struct reply *r, struct imgf_error **err);
 
@@ -240,7 +222,7 @@ static int get_after(struct imgf_http_req *q, struct imgf_http_resp *r, void *ar
 
 static char *status_why(const struct get_call *g, long status)
 {
-	_cleanup_free_ char *detail = registry_error_text(&g->errbody);
+	_cleanup_free_ char *detail = imgf_reg_error_text(&g->errbody);
 	return detail ? xasprintf("HTTP %ld (%s)", status, detail) : xasprintf("HTTP %ld", status);
 }
 
