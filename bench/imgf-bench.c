@@ -30,6 +30,7 @@
 
 #include "build.h"
 #include "builder.h"
+#include "contract.h"
 #include "error.h"
 #include "fsutil.h"
 #include "log.h"
@@ -88,10 +89,18 @@ static int run_pp(char **argv, struct imgf_error **err)
 		.file = "bench.json",
 		.post_processors = list,
 	};
+	/* The outputs are named as a build names them: from the contract's variables. */
+	struct imgf_contract k = {0};
+	if (imgf_contract_resolve(&cfg, &k, err) < 0) {
+		json_decref(list);
+		json_decref(cfg.vars);
+		return -1;
+	}
 	_cleanup_free_ char *out_dir = path_dirname(argv[0]);
 	struct imgf_build b = {
 		.config = &cfg,
 		.def = &def,
+		.contract = &k,
 		.builder = &imgf_qemu_builder,
 		.out_dir = out_dir,
 		.inputs = json_array(),
@@ -122,6 +131,7 @@ static int run_pp(char **argv, struct imgf_error **err)
 	json_decref(b.inputs);
 	json_decref(b.labels);
 	json_decref(def.post_processors);
+	imgf_contract_release(&k);
 	json_decref(cfg.vars);
 	return r;
 }
