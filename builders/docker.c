@@ -57,7 +57,7 @@ struct docker_call {
 	char *path;   /* after the API prefix */
 	json_t *body; /* JSON body or NULL */
 	FILE *upload; /* tar body for PUT or NULL */
-	curl_off_t upload_size;
+	int64_t upload_size;
 	/* Streamed reply: called for every chunk; NULL = collect into reply. */
 	size_t (*on_data)(void *opaque, const char *data, size_t len);
 	void *opaque;
@@ -70,21 +70,6 @@ struct docker_call {
 	long status;
 	struct strbuf reply;
 };
-
-static size_t collect_cb(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	struct docker_call *c = ud;
-	size_t n = size * nmemb;
-	if (c->on_data)
-		return c->on_data(c->opaque, ptr, n);
-	return imgf_http_write_strbuf(ptr, size, nmemb, &c->reply);
-}
-
-static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
-{
-	struct docker_call *c = ud;
-	return c->on_read(c->read_opaque, buf, size * nmemb);
-}
 
 static void docker_free(struct docker *d)
 {
@@ -111,71 +96,64 @@ static int call_error(struct docker_call *c, const char *what, struct imgf_error
 
 static int docker_do(struct docker *d, struct docker_call *c, struct imgf_error **err)
 {
-	char errbuf[CURL_ERROR_SIZE] = "";
 	/* No stall limit: an exec's output may pause for as long as its command is quiet. */
 	struct imgf_http_progress prog = {.uninterruptible = !c->interruptible};
-	struct imgf_http_opts ho = {
-		.stall_s = -1,
-		.unix_socket = d->socket,
-		.tls_ca = d->ca,
-		.tls_cert = d->cert,
-		.tls_key = d->key,
-		.tls_no_verify = !d->socket && !d->verify,
-		.errbuf = errbuf,
-		.progress = &prog,
-	};
-	CURL *h = imgf_http_easy_new(&ho, err);
-	if (!h)
-		return -1;
-	struct curl_slist *hdrs = NULL;
 	_cleanup_free_ char *url =
 		xasprintf("%s%s%s", d->base, c->unversioned ? "" : d->api, c->path);
 	_cleanup_free_ char *body = NULL;
-	if (!c->on_data)
+	struct imgf_http_req q = {
+		.method = c->method,
+		.url = url,
+		.opts = {.stall_s = -1,
+			 .unix_socket = d->socket,
+			 .tls_ca = d->ca,
+			 .tls_cert = d->cert,
+			 .tls_key = d->key,
+			 .tls_no_verify = !d->socket && !d->verify,
+			 .progress = &prog},
+	};
+	if (c->on_data) {
+		q.sink = (struct imgf_http_sink){
+			.kind = IMGF_HTTP_SINK_CALLBACK, .write = c->on_data, .arg = c->opaque};
+	} else {
 		c->reply.max = DOCKER_REPLY_MAX;
-
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_cb);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+		q.sink = (struct imgf_http_sink){.kind = IMGF_HTTP_SINK_MEMORY, .buf = &c->reply};
+	}
 	if (c->body) {
 		body = json_dumps(c->body, JSON_COMPACT);
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+		imgf_http_header_add(&q.headers, "Content-Type: application/json");
+		q.body = (struct imgf_http_body){
+			.kind = IMGF_HTTP_BODY_MEMORY, .data = body, .len = (int64_t)strlen(body)};
 	} else if (c->upload) {
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/x-tar");
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(h, CURLOPT_READDATA, c->upload);
-		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, c->upload_size);
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+		imgf_http_header_add(&q.headers, "Content-Type: application/x-tar");
+		q.body = (struct imgf_http_body){.kind = IMGF_HTTP_BODY_FILE,
+						 .fd = fileno(c->upload),
+						 .len = c->upload_size};
 	} else if (c->on_read) {
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/x-tar");
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
-		curl_easy_setopt(h, CURLOPT_READDATA, c);
-		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)-1);
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-	} else if (!strcmp(c->method, "POST")) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+		/* of unknown length: sent chunked */
+		imgf_http_header_add(&q.headers, "Content-Type: application/x-tar");
+		q.body = (struct imgf_http_body){.kind = IMGF_HTTP_BODY_READER,
+						 .read = c->on_read,
+						 .arg = c->read_opaque,
+						 .len = -1};
 	}
-	hdrs = curl_slist_append(hdrs, "Expect:");
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	imgf_http_header_add(&q.headers, "Expect:");
 
-	CURLcode rc = curl_easy_perform(h);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(h);
-	if (rc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted)
+	struct imgf_http_resp r = {0};
+	int ret = imgf_http_do(NULL, &q, &r, err);
+	curl_slist_free_all(q.headers);
+	c->status = r.status;
+	if (ret < 0)
+		return -1;
+	if (r.interrupted)
 		return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
-	if (rc == CURLE_WRITE_ERROR && c->reply.overflow)
+	if (r.rc == CURLE_WRITE_ERROR && q.sink.overflow)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s %s: reply larger than %u bytes",
 				      c->method, c->path, DOCKER_REPLY_MAX);
-	if (rc != CURLE_OK)
+	if (r.rc != CURLE_OK)
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "docker engine at '%s': %s",
 				      d->socket ? d->socket : d->base,
-				      errbuf[0] ? errbuf : curl_easy_strerror(rc));
+				      r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.rc));
 	return 0;
 }
 
@@ -217,14 +195,6 @@ static int docker_json(struct docker *d, const char *method, json_t *body, json_
 		}
 	}
 	call_release(&c);
-	return r;
-}
-
-static char *url_escape(const char *s)
-{
-	char *e = curl_easy_escape(NULL, s, 0);
-	char *r = xstrdup(e);
-	curl_free(e);
 	return r;
 }
 
@@ -440,7 +410,7 @@ static int docker_put_tar(struct imgf_target *t, const char *tar_path, const cha
 	struct stat st;
 	if (fstat(fileno(f), &st) < 0)
 		return imgf_error_errno(err, errno, "stat '%s'", tar_path);
-	_cleanup_free_ char *dir = url_escape(dest_dir);
+	_cleanup_free_ char *dir = imgf_http_escaped(dest_dir);
 	struct docker_call c = {
 		.method = "PUT",
 		.upload = f,
@@ -468,7 +438,7 @@ static int docker_get_tar(struct imgf_target *t, const char *path, const char *o
 	FILE *f = fopen(out_tar, "wb");
 	if (!f)
 		return imgf_error_errno(err, errno, "create '%s'", out_tar);
-	_cleanup_free_ char *p = url_escape(path);
+	_cleanup_free_ char *p = imgf_http_escaped(path);
 	struct docker_call c = {
 		.method = "GET",
 		.on_data = file_sink,
@@ -600,7 +570,7 @@ static int ensure_image(struct docker *d, const char *image, const char *pull, c
 {
 	json_t *info = NULL;
 	long st = 0;
-	_cleanup_free_ char *q = url_escape(image);
+	_cleanup_free_ char *q = imgf_http_escaped(image);
 	if (strcmp(pull, "always") != 0) {
 		if (docker_json(d, "GET", NULL, &info, &st, err, "/images/%s/json", q) < 0)
 			return -1;
@@ -621,7 +591,7 @@ static int ensure_image(struct docker *d, const char *image, const char *pull, c
 				.opaque = &errs,
 				.interruptible = true,
 				.reply = STRBUF_INIT};
-	_cleanup_free_ char *platform = arch ? url_escape(arch) : NULL;
+	_cleanup_free_ char *platform = arch ? imgf_http_escaped(arch) : NULL;
 	c.path = platform ? xasprintf("/images/create?fromImage=%s&platform=linux%%2F%s", q,
 				      platform)
 			  : xasprintf("/images/create?fromImage=%s", q);
@@ -700,7 +670,7 @@ static int create_container(struct imgf_build *b, struct docker *d, const char *
 				"sleep", "infinity", "Env", DEFAULT_PATH, "Labels",
 				"io.imgforge.build", b->def->name, "HostConfig", host);
 	json_t *created = NULL;
-	_cleanup_free_ char *qname = url_escape(name);
+	_cleanup_free_ char *qname = imgf_http_escaped(name);
 	if (docker_json(d, "POST", req, &created, NULL, err, "/containers/create?name=%s", qname) <
 	    0)
 		return imgf_error_prefix(err, "create build container from '%s'", from);
@@ -799,13 +769,13 @@ static int engine_commit(struct docker_target *dt, json_t *config, const char *t
 			 struct imgf_error **err)
 {
 	struct strbuf q = STRBUF_INIT;
-	_cleanup_free_ char *author = url_escape("imgforge " IMGF_VERSION);
+	_cleanup_free_ char *author = imgf_http_escaped("imgforge " IMGF_VERSION);
 	strbuf_addf(&q, "/commit?container=%s&pause=true&author=%s", dt->id, author);
 	if (tag) {
 		_cleanup_free_ char *repo = NULL, *tg = NULL;
 		split_tag(tag, &repo, &tg);
-		_cleanup_free_ char *er = url_escape(repo);
-		_cleanup_free_ char *et = url_escape(tg);
+		_cleanup_free_ char *er = imgf_http_escaped(repo);
+		_cleanup_free_ char *et = imgf_http_escaped(tg);
 		strbuf_addf(&q, "&repo=%s&tag=%s", er, et);
 	}
 	json_t *reply = NULL;
@@ -1099,7 +1069,7 @@ static int base_at_hand(struct imgf_build *b, struct docker *d, bool *yes, struc
 		return 0;
 	json_t *info = NULL;
 	long st = 0;
-	_cleanup_free_ char *q = url_escape(imgf_cfg_str(b->builder_cfg, "image", ""));
+	_cleanup_free_ char *q = imgf_http_escaped(imgf_cfg_str(b->builder_cfg, "image", ""));
 	if (docker_json(d, "GET", NULL, &info, &st, err, "/images/%s/json", q) < 0)
 		return -1;
 	const char *arch = b->contract->arch;
@@ -1132,7 +1102,7 @@ static int docker_cache_base(struct imgf_build *b, bool pull, char **digest,
 static int inspect_image(struct docker *d, const char *id, json_t **out, struct imgf_error **err)
 {
 	long st = 0;
-	_cleanup_free_ char *q = url_escape(id);
+	_cleanup_free_ char *q = imgf_http_escaped(id);
 	*out = NULL;
 	if (docker_json(d, "GET", NULL, out, &st, err, "/images/%s/json", q) < 0)
 		return -1;
@@ -1260,7 +1230,7 @@ static int docker_cache_drop(const char *id, bool final, struct imgf_error **err
 	json_t *labels = json_object_get(json_object_get(info, "Config"), "Labels");
 	if (r == 0 && info && json_object_get(labels, CACHE_KEY_LABEL)) {
 		long st = 0;
-		_cleanup_free_ char *q = url_escape(id);
+		_cleanup_free_ char *q = imgf_http_escaped(id);
 		r = docker_json(d, "DELETE", NULL, NULL, &st, err, "/images/%s", q);
 		if (r == 0 && st >= 300 && st != 404)
 			r = imgf_error_set(
@@ -1295,9 +1265,9 @@ static int docker_cache_reuse(struct imgf_build *b, const char *id, struct imgf_
 	if (tag) {
 		_cleanup_free_ char *repo = NULL, *tg = NULL;
 		split_tag(tag, &repo, &tg);
-		_cleanup_free_ char *qi = url_escape(id);
-		_cleanup_free_ char *qr = url_escape(repo);
-		_cleanup_free_ char *qt = url_escape(tg);
+		_cleanup_free_ char *qi = imgf_http_escaped(id);
+		_cleanup_free_ char *qr = imgf_http_escaped(repo);
+		_cleanup_free_ char *qt = imgf_http_escaped(tg);
 		int r = docker_json(d, "POST", NULL, NULL, NULL, err,
 				    "/images/%s/tag?repo=%s&tag=%s", qi, qr, qt);
 		if (r < 0) {
@@ -1388,7 +1358,7 @@ static int docker_image_save(struct imgf_build *b, const char *id, const char *o
 		docker_free(d);
 		return imgf_error_errno(err, errno, "create '%s'", out_tar);
 	}
-	_cleanup_free_ char *q = url_escape(id);
+	_cleanup_free_ char *q = imgf_http_escaped(id);
 	struct docker_call c = {
 		.method = "GET",
 		.on_data = file_sink,

@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
-"""Import circles between imgforge's source files, read from the objects the build made.
+"""Import circles between imgforge's source files, of two kinds.
 
-    hack/circles.py OBJDIR        (make circles; the build's object directory, default build)
+    hack/circles.py [--src TOP] OBJDIR    (the build's object directory, default build; TOP is
+                                          the source tree, default this checkout)
 
-An arrow a.c -> b.c is a symbol a.o takes (nm: undefined) that b.o defines. A circle is a set of
-two or more files that reach each other by arrows (a strongly connected component); each is
-printed with the names on its arrows, and the exit status is 1 when there is one. Objects from
-the generated data.c and the tests are left out: they are not part of the layering.
+Calls: an arrow a.c -> b.c is a symbol a.o takes (nm: undefined) that b.o defines.
+Includes: an arrow a.c -> b.c is an `#include "b.h"` in a.c, or in a header of a.c's (a.h
+including b.h), where b.h is the header of b.c beside it; headers without a .c of their own
+(x-internal.h, data.h) tie nothing.
+
+A circle is a set of two or more files that reach each other by arrows of one kind (a
+strongly connected component); each is printed with the names on its arrows, and the exit
+status is 1 when there is one. Objects from the generated data.c and the tests are left out:
+they are not part of the layering.
 """
 import os
+import re
 import subprocess
 import sys
+
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
 def symbols(obj):
@@ -69,8 +78,64 @@ def sccs(nodes, edges):
     return out
 
 
+def header_owner(src, header):
+    """The .c a header (a path under src) belongs to, relative to src, or None."""
+    c = header[:-2] + ".c"
+    return c if header.endswith(".h") and os.path.isfile(os.path.join(src, c)) else None
+
+
+def resolve(src, rel, name):
+    """The file `#include "name"` in src/rel means (beside it, else under src/ or the top)."""
+    for d in (os.path.dirname(rel), "src", ""):
+        cand = os.path.normpath(os.path.join(d, name))
+        if os.path.isfile(os.path.join(src, cand)):
+            return cand
+    return None
+
+
+def includes(src, rel):
+    try:
+        with open(os.path.join(src, rel), encoding="utf-8", errors="replace") as f:
+            return INCLUDE.findall(f.read())
+    except OSError:
+        return []
+
+
+def include_edges(src, files):
+    """a.c -> b.c for every header of b.c that a.c (or a.c's own header) includes."""
+    edges, names = {}, {}
+    for a in files:
+        own = a[:-2] + ".h"
+        seen = [a] + ([own] if os.path.isfile(os.path.join(src, own)) else [])
+        for rel in seen:
+            for name in includes(src, rel):
+                h = resolve(src, rel, name)
+                b = header_owner(src, h) if h else None
+                if b and b != a and b in files:
+                    edges.setdefault(a, set()).add(b)
+                    names.setdefault((a, b), set()).add(os.path.basename(h))
+    return edges, names
+
+
+def report(kind, files, edges, names):
+    bad = [c for c in sccs(files, edges) if len(c) > 1]
+    for i, comp in enumerate(bad, 1):
+        print(f"{kind}circle {i}: {', '.join(comp)}")
+        for a in comp:
+            for b in sorted(edges.get(a, ())):
+                if b in comp:
+                    print(f"  {a} -> {b}: {', '.join(sorted(names[(a, b)]))}")
+    print(f"{kind}circles: {len(files)} files, {sum(len(v) for v in edges.values())} arrows, "
+          f"{len(bad)} circle(s)")
+    return len(bad)
+
+
 def main():
-    top = sys.argv[1] if len(sys.argv) > 1 else "build"
+    args = sys.argv[1:]
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if len(args) >= 2 and args[0] == "--src":
+        src, args = args[1], args[2:]
+    top = args[0] if args else "build"
     defs, undefs, owner = {}, {}, {}
     for obj in objects(top):
         name = os.path.relpath(obj, top)[:-2] + ".c"
@@ -88,15 +153,10 @@ def main():
             if b and b != a:
                 edges.setdefault(a, set()).add(b)
                 names.setdefault((a, b), set()).add(s)
-    bad = [c for c in sccs(defs.keys(), edges) if len(c) > 1]
-    for i, comp in enumerate(bad, 1):
-        print(f"circle {i}: {', '.join(comp)}")
-        for a in comp:
-            for b in sorted(edges.get(a, ())):
-                if b in comp:
-                    print(f"  {a} -> {b}: {', '.join(sorted(names[(a, b)]))}")
-    print(f"circles: {len(defs)} files, {sum(len(v) for v in edges.values())} arrows, "
-          f"{len(bad)} circle(s)")
+    bad = report("", defs.keys(), edges, names)
+    files = set(defs.keys())
+    iedges, inames = include_edges(src, files)
+    bad += report("include ", sorted(files), iedges, inames)
     return 1 if bad else 0
 
 

@@ -82,9 +82,10 @@ struct xfer {
 	struct imgf_http_headers hdrs; /* Retry-After, Content-Range, the reason phrase */
 	enum xfer_abort abort;
 	int write_errno;
-	uint64_t expect_total; /* 0 = unknown */
-	uint64_t announced;    /* a Content-Length past the cap, else 0 */
-	char errbuf[CURL_ERROR_SIZE];
+	uint64_t expect_total;	    /* 0 = unknown */
+	uint64_t announced;	    /* a Content-Length past the cap, else 0 */
+	struct imgf_http_req req;   /* the request of every attempt: into on_write */
+	struct imgf_http_resp resp; /* the last attempt's outcome, and curl's words */
 };
 
 struct fetch {
@@ -124,19 +125,11 @@ void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir)
 {
 	o->cache_dir = cache_dir;
 	o->max_attempts = 5;
-	o->retry_base_ms = 1000;
+	o->retry_base_ms = imgf_http_retry_policy(o->max_attempts).base_ms;
 	o->parallel = 4;
 	o->max_size = IMGF_FETCH_MAX_SIZE_DEFAULT;
 	o->timeout_s = IMGF_FETCH_TIMEOUT_DEFAULT;
 	o->stall_s = IMGF_HTTP_STALL_S_DEFAULT;
-	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
-	if (v && *v) {
-		char *end;
-		errno = 0;
-		long ms = strtol(v, &end, 10);
-		if (!errno && !*end && ms >= 0 && ms <= IMGF_RETRY_DELAY_CAP_MS)
-			o->retry_base_ms = ms;
-	}
 }
 
 int imgf_fetch_checksum_list(const struct imgf_input *in, const char *url, size_t max,
@@ -206,7 +199,7 @@ static char *curl_reason(struct xfer *x, CURLcode rc)
 		}
 		curl_url_cleanup(u);
 	}
-	return imgf_http_curl_reason(x->errbuf, rc);
+	return imgf_http_curl_reason(x->resp.errbuf, rc);
 }
 
 /* ---- curl callbacks ---- */
@@ -249,10 +242,10 @@ static int body_start(struct xfer *x)
 	return 0;
 }
 
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+/* The requests' sink: the body into the buffer or the partial file, hashed as it comes. */
+static size_t on_write(void *userp, const char *data, size_t n)
 {
 	struct xfer *x = userp;
-	size_t n = size * nmemb;
 	if (!x->body_started) {
 		x->body_started = true;
 		if (body_start(x) < 0)
@@ -391,21 +384,17 @@ static void event_fetched(const struct imgf_input *in, bool cached)
 
 /* ---- attempts ---- */
 
-static void easy_setup(struct xfer *x, long stall_s)
+static void req_setup(struct xfer *x, long stall_s)
 {
-	CURL *e = x->easy;
 	/* Never let a redirect reach file:// (or anything but http). */
-	struct imgf_http_opts ho = {.protocols = "http,https,file",
-				    .redir_protocols = "http,https",
-				    .stall_s = stall_s,
-				    .errbuf = x->errbuf};
-	imgf_http_setup(e, &ho);
-	curl_easy_setopt(e, CURLOPT_URL, x->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, &x->hdrs);
+	x->req = (struct imgf_http_req){
+		.url = x->url,
+		.sink = {.kind = IMGF_HTTP_SINK_CALLBACK, .write = on_write, .arg = x},
+		.reply_headers = &x->hdrs,
+		.opts = {.protocols = "http,https,file",
+			 .redir_protocols = "http,https",
+			 .stall_s = stall_s},
+	};
 }
 
 static void xfer_succeed(struct xfer *x)
@@ -483,9 +472,10 @@ static void xfer_start(struct fetch *f, struct xfer *x)
 	x->write_errno = 0;
 	x->expect_total = 0;
 	x->announced = 0;
-	x->errbuf[0] = '\0';
 	if (x->buf)
 		strbuf_reset(x->buf);
+	imgf_http_prepare(x->easy, &x->req, &x->resp);
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(x->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->range_from);
 	CURLMcode mc = curl_multi_add_handle(f->multi, x->easy);
 	if (mc != CURLM_OK) {
@@ -560,8 +550,8 @@ static void xfer_verify(struct fetch *f, struct xfer *x)
 
 static void xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 {
-	long code = 0;
-	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+	imgf_http_finish(x->easy, &x->req, &x->resp, rc);
+	long code = x->resp.status;
 	x->state = XFER_WAITING;
 
 	if (x->abort == ABORT_WRITE) {
@@ -815,7 +805,7 @@ static struct xfer *xfer_new(struct fetch *f, const char *url, const char *label
 		fputs("imgforge: curl_easy_init failed\n", stderr);
 		abort();
 	}
-	easy_setup(x, f->o->stall_s);
+	req_setup(x, f->o->stall_s);
 	ALLOC_GROW(f->xfers, f->n + 1, f->alloc);
 	f->xfers[f->n++] = x;
 	return x;

@@ -203,7 +203,7 @@ int imgf_gcs_token(struct imgf_gcs *g, struct imgf_error **err)
 		return imgf_error_prefix(err, "service-account key '%s'", g->key_path);
 	struct strbuf body = STRBUF_INIT;
 	strbuf_addstr(&body, "grant_type=");
-	imgf_gcs_url_escape(&body, JWT_GRANT, false);
+	imgf_http_escape(&body, JWT_GRANT, false);
 	strbuf_addstr(&body, "&assertion=");
 	strbuf_addstr(&body, jwt); /* base64url and '.' need no escaping */
 	_cleanup_free_ char *what = xasprintf("token endpoint %s", g->key.token_uri);

@@ -41,8 +41,8 @@ struct imgf_gcs {
 	char *token;
 	time_t token_expiry;
 	CURL *easy;
-	long retry_base_ms;
-	uint64_t chunk; /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
+	struct imgf_http_retry retry; /* MAX_ATTEMPTS, IMGFORGE_RETRY_BASE_MS */
+	uint64_t chunk;		      /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
 	char errbuf[CURL_ERROR_SIZE];
 	struct imgf_http_progress progress; /* of the running upload (label NULL: none) */
 	/* Puts a valid access token in `token` when there is a key (imgf_gcs_token; a hook, so
@@ -78,7 +78,6 @@ struct http_req {
 	const char *content_range;
 	const void *body;
 	size_t body_len;
-	size_t body_pos;
 	struct file_body *fbody;
 	bool no_auth;
 	bool progress;
@@ -94,8 +93,6 @@ struct http_req {
 	uint64_t sent; /* body bytes given to the transport */
 };
 
-/* Percent-encode everything but RFC 3986's unreserved characters (and '/' when keep_slash). */
-void imgf_gcs_url_escape(struct strbuf *sb, const char *s, bool keep_slash);
 /* "gs://BUCKET/OBJECT", newly allocated. */
 char *imgf_gcs_gs_name(const char *bucket, const char *object);
 /* The upload URL of an object for uploadType `type` ("media", "resumable"). */
@@ -118,7 +115,6 @@ int imgf_gcs_req_fail(struct imgf_gcs *g, const struct http_req *r, struct imgf_
 json_t *imgf_gcs_reply_json(const struct http_req *r, struct imgf_error **err);
 char *imgf_gcs_curl_reason(struct imgf_gcs *g, CURLcode rc);
 char *imgf_gcs_http_reason(const struct http_req *r);
-long imgf_gcs_retry_delay_ms(struct imgf_gcs *g, int attempt, long retry_after_s);
 
 /* A valid access token in g->token, fetched (JWT bearer grant) when it is near its end. */
 int imgf_gcs_token(struct imgf_gcs *g, struct imgf_error **err);

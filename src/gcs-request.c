@@ -1,6 +1,6 @@
 /*
- * The GCS client's requests: URLs and escaping, one attempt (the access token from the
- * client's token hook, only to the endpoint), retries with backoff, capped replies and what
+ * The GCS client's requests, as the HTTP layer's (http.h): the access token from the
+ * client's token hook, only to the endpoint, a fresh one after a 401, capped replies and what
  * to say when a request fails. The client (gcs.c), its authentication (gcs-auth.c) and
  * resumable uploads (gcs-upload.c) are built on it.
  */
@@ -27,31 +27,10 @@
 #include "strbuf.h"
 #include "util.h"
 
-/* ---- small helpers ---- */
-
-/* Percent-encode everything but RFC 3986's unreserved characters (and '/' when keep_slash). */
-void imgf_gcs_url_escape(struct strbuf *sb, const char *s, bool keep_slash)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		unsigned char c = *p;
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
-			strbuf_addch(sb, c);
-		} else {
-			strbuf_addch(sb, '%');
-			strbuf_addch(sb, hex[c >> 4]);
-			strbuf_addch(sb, hex[c & 15]);
-		}
-	}
-}
-
 char *imgf_gcs_gs_name(const char *bucket, const char *object)
 {
 	return xasprintf("gs://%s/%s", bucket, object);
 }
-
-/* ---- gs:// URLs ---- */
 
 /* ---- HTTP ---- */
 
@@ -76,52 +55,9 @@ void imgf_gcs_req_release(struct http_req *r)
 	strbuf_release(&r->resp);
 }
 
-static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
+static void feed_hash(void *arg, uint64_t at, const char *buf, size_t n)
 {
-	struct http_req *r = userp;
-	size_t want = size * nitems;
-	if (!r->fbody) {
-		size_t n = r->body_len - r->body_pos;
-		if (n > want)
-			n = want;
-		if (n)
-			memcpy(buf, (const char *)r->body + r->body_pos, n);
-		r->body_pos += n;
-		return n;
-	}
-	struct file_body *fb = r->fbody;
-	uint64_t left = fb->len - fb->pos;
-	size_t n = left < want ? (size_t)left : want;
-	if (!n)
-		return 0;
-	ssize_t got;
-	do
-		got = pread(fb->fd, buf, n, (off_t)(fb->off + fb->pos));
-	while (got < 0 && errno == EINTR);
-	if (got < 0) {
-		fb->read_errno = errno;
-		return CURL_READFUNC_ABORT;
-	}
-	if (got == 0) {
-		fb->shrank = true;
-		return CURL_READFUNC_ABORT;
-	}
-	imgf_gcs_upload_hash_feed(fb->h, fb->off + fb->pos, buf, (size_t)got);
-	fb->pos += (uint64_t)got;
-	return (size_t)got;
-}
-
-/* An attempt failed in a way worth another: the connection, a timeout, 408/429/5xx. */
-static bool req_retryable(const struct http_req *r)
-{
-	if (r->rc != CURLE_OK)
-		return imgf_retry_transport(r->rc);
-	return imgf_retry_status(r->status);
-}
-
-long imgf_gcs_retry_delay_ms(struct imgf_gcs *g, int attempt, long retry_after_s)
-{
-	return imgf_retry_delay_ms(g->retry_base_ms, attempt, retry_after_s);
+	imgf_gcs_upload_hash_feed(arg, at, buf, n);
 }
 
 /* curl's words for a transport failure, lowercased to read like ours. */
@@ -174,96 +110,127 @@ int imgf_gcs_req_fail(struct imgf_gcs *g, const struct http_req *r, struct imgf_
 	return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': %s", r->method, r->what, why);
 }
 
-/* One attempt. Returns -1 only when the request could not be made (no token); the outcome
- * of the exchange itself is in r->rc and r->status. */
-int imgf_gcs_perform(struct imgf_gcs *g, struct http_req *r, struct imgf_error **err)
+/* A GCS request as one of the HTTP layer's, and the hooks that tie it to the client. */
+struct gcs_call {
+	struct imgf_gcs *g;
+	struct http_req *r;
+	struct imgf_http_req q;
+	struct imgf_http_resp resp;
+	bool reauth; /* a 401 has fetched a new token */
+};
+
+/* Each attempt's headers: the token goes only to the endpoint, whatever a Location header
+ * pointed at; no "Expect: 100-continue" round trip before each chunk. */
+static int call_before(struct imgf_http_req *q, void *arg, struct imgf_error **err)
 {
-	struct curl_slist *hdrs = NULL;
-	/* The token goes only to the endpoint, whatever a Location header pointed at. */
-	size_t elen = strlen(g->endpoint);
-	bool to_endpoint = !strncmp(r->url, g->endpoint, elen) && r->url[elen] == '/';
-	if (!r->no_auth && g->have_key && to_endpoint) {
-		if (g->token_fetch(g, err) < 0)
+	struct gcs_call *c = arg;
+	struct http_req *r = c->r;
+	curl_slist_free_all(q->headers);
+	q->headers = NULL;
+	size_t elen = strlen(c->g->endpoint);
+	bool to_endpoint = !strncmp(r->url, c->g->endpoint, elen) && r->url[elen] == '/';
+	if (!r->no_auth && c->g->have_key && to_endpoint) {
+		if (c->g->token_fetch(c->g, err) < 0)
 			return -1;
-		_cleanup_free_ char *h = xasprintf("Authorization: Bearer %s", g->token);
-		hdrs = curl_slist_append(hdrs, h);
+		_cleanup_free_ char *h = xasprintf("Authorization: Bearer %s", c->g->token);
+		imgf_http_header_add(&q->headers, "%s", h);
 		OPENSSL_cleanse(h, strlen(h));
 	}
-	/* No "Expect: 100-continue" round trip before each chunk. */
-	hdrs = curl_slist_append(hdrs, "Expect:");
-	if (r->content_type) {
-		_cleanup_free_ char *h = xasprintf("Content-Type: %s", r->content_type);
-		hdrs = curl_slist_append(hdrs, h);
-	}
-	if (r->content_range) {
-		_cleanup_free_ char *h = xasprintf("Content-Range: %s", r->content_range);
-		hdrs = curl_slist_append(hdrs, h);
-	}
+	imgf_http_header_add(&q->headers, "Expect:");
+	if (r->content_type)
+		imgf_http_header_add(&q->headers, "Content-Type: %s", r->content_type);
+	if (r->content_range)
+		imgf_http_header_add(&q->headers, "Content-Range: %s", r->content_range);
+	return 0;
+}
 
-	CURL *e = g->easy;
-	curl_easy_reset(e);
-	strbuf_reset(&r->resp);
+static int call_after(struct imgf_http_req *q, struct imgf_http_resp *resp, void *arg,
+		      struct imgf_error **err)
+{
+	struct gcs_call *c = arg;
+	if (q->sink.overflow)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': reply larger than %zu bytes",
+				      c->r->method, c->r->what, c->r->resp_max);
+	if (resp->rc == CURLE_OK && resp->status == 401 && c->g->have_key && !c->reauth) {
+		c->reauth = true;
+		free(c->g->token);
+		c->g->token = NULL;
+		return IMGF_HTTP_AGAIN;
+	}
+	return IMGF_HTTP_POLICY;
+}
+
+static void call_init(struct gcs_call *c, struct imgf_gcs *g, struct http_req *r)
+{
+	memset(c, 0, sizeof(*c));
+	c->g = g;
+	c->r = r;
 	r->resp.max = r->resp_max;
-	r->resp.overflow = 0;
+	c->q = (struct imgf_http_req){
+		.method = r->method,
+		.url = r->url,
+		.what = r->what,
+		.sink = {.kind = IMGF_HTTP_SINK_MEMORY, .buf = &r->resp},
+		.reply_headers = &r->hdrs,
+		/* 308 is "resume incomplete" here, never a redirect to follow. */
+		.opts = {.errbuf = g->errbuf, .progress = &g->progress},
+		.upload_buffer = 512L * 1024,
+		.before = call_before,
+		.after = call_after,
+		.hook_arg = c,
+	};
+	if (r->fbody)
+		c->q.body = (struct imgf_http_body){
+			.kind = IMGF_HTTP_BODY_FILE,
+			.fd = r->fbody->fd,
+			.off = r->fbody->off,
+			.len = (int64_t)r->fbody->len,
+			.seen = feed_hash,
+			.arg = r->fbody->h,
+		};
+	else if (r->body)
+		c->q.body = (struct imgf_http_body){.kind = IMGF_HTTP_BODY_MEMORY,
+						    .data = r->body,
+						    .len = (int64_t)r->body_len};
+}
+
+/* The last attempt's outcome into r. */
+static void call_finish(struct gcs_call *c)
+{
+	struct http_req *r = c->r;
+	curl_slist_free_all(c->q.headers);
+	c->q.headers = NULL;
+	r->rc = c->resp.rc;
+	r->status = c->resp.status;
+	r->sent = c->resp.sent;
+	if (r->fbody) {
+		r->fbody->pos = c->q.body.pos;
+		r->fbody->read_errno = c->q.body.read_errno;
+		r->fbody->shrank = c->q.body.shrank;
+	}
 	free(r->location);
-	r->location = NULL;
-	r->range_end = -1;
-	r->retry_after_s = -1;
-	r->status = 0;
-	r->sent = 0;
-	r->body_pos = 0;
-
-	/* 308 is "resume incomplete" here, never a redirect to follow. */
-	struct imgf_http_opts ho = {.errbuf = g->errbuf, .progress = &g->progress};
-	imgf_http_setup(e, &ho);
-	curl_easy_setopt(e, CURLOPT_URL, r->url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, imgf_http_write_strbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r->resp);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, &r->hdrs);
-	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
-
-	bool has_body = r->fbody || r->body || r->content_range;
-	uint64_t body_len = r->fbody ? r->fbody->len : r->body_len;
-	if (!strcmp(r->method, "GET")) {
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-	} else if (!strcmp(r->method, "PUT")) {
-		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)body_len);
-	} else if (!strcmp(r->method, "POST")) {
-		curl_easy_setopt(e, CURLOPT_POST, 1L);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-	} else {
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-	}
-	if (has_body || !strcmp(r->method, "POST")) {
-		curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-		curl_easy_setopt(e, CURLOPT_READDATA, r);
-	}
-
-	r->rc = curl_easy_perform(e);
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
-	/* What the body handed to the transport: curl's own count restarts when it tries to
-	 * rewind a body on a dead connection, so this one (never less) is reported. */
-	curl_off_t up = 0;
-	curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &up);
-	r->sent = r->fbody ? r->fbody->pos : r->body_pos;
-	if (up > 0 && (uint64_t)up > r->sent)
-		r->sent = (uint64_t)up;
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-	curl_slist_free_all(hdrs);
 	const char *v = imgf_http_header_get(&r->hdrs, "Location");
 	r->location = v ? xstrdup(v) : NULL;
 	/* "Range: bytes=0-N": the server has bytes 0..N */
+	r->range_end = -1;
 	v = imgf_http_header_get(&r->hdrs, "Range");
 	if (v && strncasecmp(v, "bytes=0-", 8) == 0 && v[8] >= '0' && v[8] <= '9')
 		r->range_end = (int64_t)strtoull(v + 8, NULL, 10);
 	r->retry_after_s = imgf_http_retry_after(&r->hdrs);
-	if (r->rc == CURLE_WRITE_ERROR && r->resp.overflow)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': reply larger than %zu bytes",
-				      r->method, r->what, r->resp_max);
-	return 0;
+}
+
+/* One attempt. Returns -1 only when the request could not be made (no token) or its reply
+ * was too large; the outcome of the exchange itself is in r->rc and r->status. */
+int imgf_gcs_perform(struct imgf_gcs *g, struct http_req *r, struct imgf_error **err)
+{
+	struct gcs_call c;
+	call_init(&c, g, r);
+	int ret = imgf_http_perform(g->easy, &c.q, &c.resp, err);
+	call_finish(&c);
+	if (ret == 0 && c.q.sink.overflow)
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "%s '%s': reply larger than %zu bytes",
+				     r->method, r->what, r->resp_max);
+	return ret;
 }
 
 /*
@@ -273,35 +240,15 @@ int imgf_gcs_perform(struct imgf_gcs *g, struct http_req *r, struct imgf_error *
  */
 int imgf_gcs_request(struct imgf_gcs *g, struct http_req *r, struct imgf_error **err)
 {
-	bool reauth = false;
-	for (int attempt = 1;; attempt++) {
-		if (imgf_interrupted)
-			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "%s '%s': interrupted",
-					      r->method, r->what);
-		if (imgf_gcs_perform(g, r, err) < 0)
-			return -1;
-		if (r->rc == CURLE_OK && r->status == 401 && g->have_key && !reauth) {
-			reauth = true;
-			free(g->token);
-			g->token = NULL;
-			attempt--;
-			continue;
-		}
-		if (!req_retryable(r))
-			break;
-		if (attempt >= MAX_ATTEMPTS)
-			return imgf_gcs_req_fail(g, r, err);
-		struct imgf_http_retry policy = {MAX_ATTEMPTS, g->retry_base_ms};
-		long delay = imgf_http_retry_delay(&policy, attempt, r->retry_after_s);
-		_cleanup_free_ char *why = r->rc != CURLE_OK ? imgf_gcs_curl_reason(g, r->rc)
-							     : xasprintf("HTTP %ld", r->status);
-		_cleanup_free_ char *prefix = xasprintf("%s '%s'", r->method, r->what);
-		imgf_http_retry_log(&policy, attempt, delay, prefix, why);
-		if (imgf_sleep_ms(delay) < 0)
-			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "%s '%s': interrupted",
-					      r->method, r->what);
-	}
-	if (r->rc != CURLE_OK)
+	struct gcs_call c;
+	call_init(&c, g, r);
+	c.q.retry = &g->retry;
+	c.q.retry_unsafe = true; /* a POST here starts a session or writes a whole object */
+	int ret = imgf_http_do(g->easy, &c.q, &c.resp, err);
+	call_finish(&c);
+	if (ret < 0)
+		return -1;
+	if (c.resp.rc != CURLE_OK || c.resp.exhausted)
 		return imgf_gcs_req_fail(g, r, err);
 	return 0;
 }
@@ -323,9 +270,9 @@ char *imgf_gcs_upload_url(const struct imgf_gcs *g, const char *bucket, const ch
 {
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_addf(&sb, "%s/upload/storage/v1/b/", g->endpoint);
-	imgf_gcs_url_escape(&sb, bucket, false);
+	imgf_http_escape(&sb, bucket, false);
 	strbuf_addf(&sb, "/o?uploadType=%s&name=", type);
-	imgf_gcs_url_escape(&sb, object, false);
+	imgf_http_escape(&sb, object, false);
 	return strbuf_detach(&sb, NULL);
 }
 

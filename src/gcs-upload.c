@@ -321,7 +321,7 @@ static int upload_run(struct upload *u, struct imgf_error **err)
 					      u->what, fails, (unsigned long long)u->offset,
 					      u->last_why ? u->last_why
 							  : "the server kept nothing");
-		long delay = imgf_gcs_retry_delay_ms(u->g, fails, -1);
+		long delay = imgf_http_retry_delay(&u->g->retry, fails, -1);
 		log_warn("upload '%s': asking the server how much it has in %.1f s (attempt %d "
 			 "of %d)",
 			 u->what, (double)delay / 1000, fails + 1, MAX_ATTEMPTS);

@@ -34,9 +34,9 @@ static char *object_url(const struct imgf_gcs *g, const char *bucket, const char
 {
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_addf(&sb, "%s/storage/v1/b/", g->endpoint);
-	imgf_gcs_url_escape(&sb, bucket, false);
+	imgf_http_escape(&sb, bucket, false);
 	strbuf_addstr(&sb, "/o/");
-	imgf_gcs_url_escape(&sb, object, false);
+	imgf_http_escape(&sb, object, false);
 	return strbuf_detach(&sb, NULL);
 }
 
@@ -106,15 +106,7 @@ int imgf_gcs_open(const char *key_file, struct imgf_gcs **out, struct imgf_error
 	if (imgf_http_init(err) < 0)
 		return -1;
 	struct imgf_gcs *g = xcalloc(1, sizeof(*g));
-	g->retry_base_ms = 1000;
-	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
-	if (v && *v) {
-		char *end;
-		errno = 0;
-		long ms = strtol(v, &end, 10);
-		if (!errno && !*end && ms >= 0 && ms <= IMGF_RETRY_DELAY_CAP_MS)
-			g->retry_base_ms = ms;
-	}
+	g->retry = imgf_http_retry_policy(MAX_ATTEMPTS);
 	if (chunk_from_env(&g->chunk, err) < 0)
 		goto fail;
 
@@ -200,15 +192,15 @@ char *imgf_gcs_download_url(const struct imgf_gcs *g, const char *bucket, const 
 	struct strbuf sb = STRBUF_INIT;
 	if (g->custom) {
 		strbuf_addf(&sb, "%s/download/storage/v1/b/", g->endpoint);
-		imgf_gcs_url_escape(&sb, bucket, false);
+		imgf_http_escape(&sb, bucket, false);
 		strbuf_addstr(&sb, "/o/");
-		imgf_gcs_url_escape(&sb, object, false);
+		imgf_http_escape(&sb, object, false);
 		strbuf_addstr(&sb, "?alt=media");
 	} else {
 		strbuf_addf(&sb, "%s/", IMGF_GCS_DEFAULT_ENDPOINT);
-		imgf_gcs_url_escape(&sb, bucket, false);
+		imgf_http_escape(&sb, bucket, false);
 		strbuf_addch(&sb, '/');
-		imgf_gcs_url_escape(&sb, object, true);
+		imgf_http_escape(&sb, object, true);
 	}
 	return strbuf_detach(&sb, NULL);
 }
@@ -218,7 +210,7 @@ int imgf_gcs_bucket_check(struct imgf_gcs *g, const char *bucket, struct imgf_er
 	/* Listing needs only object permissions, unlike reading the bucket's metadata. */
 	struct strbuf url = STRBUF_INIT;
 	strbuf_addf(&url, "%s/storage/v1/b/", g->endpoint);
-	imgf_gcs_url_escape(&url, bucket, false);
+	imgf_http_escape(&url, bucket, false);
 	strbuf_addstr(&url, "/o?maxResults=1");
 	_cleanup_free_ char *what = xasprintf("gs://%s", bucket);
 	struct http_req r;
@@ -294,12 +286,12 @@ int imgf_gcs_list(struct imgf_gcs *g, const char *bucket, const char *prefix, js
 	for (;;) {
 		struct strbuf url = STRBUF_INIT;
 		strbuf_addf(&url, "%s/storage/v1/b/", g->endpoint);
-		imgf_gcs_url_escape(&url, bucket, false);
+		imgf_http_escape(&url, bucket, false);
 		strbuf_addstr(&url, "/o?maxResults=1000&prefix=");
-		imgf_gcs_url_escape(&url, prefix, false);
+		imgf_http_escape(&url, prefix, false);
 		if (token) {
 			strbuf_addstr(&url, "&pageToken=");
-			imgf_gcs_url_escape(&url, token, false);
+			imgf_http_escape(&url, token, false);
 		}
 		struct http_req r;
 		imgf_gcs_req_init(&r, "GET", strbuf_detach(&url, NULL), what);

@@ -1,8 +1,12 @@
+#include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "http.h"
@@ -29,7 +33,7 @@ int imgf_http_init(struct imgf_error **err)
 	return 0;
 }
 
-static int64_t mono_ms(void)
+int64_t imgf_http_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -44,7 +48,7 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 		return 1;
 	if (!p || !p->label || !imgf_log_progress_enabled())
 		return 0;
-	int64_t t = mono_ms();
+	int64_t t = imgf_http_mono_ms();
 	if (t - p->last_ms < PROGRESS_INTERVAL_MS)
 		return 0;
 	p->last_ms = t;
@@ -239,4 +243,376 @@ void imgf_http_retry_log(const struct imgf_http_retry *p, int attempt, long dela
 {
 	log_warn("%s: %s; retrying in %.1f s (attempt %d of %d)", prefix, why,
 		 (double)delay_ms / 1000, attempt + 1, p->max_attempts);
+}
+
+struct imgf_http_retry imgf_http_retry_policy(int max_attempts)
+{
+	struct imgf_http_retry p = {.max_attempts = max_attempts, .base_ms = 1000};
+	const char *v = getenv("IMGFORGE_RETRY_BASE_MS");
+	if (v && *v) {
+		char *end;
+		errno = 0;
+		long ms = strtol(v, &end, 10);
+		if (!errno && !*end && ms >= 0 && ms <= IMGF_RETRY_DELAY_CAP_MS)
+			p.base_ms = ms;
+	}
+	return p;
+}
+
+char *imgf_http_no_proxy_loopback(void)
+{
+	const char *env = getenv("no_proxy");
+	if (!env || !*env)
+		env = getenv("NO_PROXY");
+	return xasprintf("%s%slocalhost,127.0.0.0/8,::1", env && *env ? env : "",
+			 env && *env ? "," : "");
+}
+
+/* ---- URLs ---- */
+
+void imgf_http_escape(struct strbuf *sb, const char *s, bool keep_slash)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		unsigned char c = *p;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
+			strbuf_addch(sb, (char)c);
+		} else {
+			strbuf_addch(sb, '%');
+			strbuf_addch(sb, hex[c >> 4]);
+			strbuf_addch(sb, hex[c & 15]);
+		}
+	}
+}
+
+char *imgf_http_escaped(const char *s)
+{
+	struct strbuf sb = STRBUF_INIT;
+	imgf_http_escape(&sb, s, false);
+	return strbuf_detach(&sb, NULL);
+}
+
+/* ---- whole requests ---- */
+
+void imgf_http_header_add(struct curl_slist **list, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *h = xvasprintf(fmt, ap);
+	va_end(ap);
+	struct curl_slist *l = curl_slist_append(*list, h);
+	if (!l)
+		abort();
+	*list = l;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
+{
+	struct imgf_http_body *b = &((struct imgf_http_req *)userp)->body;
+	size_t want = size * nitems;
+	if (b->kind == IMGF_HTTP_BODY_READER) {
+		size_t n = b->read(b->arg, buf, want);
+		if (n != CURL_READFUNC_ABORT && n != CURL_READFUNC_PAUSE)
+			b->pos += n;
+		return n;
+	}
+	uint64_t left = b->len > 0 && (uint64_t)b->len > b->pos ? (uint64_t)b->len - b->pos : 0;
+	size_t n = left < want ? (size_t)left : want;
+	if (!n)
+		return 0;
+	if (b->kind == IMGF_HTTP_BODY_MEMORY) {
+		memcpy(buf, (const char *)b->data + b->pos, n);
+		b->pos += n;
+		return n;
+	}
+	ssize_t got;
+	do
+		got = pread(b->fd, buf, n, (off_t)(b->off + b->pos));
+	while (got < 0 && errno == EINTR);
+	if (got < 0) {
+		b->read_errno = errno;
+		return CURL_READFUNC_ABORT;
+	}
+	if (got == 0) {
+		b->shrank = true;
+		return CURL_READFUNC_ABORT;
+	}
+	if (b->seen)
+		b->seen(b->arg, b->off + b->pos, buf, (size_t)got);
+	b->pos += (uint64_t)got;
+	return (size_t)got;
+}
+
+/* A body in memory can be sent again (a redirect, a dead reused connection). */
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+	struct imgf_http_body *b = &((struct imgf_http_req *)userp)->body;
+	if (origin != SEEK_SET || offset < 0 || offset > b->len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	b->pos = (uint64_t)offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+static size_t sink_file(struct imgf_http_sink *s, const char *data, size_t n)
+{
+	for (size_t done = 0; done < n;) {
+		ssize_t w = write(s->fd, data + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			s->write_errno = errno;
+			return 0;
+		}
+		done += (size_t)w;
+	}
+	return n;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct imgf_http_req *q = userp;
+	struct imgf_http_sink *s = &q->sink;
+	size_t n = size * nmemb;
+	if (s->errbody) {
+		long code = 0;
+		curl_easy_getinfo(q->curl, CURLINFO_RESPONSE_CODE, &code);
+		if (code < 200 || code > 299) {
+			size_t room = s->errbody_max > s->errbody->len
+					      ? s->errbody_max - s->errbody->len
+					      : 0;
+			strbuf_add(s->errbody, data, n < room ? n : room);
+			if (n < room)
+				return n;
+			s->errbody_cut = true;
+			return 0;
+		}
+	}
+	switch (s->kind) {
+	case IMGF_HTTP_SINK_DISCARD:
+		break;
+	case IMGF_HTTP_SINK_MEMORY:
+		strbuf_add(s->buf, data, n);
+		if (s->buf->overflow) {
+			s->overflow = true;
+			return 0;
+		}
+		break;
+	case IMGF_HTTP_SINK_FILE:
+		if (s->max && s->written + n > s->max) {
+			s->overflow = true;
+			return 0;
+		}
+		if (sink_file(s, data, n) != n)
+			return 0;
+		break;
+	case IMGF_HTTP_SINK_CALLBACK:
+		if (s->write(s->arg, data, n) != n)
+			return 0;
+		break;
+	}
+	if (s->tee)
+		s->tee(s->tee_arg, data, n);
+	s->written += n;
+	return n;
+}
+
+static void set_method(CURL *h, struct imgf_http_req *q)
+{
+	const char *m = q->method ? q->method : "GET";
+	const struct imgf_http_body *b = &q->body;
+	if (!strcmp(m, "GET")) {
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+		return;
+	}
+	if (!strcmp(m, "HEAD")) {
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+		return;
+	}
+	bool streamed = b->kind == IMGF_HTTP_BODY_FILE || b->kind == IMGF_HTTP_BODY_READER;
+	if (!strcmp(m, "PUT") || streamed) {
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
+				 (curl_off_t)(b->kind == IMGF_HTTP_BODY_NONE ? 0 : b->len));
+	} else if (!strcmp(m, "POST") || b->kind == IMGF_HTTP_BODY_MEMORY) {
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)(b->kind == IMGF_HTTP_BODY_NONE ? 0 : b->len));
+	}
+	if (strcmp(m, "PUT") != 0 && !(strcmp(m, "POST") == 0 && !streamed))
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
+	curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+	curl_easy_setopt(h, CURLOPT_READDATA, q);
+	if (b->kind == IMGF_HTTP_BODY_MEMORY) {
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(h, CURLOPT_SEEKDATA, q);
+	}
+}
+
+void imgf_http_prepare(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r)
+{
+	curl_easy_reset(h);
+	q->curl = h;
+	q->body.pos = 0;
+	q->body.read_errno = 0;
+	q->body.shrank = false;
+	q->sink.written = 0;
+	q->sink.overflow = false;
+	q->sink.errbody_cut = false;
+	q->sink.write_errno = 0;
+	if (q->sink.buf) {
+		strbuf_reset(q->sink.buf);
+		q->sink.buf->overflow = 0;
+	}
+	if (q->sink.errbody)
+		strbuf_reset(q->sink.errbody);
+	if (q->reply_headers)
+		imgf_http_headers_reset(q->reply_headers);
+	r->rc = CURLE_OK;
+	r->status = 0;
+	r->sent = 0;
+	r->content_length = -1;
+	r->errbuf[0] = '\0';
+	struct imgf_http_opts o = q->opts;
+	if (!o.errbuf)
+		o.errbuf = r->errbuf;
+	if (q->deadline_ms) {
+		int64_t left = q->deadline_ms - imgf_http_mono_ms();
+		if (left < 1)
+			left = 1;
+		if (!o.timeout_ms || o.timeout_ms > left)
+			o.timeout_ms = (long)left;
+	}
+	imgf_http_setup(h, &o);
+	curl_easy_setopt(h, CURLOPT_URL, q->url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, q->headers);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, q);
+	if (q->reply_headers) {
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, q->reply_headers);
+	}
+	if (q->upload_buffer)
+		curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, q->upload_buffer);
+	set_method(h, q);
+}
+
+void imgf_http_finish(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r, CURLcode rc)
+{
+	if (rc == CURLE_WRITE_ERROR && q->sink.errbody_cut)
+		rc = CURLE_OK;
+	r->rc = rc;
+	r->status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &r->content_length);
+	/* curl's own count restarts when it rewinds a body; the larger one is reported (not
+	 * for a chunked body, whose count has the chunks' framing) */
+	curl_off_t up = 0;
+	curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
+	r->sent = q->body.pos;
+	if (q->body.kind == IMGF_HTTP_BODY_FILE && up > 0 && (uint64_t)up > r->sent)
+		r->sent = (uint64_t)up;
+	r->interrupted = rc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted;
+	r->deadline_passed = rc == CURLE_OPERATION_TIMEDOUT && q->deadline_ms &&
+			     imgf_http_mono_ms() >= q->deadline_ms;
+	if (q->opts.errbuf && q->opts.errbuf != r->errbuf)
+		snprintf(r->errbuf, sizeof(r->errbuf), "%s", q->opts.errbuf);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	q->curl = NULL;
+}
+
+int imgf_http_perform(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
+		      struct imgf_error **err)
+{
+	r->attempts++;
+	if (q->before && q->before(q, q->hook_arg, err) < 0)
+		return -1;
+	CURL *own = NULL;
+	if (!h) {
+		if (!(own = imgf_http_easy_new(NULL, err)))
+			return -1;
+		h = own;
+	}
+	imgf_http_prepare(h, q, r);
+	CURLcode rc = curl_easy_perform(h);
+	imgf_http_finish(h, q, r, rc);
+	if (own)
+		curl_easy_cleanup(own);
+	return 0;
+}
+
+char *imgf_http_resp_reason(const struct imgf_http_resp *r)
+{
+	return imgf_http_curl_reason(r->errbuf, r->rc);
+}
+
+static bool idempotent(const char *m)
+{
+	return !m || !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") ||
+	       !strcmp(m, "DELETE") || !strcmp(m, "OPTIONS");
+}
+
+static bool stopped(const struct imgf_http_req *q)
+{
+	return imgf_interrupted && !(q->opts.progress && q->opts.progress->uninterruptible);
+}
+
+int imgf_http_do(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
+		 struct imgf_error **err)
+{
+	static const struct imgf_http_retry once = {.max_attempts = 1};
+	const struct imgf_http_retry *p =
+		q->retry && (q->retry_unsafe || idempotent(q->method)) ? q->retry : &once;
+	r->attempts = 0;
+	r->exhausted = false;
+	r->interrupted = false;
+	r->deadline_passed = false;
+	for (int attempt = 1;; attempt++) {
+		if (stopped(q)) {
+			r->rc = CURLE_ABORTED_BY_CALLBACK;
+			r->interrupted = true;
+			return 0;
+		}
+		if (q->deadline_ms && imgf_http_mono_ms() >= q->deadline_ms) {
+			r->rc = CURLE_OPERATION_TIMEDOUT;
+			r->deadline_passed = true;
+			return 0;
+		}
+		if (imgf_http_perform(h, q, r, err) < 0)
+			return -1;
+		r->attempts = attempt;
+		int verdict = q->after ? q->after(q, r, q->hook_arg, err) : IMGF_HTTP_POLICY;
+		if (verdict < 0)
+			return -1;
+		if (verdict == IMGF_HTTP_AGAIN) {
+			r->attempts = --attempt;
+			continue;
+		}
+		if (verdict == IMGF_HTTP_DONE || r->interrupted || r->deadline_passed)
+			return 0;
+		if (r->rc == CURLE_OK ? !imgf_retry_status(r->status)
+				      : !imgf_retry_transport(r->rc))
+			return 0;
+		if (!imgf_http_retry_worth(p, attempt, r->rc, r->status)) {
+			r->exhausted = true;
+			return 0;
+		}
+		long ra = q->reply_headers ? imgf_http_retry_after(q->reply_headers) : -1;
+		long delay = imgf_http_retry_delay(p, attempt, ra);
+		if (q->deadline_ms && imgf_http_mono_ms() + delay > q->deadline_ms) {
+			r->deadline_passed = true;
+			return 0;
+		}
+		_cleanup_free_ char *why = r->rc != CURLE_OK ? imgf_http_resp_reason(r)
+					   : q->why	     ? q->why(q, r, q->hook_arg)
+							     : xasprintf("HTTP %ld", r->status);
+		_cleanup_free_ char *prefix = xasprintf("%s '%s'", q->method ? q->method : "GET",
+							q->what ? q->what : q->url);
+		imgf_http_retry_log(p, attempt, delay, prefix, why);
+		if (imgf_sleep_ms(delay) < 0) {
+			r->rc = CURLE_ABORTED_BY_CALLBACK;
+			r->interrupted = true;
+			return 0;
+		}
+	}
 }

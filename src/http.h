@@ -1,10 +1,13 @@
 /*
- * The one HTTP layer over libcurl. Downloads (fetch.c), the registry client, the GCS client
- * and the Docker Engine client (over its unix socket or tcp) all set their handles up here:
+ * The one HTTP layer over libcurl. The GCS client, the registry pull and push clients and the
+ * Docker Engine client (over its unix socket or tcp) make whole requests here (struct
+ * imgf_http_req: method, URL, headers, a body from memory, a file range or a reader, a sink
+ * into capped memory, a file or a callback, the reply headers wanted, the shared options)
+ * with imgf_http_do, which applies the one retry policy (retry.h); downloads (fetch.c) run
+ * the same requests in parallel over curl multi with imgf_http_prepare/finish. Here too:
  * libcurl initialised once, the options every request shares (user agent, connect timeout,
- * stall limit, allowed protocols and redirects, no signals), a capped reply body, the reply
- * headers a client asks for, progress bars and SIGINT, and the one retry policy (retry.h)
- * between attempts.
+ * stall limit, allowed protocols and redirects, no signals), progress bars and SIGINT, and
+ * the one URL escaper.
  */
 #ifndef IMGF_HTTP_H
 #define IMGF_HTTP_H
@@ -122,5 +125,164 @@ bool imgf_http_retry_worth(const struct imgf_http_retry *p, int attempt, CURLcod
 long imgf_http_retry_delay(const struct imgf_http_retry *p, int attempt, long retry_after_s);
 void imgf_http_retry_log(const struct imgf_http_retry *p, int attempt, long delay_ms,
 			 const char *prefix, const char *why);
+/* The retry policy's numbers for `max_attempts`: the base backoff is IMGFORGE_RETRY_BASE_MS
+ * (milliseconds, tests make it short), else 1000; read here and nowhere else. */
+struct imgf_http_retry imgf_http_retry_policy(int max_attempts);
+
+/* Percent-encode s into sb: all but RFC 3986's unreserved characters (and '/' when
+ * keep_slash), as curl_easy_escape does. The one URL escaper. */
+void imgf_http_escape(struct strbuf *sb, const char *s, bool keep_slash);
+/* The same, newly allocated. */
+char *imgf_http_escaped(const char *s);
+
+/* ---- whole requests ---- */
+
+enum imgf_http_body_kind {
+	IMGF_HTTP_BODY_NONE,
+	IMGF_HTTP_BODY_MEMORY, /* data, len */
+	IMGF_HTTP_BODY_FILE,   /* the range [off, off+len) of fd, read with pread */
+	IMGF_HTTP_BODY_READER, /* read() until it returns 0; len, or -1 = unknown (chunked) */
+};
+
+/* What a request sends. A file body that ends early (the file shrank) or cannot be read
+ * aborts the transfer with `shrank` or `read_errno` set. */
+struct imgf_http_body {
+	enum imgf_http_body_kind kind;
+	const void *data;
+	int fd;
+	uint64_t off;
+	int64_t len;
+	/* READER: the bytes put in buf, 0 at the end, CURL_READFUNC_ABORT to fail */
+	size_t (*read)(void *arg, char *buf, size_t len);
+	void *arg;
+	/* FILE: told every range read, as it is read (an upload hashing what it sends) */
+	void (*seen)(void *arg, uint64_t at, const char *buf, size_t n);
+	/* results of the last attempt */
+	uint64_t pos; /* bytes handed to the transport */
+	int read_errno;
+	bool shrank;
+};
+
+enum imgf_http_sink_kind {
+	IMGF_HTTP_SINK_DISCARD,
+	IMGF_HTTP_SINK_MEMORY,	 /* into buf, capped by buf->max */
+	IMGF_HTTP_SINK_FILE,	 /* written to fd at its offset, at most max bytes (0 = no cap) */
+	IMGF_HTTP_SINK_CALLBACK, /* write() returns len to go on, anything else fails */
+};
+
+/*
+ * Where the reply body goes. Past the cap the transfer fails (CURLE_WRITE_ERROR) with
+ * `overflow` set; a failed write sets `write_errno`. `tee` sees every byte the sink takes (a
+ * digest of a download). With `errbody` set, the body of a reply that is not 2xx goes there
+ * instead, its first errbody_max bytes: the status says what happened, the body only adds
+ * the server's words, so an endless one is not read to its end (`errbody_cut`, and the
+ * attempt still counts as an exchange, rc CURLE_OK).
+ */
+struct imgf_http_sink {
+	enum imgf_http_sink_kind kind;
+	struct strbuf *buf;
+	int fd;
+	uint64_t max;
+	size_t (*write)(void *arg, const char *data, size_t len);
+	void *arg;
+	void (*tee)(void *arg, const char *data, size_t len);
+	void *tee_arg;
+	struct strbuf *errbody;
+	size_t errbody_max;
+	/* results of the last attempt */
+	uint64_t written;
+	bool overflow;
+	bool errbody_cut;
+	int write_errno;
+};
+
+struct imgf_http_req;
+
+/* The outcome of a request: the last attempt's transfer result and status. */
+struct imgf_http_resp {
+	CURLcode rc;
+	long status;
+	int attempts;		   /* the policy counted (an answered challenge is not one) */
+	bool exhausted;		   /* the last failure was worth a retry but none was left */
+	bool interrupted;	   /* SIGINT/SIGTERM stopped it (rc CURLE_ABORTED_BY_CALLBACK) */
+	bool deadline_passed;	   /* the request's deadline came first */
+	uint64_t sent;		   /* body bytes given to the transport (never less than curl's) */
+	curl_off_t content_length; /* of the reply, -1 unknown */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+/* What an `after` hook says of an attempt. */
+enum imgf_http_verdict {
+	IMGF_HTTP_POLICY = 0, /* let the retry policy decide */
+	IMGF_HTTP_AGAIN = 1,  /* once more, and it does not count (a challenge was answered) */
+	IMGF_HTTP_DONE = 2,   /* no more attempts */
+};
+
+/*
+ * One request: method (NULL = GET; HEAD asks for no body), URL, the caller's header list,
+ * a body, a sink, the reply headers wanted, the shared options, and the retry policy.
+ * `what` names it in retry warnings ("METHOD 'what'"; NULL = the URL).
+ */
+struct imgf_http_req {
+	const char *method;
+	const char *url;
+	const char *what;
+	struct curl_slist *headers;
+	struct imgf_http_body body;
+	struct imgf_http_sink sink;
+	struct imgf_http_headers *reply_headers;
+	struct imgf_http_opts opts;
+	long upload_buffer; /* CURLOPT_UPLOAD_BUFFERSIZE, 0 = curl's */
+	/* Retries (imgf_http_do): none when NULL. Only idempotent methods (GET, HEAD, PUT,
+	 * DELETE) are retried unless retry_unsafe says resending is harmless. */
+	const struct imgf_http_retry *retry;
+	bool retry_unsafe;
+	/* A monotonic end (imgf_http_mono_ms) for all attempts and the waits between them;
+	 * 0 = none. Each attempt's timeout is what is left; a wait that would end past it is
+	 * not begun. */
+	int64_t deadline_ms;
+	/* Hooks, all optional. before: ready an attempt (a fresh token in the headers); -1 stops
+	 * with *err. after: an attempt's verdict, or -1 with *err. why: the retry warning's words
+	 * for a status (NULL: "HTTP N"); transport failures get curl's. */
+	int (*before)(struct imgf_http_req *q, void *arg, struct imgf_error **err);
+	int (*after)(struct imgf_http_req *q, struct imgf_http_resp *r, void *arg,
+		     struct imgf_error **err);
+	char *(*why)(struct imgf_http_req *q, struct imgf_http_resp *r, void *arg);
+	void *hook_arg;
+	CURL *curl; /* the running attempt's handle (for the callbacks) */
+};
+
+/* The monotonic clock, in milliseconds. */
+int64_t imgf_http_mono_ms(void);
+/* NOPROXY for clients that speak to loopback servers: the environment's no_proxy (or
+ * NO_PROXY) plus localhost, 127.0.0.0/8 and ::1, which never go through a proxy. */
+char *imgf_http_no_proxy_loopback(void);
+
+/* Append "NAME: VALUE" (printf-style) to a header list. */
+void imgf_http_header_add(struct curl_slist **list, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Ready handle h (fresh, or reused: it is reset) for one attempt of q: the shared options,
+ * method, body, sink and reply headers. For callers that drive the transfer themselves
+ * (curl multi); imgf_http_finish then reads the outcome.
+ */
+void imgf_http_prepare(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r);
+/* The outcome of an attempt that ended with rc: status, bytes sent, reply length. */
+void imgf_http_finish(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r, CURLcode rc);
+/* One attempt on h (NULL: a handle of its own). -1 only when `before` failed; the outcome of
+ * the exchange is in *r. */
+int imgf_http_perform(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
+		      struct imgf_error **err);
+/*
+ * The request with its retry policy: transport failures and 408/429/5xx are retried with
+ * backoff (Retry-After honoured when the reply headers include it), each retry warned
+ * about. Returns 0 with the final outcome in *r (the caller decides which statuses are
+ * errors and words them), -1 when a hook failed.
+ */
+int imgf_http_do(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
+		 struct imgf_error **err);
+/* curl's words for r's transport failure (see imgf_http_curl_reason), newly allocated. */
+char *imgf_http_resp_reason(const struct imgf_http_resp *r);
 
 #endif

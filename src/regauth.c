@@ -213,3 +213,20 @@ out:
 	json_decref(root);
 	return ret;
 }
+
+char *imgf_reg_error_text(const struct strbuf *body)
+{
+	if (!body->len)
+		return NULL;
+	json_t *root = json_loadb(body->buf, body->len, 0, NULL);
+	json_t *e0 = json_array_get(json_object_get(root, "errors"), 0);
+	const char *code = json_string_value(json_object_get(e0, "code"));
+	const char *msg = json_string_value(json_object_get(e0, "message"));
+	char *r = NULL;
+	if (code && msg)
+		r = xasprintf("%s: %s", code, msg);
+	else if (code || msg)
+		r = xstrdup(code ? code : msg);
+	json_decref(root);
+	return r;
+}

@@ -1,12 +1,13 @@
 /*
  * Registry authentication shared by the pull client (registry.h) and the push client
  * (regpush.h): WWW-Authenticate challenges as registries send them, and the credentials a
- * docker-style config.json holds for a registry.
+ * docker-style config.json holds for a registry, and what an error reply says.
  */
 #ifndef IMGF_REGAUTH_H
 #define IMGF_REGAUTH_H
 
 struct imgf_error;
+struct strbuf;
 
 /* A WWW-Authenticate challenge (RFC 7235): its scheme and the parameters a registry uses. */
 struct imgf_reg_challenge {
@@ -28,5 +29,9 @@ int imgf_reg_auth_lookup(const char *config_path, const char *registry, char **u
 /* The docker config read by default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json,
  * when it is there; else NULL. */
 char *imgf_reg_auth_file_default(void);
+
+/* The registry's own words from an error body {"errors":[{"code":..,"message":..}]}: "CODE:
+ * MESSAGE", either alone, or NULL. */
+char *imgf_reg_error_text(const struct strbuf *body);
 
 #endif

@@ -11,7 +11,6 @@
 #include "builder.h"
 #include "contract.h"
 #include "dlcache.h"
-#include "engine.h"
 #include "error.h"
 #include "fsutil.h"
 #include "imageref.h"

@@ -50,7 +50,6 @@ struct reg_client {
 	char *auth;	     /* "Authorization: Bearer ..." once a token was fetched */
 	char *no_proxy;	     /* NOPROXY: the environment's list plus loopback */
 	int64_t deadline_ms; /* monotonic end of the whole pull; 0 = none */
-	char errbuf[CURL_ERROR_SIZE];
 };
 
 /* Where a response body goes: a capped buffer, or a file hashed while it is written. */
@@ -58,14 +57,9 @@ struct sink {
 	struct strbuf *buf; /* with buf->max set */
 	int fd;		    /* -1 when buf is used */
 	struct imgf_digest *dg;
-	uint64_t written;
-	uint64_t limit; /* for fd: the descriptor's size */
-	bool too_large;
-	bool errbody_full; /* a non-2xx body reached ERRBODY_MAX: the rest is not read */
-	int write_errno;
-	struct strbuf errbody; /* body of a non-2xx reply, for the registry's message */
-	CURL *curl;
+	uint64_t limit;	   /* for fd: the descriptor's size */
 	const char *label; /* progress bar label or NULL */
+	uint64_t written;  /* the last attempt's body bytes */
 };
 
 /* A reply's status and the headers the client reads. */
@@ -84,158 +78,6 @@ static void reply_release(struct reply *r)
 {
 	imgf_http_headers_reset(&r->h);
 	r->status = 0;
-}
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
-{
-	struct sink *s = userdata;
-	size_t n = size * nmemb;
-	long code = 0;
-	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
-	if (code < 200 || code > 299) {
-		size_t room = ERRBODY_MAX - s->errbody.len;
-		strbuf_add(&s->errbody, data, n < room ? n : room);
-		if (n < room)
-			return n;
-		/* Enough of the message: an endless error body is not read to its end. */
-		s->errbody_full = true;
-		return 0;
-	}
-	if (s->fd < 0) {
-		strbuf_add(s->buf, data, n);
-		if (s->buf->overflow) {
-			s->too_large = true;
-			return 0;
-		}
-	} else {
-		if (s->written + n > s->limit) {
-			s->too_large = true;
-			return 0;
-		}
-		for (size_t off = 0; off < n;) {
-			ssize_t w = write(s->fd, data + off, n - off);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				s->write_errno = errno;
-				return 0;
-			}
-			off += (size_t)w;
-		}
-	}
-	if (s->dg)
-		imgf_digest_update(s->dg, data, n);
-	s->written += n;
-	return n;
-}
-
-static int sink_reset(struct sink *s, struct imgf_error **err)
-{
-	s->written = 0;
-	s->too_large = false;
-	s->errbody_full = false;
-	s->write_errno = 0;
-	strbuf_reset(&s->errbody);
-	if (s->buf) {
-		strbuf_reset(s->buf);
-		s->buf->overflow = 0;
-	}
-	if (s->fd >= 0 && (ftruncate(s->fd, 0) < 0 || lseek(s->fd, 0, SEEK_SET) < 0))
-		return imgf_error_errno(err, errno, "truncate temp file");
-	if (s->dg) {
-		enum imgf_digest_alg alg = s->dg->alg;
-		imgf_digest_release(s->dg);
-		imgf_digest_init(s->dg, alg);
-	}
-	return 0;
-}
-
-/* Loopback never goes through a proxy, whatever the environment says about others. */
-static char *no_proxy_list(void)
-{
-	const char *env = getenv("no_proxy");
-	if (!env || !*env)
-		env = getenv("NO_PROXY");
-	return xasprintf("%s%slocalhost,127.0.0.0/8,::1", env && *env ? env : "",
-			 env && *env ? "," : "");
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Milliseconds left before the pull's deadline (LONG_MAX without one), at least 0. */
-static long time_left_ms(const struct reg_client *c)
-{
-	if (!c->deadline_ms)
-		return LONG_MAX;
-	int64_t left = c->deadline_ms - mono_ms();
-	return left > 0 ? (long)left : 0;
-}
-
-static CURLcode http_get(struct reg_client *c, const char *url, const char *accept,
-			 const char *auth, struct sink *s, struct reply *r)
-{
-	CURL *h = c->curl;
-	struct curl_slist *hdrs = NULL;
-	if (accept) {
-		char *a = xasprintf("Accept: %s", accept);
-		hdrs = curl_slist_append(hdrs, a);
-		free(a);
-	}
-	if (auth)
-		hdrs = curl_slist_append(hdrs, auth);
-	curl_easy_reset(h);
-	reply_release(r);
-	s->curl = h;
-	long left = time_left_ms(c);
-	struct imgf_http_progress prog = {.label = s->label, .total = s->fd >= 0 ? s->limit : 0};
-	/* Blob GETs redirect to CDNs; libcurl keeps our Authorization header on the first host.
-	 * A stalled transfer (under 1 KiB/s for stall_s) counts as a timeout and is retried. */
-	struct imgf_http_opts ho = {
-		.redir_protocols = "http,https",
-		.stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 0,
-		.timeout_ms = left == LONG_MAX ? 0
-			      : left > 0       ? left
-					       : 1L,
-		.no_proxy = c->no_proxy,
-		.errbuf = c->errbuf,
-		.progress = &prog,
-	};
-	imgf_http_setup(h, &ho);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, imgf_http_on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &r->h);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
-	CURLcode cc = curl_easy_perform(h);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(hdrs);
-	if (s->label && imgf_log_progress_enabled())
-		imgf_progress_done();
-	return cc;
-}
-
-/* The registry's own words from an error body {"errors":[{"code":..,"message":..}]}. */
-static char *registry_error_text(const struct strbuf *body)
-{
-	if (!body->len)
-		return NULL;
-	json_t *root = json_loadb(body->buf, body->len, 0, NULL);
-	json_t *e0 = json_array_get(json_object_get(root, "errors"), 0);
-	const char *code = json_string_value(json_object_get(e0, "code"));
-	const char *msg = json_string_value(json_object_get(e0, "message"));
-	char *r = NULL;
-	if (code && msg)
-		r = xasprintf("%s: %s", code, msg);
-	else if (code || msg)
-		r = xstrdup(code ? code : msg);
-	json_decref(root);
-	return r;
 }
 
 static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
@@ -280,19 +122,17 @@ static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_e
 	strbuf_addstr(&url, ch.realm);
 	char sep = strchr(ch.realm, '?') ? '&' : '?';
 	if (ch.service) {
-		char *e = curl_easy_escape(c->curl, ch.service, 0);
-		strbuf_addf(&url, "%cservice=%s", sep, e);
-		curl_free(e);
+		strbuf_addf(&url, "%cservice=", sep);
+		imgf_http_escape(&url, ch.service, false);
 		sep = '&';
 	}
-	char *e = curl_easy_escape(c->curl, ch.scope ? ch.scope : c->scope, 0);
-	strbuf_addf(&url, "%cscope=%s", sep, e);
-	curl_free(e);
+	strbuf_addf(&url, "%cscope=", sep);
+	imgf_http_escape(&url, ch.scope ? ch.scope : c->scope, false);
 	imgf_reg_challenge_release(&ch);
 
 	struct strbuf body = STRBUF_INIT;
 	body.max = TOKEN_MAX;
-	struct sink s = {.buf = &body, .fd = -1, .errbody = STRBUF_INIT};
+	struct sink s = {.buf = &body, .fd = -1};
 	struct reply rep = REPLY_INIT;
 	/* The token endpoint itself is asked anonymously: drop any token we hold. */
 	char *saved = c->auth;
@@ -322,10 +162,74 @@ static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_e
 	json_decref(root);
 out:
 	reply_release(&rep);
-	strbuf_release(&s.errbody);
 	strbuf_release(&body);
 	strbuf_release(&url);
 	return ret;
+}
+
+/* A GET as the HTTP layer's request, and the hooks that tie it to the client. */
+struct get_call {
+	struct reg_client *c;
+	struct sink *s;
+	const char *accept;
+	struct reply *r;
+	struct strbuf errbody; /* a non-2xx reply's body, for the registry's message */
+	bool token_tried;
+};
+
+static void tee_digest(void *dg, const char *data, size_t len)
+{
+	imgf_digest_update(dg, data, len);
+}
+
+/* Each attempt starts the sink afresh and carries the token held now. */
+static int get_before(struct imgf_http_req *q, void *arg, struct imgf_error **err)
+{
+	struct get_call *g = arg;
+	struct sink *s = g->s;
+	if (s->fd >= 0 && (ftruncate(s->fd, 0) < 0 || lseek(s->fd, 0, SEEK_SET) < 0))
+		return imgf_error_errno(err, errno, "truncate temp file");
+	if (s->dg) {
+		enum imgf_digest_alg alg = s->dg->alg;
+		imgf_digest_release(s->dg);
+		imgf_digest_init(s->dg, alg);
+	}
+	curl_slist_free_all(q->headers);
+	q->headers = NULL;
+	if (g->accept)
+		imgf_http_header_add(&q->headers, "Accept: %s", g->accept);
+	if (g->c->auth)
+		imgf_http_header_add(&q->headers, "%s", g->c->auth);
+	return 0;
+}
+
+/* A 401 with a challenge is answered once, and that attempt does not count. */
+static int get_after(struct imgf_http_req *q, struct imgf_http_resp *r, void *arg,
+		     struct imgf_error **err)
+{
+	struct get_call *g = arg;
+	if (g->s->label && imgf_log_progress_enabled())
+		imgf_progress_done();
+	const char *www_auth = imgf_http_header_get(q->reply_headers, "WWW-Authenticate");
+	if (r->rc != CURLE_OK || r->status != 401 || !www_auth || g->token_tried)
+		return IMGF_HTTP_POLICY;
+	g->token_tried = true;
+	_cleanup_free_ char *challenge = xstrdup(www_auth);
+	if (fetch_token(g->c, challenge, err) < 0)
+		return imgf_error_prefix(err, "GET '%s'", q->url);
+	return IMGF_HTTP_AGAIN;
+}
+
+static char *status_why(const struct get_call *g, long status)
+{
+	_cleanup_free_ char *detail = imgf_reg_error_text(&g->errbody);
+	return detail ? xasprintf("HTTP %ld (%s)", status, detail) : xasprintf("HTTP %ld", status);
+}
+
+static char *get_why(struct imgf_http_req *q, struct imgf_http_resp *r, void *arg)
+{
+	(void)q;
+	return status_why(arg, r->status);
 }
 
 /*
@@ -339,63 +243,70 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 		.max_attempts = c->opts && c->opts->max_attempts > 0 ? c->opts->max_attempts : 5,
 		.base_ms = c->opts && c->opts->retry_base_ms > 0 ? c->opts->retry_base_ms : 1000,
 	};
-	bool token_tried = false;
-	for (int attempt = 1;; attempt++) {
-		if (imgf_interrupted)
-			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "GET '%s': interrupted",
-					      url);
-		if (sink_reset(s, err) < 0)
-			return -1;
-		if (time_left_ms(c) == 0)
-			return pull_timed_out(c, url, err);
-		CURLcode cc = http_get(c, url, accept, c->auth, s, r);
-		const char *www_auth = imgf_http_header_get(&r->h, "WWW-Authenticate");
-		_cleanup_free_ char *why = NULL;
-		if (cc == CURLE_WRITE_ERROR && s->errbody_full)
-			cc = CURLE_OK; /* the status says what happened; the body was cut short */
-		if (cc == CURLE_OPERATION_TIMEDOUT && time_left_ms(c) == 0)
-			return pull_timed_out(c, url, err);
-		if (cc == CURLE_ABORTED_BY_CALLBACK && imgf_interrupted)
-			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "GET '%s': interrupted",
-					      url);
-		if (cc == CURLE_WRITE_ERROR && s->too_large)
-			return imgf_error_set(
-				err, IMGF_EXIT_FAIL, "GET '%s': reply larger than %llu bytes", url,
-				(unsigned long long)(s->fd >= 0 ? s->limit : s->buf->max));
-		if (cc == CURLE_WRITE_ERROR && s->write_errno)
-			return imgf_error_errno(err, s->write_errno, "GET '%s': write", url);
-		if (cc != CURLE_OK) {
-			why = xasprintf("%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
-			if (!imgf_http_retry_worth(&policy, attempt, cc, 0))
-				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
-						      why, attempt > 1 ? " (after retries)" : "");
-		} else if (r->status >= 200 && r->status <= 299) {
-			return 0;
-		} else if (r->status == 401 && www_auth && !token_tried) {
-			token_tried = true;
-			if (fetch_token(c, www_auth, err) < 0)
-				return imgf_error_prefix(err, "GET '%s'", url);
-			attempt--; /* answering a challenge is not a failed attempt */
-			continue;
-		} else {
-			_cleanup_free_ char *detail = registry_error_text(&s->errbody);
-			why = detail ? xasprintf("HTTP %ld (%s)", r->status, detail)
-				     : xasprintf("HTTP %ld", r->status);
-			if (r->status == 401)
-				return imgf_error_set(err, IMGF_EXIT_FAIL,
-						      "GET '%s': %s: anonymous access denied", url,
-						      why);
-			if (!imgf_http_retry_worth(&policy, attempt, CURLE_OK, r->status))
-				return imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url,
-						      why, attempt > 1 ? " (after retries)" : "");
-		}
-		long wait = imgf_http_retry_delay(&policy, attempt, imgf_http_retry_after(&r->h));
-		if (wait > time_left_ms(c))
-			return pull_timed_out(c, url, err);
-		_cleanup_free_ char *prefix = xasprintf("GET '%s'", url);
-		imgf_http_retry_log(&policy, attempt, wait, prefix, why);
-		imgf_sleep_ms(wait);
+	struct get_call g = {.c = c, .s = s, .accept = accept, .r = r, .errbody = STRBUF_INIT};
+	struct imgf_http_progress prog = {.label = s->label, .total = s->fd >= 0 ? s->limit : 0};
+	struct imgf_http_req q = {
+		.url = url,
+		.reply_headers = &r->h,
+		/* Blob GETs redirect to CDNs; libcurl keeps our Authorization header on the
+		 * first host. A stalled transfer (under 1 KiB/s for stall_s) counts as a timeout
+		 * and is retried. */
+		.opts = {.redir_protocols = "http,https",
+			 .stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 0,
+			 .no_proxy = c->no_proxy,
+			 .progress = &prog},
+		.retry = &policy,
+		.deadline_ms = c->deadline_ms,
+		.before = get_before,
+		.after = get_after,
+		.why = get_why,
+		.hook_arg = &g,
+	};
+	if (s->fd >= 0)
+		q.sink = (struct imgf_http_sink){
+			.kind = IMGF_HTTP_SINK_FILE, .fd = s->fd, .max = s->limit};
+	else
+		q.sink = (struct imgf_http_sink){.kind = IMGF_HTTP_SINK_MEMORY, .buf = s->buf};
+	q.sink.errbody = &g.errbody;
+	q.sink.errbody_max = ERRBODY_MAX;
+	if (s->dg) {
+		q.sink.tee = tee_digest;
+		q.sink.tee_arg = s->dg;
 	}
+	struct imgf_http_resp resp = {0};
+	int ret = imgf_http_do(c->curl, &q, &resp, err);
+	curl_slist_free_all(q.headers);
+	r->status = resp.status;
+	s->written = q.sink.written;
+	const char *again = resp.attempts > 1 ? " (after retries)" : "";
+	_cleanup_free_ char *why = NULL;
+	if (ret < 0)
+		goto out;
+	if (resp.interrupted) {
+		ret = imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "GET '%s': interrupted", url);
+	} else if (resp.deadline_passed) {
+		ret = pull_timed_out(c, url, err);
+	} else if (resp.rc == CURLE_WRITE_ERROR && q.sink.overflow) {
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': reply larger than %llu bytes",
+				     url,
+				     (unsigned long long)(s->fd >= 0 ? s->limit : s->buf->max));
+	} else if (resp.rc == CURLE_WRITE_ERROR && q.sink.write_errno) {
+		ret = imgf_error_errno(err, q.sink.write_errno, "GET '%s': write", url);
+	} else if (resp.rc != CURLE_OK) {
+		why = imgf_http_resp_reason(&resp);
+		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url, why, again);
+	} else if (resp.status < 200 || resp.status > 299) {
+		why = status_why(&g, resp.status);
+		if (resp.status == 401)
+			ret = imgf_error_set(err, IMGF_EXIT_FAIL,
+					     "GET '%s': %s: anonymous access denied", url, why);
+		else
+			ret = imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url, why,
+					     again);
+	}
+out:
+	strbuf_release(&g.errbody);
+	return ret;
 }
 
 /* ---- manifests ----------------------------------------------------------------------- */
@@ -491,10 +402,9 @@ static int get_manifest(struct reg_client *c, const char *reference, const char 
 	m->raw = (struct strbuf)STRBUF_INIT;
 	m->raw.max = MANIFEST_MAX;
 	_cleanup_free_ char *url = xasprintf("%s/manifests/%s", c->base, reference);
-	struct sink s = {.buf = &m->raw, .fd = -1, .errbody = STRBUF_INIT};
+	struct sink s = {.buf = &m->raw, .fd = -1};
 	struct reply r = REPLY_INIT;
 	int ret = get_with_retries(c, url, accept, &s, &r, err);
-	strbuf_release(&s.errbody);
 	if (ret < 0)
 		goto out;
 	char hex[IMGF_DIGEST_HEX_MAX];
@@ -629,13 +539,11 @@ static int get_blob(struct reg_client *c, const struct descriptor *d, char **pat
 	imgf_digest_init(&dg, IMGF_SHA256);
 	_cleanup_free_ char *url = xasprintf("%s/blobs/%s", c->base, d->digest);
 	_cleanup_free_ char *label = xasprintf("%.19s", d->digest);
-	struct sink s = {
-		.fd = fd, .dg = &dg, .limit = d->size, .errbody = STRBUF_INIT, .label = label};
+	struct sink s = {.fd = fd, .dg = &dg, .limit = d->size, .label = label};
 	struct reply r = REPLY_INIT;
 	log_debug("blob %s: downloading %llu bytes", d->digest, (unsigned long long)d->size);
 	int ret = get_with_retries(c, url, NULL, &s, &r, err);
 	reply_release(&r);
-	strbuf_release(&s.errbody);
 	char hex[IMGF_DIGEST_HEX_MAX];
 	imgf_digest_final_hex(&dg, hex);
 	imgf_digest_release(&dg);
@@ -828,13 +736,14 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 	struct imgf_error *curl_err = NULL;
 	struct reg_client c = {
 		.curl = imgf_http_easy_new(NULL, &curl_err),
-		.no_proxy = no_proxy_list(),
+		.no_proxy = imgf_http_no_proxy_loopback(),
 		.opts = o,
 		.base = xasprintf("%s://%s/v2/%s",
 				  imgf_registry_is_loopback(registry) ? "http" : "https", host,
 				  repository),
 		.scope = xasprintf("repository:%s:pull", repository),
-		.deadline_ms = o->timeout_s > 0 ? mono_ms() + (int64_t)o->timeout_s * 1000 : 0,
+		.deadline_ms =
+			o->timeout_s > 0 ? imgf_http_mono_ms() + (int64_t)o->timeout_s * 1000 : 0,
 	};
 	int ret;
 	if (!c.curl) {

@@ -19,7 +19,6 @@
 #include "contract.h"
 #include "data.h"
 #include "digest.h"
-#include "engine.h"
 #include "error.h"
 #include "fetch.h"
 #include "fsutil.h"

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "build.h"
-#include "engine.h"
 #include "error.h"
 #include "log.h"
 #include "provisioner.h"

@@ -12,7 +12,6 @@
 
 #include "build.h"
 #include "builder.h"
-#include "engine.h"
 #include "error.h"
 #include "log.h"
 #include "provisioner.h"

@@ -18,6 +18,8 @@ Faults, chosen by the query string and counted per (path, query):
   endless=1           answer 200 (or status=CODE) with no Content-Length and a body of zeros
                       that never ends (rate=N: N bytes a second, else as fast as it goes)
   stall=S             send the headers, then nothing for S seconds before the body
+  echo_body=1         answer 200 with the request's body (PUT and POST, which are read
+                      whole, with a Content-Length or chunked, before any fault applies)
   bearer=REALM        answer 401 with a Bearer challenge naming REALM unless the request
                       carries an Authorization header
 
@@ -85,6 +87,26 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.handle_request(send_body=False)
 
+    def do_PUT(self):
+        self.read_body()
+        self.handle_request(send_body=True)
+
+    do_POST = do_PUT
+
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                n = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if n == 0:
+                    self.rfile.readline()
+                    break
+                parts.append(self.rfile.read(n))
+                self.rfile.readline()
+            self.req_body = b"".join(parts)
+        else:
+            self.req_body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
     def handle_request(self, send_body):
         state = self.server.state
         url = urllib.parse.urlsplit(self.path)
@@ -131,6 +153,9 @@ class Handler(BaseHTTPRequestHandler):
 
         if q("redirect") is not None:
             return self.simple(302, b"", [("Location", q("redirect"))])
+
+        if q("echo_body") is not None:
+            return self.simple(200, getattr(self, "req_body", b""))
 
         if q("echo") is not None:
             return self.simple(200, str(self.headers).encode("latin-1"),
