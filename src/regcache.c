@@ -20,7 +20,6 @@
 #include "regcache.h"
 #include "registry.h"
 #include "regpush.h"
-#include "stepcache.h"
 #include "util.h"
 
 #define RECORD_MAX (16u << 20) /* a record: mostly the inputs, a few hundred packages */
