@@ -6,7 +6,8 @@
 # the same images (pause, etcd, CoreDNS, the CNI and storage images) from that loopback registry.
 # The kind CLI is the one the tests use (the mirror's bin/kind, kind v0.33.0), with
 # `--type file`. Builds alternate, imgforge then kind, BENCH_PAIRS times (default 2) cold and
-# as many warm; prints every time, each pair's ratio (kind / imgforge) and the medians.
+# as many warm; prints every time, each pair's ratio (kind / imgforge), where each imgforge
+# build spent its time (its --json phase events) and the medians.
 #
 #   cold  imgforge: an empty IMGFORGE_CACHE_DIR (no downloads, no step cache) per build.
 #         kind: it keeps nothing between builds, so each of its builds is a cold one; the
@@ -158,7 +159,7 @@ chmod +x "$TMP/bin/docker"
 imgf() { # CACHE OUT [ARGS...]: imgforge build --only kind-node from the same inputs
 	local cache=$1 out=$2
 	shift 2
-	IMGFORGE_CACHE_DIR=$cache "$TOP/imgforge" build --only kind-node "$@" --var-file "$VARS" \
+	IMGFORGE_CACHE_DIR=$cache "$TOP/imgforge" build --json --only kind-node "$@" --var-file "$VARS" \
 		--var docker_base_image="$KBASE" --var kind_node_image="$TAG_IMGF" \
 		--var kubernetes_source=tarball --var kubernetes_tarball="$TARBALL" \
 		--var pause_image="$PAUSE" --var kind_cni=kindnetd --var kind_cni_images="$KINDNETD" \
@@ -177,6 +178,12 @@ timed() { # NAME CMD...: runs CMD into $TMP/NAME.log, prints the seconds it took
 	docker image inspect -f '{{.Id}}' "$TAG_IMGF" "$TAG_KIND" >>"$TMP/built" 2>/dev/null || true
 	printf '%.2f' "$(echo "$t1 - $t0" | bc)"
 }
+ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
+phases() { # LOG: where an imgforge build's time went (its --json phase events, summed)
+	grep '^{' "$TMP/$1.log" | jq -r 'select(.event == "phase") | "\(.phase) \(.seconds)"' |
+		awk '{s[$1] += $2; if (!($1 in o)) o[$1] = n++} END {for (p in o) k[o[p]] = p;
+			for (i = 0; i < n; i++) printf "%s%s %.1f", i ? ", " : "", k[i], s[k[i]]; print ""}'
+}
 median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
 echo "== cold: imgforge (empty cache) then kind, alternating, $PAIRS pairs (load $(load))"
@@ -184,15 +191,17 @@ declare -a IC KC IW KW IS RC RW
 for i in $(seq 1 "$PAIRS"); do
 	IC[i]=$(timed "imgforge-cold-$i" imgf "$TMP/cache-$i" "$TMP/out-cold-$i")
 	KC[i]=$(timed "kind-cold-$i" kindb)
-	RC[i]=$(echo "scale=2; ${KC[i]} / ${IC[i]}" | bc)
+	RC[i]=$(ratio "${KC[i]}" "${IC[i]}")
 	echo "pair $i: imgforge ${IC[i]} s, kind ${KC[i]} s, ratio kind/imgforge ${RC[i]} (load $(load))"
+	echo "  imgforge's phases (s): $(phases "imgforge-cold-$i")"
 done
 echo "== warm: imgforge (the cache again, --no-cache: downloads cached, every step run) then kind, $PAIRS pairs"
 for i in $(seq 1 "$PAIRS"); do
 	IW[i]=$(timed "imgforge-warm-$i" imgf "$TMP/cache-$i" "$TMP/out-warm-$i" --no-cache)
 	KW[i]=$(timed "kind-warm-$i" kindb)
-	RW[i]=$(echo "scale=2; ${KW[i]} / ${IW[i]}" | bc)
+	RW[i]=$(ratio "${KW[i]}" "${IW[i]}")
 	echo "pair $i: imgforge ${IW[i]} s, kind ${KW[i]} s, ratio kind/imgforge ${RW[i]} (load $(load))"
+	echo "  imgforge's phases (s): $(phases "imgforge-warm-$i")"
 done
 echo "== warm: imgforge with every step cached (kind has no such cache)"
 for i in $(seq 1 "$PAIRS"); do
@@ -204,11 +213,11 @@ done
 size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
 echo "== images: imgforge $(size "$TAG_IMGF"), kind $(size "$TAG_KIND")"
 echo "kind's docker calls the bench changed: $(sort "$TMP/wrapper.log" | uniq -c | sed 's/^ *//' | paste -sd';' -)"
-mi() { printf '%s\n' "$@" | median; }
+mi() { printf '%.2f' "$(printf '%s\n' "$@" | median)"; }
 echo "== summary (medians of $PAIRS; load now $(load))"
 printf 'cold: imgforge %s s, kind %s s, kind/imgforge %s (pairs: %s)\n' \
 	"$(mi "${IC[@]}")" "$(mi "${KC[@]}")" "$(mi "${RC[@]}")" "${RC[*]}"
 printf 'warm: imgforge %s s, kind %s s, kind/imgforge %s (pairs: %s)\n' \
 	"$(mi "${IW[@]}")" "$(mi "${KW[@]}")" "$(mi "${RW[@]}")" "${RW[*]}"
 printf 'warm, every step cached: imgforge %s s (kind/imgforge %s)\n' \
-	"$(mi "${IS[@]}")" "$(echo "scale=1; $(mi "${KW[@]}") / $(mi "${IS[@]}")" | bc)"
+	"$(mi "${IS[@]}")" "$(ratio "$(mi "${KW[@]}")" "$(mi "${IS[@]}")")"
