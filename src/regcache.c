@@ -174,11 +174,11 @@ static int record_archive(const char *path, const char *config, struct imgf_erro
 	return -1;
 }
 
-int imgf_regcache_put(struct imgf_build *b, size_t i, const char *id, json_t *inputs,
-		      struct imgf_error **err)
+int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
+		      json_t *inputs, struct imgf_error **err)
 {
 	const char *repo = b->opts->cache_to;
-	const char *key = b->cache->keys[i];
+	const char *key = keys[i];
 	_cleanup_free_ char *dir = NULL;
 	if (work_dir(b, &dir, err) < 0)
 		return -1;
@@ -200,9 +200,9 @@ int imgf_regcache_put(struct imgf_build *b, size_t i, const char *id, json_t *in
 		r = imgf_registry_push_archive(tar, id, state_ref, unpacked, &o, manifest, &st,
 					       err);
 	if (r == 0) {
-		json_t *cfg = imgf_regcache_record_new(
-			(const char *const *)b->cache->keys, i, b->builder->name, b->def->name,
-			b->steps[i].label, id, manifest, build_arch(b), inputs);
+		json_t *cfg = imgf_regcache_record_new(keys, i, b->builder->name, b->def->name,
+						       b->steps[i].label, id, manifest,
+						       build_arch(b), inputs);
 		_cleanup_free_ char *raw = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 		json_decref(cfg);
 		/* an input's URL may carry credentials: the registry gets them redacted */
@@ -387,7 +387,7 @@ static void blobs_forget(const struct imgf_build *b, json_t *manifest)
 	}
 }
 
-bool imgf_regcache_has(struct imgf_build *b, size_t i)
+bool imgf_regcache_has(struct imgf_build *b, const char *const *keys, size_t i)
 {
 	_cleanup_free_ char *dir = NULL;
 	struct imgf_error *e = NULL;
@@ -395,8 +395,7 @@ bool imgf_regcache_has(struct imgf_build *b, size_t i)
 		imgf_error_free(e);
 		return false;
 	}
-	_cleanup_free_ char *ref =
-		imgf_regcache_ref(b->opts->cache_to, b->cache->keys[i], "record");
+	_cleanup_free_ char *ref = imgf_regcache_ref(b->opts->cache_to, keys[i], "record");
 	_cleanup_free_ char *tar = path_join(dir, "record.tar");
 	json_t *man = NULL, *record = NULL;
 	char digest[72];
@@ -406,8 +405,7 @@ bool imgf_regcache_has(struct imgf_build *b, size_t i)
 			json_object_get(json_object_get(man, "config"), "digest"));
 		record = cd ? layout_blob(tar, cd, &e) : NULL;
 		yes = record &&
-		      imgf_regcache_record_check(record, (const char *const *)b->cache->keys, i,
-						 b->builder->name, &e) == 0;
+		      imgf_regcache_record_check(record, keys, i, b->builder->name, &e) == 0;
 	}
 	if (e)
 		log_debug("%s: %s", ref, e->msg);
@@ -419,11 +417,11 @@ bool imgf_regcache_has(struct imgf_build *b, size_t i)
 }
 
 /* imgf_regcache_get in dir: the record, then the state it names. */
-static int get_in(struct imgf_build *b, size_t i, const char *dir, char **id, json_t **inputs,
-		  bool *unreachable, struct imgf_error **err)
+static int get_in(struct imgf_build *b, const char *const *keys, size_t i, const char *dir,
+		  char **id, json_t **inputs, bool *unreachable, struct imgf_error **err)
 {
 	const char *repo = b->opts->cache_from;
-	const char *key = b->cache->keys[i];
+	const char *key = keys[i];
 	_cleanup_free_ char *record_ref = imgf_regcache_ref(repo, key, "record");
 	json_t *rman = NULL, *record = NULL, *sman = NULL;
 	char digest[72];
@@ -440,9 +438,7 @@ static int get_in(struct imgf_build *b, size_t i, const char *dir, char **id, js
 	record = cd ? layout_blob(rtar, cd, err) : NULL;
 	if (!cd)
 		imgf_error_set(err, IMGF_EXIT_FAIL, "manifest '%s' has no config", digest);
-	r = record ? imgf_regcache_record_check(record, (const char *const *)b->cache->keys, i,
-						b->builder->name, err)
-		   : -1;
+	r = record ? imgf_regcache_record_check(record, keys, i, b->builder->name, err) : -1;
 	if (r < 0) {
 		imgf_error_prefix(err, "'%s'", record_ref);
 		goto out;
@@ -486,14 +482,14 @@ out:
 	return r;
 }
 
-int imgf_regcache_get(struct imgf_build *b, size_t i, char **id, json_t **inputs, bool *unreachable,
-		      struct imgf_error **err)
+int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, char **id,
+		      json_t **inputs, bool *unreachable, struct imgf_error **err)
 {
 	*unreachable = false;
 	_cleanup_free_ char *dir = NULL;
 	if (work_dir(b, &dir, err) < 0)
 		return -1;
-	int r = get_in(b, i, dir, id, inputs, unreachable, err);
+	int r = get_in(b, keys, i, dir, id, inputs, unreachable, err);
 	rm_rf(dir, NULL);
 	return r;
 }

@@ -55,14 +55,14 @@ json_t *imgf_regcache_record_new(const char *const *keys, size_t i, const char *
 int imgf_regcache_record_check(json_t *record, const char *const *keys, size_t i,
 			       const char *builder, struct imgf_error **err);
 
-/* --cache-to: push step i's state `id` (a step of b->cache) and its record with `inputs`
- * (borrowed). */
-int imgf_regcache_put(struct imgf_build *b, size_t i, const char *id, json_t *inputs,
-		      struct imgf_error **err);
+/* --cache-to: push step i's state `id` (keys: the step cache's keys, b->cache->keys) and its
+ * record with `inputs` (borrowed). */
+int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
+		      json_t *inputs, struct imgf_error **err);
 
 /* Whether --cache-to's registry has step i's record, of this build's chain (a failure to look
  * is a no). */
-bool imgf_regcache_has(struct imgf_build *b, size_t i);
+bool imgf_regcache_has(struct imgf_build *b, const char *const *keys, size_t i);
 
 /*
  * --cache-from: step i's entry from the registry, checked and loaded into the builder: 1 and
@@ -70,7 +70,7 @@ bool imgf_regcache_has(struct imgf_build *b, size_t i);
  * registry has none; < 0 with *err when it is there but not usable (then *unreachable says
  * whether the registry itself failed, when looking further is pointless).
  */
-int imgf_regcache_get(struct imgf_build *b, size_t i, char **id, json_t **inputs, bool *unreachable,
-		      struct imgf_error **err);
+int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, char **id,
+		      json_t **inputs, bool *unreachable, struct imgf_error **err);
 
 #endif
