@@ -1,6 +1,6 @@
 /*
  * The docker builder's squashed image: the build container's filesystem exported (paused),
- * rewritten as one reproducible layer (src/squash.h) and loaded into the engine with a config
+ * rewritten as one reproducible layer (src/oci/squash.h) and loaded into the engine with a config
  * of its own, so the same build gives the same image ID. The builder's ops are in docker.c.
  */
 #include <errno.h>

@@ -13,7 +13,7 @@
  *                    what the steps so far recorded (the build's inputs, URLs redacted).
  * A record is trusted no more than a local entry: its chain must be this build's, the state is
  * pulled by the manifest digest it names, every blob verified by digest on the way
- * (src/registry.h), the config must be the image ID it names, and the builder checks what it
+ * (src/oci/registry.h), the config must be the image ID it names, and the builder checks what it
  * loaded (check: the image holds KEY). Any mismatch is a warning naming the blob or field and
  * the step, and the build looks for a shallower entry, else runs the steps.
  *
