@@ -13,10 +13,16 @@ PKGS := libcurl jansson yaml-0.1 libarchive libcrypto libguestfs libvirt zlib
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
+# src/ is the core; its folders (base/, net/, oci/, gcs/, disk/, archive/: docs/internals.md,
+# "Layout") hold what the core stands on. Every folder is on the quote include path, so an
+# `#include "x.h"` names a header wherever it lives.
+SRC_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard src/*/*.c src/*/*.h))))
+SRC_IQUOTE := -iquote src $(addprefix -iquote ,$(SRC_DIRS))
+
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -iquote src -iquote . $(PKG_CFLAGS) -DIMGF_VERSION='"$(VERSION)"' \
-	-DIMGF_SOURCE_DATE=$(SOURCE_DATE) \
-	-Wall -Wextra -include src/banned.h $(CFLAGS)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(SRC_IQUOTE) -iquote . $(PKG_CFLAGS) \
+	-DIMGF_VERSION='"$(VERSION)"' -DIMGF_SOURCE_DATE=$(SOURCE_DATE) \
+	-Wall -Wextra -include src/base/banned.h $(CFLAGS)
 ALL_LDFLAGS := $(LDFLAGS)
 LIBS := $(PKG_LIBS) -lpthread
 
@@ -29,9 +35,11 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 ALL_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-# Sources: the core library (everything in src/ but main.c), builders, provisioners and the
-# provisioners' data files, embedded into the binary so an installed imgforge is one file.
-CORE_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
+# Sources: the core library (everything in src/ and its folders but main.c), builders,
+# provisioners and the provisioners' data files, embedded into the binary so an installed
+# imgforge is one file.
+CORE_SRCS := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
+SRC_HDRS := $(wildcard src/*.h src/*/*.h)
 BUILDER_SRCS := $(wildcard builders/*.c)
 PROV_SRCS := $(wildcard provisioners/*.c)
 PP_SRCS := $(wildcard post-processors/*.c)
@@ -63,7 +71,7 @@ $(B)/.flags: FORCE
 	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' > $@
 .PHONY: FORCE
 
-$(B)/%.o: %.c $(wildcard src/*.h builders/*.h provisioners/*.h post-processors/*.h) Makefile $(B)/.flags
+$(B)/%.o: %.c $(SRC_HDRS) $(wildcard builders/*.h provisioners/*.h post-processors/*.h) Makefile $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -88,7 +96,7 @@ $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBIMGF) $(OBJS_PLUG)
 UNIT_HTTPD_TESTS := $(addprefix $(B)/tests/,test-http test-http-req test-fetch test-registry-http \
 	test-regpush test-regcache)
 $(UNIT_HTTPD_TESTS): $(B)/tests/httpd.o
-$(B)/tests/httpd.o: tests/unit/httpd.c tests/unit/httpd.h $(wildcard src/*.h) $(B)/.flags
+$(B)/tests/httpd.o: tests/unit/httpd.c tests/unit/httpd.h $(SRC_HDRS) $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -iquote tests/unit -c -o $@ $<
 
@@ -96,7 +104,7 @@ $(B)/tests/httpd.o: tests/unit/httpd.c tests/unit/httpd.h $(wildcard src/*.h) $(
 # (tests/unit/dirtarget.h), a test-only target, not part of imgforge.
 UNIT_DIR_TESTS := $(addprefix $(B)/tests/,test-dirtarget test-provisioners)
 $(UNIT_DIR_TESTS): $(B)/tests/dirtarget.o
-$(B)/tests/dirtarget.o: tests/unit/dirtarget.c tests/unit/dirtarget.h $(wildcard src/*.h) $(B)/.flags
+$(B)/tests/dirtarget.o: tests/unit/dirtarget.c tests/unit/dirtarget.h $(SRC_HDRS) $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -iquote tests/unit -c -o $@ $<
 
@@ -157,8 +165,8 @@ docs: imgforge
 deps:
 	bash hack/install-deps.sh
 
-FORMAT_SRCS = $(wildcard src/*.c src/*.h builders/*.c builders/*.h provisioners/*.c \
-	provisioners/*.h post-processors/*.c tests/unit/*.c tests/unit/*.h fuzz/*.c)
+FORMAT_SRCS = $(wildcard src/*.c src/*.h src/*/*.c src/*/*.h builders/*.c builders/*.h \
+	provisioners/*.c provisioners/*.h post-processors/*.c tests/unit/*.c tests/unit/*.h fuzz/*.c)
 lint:
 	clang-format --dry-run --Werror $(FORMAT_SRCS)
 	for f in hack/*.sh tests/lib/*.sh tests/integration/*.sh bench/*.sh .ci/run contrib/*.bash; do bash -n $$f || exit 1; done
@@ -171,8 +179,8 @@ FUZZ_CORE := $(filter-out src/engine.c src/provisioner.c src/stepcache%.c src/pl
 fuzz: $(patsubst fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 $(B)/fuzz/%: fuzz/%.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -iquote src $(PKG_CFLAGS) -DIMGF_VERSION='"fuzz"' -g -O1 \
-		-include src/banned.h -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_CORE) $(LIBS)
+	clang -std=c11 -D_GNU_SOURCE $(SRC_IQUOTE) $(PKG_CFLAGS) -DIMGF_VERSION='"fuzz"' -g -O1 \
+		-include src/base/banned.h -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_CORE) $(LIBS)
 
 bench: imgforge
 	bash bench/kind-node.sh

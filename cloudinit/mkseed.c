@@ -1,6 +1,6 @@
 /*
  * mkseed: write a NoCloud seed ISO for logging into a built image, with imgforge's own
- * seed code (src/cidata.c), the same the boot check uses.
+ * seed code (src/disk/cidata.c), the same the boot check uses.
  *   mkseed OUT.iso [USER]   keys from SSH_PUBLIC_KEY or ~/.ssh/id_*.pub
  */
 #include <stdio.h>

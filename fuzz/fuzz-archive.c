@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for src/archive*.c: the input is an archive in any format libarchive
+ * libFuzzer target for src/archive/archive*.c: the input is an archive in any format libarchive
  * reads, extracted into a fresh directory and copied into a tar. Either may refuse it; what
  * must not happen is a crash, a leak, or a file outside the temp directory (which the
  * checks are meant to make impossible).

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the GPT of a disk the guest wrote (src/gpt.c). The input is a disk's
+ * libFuzzer target for the GPT of a disk the guest wrote (src/disk/gpt.c). The input is a disk's
  * first bytes; the file is that, padded to whole sectors and extended by 0 to 255 sectors
  * (the first byte). Whatever the bytes, the relocation returns an error having written
  * nothing, or succeeds: the file keeps its size, and a second call finds the backup in place.

@@ -84,9 +84,18 @@ def header_owner(src, header):
     return c if header.endswith(".h") and os.path.isfile(os.path.join(src, c)) else None
 
 
+def src_dirs(src):
+    """src/ and its folders: the quote include path the Makefile gives the compiler."""
+    top = os.path.join(src, "src")
+    subs = sorted(d for d in os.listdir(top) if os.path.isdir(os.path.join(top, d))) \
+        if os.path.isdir(top) else []
+    return ["src"] + [os.path.join("src", d) for d in subs]
+
+
 def resolve(src, rel, name):
-    """The file `#include "name"` in src/rel means (beside it, else under src/ or the top)."""
-    for d in (os.path.dirname(rel), "src", ""):
+    """The file `#include "name"` in src/rel means (beside it, else in src/ or one of its
+    folders, else under the top)."""
+    for d in [os.path.dirname(rel)] + src_dirs(src) + [""]:
         cand = os.path.normpath(os.path.join(d, name))
         if os.path.isfile(os.path.join(src, cand)):
             return cand

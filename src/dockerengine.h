@@ -1,5 +1,5 @@
 /*
- * What of the docker builder's Docker Engine client (builders/docker.c) other parts of
+ * What of the docker builder's Docker Engine client (builders/docker-*.c) other parts of
  * imgforge use: the engine is the one DOCKER_HOST names (unix:///var/run/docker.sock when
  * unset), reached over its HTTP API with libcurl, as the builder reaches it.
  */

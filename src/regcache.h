@@ -13,7 +13,7 @@
  *                    what the steps so far recorded (the build's inputs, URLs redacted).
  * A record is trusted no more than a local entry: its chain must be this build's, the state is
  * pulled by the manifest digest it names, every blob verified by digest on the way
- * (src/registry.h), the config must be the image ID it names, and the builder checks what it
+ * (src/oci/registry.h), the config must be the image ID it names, and the builder checks what it
  * loaded (check: the image holds KEY). Any mismatch is a warning naming the blob or field and
  * the step, and the build looks for a shallower entry, else runs the steps.
  *
@@ -55,8 +55,8 @@ json_t *imgf_regcache_record_new(const char *const *keys, size_t i, const char *
 int imgf_regcache_record_check(json_t *record, const char *const *keys, size_t i,
 			       const char *builder, struct imgf_error **err);
 
-/* --cache-to: push step i's state `id` and its record with `inputs` (borrowed); keys[0..i]
- * are the build's step keys (the chain the record holds). */
+/* --cache-to: push step i's state `id` (keys: the step cache's keys, b->cache->keys) and its
+ * record with `inputs` (borrowed). */
 int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
 		      json_t *inputs, struct imgf_error **err);
 

@@ -76,7 +76,7 @@ void imgf_stepcache_superseded_drop(const struct imgf_builder_ops *ops, const ch
 void imgf_stepcache_entry_replace(struct imgf_build *b, json_t *entry);
 
 /*
- * Write an index entry as DIR/KEY.json: the URLs in it redacted (src/redact.h), the file
+ * Write an index entry as DIR/KEY.json: the URLs in it redacted (src/base/redact.h), the file
  * 0600 in a 0700 DIR (an existing DIR is made 0700), as the cache's records are only ever
  * read by their owner. A failure only warns.
  */

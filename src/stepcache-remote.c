@@ -26,7 +26,7 @@ void imgf_stepcache_remote_lookup(struct imgf_build *b)
 		bool unreachable = false;
 		struct imgf_error *e = NULL;
 		double t0 = imgf_now();
-		int r = imgf_regcache_get(b, (const char *const *)b->cache->keys, i, &id, &inputs,
+		int r = imgf_regcache_get(b, (const char *const *)c->keys, i, &id, &inputs,
 					  &unreachable, &e);
 		if (r == 0)
 			continue;
@@ -77,7 +77,7 @@ void imgf_stepcache_remote_put(struct imgf_build *b, size_t i, const char *id, j
 		return;
 	struct imgf_error *e = NULL;
 	double t0 = imgf_now();
-	if (imgf_regcache_put(b, (const char *const *)b->cache->keys, i, id, inputs, &e) < 0) {
+	if (imgf_regcache_put(b, (const char *const *)c->keys, i, id, inputs, &e) < 0) {
 		log_warn("%s: step '%s' (and any after it) is not exported to '%s': %s",
 			 b->def->name, b->steps[i].label, b->opts->cache_to, e->msg);
 		imgf_error_free(e);

@@ -373,7 +373,7 @@ test_expect_success "each artifact goes in one request; a cut one resumes from t
 '
 
 # ---- the build's .sha256, reused when its stamp says the artifact is unchanged ----
-# stamp FILE: the stamp a build records on FILE.sha256 (src/sidecar.h), for FILE as it is now
+# stamp FILE: the stamp a build records on FILE.sha256 (src/disk/sidecar.h), for FILE as it is now
 stamp() {
 	python3 - "$1" <<-'PY'
 		import os, sys

@@ -1,5 +1,5 @@
 /*
- * src/archive*.c: hostile archives are refused by both readers with a message naming the
+ * src/archive/archive*.c: hostile archives are refused by both readers with a message naming the
  * member, and extraction writes nothing outside the destination; well-formed archives
  * extract and copy with the names, modes, owners and mtimes asked for.
  *

@@ -1,5 +1,5 @@
 /*
- * src/bolt.c: two bolt databases written by bbolt itself with the same records in other
+ * src/oci/bolt.c: two bolt databases written by bbolt itself with the same records in other
  * orders, at other times (tests/fixtures/bolt, made by gen.go there) come out byte for byte
  * the same, with createdat/updatedat clamped; the result is its own rewrite; a damaged
  * database is an error that says what is wrong, never a crash.

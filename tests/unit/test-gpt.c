@@ -1,5 +1,5 @@
 /*
- * The backup GPT moved to the new end of an extended disk (src/gpt.c), on small disks laid
+ * The backup GPT moved to the new end of an extended disk (src/disk/gpt.c), on small disks laid
  * out by sgdisk (gdisk): both headers and both arrays are read back here field by field with
  * their CRC32s recomputed, and sgdisk itself verifies the result. A disk without a GPT and a
  * GPT that fails its checksum are not touched.

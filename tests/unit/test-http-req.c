@@ -1,5 +1,5 @@
 /*
- * Whole requests (imgf_http_do in src/http.c) against the test server (httpd.h): bodies from
+ * Whole requests (imgf_http_do in src/net/http.c) against the test server (httpd.h): bodies from
  * memory, a file range or a reader, sinks into capped memory, a file or a callback, reply
  * headers, and the retry policy applied inside.
  */

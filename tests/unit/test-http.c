@@ -1,5 +1,5 @@
 /*
- * The HTTP layer (src/http.c) against the test server (httpd.h) on loopback: the shared
+ * The HTTP layer (src/net/http.c) against the test server (httpd.h) on loopback: the shared
  * options, the capped body, header capture, the retry policy, the stall limit and the
  * overall timeout, allowed protocols, and SIGINT.
  */

@@ -1,5 +1,5 @@
 /*
- * src/util.c move_file: the qemu builder moves the finished image and console.log from its
+ * src/base/util.c move_file: the qemu builder moves the finished image and console.log from its
  * work directory into --output-dir, which may be another filesystem (rename(2) says EXDEV).
  * The cross-filesystem case runs in a child with its own mount namespace and a tmpfs mounted
  * there (root); without that, on /dev/shm when it is another filesystem than $TMPDIR.

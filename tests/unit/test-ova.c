@@ -1,6 +1,6 @@
 /*
- * src/ova.c and src/run.c: the OVA is a USTAR tar of NAME.ovf, NAME.mf and NAME.vmdk in that
- * order; every .mf line matches its member; NAME.ova.sha256 matches the .ova; the OVF parses
+ * src/disk/ova.c and src/base/run.c: the OVA is a USTAR tar of NAME.ovf, NAME.mf and NAME.vmdk in
+ * that order; every .mf line matches its member; NAME.ova.sha256 matches the .ova; the OVF parses
  * and agrees with the disk (size, capacity, hardware, properties); the vmdk is streamOptimized
  * and holds the disk's contents; the same inputs give the same bytes; bad inputs give precise
  * errors and leave nothing behind. imgf_run reports what a failing tool said.

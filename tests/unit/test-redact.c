@@ -1,4 +1,4 @@
-/* src/redact.c: a URL's userinfo never survives into text that leaves the process. */
+/* src/base/redact.c: a URL's userinfo never survives into text that leaves the process. */
 #include <stdlib.h>
 
 #include "redact.h"

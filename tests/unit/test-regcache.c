@@ -311,14 +311,14 @@ static void put_both(struct fixture *f)
 	json_t *in2 = json_pack("[{s:s,s:s},{s:s,s:s}]", "name", "a", "sha256", "aa", "name", "b",
 				"sha256", "bb");
 	struct imgf_error *e = NULL;
-	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->keys, 0, images[0].id, in1, &e) ==
-	      0);
+	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 0, images[0].id, in1,
+				&e) == 0);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
 	imgf_error_free(e);
 	e = NULL;
-	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->keys, 1, images[1].id, in2, &e) ==
-	      0);
+	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 1, images[1].id, in2,
+				&e) == 0);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
 	imgf_error_free(e);
@@ -337,8 +337,8 @@ TEST(put_get)
 	bool away = true;
 	struct imgf_error *e = NULL;
 	int before = loads;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.keys, 1, &id, &inputs, &away, &e) ==
-	      1);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, &id, &inputs, &away,
+				&e) == 1);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
 	CHECK(!away);
@@ -351,33 +351,35 @@ TEST(put_get)
 	imgf_error_free(e);
 	e = NULL;
 
-	CHECK(imgf_regcache_has(&f.b, (const char *const *)f.keys, 0) &&
-	      imgf_regcache_has(&f.b, (const char *const *)f.keys, 1));
+	CHECK(imgf_regcache_has(&f.b, (const char *const *)f.b.cache->keys, 0) &&
+	      imgf_regcache_has(&f.b, (const char *const *)f.b.cache->keys, 1));
 
 	/* a key the registry has no entry for */
 	f.keys[1] = (char *)K3;
-	CHECK(!imgf_regcache_has(&f.b, (const char *const *)f.keys, 1));
+	CHECK(!imgf_regcache_has(&f.b, (const char *const *)f.b.cache->keys, 1));
 	id = NULL;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.keys, 1, &id, &inputs, &away, &e) ==
-	      0);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, &id, &inputs, &away,
+				&e) == 0);
 	CHECK(!e && !id && !away);
 
 	/* the entry of k2, reached from another first step: refused by the link */
 	f.keys[0] = (char *)K3;
 	f.keys[1] = (char *)K2;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.keys, 1, &id, &inputs, &away, &e) < 0);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, &id, &inputs, &away,
+				&e) < 0);
 	CHECK_ERR(e, "the record's key chain differs at step 1: 111111111111, this build's is "
 		     "333333333333");
 	CHECK(!away);
 	CHECK(loads == before + 1);
-	CHECK(!imgf_regcache_has(&f.b, (const char *const *)f.keys, 1));
+	CHECK(!imgf_regcache_has(&f.b, (const char *const *)f.b.cache->keys, 1));
 	imgf_error_free(e);
 	e = NULL;
 
 	/* the registry away: said so, nothing further to look for */
 	test_httpd_stop(&f.srv);
 	f.keys[0] = (char *)K1;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.keys, 0, &id, &inputs, &away, &e) < 0);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, &id, &inputs, &away,
+				&e) < 0);
 	CHECK(away);
 	imgf_error_free(e);
 	fixture_stop(&f);
@@ -396,7 +398,8 @@ TEST(tampered_blob)
 	bool away = true;
 	struct imgf_error *e = NULL;
 	int before = loads;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.keys, 1, &id, &inputs, &away, &e) < 0);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, &id, &inputs, &away,
+				&e) < 0);
 	_cleanup_free_ char *want =
 		xasprintf("blob '%s': sha256 mismatch", images[1].layer_digest[1]);
 	CHECK_ERR(e, want);
@@ -405,8 +408,8 @@ TEST(tampered_blob)
 	imgf_error_free(e);
 	e = NULL;
 	/* the step before, whose blobs are intact, is there */
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.keys, 0, &id, &inputs, &away, &e) ==
-	      1);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, &id, &inputs, &away,
+				&e) == 1);
 	CHECK_STR(id, images[0].id);
 	free(id);
 	json_decref(inputs);

@@ -1,5 +1,5 @@
 /*
- * src/sidecar.c: ARTIFACT.sha256 is bare hex and a newline; its stamp lets image-upload reuse
+ * src/disk/sidecar.c: ARTIFACT.sha256 is bare hex and a newline; its stamp lets image-upload reuse
  * it only while the artifact is the one that was hashed. A rewrite that keeps the size and
  * puts the mtime back, a replacement, a sidecar edited in place, a missing stamp: each means
  * "hash it again". Where the temp directory's filesystem takes no user xattrs the tests that

@@ -1,5 +1,5 @@
 /*
- * src/squash.c: a container export rewritten as a layer depends only on the files (member
+ * src/oci/squash.c: a container export rewritten as a layer depends only on the files (member
  * order, owner names, later mtimes, whiteouts and SELinux labels of the input do not reach
  * it); hard links stay links whichever name sorts first; the image archive holds exactly
  * manifest.json, the config under its digest and the layer; SOURCE_DATE_EPOCH is checked.

@@ -3,7 +3,7 @@
  * Docker Engine client (over its unix socket or tcp) make whole requests here (struct
  * imgf_http_req: method, URL, headers, a body from memory, a file range or a reader, a sink
  * into capped memory, a file or a callback, the reply headers wanted, the shared options)
- * with imgf_http_do, which applies the one retry policy (retry.h); downloads (fetch.c) run
+ * with imgf_http_do, which applies the one retry policy (retry.h); downloads (fetch-*.c) run
  * the same requests in parallel over curl multi with imgf_http_prepare/finish. Here too:
  * libcurl initialised once, the options every request shares (user agent, connect timeout,
  * stall limit, allowed protocols and redirects, no signals), progress bars and SIGINT, and
