@@ -9,7 +9,9 @@
 # kubeadm init to a Ready node (a pod sandbox through containerd and runc first), then the same
 # image under UEFI (OVMF), whose steps all come from the step cache (the firmware is read by
 # the boot check only). Files and partitions are read back with guestfish, not through
-# imgforge. The OVA build (about packaging) uses the fixtures' stand-ins.
+# imgforge. Then air-gapped: imgforge mirror keeps every input (the node packages locked on
+# the base), and the build from it with no network at all records the networked build's
+# inputs. The OVA build (about packaging) uses the fixtures' stand-ins.
 . "$(dirname "$0")/../lib/harness.sh"
 . "$TOP/tests/lib/vm-image.sh"
 . "$TOP/tests/lib/kube.sh"
@@ -175,6 +177,54 @@ test_expect_success "the base image is unchanged" '
 
 test_expect_success "no overlay, domain or seed is left behind" '
 	test "$(work_dirs)" -eq "$before_dirs" && test "$(domains)" -eq 0
+'
+
+# Air-gapped (issue 17): imgforge mirror keeps every input of capi-qcow2 in DIR, the node's
+# distro packages too (resolved on the GPT base in the appliance, as `imgforge lock` does, kept
+# as an apt repository with DIR/imgforge.lock); a build given DIR/vars.json in a network
+# namespace of its own (unshare -n: nothing listens there, no upstream server is reachable),
+# with the appliance's network off (qemu_network false), and an empty download cache, records
+# the same inputs, files, images and packages, as the networked build above.
+M=$TMP/mirror
+# name sha256 of every input a manifest records, sorted; the packages, every field.
+digests() { jq -r '.builds[].inputs[] | "\(.name) \(.sha256)"' "$1"/*/manifest.json | sort; }
+debs() { jq -S '[.builds[].inputs[] | select(.kind == "deb")] | sort_by(.name)' "$1"/*/manifest.json; }
+
+test_expect_success "imgforge mirror --only capi-qcow2 keeps every input in DIR, the node packages resolved on the GPT base" '
+	IMGFORGE_CACHE_DIR=$TMP/cache-mirror "$IMGF" mirror --only capi-qcow2 --var-file "$KUBE_BUILD_VARS" \
+		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
+		--var "pause_image=registry.k8s.io/pause:$PAUSE_TAG" \
+		--var "etcd_image=registry.k8s.io/etcd:$ETCD_TAG" \
+		--var "coredns_image=registry.k8s.io/coredns/coredns:$COREDNS_VERSION" \
+		"$TOP/config/debian-13.json" "$M" >"$TMP/mirror.log" 2>&1 ||
+		{ tail -n 40 "$TMP/mirror.log"; exit 1; }
+	grep -E "mirror: [1-9][0-9]* fetched" "$TMP/mirror.log" &&
+	jq -e ".variables.qemu_network == \"false\"" "$M/vars.json" &&
+	jq -e ".variables.packages_lock == \"$M/imgforge.lock\"" "$M/vars.json" &&
+	n=$(jq ".images[\"capi-qcow2\"].steps[0].packages | length" "$M/imgforge.lock") &&
+	echo "$n packages locked" && test "$n" -gt 0 &&
+	for p in conntrack socat ebtables; do
+		jq -e --arg p "$p" ".images[\"capi-qcow2\"].steps[0].packages | map(.package) | index(\$p) != null" "$M/imgforge.lock" >/dev/null ||
+			{ echo "$p is not locked"; exit 1; }
+	done &&
+	test "$(grep -c "^Package: " "$M/debs/Packages")" -ge "$n"
+'
+
+test_expect_success "with no network (unshare -n, the appliance's off), the build from the mirror records the same inputs" '
+	! unshare -n curl -sS -m 5 -o /dev/null "http://$KUBE_REG/v2/" 2>/dev/null &&
+	IMGFORGE_CACHE_DIR=$TMP/cache-offline unshare -n "$IMGF" build --only capi-qcow2 \
+		--var-file "$KUBE_BUILD_VARS" \
+		--var qemu_base_image_url="$VMBASE" --var qemu_base_image_checksum="sha256:$BASE_SUM" \
+		--var disk_size=4G --var boot_check=false --var-file "$M/vars.json" \
+		--output-dir "$TMP/offline" "$TOP/config/debian-13.json" >"$TMP/offline.log" 2>&1 ||
+		build_failed "$TMP/offline.log"
+	grep -q "locked package(s) installed, each verified by sha256 before" "$TMP/offline.log" &&
+	digests "$TMP/output" >"$TMP/d-online" && digests "$TMP/offline" >"$TMP/d-offline" &&
+	test "$(wc -l <"$TMP/d-online")" -ge 10 &&
+	diff "$TMP/d-online" "$TMP/d-offline" &&
+	debs "$TMP/output" >"$TMP/debs-online" && debs "$TMP/offline" >"$TMP/debs-offline" &&
+	test "$(jq length "$TMP/debs-online")" -gt 0 &&
+	diff "$TMP/debs-online" "$TMP/debs-offline"
 '
 
 test_expect_success "imgforge build --only capi-ova writes the OVA beside the disk" '

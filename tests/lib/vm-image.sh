@@ -80,7 +80,9 @@ EOG
 #   bootpart:     the same plus p16 /boot (ext4, 256 MiB, EA00 as Ubuntu's) before p1
 # Usage: vm_image_gpt_ensure [genericcloud|bootpart] -> prints the path of the qcow2 (read-only)
 VM_GPT_SUITE=trixie
-VM_GPT_PACKAGES=linux-image-cloud-amd64,python3-cffi-backend,systemd-sysv,udev,dbus,cloud-init,qemu-guest-agent,ifupdown,isc-dhcp-client,openssh-server,grub-pc-bin,grub-efi-amd64-bin,grub2-common,e2fsprogs,dosfstools,iptables,conntrack,socat,ebtables,ethtool,iproute2,kmod,libseccomp2,ca-certificates,curl,procps,sudo
+# Not conntrack, socat and ebtables: as on Debian's genericcloud image, the node's packages
+# step (node_packages) installs them, so that a build locks and mirrors real packages.
+VM_GPT_PACKAGES=linux-image-cloud-amd64,python3-cffi-backend,systemd-sysv,udev,dbus,cloud-init,qemu-guest-agent,ifupdown,isc-dhcp-client,openssh-server,grub-pc-bin,grub-efi-amd64-bin,grub2-common,e2fsprogs,dosfstools,iptables,ethtool,iproute2,kmod,libseccomp2,ca-certificates,curl,procps,sudo
 
 # The debootstrap tree, keyed by suite and packages.
 vm_gpt_tree() {
