@@ -94,7 +94,7 @@ $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBIMGF) $(OBJS_PLUG)
 
 # The tests that talk to the test HTTP server (tests/unit/httpd.h) link it.
 UNIT_HTTPD_TESTS := $(addprefix $(B)/tests/,test-http test-http-req test-fetch test-registry-http \
-	test-regpush test-regcache)
+	test-regpush test-regcache test-docker-engine)
 $(UNIT_HTTPD_TESTS): $(B)/tests/httpd.o
 $(B)/tests/httpd.o: tests/unit/httpd.c tests/unit/httpd.h $(SRC_HDRS) $(B)/.flags
 	@mkdir -p $(dir $@)

@@ -175,8 +175,8 @@ int imgf_docker_engine_commit(struct docker_target *dt, json_t *config, const ch
 		strbuf_addf(&q, "&repo=%s&tag=%s", er, et);
 	}
 	json_t *reply = NULL;
-	int r = imgf_docker_json(dt->d, "POST", json_incref(config), &reply, NULL, err, "%s",
-				 q.buf);
+	int r = imgf_docker_json_freezing(dt->d, "POST", json_incref(config), &reply, err, "%s",
+					  q.buf);
 	strbuf_release(&q);
 	if (r < 0)
 		return -1;

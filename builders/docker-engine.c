@@ -117,15 +117,41 @@ void imgf_docker_call_release(struct docker_call *c)
 	strbuf_release(&c->reply);
 }
 
-int imgf_docker_json(struct docker *d, const char *method, json_t *body, json_t **out, long *status,
-		     struct imgf_error **err, const char *fmt, ...)
+/* runc's cgroup v1 freezer gives up ("unable to freeze") when a process does not stop in
+ * time, as under heavy I/O on fuse-overlayfs; the engine then answers 500 and nothing has
+ * changed, so a call that freezes the container is worth another attempt. */
+static bool freeze_failed(const struct docker_call *c)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	struct docker_call c = {.method = method, .body = body, .reply = STRBUF_INIT};
-	c.path = xvasprintf(fmt, ap);
-	va_end(ap);
-	int r = imgf_docker_do(d, &c, err);
+	return c->status == 500 && c->reply.buf && strstr(c->reply.buf, "unable to freeze");
+}
+
+static int docker_json_v(struct docker *d, const char *method, json_t *body, json_t **out,
+			 long *status, bool freezes, struct imgf_error **err, const char *fmt,
+			 va_list ap)
+{
+	_cleanup_free_ char *path = xvasprintf(fmt, ap);
+	struct imgf_http_retry policy = imgf_http_retry_policy(freezes ? 5 : 1);
+	struct docker_call c;
+	int r;
+	for (int attempt = 1;; attempt++) {
+		c = (struct docker_call){.method = method,
+					 .body = json_incref(body),
+					 .path = xstrdup(path),
+					 .reply = STRBUF_INIT};
+		r = imgf_docker_do(d, &c, err);
+		if (r < 0 || !freezes || !freeze_failed(&c) || attempt >= policy.max_attempts)
+			break;
+		long ms = imgf_http_retry_delay(&policy, attempt, -1);
+		_cleanup_free_ char *what = xasprintf("%s %s", method, path);
+		imgf_http_retry_log(&policy, attempt, ms, what,
+				    "the engine could not freeze the container");
+		imgf_docker_call_release(&c);
+		if (imgf_sleep_ms(ms) < 0) {
+			json_decref(body);
+			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
+		}
+	}
+	json_decref(body);
 	if (r == 0) {
 		if (status)
 			*status = c.status;
@@ -143,6 +169,26 @@ int imgf_docker_json(struct docker *d, const char *method, json_t *body, json_t 
 		}
 	}
 	imgf_docker_call_release(&c);
+	return r;
+}
+
+int imgf_docker_json(struct docker *d, const char *method, json_t *body, json_t **out, long *status,
+		     struct imgf_error **err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int r = docker_json_v(d, method, body, out, status, false, err, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int imgf_docker_json_freezing(struct docker *d, const char *method, json_t *body, json_t **out,
+			      struct imgf_error **err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int r = docker_json_v(d, method, body, out, NULL, true, err, fmt, ap);
+	va_end(ap);
 	return r;
 }
 

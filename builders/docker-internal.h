@@ -79,6 +79,12 @@ int imgf_docker_call_error(struct docker_call *c, const char *what, struct imgf_
 int imgf_docker_json(struct docker *d, const char *method, json_t *body, json_t **out, long *status,
 		     struct imgf_error **err, const char *fmt, ...)
 	__attribute__((format(printf, 7, 8)));
+/* The same for a call that freezes the container (pause; commit with pause=true), tried again
+ * when the engine could not freeze it ("unable to freeze": runc's cgroup v1 freezer timed
+ * out, nothing changed); a status of 300 or more is an error. */
+int imgf_docker_json_freezing(struct docker *d, const char *method, json_t *body, json_t **out,
+			      struct imgf_error **err, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
 
 /* An on_data callback writing to the FILE * in opaque. */
 size_t imgf_docker_file_sink(void *opaque, const char *data, size_t len);

@@ -187,8 +187,8 @@ int imgf_docker_load_image(const char *config_json, const char *layer, const cha
 /* Pause the container (as the commit API does) while its filesystem is exported. */
 static int export_paused(struct docker_target *dt, const char *path, struct imgf_error **err)
 {
-	if (imgf_docker_json(dt->d, "POST", NULL, NULL, NULL, err, "/containers/%s/pause", dt->id) <
-	    0)
+	if (imgf_docker_json_freezing(dt->d, "POST", NULL, NULL, err, "/containers/%s/pause",
+				      dt->id) < 0)
 		return -1;
 	int r = export_container(dt, path, err);
 	struct imgf_error *e = NULL;

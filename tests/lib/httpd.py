@@ -9,6 +9,8 @@ Content-Length and `Range: bytes=N-` / `bytes=N-M` (206 + Content-Range, 416 pas
 Faults, chosen by the query string and counted per (path, query):
   fail=CODE&times=K   answer CODE to the first K requests, then serve normally
   retry_after=S       add `Retry-After: S` to injected failures
+  message=TEXT        the injected failures' body is {"message": TEXT} (as the Docker Engine
+                      says why), not "injected failure"
   truncate=N          on the first request send the full Content-Length but only N body
                       bytes, then close the connection
   ignore_range=1      answer 200 with the whole file even when a Range is asked for
@@ -31,6 +33,7 @@ The --log file gets one line per request: METHOD PATH RANGE-HEADER-OR-- STATUS B
 """
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -149,7 +152,10 @@ class Handler(BaseHTTPRequestHandler):
             headers = []
             if q("retry_after") is not None:
                 headers.append(("Retry-After", q("retry_after")))
-            return self.simple(int(fail), b"injected failure\n", headers)
+            body = b"injected failure\n"
+            if q("message") is not None:
+                body = json.dumps({"message": q("message")}).encode()
+            return self.simple(int(fail), body, headers)
 
         if q("redirect") is not None:
             return self.simple(302, b"", [("Location", q("redirect"))])
