@@ -113,8 +113,8 @@ TEST(another_engine_error_is_not_tried_again)
 	struct docker *d = NULL;
 	struct imgf_error *err = NULL;
 	CHECK(imgf_docker_connect(&d, &err) == 0);
-	CHECK(imgf_docker_json_freezing(d, "POST", NULL, NULL, &err, "/containers/%s/pause",
-					"c2") < 0);
+	CHECK(imgf_docker_json_freezing(d, "POST", NULL, NULL, &err, "/containers/%s/pause", "c2") <
+	      0);
 	CHECK_ERR(err, "POST /containers/c2/pause: docker engine answered 500: no such container");
 	imgf_error_free(err);
 	CHECK(logged("POST " OTHER) == 1);
@@ -127,10 +127,10 @@ TEST(a_call_that_does_not_freeze_is_not_tried_again)
 	struct docker *d = NULL;
 	struct imgf_error *err = NULL;
 	CHECK(imgf_docker_connect(&d, &err) == 0);
-	CHECK(imgf_docker_json(d, "POST", NULL, NULL, NULL, &err, "/containers/%s/pause", "c3") < 0);
+	CHECK(imgf_docker_json(d, "POST", NULL, NULL, NULL, &err, "/containers/%s/pause", "c3") <
+	      0);
 	CHECK_ERR(err, "unable to freeze");
 	imgf_error_free(err);
 	CHECK(logged("POST " PLAIN) == 1);
 	imgf_docker_free(d);
 }
-
