@@ -21,7 +21,6 @@
 #include "strbuf.h"
 
 /* Time bounds as in http.h: a dead or stalled server costs a bounded time per attempt. */
-#define MAX_ATTEMPTS 5	    /* per request, and per chunk without progress */
 #define MAX_SESSIONS 3	    /* fresh sessions after the server forgot one */
 #define RESP_MAX (8u << 20) /* a JSON reply; a listing page of 1000 objects fits */
 #define KEY_FILE_MAX (64u << 10)
@@ -41,7 +40,7 @@ struct imgf_gcs {
 	char *token;
 	time_t token_expiry;
 	CURL *easy;
-	struct imgf_http_retry retry; /* MAX_ATTEMPTS, IMGFORGE_RETRY_BASE_MS */
+	struct imgf_http_retry retry; /* per request, and per chunk without progress */
 	uint64_t chunk;		      /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
 	char errbuf[CURL_ERROR_SIZE];
 	struct imgf_http_progress progress; /* of the running upload (label NULL: none) */

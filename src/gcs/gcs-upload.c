@@ -34,8 +34,9 @@ struct upload {
 	uint64_t offset; /* the server has bytes [0, offset) */
 	unsigned sessions;
 	struct imgf_gcs_upload_result *res;
-	json_t *final;	/* the object resource once the server finalized it */
-	char *last_why; /* the last failure worth a retry */
+	json_t *final;	    /* the object resource once the server finalized it */
+	char *last_why;	    /* the last failure worth a retry */
+	long retry_after_s; /* its Retry-After, -1 none */
 };
 
 static int upload_session_start(struct upload *u, struct imgf_error **err)
@@ -111,7 +112,7 @@ static enum chunk_outcome chunk_outcome(struct upload *u, struct http_req *r,
 		return CHUNK_FATAL;
 	}
 	if (r->rc != CURLE_OK) {
-		if (imgf_retry_transport(r->rc))
+		if (imgf_http_retry_failure(r->rc, 0))
 			return CHUNK_RETRY;
 		imgf_gcs_req_fail(u->g, r, err);
 		return CHUNK_FATAL;
@@ -136,7 +137,7 @@ static enum chunk_outcome chunk_outcome(struct upload *u, struct http_req *r,
 	}
 	if (r->status == 404 || r->status == 410)
 		return CHUNK_LOST;
-	if (imgf_retry_status(r->status) || (r->status == 401 && u->g->have_key)) {
+	if (imgf_http_retry_failure(CURLE_OK, r->status) || (r->status == 401 && u->g->have_key)) {
 		if (r->status == 401) {
 			free(u->g->token);
 			u->g->token = NULL;
@@ -173,6 +174,7 @@ static enum chunk_outcome upload_put(struct upload *u, uint64_t len, struct imgf
 		free(u->last_why);
 		u->last_why = r.rc != CURLE_OK ? imgf_gcs_curl_reason(u->g, r.rc)
 					       : imgf_gcs_http_reason(&r);
+		u->retry_after_s = r.retry_after_s;
 		log_warn("upload '%s': %s %s: %s", u->what, len ? "chunk" : "status query", range,
 			 u->last_why);
 	}
@@ -295,6 +297,7 @@ static int upload_run(struct upload *u, struct imgf_error **err)
 				best = u->offset;
 				fails = 0;
 			} else if (!query || u->offset == u->size) {
+				u->retry_after_s = -1;
 				break; /* a chunk the server kept nothing of: a failure too */
 			}
 			query = false;
@@ -314,17 +317,20 @@ static int upload_run(struct upload *u, struct imgf_error **err)
 		case CHUNK_RETRY:
 			break;
 		}
-		if (++fails >= MAX_ATTEMPTS)
+		/* The retry policy's: attempts left without progress, and the wait (the server's
+		 * Retry-After, else the backoff); then the server says where to go on from. */
+		long delay;
+		if (imgf_http_retry_next(&u->g->retry, ++fails, u->retry_after_s, 0, &delay) !=
+		    IMGF_HTTP_RETRY_WAIT)
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
 					      "upload '%s': no progress after %d attempts at byte "
 					      "%llu: %s",
 					      u->what, fails, (unsigned long long)u->offset,
 					      u->last_why ? u->last_why
 							  : "the server kept nothing");
-		long delay = imgf_http_retry_delay(&u->g->retry, fails, -1);
 		log_warn("upload '%s': asking the server how much it has in %.1f s (attempt %d "
 			 "of %d)",
-			 u->what, (double)delay / 1000, fails + 1, MAX_ATTEMPTS);
+			 u->what, (double)delay / 1000, fails + 1, u->g->retry.max_attempts);
 		if (imgf_sleep_ms(delay) < 0)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED,
 					      "upload '%s': interrupted", u->what);
@@ -337,7 +343,12 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 			 struct imgf_gcs_upload_result *res, struct imgf_error **err)
 {
 	memset(res, 0, sizeof(*res));
-	struct upload u = {.g = g, .bucket = bucket, .object = object, .path = path, .res = res};
+	struct upload u = {.g = g,
+			   .bucket = bucket,
+			   .object = object,
+			   .path = path,
+			   .res = res,
+			   .retry_after_s = -1};
 	u.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (u.fd < 0)
 		return imgf_error_errno(err, errno, "open '%s'", path);
