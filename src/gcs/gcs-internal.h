@@ -49,18 +49,19 @@ struct imgf_gcs {
 	int (*token_fetch)(struct imgf_gcs *g, struct imgf_error **err);
 };
 
-/* The body of an upload chunk: a range of the file, hashed as it is read, each byte once. */
-/* md5, sha256 and crc32c of the bytes an upload reads, computed by a worker thread while the
- * transfer goes on (imgf_gcs_upload_hash_start; without it, in the caller). */
+/* sha256 and crc32c of the bytes an upload reads, computed by a worker thread while the
+ * transfer goes on (imgf_gcs_upload_hash_start; without it, in the caller). The server's
+ * crc32c is what the stored object is checked with, as GCS's own tools do; md5, twice the
+ * work of both, only when a server reports no crc32c (gcs-upload.c reads the file again). */
 struct hash_worker;
 struct upload_hash {
-	EVP_MD_CTX *md5;
 	struct imgf_digest sha256;
 	uint32_t crc;
 	uint64_t upto; /* bytes [0, upto) of the file are in the digests (or queued for them) */
 	struct hash_worker *w;
 };
 
+/* The body of an upload chunk: a range of the file, hashed as it is read, each byte once. */
 struct file_body {
 	int fd;
 	uint64_t off, len, pos; /* the range [off, off+len); pos bytes of it given to curl */
