@@ -9,7 +9,7 @@
 # and a .sha256 sidecar stamped by the build (bench/imgf-bench.c sidecar), which image-upload
 # reuses instead of hashing the file again. imgforge's upload does more than curl's: a
 # resumable session (one PUT of the whole file by default; IMGFORGE_UPLOAD_CHUNK for
-# chunks), md5 + crc32c + sha256 of every byte sent, the server's md5/crc32c and the sha256
+# chunks), crc32c + sha256 of every byte sent, the server's crc32c and the sha256
 # checked, the remote .sha256 read first and written last. Two curl figures: a simple
 # upload (`-T` with uploadType=media, the target's yardstick) and the same resumable
 # protocol as imgforge's (a session, then `-T` in one PUT). fake-gcs-server handles a

@@ -1,13 +1,11 @@
 /*
- * The digests of a GCS upload (md5, sha256, crc32c) over the bytes the transfer reads, on a
+ * The digests of a GCS upload (sha256, crc32c) over the bytes the transfer reads, on a
  * worker thread while it goes on (or in the caller when no thread could start).
  */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/evp.h>
 
 #include "crc32c.h"
 #include "digest.h"
@@ -33,8 +31,6 @@ struct hash_worker {
 
 static void hash_update(struct upload_hash *h, const char *buf, size_t n)
 {
-	if (EVP_DigestUpdate(h->md5, buf, n) != 1)
-		abort();
 	imgf_digest_update(&h->sha256, buf, n);
 	h->crc = imgf_crc32c_update(h->crc, buf, n);
 }

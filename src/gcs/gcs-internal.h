@@ -21,7 +21,6 @@
 #include "strbuf.h"
 
 /* Time bounds as in http.h: a dead or stalled server costs a bounded time per attempt. */
-#define MAX_ATTEMPTS 5	    /* per request, and per chunk without progress */
 #define MAX_SESSIONS 3	    /* fresh sessions after the server forgot one */
 #define RESP_MAX (8u << 20) /* a JSON reply; a listing page of 1000 objects fits */
 #define KEY_FILE_MAX (64u << 10)
@@ -41,7 +40,7 @@ struct imgf_gcs {
 	char *token;
 	time_t token_expiry;
 	CURL *easy;
-	struct imgf_http_retry retry; /* MAX_ATTEMPTS, IMGFORGE_RETRY_BASE_MS */
+	struct imgf_http_retry retry; /* per request, and per chunk without progress */
 	uint64_t chunk;		      /* IMGFORGE_UPLOAD_CHUNK; 0: one request */
 	char errbuf[CURL_ERROR_SIZE];
 	struct imgf_http_progress progress; /* of the running upload (label NULL: none) */
@@ -50,18 +49,19 @@ struct imgf_gcs {
 	int (*token_fetch)(struct imgf_gcs *g, struct imgf_error **err);
 };
 
-/* The body of an upload chunk: a range of the file, hashed as it is read, each byte once. */
-/* md5, sha256 and crc32c of the bytes an upload reads, computed by a worker thread while the
- * transfer goes on (imgf_gcs_upload_hash_start; without it, in the caller). */
+/* sha256 and crc32c of the bytes an upload reads, computed by a worker thread while the
+ * transfer goes on (imgf_gcs_upload_hash_start; without it, in the caller). The server's
+ * crc32c is what the stored object is checked with, as GCS's own tools do; md5, twice the
+ * work of both, only when a server reports no crc32c (gcs-upload.c reads the file again). */
 struct hash_worker;
 struct upload_hash {
-	EVP_MD_CTX *md5;
 	struct imgf_digest sha256;
 	uint32_t crc;
 	uint64_t upto; /* bytes [0, upto) of the file are in the digests (or queued for them) */
 	struct hash_worker *w;
 };
 
+/* The body of an upload chunk: a range of the file, hashed as it is read, each byte once. */
 struct file_body {
 	int fd;
 	uint64_t off, len, pos; /* the range [off, off+len); pos bytes of it given to curl */

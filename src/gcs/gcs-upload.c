@@ -1,6 +1,7 @@
 /*
  * GCS resumable uploads: a session, the file in one request (or chunks), recovery from the
- * server's offset after a failure, and md5/crc32c/sha256 computed while the bytes are read.
+ * server's offset after a failure, and crc32c/sha256 computed while the bytes are read (md5
+ * only for a server that reports no crc32c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,8 +35,9 @@ struct upload {
 	uint64_t offset; /* the server has bytes [0, offset) */
 	unsigned sessions;
 	struct imgf_gcs_upload_result *res;
-	json_t *final;	/* the object resource once the server finalized it */
-	char *last_why; /* the last failure worth a retry */
+	json_t *final;	    /* the object resource once the server finalized it */
+	char *last_why;	    /* the last failure worth a retry */
+	long retry_after_s; /* its Retry-After, -1 none */
 };
 
 static int upload_session_start(struct upload *u, struct imgf_error **err)
@@ -111,7 +113,7 @@ static enum chunk_outcome chunk_outcome(struct upload *u, struct http_req *r,
 		return CHUNK_FATAL;
 	}
 	if (r->rc != CURLE_OK) {
-		if (imgf_retry_transport(r->rc))
+		if (imgf_http_retry_failure(r->rc, 0))
 			return CHUNK_RETRY;
 		imgf_gcs_req_fail(u->g, r, err);
 		return CHUNK_FATAL;
@@ -136,7 +138,7 @@ static enum chunk_outcome chunk_outcome(struct upload *u, struct http_req *r,
 	}
 	if (r->status == 404 || r->status == 410)
 		return CHUNK_LOST;
-	if (imgf_retry_status(r->status) || (r->status == 401 && u->g->have_key)) {
+	if (imgf_http_retry_failure(CURLE_OK, r->status) || (r->status == 401 && u->g->have_key)) {
 		if (r->status == 401) {
 			free(u->g->token);
 			u->g->token = NULL;
@@ -173,6 +175,7 @@ static enum chunk_outcome upload_put(struct upload *u, uint64_t len, struct imgf
 		free(u->last_why);
 		u->last_why = r.rc != CURLE_OK ? imgf_gcs_curl_reason(u->g, r.rc)
 					       : imgf_gcs_http_reason(&r);
+		u->retry_after_s = r.retry_after_s;
 		log_warn("upload '%s': %s %s: %s", u->what, len ? "chunk" : "status query", range,
 			 u->last_why);
 	}
@@ -198,6 +201,40 @@ static int upload_hash_rest(struct upload *u, struct imgf_error **err)
 	return 0;
 }
 
+/* The file's md5, read again: only for a server that reports an md5 and no crc32c. */
+static int upload_md5(struct upload *u, struct imgf_error **err)
+{
+	EVP_MD_CTX *md5 = EVP_MD_CTX_new();
+	if (!md5 || EVP_DigestInit_ex(md5, EVP_md5(), NULL) != 1)
+		abort();
+	char *buf = xmalloc(1u << 20);
+	int r = 0;
+	for (uint64_t at = 0; at < u->size && r == 0;) {
+		ssize_t n = pread(u->fd, buf, 1u << 20, (off_t)at);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = imgf_error_errno(err, errno, "read '%s'", u->path);
+		else if (n == 0)
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "'%s' shrank while it was being uploaded", u->path);
+		else if (EVP_DigestUpdate(md5, buf, (size_t)n) != 1)
+			abort();
+		at += n > 0 ? (uint64_t)n : 0;
+	}
+	free(buf);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	if (r == 0 && EVP_DigestFinal_ex(md5, md, &len) != 1)
+		abort();
+	EVP_MD_CTX_free(md5);
+	if (r == 0) {
+		_cleanup_free_ char *m64 = imgf_base64_encode(md, len);
+		snprintf(u->res->md5_b64, sizeof(u->res->md5_b64), "%s", m64);
+	}
+	return r;
+}
+
 static int upload_delete_after(struct upload *u, struct imgf_error **err)
 {
 	struct imgf_error *e2 = NULL;
@@ -217,12 +254,6 @@ static int upload_verify(struct upload *u, struct imgf_error **err)
 	imgf_gcs_upload_hash_finish(&u->h); /* the digests are complete and the main thread's */
 	if (rest < 0)
 		return upload_delete_after(u, err);
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-	if (EVP_DigestFinal_ex(u->h.md5, md, &n) != 1)
-		abort();
-	_cleanup_free_ char *m64 = imgf_base64_encode(md, n);
-	snprintf(u->res->md5_b64, sizeof(u->res->md5_b64), "%s", m64);
 	imgf_crc32c_b64(u->h.crc, u->res->crc32c_b64);
 	imgf_digest_final_hex(&u->h.sha256, u->res->sha256);
 
@@ -247,16 +278,22 @@ static int upload_verify(struct upload *u, struct imgf_error **err)
 			       u->what);
 		return upload_delete_after(u, err);
 	}
-	if (md5 && strcmp(md5, u->res->md5_b64) != 0) {
-		imgf_error_set(err, IMGF_EXIT_FAIL,
-			       "upload '%s': md5 mismatch: the server stored %s, '%s' has %s",
-			       u->what, md5, u->path, u->res->md5_b64);
-		return upload_delete_after(u, err);
-	}
 	if (crc && strcmp(crc, u->res->crc32c_b64) != 0) {
 		imgf_error_set(err, IMGF_EXIT_FAIL,
 			       "upload '%s': crc32c mismatch: the server stored %s, '%s' has %s",
 			       u->what, crc, u->path, u->res->crc32c_b64);
+		return upload_delete_after(u, err);
+	}
+	if (crc)
+		return 0;
+	/* No crc32c: the md5, at the cost of reading the file again. */
+	log_debug("upload '%s': the server reported no crc32c, checking its md5", u->what);
+	if (upload_md5(u, err) < 0)
+		return upload_delete_after(u, err);
+	if (strcmp(md5, u->res->md5_b64) != 0) {
+		imgf_error_set(err, IMGF_EXIT_FAIL,
+			       "upload '%s': md5 mismatch: the server stored %s, '%s' has %s",
+			       u->what, md5, u->path, u->res->md5_b64);
 		return upload_delete_after(u, err);
 	}
 	return 0;
@@ -295,6 +332,7 @@ static int upload_run(struct upload *u, struct imgf_error **err)
 				best = u->offset;
 				fails = 0;
 			} else if (!query || u->offset == u->size) {
+				u->retry_after_s = -1;
 				break; /* a chunk the server kept nothing of: a failure too */
 			}
 			query = false;
@@ -314,17 +352,20 @@ static int upload_run(struct upload *u, struct imgf_error **err)
 		case CHUNK_RETRY:
 			break;
 		}
-		if (++fails >= MAX_ATTEMPTS)
+		/* The retry policy's: attempts left without progress, and the wait (the server's
+		 * Retry-After, else the backoff); then the server says where to go on from. */
+		long delay;
+		if (imgf_http_retry_next(&u->g->retry, ++fails, u->retry_after_s, 0, &delay) !=
+		    IMGF_HTTP_RETRY_WAIT)
 			return imgf_error_set(err, IMGF_EXIT_FAIL,
 					      "upload '%s': no progress after %d attempts at byte "
 					      "%llu: %s",
 					      u->what, fails, (unsigned long long)u->offset,
 					      u->last_why ? u->last_why
 							  : "the server kept nothing");
-		long delay = imgf_http_retry_delay(&u->g->retry, fails, -1);
 		log_warn("upload '%s': asking the server how much it has in %.1f s (attempt %d "
 			 "of %d)",
-			 u->what, (double)delay / 1000, fails + 1, MAX_ATTEMPTS);
+			 u->what, (double)delay / 1000, fails + 1, u->g->retry.max_attempts);
 		if (imgf_sleep_ms(delay) < 0)
 			return imgf_error_set(err, IMGF_EXIT_INTERRUPTED,
 					      "upload '%s': interrupted", u->what);
@@ -337,7 +378,12 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 			 struct imgf_gcs_upload_result *res, struct imgf_error **err)
 {
 	memset(res, 0, sizeof(*res));
-	struct upload u = {.g = g, .bucket = bucket, .object = object, .path = path, .res = res};
+	struct upload u = {.g = g,
+			   .bucket = bucket,
+			   .object = object,
+			   .path = path,
+			   .res = res,
+			   .retry_after_s = -1};
 	u.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (u.fd < 0)
 		return imgf_error_errno(err, errno, "open '%s'", path);
@@ -356,9 +402,6 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 #endif
 	u.size = (uint64_t)st.st_size;
 	u.what = imgf_gcs_gs_name(bucket, object);
-	u.h.md5 = EVP_MD_CTX_new();
-	if (!u.h.md5 || EVP_DigestInit_ex(u.h.md5, EVP_md5(), NULL) != 1)
-		abort();
 	imgf_digest_init(&u.h.sha256, IMGF_SHA256);
 	if (!imgf_gcs_upload_hash_start(&u.h))
 		log_debug("upload '%s': no hashing thread, the digests are computed inline",
@@ -383,15 +426,15 @@ int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *obj
 			"upload '%s': sent %llu bytes for %llu-byte object (%u resume%s)", u.what,
 			(unsigned long long)res->bytes_sent, (unsigned long long)u.size,
 			res->resumes, res->resumes == 1 ? "" : "s");
-		imgf_event("upload-sent",
-			   json_pack("{s:s,s:s,s:I,s:I,s:i,s:s,s:s}", "object", u.what, "file",
-				     path, "size", (json_int_t)u.size, "bytes_sent",
-				     (json_int_t)res->bytes_sent, "resumes", (int)res->resumes,
-				     "md5", res->md5_b64, "crc32c", res->crc32c_b64),
-			   human);
+		json_t *ev = json_pack("{s:s,s:s,s:I,s:I,s:i,s:s,s:s}", "object", u.what, "file",
+				       path, "size", (json_int_t)u.size, "bytes_sent",
+				       (json_int_t)res->bytes_sent, "resumes", (int)res->resumes,
+				       "crc32c", res->crc32c_b64, "sha256", res->sha256);
+		if (res->md5_b64[0]) /* checked only when the server reported no crc32c */
+			json_object_set_new(ev, "md5", json_string(res->md5_b64));
+		imgf_event("upload-sent", ev, human);
 	}
 	imgf_gcs_upload_hash_finish(&u.h); /* when the upload failed before upload_verify */
-	EVP_MD_CTX_free(u.h.md5);
 	imgf_digest_release(&u.h.sha256);
 	json_decref(u.final);
 	free(u.last_why);

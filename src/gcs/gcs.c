@@ -106,7 +106,7 @@ int imgf_gcs_open(const char *key_file, struct imgf_gcs **out, struct imgf_error
 	if (imgf_http_init(err) < 0)
 		return -1;
 	struct imgf_gcs *g = xcalloc(1, sizeof(*g));
-	g->retry = imgf_http_retry_policy(MAX_ATTEMPTS);
+	g->retry = imgf_http_retry_for(0, 0); /* the defaults: 5 attempts, IMGFORGE_RETRY_BASE_MS */
 	if (chunk_from_env(&g->chunk, err) < 0)
 		goto fail;
 

@@ -1,8 +1,8 @@
 /*
  * A small Google Cloud Storage JSON API client over libcurl: object metadata, small media
- * reads, listing, deletion, small writes, and resumable uploads of large files whose md5 and
- * crc32c are computed while the file is read (each byte once) and checked against what the
- * server stored.
+ * reads, listing, deletion, small writes, and resumable uploads of large files whose crc32c
+ * and sha256 are computed while the file is read (each byte once), the crc32c checked against
+ * what the server stored (its md5, read again, when it reports no crc32c).
  *
  * Endpoint and authentication, from the environment:
  *   IMGFORGE_GCS_ENDPOINT   a GCS-compatible endpoint (http[s]://host[:port]) used WITH the
@@ -77,7 +77,8 @@ struct imgf_gcs_upload_result {
 	uint64_t size;	     /* the object's size */
 	uint64_t bytes_sent; /* body bytes handed to the connection, resends and lost ones too */
 	unsigned resumes;    /* interruptions recovered from */
-	char md5_b64[25];    /* as GCS spells them: base64 of the raw digest */
+	char md5_b64[25];    /* as GCS spells them, base64 of the raw digest; the md5 only when
+				the server reported no crc32c, else empty */
 	char crc32c_b64[9];
 	char sha256[65]; /* hex, computed in the same pass */
 };
@@ -86,12 +87,12 @@ struct imgf_gcs_upload_result {
  * Upload a file with a resumable session: in one request (or in chunks of
  * IMGFORGE_UPLOAD_CHUNK). After a dropped connection, a timeout or a 5xx the session is asked
  * how much it has persisted (an empty PUT) and the upload continues from that offset, again
- * in one request; bytes re-sent are not hashed again. When the server's md5/crc32c differ
- * from the local ones the object is deleted and the upload fails. When want_sha256 is non-NULL and
- * the sha256 of the bytes sent (computed in the same pass) differs, the file changed since
- * it was hashed or want_sha256 came from a wrong .sha256: the object is deleted and the
- * upload fails. A symlink
- * is not followed (ELOOP): image-upload sends only regular files of a build directory.
+ * in one request; bytes re-sent are not hashed again. When the server's crc32c (or, without
+ * one, its md5) differs from the local one the object is deleted and the upload fails. When
+ * want_sha256 is non-NULL and the sha256 of the bytes sent (computed in the same pass) differs, the
+ * file changed since it was hashed or want_sha256 came from a wrong .sha256: the object is deleted
+ * and the upload fails. A symlink is not followed (ELOOP): image-upload sends only regular files of
+ * a build directory.
  */
 int imgf_gcs_upload_file(struct imgf_gcs *g, const char *bucket, const char *object,
 			 const char *path, const char *want_sha256,

@@ -83,7 +83,8 @@ struct fetch {
 	size_t n, alloc;
 	struct imgf_error *err; /* the first failure; stops the rest */
 	int64_t last_progress_ms;
-	int64_t deadline_ms; /* monotonic; 0 = none */
+	int64_t deadline_ms;	      /* monotonic; 0 = none */
+	struct imgf_http_retry retry; /* the policy's numbers: o->max_attempts, o->retry_base_ms */
 };
 
 /* ---- the loop (fetch-loop.c) ------------------------------------------------------------- */

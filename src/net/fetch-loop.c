@@ -174,6 +174,7 @@ void imgf_fetch_init(struct fetch *f, const struct imgf_fetch_opts *o,
 		fixed->stall_s = IMGF_HTTP_STALL_S_DEFAULT;
 	memset(f, 0, sizeof(*f));
 	f->o = fixed;
+	f->retry = (struct imgf_http_retry){fixed->max_attempts, fixed->retry_base_ms};
 	if (fixed->timeout_s > 0)
 		f->deadline_ms = imgf_fetch_now_ms() + fixed->timeout_s * 1000;
 }

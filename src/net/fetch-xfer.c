@@ -475,7 +475,7 @@ void imgf_fetch_xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 		if (xfer_restart_file(x) < 0) {
 			imgf_fetch_xfer_fail(f, x, IMGF_EXIT_FAIL, "truncate '%s': %s",
 					     x->part_path, strerror(x->write_errno));
-		} else if (x->attempt < f->o->max_attempts) {
+		} else if (imgf_http_retry_left(&f->retry, x->attempt)) {
 			log_debug("fetch '%s': the server cannot resume, starting over", x->label);
 			x->state = XFER_PENDING;
 		} else {
@@ -494,7 +494,6 @@ void imgf_fetch_xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 		return;
 	}
 
-	struct imgf_http_retry policy = {f->o->max_attempts, f->o->retry_base_ms};
 	bool by_status = code >= 400 && (rc == CURLE_OK || x->abort == ABORT_HTTP);
 	_cleanup_free_ char *reason = NULL;
 	if (!by_status)
@@ -503,7 +502,12 @@ void imgf_fetch_xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 		reason = xasprintf("http %ld %s", code, x->hdrs.reason);
 	else
 		reason = xasprintf("http %ld", code);
-	if (!imgf_http_retry_worth(&policy, x->attempt, by_status ? CURLE_OK : rc, code)) {
+	/* The retry policy decides; the wait is this transfer's timer in the loop, which fails
+	 * everything at the fetch's deadline. */
+	long delay = 0;
+	if (!imgf_http_retry_failure(by_status ? CURLE_OK : rc, code) ||
+	    imgf_http_retry_next(&f->retry, x->attempt, imgf_http_retry_after(&x->hdrs), 0,
+				 &delay) != IMGF_HTTP_RETRY_WAIT) {
 		if (x->attempt > 1)
 			imgf_fetch_xfer_fail(f, x, IMGF_EXIT_FAIL, "%s (gave up after %d attempts)",
 					     reason, x->attempt);
@@ -511,8 +515,7 @@ void imgf_fetch_xfer_done(struct fetch *f, struct xfer *x, CURLcode rc)
 			imgf_fetch_xfer_fail(f, x, IMGF_EXIT_FAIL, "%s", reason);
 		return;
 	}
-	long delay = imgf_http_retry_delay(&policy, x->attempt, imgf_http_retry_after(&x->hdrs));
 	_cleanup_free_ char *prefix = xasprintf("fetch '%s'", x->label);
-	imgf_http_retry_log(&policy, x->attempt, delay, prefix, reason);
+	imgf_http_retry_log(&f->retry, x->attempt, delay, prefix, reason);
 	x->next_at_ms = imgf_fetch_now_ms() + delay;
 }

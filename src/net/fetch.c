@@ -49,7 +49,7 @@ char *imgf_cache_dir_default(void)
 void imgf_fetch_opts_default(struct imgf_fetch_opts *o, const char *cache_dir)
 {
 	o->cache_dir = cache_dir;
-	o->max_attempts = 5;
+	o->max_attempts = IMGF_HTTP_MAX_ATTEMPTS;
 	o->retry_base_ms = imgf_http_retry_policy(o->max_attempts).base_ms;
 	o->parallel = 4;
 	o->max_size = IMGF_FETCH_MAX_SIZE_DEFAULT;

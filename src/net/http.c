@@ -226,16 +226,37 @@ char *imgf_http_curl_reason(const char *errbuf, CURLcode rc)
 
 /* ---- retries ---- */
 
+bool imgf_http_retry_failure(CURLcode rc, long status)
+{
+	return rc != CURLE_OK ? imgf_retry_transport(rc) : imgf_retry_status(status);
+}
+
+bool imgf_http_retry_left(const struct imgf_http_retry *p, int attempt)
+{
+	return attempt < p->max_attempts;
+}
+
 bool imgf_http_retry_worth(const struct imgf_http_retry *p, int attempt, CURLcode rc, long status)
 {
-	if (attempt >= p->max_attempts)
-		return false;
-	return rc != CURLE_OK ? imgf_retry_transport(rc) : imgf_retry_status(status);
+	return imgf_http_retry_left(p, attempt) && imgf_http_retry_failure(rc, status);
 }
 
 long imgf_http_retry_delay(const struct imgf_http_retry *p, int attempt, long retry_after_s)
 {
 	return imgf_retry_delay_ms(p->base_ms, attempt, retry_after_s);
+}
+
+enum imgf_http_retry_next imgf_http_retry_next(const struct imgf_http_retry *p, int attempt,
+					       long retry_after_s, int64_t deadline_ms,
+					       long *delay_ms)
+{
+	*delay_ms = 0;
+	if (!imgf_http_retry_left(p, attempt))
+		return IMGF_HTTP_RETRY_EXHAUSTED;
+	*delay_ms = imgf_http_retry_delay(p, attempt, retry_after_s);
+	if (deadline_ms && imgf_http_mono_ms() + *delay_ms > deadline_ms)
+		return IMGF_HTTP_RETRY_DEADLINE;
+	return IMGF_HTTP_RETRY_WAIT;
 }
 
 void imgf_http_retry_log(const struct imgf_http_retry *p, int attempt, long delay_ms,
@@ -256,6 +277,15 @@ struct imgf_http_retry imgf_http_retry_policy(int max_attempts)
 		if (!errno && !*end && ms >= 0 && ms <= IMGF_RETRY_DELAY_CAP_MS)
 			p.base_ms = ms;
 	}
+	return p;
+}
+
+struct imgf_http_retry imgf_http_retry_for(int max_attempts, long base_ms)
+{
+	struct imgf_http_retry p =
+		imgf_http_retry_policy(max_attempts > 0 ? max_attempts : IMGF_HTTP_MAX_ATTEMPTS);
+	if (base_ms > 0)
+		p.base_ms = base_ms;
 	return p;
 }
 
@@ -590,18 +620,19 @@ int imgf_http_do(CURL *h, struct imgf_http_req *q, struct imgf_http_resp *r,
 		}
 		if (verdict == IMGF_HTTP_DONE || r->interrupted || r->deadline_passed)
 			return 0;
-		if (r->rc == CURLE_OK ? !imgf_retry_status(r->status)
-				      : !imgf_retry_transport(r->rc))
+		if (!imgf_http_retry_failure(r->rc, r->status))
 			return 0;
-		if (!imgf_http_retry_worth(p, attempt, r->rc, r->status)) {
+		long ra = q->reply_headers ? imgf_http_retry_after(q->reply_headers) : -1;
+		long delay;
+		switch (imgf_http_retry_next(p, attempt, ra, q->deadline_ms, &delay)) {
+		case IMGF_HTTP_RETRY_EXHAUSTED:
 			r->exhausted = true;
 			return 0;
-		}
-		long ra = q->reply_headers ? imgf_http_retry_after(q->reply_headers) : -1;
-		long delay = imgf_http_retry_delay(p, attempt, ra);
-		if (q->deadline_ms && imgf_http_mono_ms() + delay > q->deadline_ms) {
+		case IMGF_HTTP_RETRY_DEADLINE:
 			r->deadline_passed = true;
 			return 0;
+		case IMGF_HTTP_RETRY_WAIT:
+			break;
 		}
 		_cleanup_free_ char *why = r->rc != CURLE_OK ? imgf_http_resp_reason(r)
 					   : q->why	     ? q->why(q, r, q->hook_arg)

@@ -111,23 +111,51 @@ void imgf_http_headers_reset(struct imgf_http_headers *h);
  * like ours, without a final period; newly allocated. */
 char *imgf_http_curl_reason(const char *errbuf, CURLcode rc);
 
-/* The retry policy's numbers for one kind of request. */
+/*
+ * The retry policy, the one every request loop takes its decisions from: imgf_http_do's, the
+ * downloader's per-transfer timers (fetch-xfer.c), the GCS resumable upload's chunks and the
+ * registry push's blob sessions. Its numbers for one kind of request:
+ */
 struct imgf_http_retry {
 	int max_attempts; /* attempts in all, >= 1 */
 	long base_ms;	  /* the first backoff, doubled per attempt, +-50% jitter */
 };
 
-/* Whether a failed attempt (`attempt` of them so far) is worth another: a transport failure
- * or status the policy retries (retry.h), and attempts left. */
-bool imgf_http_retry_worth(const struct imgf_http_retry *p, int attempt, CURLcode rc, long status);
-/* The wait before the next attempt, and the one warning about it:
- * "PREFIX: WHY; retrying in S s (attempt N of M)". */
-long imgf_http_retry_delay(const struct imgf_http_retry *p, int attempt, long retry_after_s);
-void imgf_http_retry_log(const struct imgf_http_retry *p, int attempt, long delay_ms,
-			 const char *prefix, const char *why);
+#define IMGF_HTTP_MAX_ATTEMPTS 5 /* the default number of attempts */
+
 /* The retry policy's numbers for `max_attempts`: the base backoff is IMGFORGE_RETRY_BASE_MS
  * (milliseconds, tests make it short), else 1000; read here and nowhere else. */
 struct imgf_http_retry imgf_http_retry_policy(int max_attempts);
+/* The same for a client's options, where 0 means the default: max_attempts <= 0 is
+ * IMGF_HTTP_MAX_ATTEMPTS, base_ms <= 0 the base imgf_http_retry_policy reads. */
+struct imgf_http_retry imgf_http_retry_for(int max_attempts, long base_ms);
+
+/* Whether a failure is one the policy retries: a transport failure (rc != CURLE_OK) or a
+ * status (retry.h). */
+bool imgf_http_retry_failure(CURLcode rc, long status);
+/* Whether `attempt` attempts leave another. */
+bool imgf_http_retry_left(const struct imgf_http_retry *p, int attempt);
+/* Whether a failed attempt (`attempt` of them so far) is worth another: a failure the policy
+ * retries, and attempts left. */
+bool imgf_http_retry_worth(const struct imgf_http_retry *p, int attempt, CURLcode rc, long status);
+
+/* What the policy says after a failure worth a retry. */
+enum imgf_http_retry_next {
+	IMGF_HTTP_RETRY_WAIT,	   /* another attempt, after *delay_ms */
+	IMGF_HTTP_RETRY_EXHAUSTED, /* no attempts left */
+	IMGF_HTTP_RETRY_DEADLINE,  /* the wait would end past the deadline */
+};
+/* After failed attempt `attempt` (1 = the first): attempts left, and the wait before the next
+ * (imgf_http_retry_delay) unless it would end past deadline_ms (monotonic, 0 = none). */
+enum imgf_http_retry_next imgf_http_retry_next(const struct imgf_http_retry *p, int attempt,
+					       long retry_after_s, int64_t deadline_ms,
+					       long *delay_ms);
+/* The wait before the next attempt: base_ms doubled per attempt with jitter, or Retry-After
+ * seconds when the server sent them (>= 0); capped. */
+long imgf_http_retry_delay(const struct imgf_http_retry *p, int attempt, long retry_after_s);
+/* The one warning about a retry: "PREFIX: WHY; retrying in S s (attempt N of M)". */
+void imgf_http_retry_log(const struct imgf_http_retry *p, int attempt, long delay_ms,
+			 const char *prefix, const char *why);
 
 /* Percent-encode s into sb: all but RFC 3986's unreserved characters (and '/' when
  * keep_slash), as curl_easy_escape does. The one URL escaper. */

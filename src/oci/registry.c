@@ -239,10 +239,8 @@ static char *get_why(struct imgf_http_req *q, struct imgf_http_resp *r, void *ar
 static int get_with_retries(struct reg_client *c, const char *url, const char *accept,
 			    struct sink *s, struct reply *r, struct imgf_error **err)
 {
-	struct imgf_http_retry policy = {
-		.max_attempts = c->opts && c->opts->max_attempts > 0 ? c->opts->max_attempts : 5,
-		.base_ms = c->opts && c->opts->retry_base_ms > 0 ? c->opts->retry_base_ms : 1000,
-	};
+	struct imgf_http_retry policy = imgf_http_retry_for(c->opts ? c->opts->max_attempts : 0,
+							    c->opts ? c->opts->retry_base_ms : 0);
 	struct get_call g = {.c = c, .s = s, .accept = accept, .r = r, .errbody = STRBUF_INIT};
 	struct imgf_http_progress prog = {.label = s->label, .total = s->fd >= 0 ? s->limit : 0};
 	struct imgf_http_req q = {

@@ -351,12 +351,7 @@ static char *call_why(struct imgf_http_req *h, struct imgf_http_resp *resp, void
 static int request(struct client *c, const struct request *q, struct reply *r,
 		   struct imgf_error **err)
 {
-	struct imgf_http_retry policy = {
-		.max_attempts = q->once			 ? 1
-				: c->o->max_attempts > 0 ? c->o->max_attempts
-							 : 5,
-		.base_ms = c->o->retry_base_ms > 0 ? c->o->retry_base_ms : 1000,
-	};
+	static const struct imgf_http_retry once = {.max_attempts = 1};
 	struct call k = {.c = c, .q = q, .r = r, .answered = q->auth != NULL};
 	struct imgf_http_progress prog = {.label = q->label, .upload = true, .total = q->size};
 	struct imgf_http_req h = {
@@ -374,7 +369,7 @@ static int request(struct client *c, const struct request *q, struct reply *r,
 			 .tls_no_verify = c->o->tls_no_verify,
 			 .no_proxy = c->no_proxy,
 			 .progress = &prog},
-		.retry = &policy,
+		.retry = q->once ? &once : &c->retry,
 		.retry_unsafe = true, /* a POST starts an upload session: another is harmless */
 		.before = call_before,
 		.after = call_after,
@@ -473,6 +468,7 @@ int imgf_regc_init(struct client *c, const char *registry, const struct imgf_pus
 	c->scopes = xcalloc(1, sizeof(*c->scopes));
 	c->auth_file = o->auth_file ? xstrdup(o->auth_file) : imgf_reg_auth_file_default();
 	c->no_proxy = imgf_http_no_proxy_loopback();
+	c->retry = imgf_http_retry_for(o->max_attempts, o->retry_base_ms);
 	if (!plain && o->tls_no_verify)
 		log_warn("registry '%s': TLS without verifying its certificate (tls_verify "
 			 "false): anyone on the way can read and change what is pushed",
@@ -611,10 +607,6 @@ int imgf_regc_push_blob(struct client *c, const char *repo, const struct blob *b
 			st->existed++;
 		return 0;
 	}
-	struct imgf_http_retry policy = {
-		.max_attempts = c->o->max_attempts > 0 ? c->o->max_attempts : 5,
-		.base_ms = c->o->retry_base_ms > 0 ? c->o->retry_base_ms : 1000,
-	};
 	for (int attempt = 1;; attempt++) {
 		_cleanup_free_ char *put = NULL;
 		int m = blob_session(c, repo, b, from, must_mount, &put, err);
@@ -637,13 +629,14 @@ int imgf_regc_push_blob(struct client *c, const char *repo, const struct blob *b
 			}
 			return 0;
 		}
-		if (imgf_interrupted || !imgf_http_retry_worth(&policy, attempt, cc, status))
+		long wait;
+		if (imgf_interrupted || !imgf_http_retry_failure(cc, status) ||
+		    imgf_http_retry_next(&c->retry, attempt, -1, 0, &wait) != IMGF_HTTP_RETRY_WAIT)
 			break;
 		_cleanup_free_ char *why = xstrdup(err && *err ? (*err)->msg : "failed");
 		imgf_error_clear(err);
-		long wait = imgf_http_retry_delay(&policy, attempt, -1);
 		_cleanup_free_ char *prefix = xasprintf("upload of %s %s", b->what, b->digest);
-		imgf_http_retry_log(&policy, attempt, wait, prefix, why);
+		imgf_http_retry_log(&c->retry, attempt, wait, prefix, why);
 		if (imgf_sleep_ms(wait) < 0)
 			break;
 	}

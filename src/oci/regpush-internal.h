@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "http.h"
 #include "regpush.h"
 
 struct imgf_error;
@@ -30,6 +31,7 @@ struct client {
 	char *user, *password;
 	bool creds_read;
 	char *no_proxy;
+	struct imgf_http_retry retry; /* o's numbers, IMGFORGE_RETRY_BASE_MS by default */
 };
 
 struct blob {

@@ -28,7 +28,7 @@ struct imgf_push_opts {
 				   are (uncompressed tars) */
 	bool remove_archive;	/* remove the archive once unpacked (it is as large as the image) */
 	int max_attempts;	/* per request; 0 = 5 */
-	long retry_base_ms;	/* 0 = 1000 */
+	long retry_base_ms;	/* the first backoff; 0 = IMGFORGE_RETRY_BASE_MS, else 1000 */
 };
 
 /* What a push did with the blobs (config and layers) it had to send. */

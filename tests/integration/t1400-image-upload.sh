@@ -444,7 +444,7 @@ else
 	test_skip "stamped .sha256 files" "user extended attributes cannot be set in $TMP: $(cat "$TMP/xattr.err")"
 fi
 
-# ---- a byte changed on the way: the server's md5/crc32c differ from what was read ----
+# ---- a byte changed on the way: the server's crc32c (md5 without one) differs from what was read ----
 B6=imgf-t1400-f-$RUN
 mkbucket "$B6"
 mkbuild "$TMP/flip" ubuntu-2204 v1.31.5 "$B6" 1024
@@ -455,9 +455,24 @@ test_expect_success "an object the server stored differently is deleted and the 
 	STORAGE_EMULATOR_HOST=http://127.0.0.1:$FLIPPORT IMGFORGE_UPLOAD_CHUNK=$CHUNK \
 		expect_exit 1 "$IMGF" image-upload "$TMP/flip" &&
 	grep -q "(a byte flipped)" "$TMP/flipproxy.log" &&
-	expect_err "upload '\''gs://$B6/release/v1.31.5/ubuntu-2204+kube-v1.31.5.ova'\'': md5 mismatch: the server stored " &&
+	expect_err "upload '\''gs://$B6/release/v1.31.5/ubuntu-2204+kube-v1.31.5.ova'\'': crc32c mismatch: the server stored " &&
 	expect_err "; the object was deleted" &&
 	test -z "$(objects "$B6")"
+'
+
+# A server that reports no crc32c: its md5 is checked instead, the file read again for it.
+B12=imgf-t1400-m-$RUN
+mkbucket "$B12"
+mkbuild "$TMP/flipmd5" ubuntu-2204 v1.31.15 "$B12" 1024
+start_server flipmd5proxy "$TOP/tests/lib/cutproxy.py" --target 127.0.0.1:4443 --flip-at 300000 --drop-crc32c --log "$TMP/flipmd5proxy.log"
+FLIPMD5PORT=$PORT
+
+test_expect_success "without the server'\''s crc32c its md5 is checked: a changed byte is found" '
+	STORAGE_EMULATOR_HOST=http://127.0.0.1:$FLIPMD5PORT expect_exit 1 "$IMGF" image-upload "$TMP/flipmd5" &&
+	grep -q "(a byte flipped) (crc32c dropped)" "$TMP/flipmd5proxy.log" &&
+	expect_err "upload '\''gs://$B12/release/v1.31.15/ubuntu-2204+kube-v1.31.15.ova'\'': md5 mismatch: the server stored " &&
+	expect_err "; the object was deleted" &&
+	test -z "$(objects "$B12")"
 '
 
 # ---- a .sha256 write whose reply lacks md5Hash: unverified, so refused and removed ----

@@ -2,7 +2,8 @@
 """A loopback HTTP/1.1 proxy to a GCS emulator that cuts one connection part-way.
 
     cutproxy.py --target 127.0.0.1:4443 [--cut-after N [--keep-partial]] [--flip-at M]
-                [--fail-at M] [--fail-gets K] [--fail-puts K] [--drop-md5] [--log FILE]
+                [--fail-at M] [--fail-gets K] [--fail-puts K] [--drop-md5] [--drop-crc32c]
+                [--log FILE]
 
 Prints the port it listens on (127.0.0.1) on the first line of stdout, then forwards every
 request to the target. Once, when the request bodies seen so far reach N bytes, it closes
@@ -19,7 +20,8 @@ to the target, once: the server then stores something else than the client sent.
 --fail-at M answers the request whose body holds byte M with 503 instead of forwarding it,
 once; --fail-gets K answers the first K GET requests with 503, --fail-puts K the first K
 PUT requests that carry a body. --drop-md5 removes "md5Hash" from the object resource the
-target returns for a one-shot (uploadType=media) upload, as a server that does not report it.
+target returns for a one-shot (uploadType=media) upload, as a server that does not report it;
+--drop-crc32c removes "crc32c" from the object resource that finalizes a resumable upload.
 
 It also answers resumable-upload status queries (an empty PUT with "Content-Range: bytes
 */SIZE") itself, with 308 and the Range the emulator last reported for that session, which
@@ -56,6 +58,7 @@ class State:
         self.fail_gets = args.fail_gets
         self.fail_puts = args.fail_puts
         self.drop_md5 = args.drop_md5
+        self.drop_crc32c = args.drop_crc32c
         self.cut_done = args.cut_after <= 0
         self.body_bytes = 0
         self.sessions = {}  # upload_id -> last Range header value, or "final"
@@ -250,6 +253,14 @@ class Handler(socketserver.BaseRequestHandler):
                         dropped = " (md5Hash dropped)"
                 except ValueError:
                     pass
+            if st.drop_crc32c and upload_id and resp.status in (200, 201):
+                try:
+                    doc = json.loads(data)
+                    if doc.pop("crc32c", None) is not None:
+                        data = json.dumps(doc).encode()
+                        dropped = " (crc32c dropped)"
+                except ValueError:
+                    pass
             out = ["HTTP/1.1 %d %s\r\n" % (resp.status, resp.reason)]
             for k, v in resp.getheaders():
                 if k.lower() in ("transfer-encoding", "content-length", "connection"):
@@ -281,6 +292,7 @@ def main():
     ap.add_argument("--fail-gets", type=int, default=0)
     ap.add_argument("--fail-puts", type=int, default=0)
     ap.add_argument("--drop-md5", action="store_true")
+    ap.add_argument("--drop-crc32c", action="store_true")
     ap.add_argument("--log", default="-")
     args = ap.parse_args()
     host, _, port = args.target.rpartition(":")

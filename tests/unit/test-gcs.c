@@ -634,28 +634,18 @@ __attribute__((destructor)) static void shared_release(void)
 	memset(&k, 0, sizeof(k));
 }
 
-/* md5 (base64), sha256 (hex) and crc32c of what was fed, after finishing the worker. */
-static void upload_hash_result(struct upload_hash *h, char md5[64], char sha[IMGF_DIGEST_HEX_MAX],
-			       uint32_t *crc)
+/* sha256 (hex) and crc32c of what was fed, after finishing the worker. */
+static void upload_hash_result(struct upload_hash *h, char sha[IMGF_DIGEST_HEX_MAX], uint32_t *crc)
 {
 	imgf_gcs_upload_hash_finish(h);
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-	CHECK(EVP_DigestFinal_ex(h->md5, md, &n) == 1);
-	char *b = imgf_base64_encode(md, n);
-	snprintf(md5, 64, "%s", b);
-	free(b);
 	imgf_digest_final_hex(&h->sha256, sha);
 	*crc = h->crc;
-	EVP_MD_CTX_free(h->md5);
 	imgf_digest_release(&h->sha256);
 }
 
 static void upload_hash_init(struct upload_hash *h)
 {
 	memset(h, 0, sizeof(*h));
-	h->md5 = EVP_MD_CTX_new();
-	CHECK(h->md5 && EVP_DigestInit_ex(h->md5, EVP_md5(), NULL) == 1);
 	imgf_digest_init(&h->sha256, IMGF_SHA256);
 }
 
@@ -691,11 +681,10 @@ TEST(upload_digests_on_the_hashing_thread_equal_inline_ones_across_resends)
 			at -= 300000;
 	}
 	CHECK(thr.upto == (uint64_t)N && inl.upto == (uint64_t)N);
-	char m1[64], m2[64], s1[IMGF_DIGEST_HEX_MAX], s2[IMGF_DIGEST_HEX_MAX];
+	char s1[IMGF_DIGEST_HEX_MAX], s2[IMGF_DIGEST_HEX_MAX];
 	uint32_t c1, c2;
-	upload_hash_result(&inl, m1, s1, &c1);
-	upload_hash_result(&thr, m2, s2, &c2);
-	CHECK_STR(m1, m2);
+	upload_hash_result(&inl, s1, &c1);
+	upload_hash_result(&thr, s2, &c2);
 	CHECK_STR(s1, s2);
 	CHECK(c1 == c2);
 	/* and both are the digests of the data, once */

@@ -347,4 +347,12 @@ TEST(one_escaper_and_one_policy)
 	CHECK(imgf_http_retry_policy(1).base_ms == 1000);
 	unsetenv("IMGFORGE_RETRY_BASE_MS");
 	CHECK(imgf_http_retry_policy(1).base_ms == 1000);
+	/* a client's options: 0 is the default, which reads the variable too */
+	setenv("IMGFORGE_RETRY_BASE_MS", "7", 1);
+	p = imgf_http_retry_for(0, 0);
+	CHECK(p.max_attempts == IMGF_HTTP_MAX_ATTEMPTS && p.base_ms == 7);
+	p = imgf_http_retry_for(2, 30);
+	CHECK(p.max_attempts == 2 && p.base_ms == 30);
+	unsetenv("IMGFORGE_RETRY_BASE_MS");
+	CHECK(imgf_http_retry_for(0, 0).base_ms == 1000);
 }

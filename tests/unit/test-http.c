@@ -180,6 +180,26 @@ TEST(the_retry_policy)
 	CHECK(imgf_http_retry_delay(&p, 1, 3600) == IMGF_RETRY_DELAY_CAP_MS);
 }
 
+/* What a loop of its own (the downloader's timers, a resumable upload's chunks) asks. */
+TEST(the_retry_policy_next_attempt)
+{
+	struct imgf_http_retry p = {.max_attempts = 3, .base_ms = 100};
+	long d = -1;
+	CHECK(imgf_http_retry_failure(CURLE_OK, 503) &&
+	      imgf_http_retry_failure(CURLE_RECV_ERROR, 0));
+	CHECK(!imgf_http_retry_failure(CURLE_OK, 404) && !imgf_http_retry_failure(CURLE_OK, 308));
+	CHECK(imgf_http_retry_left(&p, 2) && !imgf_http_retry_left(&p, 3));
+	CHECK(imgf_http_retry_next(&p, 1, -1, 0, &d) == IMGF_HTTP_RETRY_WAIT);
+	CHECK(d >= 50 && d <= 150);
+	CHECK(imgf_http_retry_next(&p, 2, 4, 0, &d) == IMGF_HTTP_RETRY_WAIT && d == 4000);
+	CHECK(imgf_http_retry_next(&p, 3, -1, 0, &d) == IMGF_HTTP_RETRY_EXHAUSTED && d == 0);
+	/* a wait that would end past the deadline is not begun */
+	CHECK(imgf_http_retry_next(&p, 1, 5, imgf_http_mono_ms() + 1000, &d) ==
+	      IMGF_HTTP_RETRY_DEADLINE);
+	CHECK(imgf_http_retry_next(&p, 1, 5, imgf_http_mono_ms() + 60000, &d) ==
+	      IMGF_HTTP_RETRY_WAIT);
+}
+
 TEST(a_stalled_transfer_fails_after_stall_s)
 {
 	SETUP();

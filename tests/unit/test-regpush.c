@@ -19,6 +19,7 @@
 #include "error.h"
 #include "fetch.h"
 #include "fsutil.h"
+#include "http.h"
 #include "regauth.h"
 #include "regpush.h"
 #include "strbuf.h"
@@ -476,6 +477,36 @@ TEST(push_starts_an_upload_over_when_its_put_fails)
 	CHECK_ERR(err, "layer 0 sha256:");
 	CHECK_ERR(err, "HTTP 500 (UNKNOWN: injected failure), expected 201");
 	imgf_error_clear(&err);
+	fake_stop(&f);
+}
+
+/* The push's backoff is the shared policy's: without retry_base_ms in its options, the base is
+ * IMGFORGE_RETRY_BASE_MS, as for downloads and uploads. 3200 ms waits 1.6 to 4.8 s before the
+ * second try; the default 1000 would wait at most 1.5 s. */
+TEST(push_backoff_reads_IMGFORGE_RETRY_BASE_MS)
+{
+	struct fake f;
+	if (fake_start_args(&f, "none", NULL, NULL, "1") < 0) {
+		CHECK(0);
+		return;
+	}
+	char id[72], digest[72];
+	_cleanup_free_ char *tar = make_archive("backoff", "backoff\n", "amd64", false, id);
+	_cleanup_free_ char *ref = xasprintf("%s/b/node:v1", f.host);
+	_cleanup_free_ char *work = path_join(tmp_root(), "work-backoff");
+	CHECK(mkdir_p(work, 0700, NULL) == 0);
+	struct imgf_push_opts o = {.max_attempts = 2};
+	struct imgf_error *err = NULL;
+	setenv("IMGFORGE_RETRY_BASE_MS", "3200", 1);
+	int64_t t0 = imgf_http_mono_ms();
+	CHECK(imgf_registry_push_archive(tar, id, ref, work, &o, digest, NULL, &err) == 0);
+	int64_t took = imgf_http_mono_ms() - t0;
+	unsetenv("IMGFORGE_RETRY_BASE_MS");
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	_cleanup_free_ char *log = log_take(&f);
+	CHECK(count(log, "PUT /v2/b/node/blobs/uploads/UUID 500") == 1); /* one retry, */
+	CHECK(took >= 1600);						 /* after the wait */
 	fake_stop(&f);
 }
 
