@@ -68,11 +68,9 @@ static void cache_file_remove(const char *path)
  * in a new appliance.
  */
 static int qemu_cache_save(struct imgf_build *b, struct imgf_target *t, const char *key,
-			   const char *step, bool last, char **id, int64_t *size,
-			   struct imgf_error **err)
+			   const char *step, char **id, int64_t *size, struct imgf_error **err)
 {
 	(void)step;
-	(void)last; /* commit works on the overlay in an appliance too */
 	struct qemu_target *qt = (struct qemu_target *)t;
 	if (guestfs_umount_all(qt->g) < 0 || guestfs_shutdown(qt->g) < 0)
 		return imgf_qemu_guestfs_fail(qt->g, err, "close the disk");

@@ -63,10 +63,9 @@ struct imgf_builder_cache_ops {
 	int (*base)(struct imgf_build *b, bool pull, char **digest, struct imgf_error **err);
 	/* Keep the target's state after a step under `key`; *id names it (an image ID, a
 	 * file), *size is what it adds to the cache in bytes. prepare() starts from such a
-	 * state when imgf_stepcache_from(b) is not NULL. `last`: no step runs after this one,
-	 * only commit (the target need not go on from the saved state). */
+	 * state when imgf_stepcache_from(b) is not NULL. */
 	int (*save)(struct imgf_build *b, struct imgf_target *t, const char *key, const char *step,
-		    bool last, char **id, int64_t *size, struct imgf_error **err);
+		    char **id, int64_t *size, struct imgf_error **err);
 	/* Whether the state `id` saved under `key` is there and intact (1) or missing or
 	 * damaged (0); a damaged one is removed. Final: the artifact rather than a step. */
 	int (*check)(struct imgf_build *b, const char *key, const char *id, bool final,

@@ -257,8 +257,7 @@ void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_
 	int64_t size = 0;
 	struct imgf_error *e = NULL;
 	double t0 = imgf_now();
-	if (b->builder->cache->save(b, t, c->keys[i], s->label, i + 1 == b->nsteps, &id, &size,
-				    &e) < 0) {
+	if (b->builder->cache->save(b, t, c->keys[i], s->label, &id, &size, &e) < 0) {
 		log_warn("%s: step '%s' is not cached: %s", b->def->name, s->label, e->msg);
 		imgf_error_free(e);
 		close(save);

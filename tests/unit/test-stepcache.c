@@ -464,7 +464,7 @@ static int fake_base(struct imgf_build *b, bool pull, char **digest, struct imgf
 }
 
 static int fake_save(struct imgf_build *b, struct imgf_target *t, const char *key, const char *step,
-		     bool last, char **id, int64_t *size, struct imgf_error **err)
+		     char **id, int64_t *size, struct imgf_error **err)
 {
 	*id = xasprintf("%s-%.6s", b->def->name, key);
 	*size = 1;
