@@ -282,7 +282,13 @@ static int images_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 				   "  c images label \"$name\" io.cri-containerd.pinned=pinned "
 				   ">/dev/null\n"
 				   "done\n");
-	strbuf_addstr(&sb, "c images ls\n");
+	/* The imports write blobs no image refers to (a docker-archive's manifest.json and its
+	 * layers' json files), held by ctr's lease until its collector runs, on a schedule of
+	 * its own: whether they were still there when containerd stopped depended on the load.
+	 * Deleting a lease synchronously collects them now, in every build. */
+	strbuf_addstr(&sb, "l=$(c leases create)\n"
+			   "c leases delete --sync \"$l\"\n"
+			   "c images ls\n");
 	r = imgf_target_sh(t, s->label, sb.buf, NULL, err);
 	strbuf_release(&sb);
 	strbuf_release(&expect);

@@ -42,7 +42,8 @@ int kubesrc_record_local(struct imgf_step *s, const char *name, const char *path
 			 struct imgf_error **err)
 {
 	char hex[IMGF_DIGEST_HEX_MAX];
-	if (imgf_digest_file(path, IMGF_SHA256, hex, err) < 0)
+	/* The server tarball is read by both the kubernetes and the images step: hashed once. */
+	if (imgf_digest_file_once(path, IMGF_SHA256, hex, err) < 0)
 		return imgf_error_prefix(err, "%s", name);
 	log_info("%s: %s: local file '%s' (no upstream checksum), sha256 %s", s->label, name, path,
 		 hex);

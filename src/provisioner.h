@@ -20,6 +20,10 @@
  *                     names host paths the step reads whenever it is set; else whether that
  *                     key does in this step's config (file's `source` with direction
  *                     download is a path in the target)
+ *   quick             MAY be set: the step only puts a few small files in place (runc, cni,
+ *                     crictl, kind, sysprep), so running it again costs less than keeping its
+ *                     state: the step cache keeps the state after a run of quick steps once,
+ *                     after the last of them (src/stepcache.h, imgf_stepcache_keeps)
  */
 #ifndef IMGF_PROVISIONER_H
 #define IMGF_PROVISIONER_H
@@ -63,6 +67,7 @@ struct imgf_provisioner_ops {
 	int (*cache_key)(const struct imgf_step *s, json_t **extra, struct imgf_error **err);
 	int (*lock)(struct imgf_step *s, struct imgf_target *t, bool install, json_t **entry,
 		    struct imgf_error **err);
+	bool quick;
 };
 
 /* Make a provisioner known by its name (a second one of the same name is ignored). */

@@ -209,12 +209,26 @@ static void step_share(struct imgf_build *b, struct imgf_target *t, size_t i, js
 	c->found[i] = e;
 }
 
+bool imgf_stepcache_keeps(const struct imgf_build *b, size_t i)
+{
+	return i + 1 >= b->nsteps || !b->steps[i].ops->quick || !b->steps[i + 1].ops->quick;
+}
+
 void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_t i)
 {
 	struct imgf_stepcache *c = b->cache;
 	if (!c)
 		return;
 	struct imgf_step *s = &b->steps[i];
+	if (!imgf_stepcache_keeps(b, i)) {
+		imgf_event("step-not-kept",
+			   json_pack("{s:s,s:i,s:s,s:s}", "image", b->def->name, "index",
+				     (int)i + 1, "step", s->label, "key", c->keys[i]),
+			   NULL);
+		log_debug("%s: step '%s' is quick: its state is kept with the next step's",
+			  b->def->name, s->label);
+		return;
+	}
 	int save = imgf_stepcache_save_lock(b, c->keys[i], s->label);
 	if (save < 0) {
 		log_warn("%s: step '%s' is not cached: cannot lock its key: %s", b->def->name,

@@ -4,9 +4,10 @@
  * imgforge's version), the provisioner type, its interpolated config, the digests of its
  * inputs (the expected checksums, so a cached step downloads nothing), the digests of its
  * provisioner's data files and the variables they interpolate, and imgforge's version. The
- * builder keeps the state after each step (docker: an image labelled with the key; qemu: a
- * qcow2 overlay backed by the previous step's); a build reuses the longest cached prefix and
- * runs only the rest. The last step's key, the builder config and the artifact's labels make
+ * builder keeps the state after each step but quick ones followed by another quick one
+ * (imgf_stepcache_keeps; docker: an image labelled with the key; qemu: a qcow2 overlay backed
+ * by the previous kept step's); a build reuses the longest cached prefix and runs only the
+ * rest. The last step's key, the builder config and the artifact's labels make
  * the final key: a build with nothing changed gives out the artifact it made before.
  *
  * Index: CACHE/steps/KEY.json, one per entry: {key, image, step, index, builder, id, size,
@@ -69,7 +70,18 @@ const char *imgf_stepcache_from(const struct imgf_build *b);
 /* Replay what the cached steps recorded (their inputs, for the manifest and labels): called
  * for each cached step, acts at the last. */
 void imgf_stepcache_replay(struct imgf_build *b, size_t step);
-/* Keep the target's state after step i under its key (a failure only warns). */
+/*
+ * Whether the state after step i is kept. A quick step (its provisioner's `quick`: a few
+ * small files put in place) followed by another quick step is not: running it again costs
+ * less than keeping it (a commit and a new container, or a new overlay and appliance). The
+ * state after a run of quick steps is kept once, after the last of them, and the last step's
+ * always is. The keys still chain through every step, and a kept entry records the inputs of
+ * all steps before it, so a rebuild starts from the deepest kept state before its first
+ * changed step and runs the quick steps between again.
+ */
+bool imgf_stepcache_keeps(const struct imgf_build *b, size_t i);
+/* Keep the target's state after step i under its key when imgf_stepcache_keeps says so (a
+ * failure only warns). */
 void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_t i);
 /* The final key from the build's labels (call once every input is recorded). */
 void imgf_stepcache_final_key(struct imgf_build *b);

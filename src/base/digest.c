@@ -1,8 +1,11 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -116,6 +119,73 @@ int imgf_digest_file(const char *path, enum imgf_digest_alg alg, char *hex, stru
 		imgf_digest_update(&d, buf, (size_t)r);
 	}
 	imgf_digest_final_hex(&d, hex);
+	return 0;
+}
+
+/* What identifies a file's content without reading it, for imgf_digest_file_once. */
+struct file_stamp {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+};
+
+static bool stamp_of(const char *path, struct file_stamp *st)
+{
+	struct stat sb;
+	if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return false;
+	*st = (struct file_stamp){sb.st_dev, sb.st_ino, sb.st_size, sb.st_mtim, sb.st_ctim};
+	return true;
+}
+
+static bool stamp_eq(const struct file_stamp *a, const struct file_stamp *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	       a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+#define DIGEST_MEMO_MAX 8
+
+static struct digest_memo {
+	struct file_stamp st;
+	enum imgf_digest_alg alg;
+	char hex[IMGF_DIGEST_HEX_MAX];
+} digest_memo[DIGEST_MEMO_MAX];
+static size_t digest_memo_n, digest_memo_next;
+static pthread_mutex_t digest_memo_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int imgf_digest_file_once(const char *path, enum imgf_digest_alg alg, char *hex,
+			  struct imgf_error **err)
+{
+	struct file_stamp before, after;
+	bool stamped = stamp_of(path, &before);
+	if (stamped) {
+		pthread_mutex_lock(&digest_memo_lock);
+		for (size_t i = 0; i < digest_memo_n; i++) {
+			if (digest_memo[i].alg == alg && stamp_eq(&digest_memo[i].st, &before)) {
+				memcpy(hex, digest_memo[i].hex, IMGF_DIGEST_HEX_MAX);
+				pthread_mutex_unlock(&digest_memo_lock);
+				return 0;
+			}
+		}
+		pthread_mutex_unlock(&digest_memo_lock);
+	}
+	if (imgf_digest_file(path, alg, hex, err) < 0)
+		return -1;
+	/* Kept only when nothing about the file changed while it was read. */
+	if (stamped && stamp_of(path, &after) && stamp_eq(&before, &after)) {
+		pthread_mutex_lock(&digest_memo_lock);
+		struct digest_memo *m = &digest_memo[digest_memo_next];
+		digest_memo_next = (digest_memo_next + 1) % DIGEST_MEMO_MAX;
+		if (digest_memo_n < DIGEST_MEMO_MAX)
+			digest_memo_n++;
+		m->st = before;
+		m->alg = alg;
+		memcpy(m->hex, hex, IMGF_DIGEST_HEX_MAX);
+		pthread_mutex_unlock(&digest_memo_lock);
+	}
 	return 0;
 }
 

@@ -31,6 +31,14 @@ void imgf_digest_release(struct imgf_digest *d);
 
 int imgf_digest_file(const char *path, enum imgf_digest_alg alg, char *hex,
 		     struct imgf_error **err);
+/*
+ * imgf_digest_file read once per process: a file asked for again, unchanged (the same device,
+ * inode, size, mtime and ctime, and none of them changed while it was read), gives the digest
+ * of the first read. For large host files more than one step of a build hashes (the
+ * Kubernetes server tarball of both the kubernetes and the images step).
+ */
+int imgf_digest_file_once(const char *path, enum imgf_digest_alg alg, char *hex,
+			  struct imgf_error **err);
 void imgf_digest_buffer(enum imgf_digest_alg alg, const void *data, size_t len, char *hex);
 
 #endif

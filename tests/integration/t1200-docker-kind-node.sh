@@ -123,6 +123,16 @@ test_expect_success "every preloaded image is in namespace k8s.io, pinned" '
 	! grep -v "io.cri-containerd.pinned=pinned" "$TMP/named"
 '
 
+test_expect_success "the image holds no content blob containerd would collect (the same after a collection)" '
+	B=/var/lib/containerd/io.containerd.content.v1.content/blobs/sha256 &&
+	docker run --rm --entrypoint ls "$TAG" "$B" >"$TMP/blobs.image" &&
+	test "$(wc -l <"$TMP/blobs.image")" -ge 14 &&
+	l=$(docker exec "$NODE" ctr -n k8s.io leases create) &&
+	docker exec "$NODE" ctr -n k8s.io leases delete --sync "$l" &&
+	docker exec "$NODE" ls "$B" >"$TMP/blobs.node" &&
+	diff "$TMP/blobs.image" "$TMP/blobs.node"
+'
+
 test_expect_success "the manifest lists every input with its sha256" '
 	m=$OUT/manifest.json &&
 	jq -e ".builds[0].name == \"kind-node\" and .builds[0].builder_type == \"docker\"" "$m" &&

@@ -42,14 +42,18 @@ entry() { # STEP: the newest entry of that step
 	done | sort -n | tail -n 1 | cut -d" " -f2
 }
 
-test_expect_success "a cold build runs every step and keeps each in the cache" '
+# The steps whose state is kept (docs/step-cache.md): all but a quick step followed by another
+# quick one (runc, cni, kind), and the artifact.
+KEPT="(artifact) containerd crictl images kubernetes marker packages sysprep"
+test_expect_success "a cold build runs every step and keeps each but a quick one before a quick one" '
 	build cold &&
 	test "$(ran cold | wc -l)" = 10 &&
 	test "$(cached cold)" = 0 &&
 	"$IMGF" cache ls >"$TMP/ls.txt" &&
 	grep -q "^KEY  *IMAGE  *STEP  *BUILDER  *SIZE  *AGE" "$TMP/ls.txt" &&
 	grep -qE "^[0-9a-f]{12}  kind-node  +containerd +docker " "$TMP/ls.txt" &&
-	grep -q "^11 entries, " "$TMP/ls.txt" &&
+	grep -q "^8 entries, " "$TMP/ls.txt" &&
+	test "$(grep -E "^[0-9a-f]{12}  " "$TMP/ls.txt" | awk "{print \$3}" | LC_ALL=C sort | tr "\n" " ")" = "$KEPT " &&
 	test "$(cat "$TMP/cold.marker")" = one
 '
 
@@ -84,15 +88,15 @@ test_expect_success "--no-cache runs every step and gives the image the cached b
 
 test_expect_success "damaged entries (unreadable, or an image without the key) are built again" '
 	# What the spoilt records named is no longer known to the cache: removed by hand below.
-	lost=$(jq -r .id "$(entry sysprep)" "$(entry kind)") &&
+	lost=$(jq -r .id "$(entry sysprep)" "$(entry marker)") &&
 	echo "{ not json" >"$(entry sysprep)" &&
 	base_id=$(docker image inspect -f "{{.Id}}" "$BASE") &&
-	e=$(entry kind) && jq --arg id "$base_id" ".id = \$id" "$e" >"$e.new" && mv "$e.new" "$e" &&
+	e=$(entry marker) && jq --arg id "$base_id" ".id = \$id" "$e" >"$e.new" && mv "$e.new" "$e" &&
 	build damaged --var t1235_marker=two &&
 	for id in $lost; do docker rmi "$id" >/dev/null 2>&1 || true; done &&
 	grep -q "kind-node: sysprep: the cache entry [0-9a-f]* is missing or damaged" "$TMP/damaged.log" &&
-	grep -q "kind-node: kind: the cache entry [0-9a-f]* is missing or damaged" "$TMP/damaged.log" &&
-	test "$(ran damaged | tr "\n" " ")" = "9/10: kind 10/10: sysprep " &&
+	grep -q "kind-node: marker: the cache entry [0-9a-f]* is missing or damaged" "$TMP/damaged.log" &&
+	test "$(ran damaged | tr "\n" " ")" = "8/10: marker 9/10: kind 10/10: sysprep " &&
 	test "$(cat "$TMP/damaged.id")" = "$(cat "$TMP/two.id")" &&
 	docker image inspect "$BASE" >/dev/null
 '

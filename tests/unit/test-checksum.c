@@ -1,4 +1,5 @@
 /* Checksum specs, checksum lists and the digests under them. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +138,34 @@ TEST(digest_file)
 	CHECK(imgf_digest_file(missing, IMGF_SHA256, hex, &err) < 0);
 	CHECK_ERR(err, "open '");
 	CHECK_ERR(err, "No such file");
+	imgf_error_free(err);
+	rm_rf(dir, NULL);
+}
+
+TEST(digest_file_once_reads_a_file_again_only_when_it_changed)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct imgf_error *err = NULL;
+	CHECK(make_temp_dir("test-checksum", &dir, &err) == 0);
+	_cleanup_free_ char *path = path_join(dir, "f");
+	CHECK(write_file_atomic(path, "abc", 3, 0644, &err) == 0);
+	char hex[IMGF_DIGEST_HEX_MAX];
+	CHECK(imgf_digest_file_once(path, IMGF_SHA256, hex, &err) == 0);
+	CHECK_STR(hex, ABC256);
+	/* The same file, unchanged: the first read's digest, whatever the other algorithm */
+	CHECK(imgf_digest_file_once(path, IMGF_SHA512, hex, &err) == 0);
+	CHECK_STR(hex, ABC512);
+	CHECK(imgf_digest_file_once(path, IMGF_SHA256, hex, &err) == 0);
+	CHECK_STR(hex, ABC256);
+	/* Replaced (another inode) or written in place (another ctime): read again */
+	CHECK(write_file_atomic(path, "", 0, 0644, &err) == 0);
+	CHECK(imgf_digest_file_once(path, IMGF_SHA256, hex, &err) == 0);
+	CHECK_STR(hex, EMPTY256);
+	FILE *f = fopen(path, "w");
+	CHECK(f && fputs("abc", f) >= 0 && fclose(f) == 0);
+	CHECK(imgf_digest_file_once(path, IMGF_SHA256, hex, &err) == 0);
+	CHECK_STR(hex, ABC256);
+	CHECK(imgf_digest_file_once(dir, IMGF_SHA256, hex, &err) < 0); /* no file: an error */
 	imgf_error_free(err);
 	rm_rf(dir, NULL);
 }

@@ -696,6 +696,111 @@ TEST(a_build_standing_on_cached_steps_keeps_them_from_prune)
 	rm_rf(dir, NULL);
 }
 
+/* Five shell steps, the ones marked in `quick` made quick; step `change` (or none, -1) says
+ * something else. */
+struct chain {
+	struct imgf_config cfg;
+	struct imgf_image_def def;
+	struct imgf_build_opts opts;
+	struct imgf_build b;
+	struct imgf_step steps[5];
+	struct imgf_provisioner_ops quick_ops;
+};
+
+static void chain_open(struct chain *c, const char *dir, const char *quick, int change)
+{
+	memset(c, 0, sizeof(*c));
+	c->quick_ops = *imgf_provisioner_find("shell");
+	c->quick_ops.quick = true;
+	c->cfg.vars = json_object();
+	c->def.name = "chain";
+	c->b = (struct imgf_build){.config = &c->cfg,
+				   .contract = &no_contract,
+				   .def = &c->def,
+				   .opts = &c->opts,
+				   .builder = &fake_builder,
+				   .builder_cfg = json_object(),
+				   .steps = c->steps,
+				   .nsteps = 5,
+				   .cache_dir = (char *)dir,
+				   .inputs = json_array(),
+				   .labels = json_object()};
+	static const char *const labels[] = {"one", "two", "three", "four", "five"};
+	for (int i = 0; i < 5; i++)
+		c->steps[i] = (struct imgf_step){
+			.ops = quick[i] == 'q' ? &c->quick_ops : imgf_provisioner_find("shell"),
+			.build = &c->b,
+			.index = (size_t)i,
+			.label = (char *)labels[i],
+			.cfg = json_pack("{s:[s]}", "inline", i == change ? "changed" : labels[i]),
+		};
+	struct imgf_error *err = NULL;
+	CHECK(imgf_stepcache_open(&c->b, &err) == 0);
+	imgf_error_free(err);
+	CHECK(c->b.cache != NULL);
+}
+
+static void chain_close(struct chain *c)
+{
+	imgf_stepcache_free(c->b.cache);
+	for (size_t i = 0; i < 5; i++)
+		json_decref(c->steps[i].cfg);
+	json_decref(c->b.builder_cfg);
+	json_decref(c->b.inputs);
+	json_decref(c->b.labels);
+	json_decref(c->cfg.vars);
+}
+
+TEST(the_state_after_a_run_of_quick_steps_is_kept_once_after_the_last_of_them)
+{
+	fake_reset();
+	_cleanup_free_ char *dir = fresh_dir();
+	struct chain cold;
+	/* quick, quick, slow, quick, quick: kept after two, three and five (the last) */
+	chain_open(&cold, dir, "qqsqq", -1);
+	bool want[5] = {false, true, true, false, true};
+	for (size_t i = 0; i < 5; i++) {
+		CHECK(imgf_stepcache_keeps(&cold.b, i) == want[i]);
+		imgf_stepcache_step_done(&cold.b, NULL, i);
+	}
+	CHECK(nsaved == 3 && entries_in(dir) == 3);
+	for (size_t i = 0; i < 5; i++) {
+		json_t *e = entry_of(dir, cold.b.cache->keys[i]);
+		CHECK((e != NULL) == want[i]);
+		json_decref(e);
+	}
+	chain_close(&cold);
+	/* nothing changed: every step cached */
+	struct chain warm;
+	chain_open(&warm, dir, "qqsqq", -1);
+	CHECK(warm.b.cache->hit == 5);
+	chain_close(&warm);
+	/* a quick step changed: from the deepest kept state before it, the quick step between
+	 * runs again */
+	struct chain four;
+	chain_open(&four, dir, "qqsqq", 4);
+	CHECK(four.b.cache->hit == 4 - 1);
+	chain_close(&four);
+	/* a slow step changed: from the state just before it, kept at the end of the quick run */
+	struct chain three;
+	chain_open(&three, dir, "qqsqq", 2);
+	CHECK(three.b.cache->hit == 2);
+	chain_close(&three);
+	/* all quick: only the last is kept */
+	fake_reset();
+	_cleanup_free_ char *dir2 = fresh_dir();
+	struct chain all;
+	chain_open(&all, dir2, "qqqqq", -1);
+	for (size_t i = 0; i < 5; i++) {
+		CHECK(imgf_stepcache_keeps(&all.b, i) == (i == 4));
+		imgf_stepcache_step_done(&all.b, NULL, i);
+	}
+	CHECK(nsaved == 1 && entries_in(dir2) == 1);
+	chain_close(&all);
+	rm_rf(dir, NULL);
+	rm_rf(dir2, NULL);
+}
+
 static const char *const fake_late_keys[] = {"boot", "firmware", NULL};
 
 static const struct imgf_builder_cache_ops fake_late_cache = {
