@@ -140,6 +140,18 @@ static const char *build_arch(const struct imgf_build *b)
 	return str_has_prefix(p, "linux/") ? p + 6 : "amd64";
 }
 
+/* How the registries are spoken to: --auth-file, --tls-verify, --ca-file. */
+static struct imgf_push_opts push_opts(const struct imgf_build *b)
+{
+	struct imgf_push_opts o = {.remove_archive = true};
+	if (b->opts->registry) {
+		o.auth_file = b->opts->registry->auth_file;
+		o.tls_no_verify = b->opts->registry->tls_no_verify;
+		o.ca_file = b->opts->registry->ca_file;
+	}
+	return o;
+}
+
 /* A directory of its own under the build's stage dir, for the while (removed by the caller). */
 static int work_dir(struct imgf_build *b, char **out, struct imgf_error **err)
 {
@@ -188,7 +200,7 @@ int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, c
 	_cleanup_free_ char *runpacked = path_join(dir, "record");
 	_cleanup_free_ char *state_ref = imgf_regcache_ref(repo, key, NULL);
 	_cleanup_free_ char *record_ref = imgf_regcache_ref(repo, key, "record");
-	struct imgf_push_opts o = {.remove_archive = true};
+	struct imgf_push_opts o = push_opts(b);
 	struct imgf_push_stats st = {0}, rst = {0};
 	char manifest[72], rdigest[72];
 	int r = mkdir_p(unpacked, 0700, err);
@@ -311,7 +323,8 @@ static int pull_layout(struct imgf_build *b, const char *ref, const char *dir, c
 {
 	_cleanup_free_ char *tar = xasprintf("%s/%s.tar", dir, name);
 	struct imgf_error *e = NULL;
-	if (imgf_registry_pull_oci(ref, NULL, build_arch(b), &b->fetch, tar, digest, &e) < 0) {
+	struct imgf_push_opts o = push_opts(b);
+	if (imgf_registry_pull_oci_as(ref, build_arch(b), &b->fetch, &o, tar, digest, &e) < 0) {
 		/* The pull client says what the registry answered; a tag it does not have is
 		 * a 404 (MANIFEST_UNKNOWN), which only says the entry is not there. */
 		if (missing_ok && strstr(e->msg, "HTTP 404")) {

@@ -19,6 +19,10 @@
  *
  * Only builders whose states are container images (image_save and cache->load) take part; the
  * qemu builder's overlays do not (yet).
+ *
+ * Registries are spoken to as --auth-file, --tls-verify and --ca-file say (b->opts->registry):
+ * a refusal (401), a TLS failure or an unreachable registry is a warning, never a failed
+ * build: the steps run.
  */
 #ifndef IMGF_REGCACHE_H
 #define IMGF_REGCACHE_H

@@ -474,9 +474,7 @@ int imgf_regc_init(struct client *c, const char *registry, const struct imgf_pus
 	c->auth_file = o->auth_file ? xstrdup(o->auth_file) : imgf_reg_auth_file_default();
 	c->no_proxy = imgf_http_no_proxy_loopback();
 	if (!plain && o->tls_no_verify)
-		log_warn("registry '%s': TLS without verifying its certificate (tls_verify "
-			 "false): anyone on the way can read and change what is pushed",
-			 registry);
+		imgf_reg_tls_unverified_warn(registry);
 	return 0;
 }
 
