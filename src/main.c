@@ -93,10 +93,10 @@ static const struct option_def options[] = {
 	 "       run every step; reuse nothing from the step cache (it is refreshed)"},
 	{OPT_CACHE_TO, "cache-to", true, C_BUILD,
 	 "R     export each step's state to the registry repository R (REGISTRY/REPO) as\n"
-	 "                    it is made, tagged step-KEY (docker builder)"},
+	 "                    it is made, tagged step-KEY"},
 	{OPT_CACHE_FROM, "cache-from", true, C_BUILD,
 	 "R   start from the deepest step R (REGISTRY/REPO) holds, verified by digest, when\n"
-	 "                    the local step cache has none as deep (docker builder)"},
+	 "                    the local step cache has none as deep"},
 	{OPT_MAX_SIZE, "max-size", true, C_CACHE,
 	 "N    prune: keep at most N bytes (K, M, G, T), least recently used go first"},
 	{OPT_OLDER_THAN, "older-than", true, C_CACHE,

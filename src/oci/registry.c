@@ -892,3 +892,12 @@ int imgf_registry_pull_oci_as(const char *ref, const char *arch, const struct im
 {
 	return pull_from(ref, NULL, arch, o, acc, out_tar, manifest_digest, NULL, NULL, err);
 }
+
+int imgf_registry_fetch_image(const char *ref, const char *arch, const struct imgf_fetch_opts *o,
+			      const struct imgf_push_opts *acc, json_t **manifest, char ***paths,
+			      char manifest_digest[72], struct imgf_error **err)
+{
+	*manifest = NULL;
+	*paths = NULL;
+	return pull_from(ref, NULL, arch, o, acc, NULL, manifest_digest, manifest, paths, err);
+}

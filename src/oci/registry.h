@@ -41,4 +41,13 @@ int imgf_registry_pull_oci_as(const char *ref, const char *arch, const struct im
 			      const struct imgf_push_opts *access, const char *out_tar,
 			      char manifest_digest[72], struct imgf_error **err);
 
+/*
+ * The same, without the layout: `ref`'s manifest (*manifest, a new reference) and its blobs in
+ * the download cache, each verified by digest (*paths: the config first, then the layers in
+ * order, NULL-terminated, newly allocated).
+ */
+int imgf_registry_fetch_image(const char *ref, const char *arch, const struct imgf_fetch_opts *o,
+			      const struct imgf_push_opts *access, json_t **manifest, char ***paths,
+			      char manifest_digest[72], struct imgf_error **err);
+
 #endif
