@@ -94,6 +94,8 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 			break;
 		}
 	}
+	if (r > 0)
+		r = 0; /* a hit: the registry is looked in past it, and exported to */
 	if (r == 0 && pull)
 		imgf_stepcache_remote_lookup(b);
 	/* The deepest cached state goes to the registry too, unless it is there already. */

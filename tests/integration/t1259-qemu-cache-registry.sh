@@ -9,7 +9,8 @@
 # every step from the registry (each overlay verified by digest and stacked on the one below),
 # runs none, and its image holds what A's holds; with the last step's input changed B runs only
 # that step; an overlay tampered with in the registry's storage is named in a warning and its
-# step and those after it run again.
+# step and those after it run again; A with everything cached exports its cached steps to a
+# repository that lacks them, bottom first.
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
 . "$(dirname "$0")/../lib/harness.sh"
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
@@ -54,11 +55,11 @@ cat >"$TMP/config.json" <<EOF
 EOF
 
 # build LOG [ARGS...]: a machine of its own per LOG (its step cache $TMP/cache-LOG, empty at
-# first), the image in $TMP/out-LOG.
+# first; that of $ON when set), the image in $TMP/out-LOG.
 build() {
 	local log=$1
 	shift
-	IMGFORGE_CACHE_DIR=$TMP/cache-$log "$IMGF" build --force --output-dir "$TMP/out-$log" "$@" \
+	IMGFORGE_CACHE_DIR=$TMP/cache-${ON:-$log} "$IMGF" build --force --output-dir "$TMP/out-$log" "$@" \
 		"$TMP/config.json" >"$TMP/$log.log" 2>&1 || { tail -n 30 "$TMP/$log.log"; return 1; }
 }
 img() { echo "$TMP/out-$1/test-qemu-reg+kube-v1.31.2/test-qemu-reg+kube-v1.31.2.qcow2"; }
@@ -132,6 +133,18 @@ test_expect_success "an overlay tampered with in the registry: a warning names i
 	grep -q "blob '"'"'$blob'"'"': sha256 mismatch" "$TMP/b3.warn" &&
 	test "$(ran b3)" = "2/3: second 3/3: third " && test "$(cached b3)" = 1 &&
 	test "$(content b3)" = "one one one "
+'
+
+test_expect_success "A again, nothing changed, --cache-to a repository that has nothing: every cached step is exported, none runs" '
+	ON=a build a-again --cache-to "$REG/imgforge/other" &&
+	test -z "$(ran a-again)" &&
+	grep -q "nothing changed: the artifact built before is given out again" "$TMP/a-again.log" &&
+	test "$(grep -c "qemu-reg: step .* exported to .$REG/imgforge/other:step-" "$TMP/a-again.log")" = 3 &&
+	for s in first second third; do
+		test "$(manifest "step-$(key_of a $s)" | jq -r ".layers[0].digest")" = \
+			"$(curl -fsS -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+				"http://$REG/v2/imgforge/other/manifests/step-$(key_of a $s)" | jq -r ".layers[0].digest")" || exit 1
+	done
 '
 
 test_done
