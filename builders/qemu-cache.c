@@ -324,6 +324,133 @@ static int qemu_cache_reuse(struct imgf_build *b, const char *id, struct imgf_ar
 	return 0;
 }
 
+#define OVERLAY_TYPE "application/vnd.imgforge.qemu.overlay.v1+qcow2"
+
+/* `qemu-img info` of a qcow2 disk (no probing: a registry's file is taken for nothing else). */
+static int qcow2_info(const char *path, json_t **out, struct imgf_error **err)
+{
+	char *argv[] = {"qemu-img", "info", "-f", "qcow2", "--output=json", (char *)path, NULL};
+	struct strbuf sb = STRBUF_INIT;
+	*out = NULL;
+	int r = imgf_run(argv, &sb, err);
+	if (r == 0 && !json_is_object(*out = json_loads(sb.buf, 0, NULL)))
+		r = imgf_error_set(err, IMGF_EXIT_FAIL, "qemu-img info '%s': not JSON", path);
+	strbuf_release(&sb);
+	if (r < 0) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
+/* --cache-to: a step's disk is its own overlay; what it stands on is the previous step's. */
+static int qemu_cache_export_file(struct imgf_build *b, const char *id, char **file,
+				  char digest[72], const char **type, char **below,
+				  struct imgf_error **err)
+{
+	(void)b;
+	char hex[IMGF_DIGEST_HEX_MAX];
+	if (!cache_owned(id) || !disk_intact(id, hex))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "the step disk '%s' is not intact", id);
+	json_t *info = NULL;
+	if (qcow2_info(id, &info, err) < 0)
+		return -1;
+	const char *backing = json_string_value(json_object_get(info, "backing-filename"));
+	*below = backing && cache_owned(backing) ? xstrdup(backing) : NULL;
+	json_decref(info);
+	snprintf(digest, 72, "sha256:%.64s", hex);
+	*type = OVERLAY_TYPE;
+	*file = xstrdup(id);
+	return 0;
+}
+
+/* The base disk, fetched and verified, and its format, for the first step's overlay. */
+static int base_disk(struct imgf_build *b, char **path, char **format, struct imgf_error **err)
+{
+	struct imgf_input in;
+	imgf_qemu_base_input(b, &in);
+	int r = imgf_fetch_all(&in, 1, &b->fetch, err);
+	struct strbuf sb = STRBUF_INIT;
+	json_t *info = NULL;
+	char *argv[] = {"qemu-img", "info", "--output=json", in.path, NULL};
+	if (r == 0)
+		r = imgf_run(argv, &sb, err);
+	const char *fmt = NULL;
+	if (r == 0) {
+		info = json_loads(sb.buf, 0, NULL);
+		fmt = json_string_value(json_object_get(info, "format"));
+		if (!fmt || (strcmp(fmt, "qcow2") != 0 && strcmp(fmt, "raw") != 0) ||
+		    json_object_get(info, "backing-filename"))
+			r = imgf_error_set(err, IMGF_EXIT_FAIL,
+					   "'%s' is no standalone qcow2 or raw disk", in.path);
+	}
+	if (r == 0) {
+		*path = xstrdup(in.path);
+		*format = xstrdup(fmt);
+	}
+	json_decref(info);
+	strbuf_release(&sb);
+	imgf_input_release(&in);
+	return r < 0 ? imgf_error_prefix(err, "base image") : 0;
+}
+
+/*
+ * --cache-from: an overlay from a registry (its digest checked) becomes the step's cached disk,
+ * its backing file set to the disk below it here (or the base): a qcow2 that names an external
+ * data file is refused, as it would pull a host file into the image.
+ */
+static int qemu_cache_import_file(struct imgf_build *b, const char *key, const char *file,
+				  const char *below, char **id, int64_t *size,
+				  struct imgf_error **err)
+{
+	json_t *info = NULL;
+	if (qcow2_info(file, &info, err) < 0)
+		return imgf_error_prefix(err, "the step disk from the registry");
+	bool data_file =
+		json_object_get(json_object_get(json_object_get(info, "format-specific"), "data"),
+				"data-file") != NULL;
+	json_decref(info);
+	if (data_file)
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"the step disk from the registry names an external data file");
+	_cleanup_free_ char *base = NULL, *fmt = NULL;
+	if (!below && base_disk(b, &base, &fmt, err) < 0)
+		return -1;
+	_cleanup_free_ char *dir = xasprintf("%s/steps/qemu", b->cache_dir);
+	if (cache_mkdir(dir, err) < 0)
+		return -1;
+	char rnd[9];
+	snprintf(rnd, sizeof(rnd), "%08x", (unsigned)(getpid() ^ (unsigned)time(NULL) ^ rand()));
+	_cleanup_free_ char *dest = xasprintf("%s/%.16s-%s.qcow2", dir, key, rnd);
+	char *rebase[] = {"qemu-img", "rebase",
+			  "-q",	      "-u",
+			  "-f",	      "qcow2",
+			  "-b",	      below ? (char *)below : base,
+			  "-F",	      below ? "qcow2" : fmt,
+			  dest,	      NULL};
+	char hex[IMGF_DIGEST_HEX_MAX];
+	struct stat st;
+	int r = move_file(file, dest, err);
+	if (r == 0 && chmod(dest, 0600) < 0)
+		r = imgf_error_errno(err, errno, "chmod '%s'", dest);
+	if (r == 0)
+		r = imgf_run(rebase, NULL, err);
+	if (r == 0)
+		r = imgf_sidecar_write(dest, hex, err);
+	if (r == 0 && stat(dest, &st) < 0)
+		r = imgf_error_errno(err, errno, "stat '%s'", dest);
+	if (r < 0) {
+		unlink(dest);
+		_cleanup_free_ char *side = xasprintf("%s.sha256", dest);
+		unlink(side);
+		return -1;
+	}
+	*size = st.st_size;
+	*id = STEAL_POINTER(&dest);
+	return 0;
+}
+
 /* What only the boot check reads: a UEFI check of an image built for BIOS reruns no step. */
 static const char *const qemu_late_keys[] = {
 	"boot_check", "boot_timeout", "boot_memory_mb", "boot_cpus", "firmware", NULL,
@@ -338,4 +465,6 @@ const struct imgf_builder_cache_ops imgf_qemu_cache = {
 	.drop = qemu_cache_drop,
 	.keep = qemu_cache_keep,
 	.reuse = qemu_cache_reuse,
+	.export_file = qemu_cache_export_file,
+	.import_file = qemu_cache_import_file,
 };

@@ -9,7 +9,7 @@ _imgforge() {
 		return
 	fi
 	case ${COMP_WORDS[1]} in
-	build) opts='--only --except --var --var-file --lock --on-error --force --parallel-builds --no-cache --cache-to --cache-from --output-dir --json --verbose --help' ;;
+	build) opts='--only --except --var --var-file --lock --on-error --force --parallel-builds --no-cache --cache-to --cache-from --output-dir --auth-file --tls-verify --ca-file --json --verbose --help' ;;
 	validate) opts='--only --except --var --var-file --lock --json --verbose --help' ;;
 	inspect) opts='--only --except --var --var-file --lock --json --verbose --help' ;;
 	image-upload) opts='--key-file --bucket --ci --release --dry-run --json --verbose --help' ;;
@@ -32,13 +32,13 @@ _imgforge() {
 	--cache-to | -cache-to) return ;;
 	--cache-from | -cache-from) return ;;
 	--output-dir | -output-dir) mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
+	--auth-file | -auth-file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
+	--tls-verify | -tls-verify) return ;;
+	--ca-file | -ca-file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
 	--key-file | -key-file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
 	--bucket | -bucket) return ;;
 	--max-size | -max-size) return ;;
 	--older-than | -older-than) return ;;
-	--auth-file | -auth-file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
-	--tls-verify | -tls-verify) return ;;
-	--ca-file | -ca-file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
 	esac
 	case $cur in
 	-*) mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur") ;;

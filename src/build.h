@@ -16,6 +16,7 @@
 
 struct imgf_builder_ops;
 struct imgf_contract;
+struct imgf_push_opts;
 struct imgf_error;
 struct imgf_step;
 
@@ -33,6 +34,9 @@ struct imgf_build_opts {
 	bool no_cache; /* run every step (their cache entries are refreshed, none is reused) */
 	const char *cache_to;	/* REGISTRY/REPO: each step's state exported there (regcache.h) */
 	const char *cache_from; /* REGISTRY/REPO: cached steps looked up there too */
+	/* how --cache-to and --cache-from speak to their registries: --auth-file, --tls-verify,
+	 * --ca-file (regpush.h); NULL: the default docker config, TLS verified */
+	const struct imgf_push_opts *registry;
 	const char *output_dir; /* parent of BUILD_NAME+kube-VERSION, default "output" */
 	bool validate_only;
 	bool inspect; /* for `inspect`: its output is the plan, with no warnings among it */

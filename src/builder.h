@@ -47,8 +47,11 @@ struct imgf_artifact {
  *   reuse                    MAY be NULL: the artifact is made again from the last step's state
  *   keep                     MAY be NULL: the artifact's own id is kept
  *   load                     MAY be NULL: the builder's states cannot come from a registry
- *                            (--cache-from, src/regcache.h); with image_save it exports them
- *                            (--cache-to)
+ *                            as images (--cache-from, src/regcache.h); with image_save it
+ *                            exports them (--cache-to)
+ *   export_file, import_file MAY be NULL, both or neither: the builder's states are files
+ *                            stacked on the previous step's (qemu's overlays), which a
+ *                            registry keeps one per step as an OCI artifact (src/regcache.h)
  *   late_keys                MAY be NULL: the config keys that act only once the steps have
  *                            run (qemu's boot check, the firmware the image boots with); they
  *                            are left out of every step's cache key (not of the finished
@@ -88,6 +91,15 @@ struct imgf_builder_cache_ops {
 	 * (a docker-archive), whose image must then be known as `id`. */
 	int (*load)(struct imgf_build *b, const char *archive, const char *id,
 		    struct imgf_error **err);
+	/* The file that holds state `id`'s own step, its digest ("sha256:HEX") and its media
+	 * type, and the state it stands on (*below, NULL: the base); newly allocated, *type
+	 * static. */
+	int (*export_file)(struct imgf_build *b, const char *id, char **file, char digest[72],
+			   const char **type, char **below, struct imgf_error **err);
+	/* Make `file` (from a registry, verified by digest; the hook takes it) the state of step
+	 * `key` on top of the state `below` (NULL: the base): *id and *size as save gives them. */
+	int (*import_file)(struct imgf_build *b, const char *key, const char *file,
+			   const char *below, char **id, int64_t *size, struct imgf_error **err);
 };
 
 struct imgf_builder_ops {

@@ -93,10 +93,10 @@ static const struct option_def options[] = {
 	 "       run every step; reuse nothing from the step cache (it is refreshed)"},
 	{OPT_CACHE_TO, "cache-to", true, C_BUILD,
 	 "R     export each step's state to the registry repository R (REGISTRY/REPO) as\n"
-	 "                    it is made, tagged step-KEY (docker builder)"},
+	 "                    it is made, tagged step-KEY"},
 	{OPT_CACHE_FROM, "cache-from", true, C_BUILD,
 	 "R   start from the deepest step R (REGISTRY/REPO) holds, verified by digest, when\n"
-	 "                    the local step cache has none as deep (docker builder)"},
+	 "                    the local step cache has none as deep"},
 	{OPT_MAX_SIZE, "max-size", true, C_CACHE,
 	 "N    prune: keep at most N bytes (K, M, G, T), least recently used go first"},
 	{OPT_OLDER_THAN, "older-than", true, C_CACHE,
@@ -112,12 +112,13 @@ static const struct option_def options[] = {
 	 "        upload under release/ whatever the version"},
 	{OPT_DRY_RUN, "dry-run", false, C_UPLOAD,
 	 "        say what would be uploaded, upload nothing"},
-	{OPT_AUTH_FILE, "auth-file", true, C_PUSH_INDEX,
+	{OPT_AUTH_FILE, "auth-file", true, C_BUILD | C_PUSH_INDEX,
 	 "F   registry credentials: a docker config.json (default: $DOCKER_CONFIG/config.json or\n"
-	 "                    ~/.docker/config.json when present)"},
-	{OPT_TLS_VERIFY, "tls-verify", true, C_PUSH_INDEX,
+	 "                    ~/.docker/config.json when present); for build, --cache-to's and\n"
+	 "                    --cache-from's"},
+	{OPT_TLS_VERIFY, "tls-verify", true, C_BUILD | C_PUSH_INDEX,
 	 "B  true (default) or false: verify the registry's TLS certificate"},
-	{OPT_CA_FILE, "ca-file", true, C_PUSH_INDEX,
+	{OPT_CA_FILE, "ca-file", true, C_BUILD | C_PUSH_INDEX,
 	 "F     CA certificates to verify the registry with"},
 	/* not for lock: its stdout is the lock */
 	{OPT_JSON, "json", false,
@@ -185,6 +186,7 @@ static const struct command commands[] = {
 	 "imgforge build [--only A,B] [--except C] [--var k=v]... [--var-file F]...\n"
 	 "               [--on-error=cleanup|abort] [--force] [--parallel-builds N] [--no-cache]\n"
 	 "               [--cache-to REGISTRY/REPO] [--cache-from REGISTRY/REPO]\n"
+	 "               [--auth-file F] [--tls-verify=false] [--ca-file F]\n"
 	 "               [--output-dir DIR] [--lock FILE] [--json] CONFIG...",
 	 "build the images a config defines"},
 	{"validate", cmd_validate, C_VALIDATE,
@@ -289,8 +291,6 @@ static int apply_option(struct cli *c, const struct option_def *o, const char *v
 		return imgf_parallel_parse(val, &c->build.parallel_builds, err);
 	case OPT_OUTPUT_DIR:
 		free((char *)c->build.output_dir);
-		free((char *)c->build.cache_to);
-		free((char *)c->build.cache_from);
 		c->build.output_dir = xstrdup(val);
 		break;
 	case OPT_JSON:
@@ -473,6 +473,7 @@ static int cmd_build(struct cli *c, unsigned bit)
 {
 	(void)bit;
 	int r = need_configs(c, "build");
+	c->build.registry = &c->push; /* --auth-file, --tls-verify, --ca-file */
 	return r ? r : run_configs(c, false);
 }
 

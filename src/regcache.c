@@ -58,9 +58,17 @@ char *imgf_regcache_ref(const char *repo, const char *key, const char *what)
 	return xasprintf("%s:step-%s%s%s", repo, key, what ? "." : "", what ? what : "");
 }
 
+/* Whether the builder's states are files stacked step on step (qemu's overlays). */
+static bool file_mode(const struct imgf_build *b)
+{
+	const struct imgf_builder_cache_ops *c = b->builder->cache;
+	return c && c->export_file && c->import_file;
+}
+
 bool imgf_regcache_supported(const struct imgf_build *b)
 {
-	return b->builder->image_save && b->builder->cache && b->builder->cache->load;
+	return (b->builder->image_save && b->builder->cache && b->builder->cache->load) ||
+	       file_mode(b);
 }
 
 json_t *imgf_regcache_record_new(const char *const *keys, size_t i, const char *builder,
@@ -140,6 +148,18 @@ static const char *build_arch(const struct imgf_build *b)
 	return str_has_prefix(p, "linux/") ? p + 6 : "amd64";
 }
 
+/* How the registries are spoken to: --auth-file, --tls-verify, --ca-file. */
+static struct imgf_push_opts push_opts(const struct imgf_build *b)
+{
+	struct imgf_push_opts o = {.remove_archive = true};
+	if (b->opts->registry) {
+		o.auth_file = b->opts->registry->auth_file;
+		o.tls_no_verify = b->opts->registry->tls_no_verify;
+		o.ca_file = b->opts->registry->ca_file;
+	}
+	return o;
+}
+
 /* A directory of its own under the build's stage dir, for the while (removed by the caller). */
 static int work_dir(struct imgf_build *b, char **out, struct imgf_error **err)
 {
@@ -174,34 +194,73 @@ static int record_archive(const char *path, const char *config, struct imgf_erro
 	return -1;
 }
 
+/* The state of an image builder: the image `id` as image_save writes it, pushed as is. */
+static int put_image(struct imgf_build *b, const char *id, const char *dir, const char *ref,
+		     char manifest[72], struct imgf_push_stats *st, struct imgf_error **err)
+{
+	_cleanup_free_ char *tar = path_join(dir, "state.tar");
+	_cleanup_free_ char *unpacked = path_join(dir, "state");
+	struct imgf_push_opts o = push_opts(b);
+	if (mkdir_p(unpacked, 0700, err) < 0 || b->builder->image_save(b, id, tar, err) < 0)
+		return -1;
+	return imgf_registry_push_archive(tar, id, ref, unpacked, &o, manifest, st, err);
+}
+
+/* The state of a file builder: the step's own file as the one layer of an artifact, *digest
+ * its digest; it must stand on `below`, the previous step's state (NULL: the base). */
+static int put_file(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
+		    const char *below, const char *ref, char digest[72], char manifest[72],
+		    struct imgf_push_stats *st, struct imgf_error **err)
+{
+	_cleanup_free_ char *file = NULL, *on = NULL;
+	const char *type = NULL;
+	if (b->builder->cache->export_file(b, id, &file, digest, &type, &on, err) < 0)
+		return -1;
+	if ((on == NULL) != (below == NULL) || (on && strcmp(on, below) != 0))
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "'%s' stands on %s%s%s, not on %s%s%s",
+				      id, on ? "'" : "", on ? on : "the base", on ? "'" : "",
+				      below ? "the previous step's '" : "the base",
+				      below ? below : "", below ? "'" : "");
+	json_t *cfg =
+		json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "architecture", build_arch(b), "os",
+			  "linux", "imgforge", "builder", b->builder->name, "key", keys[i], "below",
+			  i ? keys[i - 1] : "base", "step", b->steps[i].label);
+	_cleanup_free_ char *config = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(cfg);
+	_cleanup_free_ char *title = xasprintf("step-%s.%s", keys[i], b->builder->name);
+	struct imgf_push_file f = {
+		.path = file, .media_type = type, .digest = digest, .title = title};
+	struct imgf_push_opts o = push_opts(b);
+	return imgf_registry_push_artifact(ref, IMGF_REGCACHE_ARTIFACT_TYPE,
+					   IMGF_REGCACHE_CONFIG_TYPE, config, &f, 1, &o, manifest,
+					   st, err);
+}
+
 int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
-		      json_t *inputs, struct imgf_error **err)
+		      const char *below, json_t *inputs, struct imgf_error **err)
 {
 	const char *repo = b->opts->cache_to;
 	const char *key = keys[i];
 	_cleanup_free_ char *dir = NULL;
 	if (work_dir(b, &dir, err) < 0)
 		return -1;
-	_cleanup_free_ char *tar = path_join(dir, "state.tar");
-	_cleanup_free_ char *unpacked = path_join(dir, "state");
 	_cleanup_free_ char *rtar = path_join(dir, "record.tar");
 	_cleanup_free_ char *runpacked = path_join(dir, "record");
 	_cleanup_free_ char *state_ref = imgf_regcache_ref(repo, key, NULL);
 	_cleanup_free_ char *record_ref = imgf_regcache_ref(repo, key, "record");
-	struct imgf_push_opts o = {.remove_archive = true};
+	struct imgf_push_opts o = push_opts(b);
 	struct imgf_push_stats st = {0}, rst = {0};
-	char manifest[72], rdigest[72];
-	int r = mkdir_p(unpacked, 0700, err);
-	if (r == 0)
-		r = mkdir_p(runpacked, 0700, err);
-	if (r == 0)
-		r = b->builder->image_save(b, id, tar, err);
-	if (r == 0)
-		r = imgf_registry_push_archive(tar, id, state_ref, unpacked, &o, manifest, &st,
-					       err);
+	char manifest[72], rdigest[72], state[72];
+	int r = mkdir_p(runpacked, 0700, err);
+	if (r == 0 && file_mode(b)) {
+		r = put_file(b, keys, i, id, below, state_ref, state, manifest, &st, err);
+	} else if (r == 0) {
+		snprintf(state, sizeof(state), "%s", id);
+		r = put_image(b, id, dir, state_ref, manifest, &st, err);
+	}
 	if (r == 0) {
 		json_t *cfg = imgf_regcache_record_new(keys, i, b->builder->name, b->def->name,
-						       b->steps[i].label, id, manifest,
+						       b->steps[i].label, state, manifest,
 						       build_arch(b), inputs);
 		_cleanup_free_ char *raw = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 		json_decref(cfg);
@@ -311,7 +370,8 @@ static int pull_layout(struct imgf_build *b, const char *ref, const char *dir, c
 {
 	_cleanup_free_ char *tar = xasprintf("%s/%s.tar", dir, name);
 	struct imgf_error *e = NULL;
-	if (imgf_registry_pull_oci(ref, NULL, build_arch(b), &b->fetch, tar, digest, &e) < 0) {
+	struct imgf_push_opts o = push_opts(b);
+	if (imgf_registry_pull_oci_as(ref, build_arch(b), &b->fetch, &o, tar, digest, &e) < 0) {
 		/* The pull client says what the registry answered; a tag it does not have is
 		 * a 404 (MANIFEST_UNKNOWN), which only says the entry is not there. */
 		if (missing_ok && strstr(e->msg, "HTTP 404")) {
@@ -387,25 +447,25 @@ static void blobs_forget(const struct imgf_build *b, json_t *manifest)
 	}
 }
 
-bool imgf_regcache_has(struct imgf_build *b, const char *const *keys, size_t i)
+int imgf_regcache_probe(struct imgf_build *b, const char *repo, const char *const *keys, size_t i,
+			struct imgf_error **err)
 {
 	_cleanup_free_ char *dir = NULL;
-	struct imgf_error *e = NULL;
-	if (work_dir(b, &dir, &e) < 0) {
-		imgf_error_free(e);
-		return false;
-	}
-	_cleanup_free_ char *ref = imgf_regcache_ref(b->opts->cache_to, keys[i], "record");
+	if (work_dir(b, &dir, err) < 0)
+		return -1;
+	_cleanup_free_ char *ref = imgf_regcache_ref(repo, keys[i], "record");
 	_cleanup_free_ char *tar = path_join(dir, "record.tar");
 	json_t *man = NULL, *record = NULL;
 	char digest[72];
-	bool yes = false;
-	if (pull_layout(b, ref, dir, "record", true, &man, digest, &e) > 0) {
+	struct imgf_error *e = NULL;
+	int r = pull_layout(b, ref, dir, "record", true, &man, digest, err);
+	if (r > 0) {
 		const char *cd = json_string_value(
 			json_object_get(json_object_get(man, "config"), "digest"));
 		record = cd ? layout_blob(tar, cd, &e) : NULL;
-		yes = record &&
-		      imgf_regcache_record_check(record, keys, i, b->builder->name, &e) == 0;
+		if (!record ||
+		    imgf_regcache_record_check(record, keys, i, b->builder->name, &e) < 0)
+			r = 0; /* not this build's: as if it were not there */
 	}
 	if (e)
 		log_debug("%s: %s", ref, e->msg);
@@ -413,12 +473,59 @@ bool imgf_regcache_has(struct imgf_build *b, const char *const *keys, size_t i)
 	json_decref(man);
 	json_decref(record);
 	rm_rf(dir, NULL);
-	return yes;
+	return r;
+}
+
+bool imgf_regcache_has(struct imgf_build *b, const char *const *keys, size_t i)
+{
+	struct imgf_error *e = NULL;
+	int r = imgf_regcache_probe(b, b->opts->cache_to, keys, i, &e);
+	if (e)
+		log_debug("%s", e->msg);
+	imgf_error_free(e);
+	return r > 0;
+}
+
+/* A file builder's state from the artifact `ref` (by digest): its one layer must be the file
+ * the record names (`state`), every blob verified on the way; the builder then stacks it on
+ * the previous step's state. */
+static int get_file(struct imgf_build *b, const char *key, size_t i, const char *below,
+		    const char *ref, const char *state, char **id, int64_t *size,
+		    struct imgf_error **err)
+{
+	if (i && !below)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "step %zu's state is not at hand", i);
+	struct imgf_push_opts o = push_opts(b);
+	json_t *man = NULL;
+	char **paths = NULL;
+	char digest[72];
+	int r = imgf_registry_fetch_image(ref, build_arch(b), &b->fetch, &o, &man, &paths, digest,
+					  err);
+	if (r < 0)
+		return -1;
+	json_t *layers = json_object_get(man, "layers");
+	const char *at = json_string_value(json_object_get(man, "artifactType"));
+	const char *ld = json_string_value(json_object_get(json_array_get(layers, 0), "digest"));
+	if (!at || strcmp(at, IMGF_REGCACHE_ARTIFACT_TYPE) != 0)
+		r = imgf_error_set(err, IMGF_EXIT_FAIL, "'%s': the artifact type is '%s', not '%s'",
+				   ref, at ? at : "(none)", IMGF_REGCACHE_ARTIFACT_TYPE);
+	else if (json_array_size(layers) != 1 || !ld || strcmp(ld, state) != 0)
+		r = imgf_error_set(err, IMGF_EXIT_FAIL,
+				   "'%s': the artifact's file is %s, the record names %s", ref,
+				   ld ? ld : "(none)", state);
+	if (r == 0)
+		r = b->builder->cache->import_file(b, key, paths[1], below, id, size, err);
+	for (size_t k = 0; paths && paths[k]; k++)
+		unlink(paths[k]); /* the blobs leave the download cache (the file is taken) */
+	strv_free(paths);
+	json_decref(man);
+	return r;
 }
 
 /* imgf_regcache_get in dir: the record, then the state it names. */
-static int get_in(struct imgf_build *b, const char *const *keys, size_t i, const char *dir,
-		  char **id, json_t **inputs, bool *unreachable, struct imgf_error **err)
+static int get_in(struct imgf_build *b, const char *const *keys, size_t i, const char *below,
+		  const char *dir, char **id, int64_t *size, json_t **inputs, bool *unreachable,
+		  struct imgf_error **err)
 {
 	const char *repo = b->opts->cache_from;
 	const char *key = keys[i];
@@ -448,6 +555,23 @@ static int get_in(struct imgf_build *b, const char *const *keys, size_t i, const
 	const char *mdigest = json_string_value(json_object_get(rec, "manifest"));
 	/* By digest: the manifest the record names, and nothing else. */
 	state_ref = xasprintf("%s@%s", repo, mdigest);
+	if (file_mode(b)) {
+		r = get_file(b, key, i, below, state_ref, state, id, size, err);
+		if (r < 0)
+			goto out;
+		/* What was made is a state intact as a local one must be. */
+		r = b->builder->cache->check(b, key, *id, false, err);
+		if (r == 0)
+			r = imgf_error_set(err, IMGF_EXIT_FAIL, "'%s' is not intact", *id);
+		if (r < 0) {
+			free(*id);
+			*id = NULL;
+			goto out;
+		}
+		*inputs = json_incref(json_object_get(rec, "inputs"));
+		r = 1;
+		goto out;
+	}
 	r = pull_layout(b, state_ref, dir, "state", false, &sman, digest, err);
 	if (r < 0)
 		goto out;
@@ -482,14 +606,16 @@ out:
 	return r;
 }
 
-int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, char **id,
-		      json_t **inputs, bool *unreachable, struct imgf_error **err)
+int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, const char *below,
+		      char **id, int64_t *size, json_t **inputs, bool *unreachable,
+		      struct imgf_error **err)
 {
 	*unreachable = false;
+	*size = 0;
 	_cleanup_free_ char *dir = NULL;
 	if (work_dir(b, &dir, err) < 0)
 		return -1;
-	int r = get_in(b, keys, i, dir, id, inputs, unreachable, err);
+	int r = get_in(b, keys, i, below, dir, id, size, inputs, unreachable, err);
 	rm_rf(dir, NULL);
 	return r;
 }

@@ -4,12 +4,17 @@
  * the deepest step it finds there, as if it had built it (src/stepcache.h).
  *
  * An entry is two tags of REPO, both for the step key KEY (64 hex digits):
- *   step-KEY         the state: the step's image as the builder saves it (image_save), an OCI
- *                    image of uncompressed layers whose config is the engine's (docker pull
- *                    gives the same image ID);
+ *   step-KEY         the state: for a builder whose states are images (docker), the step's
+ *                    image as the builder saves it (image_save), an OCI image of uncompressed
+ *                    layers whose config is the engine's (docker pull gives the same image
+ *                    ID); for one whose states are files stacked step on step (qemu's qcow2
+ *                    overlays), an OCI artifact (artifactType IMGF_REGCACHE_ARTIFACT_TYPE)
+ *                    whose one layer is the step's own file with the builder's media type
+ *                    (export_file) and whose config names the key and the key below it;
  *   step-KEY.record  the record, pushed last: an OCI image of no layers whose config holds,
  *                    under "imgforge", the key chain that leads to KEY (every step key from the
- *                    first step on), the state's image ID and manifest digest, the step, and
+ *                    first step on), the state (the image ID, or the file's digest) and its
+ *                    manifest digest, the step, and
  *                    what the steps so far recorded (the build's inputs, URLs redacted).
  * A record is trusted no more than a local entry: its chain must be this build's, the state is
  * pulled by the manifest digest it names, every blob verified by digest on the way
@@ -17,14 +22,20 @@
  * loaded (check: the image holds KEY). Any mismatch is a warning naming the blob or field and
  * the step, and the build looks for a shallower entry, else runs the steps.
  *
- * Only builders whose states are container images (image_save and cache->load) take part; the
- * qemu builder's overlays do not (yet).
+ * A file builder's step needs every step below it: --cache-from takes the steps past the local
+ * prefix one by one up to the deepest the registry holds, each stacked on the one before
+ * (import_file), each checked as a local entry is; the first that fails stops there.
+ *
+ * Registries are spoken to as --auth-file, --tls-verify and --ca-file say (b->opts->registry):
+ * a refusal (401), a TLS failure or an unreachable registry is a warning, never a failed
+ * build: the steps run.
  */
 #ifndef IMGF_REGCACHE_H
 #define IMGF_REGCACHE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -36,6 +47,9 @@ int imgf_regcache_repo_check(const char *s, struct imgf_error **err);
 
 /* "REPO:step-KEY" (what NULL) or "REPO:step-KEY.WHAT", newly allocated. */
 char *imgf_regcache_ref(const char *repo, const char *key, const char *what);
+
+#define IMGF_REGCACHE_ARTIFACT_TYPE "application/vnd.imgforge.step.v1"
+#define IMGF_REGCACHE_CONFIG_TYPE "application/vnd.imgforge.step.config.v1+json"
 
 /* Whether the builder of b can keep its step states in a registry. */
 bool imgf_regcache_supported(const struct imgf_build *b);
@@ -56,9 +70,15 @@ int imgf_regcache_record_check(json_t *record, const char *const *keys, size_t i
 			       const char *builder, struct imgf_error **err);
 
 /* --cache-to: push step i's state `id` (keys: the step cache's keys, b->cache->keys) and its
- * record with `inputs` (borrowed). */
+ * record with `inputs` (borrowed). A file builder's state must stand on `below`, step i-1's
+ * state (NULL: the base), else it is not pushed. */
 int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
-		      json_t *inputs, struct imgf_error **err);
+		      const char *below, json_t *inputs, struct imgf_error **err);
+
+/* Whether REPO has step i's record, of this build's chain: 1 yes, 0 no (or not this build's),
+ * < 0 with *err when the registry cannot be asked (refusing, away). */
+int imgf_regcache_probe(struct imgf_build *b, const char *repo, const char *const *keys, size_t i,
+			struct imgf_error **err);
 
 /* Whether --cache-to's registry has step i's record, of this build's chain (a failure to look
  * is a no). */
@@ -66,11 +86,14 @@ bool imgf_regcache_has(struct imgf_build *b, const char *const *keys, size_t i);
 
 /*
  * --cache-from: step i's entry from the registry, checked and loaded into the builder: 1 and
- * *id (the state, newly allocated) and *inputs (new reference) when it is used; 0 when the
- * registry has none; < 0 with *err when it is there but not usable (then *unreachable says
- * whether the registry itself failed, when looking further is pointless).
+ * *id (the state, newly allocated), *size (what it adds to the cache, 0 when unknown) and
+ * *inputs (new reference) when it is used; 0 when the registry has none; < 0 with *err when it
+ * is there but not usable (then *unreachable says whether the registry itself failed, when
+ * looking further is pointless). A file builder's step i > 0 goes on `below`, the state of
+ * step i - 1 here (ignored for an image builder).
  */
-int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, char **id,
-		      json_t **inputs, bool *unreachable, struct imgf_error **err);
+int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, const char *below,
+		      char **id, int64_t *size, json_t **inputs, bool *unreachable,
+		      struct imgf_error **err);
 
 #endif

@@ -103,12 +103,18 @@ json_t *imgf_stepcache_inputs_so_far(struct imgf_build *b);
 /*
  * --cache-from: the deepest step past the local prefix that the registry holds, checked and
  * loaded (src/regcache.h), becomes a local entry as if this build had saved it. An entry that
- * fails its checks is named in a warning and a shallower one is looked for.
+ * fails its checks is named in a warning and a shallower one is looked for. A file builder's
+ * steps come one by one up to the deepest, each on the one before; the first that fails
+ * stops it there.
  */
 void imgf_stepcache_remote_lookup(struct imgf_build *b);
 
 /* --cache-to: step i's state `id` and what the steps recorded (inputs, borrowed) to the
  * registry; a failure warns, and no later step is tried (the registry is likely away). */
 void imgf_stepcache_remote_put(struct imgf_build *b, size_t i, const char *id, json_t *inputs);
+
+/* --cache-to at the start: the deepest cached step (and, for a file builder, every step below
+ * it the registry lacks) to the registry, unless it is there already. */
+void imgf_stepcache_remote_put_deepest(struct imgf_build *b);
 
 #endif

@@ -1,12 +1,14 @@
 /*
  * The step cache in a registry (src/regcache.h): --cache-from finds the deepest step the
- * registry holds past the local prefix and makes it a local entry; --cache-to exports each
- * state the build saves or finds.
+ * registry holds past the local prefix and makes it a local entry (a file builder: every step
+ * up to it, one on the other); --cache-to exports each state the build saves or finds.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "build.h"
+#include "builder.h"
 #include "error.h"
 #include "log.h"
 #include "provisioner.h"
@@ -15,59 +17,144 @@
 #include "stepcache-internal.h"
 #include "util.h"
 
-void imgf_stepcache_remote_lookup(struct imgf_build *b)
+/* Whether the builder's states are files stacked step on step (regcache.h). */
+static bool file_mode(const struct imgf_build *b)
+{
+	return b->builder->cache->export_file && b->builder->cache->import_file;
+}
+
+/* Say that step i's entry in the registry is not used, and why (e is freed). */
+static void rejected(struct imgf_build *b, size_t i, struct imgf_error *e, bool unreachable)
+{
+	struct imgf_stepcache *c = b->cache;
+	struct imgf_step *s = &b->steps[i];
+	const char *repo = b->opts->cache_from;
+	log_warn("%s: step %zu/%zu '%s': the cache entry %.12s in '%s' is not used%s: %s",
+		 b->def->name, i + 1, b->nsteps, s->label, c->keys[i], repo,
+		 unreachable ? " (nor is any other of that registry)" : "", e->msg);
+	imgf_event("cache-rejected",
+		   json_pack("{s:s,s:i,s:s,s:s,s:s,s:s}", "image", b->def->name, "index",
+			     (int)i + 1, "step", s->label, "key", c->keys[i], "from", repo, "error",
+			     e->msg),
+		   NULL);
+	imgf_error_free(e);
+}
+
+/* Step i's state from the registry (`inputs` stolen) becomes a local entry, as if this build
+ * had saved it. */
+static void take(struct imgf_build *b, size_t i, const char *id, int64_t size, json_t *inputs)
+{
+	struct imgf_stepcache *c = b->cache;
+	struct imgf_step *s = &b->steps[i];
+	int save = imgf_stepcache_save_lock(b, c->keys[i], s->label);
+	json_t *entry = imgf_stepcache_entry_new(b, c->keys[i], s->label, (long)i, id, size, false);
+	json_object_set_new(entry, "inputs", inputs);
+	json_object_set_new(entry, "from", json_string(b->opts->cache_from));
+	imgf_stepcache_entry_replace(b, json_incref(entry));
+	imgf_stepcache_use_take(c, &c->use[i], c->keys[i]);
+	if (save >= 0)
+		close(save);
+	json_decref(c->found[i]);
+	c->found[i] = entry;
+	c->hit = i + 1;
+}
+
+static void say_pulled(struct imgf_build *b, size_t i, const char *id)
 {
 	struct imgf_stepcache *c = b->cache;
 	const char *repo = b->opts->cache_from;
+	_cleanup_free_ char *human =
+		xasprintf("%s: steps 1 to %zu of %zu come from the registry cache '%s' (%.12s, %s)",
+			  b->def->name, i + 1, b->nsteps, repo, c->keys[i], id);
+	imgf_event("cache-pulled",
+		   json_pack("{s:s,s:i,s:s,s:s,s:s,s:s}", "image", b->def->name, "index",
+			     (int)i + 1, "step", b->steps[i].label, "key", c->keys[i], "from", repo,
+			     "id", id),
+		   human);
+}
+
+/* Step i from the registry into the local cache: 1 taken, 0 not there, -1 rejected (said). */
+static int pull_step(struct imgf_build *b, size_t i, bool *unreachable)
+{
+	struct imgf_stepcache *c = b->cache;
+	_cleanup_free_ char *id = NULL;
+	json_t *inputs = NULL;
+	int64_t size = 0;
+	struct imgf_error *e = NULL;
+	double t0 = imgf_now();
+	const char *below = i ? json_string_value(json_object_get(c->found[i - 1], "id")) : NULL;
+	int r = imgf_regcache_get(b, (const char *const *)c->keys, i, below, &id, &size, &inputs,
+				  unreachable, &e);
+	if (r < 0)
+		rejected(b, i, e, *unreachable);
+	if (r <= 0)
+		return r;
+	imgf_build_phase(b, "cache-pull", imgf_now() - t0);
+	take(b, i, id, size, inputs);
+	return 1;
+}
+
+/* A file builder: the deepest step the registry holds, then every step up to it in turn. */
+static void lookup_files(struct imgf_build *b)
+{
+	struct imgf_stepcache *c = b->cache;
+	size_t deepest = SIZE_MAX;
 	for (size_t i = b->nsteps; i-- > c->hit;) {
-		struct imgf_step *s = &b->steps[i];
-		_cleanup_free_ char *id = NULL;
-		json_t *inputs = NULL;
-		bool unreachable = false;
 		struct imgf_error *e = NULL;
-		double t0 = imgf_now();
-		int r = imgf_regcache_get(b, (const char *const *)c->keys, i, &id, &inputs,
-					  &unreachable, &e);
-		if (r == 0)
-			continue;
+		int r = imgf_regcache_probe(b, b->opts->cache_from, (const char *const *)c->keys, i,
+					    &e);
 		if (r < 0) {
-			log_warn(
-				"%s: step %zu/%zu '%s': the cache entry %.12s in '%s' is not used%s: "
-				"%s",
-				b->def->name, i + 1, b->nsteps, s->label, c->keys[i], repo,
-				unreachable ? " (nor is any other of that registry)" : "", e->msg);
-			imgf_event("cache-rejected",
-				   json_pack("{s:s,s:i,s:s,s:s,s:s,s:s}", "image", b->def->name,
-					     "index", (int)i + 1, "step", s->label, "key",
-					     c->keys[i], "from", repo, "error", e->msg),
-				   NULL);
-			imgf_error_free(e);
-			if (unreachable)
-				return;
-			continue;
+			rejected(b, i, e, true);
+			return;
 		}
-		imgf_build_phase(b, "cache-pull", imgf_now() - t0);
-		int save = imgf_stepcache_save_lock(b, c->keys[i], s->label);
-		json_t *entry =
-			imgf_stepcache_entry_new(b, c->keys[i], s->label, (long)i, id, 0, false);
-		json_object_set_new(entry, "inputs", inputs);
-		json_object_set_new(entry, "from", json_string(repo));
-		imgf_stepcache_entry_replace(b, json_incref(entry));
-		imgf_stepcache_use_take(c, &c->use[i], c->keys[i]);
-		if (save >= 0)
-			close(save);
-		c->found[i] = entry;
-		c->hit = i + 1;
-		_cleanup_free_ char *human = xasprintf(
-			"%s: steps 1 to %zu of %zu come from the registry cache '%s' (%.12s, %s)",
-			b->def->name, i + 1, b->nsteps, repo, c->keys[i], id);
-		imgf_event("cache-pulled",
-			   json_pack("{s:s,s:i,s:s,s:s,s:s,s:s}", "image", b->def->name, "index",
-				     (int)i + 1, "step", s->label, "key", c->keys[i], "from", repo,
-				     "id", id),
-			   human);
+		if (r > 0) {
+			deepest = i;
+			break;
+		}
+	}
+	if (deepest == SIZE_MAX)
+		return;
+	size_t first = c->hit;
+	for (size_t i = c->hit; i <= deepest; i++) {
+		bool unreachable = false;
+		int r = pull_step(b, i, &unreachable);
+		if (r == 0)
+			log_warn("%s: step %zu/%zu '%s': the registry cache '%s' has step %zu but "
+				 "not this one: the steps from here run",
+				 b->def->name, i + 1, b->nsteps, b->steps[i].label,
+				 b->opts->cache_from, deepest + 1);
+		if (r <= 0)
+			break;
+	}
+	if (c->hit > first)
+		say_pulled(b, c->hit - 1,
+			   json_string_value(json_object_get(c->found[c->hit - 1], "id")));
+}
+
+void imgf_stepcache_remote_lookup(struct imgf_build *b)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (file_mode(b)) {
+		lookup_files(b);
 		return;
 	}
+	for (size_t i = b->nsteps; i-- > c->hit;) {
+		bool unreachable = false;
+		int r = pull_step(b, i, &unreachable);
+		if (r == 0 || (r < 0 && !unreachable))
+			continue;
+		if (r > 0)
+			say_pulled(b, i, json_string_value(json_object_get(c->found[i], "id")));
+		return;
+	}
+}
+
+/* The local entry of step i (a new reference), or NULL. */
+static json_t *local_entry(const struct imgf_build *b, size_t i)
+{
+	_cleanup_free_ char *name = xasprintf("%s.json", b->cache->keys[i]);
+	_cleanup_free_ char *path = path_join(b->cache->dir, name);
+	return imgf_stepcache_entry_load(path);
 }
 
 void imgf_stepcache_remote_put(struct imgf_build *b, size_t i, const char *id, json_t *inputs)
@@ -75,9 +162,17 @@ void imgf_stepcache_remote_put(struct imgf_build *b, size_t i, const char *id, j
 	struct imgf_stepcache *c = b->cache;
 	if (!b->opts->cache_to || c->put_off || !imgf_regcache_supported(b))
 		return;
+	/* A file builder's state stands on the previous step's, which must be that entry's. */
+	json_t *prev = file_mode(b) && i ? local_entry(b, i - 1) : NULL;
+	const char *below = json_string_value(json_object_get(prev, "id"));
 	struct imgf_error *e = NULL;
 	double t0 = imgf_now();
-	if (imgf_regcache_put(b, (const char *const *)c->keys, i, id, inputs, &e) < 0) {
+	int r = file_mode(b) && i && !below
+			? imgf_error_set(&e, IMGF_EXIT_FAIL, "step %zu is not cached here", i)
+			: imgf_regcache_put(b, (const char *const *)c->keys, i, id, below, inputs,
+					    &e);
+	json_decref(prev);
+	if (r < 0) {
 		log_warn("%s: step '%s' (and any after it) is not exported to '%s': %s",
 			 b->def->name, b->steps[i].label, b->opts->cache_to, e->msg);
 		imgf_error_free(e);
@@ -85,4 +180,30 @@ void imgf_stepcache_remote_put(struct imgf_build *b, size_t i, const char *id, j
 		return;
 	}
 	imgf_build_phase(b, "cache-push", imgf_now() - t0);
+}
+
+void imgf_stepcache_remote_put_deepest(struct imgf_build *b)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!c->hit || imgf_regcache_has(b, (const char *const *)c->keys, c->hit - 1))
+		return;
+	/* A file builder's step is of use only with every step below it: those the registry
+	 * lacks go first. */
+	size_t from = c->hit - 1;
+	while (file_mode(b) && from > 0 &&
+	       !imgf_regcache_has(b, (const char *const *)c->keys, from - 1))
+		from--;
+	for (size_t i = from; i < c->hit && !c->put_off; i++) {
+		json_t *e = i == c->hit - 1 ? json_incref(c->found[i]) : local_entry(b, i);
+		if (!e) {
+			log_warn("%s: step '%s' (and any after it) is not exported to '%s': it is "
+				 "not cached here",
+				 b->def->name, b->steps[i].label, b->opts->cache_to);
+			c->put_off = true;
+			return;
+		}
+		imgf_stepcache_remote_put(b, i, json_string_value(json_object_get(e, "id")),
+					  json_object_get(e, "inputs"));
+		json_decref(e);
+	}
 }

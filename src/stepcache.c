@@ -94,15 +94,13 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 			break;
 		}
 	}
+	if (r > 0)
+		r = 0; /* a hit: the registry is looked in past it, and exported to */
 	if (r == 0 && pull)
 		imgf_stepcache_remote_lookup(b);
 	/* The deepest cached state goes to the registry too, unless it is there already. */
-	if (r == 0 && remote && b->opts->cache_to && c->hit &&
-	    !imgf_regcache_has(b, (const char *const *)c->keys, c->hit - 1))
-		imgf_stepcache_remote_put(
-			b, c->hit - 1,
-			json_string_value(json_object_get(c->found[c->hit - 1], "id")),
-			json_object_get(c->found[c->hit - 1], "inputs"));
+	if (r == 0 && remote && b->opts->cache_to)
+		imgf_stepcache_remote_put_deepest(b);
 	for (size_t i = c->hit; i < b->nsteps; i++) {
 		if (c->use[i] >= 0)
 			close(c->use[i]);

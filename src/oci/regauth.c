@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "fsutil.h"
+#include "log.h"
 #include "regauth.h"
 #include "strbuf.h"
 #include "util.h"
@@ -229,4 +230,14 @@ char *imgf_reg_error_text(const struct strbuf *body)
 		r = xstrdup(code ? code : msg);
 	json_decref(root);
 	return r;
+}
+
+void imgf_reg_tls_unverified_warn(const char *registry)
+{
+	static bool warned;
+	if (__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED))
+		return;
+	log_warn("registry '%s': TLS without verifying its certificate (tls_verify false): anyone "
+		 "on the way can read and change what is pushed or pulled",
+		 registry);
 }

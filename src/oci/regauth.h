@@ -34,4 +34,8 @@ char *imgf_reg_auth_file_default(void);
  * MESSAGE", either alone, or NULL. */
 char *imgf_reg_error_text(const struct strbuf *body);
 
+/* Say (once per run: a build's registry cache makes many clients) that `registry` is spoken
+ * to over TLS without verifying its certificate. */
+void imgf_reg_tls_unverified_warn(const char *registry);
+
 #endif

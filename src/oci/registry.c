@@ -15,8 +15,10 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "archive.h"
+#include "base64.h"
 #include "digest.h"
 #include "dlcache.h"
 #include "error.h"
@@ -27,6 +29,7 @@
 #include "ociimage.h"
 #include "regauth.h"
 #include "registry.h"
+#include "regpush.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -45,9 +48,16 @@
 struct reg_client {
 	CURL *curl;
 	const struct imgf_fetch_opts *opts;
-	char *base;	     /* "https://HOST/v2/REPO" */
-	char *scope;	     /* "repository:REPO:pull" */
-	char *auth;	     /* "Authorization: Bearer ..." once a token was fetched */
+	/* credentials and TLS (imgf_registry_pull_as); NULL: anonymous, TLS verified */
+	const struct imgf_push_opts *access;
+	char *registry;	 /* "HOST[:PORT]" the bytes come from */
+	char *base;	 /* "https://HOST/v2/REPO" */
+	char *scope;	 /* "repository:REPO:pull" */
+	char *auth;	 /* "Authorization: ..." once a challenge was answered */
+	char *auth_file; /* with access: the docker config.json credentials come from */
+	char *user, *password;
+	bool creds_read;
+	bool in_token;	     /* asking a token endpoint: its 401 is final */
 	char *no_proxy;	     /* NOPROXY: the environment's list plus loopback */
 	int64_t deadline_ms; /* monotonic end of the whole pull; 0 = none */
 };
@@ -91,56 +101,85 @@ static int pull_timed_out(const struct reg_client *c, const char *url, struct im
 			      url, c->opts ? c->opts->timeout_s : 0L);
 }
 
-/* Answer a Bearer challenge with an anonymous token from its realm. */
-static int fetch_token(struct reg_client *c, const char *www_auth, struct imgf_error **err)
+/* With access: the user and password the docker config holds for the registry, once. */
+static int read_creds(struct reg_client *c, struct imgf_error **err)
 {
-	struct imgf_reg_challenge ch;
-	if (imgf_reg_challenge_parse(www_auth, &ch) < 0)
+	if (c->creds_read || !c->access)
+		return 0;
+	c->creds_read = true;
+	if (!c->auth_file)
+		return 0;
+	int r = imgf_reg_auth_lookup(c->auth_file, c->registry, &c->user, &c->password, err);
+	if (r > 0)
+		log_debug("registry '%s': credentials of user '%s' from '%s'", c->registry, c->user,
+			  c->auth_file);
+	return r < 0 ? -1 : 0;
+}
+
+static char *basic_header(const char *user, const char *password)
+{
+	_cleanup_free_ char *up = xasprintf("%s:%s", user, password);
+	_cleanup_free_ char *b = imgf_base64_encode(up, strlen(up));
+	OPENSSL_cleanse(up, strlen(up));
+	return xasprintf("Authorization: Basic %s", b);
+}
+
+/* Who a 401 refused: "the credentials of user 'U'" or "anonymous access" (newly allocated). */
+static char *refused_who(const struct reg_client *c)
+{
+	return c->user ? xasprintf("the credentials of user '%s'", c->user)
+		       : xstrdup("anonymous access");
+}
+
+/* Answer a Bearer challenge with a token from its realm: anonymous, or (with access) asked
+ * with the registry's credentials when the docker config has any. */
+static int fetch_token(struct reg_client *c, const struct imgf_reg_challenge *ch,
+		       const char *www_auth, struct imgf_error **err)
+{
+	if (!ch->realm ||
+	    !(str_has_prefix(ch->realm, "https://") || str_has_prefix(ch->realm, "http://")))
 		return imgf_error_set(err, IMGF_EXIT_FAIL,
-				      "unparsable WWW-Authenticate challenge '%s'", www_auth);
-	if (strcasecmp(ch.scheme, "Bearer") != 0) {
-		int r = imgf_error_set(
-			err, IMGF_EXIT_FAIL,
-			"registry requires '%s' authentication; only anonymous bearer "
-			"tokens are supported",
-			ch.scheme);
-		imgf_reg_challenge_release(&ch);
-		return r;
-	}
-	if (!ch.realm ||
-	    !(str_has_prefix(ch.realm, "https://") || str_has_prefix(ch.realm, "http://"))) {
-		int r = imgf_error_set(err, IMGF_EXIT_FAIL,
-				       "bearer challenge without an http(s) realm: '%s'", www_auth);
-		imgf_reg_challenge_release(&ch);
-		return r;
-	}
-	if (imgf_url_unauthenticated(ch.realm))
+				      "bearer challenge without an http(s) realm: '%s'", www_auth);
+	if (read_creds(c, err) < 0)
+		return -1;
+	if (imgf_url_unauthenticated(ch->realm)) {
+		if (c->user)
+			return imgf_error_set(err, IMGF_EXIT_FAIL,
+					      "token endpoint '%s' is plain http: the credentials "
+					      "of '%s' are not sent over it",
+					      ch->realm, c->user);
 		log_warn("registry token endpoint '%s' is plain http: the token and what it "
 			 "grants rest on an unauthenticated connection",
-			 ch.realm);
+			 ch->realm);
+	}
 	struct strbuf url = STRBUF_INIT;
-	strbuf_addstr(&url, ch.realm);
-	char sep = strchr(ch.realm, '?') ? '&' : '?';
-	if (ch.service) {
+	strbuf_addstr(&url, ch->realm);
+	char sep = strchr(ch->realm, '?') ? '&' : '?';
+	if (ch->service) {
 		strbuf_addf(&url, "%cservice=", sep);
-		imgf_http_escape(&url, ch.service, false);
+		imgf_http_escape(&url, ch->service, false);
 		sep = '&';
 	}
 	strbuf_addf(&url, "%cscope=", sep);
-	imgf_http_escape(&url, ch.scope ? ch.scope : c->scope, false);
-	imgf_reg_challenge_release(&ch);
+	imgf_http_escape(&url, ch->scope ? ch->scope : c->scope, false);
 
 	struct strbuf body = STRBUF_INIT;
 	body.max = TOKEN_MAX;
 	struct sink s = {.buf = &body, .fd = -1};
 	struct reply rep = REPLY_INIT;
-	/* The token endpoint itself is asked anonymously: drop any token we hold. */
+	/* The token endpoint is asked with the credentials, or anonymously: never with a
+	 * token we hold. */
 	char *saved = c->auth;
-	c->auth = NULL;
+	c->auth = c->user ? basic_header(c->user, c->password) : NULL;
+	c->in_token = true;
 	int ret = get_with_retries(c, url.buf, "application/json", &s, &rep, err);
+	c->in_token = false;
+	free(c->auth);
 	c->auth = saved;
 	if (ret < 0) {
-		imgf_error_prefix(err, "fetch token from '%s'", url.buf);
+		imgf_error_prefix(err, "fetch token from '%s'%s%s%s", url.buf,
+				  c->user ? " for user '" : "", c->user ? c->user : "",
+				  c->user ? "'" : "");
 		goto out;
 	}
 	json_error_t jerr;
@@ -165,6 +204,44 @@ out:
 	strbuf_release(&body);
 	strbuf_release(&url);
 	return ret;
+}
+
+/* Answer a 401's challenge: a bearer token; with access also Basic, from the docker config. */
+static int answer_challenge(struct reg_client *c, const char *www_auth, struct imgf_error **err)
+{
+	struct imgf_reg_challenge ch;
+	if (imgf_reg_challenge_parse(www_auth, &ch) < 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL,
+				      "unparsable WWW-Authenticate challenge '%s'", www_auth);
+	int r;
+	if (!strcasecmp(ch.scheme, "Bearer")) {
+		r = fetch_token(c, &ch, www_auth, err);
+	} else if (!c->access || strcasecmp(ch.scheme, "Basic") != 0) {
+		r = imgf_error_set(err, IMGF_EXIT_FAIL,
+				   "registry requires '%s' authentication; only %s are supported",
+				   ch.scheme,
+				   c->access ? "Basic and Bearer" : "anonymous bearer tokens");
+	} else if (read_creds(c, err) < 0) {
+		r = -1;
+	} else if (!c->user && c->auth_file) {
+		r = imgf_error_set(err, IMGF_EXIT_FAIL,
+				   "HTTP 401: registry '%s' asks for a user and password, and '%s' "
+				   "has none for it",
+				   c->registry, c->auth_file);
+	} else if (!c->user) {
+		r = imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"HTTP 401: registry '%s' asks for a user and password, and there "
+			"is no docker config.json to take them from (--auth-file, or "
+			"$DOCKER_CONFIG/config.json)",
+			c->registry);
+	} else {
+		free(c->auth);
+		c->auth = basic_header(c->user, c->password);
+		r = 0;
+	}
+	imgf_reg_challenge_release(&ch);
+	return r;
 }
 
 /* A GET as the HTTP layer's request, and the hooks that tie it to the client. */
@@ -211,11 +288,11 @@ static int get_after(struct imgf_http_req *q, struct imgf_http_resp *r, void *ar
 	if (g->s->label && imgf_log_progress_enabled())
 		imgf_progress_done();
 	const char *www_auth = imgf_http_header_get(q->reply_headers, "WWW-Authenticate");
-	if (r->rc != CURLE_OK || r->status != 401 || !www_auth || g->token_tried)
+	if (r->rc != CURLE_OK || r->status != 401 || !www_auth || g->token_tried || g->c->in_token)
 		return IMGF_HTTP_POLICY;
 	g->token_tried = true;
 	_cleanup_free_ char *challenge = xstrdup(www_auth);
-	if (fetch_token(g->c, challenge, err) < 0)
+	if (answer_challenge(g->c, challenge, err) < 0)
 		return imgf_error_prefix(err, "GET '%s'", q->url);
 	return IMGF_HTTP_AGAIN;
 }
@@ -252,6 +329,8 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 		.opts = {.redir_protocols = "http,https",
 			 .stall_s = c->opts && c->opts->stall_s > 0 ? c->opts->stall_s : 0,
 			 .no_proxy = c->no_proxy,
+			 .tls_ca = c->access ? c->access->ca_file : NULL,
+			 .tls_no_verify = c->access && c->access->tls_no_verify,
 			 .progress = &prog},
 		.retry = &policy,
 		.deadline_ms = c->deadline_ms,
@@ -295,10 +374,12 @@ static int get_with_retries(struct reg_client *c, const char *url, const char *a
 		ret = imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url, why, again);
 	} else if (resp.status < 200 || resp.status > 299) {
 		why = status_why(&g, resp.status);
-		if (resp.status == 401)
-			ret = imgf_error_set(err, IMGF_EXIT_FAIL,
-					     "GET '%s': %s: anonymous access denied", url, why);
-		else
+		if (resp.status == 401) {
+			_cleanup_free_ char *who = refused_who(c);
+			ret = imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s: the %s refused %s",
+					     url, why, c->in_token ? "token endpoint" : "registry",
+					     who);
+		} else
 			ret = imgf_error_set(err, IMGF_EXIT_FAIL, "GET '%s': %s%s", url, why,
 					     again);
 	}
@@ -622,9 +703,12 @@ static int write_layout(const char *out_tar, const struct imgf_image_ref *ref,
 	return r < 0 ? imgf_error_prefix(err, "write '%s'", out_tar) : 0;
 }
 
+/* The image `ref` names for the platform: its manifest and blobs fetched and verified, then
+ * written as a layout to out_tar, or (out_tar NULL) handed out as *manifest_out and *paths_out
+ * (config first, then the layers, NULL-terminated). */
 static int pull(struct reg_client *c, const struct imgf_image_ref *ref, const char *arch,
 		const char *variant, const char *out_tar, char manifest_digest[72],
-		struct imgf_error **err)
+		json_t **manifest_out, char ***paths_out, struct imgf_error **err)
 {
 	struct manifest top = {.raw = STRBUF_INIT}, plat = {.raw = STRBUF_INIT};
 	struct descriptor *blobs = NULL;
@@ -666,7 +750,7 @@ static int pull(struct reg_client *c, const struct imgf_image_ref *ref, const ch
 	}
 	nblobs = 1 + json_array_size(layers);
 	blobs = xcalloc(nblobs, sizeof(*blobs));
-	paths = xcalloc(nblobs, sizeof(*paths));
+	paths = xcalloc(nblobs + 1, sizeof(*paths));
 	for (size_t i = 0; i < nblobs; i++) {
 		char *what = i ? xasprintf("manifest '%s' layer %zu", m->digest, i - 1)
 			       : xasprintf("manifest '%s' config", m->digest);
@@ -681,15 +765,20 @@ static int pull(struct reg_client *c, const struct imgf_image_ref *ref, const ch
 			goto out;
 	if (check_config_platform(paths[0], arch, ref->full, err) < 0)
 		goto out;
-	if (write_layout(out_tar, ref, m, paths, blobs, nblobs, err) < 0)
+	if (out_tar && write_layout(out_tar, ref, m, paths, blobs, nblobs, err) < 0)
 		goto out;
+	if (!out_tar) {
+		*manifest_out = json_incref(m->root);
+		*paths_out = STEAL_POINTER(&paths);
+	}
 	snprintf(manifest_digest, 72, "%s", m->digest);
 	log_debug("pulled '%s' (linux/%s) as %s", ref->full, arch, m->digest);
 	ret = 0;
 out:
 	for (size_t i = 0; i < nblobs; i++) {
 		descriptor_release(&blobs[i]);
-		free(paths[i]);
+		if (paths)
+			free(paths[i]);
 	}
 	free(blobs);
 	free(paths);
@@ -698,9 +787,11 @@ out:
 	return ret;
 }
 
-int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch,
-			   const struct imgf_fetch_opts *o, const char *out_tar,
-			   char manifest_digest[72], struct imgf_error **err)
+/* imgf_registry_pull_oci and the other pulls: out_tar or (NULL) *manifest and *paths. */
+static int pull_from(const char *ref, const char *mirror, const char *arch,
+		     const struct imgf_fetch_opts *o, const struct imgf_push_opts *acc,
+		     const char *out_tar, char manifest_digest[72], json_t **manifest,
+		     char ***paths, struct imgf_error **err)
 {
 	struct imgf_image_ref r;
 	if (imgf_image_ref_parse(ref, &r, err) < 0)
@@ -730,12 +821,24 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 	if (variant)
 		*variant++ = '\0';
 
+	if (acc && acc->auth_file && access(acc->auth_file, R_OK) < 0) {
+		imgf_image_ref_release(&r);
+		return imgf_error_errno(err, errno, "pull '%s': registry credentials '%s'", ref,
+					acc->auth_file);
+	}
 	const char *host = !strcmp(registry, "docker.io") ? "registry-1.docker.io" : registry;
+	if (acc && acc->tls_no_verify && !imgf_registry_is_loopback(registry))
+		imgf_reg_tls_unverified_warn(registry);
 	struct imgf_error *curl_err = NULL;
 	struct reg_client c = {
 		.curl = imgf_http_easy_new(NULL, &curl_err),
 		.no_proxy = imgf_http_no_proxy_loopback(),
 		.opts = o,
+		.access = acc,
+		.registry = xstrdup(registry),
+		.auth_file = !acc	      ? NULL
+			     : acc->auth_file ? xstrdup(acc->auth_file)
+					      : imgf_reg_auth_file_default(),
 		.base = xasprintf("%s://%s/v2/%s",
 				  imgf_registry_is_loopback(registry) ? "http" : "https", host,
 				  repository),
@@ -753,16 +856,46 @@ int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch
 				 mirror);
 		else
 			log_info("pulling '%s' for linux/%s", r.full, arch);
-		ret = pull(&c, &r, arch_name, variant, out_tar, manifest_digest, err);
+		ret = pull(&c, &r, arch_name, variant, out_tar, manifest_digest, manifest, paths,
+			   err);
 	}
 	if (ret < 0)
 		imgf_error_prefix(err, "pull '%s'", ref);
 	if (c.curl)
 		curl_easy_cleanup(c.curl);
+	free(c.registry);
 	free(c.base);
 	free(c.scope);
 	free(c.auth);
+	free(c.auth_file);
+	free(c.user);
+	if (c.password)
+		OPENSSL_cleanse(c.password, strlen(c.password));
+	free(c.password);
 	free(c.no_proxy);
 	imgf_image_ref_release(&r);
 	return ret;
+}
+
+int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch,
+			   const struct imgf_fetch_opts *o, const char *out_tar,
+			   char manifest_digest[72], struct imgf_error **err)
+{
+	return pull_from(ref, mirror, arch, o, NULL, out_tar, manifest_digest, NULL, NULL, err);
+}
+
+int imgf_registry_pull_oci_as(const char *ref, const char *arch, const struct imgf_fetch_opts *o,
+			      const struct imgf_push_opts *acc, const char *out_tar,
+			      char manifest_digest[72], struct imgf_error **err)
+{
+	return pull_from(ref, NULL, arch, o, acc, out_tar, manifest_digest, NULL, NULL, err);
+}
+
+int imgf_registry_fetch_image(const char *ref, const char *arch, const struct imgf_fetch_opts *o,
+			      const struct imgf_push_opts *acc, json_t **manifest, char ***paths,
+			      char manifest_digest[72], struct imgf_error **err)
+{
+	*manifest = NULL;
+	*paths = NULL;
+	return pull_from(ref, NULL, arch, o, acc, NULL, manifest_digest, manifest, paths, err);
 }

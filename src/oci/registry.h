@@ -9,10 +9,13 @@
 
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "imageref.h"
 
 struct imgf_error;
 struct imgf_fetch_opts;
+struct imgf_push_opts;
 
 /*
  * Pull `ref` for linux/`arch` into `out_tar` (an OCI layout whose index names the image
@@ -26,5 +29,25 @@ struct imgf_fetch_opts;
 int imgf_registry_pull_oci(const char *ref, const char *mirror, const char *arch,
 			   const struct imgf_fetch_opts *o, const char *out_tar,
 			   char manifest_digest[72], struct imgf_error **err);
+
+/*
+ * imgf_registry_pull_oci (no mirror) speaking to the registry as a push does (regpush.h):
+ * `access` MAY be NULL (anonymous, TLS verified); else its auth_file (NULL: the default docker
+ * config, when there is one) gives the credentials a Basic challenge or a token realm asks
+ * for, and tls_no_verify and ca_file how the registry's certificate is checked. A 401 names
+ * whose access was refused (the user, or anonymous access), never the password.
+ */
+int imgf_registry_pull_oci_as(const char *ref, const char *arch, const struct imgf_fetch_opts *o,
+			      const struct imgf_push_opts *access, const char *out_tar,
+			      char manifest_digest[72], struct imgf_error **err);
+
+/*
+ * The same, without the layout: `ref`'s manifest (*manifest, a new reference) and its blobs in
+ * the download cache, each verified by digest (*paths: the config first, then the layers in
+ * order, NULL-terminated, newly allocated).
+ */
+int imgf_registry_fetch_image(const char *ref, const char *arch, const struct imgf_fetch_opts *o,
+			      const struct imgf_push_opts *access, json_t **manifest, char ***paths,
+			      char manifest_digest[72], struct imgf_error **err);
 
 #endif

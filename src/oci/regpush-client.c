@@ -470,9 +470,7 @@ int imgf_regc_init(struct client *c, const char *registry, const struct imgf_pus
 	c->no_proxy = imgf_http_no_proxy_loopback();
 	c->retry = imgf_http_retry_for(o->max_attempts, o->retry_base_ms);
 	if (!plain && o->tls_no_verify)
-		log_warn("registry '%s': TLS without verifying its certificate (tls_verify "
-			 "false): anyone on the way can read and change what is pushed",
-			 registry);
+		imgf_reg_tls_unverified_warn(registry);
 	return 0;
 }
 

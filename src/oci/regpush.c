@@ -382,6 +382,89 @@ out_ref:
 	return ret;
 }
 
+/* ---- artifacts ---------------------------------------------------------------------------- */
+
+static char *artifact_manifest_json(const char *artifact_type, const struct blob *config,
+				    const char *config_type, const struct imgf_push_file *files,
+				    const struct blob *layers, size_t n)
+{
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *l = json_pack("{s:s,s:s,s:I}", "mediaType", files[i].media_type, "digest",
+				      layers[i].digest, "size", (json_int_t)layers[i].size);
+		if (files[i].title)
+			json_object_set_new(l, "annotations",
+					    json_pack("{s:s}", "org.opencontainers.image.title",
+						      files[i].title));
+		json_array_append_new(list, l);
+	}
+	json_t *m = json_pack("{s:i,s:s,s:s,s:{s:s,s:s,s:I},s:o}", "schemaVersion", 2, "mediaType",
+			      MT_OCI_MANIFEST, "artifactType", artifact_type, "config", "mediaType",
+			      config_type, "digest", config->digest, "size",
+			      (json_int_t)config->size, "layers", list);
+	char *s = json_dumps(m, JSON_COMPACT);
+	json_decref(m);
+	return s;
+}
+
+int imgf_registry_push_artifact(const char *ref, const char *artifact_type, const char *config_type,
+				const char *config_json, const struct imgf_push_file *files,
+				size_t n, const struct imgf_push_opts *o, char manifest_digest[72],
+				struct imgf_push_stats *stats, struct imgf_error **err)
+{
+	struct imgf_image_ref r;
+	if (parse_push_ref(ref, &r, err) < 0)
+		return -1;
+	struct client c = {0};
+	struct blob *layers = xcalloc(n + 1, sizeof(*layers));
+	struct blob config = {.data = config_json, .size = strlen(config_json), .what = "config"};
+	char hex[IMGF_DIGEST_HEX_MAX];
+	imgf_digest_buffer(IMGF_SHA256, config_json, config.size, hex);
+	snprintf(config.digest, sizeof(config.digest), "sha256:%.64s", hex);
+	_cleanup_free_ char *mjson = NULL;
+	int ret = -1;
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		if (stat(files[i].path, &st) < 0) {
+			imgf_error_errno(err, errno, "stat '%s'", files[i].path);
+			goto out;
+		}
+		if (!files[i].digest || !imgf_registry_digest_valid(files[i].digest)) {
+			imgf_error_set(err, IMGF_EXIT_FAIL, "'%s': no sha256 digest",
+				       files[i].path);
+			goto out;
+		}
+		layers[i] = (struct blob){.path = xstrdup(files[i].path),
+					  .size = (uint64_t)st.st_size,
+					  .what = "file"};
+		snprintf(layers[i].digest, sizeof(layers[i].digest), "%s", files[i].digest);
+	}
+	if (imgf_regc_init(&c, r.registry, o, err) < 0)
+		goto out;
+	imgf_regc_scope(&c, r.repository, true);
+	if (stats)
+		memset(stats, 0, sizeof(*stats));
+	for (size_t i = 0; i < n; i++)
+		if (imgf_regc_push_blob(&c, r.repository, &layers[i], NULL, false, stats, err) < 0)
+			goto out;
+	if (imgf_regc_push_blob(&c, r.repository, &config, NULL, false, stats, err) < 0)
+		goto out;
+	mjson = artifact_manifest_json(artifact_type, &config, config_type, files, layers, n);
+	if (imgf_regc_put_manifest(&c, r.repository, r.tag, MT_OCI_MANIFEST, mjson, manifest_digest,
+				   err) < 0)
+		goto out;
+	ret = 0;
+out:
+	imgf_regc_release(&c);
+	for (size_t i = 0; i < n; i++)
+		free(layers[i].path);
+	free(layers);
+	if (ret < 0)
+		imgf_error_prefix(err, "push '%s'", r.full);
+	imgf_image_ref_release(&r);
+	return ret;
+}
+
 /* ---- the index -------------------------------------------------------------------------- */
 
 struct member {

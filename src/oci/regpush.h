@@ -53,6 +53,25 @@ int imgf_registry_push_archive(const char *archive, const char *image_id, const 
 			       char manifest_digest[72], struct imgf_push_stats *stats,
 			       struct imgf_error **err);
 
+/* One file of an artifact: its bytes, media type and digest ("sha256:HEX", as the caller knows
+ * it: the registry checks it against the bytes it receives). */
+struct imgf_push_file {
+	const char *path;
+	const char *media_type;
+	const char *digest;
+	const char *title; /* org.opencontainers.image.title, or NULL */
+};
+
+/*
+ * Push an OCI artifact as `ref` (a tag): an OCI image manifest with `artifact_type`, the
+ * config `config_json` (media type config_type) and `files` as its layers, in order; each blob
+ * sent only when the repository lacks it, the manifest last (its digest into manifest_digest).
+ */
+int imgf_registry_push_artifact(const char *ref, const char *artifact_type, const char *config_type,
+				const char *config_json, const struct imgf_push_file *files,
+				size_t n, const struct imgf_push_opts *o, char manifest_digest[72],
+				struct imgf_push_stats *stats, struct imgf_error **err);
+
 /*
  * Push an OCI image index as `ref` listing the images `images` (NULL-terminated references on
  * the same registry, each one image manifest, not an index), each entry's platform read from

@@ -311,14 +311,14 @@ static void put_both(struct fixture *f)
 	json_t *in2 = json_pack("[{s:s,s:s},{s:s,s:s}]", "name", "a", "sha256", "aa", "name", "b",
 				"sha256", "bb");
 	struct imgf_error *e = NULL;
-	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 0, images[0].id, in1,
-				&e) == 0);
+	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 0, images[0].id, NULL,
+				in1, &e) == 0);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
 	imgf_error_free(e);
 	e = NULL;
-	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 1, images[1].id, in2,
-				&e) == 0);
+	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 1, images[1].id, NULL,
+				in2, &e) == 0);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
 	imgf_error_free(e);
@@ -335,10 +335,11 @@ TEST(put_get)
 	char *id = NULL;
 	json_t *inputs = NULL;
 	bool away = true;
+	int64_t size = 0;
 	struct imgf_error *e = NULL;
 	int before = loads;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, &id, &inputs, &away,
-				&e) == 1);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, NULL, &id, &size,
+				&inputs, &away, &e) == 1);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
 	CHECK(!away);
@@ -358,15 +359,15 @@ TEST(put_get)
 	f.keys[1] = (char *)K3;
 	CHECK(!imgf_regcache_has(&f.b, (const char *const *)f.b.cache->keys, 1));
 	id = NULL;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, &id, &inputs, &away,
-				&e) == 0);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, NULL, &id, &size,
+				&inputs, &away, &e) == 0);
 	CHECK(!e && !id && !away);
 
 	/* the entry of k2, reached from another first step: refused by the link */
 	f.keys[0] = (char *)K3;
 	f.keys[1] = (char *)K2;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, &id, &inputs, &away,
-				&e) < 0);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, NULL, &id, &size,
+				&inputs, &away, &e) < 0);
 	CHECK_ERR(e, "the record's key chain differs at step 1: 111111111111, this build's is "
 		     "333333333333");
 	CHECK(!away);
@@ -378,8 +379,8 @@ TEST(put_get)
 	/* the registry away: said so, nothing further to look for */
 	test_httpd_stop(&f.srv);
 	f.keys[0] = (char *)K1;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, &id, &inputs, &away,
-				&e) < 0);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, NULL, &id, &size,
+				&inputs, &away, &e) < 0);
 	CHECK(away);
 	imgf_error_free(e);
 	fixture_stop(&f);
@@ -396,10 +397,11 @@ TEST(tampered_blob)
 	char *id = NULL;
 	json_t *inputs = NULL;
 	bool away = true;
+	int64_t size = 0;
 	struct imgf_error *e = NULL;
 	int before = loads;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, &id, &inputs, &away,
-				&e) < 0);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, NULL, &id, &size,
+				&inputs, &away, &e) < 0);
 	_cleanup_free_ char *want =
 		xasprintf("blob '%s': sha256 mismatch", images[1].layer_digest[1]);
 	CHECK_ERR(e, want);
@@ -408,11 +410,147 @@ TEST(tampered_blob)
 	imgf_error_free(e);
 	e = NULL;
 	/* the step before, whose blobs are intact, is there */
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, &id, &inputs, &away,
-				&e) == 1);
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, NULL, &id, &size,
+				&inputs, &away, &e) == 1);
 	CHECK_STR(id, images[0].id);
 	free(id);
 	json_decref(inputs);
 	imgf_error_free(e);
+	fixture_stop(&f);
+}
+
+/* ---- a stand-in builder whose states are files, each on the one before ------------------ */
+
+static char *state_files[2]; /* step 1's file, step 2's (standing on step 1's) */
+static char state_digest[2][72];
+static char *imported_below;
+
+static void state_files_make(void)
+{
+	if (state_files[0])
+		return;
+	for (size_t n = 0; n < 2; n++) {
+		state_files[n] = xasprintf("%s/state-%zu.disk", tmp_root(), n + 1);
+		_cleanup_free_ char *data = xasprintf("the disk of step %zu\n", n + 1);
+		CHECK(write_file_atomic(state_files[n], data, strlen(data), 0600, NULL) == 0);
+		sha256_of(data, strlen(data), state_digest[n]);
+	}
+}
+
+static int fake_export_file(struct imgf_build *b, const char *id, char **file, char digest[72],
+			    const char **type, char **below, struct imgf_error **err)
+{
+	(void)b;
+	size_t n = !strcmp(id, state_files[1]);
+	if (!n && strcmp(id, state_files[0]) != 0)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "no state '%s'", id);
+	*file = xstrdup(id);
+	snprintf(digest, 72, "%s", state_digest[n]);
+	*type = "application/vnd.imgforge.test.disk";
+	*below = n ? xstrdup(state_files[0]) : NULL;
+	return 0;
+}
+
+static int fake_import_file(struct imgf_build *b, const char *key, const char *file,
+			    const char *below, char **id, int64_t *size, struct imgf_error **err)
+{
+	(void)b;
+	*id = xasprintf("%s/imported-%.12s-%d", tmp_root(), key, loads++);
+	if (move_file(file, *id, err) < 0) {
+		free(*id);
+		*id = NULL;
+		return -1;
+	}
+	free(imported_below);
+	imported_below = below ? xstrdup(below) : NULL;
+	*size = 21;
+	return 0;
+}
+
+static int fake_file_check(struct imgf_build *b, const char *key, const char *id, bool final,
+			   struct imgf_error **err)
+{
+	(void)b, (void)key, (void) final, (void)err;
+	return access(id, R_OK) == 0;
+}
+
+static const struct imgf_builder_cache_ops fake_file_cache = {
+	.check = fake_file_check,
+	.export_file = fake_export_file,
+	.import_file = fake_import_file,
+};
+
+static const struct imgf_builder_ops fake_file_builder = {
+	.name = "fakefile",
+	.cache = &fake_file_cache,
+};
+
+TEST(a_file_builders_states_are_artifacts_stacked_step_on_step)
+{
+	state_files_make();
+	struct fixture f;
+	if (fixture_start(&f, NULL, K1, K2) < 0)
+		SKIP("tests/lib/fakeregistry.py does not start (python3?)");
+	f.b.builder = &fake_file_builder;
+	CHECK(imgf_regcache_supported(&f.b));
+	json_t *in = json_pack("[{s:s,s:s}]", "name", "a", "sha256", "aa");
+	const char *const *keys = (const char *const *)f.b.cache->keys;
+	struct imgf_error *e = NULL;
+	CHECK(imgf_regcache_put(&f.b, keys, 0, state_files[0], NULL, in, &e) == 0);
+	CHECK(!e);
+	/* step 2's file stands on step 1's: pushed only when that is the state below */
+	CHECK(imgf_regcache_put(&f.b, keys, 1, state_files[1], "/elsewhere", in, &e) < 0);
+	CHECK_ERR(e, "not on the previous step's '/elsewhere'");
+	imgf_error_free(e);
+	e = NULL;
+	CHECK(imgf_regcache_put(&f.b, keys, 1, state_files[1], state_files[0], in, &e) == 0);
+	CHECK(!e);
+	CHECK(imgf_regcache_probe(&f.b, f.repo, keys, 1, &e) == 1);
+
+	char *id = NULL;
+	json_t *inputs = NULL;
+	bool away = true;
+	int64_t size = 0;
+	/* step 2 alone: it needs step 1's state here */
+	CHECK(imgf_regcache_get(&f.b, keys, 1, NULL, &id, &size, &inputs, &away, &e) < 0);
+	CHECK_ERR(e, "step 1's state is not at hand");
+	imgf_error_free(e);
+	e = NULL;
+	CHECK(imgf_regcache_get(&f.b, keys, 1, "/cache/step-1.disk", &id, &size, &inputs, &away,
+				&e) == 1);
+	CHECK(!e && !away && id && size == 21);
+	CHECK_STR(imported_below, "/cache/step-1.disk");
+	_cleanup_free_ char *data = NULL;
+	size_t len = 0;
+	CHECK(id && read_file(id, 0, &data, &len, NULL) == 0);
+	CHECK_STR(data, "the disk of step 2\n");
+	CHECK(json_array_size(inputs) == 1);
+	free(id);
+	json_decref(inputs);
+	json_decref(in);
+	fixture_stop(&f);
+}
+
+TEST(a_file_builders_tampered_file_is_named_and_not_used)
+{
+	state_files_make();
+	struct fixture f;
+	if (fixture_start(&f, state_digest[0], K1, K2) < 0)
+		SKIP("tests/lib/fakeregistry.py does not start (python3?)");
+	f.b.builder = &fake_file_builder;
+	json_t *in = json_array();
+	const char *const *keys = (const char *const *)f.b.cache->keys;
+	struct imgf_error *e = NULL;
+	CHECK(imgf_regcache_put(&f.b, keys, 0, state_files[0], NULL, in, &e) == 0);
+	char *id = NULL;
+	json_t *inputs = NULL;
+	bool away = true;
+	int64_t size = 0;
+	CHECK(imgf_regcache_get(&f.b, keys, 0, NULL, &id, &size, &inputs, &away, &e) < 0);
+	_cleanup_free_ char *want = xasprintf("blob '%s': sha256 mismatch", state_digest[0]);
+	CHECK_ERR(e, want);
+	CHECK(!away && !id);
+	imgf_error_free(e);
+	json_decref(in);
 	fixture_stop(&f);
 }

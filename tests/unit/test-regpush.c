@@ -21,6 +21,7 @@
 #include "fsutil.h"
 #include "http.h"
 #include "regauth.h"
+#include "registry.h"
 #include "regpush.h"
 #include "strbuf.h"
 #include "util.h"
@@ -592,4 +593,76 @@ TEST(push_refuses_a_lying_archive)
 	_cleanup_free_ char *log = log_take(&f);
 	CHECK_STR(log, "");
 	fake_stop(&f);
+}
+
+/* The pull client with a push's access options (build --cache-from): Basic and Bearer asked
+ * with the docker config's credentials; a refusal names whose access it was, never the
+ * password. */
+static void pull_with_credentials(const char *auth)
+{
+	struct fake f;
+	if (fake_start(&f, auth, "u", "s3cr3t") < 0) {
+		CHECK(0);
+		return;
+	}
+	char id[72], digest[72], got[72];
+	_cleanup_free_ char *name = xasprintf("pull-%s", auth);
+	_cleanup_free_ char *tar = make_archive(name, "pulled\n", "amd64", false, id);
+	_cleanup_free_ char *ref = xasprintf("%s/p/node:v1", f.host);
+	_cleanup_free_ char *work = xasprintf("%s/work-%s", tmp_root(), name);
+	CHECK(mkdir_p(work, 0700, NULL) == 0);
+	_cleanup_free_ char *good = imgf_base64_encode("u:s3cr3t", 8);
+	_cleanup_free_ char *gj = xasprintf("{\"auths\":{\"%s\":{\"auth\":\"%s\"}}}", f.host, good);
+	_cleanup_free_ char *goodf = write_tmp("pull-right.json", gj);
+	struct imgf_push_opts o = {.auth_file = goodf, .max_attempts = 1};
+	struct imgf_error *err = NULL;
+	CHECK(imgf_registry_push_archive(tar, id, ref, work, &o, digest, NULL, &err) == 0);
+	imgf_error_clear(&err);
+
+	struct imgf_fetch_opts fo;
+	_cleanup_free_ char *cache = xasprintf("%s/cache-%s", tmp_root(), name);
+	imgf_fetch_opts_default(&fo, cache);
+	fo.cache_dir = cache;
+	fo.max_attempts = 1;
+	_cleanup_free_ char *out = xasprintf("%s/%s.tar", tmp_root(), name);
+	free(log_take(&f));
+	CHECK(imgf_registry_pull_oci_as(ref, "amd64", &fo, &o, out, got, &err) == 0);
+	if (err)
+		fprintf(stderr, "  %s\n", err->msg);
+	CHECK_STR(got, digest);
+	_cleanup_free_ char *log = log_take(&f);
+	CHECK(count(log, " 401\n") == 1); /* one challenge, answered once */
+	imgf_error_clear(&err);
+
+	/* Anonymous: without access options, and with a config that has nothing for it. */
+	CHECK(imgf_registry_pull_oci(ref, NULL, "amd64", &fo, out, got, &err) < 0);
+	CHECK_ERR(err, !strcmp(auth, "basic") ? "only anonymous bearer tokens are supported"
+					      : "the token endpoint refused anonymous access");
+	imgf_error_clear(&err);
+	_cleanup_free_ char *none = write_tmp("pull-none.json", "{\"auths\":{}}");
+	struct imgf_push_opts anon = {.auth_file = none, .max_attempts = 1};
+	CHECK(imgf_registry_pull_oci_as(ref, "amd64", &fo, &anon, out, got, &err) < 0);
+	CHECK_ERR(err, !strcmp(auth, "basic") ? "HTTP 401: registry" : "refused anonymous access");
+	imgf_error_clear(&err);
+
+	/* A wrong password: the user is named, the password is not. */
+	_cleanup_free_ char *bad = imgf_base64_encode("u:wrong", 7);
+	_cleanup_free_ char *bj = xasprintf("{\"auths\":{\"%s\":{\"auth\":\"%s\"}}}", f.host, bad);
+	_cleanup_free_ char *badf = write_tmp("pull-wrong.json", bj);
+	struct imgf_push_opts wrong = {.auth_file = badf, .max_attempts = 1};
+	CHECK(imgf_registry_pull_oci_as(ref, "amd64", &fo, &wrong, out, got, &err) < 0);
+	CHECK_ERR(err, "refused the credentials of user 'u'");
+	CHECK(err && !strstr(err->msg, "wrong") && !strstr(err->msg, bad));
+	imgf_error_clear(&err);
+	fake_stop(&f);
+}
+
+TEST(pull_with_basic_credentials)
+{
+	pull_with_credentials("basic");
+}
+
+TEST(pull_with_bearer_credentials)
+{
+	pull_with_credentials("bearer");
 }
