@@ -207,10 +207,10 @@ static int put_image(struct imgf_build *b, const char *id, const char *dir, cons
 }
 
 /* The state of a file builder: the step's own file as the one layer of an artifact, *digest
- * its digest; it must stand on `below`, the previous step's state (NULL: the base). */
+ * its digest; it must stand on `below`, the state of step below_step (NULL, -1: the base). */
 static int put_file(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
-		    const char *below, const char *ref, char digest[72], char manifest[72],
-		    struct imgf_push_stats *st, struct imgf_error **err)
+		    long below_step, const char *below, const char *ref, char digest[72],
+		    char manifest[72], struct imgf_push_stats *st, struct imgf_error **err)
 {
 	_cleanup_free_ char *file = NULL, *on = NULL;
 	const char *type = NULL;
@@ -219,12 +219,12 @@ static int put_file(struct imgf_build *b, const char *const *keys, size_t i, con
 	if ((on == NULL) != (below == NULL) || (on && strcmp(on, below) != 0))
 		return imgf_error_set(err, IMGF_EXIT_FAIL, "'%s' stands on %s%s%s, not on %s%s%s",
 				      id, on ? "'" : "", on ? on : "the base", on ? "'" : "",
-				      below ? "the previous step's '" : "the base",
+				      below ? "the state of the step below, '" : "the base",
 				      below ? below : "", below ? "'" : "");
 	json_t *cfg =
 		json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "architecture", build_arch(b), "os",
 			  "linux", "imgforge", "builder", b->builder->name, "key", keys[i], "below",
-			  i ? keys[i - 1] : "base", "step", b->steps[i].label);
+			  below_step >= 0 ? keys[below_step] : "base", "step", b->steps[i].label);
 	_cleanup_free_ char *config = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(cfg);
 	_cleanup_free_ char *title = xasprintf("step-%s.%s", keys[i], b->builder->name);
@@ -237,7 +237,7 @@ static int put_file(struct imgf_build *b, const char *const *keys, size_t i, con
 }
 
 int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
-		      const char *below, json_t *inputs, struct imgf_error **err)
+		      long below_step, const char *below, json_t *inputs, struct imgf_error **err)
 {
 	const char *repo = b->opts->cache_to;
 	const char *key = keys[i];
@@ -253,7 +253,8 @@ int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, c
 	char manifest[72], rdigest[72], state[72];
 	int r = mkdir_p(runpacked, 0700, err);
 	if (r == 0 && file_mode(b)) {
-		r = put_file(b, keys, i, id, below, state_ref, state, manifest, &st, err);
+		r = put_file(b, keys, i, id, below_step, below, state_ref, state, manifest, &st,
+			     err);
 	} else if (r == 0) {
 		snprintf(state, sizeof(state), "%s", id);
 		r = put_image(b, id, dir, state_ref, manifest, &st, err);
@@ -488,13 +489,14 @@ bool imgf_regcache_has(struct imgf_build *b, const char *const *keys, size_t i)
 
 /* A file builder's state from the artifact `ref` (by digest): its one layer must be the file
  * the record names (`state`), every blob verified on the way; the builder then stacks it on
- * the previous step's state. */
-static int get_file(struct imgf_build *b, const char *key, size_t i, const char *below,
+ * the state of step below_step (-1: the base). */
+static int get_file(struct imgf_build *b, const char *key, long below_step, const char *below,
 		    const char *ref, const char *state, char **id, int64_t *size,
 		    struct imgf_error **err)
 {
-	if (i && !below)
-		return imgf_error_set(err, IMGF_EXIT_FAIL, "step %zu's state is not at hand", i);
+	if (below_step >= 0 && !below)
+		return imgf_error_set(err, IMGF_EXIT_FAIL, "step %ld's state is not at hand",
+				      below_step + 1);
 	struct imgf_push_opts o = push_opts(b);
 	json_t *man = NULL;
 	char **paths = NULL;
@@ -523,9 +525,9 @@ static int get_file(struct imgf_build *b, const char *key, size_t i, const char 
 }
 
 /* imgf_regcache_get in dir: the record, then the state it names. */
-static int get_in(struct imgf_build *b, const char *const *keys, size_t i, const char *below,
-		  const char *dir, char **id, int64_t *size, json_t **inputs, bool *unreachable,
-		  struct imgf_error **err)
+static int get_in(struct imgf_build *b, const char *const *keys, size_t i, long below_step,
+		  const char *below, const char *dir, char **id, int64_t *size, json_t **inputs,
+		  bool *unreachable, struct imgf_error **err)
 {
 	const char *repo = b->opts->cache_from;
 	const char *key = keys[i];
@@ -556,7 +558,7 @@ static int get_in(struct imgf_build *b, const char *const *keys, size_t i, const
 	/* By digest: the manifest the record names, and nothing else. */
 	state_ref = xasprintf("%s@%s", repo, mdigest);
 	if (file_mode(b)) {
-		r = get_file(b, key, i, below, state_ref, state, id, size, err);
+		r = get_file(b, key, below_step, below, state_ref, state, id, size, err);
 		if (r < 0)
 			goto out;
 		/* What was made is a state intact as a local one must be. */
@@ -606,16 +608,16 @@ out:
 	return r;
 }
 
-int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, const char *below,
-		      char **id, int64_t *size, json_t **inputs, bool *unreachable,
-		      struct imgf_error **err)
+int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, long below_step,
+		      const char *below, char **id, int64_t *size, json_t **inputs,
+		      bool *unreachable, struct imgf_error **err)
 {
 	*unreachable = false;
 	*size = 0;
 	_cleanup_free_ char *dir = NULL;
 	if (work_dir(b, &dir, err) < 0)
 		return -1;
-	int r = get_in(b, keys, i, below, dir, id, size, inputs, unreachable, err);
+	int r = get_in(b, keys, i, below_step, below, dir, id, size, inputs, unreachable, err);
 	rm_rf(dir, NULL);
 	return r;
 }

@@ -70,10 +70,11 @@ int imgf_regcache_record_check(json_t *record, const char *const *keys, size_t i
 			       const char *builder, struct imgf_error **err);
 
 /* --cache-to: push step i's state `id` (keys: the step cache's keys, b->cache->keys) and its
- * record with `inputs` (borrowed). A file builder's state must stand on `below`, step i-1's
- * state (NULL: the base), else it is not pushed. */
+ * record with `inputs` (borrowed). A file builder's state must stand on `below`, the state of
+ * step `below_step` (the kept step below i: quick steps in a run are kept once, with the last
+ * of them), or on the base when below_step is -1 (below NULL), else it is not pushed. */
 int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
-		      const char *below, json_t *inputs, struct imgf_error **err);
+		      long below_step, const char *below, json_t *inputs, struct imgf_error **err);
 
 /* Whether REPO has step i's record, of this build's chain: 1 yes, 0 no (or not this build's),
  * < 0 with *err when the registry cannot be asked (refusing, away). */
@@ -89,11 +90,12 @@ bool imgf_regcache_has(struct imgf_build *b, const char *const *keys, size_t i);
  * *id (the state, newly allocated), *size (what it adds to the cache, 0 when unknown) and
  * *inputs (new reference) when it is used; 0 when the registry has none; < 0 with *err when it
  * is there but not usable (then *unreachable says whether the registry itself failed, when
- * looking further is pointless). A file builder's step i > 0 goes on `below`, the state of
- * step i - 1 here (ignored for an image builder).
+ * looking further is pointless). A file builder's step i goes on `below`, the state here of
+ * step `below_step` (the kept step below i), or on the base when below_step is -1 (ignored for
+ * an image builder).
  */
-int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, const char *below,
-		      char **id, int64_t *size, json_t **inputs, bool *unreachable,
-		      struct imgf_error **err);
+int imgf_regcache_get(struct imgf_build *b, const char *const *keys, size_t i, long below_step,
+		      const char *below, char **id, int64_t *size, json_t **inputs,
+		      bool *unreachable, struct imgf_error **err);
 
 #endif

@@ -23,6 +23,16 @@ static bool file_mode(const struct imgf_build *b)
 	return b->builder->cache->export_file && b->builder->cache->import_file;
 }
 
+/* The step below i whose state is kept (imgf_stepcache_keeps), which a file builder's state
+ * of step i stands on: quick steps in a run are kept once, with the last of them. -1: none. */
+static long kept_below(const struct imgf_build *b, size_t i)
+{
+	while (i-- > 0)
+		if (imgf_stepcache_keeps(b, i))
+			return (long)i;
+	return -1;
+}
+
 /* Say that step i's entry in the registry is not used, and why (e is freed). */
 static void rejected(struct imgf_build *b, size_t i, struct imgf_error *e, bool unreachable)
 {
@@ -82,8 +92,9 @@ static int pull_step(struct imgf_build *b, size_t i, bool *unreachable)
 	int64_t size = 0;
 	struct imgf_error *e = NULL;
 	double t0 = imgf_now();
-	const char *below = i ? json_string_value(json_object_get(c->found[i - 1], "id")) : NULL;
-	int r = imgf_regcache_get(b, (const char *const *)c->keys, i, below, &id, &size, &inputs,
+	long j = kept_below(b, i);
+	const char *below = j >= 0 ? json_string_value(json_object_get(c->found[j], "id")) : NULL;
+	int r = imgf_regcache_get(b, (const char *const *)c->keys, i, j, below, &id, &size, &inputs,
 				  unreachable, &e);
 	if (r < 0)
 		rejected(b, i, e, *unreachable);
@@ -116,6 +127,8 @@ static void lookup_files(struct imgf_build *b)
 		return;
 	size_t first = c->hit;
 	for (size_t i = c->hit; i <= deepest; i++) {
+		if (!imgf_stepcache_keeps(b, i))
+			continue; /* kept with the step after it, never exported on its own */
 		bool unreachable = false;
 		int r = pull_step(b, i, &unreachable);
 		if (r == 0)
@@ -162,15 +175,17 @@ void imgf_stepcache_remote_put(struct imgf_build *b, size_t i, const char *id, j
 	struct imgf_stepcache *c = b->cache;
 	if (!b->opts->cache_to || c->put_off || !imgf_regcache_supported(b))
 		return;
-	/* A file builder's state stands on the previous step's, which must be that entry's. */
-	json_t *prev = file_mode(b) && i ? local_entry(b, i - 1) : NULL;
+	/* A file builder's state stands on the previous kept step's, which must be that
+	 * entry's. */
+	long j = file_mode(b) ? kept_below(b, i) : -1;
+	json_t *prev = j >= 0 ? local_entry(b, (size_t)j) : NULL;
 	const char *below = json_string_value(json_object_get(prev, "id"));
 	struct imgf_error *e = NULL;
 	double t0 = imgf_now();
-	int r = file_mode(b) && i && !below
-			? imgf_error_set(&e, IMGF_EXIT_FAIL, "step %zu is not cached here", i)
-			: imgf_regcache_put(b, (const char *const *)c->keys, i, id, below, inputs,
-					    &e);
+	int r = j >= 0 && !below
+			? imgf_error_set(&e, IMGF_EXIT_FAIL, "step %ld is not cached here", j + 1)
+			: imgf_regcache_put(b, (const char *const *)c->keys, i, id, j, below,
+					    inputs, &e);
 	json_decref(prev);
 	if (r < 0) {
 		log_warn("%s: step '%s' (and any after it) is not exported to '%s': %s",
@@ -190,10 +205,12 @@ void imgf_stepcache_remote_put_deepest(struct imgf_build *b)
 	/* A file builder's step is of use only with every step below it: those the registry
 	 * lacks go first. */
 	size_t from = c->hit - 1;
-	while (file_mode(b) && from > 0 &&
-	       !imgf_regcache_has(b, (const char *const *)c->keys, from - 1))
-		from--;
+	for (long j; file_mode(b) && (j = kept_below(b, from)) >= 0 &&
+		     !imgf_regcache_has(b, (const char *const *)c->keys, (size_t)j);)
+		from = (size_t)j;
 	for (size_t i = from; i < c->hit && !c->put_off; i++) {
+		if (!imgf_stepcache_keeps(b, i))
+			continue; /* kept with the step after it */
 		json_t *e = i == c->hit - 1 ? json_incref(c->found[i]) : local_entry(b, i);
 		if (!e) {
 			log_warn("%s: step '%s' (and any after it) is not exported to '%s': it is "

@@ -311,14 +311,14 @@ static void put_both(struct fixture *f)
 	json_t *in2 = json_pack("[{s:s,s:s},{s:s,s:s}]", "name", "a", "sha256", "aa", "name", "b",
 				"sha256", "bb");
 	struct imgf_error *e = NULL;
-	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 0, images[0].id, NULL,
-				in1, &e) == 0);
+	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 0, images[0].id, -1,
+				NULL, in1, &e) == 0);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
 	imgf_error_free(e);
 	e = NULL;
-	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 1, images[1].id, NULL,
-				in2, &e) == 0);
+	CHECK(imgf_regcache_put(&f->b, (const char *const *)f->b.cache->keys, 1, images[1].id, 0,
+				NULL, in2, &e) == 0);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
 	imgf_error_free(e);
@@ -338,7 +338,7 @@ TEST(put_get)
 	int64_t size = 0;
 	struct imgf_error *e = NULL;
 	int before = loads;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, NULL, &id, &size,
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, 0, NULL, &id, &size,
 				&inputs, &away, &e) == 1);
 	if (e)
 		fprintf(stderr, "  %s\n", e->msg);
@@ -359,14 +359,14 @@ TEST(put_get)
 	f.keys[1] = (char *)K3;
 	CHECK(!imgf_regcache_has(&f.b, (const char *const *)f.b.cache->keys, 1));
 	id = NULL;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, NULL, &id, &size,
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, 0, NULL, &id, &size,
 				&inputs, &away, &e) == 0);
 	CHECK(!e && !id && !away);
 
 	/* the entry of k2, reached from another first step: refused by the link */
 	f.keys[0] = (char *)K3;
 	f.keys[1] = (char *)K2;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, NULL, &id, &size,
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, 0, NULL, &id, &size,
 				&inputs, &away, &e) < 0);
 	CHECK_ERR(e, "the record's key chain differs at step 1: 111111111111, this build's is "
 		     "333333333333");
@@ -379,7 +379,7 @@ TEST(put_get)
 	/* the registry away: said so, nothing further to look for */
 	test_httpd_stop(&f.srv);
 	f.keys[0] = (char *)K1;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, NULL, &id, &size,
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, -1, NULL, &id, &size,
 				&inputs, &away, &e) < 0);
 	CHECK(away);
 	imgf_error_free(e);
@@ -400,7 +400,7 @@ TEST(tampered_blob)
 	int64_t size = 0;
 	struct imgf_error *e = NULL;
 	int before = loads;
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, NULL, &id, &size,
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 1, 0, NULL, &id, &size,
 				&inputs, &away, &e) < 0);
 	_cleanup_free_ char *want =
 		xasprintf("blob '%s': sha256 mismatch", images[1].layer_digest[1]);
@@ -410,7 +410,7 @@ TEST(tampered_blob)
 	imgf_error_free(e);
 	e = NULL;
 	/* the step before, whose blobs are intact, is there */
-	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, NULL, &id, &size,
+	CHECK(imgf_regcache_get(&f.b, (const char *const *)f.b.cache->keys, 0, -1, NULL, &id, &size,
 				&inputs, &away, &e) == 1);
 	CHECK_STR(id, images[0].id);
 	free(id);
@@ -496,14 +496,14 @@ TEST(a_file_builders_states_are_artifacts_stacked_step_on_step)
 	json_t *in = json_pack("[{s:s,s:s}]", "name", "a", "sha256", "aa");
 	const char *const *keys = (const char *const *)f.b.cache->keys;
 	struct imgf_error *e = NULL;
-	CHECK(imgf_regcache_put(&f.b, keys, 0, state_files[0], NULL, in, &e) == 0);
+	CHECK(imgf_regcache_put(&f.b, keys, 0, state_files[0], -1, NULL, in, &e) == 0);
 	CHECK(!e);
 	/* step 2's file stands on step 1's: pushed only when that is the state below */
-	CHECK(imgf_regcache_put(&f.b, keys, 1, state_files[1], "/elsewhere", in, &e) < 0);
-	CHECK_ERR(e, "not on the previous step's '/elsewhere'");
+	CHECK(imgf_regcache_put(&f.b, keys, 1, state_files[1], 0, "/elsewhere", in, &e) < 0);
+	CHECK_ERR(e, "not on the state of the step below, '/elsewhere'");
 	imgf_error_free(e);
 	e = NULL;
-	CHECK(imgf_regcache_put(&f.b, keys, 1, state_files[1], state_files[0], in, &e) == 0);
+	CHECK(imgf_regcache_put(&f.b, keys, 1, state_files[1], 0, state_files[0], in, &e) == 0);
 	CHECK(!e);
 	CHECK(imgf_regcache_probe(&f.b, f.repo, keys, 1, &e) == 1);
 
@@ -512,11 +512,11 @@ TEST(a_file_builders_states_are_artifacts_stacked_step_on_step)
 	bool away = true;
 	int64_t size = 0;
 	/* step 2 alone: it needs step 1's state here */
-	CHECK(imgf_regcache_get(&f.b, keys, 1, NULL, &id, &size, &inputs, &away, &e) < 0);
+	CHECK(imgf_regcache_get(&f.b, keys, 1, 0, NULL, &id, &size, &inputs, &away, &e) < 0);
 	CHECK_ERR(e, "step 1's state is not at hand");
 	imgf_error_free(e);
 	e = NULL;
-	CHECK(imgf_regcache_get(&f.b, keys, 1, "/cache/step-1.disk", &id, &size, &inputs, &away,
+	CHECK(imgf_regcache_get(&f.b, keys, 1, 0, "/cache/step-1.disk", &id, &size, &inputs, &away,
 				&e) == 1);
 	CHECK(!e && !away && id && size == 21);
 	CHECK_STR(imported_below, "/cache/step-1.disk");
@@ -541,12 +541,12 @@ TEST(a_file_builders_tampered_file_is_named_and_not_used)
 	json_t *in = json_array();
 	const char *const *keys = (const char *const *)f.b.cache->keys;
 	struct imgf_error *e = NULL;
-	CHECK(imgf_regcache_put(&f.b, keys, 0, state_files[0], NULL, in, &e) == 0);
+	CHECK(imgf_regcache_put(&f.b, keys, 0, state_files[0], -1, NULL, in, &e) == 0);
 	char *id = NULL;
 	json_t *inputs = NULL;
 	bool away = true;
 	int64_t size = 0;
-	CHECK(imgf_regcache_get(&f.b, keys, 0, NULL, &id, &size, &inputs, &away, &e) < 0);
+	CHECK(imgf_regcache_get(&f.b, keys, 0, -1, NULL, &id, &size, &inputs, &away, &e) < 0);
 	_cleanup_free_ char *want = xasprintf("blob '%s': sha256 mismatch", state_digest[0]);
 	CHECK_ERR(e, want);
 	CHECK(!away && !id);
