@@ -301,3 +301,10 @@ void imgf_stepcache_final_key(struct imgf_build *b)
 					     b->labels, "post_processors", b->def->post_processors,
 					     "source_date_epoch", b->contract->epoch.text));
 }
+
+/* Which steps' states are kept: all but a quick step followed by another quick one. With the
+ * keys, since what a state stands on (stepcache-remote.c) follows from it too. */
+bool imgf_stepcache_keeps(const struct imgf_build *b, size_t i)
+{
+	return i + 1 >= b->nsteps || !b->steps[i].ops->quick || !b->steps[i + 1].ops->quick;
+}

@@ -207,11 +207,6 @@ static void step_share(struct imgf_build *b, struct imgf_target *t, size_t i, js
 	c->found[i] = e;
 }
 
-bool imgf_stepcache_keeps(const struct imgf_build *b, size_t i)
-{
-	return i + 1 >= b->nsteps || !b->steps[i].ops->quick || !b->steps[i + 1].ops->quick;
-}
-
 void imgf_stepcache_step_done(struct imgf_build *b, struct imgf_target *t, size_t i)
 {
 	struct imgf_stepcache *c = b->cache;
