@@ -10,7 +10,9 @@
 # runs none, and its image holds what A's holds; with the last step's input changed B runs only
 # that step; an overlay tampered with in the registry's storage is named in a warning and its
 # step and those after it run again; A with everything cached exports its cached steps to a
-# repository that lacks them, bottom first.
+# repository that lacks them, bottom first. Quick steps (two sysprep steps, run by busybox in
+# the root) are kept once, with the last of them: what is exported and taken stands on the
+# kept step below it.
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
 . "$(dirname "$0")/../lib/harness.sh"
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
@@ -32,6 +34,12 @@ REG=127.0.0.1:$PORT
 CACHE=$REG/imgforge/qemu-cache
 
 mkdir -p "$TMP/root/etc" "$TMP/root/bin" "$TMP/root/usr/bin" "$TMP/root/tmp"
+# A shell for the sysprep steps: busybox-static (hack/install-deps.sh) and the applets
+# sysprep's script calls.
+if [ -x /bin/busybox ]; then
+	cp /bin/busybox "$TMP/root/bin/busybox"
+	for a in sh rm grep chmod find; do ln -s busybox "$TMP/root/bin/$a"; done
+fi
 printf 'ID=debian\nVERSION_ID="12"\nNAME="imgforge test root"\n' >"$TMP/root/etc/os-release"
 echo 12.0 >"$TMP/root/etc/debian_version"
 echo "/dev/sda / ext4 defaults 0 1" >"$TMP/root/etc/fstab"
@@ -54,13 +62,26 @@ cat >"$TMP/config.json" <<EOF
  "images": ["image.json"]}
 EOF
 
+cat >"$TMP/quick.json" <<'EOF'
+{"name": "qemu-quick",
+ "builder": {"type": "qemu", "base_image_url": "{{ qemu_base_image_url }}",
+             "base_image_checksum": "{{ qemu_base_image_checksum }}", "boot_check": false,
+             "accelerator": "tcg"},
+ "provisioners": [
+   {"type": "file", "name": "first", "content": "{{ a }}\n", "destination": "/etc/a"},
+   {"type": "sysprep", "name": "prepone"},
+   {"type": "sysprep", "name": "preptwo"},
+   {"type": "file", "name": "last", "content": "{{ c }}\n", "destination": "/etc/c"}]}
+EOF
+jq '.images = ["quick.json"]' "$TMP/config.json" >"$TMP/config-quick.json"
+
 # build LOG [ARGS...]: a machine of its own per LOG (its step cache $TMP/cache-LOG, empty at
 # first; that of $ON when set), the image in $TMP/out-LOG.
 build() {
 	local log=$1
 	shift
 	IMGFORGE_CACHE_DIR=$TMP/cache-${ON:-$log} "$IMGF" build --force --output-dir "$TMP/out-$log" "$@" \
-		"$TMP/config.json" >"$TMP/$log.log" 2>&1 || { tail -n 30 "$TMP/$log.log"; return 1; }
+		"$TMP/${CONFIG:-config}.json" >"$TMP/$log.log" 2>&1 || { tail -n 30 "$TMP/$log.log"; return 1; }
 }
 img() { echo "$TMP/out-$1/test-qemu-reg+kube-v1.31.2/test-qemu-reg+kube-v1.31.2.qcow2"; }
 ran() { grep -E "qemu-reg: step [0-9]/3: [a-z]+\$" "$TMP/$1.log" | sed 's/.*step //' | tr "\n" " "; }
@@ -145,6 +166,24 @@ test_expect_success "A again, nothing changed, --cache-to a repository that has 
 			"$(curl -fsS -H "Accept: application/vnd.oci.image.manifest.v1+json" \
 				"http://$REG/v2/imgforge/other/manifests/step-$(key_of a $s)" | jq -r ".layers[0].digest")" || exit 1
 	done
+'
+
+test_expect_success "quick steps in a run are kept once, with the last: A exports the kept steps, each on the kept one below, and B takes them all" '
+	test -x "$TMP/root/bin/busybox" &&
+	CONFIG=config-quick build qa --cache-to "$REG/imgforge/quick" &&
+	test "$(grep -cE "qemu-quick: step [0-9]/4: [a-z]+\$" "$TMP/qa.log")" = 4 &&
+	grep "qemu-quick: step .* exported to .$REG/imgforge/quick:step-" "$TMP/qa.log" |
+		sed "s/.*step .\([a-z]*\). exported.*/\1/" | tr "\n" " " >"$TMP/qa.exported" &&
+	test "$(cat "$TMP/qa.exported")" = "first preptwo last " &&
+	k=$(key_of qa preptwo) && kb=$(key_of qa first) &&
+	c=$(curl -fsS -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+		"http://$REG/v2/imgforge/quick/manifests/step-$k" | jq -r ".config.digest") &&
+	curl -fsS "http://$REG/v2/imgforge/quick/blobs/$c" | jq -e --arg b "$kb" ".imgforge.below == \$b" &&
+	CONFIG=config-quick build qb --cache-from "$REG/imgforge/quick" &&
+	! grep -qE "qemu-quick: step [0-9]/4: [a-z]+\$" "$TMP/qb.log" &&
+	test "$(grep -cE "qemu-quick: step [0-9]/4: [a-z]+: cached \(" "$TMP/qb.log")" = 4 &&
+	grep -q "qemu-quick: steps 1 to 4 of 4 come from the registry cache" "$TMP/qb.log" &&
+	! grep -q "warning: qemu-quick" "$TMP/qb.log"
 '
 
 test_done
