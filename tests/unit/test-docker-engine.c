@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fsutil.h"
@@ -81,7 +82,7 @@ static int server_start(void)
 		}                                      \
 	} while (0)
 
-static int logged(const char *needle)
+static int count_logged(const char *needle)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len;
@@ -90,6 +91,16 @@ static int logged(const char *needle)
 	int n = 0;
 	for (const char *p = text; (p = strstr(p, needle)); p++)
 		n++;
+	return n;
+}
+
+/* How many requests the server logged with `needle`, once it logged `want` of them or 2 s
+ * passed: it logs a request after its reply is sent, so after the client has it. */
+static int logged(const char *needle, int want)
+{
+	int n = 0;
+	for (int i = 0; i < 100 && (n = count_logged(needle)) < want; i++)
+		usleep(20 * 1000);
 	return n;
 }
 
@@ -102,8 +113,8 @@ TEST(a_freezing_call_is_tried_again_when_the_engine_could_not_freeze)
 	CHECK(imgf_docker_json_freezing(d, "POST", NULL, NULL, &err, "/containers/%s/pause",
 					"c1") == 0);
 	CHECK(!err);
-	CHECK(logged("POST " FREEZE " -- 500") == 2);
-	CHECK(logged("POST " FREEZE " -- 200") == 1);
+	CHECK(logged("POST " FREEZE " -- 500", 2) == 2);
+	CHECK(logged("POST " FREEZE " -- 200", 1) == 1);
 	imgf_docker_free(d);
 }
 
@@ -117,7 +128,7 @@ TEST(another_engine_error_is_not_tried_again)
 	      0);
 	CHECK_ERR(err, "POST /containers/c2/pause: docker engine answered 500: no such container");
 	imgf_error_free(err);
-	CHECK(logged("POST " OTHER) == 1);
+	CHECK(logged("POST " OTHER, 1) == 1);
 	imgf_docker_free(d);
 }
 
@@ -131,6 +142,6 @@ TEST(a_call_that_does_not_freeze_is_not_tried_again)
 	      0);
 	CHECK_ERR(err, "unable to freeze");
 	imgf_error_free(err);
-	CHECK(logged("POST " PLAIN) == 1);
+	CHECK(logged("POST " PLAIN, 1) == 1);
 	imgf_docker_free(d);
 }
