@@ -33,7 +33,7 @@ start_registry reg
 REG=127.0.0.1:$PORT
 CACHE=$REG/imgforge/qemu-cache
 
-mkdir -p "$TMP/root/etc" "$TMP/root/bin" "$TMP/root/usr/bin" "$TMP/root/tmp"
+mkdir -p "$TMP/root/etc" "$TMP/root/bin" "$TMP/root/usr/bin" "$TMP/root/tmp" "$TMP/root/dev" "$TMP/root/proc" "$TMP/root/sys"
 # A shell for the sysprep steps: busybox-static (hack/install-deps.sh) and the applets
 # sysprep's script calls.
 if [ -x /bin/busybox ]; then
