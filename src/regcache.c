@@ -189,9 +189,9 @@ static int record_archive(const char *path, const char *config, struct imgf_erro
 		r = imgf_tar_add_data(t, manifest, strlen(manifest), "manifest.json", 0644, 0, 0,
 				      err);
 	if (r == 0)
-		return imgf_tar_close(t, err);
+		r = imgf_tar_close(t, err);
 	imgf_tar_free(t);
-	return -1;
+	return r;
 }
 
 /* The state of an image builder: the image `id` as image_save writes it, pushed as is. */
@@ -421,11 +421,9 @@ static int docker_archive(const char *dir, json_t *manifest, char **out, struct 
 	int r = imgf_tar_add_archive(t, in, 0, NULL, NULL, err);
 	if (r == 0)
 		r = imgf_tar_add_data(t, mj, strlen(mj), "manifest.json", 0644, 0, 0, err);
-	if (r == 0) {
+	if (r == 0)
 		r = imgf_tar_close(t, err);
-	} else {
-		imgf_tar_free(t);
-	}
+	imgf_tar_free(t);
 	unlink(in);
 	if (r < 0)
 		return -1;

@@ -198,9 +198,9 @@ static int fake_image_save(struct imgf_build *b, const char *id, const char *out
 	if (r == 0)
 		r = imgf_tar_add_data(t, mj, strlen(mj), "manifest.json", 0644, 0, 0, err);
 	if (r == 0)
-		return imgf_tar_close(t, err);
+		r = imgf_tar_close(t, err);
 	imgf_tar_free(t);
-	return -1;
+	return r;
 }
 
 /* What an engine would check of a docker-archive: its config is the image `id`. */
