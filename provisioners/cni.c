@@ -59,7 +59,7 @@ static int cni_run(struct imgf_step *s, struct imgf_target *t, struct imgf_error
 
 const struct imgf_provisioner_ops imgf_cni_provisioner = {
 	.name = "cni",
-	.quick = true, /* a few small files: cheaper to run again than to keep */
+	.quick = imgf_provisioner_quick, /* a few small files: cheaper to run again than to keep */
 	.keys = cni_keys,
 	.validate = cni_validate,
 	.inputs = cni_inputs,

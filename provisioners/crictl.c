@@ -43,7 +43,7 @@ static int crictl_run(struct imgf_step *s, struct imgf_target *t, struct imgf_er
 
 const struct imgf_provisioner_ops imgf_crictl_provisioner = {
 	.name = "crictl",
-	.quick = true, /* a few small files: cheaper to run again than to keep */
+	.quick = imgf_provisioner_quick, /* a few small files: cheaper to run again than to keep */
 	.keys = crictl_keys,
 	.inputs = crictl_inputs,
 	.run = crictl_run,

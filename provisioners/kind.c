@@ -131,7 +131,7 @@ static int kind_run(struct imgf_step *s, struct imgf_target *t, struct imgf_erro
 
 const struct imgf_provisioner_ops imgf_kind_provisioner = {
 	.name = "kind",
-	.quick = true, /* a few small files: cheaper to run again than to keep */
+	.quick = imgf_provisioner_quick, /* a few small files: cheaper to run again than to keep */
 	.keys = kind_keys,
 	.validate = kind_validate,
 	.run = kind_run,

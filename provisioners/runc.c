@@ -32,7 +32,7 @@ static int runc_run(struct imgf_step *s, struct imgf_target *t, struct imgf_erro
 
 const struct imgf_provisioner_ops imgf_runc_provisioner = {
 	.name = "runc",
-	.quick = true, /* a few small files: cheaper to run again than to keep */
+	.quick = imgf_provisioner_quick, /* a few small files: cheaper to run again than to keep */
 	.keys = runc_keys,
 	.inputs = runc_inputs,
 	.run = runc_run,

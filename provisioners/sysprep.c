@@ -65,7 +65,7 @@ static int sysprep_run(struct imgf_step *s, struct imgf_target *t, struct imgf_e
 
 const struct imgf_provisioner_ops imgf_sysprep_provisioner = {
 	.name = "sysprep",
-	.quick = true, /* a few small files: cheaper to run again than to keep */
+	.quick = imgf_provisioner_quick, /* a few small files: cheaper to run again than to keep */
 	.keys = sysprep_keys,
 	.run = sysprep_run,
 };

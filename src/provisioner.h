@@ -20,10 +20,12 @@
  *                     names host paths the step reads whenever it is set; else whether that
  *                     key does in this step's config (file's `source` with direction
  *                     download is a path in the target)
- *   quick             MAY be set: the step only puts a few small files in place (runc, cni,
- *                     crictl, kind, sysprep), so running it again costs less than keeping its
- *                     state: the step cache keeps the state after a run of quick steps once,
- *                     after the last of them (src/stepcache.h, imgf_stepcache_keeps)
+ *   quick             MAY be NULL: whether the step is quick, only putting files from its
+ *                     verified inputs or a few small files in place (runc, cni, crictl, kind,
+ *                     sysprep; containerd from its release tarball), so that running it again
+ *                     costs less than keeping its state: the step cache keeps the state after
+ *                     a run of quick steps once, after the last of them (src/stepcache.h,
+ *                     imgf_stepcache_keeps). imgf_provisioner_quick: always
  */
 #ifndef IMGF_PROVISIONER_H
 #define IMGF_PROVISIONER_H
@@ -67,8 +69,11 @@ struct imgf_provisioner_ops {
 	int (*cache_key)(const struct imgf_step *s, json_t **extra, struct imgf_error **err);
 	int (*lock)(struct imgf_step *s, struct imgf_target *t, bool install, json_t **entry,
 		    struct imgf_error **err);
-	bool quick;
+	bool (*quick)(const struct imgf_step *s);
 };
+
+/* For `quick`: a provisioner whose every step is quick. */
+bool imgf_provisioner_quick(const struct imgf_step *s);
 
 /* Make a provisioner known by its name (a second one of the same name is ignored). */
 void imgf_provisioner_register(const struct imgf_provisioner_ops *ops);

@@ -306,5 +306,7 @@ void imgf_stepcache_final_key(struct imgf_build *b)
  * keys, since what a state stands on (stepcache-remote.c) follows from it too. */
 bool imgf_stepcache_keeps(const struct imgf_build *b, size_t i)
 {
-	return i + 1 >= b->nsteps || !b->steps[i].ops->quick || !b->steps[i + 1].ops->quick;
+	const struct imgf_step *s = b->steps;
+	return i + 1 >= b->nsteps || !s[i].ops->quick || !s[i].ops->quick(&s[i]) ||
+	       !s[i + 1].ops->quick || !s[i + 1].ops->quick(&s[i + 1]);
 }

@@ -72,12 +72,12 @@ const char *imgf_stepcache_from(const struct imgf_build *b);
 void imgf_stepcache_replay(struct imgf_build *b, size_t step);
 /*
  * Whether the state after step i is kept. A quick step (its provisioner's `quick`: a few
- * small files put in place) followed by another quick step is not: running it again costs
- * less than keeping it (a commit and a new container, or a new overlay and appliance). The
- * state after a run of quick steps is kept once, after the last of them, and the last step's
- * always is. The keys still chain through every step, and a kept entry records the inputs of
- * all steps before it, so a rebuild starts from the deepest kept state before its first
- * changed step and runs the quick steps between again.
+ * small files, or a verified download's, put in place) followed by another quick step is
+ * not: running it again costs less than keeping it (a commit and a new container, or a new
+ * overlay and appliance). The state after a run of quick steps is kept once, after the last
+ * of them, and the last step's always is. The keys still chain through every step, and a
+ * kept entry records the inputs of all steps before it, so a rebuild starts from the deepest
+ * kept state before its first changed step and runs the quick steps between again.
  */
 bool imgf_stepcache_keeps(const struct imgf_build *b, size_t i);
 /* Keep the target's state after step i under its key when imgf_stepcache_keeps says so (a

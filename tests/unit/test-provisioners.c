@@ -423,6 +423,29 @@ TEST(containerd_validate_needs_url_and_checksum_for_a_tarball)
 	fixture_release(&f);
 }
 
+/* Quick (the step cache keeps its state only at the end of a run of quick steps): from the
+ * release tarball, a verified download unpacked; from a package, apt runs. */
+TEST(containerd_is_quick_from_its_release_tarball_and_not_from_a_package)
+{
+	const struct imgf_provisioner_ops *ops = &imgf_containerd_provisioner;
+	struct imgf_step s = {.ops = ops};
+	CHECK(ops->quick != NULL);
+	s.cfg = json_pack("{s:s,s:s}", "url", "https://x/containerd.tar.gz", "checksum",
+			  "sha256:00");
+	CHECK(ops->quick(&s));
+	json_decref(s.cfg);
+	s.cfg = json_pack("{s:s}", "source", "tarball");
+	CHECK(ops->quick(&s));
+	json_decref(s.cfg);
+	s.cfg = json_pack("{s:s}", "source", "package");
+	CHECK(!ops->quick(&s));
+	json_decref(s.cfg);
+	/* the steps that run apt or another program at length are not */
+	CHECK(imgf_packages_provisioner.quick == NULL);
+	CHECK(imgf_kubernetes_provisioner.quick == NULL);
+	CHECK(imgf_shell_provisioner.quick == NULL);
+}
+
 /* ---- runc ---------------------------------------------------------------------------- */
 
 TEST(runc_installs_the_binary_executable_and_checks_its_version)

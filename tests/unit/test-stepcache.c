@@ -711,7 +711,7 @@ static void chain_open(struct chain *c, const char *dir, const char *quick, int 
 {
 	memset(c, 0, sizeof(*c));
 	c->quick_ops = *imgf_provisioner_find("shell");
-	c->quick_ops.quick = true;
+	c->quick_ops.quick = imgf_provisioner_quick;
 	c->cfg.vars = json_object();
 	c->def.name = "chain";
 	c->b = (struct imgf_build){.config = &c->cfg,
