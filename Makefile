@@ -22,13 +22,13 @@ SRC_IQUOTE := -iquote src $(addprefix -iquote ,$(SRC_DIRS))
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(SRC_IQUOTE) -iquote . $(PKG_CFLAGS) \
 	-DIMGF_VERSION='"$(VERSION)"' -DIMGF_SOURCE_DATE=$(SOURCE_DATE) \
-	-Wall -Wextra -include src/base/banned.h $(CFLAGS)
+	-Wall -Wextra -Wno-unused-parameter -include src/base/banned.h $(CFLAGS)
 ALL_LDFLAGS := $(LDFLAGS)
 LIBS := $(PKG_LIBS) -lpthread
 
 ifeq ($(DEVELOPER),1)
 ALL_CFLAGS += -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
-	-Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
+	-Wformat=2 -Wno-format-nonliteral
 endif
 ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
