@@ -208,6 +208,12 @@ static int put_image(struct imgf_build *b, const char *id, const char *dir, cons
 
 /* The state of a file builder: the step's own file as the one layer of an artifact, *digest
  * its digest; it must stand on `below`, the state of step below_step (NULL, -1: the base). */
+/* Step i's name; i = nsteps is the finished image (the artifact), under the final key. */
+static const char *label_of(const struct imgf_build *b, size_t i)
+{
+	return i < b->nsteps ? b->steps[i].label : "(artifact)";
+}
+
 static int put_file(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
 		    long below_step, const char *below, const char *ref, char digest[72],
 		    char manifest[72], struct imgf_push_stats *st, struct imgf_error **err)
@@ -224,7 +230,7 @@ static int put_file(struct imgf_build *b, const char *const *keys, size_t i, con
 	json_t *cfg =
 		json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "architecture", build_arch(b), "os",
 			  "linux", "imgforge", "builder", b->builder->name, "key", keys[i], "below",
-			  below_step >= 0 ? keys[below_step] : "base", "step", b->steps[i].label);
+			  below_step >= 0 ? keys[below_step] : "base", "step", label_of(b, i));
 	_cleanup_free_ char *config = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(cfg);
 	_cleanup_free_ char *title = xasprintf("step-%s.%s", keys[i], b->builder->name);
@@ -261,7 +267,7 @@ int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, c
 	}
 	if (r == 0) {
 		json_t *cfg = imgf_regcache_record_new(keys, i, b->builder->name, b->def->name,
-						       b->steps[i].label, state, manifest,
+						       label_of(b, i), state, manifest,
 						       build_arch(b), inputs);
 		_cleanup_free_ char *raw = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 		json_decref(cfg);
@@ -275,16 +281,17 @@ int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, c
 	rm_rf(dir, NULL);
 	if (r < 0)
 		return -1;
+	_cleanup_free_ char *what = i < b->nsteps ? xasprintf("step '%s'", b->steps[i].label)
+						  : xstrdup("the finished image");
 	_cleanup_free_ char *human = xasprintf(
-		"%s: step '%s' exported to '%s' (%u blobs: %u uploaded, %llu bytes; %u already "
-		"there)",
-		b->def->name, b->steps[i].label, state_ref, st.blobs + rst.blobs,
+		"%s: %s exported to '%s' (%u blobs: %u uploaded, %llu bytes; %u already there)",
+		b->def->name, what, state_ref, st.blobs + rst.blobs,
 		st.uploaded + rst.uploaded,
 		(unsigned long long)(st.bytes_uploaded + rst.bytes_uploaded),
 		st.existed + rst.existed);
 	imgf_event("cache-exported",
 		   json_pack("{s:s,s:i,s:s,s:s,s:s,s:s}", "image", b->def->name, "index",
-			     (int)i + 1, "step", b->steps[i].label, "key", key, "ref", state_ref,
+			     (int)i + 1, "step", label_of(b, i), "key", key, "ref", state_ref,
 			     "digest", manifest),
 		   human);
 	return 0;
@@ -589,8 +596,9 @@ static int get_in(struct imgf_build *b, const char *const *keys, size_t i, long 
 		goto out;
 	unlink(archive);
 	blobs_forget(b, sman);
-	/* What was loaded holds the key, as a local entry's state must. */
-	r = b->builder->cache->check(b, key, state, false, err);
+	/* What was loaded holds the key, as a local entry's state must (the finished image: is
+	 * the image it names). */
+	r = b->builder->cache->check(b, key, state, i == b->nsteps, err);
 	if (r == 0)
 		r = imgf_error_set(err, IMGF_EXIT_FAIL, "the image %.19s does not hold the key",
 				   state);

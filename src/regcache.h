@@ -16,6 +16,10 @@
  *                    first step on), the state (the image ID, or the file's digest) and its
  *                    manifest digest, the step, and
  *                    what the steps so far recorded (the build's inputs, URLs redacted).
+ * The finished image of an image builder (docker: the squashed image, whose ID is what a
+ * build with nothing changed gives out) is an entry too, under the final key (the step cache's
+ * key of the artifact): i = the number of steps, `keys` every step key and then the final key,
+ * so its record's chain is the whole build's.
  * A record is trusted no more than a local entry: its chain must be this build's, the state is
  * pulled by the manifest digest it names, every blob verified by digest on the way
  * (src/oci/registry.h), the config must be the image ID it names, and the builder checks what it

@@ -116,5 +116,12 @@ void imgf_stepcache_remote_put(struct imgf_build *b, size_t i, const char *id, j
 /* --cache-to at the start: the deepest cached step (and, for a file builder, every step below
  * it the registry lacks) to the registry, unless it is there already. */
 void imgf_stepcache_remote_put_deepest(struct imgf_build *b);
+/* --cache-to: the finished image `id` (an image builder's), under the final key, unless the
+ * registry has it. */
+void imgf_stepcache_remote_put_artifact(struct imgf_build *b, const char *id);
+/* --cache-from, when every step is cached and the finished image is not: it from the registry
+ * (an image builder's), checked and loaded, as the local artifact entry (a new reference), or
+ * NULL (none there, or not usable: said). */
+json_t *imgf_stepcache_remote_get_artifact(struct imgf_build *b);
 
 #endif

@@ -224,3 +224,91 @@ void imgf_stepcache_remote_put_deepest(struct imgf_build *b)
 		json_decref(e);
 	}
 }
+
+/* Every step key and then the final key: the finished image's key chain (regcache.h). */
+static const char **artifact_keys(const struct imgf_build *b)
+{
+	const char **k = xcalloc(b->nsteps + 2, sizeof(*k));
+	for (size_t i = 0; i < b->nsteps; i++)
+		k[i] = b->cache->keys[i];
+	k[b->nsteps] = b->cache->final_key;
+	return k;
+}
+
+/* Whether the finished image can go to or come from a registry: an image builder's. */
+static bool artifact_mode(const struct imgf_build *b)
+{
+	return b->cache && b->cache->final_key && imgf_regcache_supported(b) && !file_mode(b);
+}
+
+void imgf_stepcache_remote_put_artifact(struct imgf_build *b, const char *id)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!b->opts->cache_to || !artifact_mode(b) || c->put_off)
+		return;
+	const char **k = artifact_keys(b);
+	if (imgf_regcache_has(b, k, b->nsteps)) {
+		free(k);
+		return;
+	}
+	json_t *inputs = imgf_stepcache_inputs_so_far(b);
+	struct imgf_error *e = NULL;
+	double t0 = imgf_now();
+	int r = imgf_regcache_put(b, k, b->nsteps, id, -1, NULL, inputs, &e);
+	json_decref(inputs);
+	free(k);
+	if (r < 0) {
+		log_warn("%s: the finished image is not exported to '%s': %s", b->def->name,
+			 b->opts->cache_to, e->msg);
+		imgf_error_free(e);
+		return;
+	}
+	imgf_build_phase(b, "cache-push", imgf_now() - t0);
+}
+
+json_t *imgf_stepcache_remote_get_artifact(struct imgf_build *b)
+{
+	struct imgf_stepcache *c = b->cache;
+	const char *repo = b->opts->cache_from;
+	if (!repo || !artifact_mode(b))
+		return NULL;
+	const char **k = artifact_keys(b);
+	_cleanup_free_ char *id = NULL;
+	json_t *inputs = NULL;
+	int64_t size = 0;
+	bool unreachable = false;
+	struct imgf_error *e = NULL;
+	double t0 = imgf_now();
+	int r = imgf_regcache_get(b, k, b->nsteps, -1, NULL, &id, &size, &inputs, &unreachable, &e);
+	free(k);
+	if (r < 0) {
+		log_warn("%s: the finished image's cache entry %.12s in '%s' is not used: %s",
+			 b->def->name, c->final_key, repo, e->msg);
+		imgf_event("cache-rejected",
+			   json_pack("{s:s,s:s,s:s,s:s,s:s}", "image", b->def->name, "step",
+				     "(artifact)", "key", c->final_key, "from", repo, "error",
+				     e->msg),
+			   NULL);
+		imgf_error_free(e);
+		return NULL;
+	}
+	if (r == 0)
+		return NULL;
+	json_decref(inputs); /* the steps' entries hold them */
+	imgf_build_phase(b, "cache-pull", imgf_now() - t0);
+	int save = imgf_stepcache_save_lock(b, c->final_key, "artifact");
+	json_t *entry =
+		imgf_stepcache_entry_new(b, c->final_key, "(artifact)", -1, id, size, true);
+	json_object_set_new(entry, "from", json_string(repo));
+	imgf_stepcache_entry_replace(b, json_incref(entry));
+	if (save >= 0)
+		close(save);
+	_cleanup_free_ char *human = xasprintf(
+		"%s: the finished image comes from the registry cache '%s' (%.12s, %s)",
+		b->def->name, repo, c->final_key, id);
+	imgf_event("cache-pulled",
+		   json_pack("{s:s,s:s,s:s,s:s,s:s}", "image", b->def->name, "step", "(artifact)",
+			     "key", c->final_key, "from", repo, "id", id),
+		   human);
+	return entry;
+}

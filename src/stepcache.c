@@ -279,11 +279,14 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 	if (imgf_stepcache_lookup(b, c->final_key, true, false, "artifact", &e, err) < 0)
 		return -1;
 	if (!e)
+		e = imgf_stepcache_remote_get_artifact(b);
+	if (!e)
 		return 0;
 	c->final_found = e;
 	const char *id = json_string_value(json_object_get(e, "id"));
 	if (b->builder->cache->reuse(b, id, out, err) < 0)
 		return -1;
+	imgf_stepcache_remote_put_artifact(b, id); /* unless the registry has it */
 	for (size_t i = 0; i < b->nsteps; i++)
 		imgf_stepcache_say_cached(b, i);
 	log_info("%s: nothing changed: the artifact built before is given out again", b->def->name);
@@ -350,4 +353,5 @@ static void keep_artifact(struct imgf_build *b, const struct imgf_artifact *art)
 	}
 	imgf_stepcache_entry_replace(
 		b, imgf_stepcache_entry_new(b, c->final_key, "(artifact)", -1, id, size, true));
+	imgf_stepcache_remote_put_artifact(b, id);
 }

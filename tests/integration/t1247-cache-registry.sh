@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # needs: docker fixtures root
 # The step cache in a registry (issue 20 part 2), with two engines on this machine: engine A
-# (the host's) builds t1200's kind node image cold with --cache-to, exporting each step; engine
-# B (a second dockerd, empty image store, empty IMGFORGE_CACHE_DIR) builds the same config
-# with --cache-from and runs no step; with kubernetes_semver changed B runs only the steps from
+# (the host's) builds t1200's kind node image cold with --cache-to, exporting each kept step and
+# the finished image; engine B (a second dockerd, empty image store, empty IMGFORGE_CACHE_DIR)
+# builds the same config with --cache-from and runs no step, nor squashes the image again; with kubernetes_semver changed B runs only the steps from
 # `kubernetes` on; both give the image ID engine A gives. A blob tampered with in the registry's
 # storage makes its step run again, with a warning naming the blob and the step.
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
@@ -55,16 +55,18 @@ tags() { curl -fsS "http://$REG/v2/imgforge/cache/tags/list" | jq -r ".tags[]" |
 # The steps whose state is kept (docs/step-cache.md): all but a quick step followed by another
 # quick one (containerd from its tarball, runc, cni, kind).
 KEPT="packages crictl kubernetes images sysprep"
-test_expect_success "engine A builds cold with --cache-to: every step runs, every kept one is exported" '
+test_expect_success "engine A builds cold with --cache-to: every step runs, every kept one and the image are exported" '
 	build a cold --cache-to "$CACHE" &&
 	test "$(ran cold | wc -l)" = 9 &&
 	test "$(grep -c "kind-node: step .* exported to .$CACHE:step-[0-9a-f]\{64\}." "$TMP/cold.log")" = 5 &&
 	test "$(sed -n "s/.*kind-node: step .\([a-z]*\). exported to .*/\1/p" "$TMP/cold.log" | tr "\n" " ")" = "$KEPT " &&
+	grep -q "kind-node: the finished image exported to .$CACHE:step-[0-9a-f]\{64\}." "$TMP/cold.log" &&
 	tags >"$TMP/tags" &&
-	test "$(grep -cE "^step-[0-9a-f]{64}\$" "$TMP/tags")" = 5 &&
-	test "$(grep -cE "^step-[0-9a-f]{64}\\.record\$" "$TMP/tags")" = 5 &&
-	# each entry is the local step cache'"'"'s key
-	for k in $(jq -r "select(.final == false) | .key" "$TMP/cache-a/steps/"*.json); do
+	test "$(grep -cE "^step-[0-9a-f]{64}\$" "$TMP/tags")" = 6 &&
+	test "$(grep -cE "^step-[0-9a-f]{64}\\.record\$" "$TMP/tags")" = 6 &&
+	# each entry, the finished image'"'"'s too, is the local step cache'"'"'s key
+	test "$(jq -r .key "$TMP/cache-a/steps/"*.json | wc -l)" = 6 &&
+	for k in $(jq -r .key "$TMP/cache-a/steps/"*.json); do
 		grep -qx "step-$k.record" "$TMP/tags" || exit 1
 	done
 '
@@ -78,6 +80,9 @@ test_expect_success "engine B builds with --cache-from: no step runs, the same i
 	test -z "$(ran warm)" &&
 	test "$(cached warm)" = 9 &&
 	grep -q "kind-node: steps 1 to 9 of 9 come from the registry cache .$CACHE." "$TMP/warm.log" &&
+	# the finished image too: B does not export, squash and load it again
+	grep -q "kind-node: the finished image comes from the registry cache .$CACHE." "$TMP/warm.log" &&
+	! grep -q "squashed" "$TMP/warm.log" &&
 	! grep -q "is not used" "$TMP/warm.log" &&
 	test -n "$(cat "$TMP/cold.id")" &&
 	test "$(cat "$TMP/warm.id")" = "$(cat "$TMP/cold.id")" &&
