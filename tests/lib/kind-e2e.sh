@@ -129,20 +129,6 @@ create_cluster() {
 	echo "cluster $name: nodes Ready $((SECONDS - t0)) s after kind create cluster"
 }
 
-# Wait until every pod in every namespace is Running (or Succeeded) and Ready.
-all_pods_ready() {
-	local i bad
-	for i in $(seq 1 120); do
-		bad=$(k get pods -A --no-headers -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name,PHASE:.status.phase,READY:.status.conditions[?\(@.type==\"Ready\"\)].status |
-			awk '$3 != "Succeeded" && !($3 == "Running" && $4 == "True")')
-		[ -n "$bad" ] || return 0
-		sleep 2
-	done
-	echo "not ready: $bad"
-	k get pods -A -o wide
-	return 1
-}
-
 pulls_before=$(registry_pulls)
 t_create=$SECONDS
 
@@ -163,7 +149,7 @@ test_expect_success "preloaded images keep canonical names, tagged and pinned in
 '
 
 test_expect_success "every kube-system pod runs and is Ready (control plane, etcd, CoreDNS, kube-proxy, CNI, storage)" '
-	all_pods_ready &&
+	kube_pods_ready &&
 	echo "$((SECONDS - t_create))" >"$TMP/took.pods" &&
 	k get pods -A --no-headers >"$TMP/pods" &&
 	for p in etcd- kube-apiserver- kube-controller-manager- kube-scheduler- kube-proxy- coredns- kube-flannel-ds-; do
@@ -274,7 +260,7 @@ test_expect_success "kind delete cluster removes the nodes and their volumes" '
 if [ "${E2E_WORKERS_TOO:-1}" != 0 ]; then
 test_expect_success "two nodes (kubeadm join): both Ready, a pod on the worker reaches one on the control plane" '
 	create_cluster "$C2" 1 &&
-	all_pods_ready &&
+	kube_pods_ready &&
 	kind_cmd load docker-image "$WEB" --name "$C2" >/dev/null 2>&1 &&
 	for n in control-plane worker; do
 		node=$C2-$n

@@ -10,6 +10,8 @@
 #                      versions.env (CONTAINERD_VERSION, FLANNEL_VERSION, ...)
 #   kind_cmd ARGS...   the kind CLI with the docker wrapper first on PATH
 #   kube_kind_config N      a kind config: a control plane and N workers (the image's default CNI)
+#   kube_pods_ready    wait until every pod of the cluster in $KUBECONFIG is Running (or
+#                      Succeeded) and Ready; else print the ones that are not, and fail
 # The version is the shipped kubernetes_semver (config/kubernetes.json), or IMGF_KUBE_VERSION.
 KUBE_VERSION=${IMGF_KUBE_VERSION:-$(jq -r .variables.kubernetes_semver "$TOP/config/kubernetes.json")}
 KUBE_DIR=${IMGF_KUBE_DIR:-/var/cache/imgforge/kube-from-source/$KUBE_VERSION}
@@ -54,4 +56,17 @@ kube_kind_config() {
 
 kind_cmd() {
 	PATH="$TOP/tests/lib/kind-docker:$PATH" "$KIND" "$@"
+}
+
+kube_pods_ready() {
+	local i bad
+	for i in $(seq 1 120); do
+		bad=$("$KUBECTL" get pods -A --no-headers -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name,PHASE:.status.phase,READY:.status.conditions[?\(@.type==\"Ready\"\)].status |
+			awk '$3 != "Succeeded" && !($3 == "Running" && $4 == "True")')
+		[ -n "$bad" ] || return 0
+		sleep 2
+	done
+	echo "not ready: $bad"
+	"$KUBECTL" get pods -A -o wide
+	return 1
 }

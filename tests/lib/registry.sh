@@ -79,10 +79,13 @@ count() {
 # /etc/docker/daemon.json), data root, exec root, socket and pid file under $TMP/dockerd2, no
 # iptables rules (registries on loopback, which it pulls from over plain HTTP), and a bridge of
 # its own: with `--bridge none` dockerd deletes the host's docker0 at start (the default bridge
-# it takes for stale), which the first engine's containers need. Sets D2 and defines d2 (the
-# docker CLI for it); DOCKER_HOST=unix://$D2/sock points imgforge at it.
+# it takes for stale), which the first engine's containers need. Its cgroup driver is the first
+# engine's: both put their containers' cgroups in one hierarchy (kind's nodes run on either).
+# Sets D2 and defines d2 (the docker CLI for it); DOCKER_HOST=unix://$D2/sock points imgforge
+# at it.
 dockerd2_up() {
-	local driver=${1:-vfs}
+	local driver=${1:-vfs} cgroups
+	cgroups=$(docker info -f '{{.CgroupDriver}}') || return 1
 	D2=$TMP/dockerd2
 	D2_BR=imgf2br$$
 	D2_BR=${D2_BR:0:15}
@@ -91,7 +94,7 @@ dockerd2_up() {
 	ip link add name "$D2_BR" type bridge || die "ip link add $D2_BR"
 	dockerd --config-file "$D2/daemon.json" --data-root "$D2/data" --exec-root "$D2/exec" \
 		--pidfile "$D2/pid" --host "unix://$D2/sock" --bridge "$D2_BR" --iptables=false \
-		--ip-masq=false --storage-driver "$driver" \
+		--ip-masq=false --storage-driver "$driver" --exec-opt native.cgroupdriver="$cgroups" \
 		--containerd-namespace "$TEST_NAME-$$" --containerd-plugins-namespace "$TEST_NAME-plugins-$$" \
 		</dev/null >"$D2/log" 2>&1 &
 	D2_PID=$!
