@@ -285,8 +285,7 @@ int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, c
 						  : xstrdup("the finished image");
 	_cleanup_free_ char *human = xasprintf(
 		"%s: %s exported to '%s' (%u blobs: %u uploaded, %llu bytes; %u already there)",
-		b->def->name, what, state_ref, st.blobs + rst.blobs,
-		st.uploaded + rst.uploaded,
+		b->def->name, what, state_ref, st.blobs + rst.blobs, st.uploaded + rst.uploaded,
 		(unsigned long long)(st.bytes_uploaded + rst.bytes_uploaded),
 		st.existed + rst.existed);
 	imgf_event("cache-exported",

@@ -297,15 +297,14 @@ json_t *imgf_stepcache_remote_get_artifact(struct imgf_build *b)
 	json_decref(inputs); /* the steps' entries hold them */
 	imgf_build_phase(b, "cache-pull", imgf_now() - t0);
 	int save = imgf_stepcache_save_lock(b, c->final_key, "artifact");
-	json_t *entry =
-		imgf_stepcache_entry_new(b, c->final_key, "(artifact)", -1, id, size, true);
+	json_t *entry = imgf_stepcache_entry_new(b, c->final_key, "(artifact)", -1, id, size, true);
 	json_object_set_new(entry, "from", json_string(repo));
 	imgf_stepcache_entry_replace(b, json_incref(entry));
 	if (save >= 0)
 		close(save);
-	_cleanup_free_ char *human = xasprintf(
-		"%s: the finished image comes from the registry cache '%s' (%.12s, %s)",
-		b->def->name, repo, c->final_key, id);
+	_cleanup_free_ char *human =
+		xasprintf("%s: the finished image comes from the registry cache '%s' (%.12s, %s)",
+			  b->def->name, repo, c->final_key, id);
 	imgf_event("cache-pulled",
 		   json_pack("{s:s,s:s,s:s,s:s,s:s}", "image", b->def->name, "step", "(artifact)",
 			     "key", c->final_key, "from", repo, "id", id),
