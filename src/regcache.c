@@ -529,17 +529,16 @@ static int get_file(struct imgf_build *b, const char *key, long below_step, cons
 }
 
 /* imgf_regcache_get in dir: the record, then the state it names. */
-static int get_in(struct imgf_build *b, const char *const *keys, size_t i, long below_step,
-		  const char *below, const char *dir, char **id, int64_t *size, json_t **inputs,
-		  bool *unreachable, struct imgf_error **err)
+/* Step i's record from --cache-from's registry into *record (checked against this build):
+ * 1, 0 when it has none, < 0 with *err (*unreachable: the registry itself failed). */
+static int read_record(struct imgf_build *b, const char *const *keys, size_t i, const char *dir,
+		       json_t **record, bool *unreachable, struct imgf_error **err)
 {
-	const char *repo = b->opts->cache_from;
-	const char *key = keys[i];
-	_cleanup_free_ char *record_ref = imgf_regcache_ref(repo, key, "record");
-	json_t *rman = NULL, *record = NULL, *sman = NULL;
-	char digest[72];
+	_cleanup_free_ char *record_ref = imgf_regcache_ref(b->opts->cache_from, keys[i], "record");
 	_cleanup_free_ char *rtar = path_join(dir, "record.tar");
-	_cleanup_free_ char *state_ref = NULL, *archive = NULL; /* before any goto */
+	json_t *rman = NULL;
+	char digest[72];
+	*record = NULL;
 	int r = pull_layout(b, record_ref, dir, "record", true, &rman, digest, err);
 	if (r <= 0) {
 		/* Not a blob that fails its digest: the registry itself (down, refusing). */
@@ -548,14 +547,48 @@ static int get_in(struct imgf_build *b, const char *const *keys, size_t i, long 
 	}
 	const char *cd =
 		json_string_value(json_object_get(json_object_get(rman, "config"), "digest"));
-	record = cd ? layout_blob(rtar, cd, err) : NULL;
+	*record = cd ? layout_blob(rtar, cd, err) : NULL;
 	if (!cd)
 		imgf_error_set(err, IMGF_EXIT_FAIL, "manifest '%s' has no config", digest);
-	r = record ? imgf_regcache_record_check(record, keys, i, b->builder->name, err) : -1;
+	json_decref(rman);
+	r = *record ? imgf_regcache_record_check(*record, keys, i, b->builder->name, err) : -1;
 	if (r < 0) {
-		imgf_error_prefix(err, "'%s'", record_ref);
-		goto out;
+		json_decref(*record);
+		*record = NULL;
+		return imgf_error_prefix(err, "'%s'", record_ref);
 	}
+	return 1;
+}
+
+int imgf_regcache_record_inputs(struct imgf_build *b, const char *const *keys, size_t i,
+				json_t **inputs, struct imgf_error **err)
+{
+	_cleanup_free_ char *dir = NULL;
+	if (work_dir(b, &dir, err) < 0)
+		return -1;
+	json_t *record = NULL;
+	bool unreachable = false;
+	int r = read_record(b, keys, i, dir, &record, &unreachable, err);
+	rm_rf(dir, NULL);
+	if (r <= 0)
+		return r;
+	*inputs = json_incref(json_object_get(json_object_get(record, "imgforge"), "inputs"));
+	json_decref(record);
+	return 1;
+}
+
+static int get_in(struct imgf_build *b, const char *const *keys, size_t i, long below_step,
+		  const char *below, const char *dir, char **id, int64_t *size, json_t **inputs,
+		  bool *unreachable, struct imgf_error **err)
+{
+	const char *repo = b->opts->cache_from;
+	const char *key = keys[i];
+	json_t *rman = NULL, *record = NULL, *sman = NULL;
+	char digest[72];
+	_cleanup_free_ char *state_ref = NULL, *archive = NULL; /* before any goto */
+	int r = read_record(b, keys, i, dir, &record, unreachable, err);
+	if (r <= 0)
+		return r;
 	json_t *rec = json_object_get(record, "imgforge");
 	const char *state = json_string_value(json_object_get(rec, "state"));
 	const char *mdigest = json_string_value(json_object_get(rec, "manifest"));

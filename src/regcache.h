@@ -80,6 +80,11 @@ int imgf_regcache_record_check(json_t *record, const char *const *keys, size_t i
 int imgf_regcache_put(struct imgf_build *b, const char *const *keys, size_t i, const char *id,
 		      long below_step, const char *below, json_t *inputs, struct imgf_error **err);
 
+/* --cache-from: what step i's record says the steps so far recorded (*inputs, a new
+ * reference), its chain checked: 1, 0 when the registry has none, < 0 with *err. */
+int imgf_regcache_record_inputs(struct imgf_build *b, const char *const *keys, size_t i,
+				json_t **inputs, struct imgf_error **err);
+
 /* Whether REPO has step i's record, of this build's chain: 1 yes, 0 no (or not this build's),
  * < 0 with *err when the registry cannot be asked (refusing, away). */
 int imgf_regcache_probe(struct imgf_build *b, const char *repo, const char *const *keys, size_t i,

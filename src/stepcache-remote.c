@@ -144,6 +144,8 @@ static void lookup_files(struct imgf_build *b)
 			   json_string_value(json_object_get(c->found[c->hit - 1], "id")));
 }
 
+static bool take_artifact_first(struct imgf_build *b);
+
 void imgf_stepcache_remote_lookup(struct imgf_build *b)
 {
 	struct imgf_stepcache *c = b->cache;
@@ -151,6 +153,8 @@ void imgf_stepcache_remote_lookup(struct imgf_build *b)
 		lookup_files(b);
 		return;
 	}
+	if (take_artifact_first(b))
+		return;
 	for (size_t i = b->nsteps; i-- > c->hit;) {
 		bool unreachable = false;
 		int r = pull_step(b, i, &unreachable);
@@ -310,4 +314,52 @@ json_t *imgf_stepcache_remote_get_artifact(struct imgf_build *b)
 			     "key", c->final_key, "from", repo, "id", id),
 		   human);
 	return entry;
+}
+
+/*
+ * An image builder whose every step the registry holds: the finished image alone when the
+ * registry has that too, none of the steps' states (which this build would not use). The
+ * final key needs what the steps recorded: the last step's record says, and is replayed as a
+ * cached last step's entry is; when the finished image is not there (or not usable: said) all
+ * is put back as it was and the steps are looked up as before. true: taken.
+ */
+static bool take_artifact_first(struct imgf_build *b)
+{
+	struct imgf_stepcache *c = b->cache;
+	if (!b->nsteps || c->hit >= b->nsteps || !imgf_regcache_supported(b))
+		return false;
+	size_t last = b->nsteps - 1;
+	json_t *inputs = NULL;
+	struct imgf_error *e = NULL;
+	if (imgf_regcache_record_inputs(b, (const char *const *)c->keys, last, &inputs, &e) <= 0) {
+		imgf_error_free(e); /* the lookup of the steps says what is wrong */
+		return false;
+	}
+	json_t *saved_inputs = json_deep_copy(b->inputs), *saved_labels = json_deep_copy(b->labels);
+	json_t *saved_found = c->found[last];
+	size_t saved_hit = c->hit;
+	c->found[last] = json_pack("{s:s,s:o}", "key", c->keys[last], "inputs",
+				   inputs ? inputs : json_array());
+	c->hit = b->nsteps;
+	imgf_stepcache_replay(b, last);
+	imgf_stepcache_final_key(b);
+	json_t *art = imgf_stepcache_remote_get_artifact(b);
+	if (art) {
+		json_decref(art); /* the local entry: reuse finds it */
+		json_decref(saved_inputs);
+		json_decref(saved_labels);
+		json_decref(saved_found);
+		c->artifact_only = true;
+		return true;
+	}
+	json_decref(c->found[last]);
+	c->found[last] = saved_found;
+	c->hit = saved_hit;
+	json_decref(b->inputs);
+	b->inputs = saved_inputs;
+	json_decref(b->labels);
+	b->labels = saved_labels;
+	free(c->final_key);
+	c->final_key = NULL;
+	return false;
 }

@@ -98,8 +98,9 @@ int imgf_stepcache_open(struct imgf_build *b, struct imgf_error **err)
 		r = 0; /* a hit: the registry is looked in past it, and exported to */
 	if (r == 0 && pull)
 		imgf_stepcache_remote_lookup(b);
-	/* The deepest cached state goes to the registry too, unless it is there already. */
-	if (r == 0 && remote && b->opts->cache_to)
+	/* The deepest cached state goes to the registry too, unless it is there already (not
+	 * when only the finished image was taken: reuse exports that). */
+	if (r == 0 && remote && b->opts->cache_to && !c->artifact_only)
 		imgf_stepcache_remote_put_deepest(b);
 	for (size_t i = c->hit; i < b->nsteps; i++) {
 		if (c->use[i] >= 0)
@@ -278,8 +279,14 @@ int imgf_stepcache_reuse(struct imgf_build *b, struct imgf_artifact *out, struct
 				c->final_key); /* what is given out stays meanwhile */
 	if (imgf_stepcache_lookup(b, c->final_key, true, false, "artifact", &e, err) < 0)
 		return -1;
-	if (!e)
+	if (!e && !c->artifact_only)
 		e = imgf_stepcache_remote_get_artifact(b);
+	if (!e && c->artifact_only) /* no state to build from: the steps' were not taken */
+		return imgf_error_set(
+			err, IMGF_EXIT_FAIL,
+			"the finished image taken from the registry cache '%s' is not "
+			"in the cache under the final key %.12s",
+			b->opts->cache_from, c->final_key);
 	if (!e)
 		return 0;
 	c->final_found = e;

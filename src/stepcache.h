@@ -48,6 +48,9 @@ struct imgf_stepcache {
 	size_t nuse;
 	int final_use; /* the same for the final key */
 	bool put_off;  /* an export to --cache-to failed: no more are tried */
+	/* --cache-from found every step and took the finished image alone: found[last] holds
+	 * the last step's record (its inputs), not a state, and reuse must give the image out */
+	bool artifact_only;
 };
 
 /* Compute the keys and find the longest cached prefix (and the artifact) of a build whose

@@ -3,9 +3,11 @@
 # The step cache in a registry (issue 20 part 2), with two engines on this machine: engine A
 # (the host's) builds t1200's kind node image cold with --cache-to, exporting each kept step and
 # the finished image; engine B (a second dockerd, empty image store, empty IMGFORGE_CACHE_DIR)
-# builds the same config with --cache-from and runs no step, nor squashes the image again; with kubernetes_semver changed B runs only the steps from
+# builds the same config with --cache-from, runs no step and takes the finished image alone
+# (no step's state, no squash); with kubernetes_semver changed B runs only the steps from
 # `kubernetes` on; both give the image ID engine A gives. A blob tampered with in the registry's
-# storage makes its step run again, with a warning naming the blob and the step.
+# storage (the finished image's, a step's) makes its step run again, with a warning naming the
+# blob and the step.
 # shellcheck disable=SC2016,SC2034 # test bodies are single-quoted; the harness evals them
 . "$(dirname "$0")/../lib/harness.sh"
 for c in docker-registry jq curl dockerd ip; do
@@ -79,9 +81,10 @@ test_expect_success "engine B builds with --cache-from: no step runs, the same i
 	build b warm --cache-from "$CACHE" &&
 	test -z "$(ran warm)" &&
 	test "$(cached warm)" = 9 &&
-	grep -q "kind-node: steps 1 to 9 of 9 come from the registry cache .$CACHE." "$TMP/warm.log" &&
-	# the finished image too: B does not export, squash and load it again
+	# the finished image alone: no step'"'"'s state is pulled, nothing exported, squashed, loaded
 	grep -q "kind-node: the finished image comes from the registry cache .$CACHE." "$TMP/warm.log" &&
+	! grep -q "come from the registry cache" "$TMP/warm.log" &&
+	test -z "$(d2 images -q --filter label=io.imgforge.cache.key)" &&
 	! grep -q "squashed" "$TMP/warm.log" &&
 	! grep -q "is not used" "$TMP/warm.log" &&
 	test -n "$(cat "$TMP/cold.id")" &&
@@ -104,14 +107,22 @@ test_expect_success "kubernetes_semver changed: B runs only the steps from kuber
 key9=$(sed -n "s/.*step 'sysprep' exported to '.*:step-\([0-9a-f]\{64\}\)'.*/\1/p" "$TMP/cold.log")
 blob=$(curl -fsS -H "Accept: application/vnd.oci.image.manifest.v1+json" \
 	"http://$REG/v2/imgforge/cache/manifests/step-$key9" 2>/dev/null | jq -r ".layers[-1].digest" 2>/dev/null)
+# The finished image's one layer.
+keyf=$(sed -n "s/.*the finished image exported to '.*:step-\([0-9a-f]\{64\}\)'.*/\1/p" "$TMP/cold.log")
+fblob=$(curl -fsS -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+	"http://$REG/v2/imgforge/cache/manifests/step-$keyf" 2>/dev/null | jq -r ".layers[-1].digest" 2>/dev/null)
+tamper() { # DIGEST
+	local data=$TMP/reg/storage/docker/registry/v2/blobs/sha256/${1:7:2}/${1#sha256:}/data
+	test -f "$data" && printf "tampered" | dd of="$data" bs=1 seek=512 conv=notrunc status=none
+}
 
-test_expect_success "a blob tampered with in the registry: a warning names it, its step runs again" '
-	data=$TMP/reg/storage/docker/registry/v2/blobs/sha256/${blob:7:2}/${blob#sha256:}/data &&
-	test -f "$data" &&
-	printf "tampered" | dd of="$data" bs=1 seek=512 conv=notrunc status=none &&
+test_expect_success "blobs tampered with in the registry: a warning names each, its step runs again" '
+	tamper "$fblob" && tamper "$blob" &&
 	d2 image prune -af >/dev/null &&
 	CACHE_SUFFIX=-tampered build b tampered --cache-from "$CACHE" &&
 	grep "warning" "$TMP/tampered.log" >"$TMP/tampered.warn" &&
+	grep -q "the finished image.s cache entry [0-9a-f]\{12\} in .$CACHE. is not used" "$TMP/tampered.warn" &&
+	grep -q "blob '"'"'$fblob'"'"': sha256 mismatch" "$TMP/tampered.warn" &&
 	grep -q "step 9/9 '"'"'sysprep'"'"': the cache entry [0-9a-f]\{12\} in .$CACHE. is not used" "$TMP/tampered.warn" &&
 	grep -q "blob '"'"'$blob'"'"': sha256 mismatch" "$TMP/tampered.warn" &&
 	# kind (8) is quick and not kept: B goes on from images (7)
