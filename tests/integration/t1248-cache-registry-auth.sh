@@ -53,7 +53,10 @@ build() {
 }
 ran() { grep -cE "simple: step [0-9]/2: [a-z]+\$" "$TMP/$1.log" || true; }
 exported() { grep -c "simple: step .* exported to '$2/c:step-" "$TMP/$1.log" || true; }
-from_registry() { grep -q "simple: steps 1 to 2 of 2 come from the registry cache '$2/c'" "$TMP/$1.log"; }
+# Every step from the registry: their states, or (all of them there) the finished image alone.
+from_registry() {
+	grep -qE "simple: (steps 1 to 2 of 2|the finished image) comes? from the registry cache '$2/c'" "$TMP/$1.log"
+}
 warned() { grep "warning" "$TMP/$1.log" | grep -qF -- "$2"; }
 no_secret() { ! grep -q -e s3cr3t -e cacher:right -e "$(printf cacher:right | base64 -w0)" "$TMP/$1.log"; }
 
