@@ -141,45 +141,6 @@ const char *imgf_stepcache_from(const struct imgf_build *b)
 	return json_string_value(json_object_get(b->cache->found[b->cache->hit - 1], "id"));
 }
 
-static bool recorded(const struct imgf_build *b, const char *name)
-{
-	size_t i;
-	json_t *in;
-	json_array_foreach(b->inputs, i, in)
-	{
-		const char *n = json_string_value(json_object_get(in, "name"));
-		if (n && !strcmp(n, name))
-			return true;
-	}
-	return false;
-}
-
-void imgf_stepcache_replay(struct imgf_build *b, size_t step)
-{
-	if (!b->cache || step + 1 != b->cache->hit)
-		return;
-	/* The deepest hit's entry holds what every step up to it recorded. */
-	size_t i;
-	json_t *in;
-	json_array_foreach(json_object_get(b->cache->found[step], "inputs"), i, in)
-	{
-		const char *name = json_string_value(json_object_get(in, "name"));
-		const char *sha = json_string_value(json_object_get(in, "sha256"));
-		if (!name || !sha || recorded(b, name))
-			continue; /* the docker base: recorded by cache_base, or after the steps'
-				   * inputs when it was pulled (imgf_stepcache_settle) */
-		const char *kind = json_string_value(json_object_get(in, "kind"));
-		if (kind && !strcmp(kind, "deb"))
-			imgf_build_record_package(b, json_deep_copy(in));
-		else if (json_is_true(json_object_get(in, "local")))
-			imgf_build_record_local_input(
-				b, name, json_string_value(json_object_get(in, "path")) ?: "", sha);
-		else
-			imgf_build_record_input(
-				b, name, json_string_value(json_object_get(in, "url")) ?: "", sha);
-	}
-}
-
 /* Step i's state as a twin build cached it (entry e, stolen): the target goes on from it. */
 static void step_share(struct imgf_build *b, struct imgf_target *t, size_t i, json_t *e)
 {
