@@ -16,33 +16,62 @@ const char *imgf_build_var(const struct imgf_build *b, const char *name)
 	return imgf_config_var(b->config, name);
 }
 
+/* Set on a thread whose records wait for the build's own (imgf_build_hold_records). */
+static _Thread_local json_t *held_records;
+
+void imgf_build_hold_records(json_t *into)
+{
+	held_records = into;
+}
+
+/* An input entry into the manifest's list and, when `labelled`, the image's labels. */
+static void record(struct imgf_build *b, json_t *entry, bool labelled)
+{
+	if (held_records) {
+		json_array_append_new(held_records, json_pack("[o,b]", entry, labelled));
+		return;
+	}
+	if (labelled) {
+		_cleanup_free_ char *label = xasprintf(
+			"io.imgforge.input.%s", json_string_value(json_object_get(entry, "name")));
+		_cleanup_free_ char *value =
+			xasprintf("sha256:%s", json_string_value(json_object_get(entry, "sha256")));
+		json_object_set_new(b->labels, label, json_string(value));
+	}
+	if (b->inputs)
+		json_array_append_new(b->inputs, entry);
+	else
+		json_decref(entry);
+}
+
+void imgf_build_record_held(struct imgf_build *b, json_t *held)
+{
+	size_t i;
+	json_t *h;
+	json_array_foreach(held, i, h)
+	{
+		record(b, json_incref(json_array_get(h, 0)), json_is_true(json_array_get(h, 1)));
+	}
+}
+
 void imgf_build_record_input(struct imgf_build *b, const char *name, const char *url,
 			     const char *sha256)
 {
-	json_array_append_new(
-		b->inputs, json_pack("{s:s,s:s,s:s}", "name", name, "url", url, "sha256", sha256));
-	_cleanup_free_ char *label = xasprintf("io.imgforge.input.%s", name);
-	_cleanup_free_ char *value = xasprintf("sha256:%s", sha256);
-	json_object_set_new(b->labels, label, json_string(value));
+	record(b, json_pack("{s:s,s:s,s:s}", "name", name, "url", url, "sha256", sha256), true);
 }
 
 void imgf_build_record_local_input(struct imgf_build *b, const char *name, const char *path,
 				   const char *sha256)
 {
-	json_array_append_new(b->inputs, json_pack("{s:s,s:s,s:s,s:b}", "name", name, "path", path,
-						   "sha256", sha256, "local", 1));
-	_cleanup_free_ char *label = xasprintf("io.imgforge.input.%s", name);
-	_cleanup_free_ char *value = xasprintf("sha256:%s", sha256);
-	json_object_set_new(b->labels, label, json_string(value));
+	record(b,
+	       json_pack("{s:s,s:s,s:s,s:b}", "name", name, "path", path, "sha256", sha256, "local",
+			 1),
+	       true);
 }
 
 void imgf_build_record_package(struct imgf_build *b, json_t *entry)
 {
-	if (!b->inputs) {
-		json_decref(entry);
-		return;
-	}
-	json_array_append_new(b->inputs, entry);
+	record(b, entry, false);
 }
 
 double imgf_now(void)

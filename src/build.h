@@ -80,6 +80,14 @@ void imgf_build_record_local_input(struct imgf_build *b, const char *name, const
  * provisioners/common.h); takes the reference. No label: an image holds hundreds. */
 void imgf_build_record_package(struct imgf_build *b, json_t *entry);
 
+/*
+ * Records made on the calling thread (the three above) go into the array `into` instead of
+ * the build, until this is called with NULL: a thread that fetches ahead of the steps holds
+ * them, and the build's thread records them in step order (imgf_build_record_held).
+ */
+void imgf_build_hold_records(json_t *into);
+void imgf_build_record_held(struct imgf_build *b, json_t *held);
+
 /* kubernetes_semver: [v]MAJOR.MINOR.PATCH[-pre][+build] or an error; with `warn`, a minor
  * upstream no longer supports is logged as a warning that names the supported ones. */
 int imgf_kube_version_check(const struct imgf_config *c, bool warn, struct imgf_error **err);

@@ -15,6 +15,7 @@
 #include "contract.h"
 #include "engine.h"
 #include "error.h"
+#include "fetch-ahead.h"
 #include "fsutil.h"
 #include "lock.h"
 #include "log.h"
@@ -224,30 +225,23 @@ static int plan_image(const struct imgf_config *c, const struct imgf_image_def *
 	return 0;
 }
 
-static int fetch_and_stage(struct imgf_build *b, struct imgf_error **err)
+/*
+ * Replay what the cached steps recorded, then fetch and stage the first step to run; the
+ * later steps' inputs are fetched beside the steps (fetch-ahead.h), from *ahead_from on.
+ */
+static int fetch_first(struct imgf_build *b, size_t *ahead_from, struct imgf_error **err)
 {
-	for (size_t i = 0; i < b->nsteps; i++) {
-		struct imgf_step *s = &b->steps[i];
-		if (b->cache && i < b->cache->hit) {
-			imgf_stepcache_replay(b, i); /* not run: nothing to fetch or stage */
-			continue;
-		}
-		if (s->ninputs) {
-			if (imgf_fetch_all(s->inputs, s->ninputs, &b->fetch, err) < 0)
-				return imgf_error_prefix(err, "step '%s'", s->label);
-			for (size_t j = 0; j < s->ninputs; j++)
-				if (!s->inputs[j].own_record)
-					imgf_build_record_input(b, s->inputs[j].name,
-								s->inputs[j].url,
-								s->inputs[j].sha256);
-		}
-		if (s->ops->stage && s->ops->stage(s, err) < 0)
-			return imgf_error_prefix(err, "step '%s'", s->label);
-	}
+	size_t i = 0;
+	for (; b->cache && i < b->cache->hit; i++)
+		imgf_stepcache_replay(b, i); /* not run: nothing to fetch or stage */
+	if (i < b->nsteps && imgf_fetch_step(b, i, err) < 0)
+		return -1;
+	*ahead_from = i < b->nsteps ? i + 1 : b->nsteps;
 	return 0;
 }
 
-static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_error **err)
+static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_fetch_ahead *ahead,
+		     struct imgf_error **err)
 {
 	for (size_t i = 0; i < b->nsteps; i++) {
 		struct imgf_step *s = &b->steps[i];
@@ -257,6 +251,8 @@ static int run_steps(struct imgf_build *b, struct imgf_target *t, struct imgf_er
 			imgf_stepcache_say_cached(b, i);
 			continue;
 		}
+		if (imgf_fetch_ahead_wait(ahead, i, err) < 0)
+			return -1;
 		_cleanup_free_ char *msg =
 			xasprintf("%s: step %zu/%zu: %s", b->def->name, i + 1, b->nsteps, s->label);
 		imgf_event("step-start",
@@ -335,6 +331,7 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 {
 	bool locked = false;
 	struct imgf_target *t = NULL;
+	struct imgf_fetch_ahead *ahead = NULL;
 	struct imgf_artifact art = {0};
 	_cleanup_free_ char *artifact_id = NULL;
 	int r = -1;
@@ -366,13 +363,17 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 		goto out;
 	imgf_build_phase(b, "cache-lookup", imgf_now() - t0);
 	t0 = imgf_now();
-	if (fetch_and_stage(b, err) < 0)
+	size_t ahead_from = 0;
+	if (fetch_first(b, &ahead_from, err) < 0)
 		goto out;
 	imgf_build_phase(b, "fetch", imgf_now() - t0);
 	if (imgf_interrupted) {
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
 	}
+	/* The later steps' inputs, while the target starts and the steps run (none when every
+	 * step is cached). */
+	ahead = imgf_fetch_ahead_start(b, ahead_from);
 	if (imgf_stepcache_settle(b, err) < 0)
 		goto out;
 	imgf_stepcache_final_key(b);
@@ -387,9 +388,11 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 	imgf_build_phase(b, "launch", imgf_now() - t0);
 	t->stage_dir = b->stage_dir;
 	t0 = imgf_now();
-	if (run_steps(b, t, err) < 0)
+	if (run_steps(b, t, ahead, err) < 0)
 		goto out;
 	imgf_build_phase(b, "provision", imgf_now() - t0);
+	imgf_fetch_ahead_end(ahead, err);
+	ahead = NULL;
 	if (imgf_interrupted) {
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
 		goto out;
@@ -424,6 +427,8 @@ built:
 	log_info("%s: done in %lds: %s", b->def->name, (long)(time(NULL) - start), artifact_id);
 	r = 0;
 out:
+	/* Before the target goes: a failed fetch's error is the build's. */
+	imgf_fetch_ahead_end(ahead, err);
 	if (t) {
 		bool keep = r < 0 && b->opts->on_error == IMGF_ON_ERROR_ABORT;
 		b->builder->cleanup(b, t, keep);

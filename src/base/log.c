@@ -80,9 +80,16 @@ bool imgf_log_json(void)
 	return log_json_mode;
 }
 
+static _Thread_local bool thread_quiet;
+
+void imgf_log_thread_quiet(bool quiet)
+{
+	thread_quiet = quiet;
+}
+
 bool imgf_log_progress_enabled(void)
 {
-	return !log_json_mode && log_tty;
+	return !log_json_mode && log_tty && !thread_quiet;
 }
 
 static void clear_progress(void)
@@ -180,9 +187,11 @@ void imgf_event(const char *name, json_t *fields, const char *human)
 	_cleanup_free_ char *raw = json_dumps(ev, JSON_COMPACT);
 	_cleanup_free_ char *line = imgf_redact(raw);
 	if (line) {
+		flockfile(stdout); /* one whole line, whichever thread writes */
 		fputs(line, stdout);
 		fputc('\n', stdout);
 		fflush(stdout);
+		funlockfile(stdout);
 	}
 	json_decref(ev);
 	json_decref(fields);

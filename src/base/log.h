@@ -21,6 +21,8 @@ void imgf_log_set_relayed(void);
 char *imgf_log_prefix_line(const char *image, const char *line);
 /* True when a progress bar may be drawn (stderr is a TTY and not --json). */
 bool imgf_log_progress_enabled(void);
+/* On the calling thread only: no progress bar (it runs beside other output). */
+void imgf_log_thread_quiet(bool quiet);
 
 __attribute__((format(printf, 1, 2))) void log_info(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void log_warn(const char *fmt, ...);

@@ -10,7 +10,8 @@
 
 #include "util.h"
 
-volatile int imgf_interrupted;
+volatile _Atomic int imgf_interrupted;
+volatile _Atomic int imgf_signals;
 
 static void die_oom(void)
 {
@@ -182,6 +183,7 @@ const char *path_basename(const char *path)
 static void on_signal(int sig)
 {
 	(void)sig;
+	imgf_signals++;
 	imgf_interrupted = 1;
 }
 

@@ -69,7 +69,10 @@ const char *path_basename(const char *path);
 int imgf_size_parse(const char *s, uint64_t *out);
 
 /* Set by the SIGINT/SIGTERM handler; long operations poll it. */
-extern volatile int imgf_interrupted;
+extern volatile _Atomic int imgf_interrupted;
+/* How many SIGINT/SIGTERM arrived: tells a real interrupt from one the program raised.
+ * Both are atomic: the fetch-ahead thread (src/fetch-ahead.c) reads and sets them too. */
+extern volatile _Atomic int imgf_signals;
 void imgf_install_signal_handlers(void);
 
 #endif
