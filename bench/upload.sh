@@ -121,6 +121,51 @@ for i in $(seq 1 "$RUNS"); do
 	[ "$i" != 1 ] || time_of imgf8 imgf_upload_chunked
 done
 
+# The emulator keeps every object in memory and its collector frees the last run's copies
+# during the next one, so a run's time depends on what ran before it against the same
+# server. Pairs on a fresh emulator each (its own port, started and stopped outside the
+# timing), the order turned every pair: the ratio of each pair, then their median.
+FRESH_PAIRS=${BENCH_FRESH_PAIRS:-5}
+FGS=$(command -v fake-gcs-server || true)
+fresh_up() { # fresh_up PORT: a new emulator there, with the bench's bucket
+	"$FGS" -scheme http -host 127.0.0.1 -port "$1" -backend memory -log-level warn \
+		>"$TMP/fgs.log" 2>&1 &
+	FGS_PID=$!
+	for _ in $(seq 1 100); do
+		curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$1/storage/v1/b" 2>/dev/null && break
+		sleep 0.1
+	done
+	curl -fsS -o /dev/null -X POST "http://127.0.0.1:$1/storage/v1/b?project=bench" \
+		-H 'Content-Type: application/json' -d "{\"name\":\"$BUCKET\"}"
+}
+fresh_down() { kill "$FGS_PID" 2>/dev/null; wait "$FGS_PID" 2>/dev/null || true; }
+fresh_time() { # fresh_time PORT FUNC: seconds of FUNC against a fresh emulator
+	local t0 t1 gcs=$GCS
+	fresh_up "$1"
+	GCS=http://127.0.0.1:$1 STORAGE_EMULATOR_HOST=http://127.0.0.1:$1
+	t0=$(now)
+	"$2" >/dev/null 2>"$TMP/stderr" || { cat "$TMP/stderr" >&2; fresh_down; exit 1; }
+	t1=$(now)
+	GCS=$gcs STORAGE_EMULATOR_HOST=$gcs
+	fresh_down
+	secs "$t0" "$t1"
+}
+RATIOS=()
+if [ -n "$FGS" ] && [ "$FRESH_PAIRS" -gt 0 ]; then
+	echo "== upload, each on a fresh emulator: imgforge and curl -T resumable, $FRESH_PAIRS pairs, the order turned each pair"
+	port=$((20000 + $$ % 20000))
+	for i in $(seq 1 "$FRESH_PAIRS"); do
+		if [ $((i % 2)) = 1 ]; then
+			a=$(fresh_time $port imgf_upload); c=$(fresh_time $((port + 1)) curl_resumable)
+		else
+			c=$(fresh_time $port curl_resumable); a=$(fresh_time $((port + 1)) imgf_upload)
+		fi
+		[ -n "$a" ] && [ -n "$c" ] || { echo "bench: pair $i failed" >&2; exit 1; }
+		RATIOS+=("$(ratio "$c" "$a")")
+		echo "pair $i: imgforge ${a}s, curl -T resumable ${c}s, throughput ratio $(ratio "$c" "$a")"
+	done
+fi
+
 echo
 echo "file: $SIZE bytes"
 printf 'sha256:  sha256sum %ss (%s MiB/s), imgforge --dry-run %ss (%s MiB/s), with the stamped sidecar %ss\n' \
@@ -131,3 +176,8 @@ printf 'upload:  curl -T %ss (%s MiB/s), curl -T resumable %ss (%s MiB/s), imgfo
 echo "sha256 speed ratio (imgforge / sha256sum): $(ratio "${T[sum]}" "${T[dry_plain]}")"
 echo "upload throughput ratio (imgforge / curl -T): $(ratio "${T[curl]}" "${T[imgf]}") (vs curl -T resumable: $(ratio "${T[curl_r]}" "${T[imgf]}"); 8 MiB chunks: $(ratio "${T[curl]}" "${T[imgf8]}"))"
 echo "image-upload peak RSS: $((RSS / 1024)) MiB"
+if [ ${#RATIOS[@]} -gt 0 ]; then
+	printf '%s\n' "${RATIOS[@]}" | sort -g | awk '{ r[NR] = $1 } END {
+		m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+		printf "upload throughput ratio on fresh emulators (imgforge / curl -T resumable): median %.2f of %d pairs (%.2f to %.2f)\n", m, NR, r[1], r[NR] }'
+fi
