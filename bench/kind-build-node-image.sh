@@ -9,6 +9,9 @@
 # as many warm; prints every time, each pair's ratio (kind / imgforge), where each imgforge
 # build spent its time (its --json phase events) and the medians.
 #
+# BENCH_IMGF_B=PATH also times another imgforge binary's cold build after each pair (its
+# phases and the A/B ratio), for an A/B of two imgforge builds from the same inputs.
+#
 #   cold  imgforge: an empty IMGFORGE_CACHE_DIR (no downloads, no step cache) per build.
 #         kind: it keeps nothing between builds, so each of its builds is a cold one; the
 #         base image is in the engine for both, as after the first pull.
@@ -159,7 +162,7 @@ chmod +x "$TMP/bin/docker"
 imgf() { # CACHE OUT [ARGS...]: imgforge build --only kind-node from the same inputs
 	local cache=$1 out=$2
 	shift 2
-	IMGFORGE_CACHE_DIR=$cache "$TOP/imgforge" build --json --only kind-node "$@" --var-file "$VARS" \
+	IMGFORGE_CACHE_DIR=$cache "${IMGF_BIN:-$TOP/imgforge}" build --json --only kind-node "$@" --var-file "$VARS" \
 		--var docker_base_image="$KBASE" --var kind_node_image="$TAG_IMGF" \
 		--var kubernetes_source=tarball --var kubernetes_tarball="$TARBALL" \
 		--var pause_image="$PAUSE" --var kind_cni=kindnetd --var kind_cni_images="$KINDNETD" \
@@ -184,16 +187,24 @@ phases() { # LOG: where an imgforge build's time went (its --json phase events, 
 		awk '{s[$1] += $2; if (!($1 in o)) o[$1] = n++} END {for (p in o) k[o[p]] = p;
 			for (i = 0; i < n; i++) printf "%s%s %.1f", i ? ", " : "", k[i], s[k[i]]; print ""}'
 }
+steps() { # LOG: each step's seconds (its --json step-done events, whole seconds)
+	grep '^{' "$TMP/$1.log" | jq -r 'select(.event == "step-done") | "\(.step) \(.seconds)"' | paste -sd, - | sed 's/,/, /g'
+}
 median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
 echo "== cold: imgforge (empty cache) then kind, alternating, $PAIRS pairs (load $(load))"
-declare -a IC KC IW KW IS RC RW
+declare -a IC KC IW KW IS RC RW BC
 for i in $(seq 1 "$PAIRS"); do
 	IC[i]=$(timed "imgforge-cold-$i" imgf "$TMP/cache-$i" "$TMP/out-cold-$i")
 	KC[i]=$(timed "kind-cold-$i" kindb)
 	RC[i]=$(ratio "${KC[i]}" "${IC[i]}")
 	echo "pair $i: imgforge ${IC[i]} s, kind ${KC[i]} s, ratio kind/imgforge ${RC[i]} (load $(load))"
 	echo "  imgforge's phases (s): $(phases "imgforge-cold-$i")"
+	echo "  imgforge's steps (s): $(steps "imgforge-cold-$i")"
+	if [ -n "${BENCH_IMGF_B:-}" ]; then # another imgforge binary, cold too: an A/B of two
+		BC[i]=$(IMGF_BIN=$BENCH_IMGF_B timed "imgforge-b-cold-$i" imgf "$TMP/cache-b-$i" "$TMP/out-b-cold-$i")
+		echo "  imgforge B ($BENCH_IMGF_B): ${BC[i]} s, A/B $(ratio "${IC[i]}" "${BC[i]}"); phases (s): $(phases "imgforge-b-cold-$i")"
+	fi
 done
 echo "== warm: imgforge (the cache again, --no-cache: downloads cached, every step run) then kind, $PAIRS pairs"
 for i in $(seq 1 "$PAIRS"); do
