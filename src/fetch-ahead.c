@@ -190,7 +190,10 @@ void imgf_fetch_ahead_end(struct imgf_fetch_ahead *a, struct imgf_error **err)
 	struct imgf_error *e = take_error(a);
 	if (e && (a->caused || !*err)) {
 		/* The build's error is what the fetch's failure caused (an interrupted step or
-		 * target): the fetch's is the one to report. */
+		 * target): the fetch's is the one to report. One of the build's own, at the same
+		 * time, is not lost. */
+		if (*err && (*err)->status != IMGF_EXIT_INTERRUPTED)
+			log_warn("%s", (*err)->msg);
 		imgf_error_free(*err);
 		*err = e;
 	} else {
