@@ -332,6 +332,7 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 	bool locked = false;
 	struct imgf_target *t = NULL;
 	struct imgf_fetch_ahead *ahead = NULL;
+	bool steps_ran = false; /* past prepare: a failure stops the fetch-ahead thread */
 	struct imgf_artifact art = {0};
 	_cleanup_free_ char *artifact_id = NULL;
 	int r = -1;
@@ -388,10 +389,11 @@ static int build_one(struct imgf_build *b, const char *final_dir, json_t *manife
 	imgf_build_phase(b, "launch", imgf_now() - t0);
 	t->stage_dir = b->stage_dir;
 	t0 = imgf_now();
+	steps_ran = true;
 	if (run_steps(b, t, ahead, err) < 0)
 		goto out;
 	imgf_build_phase(b, "provision", imgf_now() - t0);
-	imgf_fetch_ahead_end(ahead, err);
+	imgf_fetch_ahead_end(ahead, true, err);
 	ahead = NULL;
 	if (imgf_interrupted) {
 		imgf_error_set(err, IMGF_EXIT_INTERRUPTED, "interrupted");
@@ -428,7 +430,7 @@ built:
 	r = 0;
 out:
 	/* Before the target goes: a failed fetch's error is the build's. */
-	imgf_fetch_ahead_end(ahead, err);
+	imgf_fetch_ahead_end(ahead, steps_ran, err);
 	if (t) {
 		bool keep = r < 0 && b->opts->on_error == IMGF_ON_ERROR_ABORT;
 		b->builder->cleanup(b, t, keep);

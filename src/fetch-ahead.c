@@ -1,5 +1,6 @@
 /* The steps' inputs fetched ahead of the steps (fetch-ahead.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,12 +170,15 @@ int imgf_fetch_ahead_wait(struct imgf_fetch_ahead *a, size_t i, struct imgf_erro
 	return 0;
 }
 
-void imgf_fetch_ahead_end(struct imgf_fetch_ahead *a, struct imgf_error **err)
+void imgf_fetch_ahead_end(struct imgf_fetch_ahead *a, bool steps_ran, struct imgf_error **err)
 {
 	if (!a)
 		return;
+	/* Before any step ran, the inputs are checked to the end, as when they were all fetched
+	 * first: a bad input is the error to report, whatever else failed meanwhile. */
+	bool finish = !steps_ran;
 	pthread_mutex_lock(&a->mu);
-	if (*err && !a->done) {
+	if (*err && !a->done && !finish) {
 		a->stop = true;
 		/* Its transfers stop as on an interrupt; this one is not the user's. */
 		if (!imgf_interrupted) {
@@ -188,10 +192,10 @@ void imgf_fetch_ahead_end(struct imgf_fetch_ahead *a, struct imgf_error **err)
 	if (a->raised && imgf_signals == a->signals)
 		imgf_interrupted = 0;
 	struct imgf_error *e = take_error(a);
-	if (e && (a->caused || !*err)) {
+	if (e && (a->caused || finish || !*err)) {
 		/* The build's error is what the fetch's failure caused (an interrupted step or
-		 * target): the fetch's is the one to report. One of the build's own, at the same
-		 * time, is not lost. */
+		 * target), or came before any step, where an input's comes first: the fetch's is
+		 * the one to report. One of the build's own is not lost. */
 		if (*err && (*err)->status != IMGF_EXIT_INTERRUPTED)
 			log_warn("%s", (*err)->msg);
 		imgf_error_free(*err);

@@ -11,6 +11,7 @@
 #ifndef IMGF_FETCH_AHEAD_H
 #define IMGF_FETCH_AHEAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct imgf_build;
@@ -29,10 +30,12 @@ struct imgf_fetch_ahead *imgf_fetch_ahead_start(struct imgf_build *b, size_t fro
 int imgf_fetch_ahead_wait(struct imgf_fetch_ahead *a, size_t i, struct imgf_error **err);
 
 /*
- * End it: a build that failed (*err set) stops the thread between transfers; then join and
- * free. When the thread failed and the build's error is only the interrupt it caused (or
- * none), *err becomes the thread's error.
+ * End it, and join the thread. After a step ran (`steps_ran`), a build that failed (*err
+ * set) stops the thread between transfers; before, the inputs are checked to the end. When
+ * the thread failed and the build's error is only the interrupt it caused, or none, or came
+ * before any step ran, *err becomes the thread's error (an input's error comes first, as if
+ * every input were fetched before the target).
  */
-void imgf_fetch_ahead_end(struct imgf_fetch_ahead *a, struct imgf_error **err);
+void imgf_fetch_ahead_end(struct imgf_fetch_ahead *a, bool steps_ran, struct imgf_error **err);
 
 #endif

@@ -160,7 +160,7 @@ TEST(fetch_ahead_records_each_step_when_it_is_reached_in_step_order)
 	_cleanup_free_ char *all = recorded(&f);
 	CHECK_STR(all, "input-0 step-0 input-1 step-1 input-2 step-2");
 	CHECK(json_object_get(f.b.labels, "io.imgforge.input.input-2") != NULL);
-	imgf_fetch_ahead_end(a, &err);
+	imgf_fetch_ahead_end(a, true, &err);
 	CHECK(err == NULL);
 	CHECK(imgf_interrupted == 0);
 	teardown(&f);
@@ -180,7 +180,7 @@ TEST(fetch_ahead_failure_is_the_builds_error_and_its_interrupt_is_taken_back)
 		usleep(20 * 1000);
 	CHECK(imgf_interrupted == 1);
 	imgf_error_set(&err, IMGF_EXIT_INTERRUPTED, "step 2/3 'step-1': interrupted");
-	imgf_fetch_ahead_end(a, &err);
+	imgf_fetch_ahead_end(a, true, &err);
 	CHECK_ERR(err, "step 'step-2'");
 	CHECK_ERR(err, "input-2");
 	CHECK_ERR(err, "mismatch");
@@ -201,7 +201,7 @@ TEST(fetch_ahead_wait_returns_the_failure_of_the_step_it_waits_for)
 	CHECK(imgf_fetch_ahead_wait(a, 0, &err) == 0);
 	CHECK(imgf_fetch_ahead_wait(a, 1, &err) < 0);
 	CHECK_ERR(err, "input-1");
-	imgf_fetch_ahead_end(a, &err);
+	imgf_fetch_ahead_end(a, true, &err);
 	CHECK_ERR(err, "input-1"); /* kept: the thread's error was taken once */
 	CHECK(imgf_interrupted == 0);
 	CHECK(staged_count == 1); /* step 2 was never fetched */
@@ -233,13 +233,43 @@ TEST(fetch_ahead_stops_when_the_build_fails_and_keeps_the_builds_error)
 	/* The gate opens once end() has asked the thread to stop: step 2 is never fetched. */
 	pthread_t opener;
 	CHECK(pthread_create(&opener, NULL, open_gate_later, NULL) == 0);
-	imgf_fetch_ahead_end(a, &err);
+	imgf_fetch_ahead_end(a, true, &err);
 	pthread_join(opener, NULL);
 	CHECK_ERR(err, "exit status 2");
 	CHECK(err && err->status == IMGF_EXIT_FAIL);
 	CHECK(imgf_interrupted == 0);
 	CHECK(staged_count == 2);
 	CHECK(f.steps[2].inputs[0].path == NULL);
+	imgf_error_free(err);
+	teardown(&f);
+}
+
+TEST(fetch_ahead_before_any_step_checks_every_input_and_a_bad_one_is_the_error)
+{
+	struct fixture f;
+	setup(&f, 2);
+	struct imgf_error *err = NULL;
+	struct imgf_fetch_ahead *a = imgf_fetch_ahead_start(&f.b, 0);
+	/* The target failed before a step ran; the inputs are checked to the end all the same,
+	 * as when every input was fetched before the target, and the bad one is reported. */
+	imgf_error_set(&err, IMGF_EXIT_FAIL,
+		       "base image 'x' is linux/amd64, the build is for arm64");
+	imgf_fetch_ahead_end(a, false, &err);
+	CHECK_ERR(err, "step 'step-2'");
+	CHECK_ERR(err, "mismatch");
+	CHECK(staged_count == 2);
+	CHECK(imgf_interrupted == 0);
+	imgf_error_free(err);
+	/* No bad input: the build's own error stays. */
+	teardown(&f);
+	setup(&f, 3);
+	err = NULL;
+	a = imgf_fetch_ahead_start(&f.b, 0);
+	imgf_error_set(&err, IMGF_EXIT_FAIL,
+		       "base image 'x' is linux/amd64, the build is for arm64");
+	imgf_fetch_ahead_end(a, false, &err);
+	CHECK_ERR(err, "base image 'x'");
+	CHECK(staged_count == 3);
 	imgf_error_free(err);
 	teardown(&f);
 }
@@ -251,7 +281,7 @@ TEST(fetch_ahead_has_nothing_to_do_without_inputs_or_stages)
 	CHECK(imgf_fetch_ahead_start(&f.b, 3) == NULL);
 	struct imgf_error *err = NULL;
 	CHECK(imgf_fetch_ahead_wait(NULL, 2, &err) == 0);
-	imgf_fetch_ahead_end(NULL, &err);
+	imgf_fetch_ahead_end(NULL, true, &err);
 	CHECK(err == NULL);
 	teardown(&f);
 }
